@@ -1,0 +1,3 @@
+from swcdata.cli import main
+
+main()

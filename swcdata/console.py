@@ -1,0 +1,82 @@
+"""Terminal plumbing shared by the CLI: consoles, progress bars (only on a terminal), error printing,
+and the option vocabulary every command reuses. Imports nothing heavy."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+# ---- one vocabulary of options ---------------------------------------------------------------
+PathsArg = Annotated[
+    list[str],
+    typer.Argument(help="JSONL files, directories (searched for *.jsonl) or quoted globs.", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout (no tables, no progress).")]
+ReportOpt = Annotated[Path | None, typer.Option("--report", help="Also write the full report as JSON to this file.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives byte-identical output.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Worker processes; 0 = one per CPU core.")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn user-facing errors into one red line on stderr and the right exit code (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from swcdata.errors import SwcdataError
+
+        try:
+            return fn(*args, **kwargs)
+        except SwcdataError as e:
+            err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise typer.Exit(0) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    """Machine output: compact-but-readable JSON on stdout, nothing else."""
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def show_progress(json_mode: bool) -> bool:
+    return not json_mode and err.is_terminal
+
+
+@contextmanager
+def progress_bar(description: str, total: float | None, *, enabled: bool) -> Iterator[Callable[..., None]]:
+    """Yield `advance(n=1, **fields)`; draws a transient rich bar on a terminal, does nothing otherwise."""
+    if not enabled:
+        yield lambda *a, **k: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as p:
+        task = p.add_task(description, total=total)
+
+        def advance(n: float = 1, **fields: Any) -> None:
+            p.update(task, advance=n, **fields)
+
+        yield advance

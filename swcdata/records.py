@@ -1,0 +1,111 @@
+"""The Arrow layout of stored records, and conversion between Arrow tables and JSONL.
+
+Every step reads and returns tables with exactly these columns, so any step's output is any other
+step's input. `source` is a struct (file, line) pointing at the original input line; augmented
+records carry `parent_id`, `transform` and `template`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+
+SOURCE_TYPE = pa.struct([pa.field("file", pa.string()), pa.field("line", pa.int64())])
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("instruction", pa.string(), nullable=False),
+        pa.field("response", pa.string(), nullable=False),
+        pa.field("category", pa.string(), nullable=False),
+        pa.field("source", SOURCE_TYPE, nullable=False),
+        pa.field("metadata", pa.string()),  # JSON text of the free-form metadata object, or null
+        pa.field("parent_id", pa.string()),
+        pa.field("transform", pa.string()),
+        pa.field("template", pa.string()),
+    ]
+)
+RECORD_COLUMNS = tuple(RECORD_SCHEMA.names)
+LINEAGE_COLUMNS = ("parent_id", "transform", "template")
+
+
+class ColumnBuffer:
+    """Accumulates records column by column and emits RecordBatches of RECORD_SCHEMA."""
+
+    __slots__ = ("cols",)
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {c: [] for c in RECORD_COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.cols["id"])
+
+    def append(self, row: dict[str, Any]) -> None:
+        for c in RECORD_COLUMNS:
+            self.cols[c].append(row.get(c))
+
+    def extend(self, cols: dict[str, list[Any]]) -> None:
+        for c in RECORD_COLUMNS:
+            self.cols[c].extend(cols[c])
+
+    def to_batch(self) -> pa.RecordBatch:
+        return pa.RecordBatch.from_pydict(self.cols, schema=RECORD_SCHEMA)
+
+    def take(self) -> pa.RecordBatch:
+        batch = self.to_batch()
+        self.cols = {c: [] for c in RECORD_COLUMNS}
+        return batch
+
+
+def empty_table() -> pa.Table:
+    return RECORD_SCHEMA.empty_table()
+
+
+def table_from_batches(batches: Iterable[pa.RecordBatch]) -> pa.Table:
+    return pa.Table.from_batches(list(batches), schema=RECORD_SCHEMA)
+
+
+def row_to_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as the JSON object swcdata writes: metadata decoded, empty lineage omitted."""
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "instruction": row["instruction"],
+        "response": row["response"],
+        "category": row["category"],
+        "source": row["source"],
+    }
+    if row.get("metadata") is not None:
+        out["metadata"] = orjson.loads(row["metadata"])
+    for c in LINEAGE_COLUMNS:
+        if row.get(c) is not None:
+            out[c] = row[c]
+    return out
+
+
+def iter_json_lines(table: pa.Table, extra: dict[str, list[Any]] | None = None) -> Iterator[bytes]:
+    """Serialise a record table as JSONL lines (bytes, newline-terminated), in table order."""
+    extra = extra or {}
+    for i, row in enumerate(table.to_pylist()):
+        obj = row_to_json(row)
+        for k, values in extra.items():
+            obj[k] = values[i]
+        yield orjson.dumps(obj) + b"\n"
+
+
+def write_jsonl(table: pa.Table, path: Path | IO[bytes], extra: dict[str, list[Any]] | None = None) -> int:
+    """Write a record table as JSONL. Returns the number of records written."""
+    n = 0
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            for line in iter_json_lines(table, extra):
+                f.write(line)
+                n += 1
+    else:
+        for line in iter_json_lines(table, extra):
+            path.write(line)
+            n += 1
+    return n

@@ -1,0 +1,400 @@
+"""`validate`: every line of the input ends valid or quarantined, and every problem is a finding.
+
+Errors (the line is quarantined verbatim with its reasons): invalid UTF-8, invalid JSON, not an
+object, a missing / empty / wrongly typed field, a malformed or unknown category.
+Warnings (the record is kept): no Solidity code in the instruction, code that does not parse, a
+"fix" that repeats the vulnerable code unchanged, a category the text contradicts, duplicate keys,
+outlier length, an id that does not match the content.
+
+The work is split into chunks of lines checked by a pure function (`check_lines`), in this
+process or in a pool of worker processes when the code checks (tree-sitter parsing) are on.
+Results come back in input order, so the output is the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from swcdata import __version__
+from swcdata.catalogue import BY_ID, ID_PATTERN, mentioned_ids
+from swcdata.io import FileStats, LineChunk, decode_line, iter_chunks, resolve_inputs
+from swcdata.schema import Finding, InputFile, Ledger, RuleCount, Severity, ValidationReport
+from swcdata.text import record_id
+
+REQUIRED = ("instruction", "response", "category")
+KNOWN = (*REQUIRED, "id", "source", "metadata", "parent_id", "transform", "template")
+
+RULES: dict[str, tuple[Severity, str]] = {
+    "invalid-utf8": (Severity.error, "the line is not valid UTF-8"),
+    "invalid-json": (Severity.error, "the line is not valid JSON"),
+    "not-an-object": (Severity.error, "the line is JSON but not an object"),
+    "missing-field": (Severity.error, "a required field (instruction, response, category) is absent"),
+    "empty-field": (Severity.error, "a required field is empty or only whitespace"),
+    "wrong-type": (Severity.error, "a field has the wrong JSON type"),
+    "malformed-category": (Severity.error, "the category is not of the form SWC-NNN"),
+    "unknown-category": (Severity.error, "the category is not an SWC registry id (SWC-100 to SWC-136)"),
+    "no-code": (Severity.warning, "the instruction contains no Solidity code"),
+    "code-parse-error": (Severity.warning, "a code span does not parse as Solidity"),
+    "noop-fix": (Severity.warning, "the response repeats the vulnerable code unchanged as its fix"),
+    "category-contradiction": (Severity.warning, "the text names another SWC class than the category"),
+    "duplicate-key": (Severity.warning, "a key appears twice in the object (the last value is used)"),
+    "outlier-length": (Severity.warning, "a field is unusually short or long"),
+    "id-mismatch": (Severity.warning, "the record's id does not match its content (recomputed)"),
+    "extra-field": (Severity.info, "an unknown top-level field (kept under metadata)"),
+}
+
+
+class ValidateConfig(BaseModel):
+    """Every knob of the validate step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check_code: bool = Field(True, description="Extract and parse Solidity code; off = schema checks only.")
+    min_chars: int = Field(16, ge=0, description="A field shorter than this (characters) is an outlier.")
+    max_chars: int = Field(16_384, gt=0, description="A field longer than this (characters) is an outlier.")
+    noop_min_tokens: int = Field(8, ge=1, description="Smallest code span (tokens) considered by the no-op-fix rule.")
+    workers: int = Field(0, ge=0, description="Worker processes for the code checks; 0 = one per CPU core.")
+    chunk_size: int = Field(500, ge=1, description="Lines per unit of work.")
+    max_findings_per_rule: int = Field(1000, ge=0, description="Findings listed per rule (all are counted).")
+
+
+# --------------------------------------------------------------------------- per-chunk checking
+
+
+@dataclass(slots=True)
+class Quarantined:
+    file: str
+    line: int
+    text: str | None  # the line verbatim (None when not UTF-8: then `raw` holds the bytes)
+    raw: bytes | None
+    reasons: list[tuple[str, str | None, str]]  # (rule, field, message)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "source": {"file": self.file, "line": self.line},
+            "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in self.reasons],
+        }
+        if self.text is not None:
+            out["line"] = self.text
+        else:
+            import base64
+
+            out["line_base64"] = base64.b64encode(self.raw or b"").decode("ascii")
+        return out
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    file: str
+    n_lines: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    findings: list[tuple[str, int, str | None, str]] = field(default_factory=list)  # (rule, line, field, message)
+
+
+def _type_name(v: Any) -> str:
+    return {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}.get(
+        type(v), "null" if v is None else type(v).__name__
+    )
+
+
+def _check_fields(obj: dict[str, Any]) -> list[tuple[str, str | None, str]]:
+    errs: list[tuple[str, str | None, str]] = []
+    for name in REQUIRED:
+        if name not in obj:
+            present = ", ".join(sorted(obj)) or "none"
+            errs.append(("missing-field", name, f"missing required field '{name}' (fields present: {present})"))
+            continue
+        v = obj[name]
+        if not isinstance(v, str):
+            errs.append(("wrong-type", name, f"'{name}' must be a string, got {_type_name(v)}"))
+        elif not v.strip():
+            errs.append(("empty-field", name, f"'{name}' is empty"))
+    cat = obj.get("category")
+    if isinstance(cat, str) and cat.strip():
+        if not ID_PATTERN.match(cat):
+            import re
+
+            m = re.search(r"(?i)swc[\s_\-]*(\d{3})", cat)
+            hint = f"; did you mean 'SWC-{m.group(1)}'?" if m else ""
+            errs.append(("malformed-category", "category", f"category {cat!r} is not of the form SWC-NNN{hint}"))
+        elif cat not in BY_ID:
+            errs.append(("unknown-category", "category",
+                         f"category {cat!r} is not in the SWC registry (SWC-100 to SWC-136)"))
+    md = obj.get("metadata")
+    if md is not None and not isinstance(md, dict):
+        errs.append(("wrong-type", "metadata", f"'metadata' must be an object, got {_type_name(md)}"))
+    src = obj.get("source")
+    if src is not None and not (
+        isinstance(src, dict) and isinstance(src.get("file"), str) and isinstance(src.get("line"), int)
+    ):
+        errs.append(("wrong-type", "source", "'source' must be an object {\"file\": string, \"line\": integer}"))
+    for name in ("id", "parent_id", "transform", "template"):
+        if obj.get(name) is not None and not isinstance(obj[name], str):
+            errs.append(("wrong-type", name, f"'{name}' must be a string, got {_type_name(obj[name])}"))
+    return errs
+
+
+def _code_findings(instruction: str, response: str, cfg: ValidateConfig) -> list[tuple[str, str | None, str]]:
+    from swcdata import solidity
+
+    out: list[tuple[str, str | None, str]] = []
+    ins_spans = solidity.extract_code(instruction)
+    if not ins_spans:
+        out.append(("no-code", "instruction", "no Solidity code found in the instruction"))
+    ins_keys: set[str] = set()
+    for fname, spans in (("instruction", ins_spans), ("response", solidity.extract_code(response))):
+        for k, span in enumerate(spans, 1):
+            res = solidity.parse(span.text)
+            if not res.ok:
+                out.append(("code-parse-error", fname,
+                            f"code span {k} of {len(spans)} ({span.shape}, chars {span.start}-{span.end}) does not "
+                            f"parse as Solidity ({res.error_count} syntax error(s))"))
+            if fname == "instruction":
+                ins_keys.add(solidity.normalize_code(span.text))
+            else:
+                tokens = solidity.code_tokens(span.text)
+                if len(tokens) >= cfg.noop_min_tokens and " ".join(tokens) in ins_keys:
+                    out.append(("noop-fix", "response",
+                                f"code span {k} of the response ({len(tokens)} tokens) is the instruction's code "
+                                "unchanged: the 'fix' fixes nothing"))
+    return out
+
+
+def _contradiction(category: str, instruction: str, response: str) -> str | None:
+    named = mentioned_ids(instruction) | mentioned_ids(response)
+    if named and category not in named:
+        return f"the text names {', '.join(sorted(named))} but the category is {category}"
+    return None
+
+
+def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) -> ChunkResult:
+    """Check one chunk of lines of one file. Pure: the same lines and config give the same result."""
+    res = ChunkResult(file, len(lines))
+    rows, findings, quarantined = res.rows, res.findings, res.quarantined
+    lo, hi = cfg.min_chars, cfg.max_chars
+    for lineno, raw in lines:
+        d = decode_line(raw)
+        if d.obj is None:
+            assert d.error_rule is not None and d.error_message is not None
+            quarantined.append(Quarantined(file, lineno, d.text, raw if d.text is None else None,
+                                           [(d.error_rule, None, d.error_message)]))
+            findings.append((d.error_rule, lineno, None, d.error_message))
+            continue
+        obj = d.obj
+        if d.duplicate_keys:
+            for k in d.duplicate_keys:
+                findings.append(("duplicate-key", lineno, k,
+                                 f"key '{k}' appears more than once; the last value is used"))
+        errs = _check_fields(obj)
+        if errs:
+            quarantined.append(Quarantined(file, lineno, d.text, None, errs))
+            for rule, fld, msg in errs:
+                findings.append((rule, lineno, fld, msg))
+            continue
+        instruction: str = obj["instruction"]
+        response: str = obj["response"]
+        category: str = obj["category"]
+        rid = record_id(instruction, response)
+        given = obj.get("id")
+        if given is not None and given != rid:
+            findings.append(("id-mismatch", lineno, "id",
+                             f"id {given!r} does not match the content (recomputed as {rid})"))
+        metadata = obj.get("metadata")
+        extra = [k for k in obj if k not in KNOWN]
+        if extra:
+            metadata = dict(metadata or {})
+            for k in extra:
+                metadata[k] = obj[k]
+                findings.append(("extra-field", lineno, k, f"unknown field '{k}' kept under metadata"))
+        for name, value in (("instruction", instruction), ("response", response)):
+            n = len(value)
+            if n < lo or n > hi:
+                findings.append(("outlier-length", lineno, name,
+                                 f"'{name}' has {n} characters (expected {lo} to {hi})"))
+        why = _contradiction(category, instruction, response)
+        if why:
+            findings.append(("category-contradiction", lineno, "category", why))
+        if cfg.check_code:
+            for rule, fld, msg in _code_findings(instruction, response, cfg):
+                findings.append((rule, lineno, fld, msg))
+        src = obj.get("source") or {"file": file, "line": lineno}
+        rows.append({
+            "id": rid,
+            "instruction": instruction,
+            "response": response,
+            "category": category,
+            "source": {"file": src["file"], "line": src["line"]},
+            "metadata": orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else None,
+            "parent_id": obj.get("parent_id"),
+            "transform": obj.get("transform"),
+            "template": obj.get("template"),
+        })
+    return res
+
+
+def _check_chunk(args: tuple[LineChunk, ValidateConfig]) -> ChunkResult:
+    chunk, cfg = args
+    return check_lines(chunk.file, chunk.lines, cfg)
+
+
+# --------------------------------------------------------------------------- the step
+
+
+Progress = Callable[[int, int], None]  # (lines done in this call, total bytes read so far)
+
+
+@dataclass(slots=True)
+class _Tally:
+    stats: dict[str, FileStats] = field(default_factory=dict)
+    valid: Counter[str] = field(default_factory=Counter)
+    quarantined: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    rule_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    listed: list[Finding] = field(default_factory=list)
+    truncated: int = 0
+
+
+def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
+         progress: Progress | None) -> Iterator[ChunkResult]:
+    def chunks() -> Iterator[tuple[LineChunk, ValidateConfig]]:
+        for p in files:
+            st = FileStats(str(p))
+            stats[str(p)] = st
+            for ch in iter_chunks(p, st, cfg.chunk_size):
+                yield ch, cfg
+
+    def done(r: ChunkResult) -> ChunkResult:
+        if progress:
+            progress(r.n_lines, sum(s.bytes for s in stats.values()))
+        return r
+
+    workers = cfg.workers or (os.cpu_count() or 1)
+    if not cfg.check_code or workers <= 1:
+        for args in chunks():
+            yield done(_check_chunk(args))
+        return
+    # Bounded, ordered pipelining: at most `4 * workers` chunks in flight, results in input order.
+    pending: deque[Future[ChunkResult]] = deque()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for args in chunks():
+            pending.append(pool.submit(_check_chunk, args))
+            if len(pending) >= workers * 4:
+                yield done(pending.popleft().result())
+        while pending:
+            yield done(pending.popleft().result())
+
+
+class Validation:
+    """Runs the validate step over paths and hands valid rows and quarantined lines to callbacks,
+    then builds the report. Memory stays bounded by the chunk size and the findings cap."""
+
+    def __init__(self, config: ValidateConfig | None = None) -> None:
+        self.config = config or ValidateConfig()
+
+    def run(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_quarantine: Callable[[list[Quarantined]], None] | None = None,
+        progress: Progress | None = None,
+    ) -> ValidationReport:
+        cfg = self.config
+        files = resolve_inputs(paths)
+        t0 = time.perf_counter()
+        tally = _Tally()
+        cap = cfg.max_findings_per_rule
+        for r in _run(files, cfg, tally.stats, progress):
+            if on_rows and r.rows:
+                on_rows(r.rows)
+            if on_quarantine and r.quarantined:
+                on_quarantine(r.quarantined)
+            tally.valid[r.file] += len(r.rows)
+            tally.quarantined[r.file] += len(r.quarantined)
+            for rule, line, fld, msg in r.findings:
+                sev = RULES[rule][0]
+                per = tally.rule_counts[rule]
+                per[r.file] += 1
+                if sev is Severity.error:
+                    tally.errors[r.file] += 1
+                elif sev is Severity.warning:
+                    tally.warnings[r.file] += 1
+                if sum(per.values()) <= cap:
+                    tally.listed.append(Finding(rule=rule, severity=sev, file=r.file, line=line, field=fld,
+                                                message=msg))
+                else:
+                    tally.truncated += 1
+        return self._report(files, tally, time.perf_counter() - t0)
+
+    def _report(self, files: list[Path], t: _Tally, seconds: float) -> ValidationReport:
+        inputs = []
+        for p in files:
+            s = t.stats[str(p)]
+            inputs.append(InputFile(path=str(p), sha256=s.sha256, bytes=s.bytes, lines=s.lines,
+                                    blank_lines=s.blank_lines, valid=t.valid[str(p)],
+                                    quarantined=t.quarantined[str(p)], errors=t.errors[str(p)],
+                                    warnings=t.warnings[str(p)]))
+        lines = sum(i.lines for i in inputs)
+        blank = sum(i.blank_lines for i in inputs)
+        valid = sum(t.valid.values())
+        quarantined = sum(t.quarantined.values())
+        ledger = Ledger(lines_read=lines, blank_lines=blank, records=lines - blank, valid=valid,
+                        quarantined=quarantined)
+        rules = [
+            RuleCount(rule=rule, severity=RULES[rule][0], description=RULES[rule][1], count=sum(c.values()),
+                      by_file=dict(sorted(c.items())))
+            for rule, c in sorted(t.rule_counts.items(), key=lambda kv: (list(RULES).index(kv[0])))
+        ]
+        n_err, n_warn = sum(t.errors.values()), sum(t.warnings.values())
+        t.listed.sort(key=lambda f: (f.file, f.line, list(RULES).index(f.rule)))
+        return ValidationReport(
+            version=__version__,
+            config=self.config.model_dump(),
+            inputs=inputs,
+            ledger=ledger,
+            rules=rules,
+            findings=t.listed,
+            findings_truncated=t.truncated,
+            errors=n_err,
+            warnings=n_warn,
+            seconds=round(seconds, 3),
+            records_per_second=round(ledger.records / seconds, 1) if seconds > 0 else 0.0,
+            status="errors" if n_err else ("warnings" if n_warn else "clean"),
+        )
+
+
+def load_valid(
+    paths: Sequence[str | os.PathLike[str]],
+    config: ValidateConfig | None = None,
+    *,
+    progress: Progress | None = None,
+) -> tuple[Any, ValidationReport, list[Quarantined]]:
+    """Read and validate `paths` into an in-memory Arrow table of valid records (RECORD_SCHEMA),
+    with the report and the quarantined lines. Used by the steps that need all records at once."""
+    from swcdata.records import ColumnBuffer, table_from_batches
+
+    buf = ColumnBuffer()
+    batches = []
+    quarantine: list[Quarantined] = []
+
+    def on_rows(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            buf.append(row)
+        if len(buf) >= 50_000:
+            batches.append(buf.take())
+
+    report = Validation(config).run(paths, on_rows=on_rows, on_quarantine=quarantine.extend, progress=progress)
+    batches.append(buf.take())
+    return table_from_batches(batches), report, quarantine
