@@ -7,6 +7,7 @@ Heavy libraries (pyarrow, datasets, torch) are imported inside the commands that
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -167,7 +168,7 @@ def schema(
         return
     if name not in jsonschema.names():
         raise InputError(f"unknown schema {name!r}", hint="choose one of: " + ", ".join(jsonschema.names()))
-    out.print(jsonschema.render(name), end="", markup=False, highlight=False)
+    sys.stdout.write(jsonschema.render(name))
 
 
 def main() -> None:

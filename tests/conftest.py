@@ -1,0 +1,45 @@
+"""Shared fixtures. Real-data tests read ../shared/seed-data and skip with a reason when it is absent."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_DIR = REPO.parent / "shared" / "seed-data"
+DATASET_DIR = REPO / "dataset"
+SEED_SKIP = "../shared/seed-data not present: real-data tests need the seed corpus beside the repository"
+
+
+@pytest.fixture(scope="session")
+def seed_dir() -> Path:
+    if not SEED_DIR.is_dir():
+        pytest.skip(SEED_SKIP)
+    return SEED_DIR
+
+
+@pytest.fixture(scope="session")
+def seed_files(seed_dir: Path) -> list[Path]:
+    """The six seed files, proven unchanged against SHA256SUMS."""
+    sums = {}
+    for line in (seed_dir / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        sums[name] = digest
+    files = sorted(seed_dir.glob("*.jsonl"))
+    assert len(files) == 6
+    for f in files:
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == sums[f.name], f"{f.name} differs from SHA256SUMS"
+    return files
+
+
+@pytest.fixture(scope="session")
+def swc_files(seed_files: list[Path]) -> list[Path]:
+    """The five per-category seed files (the evaluation file excluded)."""
+    return [f for f in seed_files if f.name.startswith("solidity_vunerability_SWC-")]
+
+
+@pytest.fixture(scope="session")
+def seed_test_file(seed_files: list[Path]) -> Path:
+    return next(f for f in seed_files if f.name == "test_data.jsonl")

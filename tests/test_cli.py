@@ -1,0 +1,151 @@
+"""The CLI through Typer's CliRunner and as a real subprocess: exit codes, one-line errors, JSON, start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema as js
+import pytest
+from typer.testing import CliRunner
+
+from swcdata import __version__
+from swcdata.cli import app
+
+runner = CliRunner()
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+GOOD = ('{"instruction": "Find the bug:\\n\\nfunction f() public { x += 1; }", '
+        '"response": "Use SafeMath for the addition.", "category": "SWC-101"}')
+
+
+@pytest.fixture
+def good_file(tmp_path: Path) -> Path:
+    p = tmp_path / "good.jsonl"
+    p.write_text(GOOD + "\n" + GOOD.replace("x += 1", "y -= 2") + "\n")
+    return p
+
+
+@pytest.fixture
+def bad_file(tmp_path: Path) -> Path:
+    p = tmp_path / "bad.jsonl"
+    p.write_text(GOOD + "\n{not json\n" + '{"instruction": "function g() {}", "category": "SWC-107"}\n')
+    return p
+
+
+def test_version() -> None:
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and __version__ in r.output
+
+
+def test_validate_clean_exits_0(good_file: Path) -> None:
+    r = runner.invoke(app, ["validate", str(good_file), "--no-code"])
+    assert r.exit_code == 0, r.output
+    assert "Ledger" in r.output and "clean" in r.output
+
+
+def test_validate_errors_exit_1_and_write_report_and_quarantine(bad_file: Path, tmp_path: Path) -> None:
+    rep, q = tmp_path / "r.json", tmp_path / "q.jsonl"
+    r = runner.invoke(app, ["validate", str(bad_file), "--no-code", "--report", str(rep), "--quarantine", str(q)])
+    assert r.exit_code == 1, r.output
+    report = json.loads(rep.read_text())
+    js.validate(report, json.loads((SCHEMAS / "validation-report.schema.json").read_text()))
+    assert report["ledger"] == {"lines_read": 3, "blank_lines": 0, "records": 3, "valid": 1, "quarantined": 2}
+    lines = [json.loads(x) for x in q.read_text().splitlines()]
+    assert [(x["source"]["line"], x["reasons"][0]["rule"]) for x in lines] == [(2, "invalid-json"),
+                                                                             (3, "missing-field")]
+    assert lines[0]["line"] == "{not json"
+
+
+def test_validate_json_output(bad_file: Path) -> None:
+    r = runner.invoke(app, ["validate", str(bad_file), "--no-code", "--json"])
+    assert r.exit_code == 1
+    data = json.loads(r.stdout)
+    assert data["status"] == "errors" and data["errors"] == 2
+
+
+def test_strict_fails_on_warnings(tmp_path: Path) -> None:
+    p = tmp_path / "w.jsonl"
+    p.write_text('{"instruction": "What is wrong here? Nothing to see.", "response": "A short answer with words.", '
+                 '"category": "SWC-101", "category": "SWC-101"}\n')
+    assert runner.invoke(app, ["validate", str(p), "--no-code"]).exit_code == 0
+    assert runner.invoke(app, ["validate", str(p), "--no-code", "--strict"]).exit_code == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["validate", "does-not-exist.jsonl"],
+    ["validate", "nothing-*.jsonl"],
+])
+def test_usage_errors_are_one_line_exit_2(args: list[str], tmp_path: Path) -> None:
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2
+    assert "error:" in r.output and "Traceback" not in r.output
+
+
+def test_directory_without_jsonl(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("hi")
+    r = runner.invoke(app, ["validate", str(tmp_path)])
+    assert r.exit_code == 2 and "contains no .jsonl" in r.output
+
+
+def test_schema_command(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["schema", "record"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["title"] == "Record"
+    assert runner.invoke(app, ["schema", "--check", str(SCHEMAS)]).exit_code == 0
+    assert runner.invoke(app, ["schema", "--check", str(tmp_path)]).exit_code == 1
+    assert runner.invoke(app, ["schema", "nope"]).exit_code == 2
+
+
+# ---- as a real process --------------------------------------------------------------------------
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "swcdata", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_subprocess_missing_file_no_traceback() -> None:
+    r = _run("validate", "/nonexistent/x.jsonl")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: no such file or directory")
+    assert "Traceback" not in r.stderr
+
+
+def test_subprocess_bad_option_exit_2() -> None:
+    r = _run("validate", "--no-such-option", "x")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "trl")
+PROBE = """
+import sys, runpy
+sys.argv = ["swcdata", *{args!r}]
+try:
+    runpy.run_module("swcdata", run_name="__main__")
+except SystemExit:
+    pass
+heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+print("HEAVY=" + ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate", "--help"], ["validate", "{good}", "--json"],
+                                  ["schema", "record"]])
+def test_data_commands_never_import_torch(args: list[str], good_file: Path) -> None:
+    args = [a.replace("{good}", str(good_file)) for a in args]
+    code = PROBE.format(args=args, heavy=HEAVY)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY=\n" in r.stdout, r.stdout[-500:] + r.stderr[-500:]
+
+
+def test_help_starts_fast() -> None:
+    _run("--help")  # warm the bytecode cache
+    best = min(_timed() for _ in range(3))
+    assert best < 1.0, f"swcdata --help took {best:.2f}s"
+
+
+def _timed() -> float:
+    t = time.perf_counter()
+    r = _run("--help")
+    assert r.returncode == 0
+    return time.perf_counter() - t

@@ -1,0 +1,140 @@
+"""The reader loses nothing: a matrix of bad lines, each reported on the right line with the right rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from swcdata.errors import InputError
+from swcdata.io import FileStats, decode_line, iter_chunks, resolve_inputs
+from swcdata.validate import ValidateConfig, Validation
+
+GOOD = {"instruction": "Find the bug:\n\nfunction f() public { x += 1; }", "response": "Overflow, use SafeMath.",
+        "category": "SWC-101"}
+
+
+def _line(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+# (line bytes, expected rule, expected field) -- one line each, written after a good first line
+MATRIX: list[tuple[str, bytes, str, str | None]] = [
+    ("invalid utf-8", b'{"instruction": "caf\xe9", "response": "r", "category": "SWC-101"}', "invalid-utf8", None),
+    ("truncated json", b'{"instruction": "x", "response": ', "invalid-json", None),
+    ("trailing comma", b'{"instruction": "x",}', "invalid-json", None),
+    ("array", b'[1, 2, 3]', "not-an-object", None),
+    ("string", b'"just a string"', "not-an-object", None),
+    ("number", b"42", "not-an-object", None),
+    ("null", b"null", "not-an-object", None),
+    ("missing response", _line({"instruction": "function f() {}", "category": "SWC-107"}), "missing-field",
+     "response"),
+    ("missing category", _line({"instruction": "function f() {}", "response": "ok"}), "missing-field", "category"),
+    ("empty instruction", _line({**GOOD, "instruction": "   "}), "empty-field", "instruction"),
+    ("number response", _line({**GOOD, "response": 7}), "wrong-type", "response"),
+    ("list category", _line({**GOOD, "category": ["SWC-101"]}), "wrong-type", "category"),
+    ("lower-case category", _line({**GOOD, "category": "swc-101"}), "malformed-category", "category"),
+    ("free-text category", _line({**GOOD, "category": "Reentrancy"}), "malformed-category", "category"),
+    ("unknown category", _line({**GOOD, "category": "SWC-199"}), "unknown-category", "category"),
+    ("metadata not object", _line({**GOOD, "metadata": "x"}), "wrong-type", "metadata"),
+]
+
+
+@pytest.mark.parametrize(("name", "raw", "rule", "field"), MATRIX, ids=[m[0] for m in MATRIX])
+def test_bad_line_is_quarantined_with_its_rule_and_line(tmp_path: Path, name: str, raw: bytes, rule: str,
+                                                        field: str | None) -> None:
+    p = _write(tmp_path, "in.jsonl", _line(GOOD) + b"\n" + raw + b"\n" + _line(GOOD) + b"\n")
+    quarantined = []
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_quarantine=quarantined.extend)
+    assert rep.ledger.records == 3 and rep.ledger.valid == 2 and rep.ledger.quarantined == 1
+    assert rep.ledger.balanced
+    errors = [f for f in rep.findings if f.severity == "error"]
+    assert [(f.rule, f.line, f.field) for f in errors] == [(rule, 2, field)]
+    [q] = quarantined
+    assert q.line == 2
+    if rule == "invalid-utf8":
+        assert q.text is None and q.raw == raw and "byte offset" in errors[0].message
+    else:
+        assert q.text == raw.decode()  # verbatim
+
+
+def test_bom_crlf_blank_lines_and_no_final_newline(tmp_path: Path) -> None:
+    data = b"\xef\xbb\xbf" + _line(GOOD) + b"\r\n\r\n   \r\n" + _line({**GOOD, "response": "other"}) + b"\r\n\n" + \
+        _line({**GOOD, "response": "third"})
+    p = _write(tmp_path, "crlf.jsonl", data)
+    rows: list[dict] = []
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_rows=rows.extend)
+    assert rep.errors == 0
+    assert rep.ledger.lines_read == 6 and rep.ledger.blank_lines == 3 and rep.ledger.valid == 3
+    assert [r["source"]["line"] for r in rows] == [1, 4, 6]
+    assert rows[0]["instruction"] == GOOD["instruction"]  # the BOM is not part of the first record
+    st = FileStats(str(p))
+    list(iter_chunks(p, st))
+    assert st.had_bom and st.crlf_lines == 4 and not st.final_newline
+
+
+def test_duplicate_keys_are_found_exactly() -> None:
+    raw = b'{"instruction": "a", "response": "first", "category": "SWC-101", "response" : "second"}'
+    d = decode_line(raw)
+    assert d.obj is not None and d.obj["response"] == "second" and d.duplicate_keys == ["response"]
+    # escaped quotes followed by a colon inside a value are not keys
+    clean = json.dumps({"instruction": 'say \\": here "x": y', "response": "r", "category": "SWC-101"}).encode()
+    assert decode_line(clean).duplicate_keys is None
+    nested = b'{"instruction": "a", "response": "b", "category": "SWC-101", "metadata": {"k": 1, "k": 2}}'
+    assert decode_line(nested).duplicate_keys == ["k"]
+
+
+def test_duplicate_key_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    p = _write(tmp_path, "dup.jsonl", b'{"instruction": "function f() public { x = 1; }", '
+               b'"response": "a longer answer here", '
+               b'"response": "the answer that wins", "category": "SWC-107"}\n')
+    rows: list[dict] = []
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_rows=rows.extend)
+    assert rep.errors == 0 and rep.ledger.valid == 1
+    assert [(f.rule, f.line, f.field) for f in rep.findings] == [("duplicate-key", 1, "response")]
+    assert rows[0]["response"] == "the answer that wins"
+
+
+def test_very_long_line(tmp_path: Path) -> None:
+    big = "x" * 5_000_000
+    p = _write(tmp_path, "long.jsonl", _line({**GOOD, "response": big}) + b"\n" + _line(GOOD) + b"\n")
+    rows: list[dict] = []
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_rows=rows.extend)
+    assert rep.ledger.valid == 2 and len(rows[0]["response"]) == 5_000_000
+    assert [(f.rule, f.line, f.field) for f in rep.findings] == [("outlier-length", 1, "response")]
+
+
+def test_extra_fields_are_kept_under_metadata(tmp_path: Path) -> None:
+    p = _write(tmp_path, "extra.jsonl", _line({**GOOD, "difficulty": "hard", "metadata": {"origin": "x"}}) + b"\n")
+    rows: list[dict] = []
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_rows=rows.extend)
+    assert json.loads(rows[0]["metadata"]) == {"difficulty": "hard", "origin": "x"}
+    assert [f.rule for f in rep.findings] == ["extra-field"]
+
+
+def test_resolve_inputs_files_dirs_and_globs(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    a = _write(tmp_path, "a.jsonl", b"")
+    b = _write(tmp_path / "sub", "b.jsonl", b"")
+    _write(tmp_path, "notes.txt", b"")
+    assert resolve_inputs([tmp_path]) == [a, b]
+    assert resolve_inputs([str(tmp_path / "*.jsonl")]) == [a]
+    assert resolve_inputs([a, a, str(tmp_path / "*.jsonl")]) == [a]  # de-duplicated
+
+
+@pytest.mark.parametrize(("arg", "message"), [
+    ("missing.jsonl", "no such file or directory"),
+    ("*.nothing", "no file matches the pattern"),
+    ("emptydir", "directory contains no .jsonl files"),
+])
+def test_resolve_inputs_errors(tmp_path: Path, arg: str, message: str) -> None:
+    (tmp_path / "emptydir").mkdir()
+    with pytest.raises(InputError, match=message):
+        resolve_inputs([str(tmp_path / arg)])
