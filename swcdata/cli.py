@@ -74,6 +74,7 @@ def validate(
     were found (or warnings with --strict), 2 on a usage error.
     """
     import orjson
+    import pyarrow as pa
 
     from swcdata.console import progress_bar, show_progress
     from swcdata.io import resolve_inputs
@@ -91,11 +92,11 @@ def validate(
                 for q in items:
                     qf.write(orjson.dumps(q.to_json()) + b"\n")
 
-        def on_rows(rows: list[dict]) -> None:
+        def on_batch(batch: pa.RecordBatch) -> None:
             if of:
                 from swcdata.records import row_to_json
 
-                for r in rows:
+                for r in batch.to_pylist():
                     of.write(orjson.dumps(row_to_json(r)) + b"\n")
 
         with progress_bar("validate", total, enabled=show_progress(json_out)) as advance:
@@ -105,7 +106,7 @@ def validate(
                 advance(bytes_done - last[0])
                 last[0] = bytes_done
 
-            rep = Validation(cfg).run([str(p) for p in files], on_rows=on_rows, on_quarantine=on_q,
+            rep = Validation(cfg).run([str(p) for p in files], on_batch=on_batch, on_quarantine=on_q,
                                       progress=progress)
     finally:
         for f in (qf, of):

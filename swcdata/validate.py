@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import __version__
@@ -97,7 +98,7 @@ class Quarantined:
 class ChunkResult:
     file: str
     n_lines: int
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    batch: Any = None  # pa.RecordBatch of the valid records (RECORD_SCHEMA), in line order
     quarantined: list[Quarantined] = field(default_factory=list)
     findings: list[tuple[str, int, str | None, str]] = field(default_factory=list)  # (rule, line, field, message)
 
@@ -180,8 +181,11 @@ def _contradiction(category: str, instruction: str, response: str) -> str | None
 
 def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) -> ChunkResult:
     """Check one chunk of lines of one file. Pure: the same lines and config give the same result."""
+    from swcdata.records import RECORD_COLUMNS, RECORD_SCHEMA
+
     res = ChunkResult(file, len(lines))
-    rows, findings, quarantined = res.rows, res.findings, res.quarantined
+    findings, quarantined = res.findings, res.quarantined
+    cols: dict[str, list[Any]] = {c: [] for c in RECORD_COLUMNS}
     lo, hi = cfg.min_chars, cfg.max_chars
     for lineno, raw in lines:
         d = decode_line(raw)
@@ -229,17 +233,16 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) 
             for rule, fld, msg in _code_findings(instruction, response, cfg):
                 findings.append((rule, lineno, fld, msg))
         src = obj.get("source") or {"file": file, "line": lineno}
-        rows.append({
-            "id": rid,
-            "instruction": instruction,
-            "response": response,
-            "category": category,
-            "source": {"file": src["file"], "line": src["line"]},
-            "metadata": orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else None,
-            "parent_id": obj.get("parent_id"),
-            "transform": obj.get("transform"),
-            "template": obj.get("template"),
-        })
+        cols["id"].append(rid)
+        cols["instruction"].append(instruction)
+        cols["response"].append(response)
+        cols["category"].append(category)
+        cols["source"].append({"file": src["file"], "line": src["line"]})
+        cols["metadata"].append(orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else None)
+        cols["parent_id"].append(obj.get("parent_id"))
+        cols["transform"].append(obj.get("transform"))
+        cols["template"].append(obj.get("template"))
+    res.batch = pa.RecordBatch.from_pydict(cols, schema=RECORD_SCHEMA)
     return res
 
 
@@ -281,7 +284,9 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
         return r
 
     workers = cfg.workers or (os.cpu_count() or 1)
-    if not cfg.check_code or workers <= 1:
+    # Schema-only checks on small inputs are faster in-process than the cost of starting a pool.
+    small = not cfg.check_code and sum(p.stat().st_size for p in files) < 16 << 20
+    if workers <= 1 or small:
         for args in chunks():
             yield done(_check_chunk(args))
         return
@@ -307,7 +312,7 @@ class Validation:
         self,
         paths: Sequence[str | os.PathLike[str]],
         *,
-        on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_batch: Callable[[pa.RecordBatch], None] | None = None,
         on_quarantine: Callable[[list[Quarantined]], None] | None = None,
         progress: Progress | None = None,
     ) -> ValidationReport:
@@ -317,11 +322,11 @@ class Validation:
         tally = _Tally()
         cap = cfg.max_findings_per_rule
         for r in _run(files, cfg, tally.stats, progress):
-            if on_rows and r.rows:
-                on_rows(r.rows)
+            if on_batch and r.batch.num_rows:
+                on_batch(r.batch)
             if on_quarantine and r.quarantined:
                 on_quarantine(r.quarantined)
-            tally.valid[r.file] += len(r.rows)
+            tally.valid[r.file] += r.batch.num_rows
             tally.quarantined[r.file] += len(r.quarantined)
             for rule, line, fld, msg in r.findings:
                 sev = RULES[rule][0]
@@ -380,21 +385,13 @@ def load_valid(
     config: ValidateConfig | None = None,
     *,
     progress: Progress | None = None,
-) -> tuple[Any, ValidationReport, list[Quarantined]]:
+) -> tuple[pa.Table, ValidationReport, list[Quarantined]]:
     """Read and validate `paths` into an in-memory Arrow table of valid records (RECORD_SCHEMA),
     with the report and the quarantined lines. Used by the steps that need all records at once."""
-    from swcdata.records import ColumnBuffer, table_from_batches
+    from swcdata.records import table_from_batches
 
-    buf = ColumnBuffer()
-    batches = []
+    batches: list[pa.RecordBatch] = []
     quarantine: list[Quarantined] = []
-
-    def on_rows(rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            buf.append(row)
-        if len(buf) >= 50_000:
-            batches.append(buf.take())
-
-    report = Validation(config).run(paths, on_rows=on_rows, on_quarantine=quarantine.extend, progress=progress)
-    batches.append(buf.take())
+    report = Validation(config).run(paths, on_batch=batches.append, on_quarantine=quarantine.extend,
+                                    progress=progress)
     return table_from_batches(batches), report, quarantine

@@ -70,7 +70,7 @@ def test_bom_crlf_blank_lines_and_no_final_newline(tmp_path: Path) -> None:
         _line({**GOOD, "response": "third"})
     p = _write(tmp_path, "crlf.jsonl", data)
     rows: list[dict] = []
-    rep = Validation(ValidateConfig(check_code=False)).run([p], on_rows=rows.extend)
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_batch=lambda b: rows.extend(b.to_pylist()))
     assert rep.errors == 0
     assert rep.ledger.lines_read == 6 and rep.ledger.blank_lines == 3 and rep.ledger.valid == 3
     assert [r["source"]["line"] for r in rows] == [1, 4, 6]
@@ -96,7 +96,7 @@ def test_duplicate_key_is_a_warning_not_an_error(tmp_path: Path) -> None:
                b'"response": "a longer answer here", '
                b'"response": "the answer that wins", "category": "SWC-107"}\n')
     rows: list[dict] = []
-    rep = Validation(ValidateConfig(check_code=False)).run([p], on_rows=rows.extend)
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_batch=lambda b: rows.extend(b.to_pylist()))
     assert rep.errors == 0 and rep.ledger.valid == 1
     assert [(f.rule, f.line, f.field) for f in rep.findings] == [("duplicate-key", 1, "response")]
     assert rows[0]["response"] == "the answer that wins"
@@ -106,7 +106,7 @@ def test_very_long_line(tmp_path: Path) -> None:
     big = "x" * 5_000_000
     p = _write(tmp_path, "long.jsonl", _line({**GOOD, "response": big}) + b"\n" + _line(GOOD) + b"\n")
     rows: list[dict] = []
-    rep = Validation(ValidateConfig(check_code=False)).run([p], on_rows=rows.extend)
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_batch=lambda b: rows.extend(b.to_pylist()))
     assert rep.ledger.valid == 2 and len(rows[0]["response"]) == 5_000_000
     assert [(f.rule, f.line, f.field) for f in rep.findings] == [("outlier-length", 1, "response")]
 
@@ -114,7 +114,7 @@ def test_very_long_line(tmp_path: Path) -> None:
 def test_extra_fields_are_kept_under_metadata(tmp_path: Path) -> None:
     p = _write(tmp_path, "extra.jsonl", _line({**GOOD, "difficulty": "hard", "metadata": {"origin": "x"}}) + b"\n")
     rows: list[dict] = []
-    rep = Validation(ValidateConfig(check_code=False)).run([p], on_rows=rows.extend)
+    rep = Validation(ValidateConfig(check_code=False)).run([p], on_batch=lambda b: rows.extend(b.to_pylist()))
     assert json.loads(rows[0]["metadata"]) == {"difficulty": "hard", "origin": "x"}
     assert [f.rule for f in rep.findings] == ["extra-field"]
 
