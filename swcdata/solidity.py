@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 __all__ = [
     "CodeSpan",
@@ -34,9 +34,6 @@ __all__ = [
     "normalize_code",
     "parse",
 ]
-
-Shape = Literal["fence", "inline", "block"]
-Wrapper = Literal["source", "contract", "function"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +69,33 @@ class Identifier:
 # Vocabulary
 # --------------------------------------------------------------------------------------------
 
-_KEYWORDS = frozenset(
-    ["abstract", "address", "anonymous", "as", "assembly", "bool", "break", "byte", "bytes", "calldata", "case", "catch", "constant", "constructor", "continue", "contract", "default", "delete", "do", "else", "emit", "enum", "error", "event", "external", "fallback", "false", "final", "fixed", "for", "from", "function", "global", "hex", "if", "immutable", "import", "indexed", "interface", "internal", "is", "let", "library", "mapping", "memory", "modifier", "new", "null", "override", "payable", "pragma", "private", "public", "pure", "receive", "return", "returns", "revert", "require", "assert", "solidity", "storage", "string", "struct", "super", "this", "throw", "true", "try", "type", "ufixed", "unchecked", "unicode", "using", "var", "view", "virtual", "while", "wei", "gwei", "ether", "szabo", "finney", "seconds", "minutes", "hours", "days", "weeks", "years", "after", "alias", "apply", "auto", "copyof", "define", "final", "implements", "in", "inline", "macro", "match", "mutable", "of", "partial", "promise", "reference", "relocatable", "sealed", "sizeof", "static", "supports", "switch", "typedef", "typeof"]
-)
+# fmt: off
+_KEYWORDS = frozenset([
+    "abstract", "address", "anonymous", "as", "assembly", "bool", "break", "byte", "bytes", "calldata",
+    "case", "catch", "constant", "constructor", "continue", "contract", "default", "delete", "do", "else",
+    "emit", "enum", "error", "event", "external", "fallback", "false", "final", "fixed", "for", "from",
+    "function", "global", "hex", "if", "immutable", "import", "indexed", "interface", "internal", "is", "let",
+    "library", "mapping", "memory", "modifier", "new", "null", "override", "payable", "pragma", "private",
+    "public", "pure", "receive", "return", "returns", "revert", "require", "assert", "solidity", "storage",
+    "string", "struct", "super", "this", "throw", "true", "try", "type", "ufixed", "unchecked", "unicode",
+    "using", "var", "view", "virtual", "while", "wei", "gwei", "ether", "szabo", "finney", "seconds",
+    "minutes", "hours", "days", "weeks", "years", "after", "alias", "apply", "auto", "copyof", "define",
+    "final", "implements", "in", "inline", "macro", "match", "mutable", "of", "partial", "promise",
+    "reference", "relocatable", "sealed", "sizeof", "static", "supports", "switch", "typedef", "typeof",
+])
+# fmt: on
 
-_BUILTINS = frozenset(
-    ["msg", "sender", "value", "data", "sig", "gas", "block", "timestamp", "number", "coinbase", "difficulty", "gaslimit", "chainid", "basefee", "prevrandao", "blockhash", "blobhash", "blobbasefee", "tx", "origin", "gasprice", "now", "gasleft", "abi", "encode", "encodePacked", "encodeWithSelector", "encodeWithSignature", "encodeCall", "decode", "transfer", "send", "call", "delegatecall", "staticcall", "callcode", "balance", "code", "codehash", "keccak256", "sha256", "sha3", "ripemd160", "ecrecover", "addmod", "mulmod", "selfdestruct", "suicide", "length", "push", "pop", "selector", "interfaceId", "min", "max", "creationCode", "runtimeCode", "name", "concat"]
-)
+# fmt: off
+_BUILTINS = frozenset([
+    "msg", "sender", "value", "data", "sig", "gas", "block", "timestamp", "number", "coinbase", "difficulty",
+    "gaslimit", "chainid", "basefee", "prevrandao", "blockhash", "blobhash", "blobbasefee", "tx", "origin",
+    "gasprice", "now", "gasleft", "abi", "encode", "encodePacked", "encodeWithSelector",
+    "encodeWithSignature", "encodeCall", "decode", "transfer", "send", "call", "delegatecall", "staticcall",
+    "callcode", "balance", "code", "codehash", "keccak256", "sha256", "sha3", "ripemd160", "ecrecover",
+    "addmod", "mulmod", "selfdestruct", "suicide", "length", "push", "pop", "selector", "interfaceId",
+    "creationCode", "runtimeCode",
+])
+# fmt: on
 
 
 def _elementary_types() -> frozenset[str]:
@@ -201,7 +218,7 @@ def is_codeish(s: str) -> bool:
     or a declaration keyword followed by an identifier (``uint256 amount``, ``emit Transfer``).
     """
     s = s.strip()
-    if not s or len(s) < 3:
+    if len(s) < 2:
         return False
     return any(r.search(s) for r in _CODEISH_RES)
 
@@ -324,9 +341,15 @@ _SCAN_RE = re.compile(r"[(){}\[\];\"'`\n/]")
 _DQ_STR_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _SQ_STR_RE = re.compile(r"'(?:[^'\\\n]|\\.)*'")
 
-_STOPWORDS = frozenset(
-    ["the", "a", "an", "this", "that", "these", "those", "to", "of", "and", "or", "be", "is", "are", "was", "were", "will", "would", "can", "could", "should", "may", "might", "it", "its", "with", "by", "which", "when", "where", "how", "what", "we", "you", "your", "not", "also", "has", "have", "from", "on", "at", "into", "because", "ensures", "ensure", "so", "than", "there", "their", "they", "here", "here’s", "here's", "in", "if", "for", "any", "does", "do", "such", "all", "as"]
-)
+# fmt: off
+_STOPWORDS = frozenset([
+    "the", "a", "an", "this", "that", "these", "those", "to", "of", "and", "or", "be", "is", "are", "was",
+    "were", "will", "would", "can", "could", "should", "may", "might", "it", "its", "with", "by", "which",
+    "when", "where", "how", "what", "we", "you", "your", "not", "also", "has", "have", "from", "on", "at",
+    "into", "because", "ensures", "ensure", "so", "than", "there", "their", "they", "here", "here’s",
+    "here's", "in", "if", "for", "any", "does", "do", "such", "all", "as",
+])
+# fmt: on
 _WORD_RUN_RE = re.compile(r"[A-Za-z0-9][\w.'’-]*,?(?:[ \t]+[A-Za-z0-9][\w.'’-]*,?){2,}")
 _WORD_RE = re.compile(r"[A-Za-z0-9][\w.'’-]*")
 _LIST_MARK_RE = re.compile(r"(?:#{1,6}\s|\*\*|[-*+]\s+[A-Za-z*`]|\d+[.)]\s+[A-Z*`])")
