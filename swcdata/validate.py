@@ -63,7 +63,7 @@ class ValidateConfig(BaseModel):
     check_code: bool = Field(True, description="Extract and parse Solidity code; off = schema checks only.")
     min_chars: int = Field(16, ge=0, description="A field shorter than this (characters) is an outlier.")
     max_chars: int = Field(16_384, gt=0, description="A field longer than this (characters) is an outlier.")
-    noop_min_tokens: int = Field(8, ge=1, description="Smallest code span (tokens) considered by the no-op-fix rule.")
+    noop_min_tokens: int = Field(12, ge=1, description="Smallest code span (tokens) considered by the no-op-fix rule.")
     workers: int = Field(0, ge=0, description="Worker processes for the code checks; 0 = one per CPU core.")
     chunk_size: int = Field(500, ge=1, description="Lines per unit of work.")
     max_findings_per_rule: int = Field(1000, ge=0, description="Findings listed per rule (all are counted).")
@@ -156,8 +156,11 @@ def _code_findings(instruction: str, response: str, cfg: ValidateConfig) -> list
     ins_keys: set[str] = set()
     for fname, spans in (("instruction", ins_spans), ("response", solidity.extract_code(response))):
         for k, span in enumerate(spans, 1):
-            res = solidity.parse(span.text)
-            if not res.ok:
+            # Inline fragments quoted in prose (`+=`, `>= 0`, `f(bytes32 s)`) are not meant to parse on
+            # their own; statements and blocks are.
+            checked = span.shape != "inline" or ";" in span.text or "{" in span.text
+            res = solidity.parse(span.text) if checked else None
+            if res is not None and not res.ok:
                 out.append(("code-parse-error", fname,
                             f"code span {k} of {len(spans)} ({span.shape}, chars {span.start}-{span.end}) does not "
                             f"parse as Solidity ({res.error_count} syntax error(s))"))
