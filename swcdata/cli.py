@@ -126,6 +126,145 @@ def validate(
     raise typer.Exit(1 if failed else 0)
 
 
+def _load_records(paths: list[str], *, json_out: bool, label: str = "read"):  # type: ignore[no-untyped-def]
+    """Read and schema-validate JSONL into a record table (quarantined lines are counted, never lost)."""
+    from swcdata.console import progress_bar, show_progress
+    from swcdata.io import resolve_inputs
+    from swcdata.validate import ValidateConfig, load_valid
+
+    files = resolve_inputs(paths)
+    total = sum(p.stat().st_size for p in files)
+    with progress_bar(label, total, enabled=show_progress(json_out)) as advance:
+        last = [0]
+
+        def progress(_lines: int, bytes_done: int) -> None:
+            advance(bytes_done - last[0])
+            last[0] = bytes_done
+
+        return load_valid([str(p) for p in files], ValidateConfig(check_code=False), progress=progress)
+
+
+def _write_quarantine(path: Path | None, quarantined: list) -> None:  # type: ignore[type-arg]
+    if path is None:
+        return
+    import orjson
+
+    f = _open_out(path)
+    with f:
+        for q in quarantined:
+            f.write(orjson.dumps(q.to_json()) + b"\n")
+
+
+ThresholdOpt = Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0,
+                                                    help="Near-duplicate Jaccard threshold (default 0.7).")]
+NumPermOpt = Annotated[int | None, typer.Option("--num-perm", min=16, max=1024, help="MinHash permutations (128).")]
+NgramOpt = Annotated[int | None, typer.Option("--ngram", min=1, max=32, help="Tokens per shingle (5).")]
+
+
+def _dedup_config(threshold: float | None, num_perm: int | None, ngram: int | None, **extra: object):  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    from swcdata.dedup import DedupConfig
+    from swcdata.errors import ConfigError
+
+    values = {k: v for k, v in {"threshold": threshold, "num_perm": num_perm, "ngram": ngram, **extra}.items()
+              if v is not None}
+    try:
+        return DedupConfig(**values)
+    except ValidationError as e:
+        raise ConfigError([f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]) from None
+
+
+@app.command()
+@handle_errors
+def dedup(
+    paths: PathsArg,
+    out_path: Annotated[Path, typer.Option("--out", help="Write the kept records (with id and source) here (JSONL).")],
+    report: ReportOpt = None,
+    quarantine: Annotated[
+        Path | None, typer.Option("--quarantine", help="Write lines that fail the schema checks here (JSONL).")
+    ] = None,
+    threshold: ThresholdOpt = None,
+    num_perm: NumPermOpt = None,
+    ngram: NgramOpt = None,
+    keep: Annotated[str, typer.Option("--keep", help="Which cluster member is kept: first | longest.")] = "first",
+    exact_only: Annotated[bool, typer.Option("--exact-only", help="Remove exact duplicates only.")] = False,
+    no_abstract: Annotated[
+        bool, typer.Option("--no-abstract", help="Keep code identifiers as they are (renamed copies then differ).")
+    ] = False,
+    workers: WorkersOpt = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove exact and near duplicates (code-aware MinHash + LSH) and say which record each one copies.
+
+    Exact duplicates share the normalised text of instruction + response; near duplicates are
+    found on the extracted Solidity code (comments and layout removed, identifiers abstracted)
+    and the prose around it. Every removed record names the kept record it duplicates.
+    """
+    from swcdata.dedup import dedup as run_dedup
+    from swcdata.records import write_jsonl
+    from swcdata.render import render_dedup
+
+    cfg = _dedup_config(threshold, num_perm, ngram, keep=keep, near=not exact_only,
+                        abstract_identifiers=not no_abstract, workers=workers)
+    table, vrep, quarantined = _load_records(paths, json_out=json_out)
+    kept, rep = run_dedup(table, cfg)
+    rep = rep.model_copy(update={"input": vrep.ledger})
+    write_jsonl(kept, out_path)
+    _write_quarantine(quarantine, quarantined)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    if json_out:
+        print_json(rep.model_dump(mode="json"))
+    else:
+        render_dedup(rep, out)
+        err.print(f"[dim]kept records written to {out_path}[/]")
+
+
+@app.command()
+@handle_errors
+def audit(
+    reference: Annotated[list[str], typer.Option("--reference", "-r", help="Reference (training) JSONL: files, "
+                                                 "directories or globs; repeat the option for several.")],
+    candidate: Annotated[list[str], typer.Option("--candidate", "-c", help="Candidate (test) JSONL to check; "
+                                                 "repeatable.")],
+    threshold: ThresholdOpt = None,
+    num_perm: NumPermOpt = None,
+    ngram: NgramOpt = None,
+    overlap_n: Annotated[int, typer.Option("--overlap-n", min=4, max=64,
+                                           help="Word n-gram length of the overlap rule (GPT-3: 13).")] = 13,
+    ngram_leak: Annotated[bool, typer.Option("--ngram-leak", help="Count a shared n-gram as a leak too.")] = False,
+    fail_on_leak: Annotated[bool, typer.Option("--fail-on-leak", help="Exit 1 if any candidate leaks.")] = False,
+    report: ReportOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prove a test set is clean: match every candidate record against a reference set.
+
+    Each candidate gets its exact or near match in the reference (with id and source) and its
+    longest shared word n-gram (the 13-gram decontamination rule of GPT-3 and
+    lm-evaluation-harness). The summary gives the contamination rate.
+    """
+    from swcdata.audit import AuditConfig
+    from swcdata.audit import audit as run_audit
+    from swcdata.render import render_audit
+
+    cfg = AuditConfig(near=_dedup_config(threshold, num_perm, ngram), overlap_n=overlap_n,
+                      ngram_counts_as_leak=ngram_leak)
+    ref_table, _, _ = _load_records(reference, json_out=json_out, label="reference")
+    cand_table, _, _ = _load_records(candidate, json_out=json_out, label="candidate")
+    rep = run_audit(ref_table, cand_table, cfg)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    if json_out:
+        print_json(rep.model_dump(mode="json"))
+    else:
+        render_audit(rep, out)
+    if fail_on_leak and rep.summary.leaked:
+        raise typer.Exit(1)
+
+
 def _open_out(path: Path | None):  # type: ignore[no-untyped-def]
     if path is None:
         return None

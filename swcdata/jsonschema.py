@@ -13,6 +13,8 @@ MODELS: dict[str, tuple[str, str]] = {
     "record": ("swcdata.schema", "Record"),
     "stored-record": ("swcdata.schema", "StoredRecord"),
     "validation-report": ("swcdata.schema", "ValidationReport"),
+    "dedup-report": ("swcdata.dedup", "DedupReport"),
+    "audit-report": ("swcdata.audit", "AuditReport"),
 }
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from swcdata.schema import Severity, ValidationReport
+
+if TYPE_CHECKING:
+    from swcdata.audit import AuditReport
+    from swcdata.dedup import DedupReport
 
 _SEV_STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: "dim"}
 
@@ -61,3 +66,63 @@ def render_validation(report: ValidationReport, console: Console, *, max_finding
     status = {"clean": "[green]clean[/]", "warnings": "[yellow]warnings[/]", "errors": "[red]errors[/]"}[report.status]
     console.print(f"{status}: {report.errors:,} error(s), {report.warnings:,} warning(s) in {lg.records:,} records "
                   f"({report.seconds:.2f} s, {report.records_per_second:,.0f} records/s)")
+
+
+def render_dedup(report: DedupReport, console: Console, *, max_clusters: int = 10) -> None:
+    lg = report.ledger
+    rows: list[tuple[str, int]] = []
+    balanced = lg.balanced
+    if report.input is not None:
+        inp = report.input
+        rows += [("lines read", inp.lines_read), ("blank lines", inp.blank_lines), ("quarantined", inp.quarantined)]
+        balanced = balanced and inp.balanced and inp.valid == lg.records
+    rows += [("records", lg.records), ("kept", lg.kept), ("exact duplicates", lg.exact_duplicates),
+             ("near duplicates", lg.near_duplicates)]
+    console.print(ledger_table("Ledger", rows, balanced))
+    console.print()
+    if report.clusters:
+        big = sorted(report.clusters, key=lambda c: (-c.size, c.representative.source.file,
+                                                     c.representative.source.line))[:max_clusters]
+        t = Table(title=f"Largest clusters ({min(len(report.clusters), max_clusters)} of {len(report.clusters)})",
+                  title_justify="left")
+        for col in ("kept record", "size", "exact", "near", "min sim", "categories"):
+            t.add_column(col, justify="left" if col in ("kept record", "categories") else "right", overflow="fold")
+        for c in big:
+            src = c.representative.source
+            cats = ", ".join(c.categories)
+            t.add_row(f"{Path(src.file).name}:{src.line}", str(c.size), str(c.exact), str(c.near),
+                      f"{c.min_similarity:.2f}", cats if len(c.categories) == 1 else f"[yellow]{cats}[/]")
+        console.print(t)
+        console.print()
+    console.print(f"{len(report.clusters):,} clusters, {report.category_conflicts:,} with conflicting categories; "
+                  f"LSH {report.bands}x{report.rows}, {report.candidate_pairs:,} candidate pairs, "
+                  f"{report.verified_pairs:,} verified at >= {report.config.threshold}; "
+                  f"{report.timings.get('total', 0):.2f} s ({report.records_per_second:,.0f} records/s)")
+
+
+def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -> None:
+    s = report.summary
+    t = Table(title="Contamination audit", title_justify="left", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    for name, n in (("reference records", s.reference_records), ("candidate records", s.candidate_records),
+                    ("exact matches", s.exact), ("near matches", s.near),
+                    (f"shared {report.config.overlap_n}-gram only", s.ngram_only), ("clean", s.clean)):
+        t.add_row(name, f"{n:,}")
+    style = "red" if s.leaked else "green"
+    t.add_row("contamination rate", f"[{style}]{s.contamination_rate:.1%}[/]")
+    t.add_row(f"{report.config.overlap_n}-gram overlap rate", f"{s.ngram_overlap_rate:.1%}")
+    console.print(t)
+    console.print()
+    leaks = report.leaked
+    if leaks:
+        lt = Table(title=f"Leaked candidates (first {min(len(leaks), max_rows)} of {len(leaks)})",
+                   title_justify="left")
+        for col in ("candidate", "status", "matches", "similarity", "longest n-gram"):
+            lt.add_column(col, overflow="fold")
+        for c in leaks[:max_rows]:
+            m = c.match or c.ngram_match
+            where = f"{Path(m.source.file).name}:{m.source.line}" if m else ""
+            lt.add_row(f"{Path(c.source.file).name}:{c.source.line}", c.status, where,
+                       "" if c.similarity is None else f"{c.similarity:.2f}", str(c.longest_ngram))
+        console.print(lt)

@@ -1,0 +1,206 @@
+"""`audit`: is a candidate set (a test split, an evaluation file) contaminated by a reference set?
+
+For every candidate record: whether it exactly matches a reference record (same id), nearly
+matches one (MinHash estimate of the code-aware token stream at or above the threshold, the same
+features as `dedup`), and its longest word n-gram shared with any reference record -- the
+13-gram decontamination rule of GPT-3 and lm-evaluation-harness -- with the match's id and
+source each time. The summary gives the contamination rate.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from swcdata import minhash
+from swcdata.dedup import DedupConfig, RecordRef, token_streams
+from swcdata.schema import Source
+from swcdata.text import normalize_text
+
+_WORD = re.compile(r"\w+")
+
+
+class AuditConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    near: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate features and threshold.")
+    overlap_n: int = Field(13, ge=4, le=64, description="Word n-gram length of the overlap rule (GPT-3: 13).")
+    ngram_counts_as_leak: bool = Field(False, description="Also count a shared n-gram (not only exact/near) as a leak.")
+
+
+Status = Literal["exact", "near", "ngram", "clean"]
+
+
+class CandidateResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    source: Source
+    status: Status
+    match: RecordRef | None = Field(None, description="The reference record matched exactly or nearly.")
+    similarity: float | None = Field(None, description="Estimated Jaccard with the near match (1.0 when exact).")
+    longest_ngram: int = Field(0, description="Length in words of the longest span shared with a reference record "
+                               "(0 when no overlap_n-gram is shared).")
+    ngram_match: RecordRef | None = None
+    shared_text: str | None = Field(None, description="The longest shared span (first 300 characters).")
+
+
+class AuditSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reference_records: int
+    candidate_records: int
+    exact: int
+    near: int
+    ngram_only: int
+    clean: int
+    leaked: int
+    contamination_rate: float = Field(description="leaked / candidate_records.")
+    ngram_overlap_rate: float = Field(description="Share of candidates sharing at least one overlap_n-gram.")
+
+
+class AuditReport(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="AuditReport")
+
+    config: AuditConfig
+    summary: AuditSummary
+    candidates: list[CandidateResult]
+    timings: dict[str, float]
+
+    @property
+    def leaked(self) -> list[CandidateResult]:
+        return [c for c in self.candidates if self._is_leak(c)]
+
+    def _is_leak(self, c: CandidateResult) -> bool:
+        return c.status in ("exact", "near") or (self.config.ngram_counts_as_leak and c.status == "ngram")
+
+
+def _words(table: pa.Table) -> list[str]:
+    return [" ".join(_WORD.findall(normalize_text(i + "\n" + r)))
+            for i, r in zip(table.column("instruction").to_pylist(), table.column("response").to_pylist(),
+                            strict=True)]
+
+
+def _longest_overlap(ref_words: list[str], cand_words: list[str], n: int) -> tuple[npt.NDArray[np.int64], ...]:
+    """Per candidate: longest shared span in words (0 if none), the index of a reference record holding
+    its first n-gram, and the word offset of the span in the candidate."""
+    rh, roff = minhash.shingle_hashes(ref_words, n, short_whole=False)
+    rrec = np.repeat(np.arange(len(roff) - 1, dtype=np.int64), np.diff(roff))
+    order = np.argsort(rh, kind="stable")
+    rh_sorted, rrec_sorted = rh[order], rrec[order]
+    ch, coff = minhash.shingle_hashes(cand_words, n, short_whole=False)
+    m = len(coff) - 1
+    longest = np.zeros(m, dtype=np.int64)
+    ref_of = np.full(m, -1, dtype=np.int64)
+    start_of = np.zeros(m, dtype=np.int64)
+    if len(ch) == 0 or len(rh) == 0:
+        return longest, ref_of, start_of
+    pos = np.searchsorted(rh_sorted, ch)
+    pos_c = np.minimum(pos, len(rh_sorted) - 1)
+    hit = rh_sorted[pos_c] == ch
+    crec = np.repeat(np.arange(m, dtype=np.int64), np.diff(coff))
+    # runs of consecutive hits inside one record: window j and j+1 overlap in n-1 words
+    new_run = hit & ~np.concatenate(([False], hit[:-1] & (crec[1:] == crec[:-1])))
+    run_id = np.cumsum(new_run) - 1
+    idx = np.flatnonzero(hit)
+    if len(idx) == 0:
+        return longest, ref_of, start_of
+    run_len = np.bincount(run_id[idx], minlength=int(run_id[idx].max()) + 1)
+    run_start = np.flatnonzero(new_run)
+    run_rec = crec[run_start]
+    best = np.lexsort((run_start, -run_len, run_rec))  # per record: longest run, earliest first
+    first = np.ones(len(best), dtype=bool)
+    first[1:] = run_rec[best][1:] != run_rec[best][:-1]
+    for r in best[first]:
+        rec = run_rec[r]
+        longest[rec] = run_len[r] + n - 1
+        ref_of[rec] = rrec_sorted[pos_c[run_start[r]]]
+        start_of[rec] = run_start[r] - coff[rec]
+    return longest, ref_of, start_of
+
+
+def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None = None) -> AuditReport:
+    """Match every candidate record against the reference set (exact, near, shared n-gram)."""
+    cfg = config or AuditConfig()
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    r_ids: list[str] = reference.column("id").to_pylist()
+    r_src: list[dict] = reference.column("source").to_pylist()
+    c_ids: list[str] = candidate.column("id").to_pylist()
+    c_src: list[dict] = candidate.column("source").to_pylist()
+    nr, nc = len(r_ids), len(c_ids)
+
+    first_ref: dict[str, int] = {}
+    for i, rid in enumerate(r_ids):
+        first_ref.setdefault(rid, i)
+    exact = np.array([first_ref.get(cid, -1) for cid in c_ids], dtype=np.int64)
+    timings["exact"] = time.perf_counter() - t0
+
+    near = np.full(nc, -1, dtype=np.int64)
+    near_sim = np.zeros(nc)
+    if nr and nc:
+        t = time.perf_counter()
+        both = pa.concat_tables([reference.select(["instruction", "response"]),
+                                 candidate.select(["instruction", "response"])])
+        streams = token_streams(both.column("instruction").to_pylist(), both.column("response").to_pylist(),
+                                cfg.near)
+        hashes, offsets = minhash.shingle_hashes(streams, cfg.near.ngram)
+        sig = minhash.signatures(hashes, offsets, cfg.near.num_perm, cfg.near.seed)
+        timings["minhash"] = time.perf_counter() - t
+        t = time.perf_counter()
+        pairs = minhash.candidate_pairs(sig, *cfg.near.lsh())
+        cross = pairs[(pairs[:, 0] < nr) & (pairs[:, 1] >= nr)]
+        sims = minhash.similarity(sig, cross)
+        ok = sims >= cfg.near.threshold
+        cross, sims = cross[ok], sims[ok]
+        # best match per candidate: highest similarity, then lowest reference index
+        order = np.lexsort((cross[:, 0], -sims, cross[:, 1]))
+        cand = cross[order, 1] - nr
+        firsts = np.ones(len(order), dtype=bool)
+        firsts[1:] = cand[1:] != cand[:-1]
+        near[cand[firsts]] = cross[order, 0][firsts]
+        near_sim[cand[firsts]] = sims[order][firsts]
+        timings["lsh"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    cand_words = _words(candidate)
+    longest, ngram_ref, ngram_start = _longest_overlap(_words(reference), cand_words, cfg.overlap_n)
+    timings["ngram"] = time.perf_counter() - t
+
+    def ref(i: int) -> RecordRef:
+        return RecordRef(id=r_ids[i], source=Source(**r_src[i]))
+
+    results: list[CandidateResult] = []
+    for j in range(nc):
+        status: Status
+        if exact[j] >= 0:
+            status, match, sim = "exact", ref(int(exact[j])), 1.0
+        elif near[j] >= 0:
+            status, match, sim = "near", ref(int(near[j])), round(float(near_sim[j]), 4)
+        else:
+            status, match, sim = ("ngram" if longest[j] else "clean"), None, None
+        shared = None
+        if longest[j]:
+            words = cand_words[j].split()
+            shared = " ".join(words[ngram_start[j] : ngram_start[j] + longest[j]])[:300]
+        results.append(CandidateResult(
+            id=c_ids[j], source=Source(**c_src[j]), status=status, match=match, similarity=sim,
+            longest_ngram=int(longest[j]), ngram_match=ref(int(ngram_ref[j])) if ngram_ref[j] >= 0 else None,
+            shared_text=shared))
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("exact", "near", "ngram", "clean")}
+    leaked = counts["exact"] + counts["near"] + (counts["ngram"] if cfg.ngram_counts_as_leak else 0)
+    timings["total"] = time.perf_counter() - t0
+    summary = AuditSummary(
+        reference_records=nr, candidate_records=nc, exact=counts["exact"], near=counts["near"],
+        ngram_only=counts["ngram"], clean=counts["clean"], leaked=leaked,
+        contamination_rate=round(leaked / nc, 4) if nc else 0.0,
+        ngram_overlap_rate=round(int((longest > 0).sum()) / nc, 4) if nc else 0.0,
+    )
+    return AuditReport(config=cfg, summary=summary, candidates=results,
+                       timings={k: round(v, 3) for k, v in timings.items()})
