@@ -1,0 +1,163 @@
+"""dedup: planted exact and near duplicates of real records are found, look-alike prose with different
+code is not merged, the output is deterministic and the counts add up."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema as js
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from swcdata.cli import app
+from swcdata.dedup import DedupConfig, dedup, token_stream
+from swcdata.validate import ValidateConfig, load_valid
+
+runner = CliRunner()
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+DATASET = Path(__file__).resolve().parents[1] / "dataset"
+
+REENTRANT = ("Find the vulnerability in this function:\n\n```solidity\nfunction withdraw(uint256 amount) public {\n"
+             "    require(balances[msg.sender] >= amount);\n    (bool ok, ) = msg.sender.call{value: amount}(\"\");\n"
+             "    require(ok);\n    balances[msg.sender] -= amount;\n}\n```")
+FIXED = ("Reentrancy (SWC-107): the balance is updated after the external call. Update it first:\n\n```solidity\n"
+         "function withdraw(uint256 amount) public {\n    require(balances[msg.sender] >= amount);\n"
+         "    balances[msg.sender] -= amount;\n    (bool ok, ) = msg.sender.call{value: amount}(\"\");\n"
+         "    require(ok);\n}\n```")
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def _table(path: Path) -> pa.Table:
+    table, _, _ = load_valid([path], ValidateConfig(check_code=False))
+    return table
+
+
+def _rename(text: str, mapping: dict[str, str]) -> str:
+    for old, new in mapping.items():
+        text = re.sub(rf"\b{re.escape(old)}\b", new, text)
+    return text
+
+
+def test_token_stream_abstracts_code_but_keeps_prose() -> None:
+    toks = token_stream("Reentrancy in `msg.sender.call{value: amt}(\"\")` here", abstract_identifiers=True)
+    assert toks[0] == "reentrancy" and "msg" in toks and "call" in toks and "amt" not in toks
+
+
+def test_renamed_commented_reflowed_copy_is_a_near_duplicate(tmp_path: Path) -> None:
+    base = {"instruction": REENTRANT, "response": FIXED, "category": "SWC-107"}
+    mapping = {"withdraw": "takeOut", "amount": "value_", "balances": "ledger", "ok": "sent"}
+    variant = {
+        "instruction": _rename(REENTRANT, mapping).replace("Find the vulnerability in", "Identify the security flaw in")
+        .replace("    require(", "  // check the caller's balance first\n        require(", 1),
+        "response": _rename(FIXED, mapping).replace("\n    ", "\n\t"),
+        "category": "SWC-107",
+    }
+    other = {"instruction": "What is wrong here?\n\n```solidity\nfunction mint(address to, uint256 n) external "
+             "onlyOwner {\n    totalSupply += n;\n    balanceOf[to] += n;\n}\n```",
+             "response": "Integer overflow (SWC-101) on totalSupply before Solidity 0.8; use SafeMath.",
+             "category": "SWC-101"}
+    kept, rep = dedup(_table(_write(tmp_path / "in.jsonl", [base, other, variant])))
+    assert rep.ledger.near_duplicates == 1 and rep.ledger.kept == 2
+    [r] = rep.removed
+    assert r.kind == "near" and r.source.line == 3 and r.duplicate_of.source.line == 1
+    assert r.similarity >= DedupConfig().threshold
+    assert kept.column("source").to_pylist() == [{"file": str(tmp_path / "in.jsonl"), "line": 1},
+                                                  {"file": str(tmp_path / "in.jsonl"), "line": 2}]
+
+
+def test_similar_prose_with_different_code_is_not_merged(tmp_path: Path) -> None:
+    prose = "Examine the following function for potential vulnerabilities and suggest a fix:\n\n"
+    a = {"instruction": prose + "function pay(address to) public { to.transfer(address(this).balance); }",
+         "response": "A failed transfer reverts the whole call (SWC-113); let recipients withdraw instead.",
+         "category": "SWC-113"}
+    b = {"instruction": prose + "function add(uint8 x, uint8 y) public pure returns (uint8) { return x + y; }",
+         "response": "x + y can overflow uint8 (SWC-101); use checked arithmetic or SafeMath.",
+         "category": "SWC-101"}
+    _, rep = dedup(_table(_write(tmp_path / "in.jsonl", [a, b])))
+    assert rep.ledger.kept == 2 and rep.removed == []
+
+
+def test_exact_duplicates_ignore_typography_case_and_layout(tmp_path: Path) -> None:
+    a = {"instruction": "Why is ‘x’ unsafe?\nfunction f() { x += 1; }", "response": "It’s an overflow — use SafeMath.",
+         "category": "SWC-101"}
+    b = {"instruction": "why is 'x'   UNSAFE? function f() { x += 1; }", "response": "It's an overflow - use SafeMath.",
+         "category": "SWC-110"}
+    _, rep = dedup(_table(_write(tmp_path / "in.jsonl", [a, b])))
+    assert rep.ledger.exact_duplicates == 1
+    assert rep.removed[0].duplicate_of.source.line == 1
+    assert rep.category_conflicts == 1 and rep.clusters[0].categories == ["SWC-101", "SWC-110"]
+
+
+def test_keep_longest(tmp_path: Path) -> None:
+    short = {"instruction": REENTRANT, "response": FIXED, "category": "SWC-107"}
+    long = {**short, "response": FIXED + "\n\nAlternatively, add a nonReentrant modifier from OpenZeppelin."}
+    t = _table(_write(tmp_path / "in.jsonl", [short, long]))
+    _, first = dedup(t, DedupConfig(keep="first", threshold=0.5))
+    _, longest = dedup(t, DedupConfig(keep="longest", threshold=0.5))
+    assert first.removed[0].source.line == 2 and longest.removed[0].source.line == 1
+
+
+def test_planted_duplicates_of_real_seed_records(swc_files: list[Path], tmp_path: Path) -> None:
+    lines = swc_files[0].read_text(encoding="utf-8").splitlines()[:300]
+    records = [json.loads(x) for x in lines]
+    rec = records[10]
+    exact = {**rec, "instruction": "  " + rec["instruction"].upper() + "  "}
+    near = {**rec, "instruction": "Please review. " + rec["instruction"].replace("\n", "\n  ")}
+    _write(tmp_path / "planted.jsonl", [exact, near])
+    table, _, _ = load_valid([swc_files[0], tmp_path / "planted.jsonl"], ValidateConfig(check_code=False))
+    _, rep = dedup(table)
+    by_line = {(Path(r.source.file).name, r.source.line): r for r in rep.removed}
+    assert by_line[("planted.jsonl", 1)].kind == "exact"
+    assert by_line[("planted.jsonl", 2)].kind == "near"
+    # both point at the record kept for seed line 11: line 11 itself, or what line 11 duplicates
+    original = by_line.get((swc_files[0].name, 11))
+    expected_line = original.duplicate_of.source.line if original else 11
+    for key in (("planted.jsonl", 1), ("planted.jsonl", 2)):
+        assert by_line[key].duplicate_of.source.line == expected_line
+        assert Path(by_line[key].duplicate_of.source.file).name == swc_files[0].name
+    assert rep.ledger.balanced
+
+
+def test_seed_corpus_counts_add_up(swc_files: list[Path]) -> None:
+    table, vrep, _ = load_valid(swc_files, ValidateConfig(check_code=False))
+    kept, rep = dedup(table)
+    lg = rep.ledger
+    assert vrep.ledger.lines_read == 5000 and vrep.ledger.quarantined == 2
+    assert lg.records == 4998 == lg.kept + lg.exact_duplicates + lg.near_duplicates
+    assert lg.exact_duplicates > 0 and lg.near_duplicates > 0 and kept.num_rows == lg.kept
+    kept_ids = set(kept.column("id").to_pylist())
+    assert all(r.duplicate_of.id in kept_ids for r in rep.removed)  # always points at a kept record
+    assert len(rep.removed) == len({(r.source.file, r.source.line) for r in rep.removed})
+
+
+def test_cli_dedup_is_deterministic_and_balanced(tmp_path: Path) -> None:
+    outs = []
+    for k in range(2):
+        o, r = tmp_path / f"kept{k}.jsonl", tmp_path / f"r{k}.json"
+        res = runner.invoke(app, ["dedup", str(DATASET), "--out", str(o), "--report", str(r), "--workers", "1"])
+        assert res.exit_code == 0, res.output
+        outs.append(o.read_bytes())
+    assert outs[0] == outs[1]
+    report = json.loads((tmp_path / "r0.json").read_text())
+    js.validate(report, json.loads((SCHEMAS / "dedup-report.schema.json").read_text()))
+    inp, lg = report["input"], report["ledger"]
+    assert inp["lines_read"] == inp["blank_lines"] + inp["quarantined"] + lg["kept"] + lg["exact_duplicates"] \
+        + lg["near_duplicates"]
+    kept = [json.loads(x) for x in outs[0].decode().splitlines()]
+    assert len(kept) == lg["kept"] and all("id" in k and "source" in k for k in kept)
+    removed = {r["source"]["line"]: r for r in report["removed"]}
+    assert removed[38]["kind"] == "exact" and removed[38]["duplicate_of"]["source"]["line"] == 21
+    assert removed[76]["kind"] == "near" and removed[76]["duplicate_of"]["source"]["line"] == 41
+
+
+@pytest.mark.parametrize("args", [["--threshold", "0"], ["--keep", "biggest"]])
+def test_cli_bad_config_exit_2(args: list[str], tmp_path: Path) -> None:
+    r = runner.invoke(app, ["dedup", str(DATASET), "--out", str(tmp_path / "o.jsonl"), *args])
+    assert r.exit_code == 2 and "Traceback" not in r.output
