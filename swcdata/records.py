@@ -109,3 +109,41 @@ def write_jsonl(table: pa.Table, path: Path | IO[bytes], extra: dict[str, list[A
             path.write(line)
             n += 1
     return n
+
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def write_split_dir(splits: dict[str, pa.Table], directory: Path) -> dict[str, Path]:
+    """Write each split as `<directory>/<split>.jsonl` (stored-record JSON, one per line)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return {name: _write(directory / f"{name}.jsonl", table) for name, table in splits.items()}
+
+
+def _write(path: Path, table: pa.Table) -> Path:
+    write_jsonl(table, path)
+    return path
+
+
+def read_split_dir(directory: Path) -> dict[str, pa.Table]:
+    """Read a split directory written by `write_split_dir` (or by hand: `<split>.jsonl` files) into
+    record tables, in the order train, validation, test, then any other split by name. Lines are
+    validated (schema checks only); a bad line raises DataError naming it, since a split directory is
+    swcdata's own output and must be clean."""
+    from swcdata.errors import DataError, InputError
+    from swcdata.validate import ValidateConfig, load_valid
+
+    if not directory.is_dir():
+        raise InputError(f"not a split directory: {directory}", hint="pass the --out folder of `swcdata split`")
+    files = {p.stem: p for p in sorted(directory.glob("*.jsonl"))}
+    if not files:
+        raise InputError(f"no <split>.jsonl files in {directory}")
+    order = [s for s in SPLIT_NAMES if s in files] + sorted(s for s in files if s not in SPLIT_NAMES)
+    out: dict[str, pa.Table] = {}
+    for name in order:
+        table, report, quarantined = load_valid([files[name]], ValidateConfig(check_code=False))
+        if quarantined:
+            q = quarantined[0]
+            raise DataError(f"{q.file}:{q.line}: {q.reasons[0][2]} ({report.ledger.quarantined} bad line(s))")
+        out[name] = table
+    return out
