@@ -311,6 +311,23 @@ def schema(
     sys.stdout.write(jsonschema.render(name))
 
 
+# Command groups live in their own modules (swcdata/cli_<area>.py), each exposing `register(app)`.
+# They import nothing heavy at module level, so `swcdata --help` stays fast.
+COMMAND_GROUPS = ("cli_pipeline", "cli_registry", "cli_train")
+
+
+def _register_groups() -> None:
+    from importlib import import_module
+    from importlib.util import find_spec
+
+    for name in COMMAND_GROUPS:
+        if find_spec(f"swcdata.{name}") is not None:
+            import_module(f"swcdata.{name}").register(app)
+
+
+_register_groups()
+
+
 def main() -> None:
     app()
 
