@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -207,26 +208,36 @@ def _priority(table: pa.Table, keep: str) -> npt.NDArray[np.int64]:
     return (length.max(initial=0) - length) * (n + 1) + pos  # longest first, then input order
 
 
-def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table, DedupReport]:
-    """Remove exact and near duplicates from a record table. Returns the kept records (input order)
-    and a report that names, for every removed record, the kept record it duplicates."""
-    cfg = config or DedupConfig()
+@dataclass(slots=True)
+class Clustering:
+    """Cluster structure of a record table: every record's exact representative and final (kept)
+    representative, and its estimated similarity to the latter."""
+
+    exact_rep: npt.NDArray[np.int64]
+    final: npt.NDArray[np.int64]
+    sim_to_rep: npt.NDArray[np.float64]
+    bands: int
+    rows: int
+    candidate_pairs: int
+    verified_pairs: int
+    timings: dict[str, float]
+
+
+def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False) -> Clustering:
+    """Exact groups by id, then connected components of verified near-duplicate pairs among one
+    representative per exact group. `all_pairs` verifies every pair inside each LSH bucket (not only
+    the pairs with the bucket's first member): needed when the clusters must contain every pair that
+    any later LSH pass could find (leak-free splitting)."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     n = table.num_rows
-    ids: list[str] = table.column("id").to_pylist()
-    sources: list[dict] = table.column("source").to_pylist()
-    categories: list[str] = table.column("category").to_pylist()
     priority = _priority(table, cfg.keep)
-
-    # exact: group by id
-    _, exact_label = np.unique(np.asarray(ids, dtype=object), return_inverse=True)
-    exact_label = exact_label.astype(np.int64)
-    exact_rep = _representatives(exact_label, priority)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    _, exact_label = np.unique(ids, return_inverse=True) if n else (None, np.zeros(0, dtype=np.int64))
+    exact_rep = _representatives(exact_label.astype(np.int64), priority)
     uniq = np.flatnonzero(exact_rep == np.arange(n))
     timings["exact"] = time.perf_counter() - t0
 
-    # near: over one representative per exact group
     bands, rows = cfg.lsh()
     final = exact_rep.copy()
     sim_to_rep = np.ones(n)
@@ -243,7 +254,7 @@ def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table,
         del hashes
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()
-        pairs = minhash.candidate_pairs(sig, bands, rows)
+        pairs = minhash.candidate_pairs(sig, bands, rows, all_pairs=all_pairs)
         sims = minhash.similarity(sig, pairs)
         ok = pairs[sims >= cfg.threshold]
         n_candidates, n_verified = len(pairs), len(ok)
@@ -262,6 +273,21 @@ def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table,
             s = minhash.similarity(sig, np.stack([moved, near_rep_local[moved]], axis=1))
             sim_to_rep[uniq[moved]] = s
         timings["lsh"] = time.perf_counter() - t
+    return Clustering(exact_rep, final, sim_to_rep, bands, rows, n_candidates, n_verified, timings)
+
+
+def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table, DedupReport]:
+    """Remove exact and near duplicates from a record table. Returns the kept records (input order)
+    and a report that names, for every removed record, the kept record it duplicates."""
+    cfg = config or DedupConfig()
+    t0 = time.perf_counter()
+    n = table.num_rows
+    ids: list[str] = table.column("id").to_pylist()
+    sources: list[dict] = table.column("source").to_pylist()
+    categories: list[str] = table.column("category").to_pylist()
+    c = cluster(table, cfg)
+    exact_rep, final, sim_to_rep, timings = c.exact_rep, c.final, c.sim_to_rep, c.timings
+    bands, rows, n_candidates, n_verified = c.bands, c.rows, c.candidate_pairs, c.verified_pairs
 
     kept_mask = final == np.arange(n)
     removed: list[Removed] = []

@@ -159,10 +159,12 @@ def _ragged_arange(sizes: I64) -> I64:
     return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - sizes, sizes)
 
 
-def candidate_pairs(sig: U32, bands: int, rows: int) -> I64:
-    """Unique pairs (i < j) of records that share a band bucket. Each bucket contributes its members
-    paired with the bucket's lowest index (a star: linear in the bucket size, and enough for
-    connected components). Records with no shingles never match."""
+def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False, max_bucket: int = 256) -> I64:
+    """Unique pairs (i < j) of records that share a band bucket. By default each bucket contributes
+    its members paired with the bucket's lowest index (a star: linear in the bucket size, enough for
+    connected components of near-identical records). With `all_pairs`, every pair of each bucket of
+    up to `max_bucket` members (larger buckets still give their star). Records with no shingles
+    never match."""
     n = sig.shape[0]
     valid = ~(sig == EMPTY).all(axis=1)
     bh = band_hashes(sig, bands, rows)
@@ -182,6 +184,12 @@ def candidate_pairs(sig: U32, bands: int, rows: int) -> I64:
         heads = idx[order[np.repeat(st, sz - 1)]]
         members = idx[order[np.repeat(st, sz - 1) + _ragged_arange(sz - 1) + 1]]
         pairs.append(np.stack([heads, members], axis=1))
+        if all_pairs:
+            for s_val in np.unique(sz[(sz > 2) & (sz <= max_bucket)]):
+                sel = st[sz == s_val]
+                iu, ju = np.triu_indices(int(s_val), 1)
+                mem = idx[order[sel[:, None] + np.arange(int(s_val))[None, :]]]
+                pairs.append(np.stack([mem[:, iu].ravel(), mem[:, ju].ravel()], axis=1))
     if not pairs:
         return np.zeros((0, 2), dtype=np.int64)
     p = np.concatenate(pairs)
