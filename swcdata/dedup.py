@@ -223,11 +223,15 @@ class Clustering:
     timings: dict[str, float]
 
 
-def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False) -> Clustering:
+def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verify_threshold: float | None = None,
+            extra_bandings: Sequence[tuple[int, int]] = ()) -> Clustering:
     """Exact groups by id, then connected components of verified near-duplicate pairs among one
-    representative per exact group. `all_pairs` verifies every pair inside each LSH bucket (not only
-    the pairs with the bucket's first member): needed when the clusters must contain every pair that
-    any later LSH pass could find (leak-free splitting)."""
+    representative per exact group.
+
+    For leak-free splitting the clusters must contain every pair that a later audit could find:
+    `all_pairs` verifies every pair inside each LSH bucket (not only those with the bucket's first
+    member), `verify_threshold` verifies below the audit's threshold (a margin for estimation
+    error), and `extra_bandings` adds more sensitive (bands, rows) bucketings to the config's own."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     n = table.num_rows
@@ -255,8 +259,11 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False) -> Cl
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()
         pairs = minhash.candidate_pairs(sig, bands, rows, all_pairs=all_pairs)
+        for b, r in extra_bandings:
+            more = minhash.candidate_pairs(sig, b, r, all_pairs=all_pairs)
+            pairs = np.unique(np.concatenate([pairs, more]), axis=0)
         sims = minhash.similarity(sig, pairs)
-        ok = pairs[sims >= cfg.threshold]
+        ok = pairs[sims >= (cfg.threshold if verify_threshold is None else verify_threshold)]
         n_candidates, n_verified = len(pairs), len(ok)
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components

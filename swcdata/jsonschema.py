@@ -15,6 +15,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "validation-report": ("swcdata.schema", "ValidationReport"),
     "dedup-report": ("swcdata.dedup", "DedupReport"),
     "audit-report": ("swcdata.audit", "AuditReport"),
+    "split-report": ("swcdata.split", "SplitReport"),
 }
 
 

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from swcdata.schema import Severity, ValidationReport
+from swcdata.schema import Ledger, Severity, ValidationReport
 
 if TYPE_CHECKING:
     from swcdata.audit import AuditReport
     from swcdata.dedup import DedupReport
+    from swcdata.split import SplitReport
 
 _SEV_STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: "dim"}
 
@@ -126,3 +127,34 @@ def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -
             lt.add_row(f"{Path(c.source.file).name}:{c.source.line}", c.status, where,
                        "" if c.similarity is None else f"{c.similarity:.2f}", str(c.longest_ngram))
         console.print(lt)
+
+
+def render_split(report: SplitReport, ledger: Ledger | None, console: Console) -> None:
+    rows: list[tuple[str, int]] = []
+    if ledger is not None:
+        rows += [("lines read", ledger.lines_read), ("blank lines", ledger.blank_lines),
+                 ("quarantined", ledger.quarantined)]
+    rows += [("records", report.records), ("decontaminated", len(report.decontaminated))]
+    rows += [(name, n) for name, n in report.sizes.items()]
+    if report.holdout_records:
+        rows.append(("(test = holdout records)", report.holdout_records))
+    console.print(ledger_table("Ledger", rows, report.balanced and (ledger is None or ledger.balanced)))
+    console.print()
+    t = Table(title=f"Per-category shares (target {', '.join(f'{k} {v:.0%}' for k, v in report.targets.items())})",
+              title_justify="left")
+    t.add_column("category")
+    t.add_column("records", justify="right")
+    for name in report.targets:
+        t.add_column(name, justify="right")
+    t.add_column("max dev", justify="right")
+    for c in report.categories:
+        style = "green" if c.within_tolerance else "yellow"
+        t.add_row(c.category, f"{c.total:,}", *(f"{c.counts[k]:,} ({c.shares[k]:.1%})" for k in report.targets),
+                  f"[{style}]{c.max_deviation * 100:.1f} pt[/]")
+    console.print(t)
+    console.print()
+    console.print(f"{report.groups:,} groups ({report.multi_record_groups:,} with several records, largest "
+                  f"{report.largest_group}); no group crosses a split; "
+                  + ("[green]all categories within tolerance[/]" if report.within_tolerance
+                     else "[yellow]some categories outside tolerance (group sizes)[/]")
+                  + f"; {report.seconds:.2f} s")

@@ -1,0 +1,81 @@
+"""`swcdata split`: leak-free stratified splits (command group registered by swcdata.cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from swcdata.console import JsonOpt, PathsArg, ReportOpt, SeedOpt, err, handle_errors, out, print_json
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    from swcdata.errors import ConfigError
+
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError([f"--ratios: expected three numbers like 0.8,0.1,0.1, got {text!r}"]) from None
+    if len(parts) != 3:
+        raise ConfigError([f"--ratios: expected three numbers (train,validation,test), got {len(parts)}"])
+    return parts  # type: ignore[return-value]
+
+
+@handle_errors
+def split_command(
+    paths: PathsArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for train.jsonl, validation.jsonl, test.jsonl.")],
+    ratios: Annotated[str, typer.Option("--ratios", help="train,validation,test shares (sum 1).")] = "0.8,0.1,0.1",
+    seed: SeedOpt = 0,
+    stratify: Annotated[str, typer.Option("--stratify", help="category | none.")] = "category",
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option("--holdout", help="An existing test set (repeatable): it becomes the test split, and every "
+                     "record that exactly or nearly duplicates it is removed from train and validation."),
+    ] = None,
+    group_threshold: Annotated[
+        float | None, typer.Option("--group-threshold", min=0.0, max=1.0,
+                                   help="Similarity at which records share a group (default 0.6).")
+    ] = None,
+    report: ReportOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Split records into train / validation / test with no near duplicate across splits.
+
+    Exact and near-duplicate clusters are groups that never cross a split; categories are
+    balanced per split; the same seed gives the same split. With --holdout, the holdout set is the
+    test split and train/validation are decontaminated against it.
+    """
+    from pydantic import ValidationError
+
+    from swcdata.cli import _load_records
+    from swcdata.errors import ConfigError
+    from swcdata.records import write_split_dir
+    from swcdata.render import render_split
+    from swcdata.split import SplitConfig
+    from swcdata.split import split as run_split
+
+    values: dict[str, object] = {"ratios": parse_ratios(ratios), "seed": seed, "stratify": stratify}
+    if group_threshold is not None:
+        values["group_threshold"] = group_threshold
+    try:
+        cfg = SplitConfig(**values)  # type: ignore[arg-type]
+    except ValidationError as e:
+        raise ConfigError([f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()]) from None
+    table, vrep, _ = _load_records(paths, json_out=json_out)
+    hold = _load_records(holdout, json_out=json_out, label="holdout")[0] if holdout else None
+    splits, rep = run_split(table, cfg, hold)
+    written = write_split_dir(splits, out_dir)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    if json_out:
+        print_json({"input": vrep.ledger.model_dump(), **rep.model_dump(mode="json")})
+    else:
+        render_split(rep, vrep.ledger, out)
+        err.print(f"[dim]splits written to {', '.join(str(p) for p in written.values())}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="split")(split_command)

@@ -1,0 +1,200 @@
+"""`split`: leak-free, stratified train / validation / test splits.
+
+Records are first grouped: exact duplicates and near-duplicate clusters (the dedup step's
+clustering, every pair inside each LSH bucket verified, at a threshold a margin *below* the
+audit's) form one group each, and a group is assigned to exactly one split. Groups are then
+dealt to splits per category, largest first, each to the split furthest below its target for
+that category (ties broken by a seeded order), so per-category proportions land within a
+couple of points of the targets wherever the group sizes allow it.
+
+With a holdout (an existing test set), the holdout *is* the test split: every record that
+exactly or nearly duplicates a holdout record is removed from train and validation
+(decontamination) and each removal is reported with the holdout record it matches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from swcdata import minhash
+from swcdata.dedup import DedupConfig, RecordRef, cluster
+from swcdata.schema import Source
+
+SPLITS = ("train", "validation", "test")
+
+
+class SplitConfig(BaseModel):
+    """Every knob of the split step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, validation, test shares.")
+    seed: int = Field(0, description="Seed of the group order; the same seed gives the same split.")
+    stratify: Literal["category", "none"] = Field("category", description="Balance each category across splits.")
+    group_threshold: float = Field(0.6, gt=0, le=1, description="Records at or above this estimated similarity share "
+                                   "a group (a margin below the audit's 0.7, so audits find nothing across splits).")
+    near: DedupConfig = Field(default_factory=DedupConfig, description="Features of the near-duplicate grouping.")
+    tolerance: float = Field(0.02, ge=0, description="Allowed deviation of a category's share from its target.")
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(r < 0 for r in v):
+            raise ValueError("ratios must be >= 0")
+        if abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"ratios must sum to 1 (got {sum(v):g})")
+        if v[0] <= 0:
+            raise ValueError("the train ratio must be > 0")
+        return v
+
+
+class CategoryShare(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: str
+    total: int
+    counts: dict[str, int]
+    shares: dict[str, float] = Field(description="Achieved share of the category's records in each split.")
+    max_deviation: float = Field(description="Largest |achieved - target| over the splits, in share points.")
+    within_tolerance: bool
+
+
+class Decontaminated(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    source: Source
+    kind: Literal["exact", "near"]
+    similarity: float
+    matches: RecordRef
+
+
+class SplitReport(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="SplitReport")
+
+    config: SplitConfig
+    records: int = Field(description="Records in: = sum of split sizes (holdout excluded) + decontaminated.")
+    groups: int
+    largest_group: int
+    multi_record_groups: int
+    sizes: dict[str, int]
+    shares: dict[str, float]
+    targets: dict[str, float]
+    categories: list[CategoryShare]
+    within_tolerance: bool
+    holdout_records: int = 0
+    decontaminated: list[Decontaminated] = Field(default_factory=list)
+    seconds: float
+
+    @property
+    def balanced(self) -> bool:
+        return self.records == sum(self.sizes.values()) - self.holdout_records + len(self.decontaminated)
+
+
+def _order_key(seed: int, rep_id: str) -> int:
+    return xxhash.xxh3_64_intdigest(f"{seed}:{rep_id}".encode())
+
+
+def assign_groups(group_of: np.ndarray, categories: list[str], ids: list[str], ratios: tuple[float, ...],
+                  seed: int, stratify: bool) -> np.ndarray:
+    """Split index (0..len(ratios)-1) for every record; a group never straddles two splits.
+
+    Per stratum (category, or everything), groups are taken largest first (ties in a seeded,
+    content-based order) and each goes to the split whose count is furthest below its target
+    share of the stratum, measured after adding the group."""
+    n = len(group_of)
+    out = np.full(n, -1, dtype=np.int64)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, g in enumerate(group_of.tolist()):
+        members[g].append(i)
+    strata: dict[str, list[int]] = defaultdict(list)
+    for g, mem in members.items():
+        # a group's stratum: its most frequent category (ties: smallest name)
+        cats = Counter(categories[i] for i in mem)
+        top = min(cats.items(), key=lambda kv: (-kv[1], kv[0]))[0] if stratify else "*"
+        strata[top].append(g)
+    r = np.asarray(ratios, dtype=float)
+    for stratum in sorted(strata):
+        groups = strata[stratum]
+        groups.sort(key=lambda g: (-len(members[g]), _order_key(seed, ids[min(members[g])])))
+        total = sum(len(members[g]) for g in groups)
+        counts = np.zeros(len(r))
+        for g in groups:
+            size = len(members[g])
+            # deficit after placing: target - (count + size); pick the largest, i.e. the split that
+            # stays furthest below its target. Splits with ratio 0 never receive anything.
+            deficit = np.where(r > 0, r * total - (counts + size), -np.inf)
+            k = int(np.argmax(deficit))
+            counts[k] += size
+            out[members[g]] = k
+    return out
+
+
+def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table | None = None
+          ) -> tuple[dict[str, pa.Table], SplitReport]:
+    """Split a record table into train / validation / test without leakage (see module doc)."""
+    cfg = config or SplitConfig()
+    t0 = time.perf_counter()
+    decontaminated: list[Decontaminated] = []
+    ratios = cfg.ratios
+    if holdout is not None:
+        from swcdata.audit import AuditConfig, audit
+
+        rep = audit(holdout, table, AuditConfig(near=cfg.near.model_copy(update={"threshold": cfg.group_threshold})))
+        leaked = [c for c in rep.candidates if c.status in ("exact", "near")]
+        drop = {(c.source.file, c.source.line, c.id) for c in leaked}
+        for c in leaked:
+            assert c.match is not None
+            decontaminated.append(Decontaminated(id=c.id, source=c.source, kind=c.status,  # type: ignore[arg-type]
+                                                 similarity=c.similarity or 1.0, matches=c.match))
+        if drop:
+            keys = [(s["file"], s["line"], i) for s, i in zip(table.column("source").to_pylist(),
+                                                               table.column("id").to_pylist(), strict=True)]
+            table = table.filter(pa.array([k not in drop for k in keys]))
+        ratios = (ratios[0] / (ratios[0] + ratios[1]), ratios[1] / (ratios[0] + ratios[1]), 0.0)
+    n = table.num_rows
+    # The audit's own banding (so every pair it can find is a candidate here too) plus a more
+    # sensitive one, every pair of each bucket verified at the lower group threshold.
+    sensitive = minhash.lsh_params(0.5, cfg.near.num_perm)
+    groups = cluster(table, cfg.near, all_pairs=True, verify_threshold=cfg.group_threshold,
+                     extra_bandings=[sensitive]).final
+    ids: list[str] = table.column("id").to_pylist()
+    categories: list[str] = table.column("category").to_pylist()
+    which = assign_groups(groups, categories, ids, ratios, cfg.seed, cfg.stratify == "category")
+    out = {name: table.filter(pa.array(which == k)) for k, name in enumerate(SPLITS)}
+    if holdout is not None:
+        out["test"] = holdout
+
+    sizes = {name: t.num_rows for name, t in out.items()}
+    total = sum(sizes.values()) or 1
+    cat_rows: list[CategoryShare] = []
+    targets = dict(zip(SPLITS, ratios, strict=True))
+    ok = True
+    for cat in sorted(set(categories)):
+        mask = np.array([c == cat for c in categories])
+        counts = {name: int(((which == k) & mask).sum()) for k, name in enumerate(SPLITS)}
+        tot = int(mask.sum())
+        shares = {name: round(counts[name] / tot, 4) for name in SPLITS}
+        dev = max(abs(shares[name] - targets[name]) for name in SPLITS)
+        within = dev <= cfg.tolerance + 1e-9
+        ok = ok and within
+        cat_rows.append(CategoryShare(category=cat, total=tot, counts=counts, shares=shares,
+                                      max_deviation=round(dev, 4), within_tolerance=within))
+    group_sizes = np.bincount(groups, minlength=n) if n else np.zeros(0, dtype=np.int64)
+    report = SplitReport(
+        config=cfg, records=n + len(decontaminated),
+        groups=int((group_sizes > 0).sum()), largest_group=int(group_sizes.max(initial=0)),
+        multi_record_groups=int((group_sizes > 1).sum()),
+        sizes=sizes, shares={k: round(v / total, 4) for k, v in sizes.items()}, targets=targets,
+        categories=cat_rows, within_tolerance=ok,
+        holdout_records=holdout.num_rows if holdout is not None else 0,
+        decontaminated=decontaminated, seconds=round(time.perf_counter() - t0, 3),
+    )
+    return out, report
