@@ -39,19 +39,23 @@ PY = sys.executable
 
 def run_measured(cmd: list[str]) -> dict[str, Any]:
     """Run a command; wall time and peak RSS of its whole process tree."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            procs = [ps, *ps.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
+    # files, not pipes: a child that prints more than a pipe buffer would block while we poll
+    with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True)
+        ps = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                procs = [ps, *ps.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        out_f.seek(0)
+        err_f.seek(0)
+        out, err = out_f.read(), err_f.read()
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{cmd} failed ({proc.returncode}): {err[-2000:]}")
     return {"wall": wall, "peak_rss_mb": peak / 2**20, "stdout": out}
@@ -156,7 +160,7 @@ def swcdata_labels(report: dict[str, Any], path: Path) -> dict[int, Any]:
 def bench_swcdata(path: Path, tmp: Path) -> dict[str, Any]:
     rep_path = tmp / "report.json"
     cmd = [PY, "-m", "swcdata", "dedup", str(path), "--out", str(tmp / "kept.jsonl"), "--report", str(rep_path),
-           "--json"]
+           "--workers", "0"]
     m = run_measured(cmd)
     rep = json.loads(rep_path.read_text())
     lines = rep["input"]["lines_read"]
