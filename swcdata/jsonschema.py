@@ -15,7 +15,13 @@ MODELS: dict[str, tuple[str, str]] = {
     "validation-report": ("swcdata.schema", "ValidationReport"),
     "dedup-report": ("swcdata.dedup", "DedupReport"),
     "audit-report": ("swcdata.audit", "AuditReport"),
+    "recipe": ("swcdata.finetune.recipe", "Recipe"),
+    "manifest": ("swcdata.registry", "Manifest"),
+    "verify-report": ("swcdata.registry", "VerifyReport"),
+    "diff-report": ("swcdata.registry", "DiffReport"),
+    "push-report": ("swcdata.hub", "PushReport"),
     "split-report": ("swcdata.split", "SplitReport"),
+    "build-config": ("swcdata.build", "BuildConfig"),
 }
 
 

@@ -12,6 +12,7 @@ from swcdata.schema import Ledger, Severity, ValidationReport
 
 if TYPE_CHECKING:
     from swcdata.audit import AuditReport
+    from swcdata.build import BuildResult
     from swcdata.dedup import DedupReport
     from swcdata.split import SplitReport
 
@@ -158,3 +159,38 @@ def render_split(report: SplitReport, ledger: Ledger | None, console: Console) -
                   + ("[green]all categories within tolerance[/]" if report.within_tolerance
                      else "[yellow]some categories outside tolerance (group sizes)[/]")
                   + f"; {report.seconds:.2f} s")
+
+
+def render_build(result: BuildResult, console: Console) -> None:
+    lg = result.ledger
+    rows = [("lines read", lg.lines_read), ("blank lines", lg.blank_lines), ("quarantined", lg.quarantined),
+            ("exact duplicates", lg.exact_duplicates), ("near duplicates", lg.near_duplicates),
+            ("decontaminated", lg.decontaminated), ("kept", lg.kept)]
+    if lg.holdout:
+        rows.append(("holdout (test)", lg.holdout))
+    rows.append(("augmented (train)", lg.augmented))
+    console.print(ledger_table("Ledger", rows, lg.balanced))
+    console.print()
+    cats = sorted({c for counts in result.counts.values() for c in counts})
+    t = Table(title="Records per split and category", title_justify="left")
+    t.add_column("split")
+    for c in cats:
+        t.add_column(c, justify="right")
+    t.add_column("total", justify="right", style="bold")
+    for name, counts in result.counts.items():
+        t.add_row(name, *(f"{counts.get(c, 0):,}" for c in cats), f"{sum(counts.values()):,}")
+    console.print(t)
+    console.print()
+    if result.contamination:
+        ct = Table(title="Contamination audit between splits", title_justify="left")
+        for col in ("pair", "exact", "near", "13-gram only"):
+            ct.add_column(col, justify="left" if col == "pair" else "right")
+        for pair, s in result.contamination.items():
+            style = "red" if s["exact"] or s["near"] else "green"
+            ct.add_row(pair, f"[{style}]{s['exact']}[/]", f"[{style}]{s['near']}[/]", f"{s['ngram_only']:,}")
+        console.print(ct)
+        console.print()
+    if result.created:
+        console.print(f"[green]published[/] [bold]{result.ref}[/] (content hash {result.content_hash[:12]})")
+    else:
+        console.print(f"[yellow]unchanged[/], same as [bold]{result.ref}[/] (content hash {result.content_hash[:12]})")

@@ -1,0 +1,273 @@
+"""`build`: validate -> dedup -> split -> augment -> audit -> publish, from one config file.
+
+The config (TOML, `swcdata.toml`) holds every parameter of every step; it is validated as a whole
+before any data is read, and every problem is reported with its path. The result is an immutable
+registry version whose manifest records the steps with their full configs, the input file hashes,
+the counts, and the conservation ledger: every input line ends kept (in a split), removed as a
+duplicate or by decontamination, or quarantined -- and the numbers add up.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from swcdata.dedup import DedupConfig
+from swcdata.errors import ConfigError, InputError
+from swcdata.split import SplitConfig
+from swcdata.validate import ValidateConfig
+
+DEFAULT_CONFIG = Path("swcdata.toml")
+
+
+class SplitStep(SplitConfig):
+    holdout: list[str] = Field(default_factory=list, description="Existing test set files (become the test split).")
+
+
+class AugmentStep(BaseModel):
+    """The augment step's switch and its config (the fields of swcdata.augment.AugmentConfig)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    enabled: bool = True
+
+
+class BuildConfig(BaseModel):
+    """Everything `swcdata build` does, in one file."""
+
+    model_config = ConfigDict(extra="forbid", title="BuildConfig")
+
+    name: str = Field("swc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Dataset name in the registry.")
+    inputs: list[str] = Field(default_factory=lambda: ["dataset/"], min_length=1,
+                              description="JSONL files, folders or globs (relative to the config file).")
+    seed: int = Field(0, description="One seed for every step that draws (split order, augmentation).")
+    validate_: ValidateConfig = Field(default_factory=lambda: ValidateConfig(), alias="validate")
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    split: SplitStep = Field(default_factory=SplitStep)
+    augment: AugmentStep = Field(default_factory=AugmentStep)
+
+
+def _problems(e: ValidationError) -> list[str]:
+    out = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see `swcdata schema build-config`)"
+        out.append(f"{loc}: {msg}")
+    return out
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> tuple[BuildConfig, Path]:
+    """Read and validate a build config; every problem is collected into one ConfigError (exit 2).
+    Without a file (and no swcdata.toml here), the defaults build `dataset/`. Returns the config and
+    the folder that relative input paths are resolved against."""
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    if path is not None:
+        if not path.is_file():
+            raise InputError(f"no such config file: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([f"not valid TOML: {e}"], source=str(path)) from None
+        base = path.resolve().parent
+    for key, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    problems: list[str] = []
+    try:
+        cfg = BuildConfig.model_validate(data)
+    except ValidationError as e:
+        problems += _problems(e)
+        cfg = None
+    aug = data.get("augment", {})
+    if isinstance(aug, dict):
+        problems += _augment_problems({k: v for k, v in aug.items() if k != "enabled"})
+    if problems or cfg is None:
+        raise ConfigError(problems, source=str(path) if path else None)
+    return cfg, base
+
+
+def _augment_problems(values: dict[str, Any]) -> list[str]:
+    from swcdata.augment import AugmentConfig
+
+    try:
+        AugmentConfig(**values)
+    except ValidationError as e:
+        return [f"augment.{p}" for p in _problems(e)]
+    return []
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class BuildLedger(BaseModel):
+    """Where every input line went. lines_read = blank + quarantined + duplicates + decontaminated + kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines_read: int
+    blank_lines: int
+    quarantined: int
+    exact_duplicates: int
+    near_duplicates: int
+    decontaminated: int
+    kept: int = Field(description="Input records in the splits (holdout and augmentation excluded).")
+    holdout: int = 0
+    augmented: int = Field(0, description="Variants added by augmentation (train only).")
+    splits: dict[str, int] = Field(default_factory=dict, description="Records per split in the published version.")
+
+    @property
+    def balanced(self) -> bool:
+        return self.lines_read == (self.blank_lines + self.quarantined + self.exact_duplicates
+                                   + self.near_duplicates + self.decontaminated + self.kept)
+
+
+class BuildResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    version: int
+    ref: str
+    content_hash: str
+    created: bool = Field(description="False when an identical version already existed (nothing was written).")
+    ledger: BuildLedger
+    counts: dict[str, dict[str, int]]
+    contamination: dict[str, dict[str, Any]]
+    findings: dict[str, int] = Field(description="Validation findings per rule.")
+    timings: dict[str, float]
+
+
+StepProgress = Callable[[str], None]
+
+
+def _counts(splits: dict[str, pa.Table]) -> dict[str, dict[str, int]]:
+    return {name: dict(sorted(Counter(t.column("category").to_pylist()).items())) for name, t in splits.items()}
+
+
+def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
+              on_step: StepProgress | None = None) -> BuildResult:
+    """Run every step and publish. `on_step(name)` is called as each step starts (for progress)."""
+    import time
+
+    from swcdata.audit import AuditConfig, audit
+    from swcdata.dedup import dedup
+    from swcdata.io import resolve_inputs
+    from swcdata.registry import Registry
+    from swcdata.split import split
+    from swcdata.validate import load_valid
+
+    def step(name: str) -> None:
+        if on_step:
+            on_step(name)
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[name] = round(now - t, 3)
+        t = now
+
+    def resolve(paths: list[str]) -> list[Path]:
+        return resolve_inputs([p if Path(p).is_absolute() else str(base / p) for p in paths])
+
+    files = resolve(cfg.inputs)
+    step("validate")
+    table, vrep, quarantined = load_valid([str(f) for f in files], cfg.validate_)
+    lap("validate")
+
+    step("dedup")
+    kept, drep = dedup(table, cfg.dedup)
+    lap("dedup")
+
+    step("split")
+    split_cfg = SplitConfig(**cfg.split.model_dump(exclude={"holdout", "seed"}), seed=cfg.seed)
+    holdout = None
+    if cfg.split.holdout:
+        holdout, _, _ = load_valid([str(f) for f in resolve(cfg.split.holdout)], ValidateConfig(check_code=False))
+    splits, srep = split(kept, split_cfg, holdout)
+    pre_aug = {k: v.num_rows for k, v in splits.items()}
+    lap("split")
+
+    aug_step: dict[str, Any] | None = None
+    augmented = 0
+    if cfg.augment.enabled:
+        from swcdata.augment import AugmentConfig, augment
+
+        step("augment")
+        acfg = AugmentConfig(**{"seed": cfg.seed, **(cfg.augment.model_extra or {})})
+        splits, arep = augment(splits, acfg)
+        augmented = sum(v.num_rows for v in splits.values()) - sum(pre_aug.values())
+        aug_step = {"name": "augment", "config": acfg.model_dump(mode="json"),
+                    "summary": arep.model_dump(mode="json", exclude={"config"})}
+        lap("augment")
+
+    step("audit")
+    contamination: dict[str, dict[str, Any]] = {}
+    acfg_audit = AuditConfig(near=cfg.dedup)
+    for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        if a in splits and b in splits and splits[a].num_rows and splits[b].num_rows:
+            s = audit(splits[a], splits[b], acfg_audit).summary
+            contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "ngram_only": s.ngram_only,
+                                             "contamination_rate": s.contamination_rate,
+                                             "ngram_overlap_rate": s.ngram_overlap_rate}
+    lap("audit")
+
+    holdout_n = holdout.num_rows if holdout is not None else 0
+    ledger = BuildLedger(
+        lines_read=vrep.ledger.lines_read, blank_lines=vrep.ledger.blank_lines, quarantined=vrep.ledger.quarantined,
+        exact_duplicates=drep.ledger.exact_duplicates, near_duplicates=drep.ledger.near_duplicates,
+        decontaminated=len(srep.decontaminated), kept=sum(pre_aug.values()) - holdout_n, holdout=holdout_n,
+        augmented=augmented, splits={k: v.num_rows for k, v in splits.items()},
+    )
+    if not ledger.balanced:  # a bug, never a user error: refuse to publish an inconsistent version
+        raise AssertionError(f"conservation ledger does not add up: {ledger}")
+
+    step("publish")
+    steps = [
+        {"name": "validate", "config": cfg.validate_.model_dump(mode="json"),
+         "summary": {"ledger": vrep.ledger.model_dump(), "errors": vrep.errors, "warnings": vrep.warnings,
+                     "rules": {r.rule: r.count for r in vrep.rules}}},
+        {"name": "dedup", "config": cfg.dedup.model_dump(mode="json"),
+         "summary": {"ledger": drep.ledger.model_dump(), "clusters": len(drep.clusters),
+                     "category_conflicts": drep.category_conflicts}},
+        {"name": "split", "config": split_cfg.model_dump(mode="json") | {"holdout": cfg.split.holdout},
+         "summary": {"sizes": srep.sizes, "within_tolerance": srep.within_tolerance, "groups": srep.groups,
+                     "decontaminated": len(srep.decontaminated)}},
+    ]
+    if aug_step is not None:
+        steps.append(aug_step)
+    steps.append({"name": "audit", "config": acfg_audit.model_dump(mode="json"), "summary": contamination})
+    inputs = [{"path": i.path, "sha256": i.sha256, "bytes": i.bytes} for i in vrep.inputs]
+    removed = {
+        "quarantined": [{"source": {"file": q.file, "line": q.line},
+                         "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]}
+                        for q in quarantined],
+        "duplicates": [r.model_dump(mode="json") for r in drep.removed],
+        "decontaminated": [d.model_dump(mode="json") for d in srep.decontaminated],
+    }
+    registry = Registry(home)
+    manifest, created = registry.publish(cfg.name, splits, {
+        "steps": steps, "inputs": inputs, "ledger": ledger.model_dump() | {"contamination": contamination},
+        "removed": removed, "seed": cfg.seed,
+    })
+    lap("publish")
+    return BuildResult(
+        name=manifest.name, version=manifest.version, ref=f"{manifest.name}@v{manifest.version}",
+        content_hash=manifest.content_hash, created=created, ledger=ledger, counts=_counts(splits),
+        contamination=contamination, findings={r.rule: r.count for r in vrep.rules}, timings=timings,
+    )
