@@ -106,9 +106,11 @@ def assign_groups(group_of: np.ndarray, categories: list[str], ids: list[str], r
                   seed: int, stratify: bool) -> np.ndarray:
     """Split index (0..len(ratios)-1) for every record; a group never straddles two splits.
 
-    Per stratum (category, or everything), groups are taken largest first (ties in a seeded,
-    content-based order) and each goes to the split whose count is furthest below its target
-    share of the stratum, measured after adding the group."""
+    Per stratum (category, or everything), groups are ordered by a seeded hash of their smallest
+    record id and cut at the target quantiles (a group goes where its midpoint falls). The order of
+    a group depends only on its own content, so editing, adding or removing one record moves at most
+    that record's group and a neighbour at a cut -- splits stay stable from one version to the next,
+    and a record that was in test stays in test."""
     n = len(group_of)
     out = np.full(n, -1, dtype=np.int64)
     members: dict[int, list[int]] = defaultdict(list)
@@ -123,16 +125,24 @@ def assign_groups(group_of: np.ndarray, categories: list[str], ids: list[str], r
     r = np.asarray(ratios, dtype=float)
     for stratum in sorted(strata):
         groups = strata[stratum]
-        groups.sort(key=lambda g: (-len(members[g]), _order_key(seed, ids[min(members[g])])))
-        total = sum(len(members[g]) for g in groups)
+        key = {g: min(ids[i] for i in members[g]) for g in groups}
+        groups.sort(key=lambda g: (_order_key(seed, key[g]), key[g]))
+        target = r * sum(len(members[g]) for g in groups)
         counts = np.zeros(len(r))
-        for g in groups:
-            size = len(members[g])
-            # deficit after placing: target - (count + size); pick the largest, i.e. the split that
-            # stays furthest below its target. Splits with ratio 0 never receive anything.
-            deficit = np.where(r > 0, r * total - (counts + size), -np.inf)
-            k = int(np.argmax(deficit))
-            counts[k] += size
+        # 1. groups of several records (rare after dedup), largest first, each to the split that
+        #    stays furthest below its target; zero-share splits never receive anything
+        for g in sorted((g for g in groups if len(members[g]) > 1), key=lambda g: -len(members[g])):
+            k = int(np.argmax(np.where(r > 0, target - counts - len(members[g]), -np.inf)))
+            counts[k] += len(members[g])
+            out[members[g]] = k
+        # 2. single records in hash order, cut at the quantiles of what each split still needs
+        singles = [g for g in groups if len(members[g]) == 1]
+        need = np.maximum(target - counts, 0)
+        cuts = np.cumsum(need) / need.sum() if need.sum() > 0 else np.cumsum(r)
+        for pos, g in enumerate(singles):
+            k = min(int(np.searchsorted(cuts, (pos + 0.5) / len(singles), side="right")), len(r) - 1)
+            while r[k] <= 0:
+                k -= 1
             out[members[g]] = k
     return out
 

@@ -125,3 +125,18 @@ def test_cli_split(tmp_path: Path) -> None:
     assert rep["within_tolerance"] is True
     bad = runner.invoke(app, ["split", str(DATASET), "--out", str(tmp_path / "x"), "--ratios", "0.9,0.2,0.1"])
     assert bad.exit_code == 2 and "sum to 1" in bad.output
+
+
+def test_editing_one_record_keeps_every_other_record_in_its_split(tmp_path: Path) -> None:
+    lines = (DATASET / "swc_sample.jsonl").read_text().splitlines()
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(lines) + "\n")
+    edited = json.loads(lines[4])
+    edited["response"] += " (Edited: see also SWC registry guidance.)"
+    b.write_text("\n".join([*lines[:4], json.dumps(edited), *lines[5:]]) + "\n")
+    where = []
+    for path in (a, b):
+        splits, _ = split(_load(path))
+        where.append({(s["line"]): name for name, t in splits.items() for s in t.column("source").to_pylist()})
+    moved = [line for line in where[0] if line != 5 and where[0][line] != where[1][line]]
+    assert len(moved) <= 1, moved  # at most one neighbour at a cut moves
