@@ -116,10 +116,13 @@ _FIXED_RE = re.compile(r"u?fixed\d+x\d+\Z")
 # Fast lexer
 # --------------------------------------------------------------------------------------------
 
-# One capturing group: comments match with an empty group and are filtered out. Alternatives are
-# distinguished by their first character, so the order only matters for "/" (comment before op).
+# Comments match as tokens and are filtered out afterwards. Alternatives are distinguished by their
+# first character, so the order only matters for "/" (comment before op). The leading ``\s*+``
+# skips the blanks before a token inside the match (findall then returns the one group, the token):
+# the same tokens as searching for the next token, without trying every alternative at each blank.
 _TOKEN_RE = re.compile(
     r"""
+    \s*+(
     \d\w*(?:\.\d\w*)?                       # number: 42, 0xff, 1e18, 1_000, 1.5
     |\w+                                    # identifier / keyword (ASCII)
     |[(){};,\[\]]                            # the commonest punctuation, single
@@ -128,7 +131,7 @@ _TOKEN_RE = re.compile(
     |//[^\n]*|/\*[\s\S]*?(?:\*/|\Z)           # comments (filtered out afterwards)
     |>>>=|>>>|<<=|>>=|\*\*=?|=>|->|==|!=|<=|>=|&&|\|\||\+\+|--|[-+*/%&|^]=|<<|>>|:=
     |[^\s\w]                                # any other single character
-    """,
+    )""",
     re.VERBOSE | re.ASCII,
 )
 
@@ -169,15 +172,17 @@ def code_tokens(code: str, *, abstract_identifiers: bool = False, abstract_liter
     cache = _ABSTRACT_CACHE.get(key)
     if cache is None or len(cache) > _ABSTRACT_CACHE_MAX:
         cache = _ABSTRACT_CACHE[key] = {}
-    get = cache.get
-    out: list[str] = []
-    append = out.append
-    for t in toks:
-        a = get(t)
-        if a is None:
-            a = cache[t] = _abstract_token(t, abstract_identifiers, abstract_literals)
-        append(a)
-    return out
+    # Look every token up in one C-level pass; only cache misses (rare once warm) go through Python.
+    out: list[str | None] = list(map(cache.get, toks))
+    if None in out:
+        for k, a in enumerate(out):
+            if a is None:
+                t = toks[k]
+                a = cache.get(t)  # (an earlier miss in this list may have filled it)
+                if a is None:
+                    a = cache[t] = _abstract_token(t, abstract_identifiers, abstract_literals)
+                out[k] = a
+    return out  # type: ignore[return-value]
 
 
 def normalize_code(code: str) -> str:
@@ -206,6 +211,10 @@ _CODEISH_RES = (
     re.compile(r"(?<![\w.])[A-Za-z_]\w+\.(?!(?:sol|js|ts|md|json|txt|py)\b)[A-Za-z_]\w+"),  # member access
     re.compile(r"\b" + _DECL_KW + r"\s+[A-Za-z_]\w*"),  # keyword + identifier: uint256 x, emit E
 )
+# Every test but the first needs "(", "[", an operator character, "." or a blank.
+_CODEISH_CHAR_RE = re.compile(r"[(\[=!<>&|+\-*/%.\s]")
+# The tests after the first, commonest hits first (any order gives the same answer).
+_CODEISH_BY_HITS = tuple(_CODEISH_RES[k] for k in (7, 1, 2, 5, 3, 8, 4, 6))
 
 
 def is_codeish(s: str) -> bool:
@@ -220,7 +229,12 @@ def is_codeish(s: str) -> bool:
     s = s.strip()
     if len(s) < 2:
         return False
-    return any(r.search(s) for r in _CODEISH_RES)
+    # ``;``/braces (the first test, by far the commonest hit) by substring search, then the others.
+    if ";" in s or "{" in s or "}" in s:
+        return True
+    if _CODEISH_CHAR_RE.search(s) is None:  # a bare name: every other test needs one of these
+        return False
+    return any(r.search(s) for r in _CODEISH_BY_HITS)
 
 
 # Independent, cheap detector for "this text contains Solidity code" (coverage denominator).
@@ -256,7 +270,9 @@ def looks_like_code(text: str) -> bool:
 # Extraction
 # --------------------------------------------------------------------------------------------
 
-_FENCE_RE = re.compile(r"```(?:[ \t]*[\w+#.-]*[ \t]*\n)?(.*?)(?:```|\Z)", re.S)
+# ```` ```lang\n ... ``` ````; the content runs to the first ```` ``` ```` (or the end). Written as
+# possessive runs instead of a lazy ``(.*?)(?:```|\Z)``: the same match, without a test per character.
+_FENCE_RE = re.compile(r"```(?:[ \t]*[\w+#.-]*[ \t]*\n)?((?:[^`]++|`(?!``))*+)(?:```|\Z)")
 
 _LVALUE = r"[A-Za-z_$][\w$]*(?:\s*\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]|\.[A-Za-z_$][\w$]*)*"
 _TYPE = (
@@ -266,8 +282,13 @@ _TYPE = (
 _MODS = r"(?:(?:memory|storage|calldata|public|private|internal|external|constant|immutable|payable|override)\s+)*"
 
 # Where a code block may start (applied at a line start, the text start, or after a colon).
-_CODE_START = (
-    r"(?:"
+# Only ever used as a yes/no test (in lookaheads and ``match(...) is not None``), so the order of the
+# alternatives is irrelevant. They come in two groups: branches led by a keyword or punctuation
+# (each fails on its first characters in prose: the regex engine skips alternatives whose leading
+# literal does not match), and branches led by an arbitrary identifier (a type or an lvalue), which
+# are costly on prose because they backtrack over words. The latter run only behind a cheap guard,
+# a necessary condition for each of them (see _CODE_START_ID_GUARD).
+_CODE_START_KW = (
     r"pragma\s+solidity\b|import\s+[\"'{*]"
     r"|(?:abstract\s+)?contract\s+[A-Za-z_]\w*\s*(?:is\b[^{};\n]*)?\{"
     r"|(?:library|interface)\s+[A-Za-z_]\w*\s*(?:is\b[^{};\n]*)?\{"
@@ -282,58 +303,43 @@ _CODE_START = (
     r"|emit\s+[A-Za-z_]\w*\s*\("
     r"|return\b[^\n.]*;|return\s*\(|throw\s*;|delete\s+" + _LVALUE + r"\s*;"
     r"|\(\s*(?:bool|uint\d*|bytes\d*|address)\b[^)\n]*\)\s*="
-    r"|" + _TYPE + r"\s+" + _MODS + r"[A-Za-z_$][\w$]*\s*[=;]"
+    r"|(?:\+\+|--)\s*" + _LVALUE + r"\s*;"
+    r"|_\s*;"
+)
+_CODE_START_ID = (
+    _TYPE + r"\s+" + _MODS + r"[A-Za-z_$][\w$]*\s*[=;]"
     r"|" + _LVALUE + r"\s*(?:[-+*/%|&^]|<<|>>)?=(?![=>])"
     r"|" + _LVALUE + r"\s*(?:\+\+|--)\s*;"
-    r"|(?:\+\+|--)\s*" + _LVALUE + r"\s*;"
     r"|" + _LVALUE + r"\s*(?:\{[^{}\n]*\}\s*)?\([^\n]*\)\s*;"
-    r"|[A-Za-z_]\w*\s*\([^()]*\)\s*(?:[A-Za-z_]\w*(?:\([^()\n]*\))?\s*)*\{"  # Name(args) mods { (old ctor)
-    r"|_\s*;"
-    r")"
+    # Name(args) mods { (old ctor). Possessive words: with ``\w*`` the engine would also try every
+    # split of a word into several (``ab`` = ``a`` ``b``), exponential in the words before a "{" that
+    # never comes; a split covers the same text, so the answer is the same.
+    r"|[A-Za-z_]\w*+\s*\([^()]*\)\s*(?:[A-Za-z_]\w*+(?:\([^()\n]*\))?\s*)*\{"
+)
+# Necessary condition for every _CODE_START_ID branch. Each starts with a whole word W (a shorter
+# prefix would be followed by a word character, which no branch accepts after its first word),
+# followed by one of:
+#   * ``\s*`` and one of ``[ . + - * / % | & ^ < > = ( {`` - an lvalue's index/member/operator/call,
+#     ``Name(``, an array type ``T[``, ``mapping(``;
+#   * ``\s+`` and a declaration's next word: a modifier keyword (or ``payable`` of ``address payable``)
+#     followed by a space or ``[``, or the declared name (a whole word) followed by ``=`` or ``;``.
+# Prose ("The function ...", "This adjustment ...") fails it after two words, without backtracking.
+_CODE_START_ID_GUARD = (
+    r"[A-Za-z_$][\w$]*+(?:\s*[\[.\-+*/%|&^<>=({]"
+    r"|\s+(?:(?:memory|storage|calldata|public|private|internal|external|constant|immutable|payable|override)[\s\[]"
+    r"|[A-Za-z_$][\w$]*+\s*[=;]))"
+)
+# (every _CODE_START_KW branch starts with a lower-case letter, "(", "+", "-" or "_": sentences,
+# which start with a capital, skip them all in one test)
+_CODE_START = (
+    r"(?:(?=[a-z(+\-_])(?:" + _CODE_START_KW + r")|(?=" + _CODE_START_ID_GUARD + r")(?:" + _CODE_START_ID + r"))"
 )
 
-# Candidate starts: a backtick, a single quote that opens (not an apostrophe), or a code block
-# start at the text start / a line start / after a colon.
-# Candidate starts: a backtick, a single quote that opens (not an apostrophe), or a code block
-# start at the text start / a line start / after a colon / after a sentence end. A cheap char-class
-# search finds the places; the (costly) code-start test runs only there.
-_CAND_CHARS_RE = re.compile(r"[`'\n:.?!]")
-_SQ_OPEN_RE = re.compile(r"'(?=[^\s']|[ \t]+" + _CODE_START + r")")
+# Candidate starts: a backtick, a single quote that opens (not an apostrophe: see _CAND), or a
+# code block start at the text start / a line start / after a colon / after a sentence end
+# (". ", "? ", "! ").
 _BLOCK_AT_RE = re.compile(r"[ \t]*(?=" + _CODE_START + r")")
-_NOT_BEFORE_QUOTE = frozenset("'’`$_")
-
-
-def _next_candidate(text: str, i: int, b: int) -> tuple[str, int, int] | None:
-    """(kind, start, content start) of the next candidate at or after ``i``; kind in bt/sq/blk."""
-    if i < b and (i == 0 or text[i - 1] == "\n"):
-        m = _BLOCK_AT_RE.match(text, i, b)
-        if m is not None:
-            return "blk", i, m.end()
-    search = _CAND_CHARS_RE.search
-    while True:
-        m = search(text, i, b)
-        if m is None:
-            return None
-        j = m.start()
-        c = text[j]
-        i = j + 1
-        if c == "`":
-            return "bt", j, j + 1
-        if c == "'":
-            if j > 0:
-                p = text[j - 1]
-                if p.isalnum() or p in _NOT_BEFORE_QUOTE:
-                    continue
-            if _SQ_OPEN_RE.match(text, j, b):
-                return "sq", j, j + 1
-            continue
-        if c in ".?!":
-            if j + 1 >= b or text[j + 1] != " ":
-                continue
-            i = j + 2
-        bm = _BLOCK_AT_RE.match(text, i, b)
-        if bm is not None:
-            return "blk", i, bm.end()
+_BLOCK_AFTER = r"([ \t]*)(?=" + _CODE_START + r")"
 
 
 _CODE_START_RE = re.compile(r"[ \t]*" + _CODE_START)
@@ -350,7 +356,10 @@ _STOPWORDS = frozenset([
     "here's", "in", "if", "for", "any", "does", "do", "such", "all", "as",
 ])
 # fmt: on
-_WORD_RUN_RE = re.compile(r"[A-Za-z0-9][\w.'’-]*,?(?:[ \t]+[A-Za-z0-9][\w.'’-]*,?){2,}")
+# Three or more words on a line. _prose_at only looks at the first six, so the match stops there
+# ({2,5}); words are possessive (a shorter word would be followed by a word character, where only
+# ",", a blank or the end may follow), so no backtracking on lines that are not prose.
+_WORD_RUN_RE = re.compile(r"[A-Za-z0-9][\w.'’-]*+,?(?:[ \t]+[A-Za-z0-9][\w.'’-]*+,?){2,5}")
 _WORD_RE = re.compile(r"[A-Za-z0-9][\w.'’-]*")
 _LIST_MARK_RE = re.compile(r"(?:#{1,6}\s|\*\*|[-*+]\s+[A-Za-z*`]|\d+[.)]\s+[A-Z*`])")
 
@@ -378,13 +387,19 @@ def _prose_line(text: str, pos: int, end: int, top: bool = True) -> bool:
     ``top``: the code before is at brace depth 0, where a label line ("Fixed code:") or a
     Markdown list item also ends the code; inside braces only an English sentence does.
     """
-    le = _line_end(text, pos, end)
+    le = text.find("\n", pos, end)
+    if le < 0:
+        le = end
+    if not top:
+        # Only a sentence counts; _prose_at needs a letter or digit first, so it is already false
+        # on a blank (after rstrip) or comment line.
+        return _prose_at(text, pos, le)
     line = text[pos:le].rstrip()
     if not line:
         return False
     if line.startswith(("//", "/*", "*")) and not line.startswith("**"):
         return False
-    if top and (line.endswith(":") or _LIST_MARK_RE.match(line)):
+    if line.endswith(":") or _LIST_MARK_RE.match(line):
         return True
     return _prose_at(text, pos, le)
 
@@ -402,20 +417,134 @@ def _codeish_line(text: str, pos: int, end: int) -> bool:
     return core.endswith((";", "{", "}", ",", "(")) and is_codeish(core)
 
 
-def _skip_blank_lines(text: str, pos: int, end: int) -> tuple[int, int]:
-    """From just after a newline, skip blank lines; return (first non-blank char, blank count)."""
-    blanks = 0
-    i = pos
-    while i < end:
-        j = i
-        while j < end and text[j] in " \t\r":
-            j += 1
-        if j < end and text[j] == "\n":
-            blanks += 1
-            i = j + 1
-            continue
-        return j, blanks
-    return end, blanks
+# After a newline: the blank lines (group 1, possibly none) and the blanks that lead the next
+# non-blank line (only " ", tab and CR count as blanks here).
+_BLANK_LINES_RE = re.compile(r"((?:[ \t\r]*\n)*)[ \t\r]*")
+
+
+# Fast runs for _scan. _scan visits every bracket, ";", quote, "/", backtick and newline; most of
+# those visits do nothing but move on (and adjust the depth). A run regex consumes, in one match,
+# a stretch of elements whose visits are known to change nothing else:
+#   * string literals; ";" (in block mode: when no sentence can follow, see _R_NO_PROSE);
+#   * inside brackets (depth > 0): comments, and newlines (with the blank lines after them) before
+#     a line that cannot be a sentence (see _R_MAYBE_PROSE) - at depth > 0 a newline only checks
+#     for a sentence (the other end-of-code tests need depth 0);
+#   * whole bracket groups, nested up to _RUN_LEVELS deep, of such elements (a group leaves the
+#     depth unchanged; in block mode no sentence may follow a "}", nor the outer closer at depth 0).
+# ``last_sig`` is only read at depth 0 in block mode. There, every element of a run ends on a
+# character that sets it (string end, ";" or closer), so after a run ending at ``r > i`` the state
+# is simply ``i = last_sig = r``; at depth > 0 (and in quote mode) it is dead: it is set again by
+# the closer that brings the depth back to 0. Anything else (a backtick, an unmatched quote, the
+# closing quote, a possible sentence, a lone "{" or "}", a depth-0 newline or comment) ends the run
+# and is handled by the general loop exactly as before. The elements start with distinct
+# characters and repeat possessively, so a run is exactly the sequence of visits _scan makes.
+_RUN_LEVELS = 4
+
+
+def _ascii_words_re(words: frozenset[str]) -> str:
+    """Regex (a trie, fast to reject) for ``words``, ASCII letters matched in either case."""
+    trie: dict[str, dict] = {}
+    for w in words:
+        node = trie
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, dict]) -> str:
+        alts = [
+            (f"[{ch.upper()}{ch}]" if ch.isascii() and ch.isalpha() else re.escape(ch)) + emit(node[ch])
+            for ch in sorted(node)
+            if ch
+        ]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 and "" not in node else "(?:" + "|".join(alts) + ")"
+        return body + ("?" if "" in node else "")
+
+    return emit(trie)
+
+
+_R_WORD = r"[A-Za-z0-9][\w.'’-]*+"  # == _WORD_RE (possessive)
+# A necessary condition for _prose_at: a word run whose first six words include a stop word. A
+# word is a stop word when ``w.lower().rstrip(".,")`` is one; words start with an ASCII letter or
+# digit and the only non-ASCII character that lowercases to ASCII is the Kelvin sign (to "k", in no
+# stop word), so matching the ASCII letters in either case is the same test.
+_R_MAYBE_PROSE = (
+    f"(?={_WORD_RUN_RE.pattern})(?:{_R_WORD},?+[ \\t]++){{0,5}}?" + _ascii_words_re(_STOPWORDS) + r"\.*+(?![\w.'’-])"
+)
+# after ";" / a closer: a necessary condition for _prose_after is false
+_R_NO_PROSE = r"(?![ \t]*[.,:]?[ \t]*" + _R_MAYBE_PROSE + r")"
+# Characters with no visit (in quote mode a backtick is a no-op visit too). A lone "/" (division)
+# is a no-op visit that does not set ``last_sig``: an element at depth > 0 and in quote mode, but
+# at depth 0 in block mode part of the no-op characters before an element (_R_FILLS_SLASH), so that
+# a run never ends on it.
+_R_FILLS = r"[^(){}\[\];\"'`\n/]*+"
+_R_FILLS_Q = r"[^(){}\[\];\"'\n/]*+"
+_R_SLASH = r"/(?![/*])"
+_R_FILLS_SLASH = f"{_R_FILLS}(?:{_R_SLASH}{_R_FILLS})*+"
+_R_DQ = r'"(?:[^"\\\n]|\\.)*+"'  # == _DQ_STR_RE
+_R_SQ = r"'(?:[^'\\\n]|\\.)*+'"  # == _SQ_STR_RE
+_R_SQB = r"'(?:(?:[^'\\\n]|\\.)*+')?+"  # at depth > 0: a string, else a lone quote
+_R_SEMI_B = ";" + _R_NO_PROSE  # block mode: ";" is followed by a prose test
+_R_COMMENT = r"//[^\n]*+|/\*[\s\S]*?\*/"  # depth > 0 only (a closed /* comment)
+# a newline at depth > 0, the blank lines after it, the next line's indent; code must go on there
+_R_NL = r"\n(?:[ \t\r]*+\n)*+[ \t\r]*+(?=.)(?!" + _R_MAYBE_PROSE + r")"
+
+
+def _bracket_group(fills: str, elems: str, after_brace: str, levels: int) -> str:
+    """A bracket group of ``elems`` and nested groups, separated by ``fills``, up to ``levels``
+    deep. Like _scan, it does not pair bracket kinds (``(]`` is a group); ``after_brace`` follows
+    every ``}`` (block mode tests for prose after any ``}``)."""
+    g = ""
+    for _ in range(levels):
+        inner = elems + ("|" + g if g else "")
+        g = r"[(\[{]" + fills + "(?:(?:" + inner + ")" + fills + r")*+(?:[)\]]|\}" + after_brace + ")"
+    return g
+
+
+_R_IN_B = f"{_R_NL}|{_R_SEMI_B}|{_R_DQ}|{_R_SQB}|{_R_SLASH}|{_R_COMMENT}"  # block mode, depth > 0
+_R_IN_Q = f"{_R_NL}|;|{_R_DQ}|{_R_SQB}|{_R_SLASH}|{_R_COMMENT}"  # quote mode, depth > 0
+_R_GROUP_B = _bracket_group(_R_FILLS, _R_IN_B, _R_NO_PROSE, _RUN_LEVELS)
+_R_GROUP_Q = _bracket_group(_R_FILLS_Q, _R_IN_Q, "", _RUN_LEVELS)
+# Runs: (no-op characters, then an element)*. Block mode at depth 0: an unmatched "'" ends the
+# code and the outer closer is followed by a prose test; quote mode at depth 0: a "'" may close.
+_RUN_B0 = f"(?:{_R_FILLS_SLASH}(?:(?:{_R_GROUP_B}){_R_NO_PROSE}|{_R_SEMI_B}|{_R_DQ}|{_R_SQ}))*+"
+_RUN_B1 = f"(?:{_R_FILLS}(?:{_R_IN_B}|{_R_GROUP_B}))*+"
+_RUN_Q0 = f"(?:{_R_FILLS_Q}(?:{_R_GROUP_Q}|;|{_R_DQ}|{_R_SLASH}))*+"
+_RUN_Q1 = f"(?:{_R_FILLS_Q}(?:{_R_IN_Q}|{_R_GROUP_Q}))*+"
+
+# The next candidate after a position (see _scan_region), in one search. Every branch starts with
+# a literal trigger character, so the regex engine skips to those characters with a fast
+# character-set scan; the code-start test runs only there. Branches:
+#   * a backtick; group 1 is the content when a closing backtick follows (an unclosed backtick is
+#     no candidate, the search goes on after it);
+#   * a single quote that is not an apostrophe (not after a word character - ``\w`` is exactly
+#     ``str.isalnum()`` or ``_`` - nor after ``'’`$``) and opens (a non-blank follows, or blanks
+#     and a code start). Group 2 is the content when its _scan is a single run up to the closing
+#     quote (not followed by a word character): then ``_scan(text, s + 1, b, "'")`` is
+#     ``(m.end(2), True)``; otherwise (no group) the caller runs _scan;
+#   * a block start after a newline / a colon / a sentence end: the group that matched (3 to 7)
+#     spans the blanks before the code.
+_SQ_RUN = _RUN_Q0 + f"{_R_FILLS_Q}(?:/(?![/*]){_R_FILLS_Q})*+"  # a quote-mode run, then no-op characters
+_CAND = "|".join(
+    [
+        r"`([^`]*+)`",
+        f"'(?<![\\w'’`$]')(?=[^\\s']|[ \\t]+{_CODE_START})(?:({_SQ_RUN})'(?!\\w))?",
+        *(f"{trigger}{_BLOCK_AFTER}" for trigger in (r"\n", ":", r"\. ", r"\? ", "! ")),
+    ]
+)
+
+# The big scanner regexes take ~80 ms to compile, so they are compiled on first use (not at import):
+# (_CAND search, _RUN_B0 / _RUN_B1 / _RUN_Q0 / _RUN_Q1 match).
+_SCANNERS: tuple[Any, ...] = ()
+
+
+def _scanners() -> tuple[Any, ...]:
+    global _SCANNERS
+    if not _SCANNERS:
+        cand, b0, b1, q0, q1 = map(re.compile, (_CAND, _RUN_B0, _RUN_B1, _RUN_Q0, _RUN_Q1))
+        _SCANNERS = (cand.search, b0.match, b1.match, q0.match, q1.match)
+    return _SCANNERS
 
 
 def _scan(text: str, pos: int, end: int, quote: str | None) -> tuple[int, bool]:
@@ -430,7 +559,12 @@ def _scan(text: str, pos: int, end: int, quote: str | None) -> tuple[int, bool]:
     i = pos
     last_sig = pos  # end of the last non-space code character
     scan = _SCAN_RE.search
+    _, b0, b1, q0, q1 = _SCANNERS or _scanners()
+    run_top, run_in = (b0, b1) if quote is None else (q0, q1)
     while True:
+        r = (run_in if depth else run_top)(text, i, end).end()
+        if r > i:
+            i = last_sig = r
         m = scan(text, i, end)
         if m is None:
             if quote is not None:
@@ -439,9 +573,13 @@ def _scan(text: str, pos: int, end: int, quote: str | None) -> tuple[int, bool]:
         j = m.start()
         c = text[j]
         if c == "\n":
-            if j > i:
-                last_sig = _rstrip_end(text, i, j) if text[i:j].strip() else last_sig
-            nxt, blanks = _skip_blank_lines(text, j + 1, end)
+            if j > i and quote is None:  # (last_sig only matters in block mode)
+                seg = text[i:j].rstrip()
+                if seg:
+                    last_sig = i + len(seg)
+            bm = _BLANK_LINES_RE.match(text, j + 1, end)
+            nxt = bm.end()
+            blanks = bm.end(1) > j + 1
             if nxt >= end:
                 if quote is not None:
                     return pos, False
@@ -560,52 +698,81 @@ def _trimmed(text: str, a: int, b: int) -> tuple[int, int]:
 _SAME_LINE_QUOTE_RE = re.compile(r"'([^'\n]+)'(?![\w])")
 
 
+def _is_codeish_trimmed(s: str) -> bool:
+    """:func:`is_codeish` of a string without surrounding whitespace (as _trimmed leaves it)."""
+    if len(s) < 2:
+        return False
+    if ";" in s or "{" in s or "}" in s:
+        return True
+    if _CODEISH_CHAR_RE.search(s) is None:
+        return False
+    return any(r.search(s) for r in _CODEISH_BY_HITS)
+
+
 def _scan_region(text: str, a: int, b: int, out: list[CodeSpan]) -> None:
+    """Append the spans of ``text[a:b]`` (no fences there) to ``out``.
+
+    Candidates, in order: a block start at the region start when it is the text start or a line
+    start, then those of _CAND searched from the end of the previous one. (After a span,
+    ``text[i - 1]`` is a quote, a backtick or code, never a newline, so the line-start test can
+    only succeed at the region start.)
+    """
+    search = (_SCANNERS or _scanners())[0]
+    trimmed = _trimmed
+    codeish = _is_codeish_trimmed
     i = a
+    m0 = _BLOCK_AT_RE.match(text, a, b) if a < b and (a == 0 or text[a - 1] == "\n") else None
     while i < b:
-        cand = _next_candidate(text, i, b)
-        if cand is None:
-            return
-        kind, s, content = cand
-        if kind == "bt":
-            close = text.find("`", s + 1, b)
-            if close < 0:
-                i = s + 1
-                continue
-            x, y = _trimmed(text, s + 1, close)
-            if y > x and is_codeish(text[x:y]):
-                out.append(CodeSpan(text[x:y], x, y, "inline"))
+        if m0 is not None:  # a block at the region start
+            g, s, content = 0, a, m0.end()
+            m0 = None
+        else:
+            m = search(text, i, b)
+            if m is None:
+                return
+            g = m.lastindex
+            s = m.start()
+        if g == 1:  # backtick span
+            x, y = trimmed(text, s + 1, m.end(1))
+            if y > x and codeish(t := text[x:y]):
+                out.append(CodeSpan(t, x, y, "inline"))
+            i = m.end()
+            continue
+        if g is None or g == 2:  # single quote
+            if g == 2:
+                close = m.end(2)
+            else:
+                close, ok = _scan(text, s + 1, b, "'")
+                if not ok:
+                    fm = _SAME_LINE_QUOTE_RE.match(text, s, b)
+                    if fm is not None:
+                        close = fm.end(1)
+                    elif _CODE_START_RE.match(text, s + 1, b):
+                        # an unclosed (truncated) or comment-swallowed quote around code: scan it as a block
+                        stop, _ = _scan(text, s + 1, b, None)
+                        x, y = trimmed(text, s + 1, stop)
+                        if y > x and text[y - 1] == "'":
+                            y = _rstrip_end(text, x, y - 1)
+                        if y > x and is_codeish(text[x:y]):
+                            out.append(CodeSpan(text[x:y], x, y, "block"))
+                        i = max(stop, s + 1)
+                        continue
+                    else:
+                        i = s + 1
+                        continue
+            x, y = trimmed(text, s + 1, close)
+            if y > x and codeish(t := text[x:y]):
+                out.append(CodeSpan(t, x, y, "inline"))
             i = close + 1
-        elif kind == "sq":
-            close, ok = _scan(text, s + 1, b, "'")
-            if not ok:
-                fm = _SAME_LINE_QUOTE_RE.match(text, s, b)
-                if fm is not None:
-                    close = fm.end(1)
-                elif _CODE_START_RE.match(text, s + 1, b):
-                    # an unclosed (truncated) or comment-swallowed quote around code: scan it as a block
-                    stop, _ = _scan(text, s + 1, b, None)
-                    x, y = _trimmed(text, s + 1, stop)
-                    if y > x and text[y - 1] == "'":
-                        y = _rstrip_end(text, x, y - 1)
-                    if y > x and is_codeish(text[x:y]):
-                        out.append(CodeSpan(text[x:y], x, y, "block"))
-                    i = max(stop, s + 1)
-                    continue
-                else:
-                    i = s + 1
-                    continue
-            x, y = _trimmed(text, s + 1, close)
-            if y > x and is_codeish(text[x:y]):
-                out.append(CodeSpan(text[x:y], x, y, "inline"))
-            i = close + 1
-        else:  # block
-            start = content
-            stop, _ = _scan(text, start, b, None)
-            x, y = _trimmed(text, start, stop)
-            if y > x and is_codeish(text[x:y]):
-                out.append(CodeSpan(text[x:y], x, y, "block"))
-            i = max(stop, start + 1)
+            continue
+        # block
+        if g:
+            s, content = m.start(g), m.end(g)
+        stop, _ = _scan(text, content, b, None)
+        x, y = trimmed(text, content, stop)
+        if y > x and codeish(t := text[x:y]):
+            out.append(CodeSpan(t, x, y, "block"))
+        i = max(stop, content + 1)
 
 
 def extract_code(text: str) -> list[CodeSpan]:
