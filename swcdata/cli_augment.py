@@ -1,0 +1,152 @@
+"""`swcdata augment`: the command line of the augment step (registered by `swcdata.cli`).
+
+Imports nothing heavy at module level: pyarrow, tree-sitter and the step itself are imported inside
+the command, so `swcdata --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from swcdata.console import JsonOpt, ReportOpt, SeedOpt, err, handle_errors, out, print_json
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from swcdata.augment import AugmentConfig, AugmentReport
+
+
+def _split_list(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def _config(factor: int, seed: int, transforms: str, templates: bool, splits: str, allow_eval: bool,
+            fmt: str) -> AugmentConfig:
+    """Build the config, listing every problem at once (exit 2) before any data is read."""
+    from pydantic import ValidationError
+
+    from swcdata.augment import AugmentConfig
+    from swcdata.errors import ConfigError
+    from swcdata.formats import FORMATS
+
+    problems: list[str] = []
+    if fmt not in FORMATS:
+        problems.append(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    try:
+        cfg = AugmentConfig(factor=factor, seed=seed, transforms=_split_list(transforms), templates=templates,
+                            splits=_split_list(splits), allow_eval_splits=allow_eval)
+    except ValidationError as e:
+        for x in e.errors():
+            loc = ".".join(str(p) for p in x["loc"]) or "config"
+            msg = str(x["msg"]).removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _render(rep: AugmentReport, console: Console, out_dir: Path, fmt: str) -> None:
+    from rich.table import Table
+
+    t = Table(title="Augment ledger", title_justify="left")
+    for col in ("split", "in", "augmented", "added", "skipped", "no effect", "duplicates", "out"):
+        t.add_column(col, justify="left" if col in ("split", "augmented") else "right")
+    for name, s in rep.splits.items():
+        t.add_row(name, f"{s.records_in:,}", "[bold]yes[/]" if s.augmented else "no", *(f"{n:,}" for n in (
+            s.variants_added, s.parse_failed, s.no_effect, s.duplicates_dropped, s.records_out)))
+    console.print(t)
+    console.print()
+    tt = Table(title="Transforms", title_justify="left")
+    for col in ("transform", "variants", "parse failed", "code lost", "no change"):
+        tt.add_column(col, justify="left" if col == "transform" else "right")
+    for name, n in rep.variants_by_transform.items():
+        tt.add_row(name, f"{n:,}", *(f"{d.get(name, 0):,}" if name in d else "-" for d in
+                                     (rep.skipped_parse_failures, rep.skipped_code_lost, rep.no_change)))
+    console.print(tt)
+    console.print()
+    ft = Table(title="Template families", title_justify="left")
+    ft.add_column("family")
+    ft.add_column("variants", justify="right")
+    for fam, n in rep.variants_by_family.items():
+        ft.add_row(fam, f"{n:,}")
+    console.print(ft)
+    console.print()
+    added = sum(s.variants_added for s in rep.splits.values())
+    total = sum(s.records_out for s in rep.splits.values())
+    status = "[green]balanced[/]" if rep.balanced else "[bold red]NOT balanced[/]"
+    console.print(f"{added:,} variant(s) added, {rep.duplicates_dropped:,} duplicate(s) dropped; {total:,} records "
+                  f"written to {out_dir} as {fmt} ({rep.seconds:.2f} s, ledger {status})")
+
+
+@handle_errors
+def augment_command(
+    split_dir: Annotated[Path, typer.Argument(help="Split directory of <split>.jsonl files (the --out of "
+                                                   "`swcdata split`).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Write every split here: the augmented ones and the "
+                                                        "untouched ones, as <split>.jsonl.", show_default=False)],
+    factor: Annotated[int, typer.Option("--factor", help="Variants made per record; the originals are kept too, so "
+                                                         "a split grows to about (1 + factor) times its size.")] = 3,
+    seed: SeedOpt = 0,
+    transforms: Annotated[str, typer.Option("--transforms", help="Comma-separated code transforms: rename "
+                                                                 "(identifiers), layout, comments.")]
+        = "rename,layout,comments",
+    no_templates: Annotated[bool, typer.Option("--no-templates", help="Keep the instructions' wording; only "
+                                                                      "transform the code.")] = False,
+    splits: Annotated[str, typer.Option("--splits", help="Comma-separated splits to augment.")] = "train",
+    allow_eval_splits: Annotated[bool, typer.Option("--allow-eval-splits", help="Allow augmenting validation/test "
+                                                    "splits (their scores then stop measuring generalisation).")]
+        = False,
+    fmt: Annotated[str, typer.Option("--format", help="Output format: records (ids + lineage), seed "
+                                                      "(Instruction:/Response: text), alpaca, chat.")] = "records",
+    report: ReportOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Grow the train split with variants: new wording, same code, same answer.
+
+    Each record gets --factor variants. A variant renames the contract's own
+    identifiers (the same way in instruction and response), re-lays-out the
+    code or toggles its comments, and rephrases the instruction with a
+    template of its task family (find, explain and fix, classify, rewrite).
+    Transformed code is parsed again with tree-sitter: a record whose code
+    would stop parsing is skipped for that transform, and counted. Every
+    variant carries parent_id, transform and template; a variant that
+    duplicates any record of any split is dropped. Only train is augmented
+    unless --splits and --allow-eval-splits say otherwise.
+    """
+    from swcdata.augment import augment
+    from swcdata.errors import ConfigError, InputError
+    from swcdata.formats import write_split_dir as write_format_dir
+    from swcdata.records import read_split_dir, write_split_dir
+
+    cfg = _config(factor, seed, transforms, not no_templates, splits, allow_eval_splits, fmt)
+    if out_dir.resolve() == split_dir.resolve():
+        raise InputError(f"--out {out_dir} is the input split directory", hint="write the augmented splits to a "
+                         "new folder, so the input stays as it is")
+    tables = read_split_dir(split_dir)
+    missing = [s for s in cfg.splits if s not in tables]
+    if missing:
+        raise ConfigError([f"splits: no {s}.jsonl in {split_dir} (found: {', '.join(tables)})" for s in missing])
+    result, rep = augment(tables, cfg)
+    if fmt == "records":
+        write_split_dir(result, out_dir)
+    else:
+        write_format_dir(result, out_dir, fmt)  # type: ignore[arg-type]
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    for w in rep.warnings:
+        err.print(f"[bold yellow]warning:[/] [yellow]{w}[/]")
+    if json_out:
+        print_json(rep.model_dump(mode="json"))
+    else:
+        _render(rep, out, out_dir, fmt)
+        if report:
+            err.print(f"[dim]report written to {report}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="augment")(augment_command)
