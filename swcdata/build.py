@@ -153,6 +153,29 @@ class BuildResult(BaseModel):
 StepProgress = Callable[[str], None]
 
 
+def _rel(path: str, base: Path) -> str:
+    """A path as the manifest stores it: relative to the config's folder, with forward slashes."""
+    import os
+
+    p = Path(path)
+    try:
+        return Path(os.path.relpath(p.resolve(), base.resolve())).as_posix()
+    except ValueError:  # another drive (Windows)
+        return p.as_posix()
+
+
+def relative_sources(table: pa.Table, base: Path) -> pa.Table:
+    """Rewrite `source.file` relative to the config's folder, so that the same build gives the same
+    content hash wherever the repository lives."""
+    import pyarrow.compute as pc
+
+    src = table.column("source")
+    files = [_rel(f, base) if f is not None else f for f in pc.struct_field(src, "file").to_pylist()]
+    lines = pc.struct_field(src, "line")
+    new = pa.StructArray.from_arrays([pa.array(files, pa.string()), lines.combine_chunks()], names=["file", "line"])
+    return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
+
+
 def _counts(splits: dict[str, pa.Table]) -> dict[str, dict[str, int]]:
     return {name: dict(sorted(Counter(t.column("category").to_pylist()).items())) for name, t in splits.items()}
 
@@ -188,6 +211,7 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
     files = resolve(cfg.inputs)
     step("validate")
     table, vrep, quarantined = load_valid([str(f) for f in files], cfg.validate_)
+    table = relative_sources(table, base)
     lap("validate")
 
     step("dedup")
@@ -199,6 +223,7 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
     holdout = None
     if cfg.split.holdout:
         holdout, _, _ = load_valid([str(f) for f in resolve(cfg.split.holdout)], ValidateConfig(check_code=False))
+        holdout = relative_sources(holdout, base)
     splits, srep = split(kept, split_cfg, holdout)
     pre_aug = {k: v.num_rows for k, v in splits.items()}
     lap("split")
@@ -252,9 +277,9 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
     if aug_step is not None:
         steps.append(aug_step)
     steps.append({"name": "audit", "config": acfg_audit.model_dump(mode="json"), "summary": contamination})
-    inputs = [{"path": i.path, "sha256": i.sha256, "bytes": i.bytes} for i in vrep.inputs]
+    inputs = [{"path": _rel(i.path, base), "sha256": i.sha256, "bytes": i.bytes} for i in vrep.inputs]
     removed = {
-        "quarantined": [{"source": {"file": q.file, "line": q.line},
+        "quarantined": [{"source": {"file": _rel(q.file, base), "line": q.line},
                          "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]}
                         for q in quarantined],
         "duplicates": [r.model_dump(mode="json") for r in drep.removed],

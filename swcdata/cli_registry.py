@@ -1,0 +1,322 @@
+"""Registry commands: versions, show, diff, verify, export, push. Thin: resolve, call, render.
+
+Nothing heavy is imported at module level: `swcdata --help` must not import datasets or pyarrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from swcdata.console import JsonOpt, err, handle_errors, out, print_json
+
+if TYPE_CHECKING:
+    from swcdata.hub import PushReport
+    from swcdata.registry import DiffReport, Manifest, Registry, VerifyReport
+
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="Registry folder (default: $SWCDATA_HOME, else "
+                                               "./registry).", show_default=False)]
+RefArg = Annotated[str, typer.Argument(help="A version: name@vN, name@latest, name, or name@<hash prefix>.",
+                                       show_default=False)]
+
+
+def _registry(home: Path | None) -> Registry:
+    from swcdata.registry import Registry
+
+    return Registry(home)
+
+
+def _kv(title: str, d: Mapping[str, Any]) -> Table:
+    from swcdata.registry import _flatten
+
+    t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold", overflow="fold")
+    t.add_column(justify="right", overflow="fold")
+    for k, v in _flatten(d).items():
+        t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+    return t
+
+
+def _counts_table(m: Manifest) -> Table:
+    splits = list(m.counts)
+    t = Table(title=f"{m.ref}: records by split and category", title_justify="left")
+    t.add_column("category")
+    for s in splits:
+        t.add_column(s, justify="right")
+    t.add_column("total", justify="right", style="bold")
+    cats = sorted({c for sc in m.counts.values() for c in sc.by_category})
+    for c in cats:
+        per = [m.counts[s].by_category.get(c, 0) for s in splits]
+        t.add_row(c, *(f"{n:,}" for n in per), f"{sum(per):,}")
+    totals = [m.counts[s].records for s in splits]
+    t.add_row("[bold]all[/]", *(f"[bold]{n:,}[/]" for n in totals), f"{sum(totals):,}", end_section=True)
+    return t
+
+
+def render_manifest(m: Manifest) -> None:
+    if m.ledger:
+        out.print(_kv("Ledger", m.ledger))
+        out.print()
+    out.print(_counts_table(m))
+    out.print()
+    lineage = Table(title="Lineage", title_justify="left", show_header=False, box=None, pad_edge=False)
+    lineage.add_column(style="bold")
+    lineage.add_column(overflow="fold")
+    for k, v in (("version", m.ref), ("content hash", m.content_hash), ("parent", m.parent or "-"),
+                 ("created", m.created_at), ("tool", f"swcdata {m.tool_version}"),
+                 ("seed", "-" if m.seed is None else str(m.seed))):
+        lineage.add_row(k, v)
+    out.print(lineage)
+    out.print()
+    if m.steps:
+        import json
+
+        t = Table(title="Steps", title_justify="left")
+        t.add_column("#", justify="right")
+        t.add_column("step", style="bold")
+        t.add_column("config", overflow="fold")
+        t.add_column("summary", overflow="fold")
+        for i, s in enumerate(m.steps, 1):
+            t.add_row(str(i), s.name, json.dumps(s.config, sort_keys=True, default=str),
+                      json.dumps(s.summary, sort_keys=True, default=str) if s.summary else "")
+        out.print(t)
+        out.print()
+    if m.inputs:
+        t = Table(title="Inputs", title_justify="left")
+        t.add_column("path", overflow="fold")
+        t.add_column("bytes", justify="right")
+        t.add_column("sha256", overflow="fold")
+        for i in m.inputs:
+            t.add_row(i.path, f"{i.bytes:,}", i.sha256)
+        out.print(t)
+        out.print()
+    if m.removed:
+        out.print(_kv("Removed", m.removed))
+        out.print()
+
+
+def render_diff(rep: DiffReport, limit: int) -> None:
+    t = Table(title=f"{rep.a} -> {rep.b}", title_justify="left")
+    for col in ("split", rep.a, rep.b, "unchanged", "added", "removed", "changed"):
+        t.add_column(col, justify="left" if col == "split" else "right")
+    for s in rep.splits:
+        t.add_row(s.split, *(f"{n:,}" for n in (s.a_records, s.b_records, s.unchanged, s.added, s.removed,
+                                                 s.changed)))
+    out.print(t)
+    out.print("[green]identical content[/]" if rep.identical else
+              f"content hash {rep.a_hash[:12]} -> {rep.b_hash[:12]}")
+    for s in rep.splits:
+        rows: list[tuple[str, str]] = [("+", i) for i in s.added_ids] + [("-", i) for i in s.removed_ids]
+        rows += [("~", f"{c.a_id} -> {c.b_id}  ({c.source.file}:{c.source.line})") for c in s.changed_records]
+        if not rows:
+            continue
+        lt = Table(show_header=False, box=None, pad_edge=False)
+        lt.add_column(style="bold")
+        lt.add_column(overflow="fold")
+        styles = {"+": "green", "-": "red", "~": "yellow"}
+        for mark, text in rows[:limit]:
+            lt.add_row(f"[{styles[mark]}]{mark}[/]", text)
+        out.print()
+        out.print(f"[italic]{s.split}[/] (first {min(limit, len(rows))} of {len(rows)}: + added, - removed, "
+                  "~ changed)")
+        out.print(lt)
+    if rep.moved:
+        out.print()
+        out.print(f"[yellow]{len(rep.moved)} record(s) moved between splits[/] (e.g. "
+                  + ", ".join(f"{m.id} {m.a_split}->{m.b_split}" for m in rep.moved[:limit]) + ")")
+    if rep.config_changes:
+        ct = Table(title="Step config changes", title_justify="left")
+        for col in ("step", "key", rep.a, rep.b):
+            ct.add_column(col, overflow="fold")
+        for c in rep.config_changes[:limit]:
+            ct.add_row(c.step, c.key or "(whole step)", str(c.a), str(c.b))
+        out.print()
+        out.print(ct)
+
+
+def render_verify(rep: VerifyReport) -> None:
+    t = Table(title=f"verify {rep.ref}", title_justify="left", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("files checked", f"{rep.files_checked:,}")
+    t.add_row("files differing", f"{len(rep.files):,}")
+    t.add_row("expected hash", rep.expected)
+    t.add_row("actual hash", rep.actual or "-")
+    t.add_row("status", "[green]ok[/]" if rep.ok else "[bold red]TAMPERED[/]")
+    out.print(t)
+    for p in rep.problems:
+        err.print(f"[red]problem:[/] {p}")
+    for x in rep.extra_files:
+        err.print(f"[yellow]warning:[/] unexpected file in the version folder: {x}")
+
+
+def render_push(rep: PushReport) -> None:
+    t = Table(title=("dry run: would push " if rep.dry_run else "pushed ") + f"{rep.ref} -> {rep.repo_id}",
+              title_justify="left", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for s, n in rep.records.items():
+        t.add_row(s, f"{n:,} records")
+    t.add_row("content hash", rep.content_hash)
+    t.add_row("tag", rep.tag)
+    t.add_row("private", "yes" if rep.private else "no")
+    if rep.commit_oid:
+        t.add_row("commit", rep.commit_oid)
+    if rep.commit_url:
+        t.add_row("commit url", rep.commit_url)
+    out.print(t)
+    out.print()
+    ft = Table(title="Files", title_justify="left")
+    ft.add_column("path")
+    ft.add_column("bytes", justify="right")
+    ft.add_column("sha256", overflow="fold")
+    for f in rep.files:
+        ft.add_row(f.path, f"{f.bytes:,}", f.sha256[:16])
+    out.print(ft)
+    out.print()
+    ot = Table(title="Operations" + (" (not sent)" if rep.dry_run else ""), title_justify="left")
+    ot.add_column("#", justify="right")
+    ot.add_column("call", style="bold")
+    ot.add_column("arguments", overflow="fold")
+    for i, op in enumerate(rep.operations, 1):
+        ot.add_row(str(i), op.method, ", ".join(f"{k}={v!r}" for k, v in op.kwargs.items()))
+    out.print(ot)
+    if rep.staging_dir:
+        err.print(f"[dim]staging folder: {rep.staging_dir}[/]")
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+
+@handle_errors
+def versions(
+    name: Annotated[str | None, typer.Argument(help="Dataset name (default: every dataset).",
+                                               show_default=False)] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the published versions: records per split, content hash, parent, creation time."""
+    reg = _registry(home)
+    ms = reg.versions(name)
+    if json_out:
+        print_json([m.model_dump(mode="json") for m in ms])
+        return
+    if not ms:
+        err.print(f"no versions in the registry at {reg.home}")
+        return
+    splits = list(dict.fromkeys(s for m in ms for s in m.counts))
+    t = Table(title=f"Versions in {reg.home}", title_justify="left")
+    t.add_column("version", style="bold", no_wrap=True)
+    t.add_column("records", justify="right")
+    t.add_column("/".join({"validation": "val"}.get(s, s) for s in splits), justify="right", no_wrap=True)
+    t.add_column("hash", no_wrap=True)
+    t.add_column("parent", overflow="fold")
+    t.add_column("created (UTC)", no_wrap=True)
+    for m in ms:
+        t.add_row(m.ref, f"{m.records:,}", " / ".join(f"{m.counts[s].records:,}" if s in m.counts else "-"
+                                                      for s in splits),
+                  m.content_hash[:12], m.parent or "-", m.created_at.replace("T", " ").rstrip("Z")[:16])
+    out.print(t)
+
+
+@handle_errors
+def show(ref: RefArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Show a version's manifest: ledger, counts per split and category, lineage, steps, inputs."""
+    m = _registry(home).resolve(ref)
+    if json_out:
+        print_json(m.model_dump(mode="json"))
+        return
+    render_manifest(m)
+
+
+@handle_errors
+def diff(
+    ref_a: Annotated[str, typer.Argument(help="The older version (name@vN, name@<hash>...).", show_default=False)],
+    ref_b: Annotated[str, typer.Argument(help="The newer version.", show_default=False)],
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Record ids listed per split in the tables "
+                                       "(--json lists all).")] = 20,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare two versions: record ids added, removed and changed per split, and step config changes."""
+    rep = _registry(home).diff(ref_a, ref_b)
+    if json_out:
+        print_json(rep.model_dump(mode="json"))
+        return
+    render_diff(rep, limit)
+
+
+@handle_errors
+def verify(ref: RefArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
+    """Prove a version is untouched: every data file's sha256 and the content hash match the manifest.
+
+    Exit 0 when it does, 1 when the version was modified after publishing.
+    """
+    rep = _registry(home).verify(ref)
+    if json_out:
+        print_json(rep.model_dump(mode="json"))
+    else:
+        render_verify(rep)
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@handle_errors
+def export(
+    ref: RefArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for <split>.parquet or <split>.jsonl.",
+                                          show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet or jsonl.")] = "parquet",
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a version as one parquet or JSONL file per split (the hash is verified first)."""
+    from swcdata.errors import InputError
+
+    if fmt not in ("parquet", "jsonl"):
+        raise InputError(f"unknown --format {fmt!r}", hint="choose parquet or jsonl")
+    paths = _registry(home).export(ref, fmt, out_dir)  # type: ignore[arg-type]
+    if json_out:
+        print_json([str(p) for p in paths])
+        return
+    for p in paths:
+        out.print(str(p))
+
+
+@handle_errors
+def push(
+    ref: RefArg,
+    repo: Annotated[str, typer.Option("--repo", help="Hub dataset repo, OWNER/NAME.", show_default=False)],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Stage the files and list the calls; send "
+                                          "nothing (no token needed).")] = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Staging folder (new or empty; default: a "
+                                                 "temporary folder).", show_default=False)] = None,
+    home: HomeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Push a version to the Hugging Face Hub: parquet shards + dataset card in one commit, tagged vN.
+
+    The token comes from HF_TOKEN or `hf auth login`; swcdata never reads or prints it.
+    """
+    from swcdata import hub
+
+    rep = hub.push(ref, repo, private=private, dry_run=dry_run, work_dir=out_dir, home=home,
+                   api_factory=hub.make_api)  # looked up now, so tests can replace the factory
+    if json_out:
+        print_json(rep.model_dump(mode="json"))
+        return
+    render_push(rep)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="versions")(versions)
+    app.command(name="show")(show)
+    app.command(name="diff")(diff)
+    app.command(name="verify")(verify)
+    app.command(name="export")(export)
+    app.command(name="push")(push)

@@ -1,0 +1,500 @@
+"""The versioned registry: publish is idempotent, deterministic, atomic, serialised and immutable; resolve,
+load (with tamper detection), verify, diff and export; the registry CLI commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema as js
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from swcdata.cli import app
+from swcdata.errors import ConfigError, DataError, InputError
+from swcdata.records import RECORD_SCHEMA
+from swcdata.registry import Manifest, Registry, content_hash
+from swcdata.validate import ValidateConfig, load_valid
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
+SCHEMAS = REPO / "schemas"
+STEPS = [{"name": "split", "config": {"seed": 7, "ratios": [0.8, 0.1, 0.1]}, "summary": {"clusters": 3}}]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def table() -> pa.Table:
+    t, _, _ = load_valid([SAMPLE], ValidateConfig(check_code=False))
+    assert t.num_rows >= 100
+    return t
+
+
+def make_splits(t: pa.Table) -> dict[str, pa.Table]:
+    return {"train": t.slice(0, 80), "validation": t.slice(80, 12), "test": t.slice(92)}
+
+
+def fields(**extra: Any) -> dict[str, Any]:
+    return {"steps": STEPS, "seed": 7, "ledger": {"read": 104, "kept": 104, "duplicates": 0, "quarantined": 0},
+            **extra}
+
+
+def replace_row(t: pa.Table, i: int, **changes: Any) -> pa.Table:
+    rows = t.to_pylist()
+    rows[i] = {**rows[i], **changes}
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    h = tmp_path / "registry"
+    monkeypatch.setenv("SWCDATA_HOME", str(h))
+    return h
+
+
+def data_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+# ---- publish ----------------------------------------------------------------------------------
+
+
+def test_publish_same_content_twice_gives_the_same_version(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m1, created1 = reg.publish("swc", make_splits(table), fields())
+    rechunked = {k: pa.Table.from_batches(v.to_batches(max_chunksize=5)) for k, v in make_splits(table).items()}
+    m2, created2 = reg.publish("swc", dict(reversed(list(rechunked.items()))), fields())
+    assert (m1.ref, created1) == ("swc@v1", True)
+    assert (m2.ref, created2) == ("swc@v1", False)
+    assert m2.content_hash == m1.content_hash
+    assert [m.version for m in reg.versions("swc")] == [1]
+    assert reg.home == home
+
+
+def test_manifest_holds_counts_lineage_and_matches_its_schema(home: Path, table: pa.Table) -> None:
+    inputs = [{"path": str(SAMPLE), "sha256": hashlib.sha256(SAMPLE.read_bytes()).hexdigest(),
+               "bytes": SAMPLE.stat().st_size}]
+    m, _ = Registry().publish("swc", make_splits(table), fields(inputs=inputs, removed={"duplicates": 0}))
+    on_disk = json.loads((home / "swc" / "v1" / "manifest.json").read_text())
+    js.validate(on_disk, json.loads((SCHEMAS / "manifest.schema.json").read_text()))
+    assert Manifest.model_validate(on_disk) == m
+    assert list(m.counts) == ["train", "validation", "test"]
+    assert {k: c.records for k, c in m.counts.items()} == {"train": 80, "validation": 12, "test": 12}
+    assert sum(sum(c.by_category.values()) for c in m.counts.values()) == 104
+    assert m.parent is None and m.seed == 7 and m.steps[0].config["seed"] == 7
+    assert m.inputs[0].sha256 == inputs[0]["sha256"]
+    assert m.created_at.endswith("Z") and m.tool_version
+    assert m.ledger["kept"] == 104
+    assert set(m.files) >= {"dataset_dict.json", "train/data-00000-of-00001.arrow", "test/state.json"}
+
+
+def test_same_content_with_a_different_step_config_is_a_new_version(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m1, _ = reg.publish("swc", make_splits(table), fields())
+    other = [{**STEPS[0], "config": {**STEPS[0]["config"], "seed": 8}}]
+    m2, created = reg.publish("swc", make_splits(table), fields(steps=other))
+    assert created and m2.ref == "swc@v2" and m2.parent == "swc@v1"
+    assert m2.content_hash == m1.content_hash
+    # the same content and configs as v1 again: v1 is found, not a v3
+    m3, created3 = reg.publish("swc", make_splits(table), fields())
+    assert (m3.ref, created3) == ("swc@v1", False)
+
+
+def test_changed_record_makes_v2_and_diff_shows_exactly_that(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    reg.publish("swc", make_splits(table), fields())
+    s = make_splits(table)
+    train_rows = s["train"].to_pylist()
+    changed_old = train_rows[3]
+    removed = train_rows[5]
+    new_train = replace_row(s["train"], 3, id="f" * 16, response=changed_old["response"] + " Also check the caller.")
+    new_train = pa.concat_tables([new_train.slice(0, 5), new_train.slice(6)])
+    added = {**train_rows[0], "id": "a" * 16, "instruction": "A new question?", "source": {"file": "new.jsonl",
+                                                                                           "line": 1}}
+    new_train = pa.concat_tables([new_train, pa.Table.from_pylist([added], schema=RECORD_SCHEMA)])
+    m2, created = reg.publish("swc", {**s, "train": new_train}, fields())
+    assert created and m2.ref == "swc@v2" and m2.parent == "swc@v1"
+
+    d = reg.diff("swc@v1", "swc@v2")
+    assert (d.a, d.b, d.identical) == ("swc@v1", "swc@v2", False)
+    by = {x.split: x for x in d.splits}
+    assert list(by) == ["train", "validation", "test"]
+    t = by["train"]
+    assert t.added_ids == ["a" * 16]
+    assert t.removed_ids == [removed["id"]]
+    assert [(c.a_id, c.b_id, c.source.file, c.source.line) for c in t.changed_records] == [
+        (changed_old["id"], "f" * 16, changed_old["source"]["file"], changed_old["source"]["line"])]
+    assert (t.a_records, t.b_records, t.unchanged, t.added, t.removed, t.changed) == (80, 80, 78, 1, 1, 1)
+    for split in ("validation", "test"):
+        assert (by[split].added, by[split].removed, by[split].changed) == (0, 0, 0)
+    assert d.moved == [] and d.config_changes == []
+    js.validate(d.model_dump(mode="json"), json.loads((SCHEMAS / "diff-report.schema.json").read_text()))
+
+
+def test_diff_reports_moved_records_and_config_changes(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    s = make_splits(table)
+    reg.publish("swc", s, fields())
+    moved = s["test"].slice(0, 1)
+    s2 = {"train": pa.concat_tables([s["train"], moved]), "validation": s["validation"], "test": s["test"].slice(1)}
+    other = [{**STEPS[0], "config": {**STEPS[0]["config"], "seed": 9}}]
+    reg.publish("swc", s2, fields(steps=other))
+    d = reg.diff("swc@v1", "swc@latest")
+    moved_id = moved.column("id")[0].as_py()
+    assert [(m.id, m.a_split, m.b_split) for m in d.moved] == [(moved_id, "test", "train")]
+    assert [(c.step, c.key, c.a, c.b) for c in d.config_changes] == [("split", "seed", 7, 9)]
+
+
+def test_same_tables_in_two_homes_give_identical_files_and_hash(tmp_path: Path, table: pa.Table) -> None:
+    a, b = Registry(tmp_path / "a"), Registry(tmp_path / "b")
+    ma, _ = a.publish("swc", make_splits(table), fields())
+    rechunked = {k: pa.Table.from_batches(v.to_batches(max_chunksize=3)) for k, v in make_splits(table).items()}
+    mb, _ = b.publish("swc", {k: rechunked[k] for k in ("test", "train", "validation")}, fields())
+    assert ma.content_hash == mb.content_hash == content_hash(make_splits(table))
+    fa, fb = data_files(a.path(ma)), data_files(b.path(mb))
+    assert sorted(fa) == sorted(fb)
+    for name in fa:
+        if name != "manifest.json":
+            assert fa[name] == fb[name], f"{name} differs between the two homes"
+    ja, jb = json.loads(fa["manifest.json"]), json.loads(fb["manifest.json"])
+    ja.pop("created_at"), jb.pop("created_at")
+    assert ja == jb
+    state = json.loads(fa["train/state.json"])
+    assert state["_fingerprint"] == hashlib.sha256(f"{ma.content_hash}:train".encode()).hexdigest()[:16]
+
+
+def test_content_hash_ignores_chunking_but_not_content(table: pa.Table) -> None:
+    s = make_splits(table)
+    h = content_hash(s)
+    assert content_hash({k: pa.Table.from_batches(v.to_batches(max_chunksize=2)) for k, v in s.items()}) == h
+    assert content_hash(dict(reversed(list(s.items())))) == h
+    assert content_hash({**s, "train": replace_row(s["train"], 0, category="SWC-999")}) != h
+    assert content_hash({"train": s["train"], "eval": s["test"], "validation": s["validation"]}) != h
+    assert content_hash({**s, "train": s["train"].slice(1)}) != h
+
+
+def test_published_files_are_read_only_and_never_touched_again(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m1, _ = reg.publish("swc", make_splits(table), fields())
+    v1 = reg.path(m1)
+    for p in v1.rglob("*"):
+        if p.is_file():
+            assert not p.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), f"{p} is writable"
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in v1.rglob("*") if p.is_file()}
+    s = make_splits(table)
+    m2, _ = reg.publish("swc", {**s, "test": s["test"].slice(1)}, fields())
+    assert m2.version == 2
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in v1.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in (home / "swc").iterdir()) == [".lock", "v1", "v2"]
+
+
+def test_stale_temporary_folders_are_cleaned_and_never_become_versions(home: Path, table: pa.Table) -> None:
+    stale = home / "swc" / ".tmp-v1-999-deadbeef"
+    (stale / "train").mkdir(parents=True)
+    (stale / "train" / "half.arrow").write_bytes(b"partial")
+    m, _ = Registry().publish("swc", make_splits(table), fields())
+    assert m.version == 1 and not stale.exists()
+
+
+def test_publish_rejects_bad_input_before_writing(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    s = make_splits(table)
+    with pytest.raises(ConfigError, match="content_hash: computed by the registry"):
+        reg.publish("swc", s, fields(content_hash="0" * 64))
+    with pytest.raises(ConfigError, match=r"steps\.0\.name"):
+        reg.publish("swc", s, fields(steps=[{"name": "", "config": {}}]))
+    with pytest.raises(ConfigError, match="colour"):
+        reg.publish("swc", s, fields(colour="red"))
+    with pytest.raises(DataError, match="not record columns: cluster"):
+        reg.publish("swc", {**s, "train": s["train"].append_column("cluster", pa.array([1] * 80))}, fields())
+    with pytest.raises(DataError, match="lacks the record columns: template"):
+        reg.publish("swc", {**s, "train": s["train"].drop_columns(["template"])}, fields())
+    with pytest.raises(DataError, match="split name 'my split'"):
+        reg.publish("swc", {"my split": s["train"]}, fields())
+    with pytest.raises(DataError, match="no splits"):
+        reg.publish("swc", {}, fields())
+    with pytest.raises(InputError, match="invalid dataset name"):
+        reg.publish("../evil", s, fields())
+    assert reg.names() == []
+
+
+# ---- concurrency ------------------------------------------------------------------------------
+
+
+def _publish_worker(args: tuple[str, int]) -> tuple[str, bool]:
+    home, variant = args
+    t, _, _ = load_valid([SAMPLE], ValidateConfig(check_code=False))
+    s = make_splits(t)
+    s["test"] = s["test"].slice(variant)  # variant 0 and 1: two different contents
+    m, created = Registry(home).publish("swc", s, fields())
+    return m.ref, created
+
+
+def test_concurrent_publishers_end_with_consistent_versions(tmp_path: Path) -> None:
+    home = tmp_path / "registry"
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.map(_publish_worker, [(str(home), v) for v in (0, 1, 0, 1)])
+    reg = Registry(home)
+    ms = reg.versions("swc")
+    assert [m.version for m in ms] == [1, 2]
+    assert len({m.content_hash for m in ms}) == 2
+    assert sorted(r for r, created in results if created) == ["swc@v1", "swc@v2"]
+    assert sum(created for _, created in results) == 2
+    # both publishers of one content got the same version
+    by_variant = {v: {r for (r, _), vv in zip(results, (0, 1, 0, 1), strict=True) if vv == v} for v in (0, 1)}
+    assert all(len(refs) == 1 for refs in by_variant.values())
+    for m in ms:
+        assert reg.verify(m.ref).ok
+    assert sorted(p.name for p in (home / "swc").iterdir()) == [".lock", "v1", "v2"]
+
+
+# ---- resolve ----------------------------------------------------------------------------------
+
+
+def test_resolve_latest_version_and_hash_prefix(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    s = make_splits(table)
+    m1, _ = reg.publish("swc", s, fields())
+    m2, _ = reg.publish("swc", {**s, "test": s["test"].slice(1)}, fields())
+    assert reg.resolve("swc").ref == "swc@v2"
+    assert reg.resolve("swc@latest").ref == "swc@v2"
+    assert reg.resolve("swc@v1").ref == "swc@v1"
+    assert reg.resolve("swc@V1").ref == "swc@v1"
+    assert reg.resolve(f"swc@{m1.content_hash[:6]}").ref == "swc@v1"
+    assert reg.resolve(f"swc@{m2.content_hash.upper()}").ref == "swc@v2"
+
+
+def test_resolve_errors_are_clear(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    with pytest.raises(InputError, match=r"registry at .* is empty"):
+        reg.resolve("swc")
+    reg.publish("swc", make_splits(table), fields())
+    with pytest.raises(InputError, match="no dataset 'nope'") as e:
+        reg.resolve("nope@v1")
+    assert "known datasets: swc" in str(e.value)
+    with pytest.raises(InputError, match="swc has no version v3") as e:
+        reg.resolve("swc@v3")
+    assert "available: v1" in str(e.value)
+    with pytest.raises(InputError, match="too short"):
+        reg.resolve("swc@abc")
+    with pytest.raises(InputError, match="no version of swc has a content hash starting with"):
+        other = "0000" if not reg.resolve("swc").content_hash.startswith("0000") else "1111"
+        reg.resolve(f"swc@{other}")
+    with pytest.raises(InputError, match="invalid version 'first'"):
+        reg.resolve("swc@first")
+    with pytest.raises(InputError, match="invalid version reference"):
+        reg.resolve("@v1")
+
+
+def test_resolve_ambiguous_hash_prefix_lists_the_matches(tmp_path: Path, table: pa.Table) -> None:
+    reg = Registry(tmp_path)
+    m, _ = reg.publish("swc", make_splits(table), fields())
+    # two more manifests whose hashes share a prefix (manifests are all resolve reads)
+    for v, h in ((2, "abcd" + "1" * 60), (3, "abcd" + "2" * 60)):
+        folder = tmp_path / "swc" / f"v{v}"
+        folder.mkdir()
+        fake = m.model_copy(update={"version": v, "content_hash": h})
+        (folder / "manifest.json").write_text(fake.model_dump_json())
+    with pytest.raises(InputError, match="ambiguous") as e:
+        reg.resolve("swc@abcd")
+    assert "swc@v2 (abcd11111111)" in str(e.value) and "swc@v3 (abcd22222222)" in str(e.value)
+    assert reg.resolve("swc@abcd2").version == 3
+
+
+# ---- load, verify, tamper ---------------------------------------------------------------------
+
+
+def test_load_returns_the_published_rows(home: Path, table: pa.Table) -> None:
+    import swcdata
+
+    s = make_splits(table)
+    m, _ = Registry().publish("swc", s, fields())
+    dd = swcdata.load("swc@v1")
+    assert list(dd) == ["train", "validation", "test"]
+    for split, t in s.items():
+        assert dd[split].to_list() == t.to_pylist()
+    assert dd["train"].features["source"]["line"].dtype == "int64"
+    dd2, m2 = Registry().load(f"swc@{m.content_hash[:8]}")
+    assert m2 == m and dd2["test"].num_rows == 12
+
+
+def test_verify_a_clean_version(home: Path, table: pa.Table) -> None:
+    Registry().publish("swc", make_splits(table), fields())
+    rep = Registry().verify("swc")
+    assert rep.ok and rep.actual == rep.expected and rep.files_checked == 10 and rep.problems == []
+    js.validate(rep.model_dump(mode="json"), json.loads((SCHEMAS / "verify-report.schema.json").read_text()))
+
+
+def test_a_flipped_byte_is_detected_by_verify_and_load(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m, _ = reg.publish("swc", make_splits(table), fields())
+    arrow = reg.path(m) / "train" / "data-00000-of-00001.arrow"
+    flip_byte(arrow, arrow.stat().st_size // 2)
+    rep = reg.verify("swc@v1")
+    assert not rep.ok and rep.actual is None
+    assert [f.path for f in rep.files] == ["train/data-00000-of-00001.arrow"]
+    assert rep.files[0].expected == m.files["train/data-00000-of-00001.arrow"]
+    assert "train/data-00000-of-00001.arrow: modified" in rep.problems[0]
+    with pytest.raises(DataError, match=r"swc@v1 was modified after publishing: 1 data file\(s\)") as e:
+        reg.load("swc@v1")
+    assert m.files["train/data-00000-of-00001.arrow"] in str(e.value)
+    r = runner.invoke(app, ["verify", "swc@v1"])
+    assert r.exit_code == 1 and "TAMPERED" in r.output
+    r = runner.invoke(app, ["export", "swc@v1", "--out", str(home.parent / "x")])
+    assert r.exit_code == 1 and "modified after publishing" in r.output and "Traceback" not in r.output
+
+
+def test_a_deleted_data_file_is_detected(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m, _ = reg.publish("swc", make_splits(table), fields())
+    (reg.path(m) / "test" / "state.json").unlink()
+    rep = reg.verify("swc")
+    assert not rep.ok and rep.files[0].actual is None and "test/state.json: missing" in rep.problems[0]
+
+
+def test_content_changed_behind_the_file_hashes_fails_the_content_check(home: Path, table: pa.Table) -> None:
+    """Data rewritten consistently with the file list (manifest edited): the content hash still catches it."""
+    reg = Registry()
+    m, _ = reg.publish("swc", make_splits(table), fields())
+    path = reg.path(m) / "manifest.json"
+    forged = m.model_copy(update={"content_hash": "0" * 64})
+    path.chmod(0o644)
+    path.write_text(forged.model_dump_json(indent=2))
+    with pytest.raises(DataError) as e:
+        reg.load("swc@v1")
+    msg = str(e.value)
+    assert "swc@v1: content hash mismatch" in msg and f"expected {'0' * 64}" in msg and m.content_hash in msg
+    rep = reg.verify("swc@v1")
+    assert not rep.ok and rep.actual == m.content_hash and rep.expected == "0" * 64
+    assert reg.load("swc@v1", verify=False)[0]["train"].num_rows == 80
+
+
+def test_unreadable_data_with_matching_hashes_is_a_data_error(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m, _ = reg.publish("swc", make_splits(table), fields())
+    folder = reg.path(m)
+    arrow = folder / "test" / "data-00000-of-00001.arrow"
+    arrow.chmod(0o644)
+    arrow.write_bytes(b"not arrow at all")
+    files = {**m.files, "test/data-00000-of-00001.arrow": hashlib.sha256(b"not arrow at all").hexdigest()}
+    (folder / "manifest.json").chmod(0o644)
+    (folder / "manifest.json").write_text(m.model_copy(update={"files": files}).model_dump_json())
+    with pytest.raises(DataError, match="swc@v1: cannot read the data"):
+        reg.load("swc@v1")
+    rep = reg.verify("swc@v1")
+    assert not rep.ok and "cannot read the data" in rep.problems[0]
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+
+def test_export_parquet_round_trips_through_load_dataset(home: Path, table: pa.Table, tmp_path: Path) -> None:
+    import datasets
+
+    s = make_splits(table)
+    Registry().publish("swc", s, fields())
+    paths = Registry().export("swc@v1", "parquet", tmp_path / "out")
+    assert [p.name for p in paths] == ["train.parquet", "validation.parquet", "test.parquet"]
+    dd = datasets.load_dataset("parquet", data_files={p.stem: str(p) for p in paths},
+                               cache_dir=str(tmp_path / "hf-cache"))
+    for split, t in s.items():
+        assert dd[split].to_list() == t.to_pylist()
+    # deterministic bytes
+    again = Registry().export("swc@v1", "parquet", tmp_path / "out2")
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
+
+
+def test_export_jsonl_writes_stored_records(home: Path, table: pa.Table, tmp_path: Path) -> None:
+    s = make_splits(table)
+    Registry().publish("swc", s, fields())
+    paths = Registry().export("swc", "jsonl", tmp_path / "j")
+    assert [p.name for p in paths] == ["train.jsonl", "validation.jsonl", "test.jsonl"]
+    rows = [json.loads(x) for x in paths[2].read_text().splitlines()]
+    assert [r["id"] for r in rows] == s["test"].column("id").to_pylist()
+    assert set(rows[0]) >= {"id", "instruction", "response", "category", "source"}
+    with pytest.raises(InputError, match="unknown export format"):
+        Registry().export("swc", "csv", tmp_path / "c")  # type: ignore[arg-type]
+
+
+# ---- the package and the CLI ------------------------------------------------------------------
+
+
+def test_import_swcdata_and_cli_stay_light() -> None:
+    code = ("import sys, swcdata, swcdata.cli, swcdata.registry, swcdata.cli_registry; "
+            "print(sorted(m for m in ('datasets', 'pyarrow', 'huggingface_hub') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert r.stdout.strip() == "[]"
+
+
+def test_cli_versions_show_diff_export(home: Path, table: pa.Table, tmp_path: Path) -> None:
+    s = make_splits(table)
+    Registry().publish("swc", s, fields())
+    Registry().publish("swc", {**s, "test": s["test"].slice(2)}, fields())
+
+    r = runner.invoke(app, ["versions", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [(v["name"], v["version"]) for v in json.loads(r.output)] == [("swc", 1), ("swc", 2)]
+    r = runner.invoke(app, ["versions"])
+    assert r.exit_code == 0 and "swc@v2" in r.output and "swc@v1" in r.output
+
+    r = runner.invoke(app, ["show", "swc", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["parent"] == "swc@v1"
+    r = runner.invoke(app, ["show", "swc@v1"])
+    assert r.exit_code == 0 and "Ledger" in r.output and "SWC-107" in r.output
+    assert r.output.index("Ledger") < r.output.index("SWC-107")
+
+    r = runner.invoke(app, ["diff", "swc@v1", "swc@v2", "--json"])
+    assert r.exit_code == 0
+    test = next(x for x in json.loads(r.output)["splits"] if x["split"] == "test")
+    assert test["removed_ids"] == s["test"].column("id").to_pylist()[:2]
+    r = runner.invoke(app, ["diff", "swc@v1", "swc@v2", "--limit", "1"])
+    assert r.exit_code == 0 and "first 1 of 2" in r.output
+
+    r = runner.invoke(app, ["verify", "swc@v2"])
+    assert r.exit_code == 0 and "ok" in r.output
+
+    r = runner.invoke(app, ["export", "swc@v1", "--format", "jsonl", "--out", str(tmp_path / "e"), "--json"])
+    assert r.exit_code == 0 and len(json.loads(r.output)) == 3
+
+
+def test_cli_home_option_and_errors(tmp_path: Path, table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SWCDATA_HOME", raising=False)
+    other = tmp_path / "other"
+    Registry(other).publish("swc", make_splits(table), fields())
+    r = runner.invoke(app, ["show", "swc@v1", "--home", str(other), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["version"] == 1
+    r = runner.invoke(app, ["show", "swc@v9", "--home", str(other)])
+    assert r.exit_code == 2 and "swc has no version v9" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["versions", "nope", "--home", str(other)])
+    assert r.exit_code == 2 and "known datasets: swc" in r.output
+    r = runner.invoke(app, ["export", "swc", "--format", "csv", "--out", str(tmp_path / "x"), "--home", str(other)])
+    assert r.exit_code == 2 and "unknown --format" in r.output
+    r = runner.invoke(app, ["versions", "--home", str(tmp_path / "empty")])
+    assert r.exit_code == 0 and "no versions" in r.output
+
+
+def test_registry_home_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from swcdata.registry import registry_home
+
+    monkeypatch.delenv("SWCDATA_HOME", raising=False)
+    assert registry_home() == Path("registry")
+    monkeypatch.setenv("SWCDATA_HOME", str(tmp_path))
+    assert registry_home() == tmp_path
+    assert os.fspath(Registry().home) == str(tmp_path)
