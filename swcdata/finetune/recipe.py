@@ -1,0 +1,294 @@
+"""The fine-tuning recipe: a typed, nested, documented QLoRA configuration read from YAML.
+
+A recipe has five sections: `model`, `quantization`, `lora`, `data`, `training`. `load_recipe`
+reads a YAML file, applies `key=value` overrides (`lora.r=8`; the value is parsed as YAML, so
+`8` is an int, `true` a bool, `[q_proj, v_proj]` a list) and validates the result, reporting
+every problem at once with its path (`lora.r: must be > 0`) as a `ConfigError` (exit 2) before
+any data is read or any model is loaded.
+
+This module imports neither torch nor transformers (it is registered in `swcdata.jsonschema`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from swcdata.errors import ConfigError, InputError
+
+RECIPE_DIR = Path("finetune")  # relative to the working directory; the repository's copy is the fallback
+PACKAGED_RECIPE_DIR = Path(__file__).resolve().parents[2] / "finetune"
+DEFAULT_RECIPE = "tiny-cpu"
+
+DType = Literal["auto", "bfloat16", "float16", "float32"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyModel(_Section):
+    """Shape of the locally built, randomly initialised Llama-shaped model (`model.source: tiny`)."""
+
+    vocab_size: int = Field(2048, ge=64, le=65536, description="Vocabulary size of the BPE tokenizer trained on the "
+                            "dataset (the trained vocabulary can be a little smaller).")
+    hidden_size: int = Field(128, gt=0, description="Model width.")
+    intermediate_size: int = Field(344, gt=0, description="MLP width.")
+    num_hidden_layers: int = Field(2, gt=0, description="Decoder layers.")
+    num_attention_heads: int = Field(4, gt=0, description="Query heads (must divide hidden_size).")
+    num_key_value_heads: int = Field(2, gt=0, description="Key/value heads (must divide num_attention_heads).")
+    max_position_embeddings: int = Field(2048, gt=0, description="Longest position the model supports.")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> TinyModel:
+        problems = []
+        if self.hidden_size % self.num_attention_heads:
+            problems.append("num_attention_heads must divide hidden_size")
+        if self.num_attention_heads % self.num_key_value_heads:
+            problems.append("num_key_value_heads must divide num_attention_heads")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ModelSection(_Section):
+    """Which base model to fine-tune and how to run its attention."""
+
+    source: Literal["hub", "tiny"] = Field("hub", description="`hub`: load `name` with from_pretrained (a Hub id or a "
+                                           "local folder); `tiny`: build a small random Llama-shaped model and a "
+                                           "tokenizer trained on the dataset, locally (no download).")
+    name: str = Field("tiny-llama", min_length=1, description="Hub id (e.g. google/gemma-2b) or local path.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the Hub repository.")
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field(
+        "auto", description="`auto`: flash_attention_2 when flash_attn is installed and the GPU has compute "
+        "capability >= 8.0, SDPA otherwise.")
+    dtype: DType = Field("auto", description="dtype of the non-quantised weights; `auto`: bf16 where supported, "
+                         "else fp16 on GPU, fp32 on CPU.")
+    tiny: TinyModel = Field(default_factory=TinyModel, description="Shape used when source is `tiny`.")
+
+
+class QuantizationSection(_Section):
+    """4-bit loading through bitsandbytes (QLoRA)."""
+
+    load_in_4bit: bool = Field(True, description="Quantise the base model's linear layers to 4 bit.")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; NF4 is the QLoRA paper's.")
+    double_quant: bool = Field(True, description="Quantise the quantisation constants too (~0.4 bit/param saved).")
+    compute_dtype: DType = Field("auto", description="dtype of the 4-bit matmuls; `auto`: bf16 where supported, "
+                                 "else fp16 on GPU, fp32 on CPU.")
+
+
+class LoraSection(_Section):
+    """LoRA adapters (peft)."""
+
+    r: int = Field(16, gt=0, description="Adapter rank.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        "all-linear", description="`all-linear`: every linear layer inside attention and MLP blocks, found by "
+        "inspecting the architecture (lm_head excluded); or a list of module names, each of which must exist.")
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases to train.")
+    modules_to_save: list[str] = Field(default_factory=list, description="Modules trained in full and saved with "
+                                       "the adapter (e.g. lm_head for a randomly initialised or extended vocabulary).")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one module name, or `all-linear`")
+        return v
+
+
+class DataSection(_Section):
+    """How records become training sequences."""
+
+    prompt_format: Literal["auto", "chat", "instruction"] = Field(
+        "auto", description="`chat`: the tokenizer's chat template (user turn = instruction, assistant turn = "
+        "response); `instruction`: the seed notebooks' `Instruction:\\n...\\n\\nResponse:\\n...`; `auto`: chat "
+        "when the tokenizer has a chat template, instruction otherwise.")
+    system_prompt: str | None = Field(None, description="Optional system message (chat format; dropped with a "
+                                      "warning in the report when the template has no system role).")
+    max_length: int = Field(1024, gt=0, description="Longest training sequence in tokens (prompt + response + EOS).")
+    overlong: Literal["truncate_prompt", "drop"] = Field(
+        "truncate_prompt", description="What to do with an example longer than max_length: cut the prompt from the "
+        "left (keeping BOS and the end of the prompt, never cutting the response), or drop it. An example whose "
+        "response alone does not fit is always dropped.")
+    min_prompt_tokens: int = Field(16, ge=1, description="A truncated prompt keeps at least this many tokens, "
+                                   "otherwise the example is dropped.")
+    packing: bool = Field(True, description="Pack several examples per row (best-fit decreasing), padding-free, with "
+                          "position ids restarting per example so that examples never attend to each other.")
+    train_split: str = Field("train", description="Split to train on.")
+    eval_split: str | None = Field("validation", description="Split for eval loss; null for none.")
+    max_train_examples: int | None = Field(None, gt=0, description="Use only the first N training examples.")
+    max_eval_examples: int | None = Field(None, gt=0, description="Use only the first N evaluation examples.")
+
+
+class TrainingSection(_Section):
+    """Optimiser, schedule, evaluation and checkpointing (passed to TRL's SFTConfig)."""
+
+    seed: int = Field(42, ge=0, description="Seed for model init, adapter init, shuffling and dropout.")
+    num_train_epochs: float = Field(1.0, gt=0, description="Epochs (ignored when max_steps > 0).")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimiser steps; -1 = use epochs.")
+    per_device_train_batch_size: int = Field(4, gt=0, description="Packed rows per device per step.")
+    per_device_eval_batch_size: int = Field(4, gt=0, description="Rows per device per eval step.")
+    gradient_accumulation_steps: int = Field(4, gt=0, description="Micro-batches per optimiser step.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (QLoRA paper: 2e-4 for <= 13B).")
+    lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
+        "cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps with linear warm-up.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(0.3, gt=0, description="Gradient clipping (QLoRA paper: 0.3).")
+    optim: str = Field("paged_adamw_8bit", description="Optimiser name as transformers knows it; `paged_adamw_8bit` "
+                       "on GPU; the CPU recipe uses `adamw_torch`.")
+    gradient_checkpointing: bool = Field(True, description="Recompute activations in backward to save memory.")
+    bf16: Literal["auto"] | bool = Field("auto", description="Mixed precision in bf16; `auto`: on a GPU that "
+                                         "supports it.")
+    logging_steps: int = Field(10, gt=0, description="Log train loss every N steps.")
+    eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps; null: once per epoch.")
+    save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps; null: once per epoch.")
+    save_total_limit: int | None = Field(2, gt=0, description="Keep at most this many checkpoints.")
+    dataloader_num_workers: int = Field(0, ge=0, description="Data-loading worker processes.")
+
+
+class Recipe(BaseModel):
+    """A complete QLoRA fine-tuning recipe (one YAML file in `finetune/`)."""
+
+    model_config = ConfigDict(extra="forbid", title="Recipe", validate_assignment=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="Recipe name (used in run ids).")
+    description: str = Field("", description="What the recipe is for, in one line.")
+    model: ModelSection = Field(default_factory=ModelSection)
+    quantization: QuantizationSection = Field(default_factory=QuantizationSection)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    data: DataSection = Field(default_factory=DataSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+
+    @model_validator(mode="after")
+    def _cross(self) -> Recipe:
+        if self.model.source == "tiny" and self.data.max_length > self.model.tiny.max_position_embeddings:
+            raise ValueError("data.max_length must be <= model.tiny.max_position_embeddings")
+        return self
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+def _message(e: dict[str, Any]) -> str:
+    ctx = e.get("ctx") or {}
+    kind = e["type"]
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}"
+    if kind == "less_than":
+        return f"must be < {ctx['lt']}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {e.get('input')!r}"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind == "value_error":
+        return str(e["msg"]).removeprefix("Value error, ")
+    return str(e["msg"])
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    # drop pydantic's union branch names (e.g. "literal['all-linear']", "list[str]") from the path
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    return ".".join(parts) or "(recipe)"
+
+
+def problems_of(e: ValidationError) -> list[str]:
+    """Every validation error as `path: message`, deduplicated, in order."""
+    seen: dict[str, None] = {}
+    for err in e.errors():
+        seen.setdefault(f"{_path(tuple(err['loc']))}: {_message(dict(err))}", None)
+    return list(seen)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`lora.r=8` -> (["lora", "r"], 8). The value is parsed as YAML for type coercion."""
+    import yaml
+
+    if "=" not in item:
+        raise ConfigError([f"--set {item}: expected key=value (e.g. lora.r=8)"])
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError([f"--set {item}: empty key"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted key in a copy of `data` (creating nested sections as needed)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    problems = []
+    for item in overrides:
+        path, value = parse_override(item)
+        node = out
+        for p in path[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                problems.append(f"--set {item}: {p} is not a section")
+                break
+            node = nxt
+        else:
+            node[path[-1]] = value
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def recipe_from_dict(data: dict[str, Any], *, source: str | None = None) -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(problems_of(e), source=source) from None
+
+
+def resolve_recipe_path(recipe: str | Path | None) -> Path:
+    """A path as given, or a bare name looked up as `finetune/<name>.yaml`."""
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
+    p = Path(recipe)
+    if p.is_file():
+        return p
+    for d in (RECIPE_DIR, PACKAGED_RECIPE_DIR):
+        for cand in (d / f"{recipe}.yaml", d / p.name):
+            if cand.is_file():
+                return cand
+    known = sorted({x.stem for d in (RECIPE_DIR, PACKAGED_RECIPE_DIR) if d.is_dir() for x in d.glob("*.yaml")})
+    raise InputError(f"recipe not found: {recipe}",
+                     hint=f"give a YAML path or one of: {', '.join(known)}" if known else "give a YAML path")
+
+
+def load_recipe(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe YAML (a path, or a name in `finetune/`), apply overrides, validate everything at once."""
+    import yaml
+
+    path = resolve_recipe_path(recipe)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise InputError(f"cannot read recipe {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError([f"not valid YAML: {e}"], source=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["a recipe is a YAML mapping with sections model, quantization, lora, data, training"],
+                          source=str(path))
+    data = apply_overrides(data, overrides or [])
+    return recipe_from_dict(data, source=str(path))

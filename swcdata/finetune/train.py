@@ -1,0 +1,359 @@
+"""One fine-tuning run: a DatasetDict + its version reference + a recipe -> `runs/<run-id>/`.
+
+The same function runs on one CPU, one GPU, or one process per GPU under `accelerate launch`
+(DDP): the process group comes from accelerate's `PartialState`, the main process creates the
+run folder (and the tiny base model) and every process agrees on the run id.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from swcdata.errors import ConfigError, DataError, InputError
+from swcdata.finetune.recipe import Recipe
+from swcdata.finetune.runs import (
+    ADAPTER_DIR,
+    BASE_DIR,
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    RECIPE_FILE,
+    DatasetRef,
+    RunInfo,
+    latest_checkpoint,
+    list_runs,
+    read_run,
+    write_run,
+)
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedTokenizerBase
+
+    from swcdata.finetune.data import LengthReport
+
+Log = Callable[[str], None]
+VERSIONED = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets", "tokenizers",
+             "flash-attn", "swcdata")
+
+
+def library_versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def new_run_id(recipe: Recipe, ref: DatasetRef) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{recipe.name}-{ref.name}-v{str(ref.version).removeprefix('v')}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _find_resumable(output: Path, ref: DatasetRef, recipe: Recipe, run_id: str | None) -> Path:
+    if run_id:
+        run_dir = output / run_id
+        if read_run(run_dir) is None:
+            raise InputError(f"no run {run_id} in {output}", hint=f"list runs with: swcdata runs --output {output}")
+        return run_dir
+    for info in list_runs(output):
+        d = output / info.run_id
+        if info.dataset == str(ref) and info.recipe == recipe.name and latest_checkpoint(d) is not None:
+            return d
+    raise InputError(f"no run of recipe {recipe.name} on {ref} with a checkpoint in {output}",
+                     hint="start a new run without --resume, or name one with --run-id")
+
+
+def _check_resume_compatible(run_dir: Path, recipe: Recipe, ref: DatasetRef) -> None:
+    import yaml
+
+    info = read_run(run_dir)
+    assert info is not None
+    problems = []
+    if info.dataset_hash != ref.content_hash:
+        problems.append(f"dataset: the run trained on {info.dataset} ({info.dataset_hash[:12]}), not {ref} "
+                        f"({ref.content_hash[:12]})")
+    old = yaml.safe_load((run_dir / RECIPE_FILE).read_text(encoding="utf-8"))
+    new = recipe.model_dump(mode="json")
+    for section in ("model", "quantization", "lora", "data"):
+        if old.get(section) != new.get(section):
+            problems.append(f"{section}: differs from the run's recipe.yaml (only `training` may change on resume)")
+    if problems:
+        raise ConfigError(problems, source=f"--resume {run_dir.name}")
+
+
+def _agree(value: Any) -> Any:
+    """The main process's value, on every process (a no-op without a process group)."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    if PartialState().num_processes <= 1:
+        return value
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def _tokenizer(recipe: Recipe, train: datasets.Dataset, run_dir: Path, log: Log) -> tuple[PreTrainedTokenizerBase, str]:
+    """(tokenizer, base model path or Hub id). The tiny source trains a tokenizer and builds the model locally."""
+    from accelerate import PartialState
+    from transformers import AutoTokenizer
+
+    state = PartialState()
+    if recipe.model.source == "tiny":
+        base = run_dir / BASE_DIR
+        with state.main_process_first():
+            if state.is_main_process and not (base / "config.json").is_file():
+                from swcdata.finetune.model import build_tiny_base
+                from swcdata.finetune.tokenizer import train_tokenizer
+
+                texts = (t for row in train for t in (row["instruction"], row["response"]))
+                tok = train_tokenizer(texts, recipe.model.tiny.vocab_size)
+                build_tiny_base(recipe.model.tiny, tok, base, recipe.training.seed)
+                log(f"built tiny base model ({len(tok)} tokens vocabulary) in {base}")
+        return AutoTokenizer.from_pretrained(base), str(base)
+    tok = AutoTokenizer.from_pretrained(recipe.model.name, revision=recipe.model.revision,
+                                        trust_remote_code=recipe.model.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token or tok.eos_token
+    tok.padding_side = "right"
+    return tok, recipe.model.name
+
+
+def prepare_splits(dataset: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, recipe: Recipe
+                   ) -> tuple[datasets.Dataset, datasets.Dataset | None, list[LengthReport]]:
+    """Tokenized train (and eval) splits with response-only labels, and their length reports."""
+    from swcdata.finetune.data import build_split
+
+    d = recipe.data
+    train, rep = build_split(dataset[d.train_split], tokenizer, d, d.train_split, d.max_train_examples)
+    reports = [rep]
+    if len(train) == 0:
+        raise DataError(f"no training example fits data.max_length={d.max_length}: {rep.summary()}")
+    evals = None
+    if d.eval_split and d.eval_split in dataset and len(dataset[d.eval_split]):
+        evals, erep = build_split(dataset[d.eval_split], tokenizer, d, d.eval_split, d.max_eval_examples)
+        reports.append(erep)
+        if len(evals) == 0:
+            evals = None
+    return train, evals, reports
+
+
+def _peak_memory() -> tuple[float, str]:
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
+
+
+def _metrics_callback(path: Path) -> Any:
+    from transformers import TrainerCallback
+
+    class MetricsJsonl(TrainerCallback):
+        """Appends every Trainer log (loss, eval_loss, learning rate, ...) to metrics.jsonl, main process only."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kwargs: Any) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            row = {"step": state.global_step, "epoch": state.epoch, "time": _now(), **logs}
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, default=float) + "\n")
+
+    return MetricsJsonl()
+
+
+def sft_config(recipe: Recipe, run_dir: Path, *, has_eval: bool, progress: bool) -> Any:
+    """TRL SFTConfig from the recipe's training section (pre-tokenized data, BFD packing, padding-free)."""
+    import torch
+    from trl import SFTConfig
+
+    from swcdata.finetune.model import bf16_supported, resolve_dtype
+
+    t = recipe.training
+    bf16 = bf16_supported() if t.bf16 == "auto" else bool(t.bf16)
+    fp16 = (torch.cuda.is_available() and not bf16 and resolve_dtype(recipe.quantization.compute_dtype)
+            == torch.float16)
+    eval_strategy = "no" if not has_eval else ("steps" if t.eval_steps else "epoch")
+    save_strategy = "steps" if t.save_steps else "epoch"
+    return SFTConfig(
+        output_dir=str(run_dir / CHECKPOINT_DIR),
+        seed=t.seed, data_seed=t.seed,
+        num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=t.optim,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        bf16=bf16, fp16=fp16, use_cpu=not torch.cuda.is_available(),
+        logging_steps=t.logging_steps, logging_first_step=True,
+        eval_strategy=eval_strategy, eval_steps=t.eval_steps,
+        save_strategy=save_strategy, save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        report_to="none", disable_tqdm=not progress,
+        dataloader_num_workers=t.dataloader_num_workers,
+        ddp_find_unused_parameters=False,
+        # data: already tokenized with labels; TRL packs (best-fit decreasing) into padding-free rows
+        max_length=recipe.data.max_length, packing=recipe.data.packing, packing_strategy="bfd",
+        padding_free=recipe.data.packing, eval_packing=recipe.data.packing,
+        completion_only_loss=None, dataset_num_proc=None,
+    )
+
+
+def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, output: Path = Path("runs"), *,
+             run_id: str | None = None, resume: bool = False, progress: bool | None = None,
+             log: Log | None = None) -> RunInfo:
+    """Fine-tune `recipe`'s base model with QLoRA on `dataset` and write `output/<run-id>/`.
+
+    Returns the run's `RunInfo` (also written to `run.json`). Raises ConfigError / InputError /
+    DataError for user mistakes; a failure during training marks the run `failed` and re-raises.
+    """
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    log = log or (lambda _m: None)
+    progress = sys.stderr.isatty() if progress is None else progress
+    t0 = time.perf_counter()
+    import torch
+
+    # the first PartialState fixes the distributed setup: on CPU it must be told, or torchrun's processes
+    # would each train alone instead of forming a gloo process group (DDP on CPU)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    main = state.is_main_process
+    if recipe.data.train_split not in dataset:
+        raise ConfigError([f"data.train_split: {ref} has no split {recipe.data.train_split!r} "
+                           f"(splits: {', '.join(dataset)})"])
+    set_seed(recipe.training.seed)
+
+    # ---- the run folder ----
+    resumed_from = None
+    if resume:
+        run_dir = _find_resumable(output, ref, recipe, run_id)
+        _check_resume_compatible(run_dir, recipe, ref)
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise InputError(f"run {run_dir.name} has no checkpoint to resume from")
+        resumed_from = str(ckpt)
+        info = read_run(run_dir)
+        assert info is not None
+        info = info.model_copy(update={"status": "running", "resumed_from": resumed_from, "error": None})
+    else:
+        rid = _agree(run_id or new_run_id(recipe, ref))
+        run_dir = output / rid
+        if main and (run_dir / "run.json").exists():
+            raise InputError(f"run {rid} already exists in {output}", hint="pass --resume to continue it")
+        info = RunInfo(run_id=rid, recipe=recipe.name, base_model=recipe.model.name, dataset=str(ref),
+                       dataset_hash=ref.content_hash, created=_now(), versions=library_versions(),
+                       world_size=state.num_processes)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RECIPE_FILE).write_text(recipe.to_yaml(), encoding="utf-8")
+        write_run(run_dir, info)
+    state.wait_for_everyone()
+    log(f"run {info.run_id} -> {run_dir}")
+
+    try:
+        return _train(dataset, ref, recipe, run_dir, info, resumed_from, progress, log, t0)
+    except BaseException as e:
+        if main:
+            write_run(run_dir, info.model_copy(update={"status": "failed", "error": f"{type(e).__name__}: {e}",
+                                                        "finished": _now()}))
+        raise
+
+
+def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_dir: Path, info: RunInfo,
+           resumed_from: str | None, progress: bool, log: Log, t0: float) -> RunInfo:
+    import torch
+    from accelerate import PartialState
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    from swcdata.finetune import model as M
+
+    state = PartialState()
+    tokenizer, base = _tokenizer(recipe, dataset[recipe.data.train_split], run_dir, log)
+    train_ds, eval_ds, reports = prepare_splits(dataset, tokenizer, recipe)
+    for r in reports:
+        log("length report: " + r.summary())
+
+    # targets on a weightless copy first: a wrong module name fails before any weights are loaded
+    targets = M.resolve_target_modules(M.meta_model(base, revision=recipe.model.revision if recipe.model.source == "hub"
+                                                    else None, trust_remote_code=recipe.model.trust_remote_code),
+                                       recipe.lora.target_modules)
+    attn = M.pick_attention(recipe.model.attn_implementation)
+    log(f"loading {base} (4-bit {recipe.quantization.quant_type if recipe.quantization.load_in_4bit else 'off'}, "
+        f"attention {attn}); LoRA r={recipe.lora.r} on {', '.join(targets)}")
+    model = M.load_base_model(base, recipe, attn=attn)
+    quantized = M.count_4bit_layers(model)
+    model = M.attach_lora(model, recipe, targets)
+
+    args = sft_config(recipe, run_dir, has_eval=eval_ds is not None, progress=progress)
+    metrics_path = run_dir / METRICS_FILE
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, callbacks=[_metrics_callback(metrics_path)])
+    if not progress:
+        trainer.remove_callback(PrinterCallback)
+    # TRL casts adapters to bf16 for quantised models (QLoRA paper); keep them fp32 where compute is not bf16
+    compute = M.resolve_dtype(recipe.quantization.compute_dtype)
+    if compute != torch.bfloat16:
+        for p in trainer.model.parameters():
+            if p.requires_grad and p.dtype != torch.float32:
+                p.data = p.data.float()
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    result = trainer.train(resume_from_checkpoint=resumed_from)
+    eval_loss = None
+    if eval_ds is not None:
+        last = [h for h in trainer.state.log_history if "eval_loss" in h]
+        if last and last[-1].get("step") == trainer.state.global_step:
+            eval_loss = last[-1]["eval_loss"]
+        else:
+            eval_loss = trainer.evaluate().get("eval_loss")
+
+    if state.is_main_process:
+        adapter = run_dir / ADAPTER_DIR
+        trainer.save_model(str(adapter))
+        tokenizer.save_pretrained(adapter)
+    state.wait_for_everyone()
+
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    tokens = max((int(h["num_tokens"]) for h in history if "num_tokens" in h), default=None)
+    runtime = float(result.metrics.get("train_runtime", 0.0)) or None
+    peak, kind = _peak_memory()
+    dev = state.device
+    device = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    info = info.model_copy(update={
+        "status": "completed", "finished": _now(), "wall_time_s": round(time.perf_counter() - t0, 2),
+        "train_runtime_s": runtime, "train_tokens": tokens,
+        "tokens_per_s": round(tokens / runtime, 1) if tokens and runtime else None,
+        "peak_memory_mib": round(peak, 1), "peak_memory_kind": kind, "device": device,
+        "world_size": state.num_processes, "attn_implementation": attn, "quantized_layers": quantized,
+        "target_modules": targets, "trainable_params": int(trainable), "total_params": int(total),
+        "global_steps": trainer.state.global_step,
+        "first_train_loss": losses[0] if losses else None, "final_train_loss": losses[-1] if losses else None,
+        "final_eval_loss": eval_loss, "length_reports": [r.model_dump(mode="json") for r in reports],
+    })
+    if state.is_main_process:
+        write_run(run_dir, info)
+    return info
