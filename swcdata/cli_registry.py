@@ -111,7 +111,9 @@ def render_diff(rep: DiffReport, limit: int) -> None:
               f"content hash {rep.a_hash[:12]} -> {rep.b_hash[:12]}")
     for s in rep.splits:
         rows: list[tuple[str, str]] = [("+", i) for i in s.added_ids] + [("-", i) for i in s.removed_ids]
-        rows += [("~", f"{c.a_id} -> {c.b_id}  ({c.source.file}:{c.source.line})") for c in s.changed_records]
+        rows += [("~", f"{c.a_id} -> {c.b_id}  ({c.source.file}:{c.source.line}"
+                       + (f", was in {c.a_split}" if c.a_split != c.b_split else "") + ")")
+                 for c in s.changed_records]
         if not rows:
             continue
         lt = Table(show_header=False, box=None, pad_edge=False)

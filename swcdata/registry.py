@@ -172,6 +172,8 @@ class ChangedRecord(BaseModel):
     template: str | None = None
     a_id: str
     b_id: str
+    a_split: str
+    b_split: str = Field(description="Differs from a_split when the new content landed in another split.")
 
 
 class SplitDiff(BaseModel):
@@ -180,10 +182,12 @@ class SplitDiff(BaseModel):
     split: str
     a_records: int
     b_records: int
-    unchanged: int = Field(description="Records of B whose id is in A (b_records = unchanged + added + changed).")
+    unchanged: int = Field(description="Records of B whose id is in A, in any split (b_records = unchanged + added + "
+                                       "changed).")
     added: int
-    removed: int
-    changed: int
+    removed: int = Field(description="Records of A whose id is not in B and that no record of B changed.")
+    changed: int = Field(description="Records of B that replace a record of A from the same source line, transform "
+                                     "and template (A's record may have been in another split).")
     added_ids: list[str]
     removed_ids: list[str]
     changed_records: list[ChangedRecord]
@@ -701,11 +705,21 @@ class Registry:
         ddb, mb = self.load(b)
         rows_a = {s: _arrow_rows(dda[s]) for s in dda}
         rows_b = {s: _arrow_rows(ddb[s]) for s in ddb}
-        splits = []
-        for split in _split_order(sorted(set(rows_a) | set(rows_b))):
-            splits.append(_diff_split(split, rows_a.get(split, []), rows_b.get(split, [])))
         where_a = {r["id"]: s for s, rows in rows_a.items() for r in rows}
         where_b = {r["id"]: s for s, rows in rows_b.items() for r in rows}
+        changed = _pair_changed(rows_a, rows_b, where_a, where_b)
+        paired_a = {c.a_id for c in changed}
+        paired_b = {c.b_id for c in changed}
+        splits = []
+        for split in _split_order(sorted(set(rows_a) | set(rows_b))):
+            a, b = rows_a.get(split, []), rows_b.get(split, [])
+            added_ids = [r["id"] for r in b if r["id"] not in where_a and r["id"] not in paired_b]
+            removed_ids = [r["id"] for r in a if r["id"] not in where_b and r["id"] not in paired_a]
+            here = [c for c in changed if c.b_split == split]
+            splits.append(SplitDiff(split=split, a_records=len(a), b_records=len(b),
+                                    unchanged=sum(1 for r in b if r["id"] in where_a), added=len(added_ids),
+                                    removed=len(removed_ids), changed=len(here), added_ids=added_ids,
+                                    removed_ids=removed_ids, changed_records=here))
         moved = [MovedRecord(id=i, a_split=where_a[i], b_split=s) for i, s in where_b.items()
                  if i in where_a and where_a[i] != s]
         return DiffReport(a=ma.ref, b=mb.ref, a_hash=ma.content_hash, b_hash=mb.content_hash,
@@ -745,31 +759,27 @@ def _change_key(r: dict[str, Any]) -> tuple[Any, ...]:
     return (src.get("file"), src.get("line"), r.get("transform"), r.get("template"))
 
 
-def _diff_split(split: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> SplitDiff:
-    ids_a = {r["id"] for r in a}
-    ids_b = {r["id"] for r in b}
-    removed = [r for r in a if r["id"] not in ids_b]
-    added = [r for r in b if r["id"] not in ids_a]
-    # Same input line (and transform/template) with a new id: "changed", not added + removed.
+def _pair_changed(rows_a: dict[str, list[dict[str, Any]]], rows_b: dict[str, list[dict[str, Any]]],
+                  where_a: dict[str, str], where_b: dict[str, str]) -> list[ChangedRecord]:
+    """Records from the same input line (and transform/template) with a new id are 'changed', not added +
+    removed, whichever split each side is in."""
     pending: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for r in removed:
-        pending[_change_key(r)].append(r)
+    for split in _split_order(list(rows_a)):
+        for r in rows_a[split]:
+            if r["id"] not in where_b:
+                pending[_change_key(r)].append(r)
     changed: list[ChangedRecord] = []
-    paired_a: set[str] = set()
-    paired_b: set[str] = set()
-    for r in added:
-        queue = pending.get(_change_key(r))
-        if queue:
-            old = queue.pop(0)
-            paired_a.add(old["id"])
-            paired_b.add(r["id"])
-            changed.append(ChangedRecord(source=Source(**r["source"]), transform=r.get("transform"),
-                                         template=r.get("template"), a_id=old["id"], b_id=r["id"]))
-    added_ids = [r["id"] for r in added if r["id"] not in paired_b]
-    removed_ids = [r["id"] for r in removed if r["id"] not in paired_a]
-    return SplitDiff(split=split, a_records=len(a), b_records=len(b), unchanged=sum(1 for r in b if r["id"] in ids_a),
-                     added=len(added_ids), removed=len(removed_ids), changed=len(changed), added_ids=added_ids,
-                     removed_ids=removed_ids, changed_records=changed)
+    for split in _split_order(list(rows_b)):
+        for r in rows_b[split]:
+            if r["id"] in where_a:
+                continue
+            queue = pending.get(_change_key(r))
+            if queue:
+                old = queue.pop(0)
+                changed.append(ChangedRecord(source=Source(**r["source"]), transform=r.get("transform"),
+                                             template=r.get("template"), a_id=old["id"], b_id=r["id"],
+                                             a_split=where_a[old["id"]], b_split=split))
+    return changed
 
 
 def _config_changes(a: list[Step], b: list[Step]) -> list[ConfigChange]:

@@ -137,13 +137,31 @@ def test_changed_record_makes_v2_and_diff_shows_exactly_that(home: Path, table: 
     t = by["train"]
     assert t.added_ids == ["a" * 16]
     assert t.removed_ids == [removed["id"]]
-    assert [(c.a_id, c.b_id, c.source.file, c.source.line) for c in t.changed_records] == [
-        (changed_old["id"], "f" * 16, changed_old["source"]["file"], changed_old["source"]["line"])]
+    assert [(c.a_id, c.b_id, c.source.file, c.source.line, c.a_split, c.b_split) for c in t.changed_records] == [
+        (changed_old["id"], "f" * 16, changed_old["source"]["file"], changed_old["source"]["line"], "train", "train")]
     assert (t.a_records, t.b_records, t.unchanged, t.added, t.removed, t.changed) == (80, 80, 78, 1, 1, 1)
     for split in ("validation", "test"):
         assert (by[split].added, by[split].removed, by[split].changed) == (0, 0, 0)
     assert d.moved == [] and d.config_changes == []
     js.validate(d.model_dump(mode="json"), json.loads((SCHEMAS / "diff-report.schema.json").read_text()))
+
+
+def test_a_changed_record_that_lands_in_another_split_is_changed_not_added_and_removed(
+        home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    s = make_splits(table)
+    reg.publish("swc", s, fields())
+    old = s["train"].to_pylist()[2]
+    new = {**old, "id": "e" * 16, "response": old["response"] + " Edited."}
+    train = pa.concat_tables([s["train"].slice(0, 2), s["train"].slice(3)])
+    test = pa.concat_tables([s["test"], pa.Table.from_pylist([new], schema=RECORD_SCHEMA)])
+    reg.publish("swc", {**s, "train": train, "test": test}, fields())
+    d = reg.diff("swc@v1", "swc@v2")
+    by = {x.split: x for x in d.splits}
+    assert (by["train"].removed, by["train"].changed, by["test"].added, by["test"].changed) == (0, 0, 0, 1)
+    [c] = by["test"].changed_records
+    assert (c.a_id, c.b_id, c.a_split, c.b_split) == (old["id"], "e" * 16, "train", "test")
+    assert d.moved == []
 
 
 def test_diff_reports_moved_records_and_config_changes(home: Path, table: pa.Table) -> None:
