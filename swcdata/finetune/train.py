@@ -7,6 +7,7 @@ run folder (and the tiny base model) and every process agrees on the run id.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -193,6 +194,11 @@ def sft_config(recipe: Recipe, run_dir: Path, *, has_eval: bool, progress: bool)
             == torch.float16)
     eval_strategy = "no" if not has_eval else ("steps" if t.eval_steps else "epoch")
     save_strategy = "steps" if t.save_steps else "epoch"
+    # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in {f.name for f in dataclasses.fields(SFTConfig)} \
+        else "gradient_checkpointing"
+    checkpointing = {ckpt: t.gradient_checkpointing,
+                     f"{ckpt}_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None}
     return SFTConfig(
         output_dir=str(run_dir / CHECKPOINT_DIR),
         seed=t.seed, data_seed=t.seed,
@@ -202,8 +208,7 @@ def sft_config(recipe: Recipe, run_dir: Path, *, has_eval: bool, progress: bool)
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_ratio,
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=t.optim,
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        **checkpointing,
         bf16=bf16, fp16=fp16, use_cpu=not torch.cuda.is_available(),
         logging_steps=t.logging_steps, logging_first_step=True,
         eval_strategy=eval_strategy, eval_steps=t.eval_steps,
