@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swcdata.errors import ConfigError, DataError, InputError
+from swcdata.io import sha256_file
 from swcdata.schema import Source
 
 if TYPE_CHECKING:
@@ -319,14 +320,6 @@ def _canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str
 # ---- file helpers -----------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _data_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
 
@@ -608,7 +601,7 @@ class Registry:
             shards = {split: max(1, -(-t.num_rows // ROWS_PER_SHARD)) for split, t in tables.items()}
             with _quiet_datasets():
                 dd.save_to_disk(str(tmp), num_shards=shards)
-            files = {p.relative_to(tmp).as_posix(): _sha256_file(p) for p in _data_files(tmp)}
+            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _data_files(tmp)}
             manifest = Manifest(name=name, version=version, content_hash=hash_, created_at=_now_utc(),
                                 tool_version=tool_version, counts=counts, files=files, **fields)
             (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -631,7 +624,7 @@ class Registry:
         bad: list[FileCheck] = []
         for rel, expected in m.files.items():
             p = folder / rel
-            actual = _sha256_file(p) if p.is_file() else None
+            actual = sha256_file(p) if p.is_file() else None
             if actual != expected:
                 bad.append(FileCheck(path=rel, expected=expected, actual=actual, ok=False))
         on_disk = {p.relative_to(folder).as_posix() for p in _data_files(folder)}
