@@ -313,7 +313,7 @@ def schema(
 
 # Command groups live in their own modules (swcdata/cli_<area>.py), each exposing `register(app)`.
 # They import nothing heavy at module level, so `swcdata --help` stays fast.
-COMMAND_GROUPS = ("cli_split", "cli_augment", "cli_build", "cli_registry", "cli_train")
+COMMAND_GROUPS = ("cli_split", "cli_augment", "cli_build", "cli_registry", "cli_train", "cli_evaluate")
 
 
 def _register_groups() -> None:

@@ -22,6 +22,9 @@ MODELS: dict[str, tuple[str, str]] = {
     "push-report": ("swcdata.hub", "PushReport"),
     "split-report": ("swcdata.split", "SplitReport"),
     "build-config": ("swcdata.build", "BuildConfig"),
+    "eval-results": ("swcdata.evaluate", "EvalResults"),
+    "compare-report": ("swcdata.compare", "CompareReport"),
+    "stats-report": ("swcdata.stats", "StatsReport"),
 }
 
 

@@ -9,6 +9,7 @@ Modules (one concept each; only `recipe` and `runs` import without torch):
 - `model`: building the tiny base model, loading a base model in 4-bit NF4, attention choice,
   LoRA target-module resolution.
 - `train`: `finetune(dataset, ref, recipe, output)`, the whole run.
+- `generate`: loading a run's model for evaluation and batched, left-padded greedy generation.
 
 Nothing here is imported by `swcdata --help`; the training commands import it inside their bodies.
 """

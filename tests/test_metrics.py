@@ -1,0 +1,106 @@
+"""Metrics on hand-made answers with known scores: both class rules, F1 and the confusion matrix, ROUGE-L,
+TF-IDF cosine, and the code checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from swcdata import metrics as M
+
+ANSWERS = {
+    # an explicit id, but "overflow" comes first in the catalogue: the seed rule says SWC-101
+    "id_and_other_word": ("This contract has a reentrancy bug (SWC-107); an overflow is not possible.",
+                          "SWC-101", "SWC-107"),
+    # no id: the seed rule scans the catalogue in order, the strict rule takes the earliest word in the text
+    "earliest_word": ("A denial of service through a failed call, and no integer overflow.", "SWC-101", "SWC-113"),
+    "one_word": ("The loop counter can overflow.", "SWC-101", "SWC-101"),
+    "typographic_id": ("This is SWC\u2011114 \u2014 front\u2011running.", "SWC-114", "SWC-114"),
+    "lower_case_id": ("classified as swc 110 (assert violation)", "SWC-110", "SWC-110"),
+    "unknown_id_then_word": ("SWC-999 is not a class; this is reentrancy.", "SWC-107", "SWC-107"),
+    "nothing": ("Use a mutex and check the result.", None, None),
+}
+
+
+@pytest.mark.parametrize("name", list(ANSWERS))
+def test_seed_and_strict_class_rules(name: str) -> None:
+    text, seed, strict = ANSWERS[name]
+    assert M.seed_class(text) == seed
+    assert M.strict_class(text) == strict
+
+
+def test_predict_marks_answers_without_a_class() -> None:
+    texts = [t for t, _, _ in ANSWERS.values()]
+    assert M.predict(texts, "seed") == [s or M.NONE for _, s, _ in ANSWERS.values()]
+    assert M.predict(texts, "strict")[-1] == M.NONE
+
+
+def test_classification_scores_known_answers() -> None:
+    y_true = ["SWC-101", "SWC-101", "SWC-107", "SWC-107", "SWC-110"]
+    y_pred = ["SWC-101", "SWC-107", "SWC-107", M.NONE, "SWC-101"]
+    s = M.classification_scores(y_true, y_pred, "seed")
+    assert s.records == 5 and s.accuracy == 0.4 and s.no_class == 1
+    by = {c.label: c for c in s.per_class}
+    assert (by["SWC-101"].precision, by["SWC-101"].recall, by["SWC-101"].f1) == (0.5, 0.5, 0.5)
+    assert (by["SWC-107"].precision, by["SWC-107"].recall, by["SWC-107"].f1) == (0.5, 0.5, 0.5)
+    assert (by["SWC-110"].precision, by["SWC-110"].recall, by["SWC-110"].f1) == (0.0, 0.0, 0.0)
+    assert by["SWC-101"].support == 2 and by["SWC-101"].predicted == 2 and by["SWC-110"].predicted == 0
+    assert s.macro_f1 == pytest.approx(1 / 3, abs=1e-4)
+    assert s.weighted_f1 == pytest.approx((0.5 * 2 + 0.5 * 2 + 0) / 5, abs=1e-4)
+    assert s.labels == ["SWC-101", "SWC-107", "SWC-110", M.NONE]
+    assert s.confusion == [[1, 1, 0, 0], [0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_a_predicted_class_outside_the_references_is_a_miss_not_an_extra_class() -> None:
+    s = M.classification_scores(["SWC-101", "SWC-107"], ["SWC-101", "SWC-136"])
+    assert s.labels == ["SWC-101", "SWC-107", "SWC-136"]
+    assert [c.label for c in s.per_class] == ["SWC-101", "SWC-107"]
+    assert s.macro_f1 == 0.5 and s.accuracy == 0.5
+    assert s.confusion[1] == [0, 0, 1]
+
+
+def test_perfect_predictions() -> None:
+    y = ["SWC-101", "SWC-107", "SWC-110", "SWC-113", "SWC-114"]
+    s = M.classification_scores(y, y)
+    assert s.accuracy == s.macro_f1 == s.weighted_f1 == 1.0 and s.no_class == 0
+    assert s.confusion == [[1 if i == j else 0 for j in range(5)] for i in range(5)]
+
+
+def test_rouge_l_known_values() -> None:
+    assert M.rouge_l(["the cat on mat"], ["the cat sat on the mat"]) == [pytest.approx(0.8)]
+    assert M.rouge_l(["same words here"], ["Same words, here!"]) == [pytest.approx(1.0)]
+    assert M.rouge_l(["alpha beta"], ["gamma delta"]) == [0.0]
+
+
+def test_tfidf_cosine_per_pair_known_values() -> None:
+    # fitted on the pair: shared words get idf 1, "guard" idf 1 + ln(3/2); cosine 2 / (|a| |b|)
+    import math
+
+    g = 1 + math.log(3 / 2)
+    expected = 2 / (math.sqrt(2 + g * g) * math.sqrt(2))
+    got = M.tfidf_cosine(["solidity reentrancy", "ab cd", "", "identical text here"],
+                         ["solidity reentrancy guard", "ef gh", "", "identical text here"])
+    assert got[0] == pytest.approx(expected, abs=1e-9)
+    assert got[1] == 0.0 and got[2] == 0.0 and got[3] == pytest.approx(1.0)
+    s = M.similarity_scores(["identical text here", "ab cd"], ["identical text here", "ef gh"])
+    assert s.tfidf_cosine == 0.5 and s.rouge_l == 0.5
+
+
+INSTRUCTION = ("Find the bug:\n\nfunction pay(uint amount) public {\n    balance -= amount;\n"
+               "    owner.transfer(amount);\n}")
+
+
+def test_code_flags() -> None:
+    fixed = ("The subtraction can underflow (SWC-101). Fixed:\n\n```solidity\nfunction pay(uint amount) public {\n"
+             "    require(balance >= amount);\n    balance -= amount;\n    owner.transfer(amount);\n}\n```")
+    same = ("Fixed:\n\n```solidity\nfunction pay(uint amount) public {\n    balance -= amount;   // unchanged\n"
+            "    owner.transfer(amount);\n}\n```")
+    broken = "Fixed:\n\n```solidity\nfunction pay(uint amount) public {{ require(balance >=\n```"
+    prose = "Check the balance before subtracting."
+    assert M.code_flags(fixed, INSTRUCTION) == M.CodeFlags(has_code=True, parses=True, differs=True)
+    assert M.code_flags(same, INSTRUCTION) == M.CodeFlags(has_code=True, parses=True, differs=False)
+    flags = M.code_flags(broken, INSTRUCTION)
+    assert flags.has_code and not flags.parses
+    assert M.code_flags(prose, INSTRUCTION) == M.CodeFlags(has_code=False, parses=False, differs=False)
+    s = M.code_scores([fixed, same, broken, prose], [INSTRUCTION] * 4)
+    assert (s.records, s.with_code, s.parseable, s.differs_from_input, s.parseable_and_differs) == (
+        4, 0.75, 0.5, 0.5, 0.25)
