@@ -1,6 +1,10 @@
 """swcdata dedup against datasketch, in the same run: records/s, peak RSS, recall on planted copies.
 
-    python bench/dedup.py [--records 100000] [--big 1000000] [--datasketch-big] [--markdown]
+    python bench/dedup.py [--records 100000] [--big 1000000] [--datasketch-big] [--no-seed] [--markdown]
+
+Targets (issue 3): at least 10x datasketch's records/s at equal or better recall, 1M records in
+under 50 s on 2 cores, and a lower peak RSS than datasketch. `--markdown` writes (or replaces) the
+`## dedup (issue 3)` section of bench/RESULTS.md with the table and a PASS/MISS line per target.
 
 Peer: datasketch MinHash (128 permutations, word 5-grams of the lowercased instruction+response,
 `update_batch`) with `MinHashLSH(threshold=0.8)` insert + query and union-find, the way users
@@ -120,15 +124,34 @@ def corpus(n: int) -> Path:
     return sub
 
 
-def planted_pairs(n: int) -> dict[int, list[int]]:
-    """Parent seed index -> corpus line indices of its planted exact/near copies."""
+def _planted_meta(n: int) -> tuple[list[int], list[str]]:
+    """(parent, kind) of the first n generated records, cached next to the corpus (generating the
+    metadata means generating the records: minutes at 1M)."""
     sys.path.insert(0, str(REPO))
     from bench.corpus import generate_with_meta
 
+    size = max(n, 1_000_000)
+    cache = DATA / f"corpus-{size}.meta.json"
+    if cache.exists():
+        meta = json.loads(cache.read_text())
+    else:
+        parents, kinds = [], []
+        for _line, m in generate_with_meta(size, 0):
+            parents.append(m.parent)
+            kinds.append(m.kind)
+        meta = {"parent": parents, "kind": kinds}
+        DATA.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(meta))
+    return meta["parent"][:n], meta["kind"][:n]
+
+
+def planted_pairs(n: int) -> dict[int, list[int]]:
+    """Parent seed index -> corpus line indices of its planted exact/near copies."""
+    parents, kinds = _planted_meta(n)
     groups: dict[int, list[int]] = defaultdict(list)
-    for i, (_line, meta) in enumerate(generate_with_meta(n, 0)):
-        if meta.kind in ("exact", "near"):
-            groups[meta.parent].append(i)
+    for i, (parent, kind) in enumerate(zip(parents, kinds, strict=True)):
+        if kind in ("exact", "near"):
+            groups[parent].append(i)
     return {p: g for p, g in groups.items() if len(g) > 1}
 
 
@@ -178,77 +201,152 @@ def bench_datasketch(path: Path) -> dict[str, Any]:
             "labels": dict(enumerate(r["labels"]))}
 
 
+SECTION = "## dedup (issue 3)"
+TARGET_RATIO = 10.0
+TARGET_BIG_SECONDS = 50.0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=100_000, help="corpus size for the head-to-head run")
     ap.add_argument("--big", type=int, default=1_000_000, help="corpus size for swcdata alone (0 = skip)")
     ap.add_argument("--datasketch-big", action="store_true", help="also run datasketch on --big (slow: ~8 min)")
-    ap.add_argument("--markdown", action="store_true", help="append the table to bench/RESULTS.md")
+    ap.add_argument("--no-seed", action="store_true", help="skip the seed corpus")
+    ap.add_argument("--markdown", action="store_true", help="write the section into bench/RESULTS.md")
     args = ap.parse_args(argv)
 
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
-        datasets: list[tuple[str, Path, dict[int, list[int]] | None]] = []
-        if SEED_DIR.is_dir():
+        datasets: list[tuple[str, Path, dict[int, list[int]] | None, bool]] = []
+        if SEED_DIR.is_dir() and not args.no_seed:
             seed = tmp / "seed.jsonl"
             with open(seed, "wb") as out:
                 for f in sorted(SEED_DIR.glob("*.jsonl")):
                     data = f.read_bytes().replace(b"\r\n", b"\n")
                     out.write(data if data.endswith(b"\n") else data + b"\n")
-            datasets.append(("seed corpus (6 files)", seed, None))
-        datasets.append((f"generated {args.records:,}", corpus(args.records), planted_pairs(args.records)))
-        for label, path, groups in datasets:
-            ours = bench_swcdata(path, tmp)
-            peer = bench_datasketch(path)
-            ours_rec = recall(swcdata_labels(ours["report"], path), groups) if groups else float("nan")
-            peer_rec = recall(peer["labels"], groups) if groups else float("nan")
-            rows.append({"data": label, **{k: v for k, v in ours.items() if k != "report"}, "recall": ours_rec})
-            rows.append({"data": label, **{k: v for k, v in peer.items() if k != "labels"}, "recall": peer_rec})
-            print(f"{label}: swcdata {ours['wall']:.1f}s vs datasketch {peer['wall']:.1f}s "
-                  f"({peer['wall'] / ours['wall']:.1f}x)", file=sys.stderr)
+            datasets.append(("seed corpus (6 files)", seed, None, True))
+        if args.records:
+            datasets.append((f"generated {args.records:,}", corpus(args.records), planted_pairs(args.records), True))
         if args.big:
-            path = corpus(args.big)
+            datasets.append((f"generated {args.big:,}", corpus(args.big), planted_pairs(args.big), args.datasketch_big))
+        for label, path, groups, with_peer in datasets:
+            load = os.getloadavg()[0]
             ours = bench_swcdata(path, tmp)
-            rows.append({"data": f"generated {args.big:,}", **{k: v for k, v in ours.items() if k != "report"},
-                         "recall": float("nan")})
-            if args.datasketch_big:
+            ours_rec = recall(swcdata_labels(ours["report"], path), groups) if groups else float("nan")
+            rows.append({"data": label, **{k: v for k, v in ours.items() if k != "report"}, "recall": ours_rec,
+                         "load": load, "timings": ours["report"]["timings"]})
+            msg = f"{label}: swcdata {ours['wall']:.1f}s"
+            if with_peer:
+                load = os.getloadavg()[0]
                 peer = bench_datasketch(path)
-                rows.append({"data": f"generated {args.big:,}", **{k: v for k, v in peer.items() if k != "labels"},
-                             "recall": float("nan")})
-    table = render(rows, argv if argv is not None else sys.argv[1:])
-    print(table)
+                peer_rec = recall(peer["labels"], groups) if groups else float("nan")
+                rows.append({"data": label, **{k: v for k, v in peer.items() if k != "labels"}, "recall": peer_rec,
+                             "load": load})
+                msg += f" vs datasketch {peer['wall']:.1f}s ({peer['wall'] / ours['wall']:.1f}x)"
+            print(msg, file=sys.stderr, flush=True)
+    section = render(rows, argv if argv is not None else sys.argv[1:], started, args.big)
+    print(section)
     if args.markdown:
-        results = REPO / "bench" / "RESULTS.md"
-        text = results.read_text() if results.exists() else "# Benchmark results\n"
-        results.write_text(text.rstrip("\n") + "\n\n" + table + "\n")
+        write_section(REPO / "bench" / "RESULTS.md", SECTION, section)
     return 0
 
 
-def render(rows: list[dict[str, Any]], argv: list[str]) -> str:
-    head = (f"## dedup throughput vs datasketch (issue 3)\n\n{dt.date.today()} · {platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()} · "
-            f"`python bench/dedup.py {' '.join(argv)}`\n\n"
-            "| data | tool | records | kept | wall s | records/s | peak RSS MB | recall (planted copies) |\n"
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-    def fmt_recall(x: float) -> str:
-        return "" if x != x else f"{x:.3f}"  # NaN: no planted pairs in that data
+def write_section(path: Path, heading: str, section: str) -> None:
+    """Replace the section that starts with `heading` (up to the next `## `) or append it; the
+    rest of the file is left as it is."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start = text.find(heading + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    else:
+        end = text.find("\n## ", start + len(heading))
+        tail = "" if end < 0 else text[end + 1 :]
+        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
+    path.write_text(text)
 
-    body = "".join(
-        f"| {r['data']} | {r['tool']} | {r['records']:,} | {r['kept']:,} | {r['wall']:.1f} | {r['rps']:,.0f} | "
-        f"{r['peak_rss_mb']:,.0f} | {fmt_recall(r['recall'])} |\n"
-        for r in rows
-    )
-    ratios = []
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor()
+    return (f"`nproc` {os.cpu_count()}, {model or platform.machine()}, "
+            f"{psutil.virtual_memory().total / 2**30:.1f} GiB RAM, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def _verdict(ok: bool) -> str:
+    return "**PASS**" if ok else "**MISS**"
+
+
+def render(rows: list[dict[str, Any]], argv: list[str], started: str, big: int) -> str:
+    def fmt_recall(x: float) -> str:
+        return "–" if x != x else f"{x:.3f}"  # NaN: no planted pairs in that data
+
     by_data: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in rows:
         by_data[r["data"]][r["tool"].split()[0]] = r
+    head = (f"{SECTION}\n\n"
+            f"- date: {started}\n"
+            f"- machine: {machine()}; the cores are shared with other work, so compare within one run "
+            "(1-minute load average before each run in the table)\n"
+            f"- command: `python bench/dedup.py {' '.join(argv)}`\n"
+            "- swcdata: `python -m swcdata dedup FILE --out ... --report ... --workers 0` (defaults: code-aware "
+            "tokens, identifiers abstracted, 128 permutations, 5-grams, threshold 0.7, 14 bands x 9 rows); the "
+            "whole CLI run: reading and validating the JSONL, token streams, signatures, LSH, verification, "
+            "report and output\n"
+            "- datasketch: 128 permutations, word 5-grams of the lowercased instruction + response, "
+            "`MinHashLSH(threshold=0.8)` insert + query, union-find (see `datasketch_dedup`)\n"
+            "- peak RSS: sum over the process tree, sampled every 50 ms; recall: share of planted exact/near "
+            "copy pairs (same seed parent, bench/corpus.py) that end in one cluster\n\n"
+            "| data | tool | records | kept | wall s | records/s | ratio (vs datasketch) | peak RSS MB | "
+            "recall (planted copies) | load |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    body = ""
+    for r in rows:
+        peer = by_data[r["data"]].get("datasketch")
+        ratio = f"{r['rps'] / peer['rps']:.1f}x" if peer else "–"
+        body += (f"| {r['data']} | {r['tool']} | {r['records']:,} | {r['kept']:,} | {r['wall']:.1f} | "
+                 f"{r['rps']:,.0f} | {ratio} | {r['peak_rss_mb']:,.0f} | {fmt_recall(r['recall'])} | "
+                 f"{r['load']:.1f} |\n")
+    notes = []
     for data, tools in by_data.items():
-        if "swcdata" in tools and "datasketch" in tools:
-            s, d = tools["swcdata"], tools["datasketch"]
-            ratios.append(f"- {data}: swcdata is **{d['wall'] / s['wall']:.1f}x** datasketch's throughput, "
-                          f"peak RSS {s['peak_rss_mb']:,.0f} MB vs {d['peak_rss_mb']:,.0f} MB.")
-    return head + body + "\n" + "\n".join(ratios)
+        s = tools.get("swcdata")
+        if s and "timings" in s:
+            t = s["timings"]
+            inner = t.get("total", 0.0)
+            phases = ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
+            notes.append(f"- {data}: swcdata phases: read + validate + write ≈ {s['wall'] - inner:.1f} s "
+                         f"(wall minus the step), the step {inner:.1f} s ({phases}).")
+    checks = []
+    for data, tools in by_data.items():
+        s, d = tools.get("swcdata"), tools.get("datasketch")
+        if not (s and d):
+            continue
+        ratio = s["rps"] / d["rps"]
+        checks.append(f"| ≥ {TARGET_RATIO:.0f}x datasketch records/s ({data}) | {ratio:.1f}x | "
+                      f"{_verdict(ratio >= TARGET_RATIO)} |")
+        if s["recall"] == s["recall"] and d["recall"] == d["recall"]:
+            checks.append(f"| recall on planted copies ≥ datasketch's ({data}) | {s['recall']:.3f} vs "
+                          f"{d['recall']:.3f} | {_verdict(s['recall'] >= d['recall'])} |")
+        checks.append(f"| peak RSS < datasketch's ({data}) | {s['peak_rss_mb']:,.0f} MB vs "
+                      f"{d['peak_rss_mb']:,.0f} MB | {_verdict(s['peak_rss_mb'] < d['peak_rss_mb'])} |")
+    big_row = by_data.get(f"generated {big:,}", {}).get("swcdata") if big else None
+    if big_row and big >= 1_000_000:
+        checks.append(f"| {big:,} records in < {TARGET_BIG_SECONDS:.0f} s on 2 cores | {big_row['wall']:.1f} s | "
+                      f"{_verdict(big_row['wall'] < TARGET_BIG_SECONDS)} |")
+    out = head + body
+    if notes:
+        out += "\n" + "\n".join(notes) + "\n"
+    if checks:
+        out += "\n| target | measured | result |\n| --- | --- | --- |\n" + "\n".join(checks) + "\n"
+    return out
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ Usage::
     python bench/dedup_curve.py [--seed-dir ../shared/seed-data] [--base 2000] [--plant 500]
         [--hard 200] [--seed 0] [--markdown]
 
-``--markdown`` writes the report under ``## dedup precision/recall on planted near-duplicates
-(issue 3)`` in ``bench/RESULTS.md`` (replacing only that section).
+``--markdown`` writes the report under ``## dedup precision/recall curve (issue 3)`` in
+``bench/RESULTS.md`` (replacing only that section).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from swcdata.validate import ValidateConfig, load_valid  # noqa: E402
 
 DEFAULT_SEED_DIR = Path(os.environ.get("SWCDATA_SEED_DIR", REPO_ROOT.parent / "shared" / "seed-data"))
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
-HEADING = "## dedup precision/recall on planted near-duplicates (issue 3)"
+HEADING = "## dedup precision/recall curve (issue 3)"
 
 # The aggressive pre-dedup that makes the base set mutually non-duplicate.
 PREFILTER = DedupConfig(threshold=0.5, ngram=3, abstract_identifiers=True, workers=1)

@@ -13,17 +13,22 @@ points at it.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
+import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from itertools import chain
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import xxhash
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from swcdata import minhash
@@ -108,10 +113,167 @@ def token_streams(instructions: Sequence[str], responses: Sequence[str], cfg: De
         return [s for part in pool.map(_streams, jobs) for s in part]
 
 
+# --------------------------------------------------------------------------- fast path: token hashes
+#
+# The signature of a record only needs the xxh3-64 hash of every token of its stream. Building the
+# stream as text, joining it and splitting it again (what `token_streams` + `minhash.shingle_hashes`
+# do) costs more than the hashing, so the fast path maps each raw token straight to the hashes of
+# its abstracted form with a per-process cache: one C-level dict lookup per token. A token whose
+# abstracted form contains whitespace (a string literal with spaces) maps to several hashes, the
+# same split that the text path makes, so both paths give the same signatures.
+
+_CACHE_MAX = 1_000_000
+_HASH_CACHES: dict[tuple[bool, bool], dict[str, tuple[int, ...]]] = {}
+_PROSE_CACHE: dict[str, tuple[int, ...]] = {}
+_SEP = (xxhash.xxh3_64_intdigest(b"\x00"),)
+
+
+def _hashes_of(text: str) -> tuple[int, ...]:
+    return tuple(xxhash.xxh3_64_intdigest(w.encode()) for w in text.split())
+
+
+def _code_cache(ids: bool, lits: bool) -> dict[str, tuple[int, ...]]:
+    cache = _HASH_CACHES.get((ids, lits))
+    if cache is None or len(cache) > _CACHE_MAX:
+        cache = _HASH_CACHES[(ids, lits)] = {}
+    return cache
+
+
+def _append_field(text: str, out: list[int], code_cache: dict[str, tuple[int, ...]], ids: bool, lits: bool) -> None:
+    """Append the token hashes of one field (prose words and lexed code, in text order) to `out`."""
+    from swcdata import solidity
+
+    prose = _PROSE_CACHE
+    if len(prose) > _CACHE_MAX:
+        prose.clear()
+    pos = 0
+    spans = solidity.extract_code(text) if text else []
+    for k in range(len(spans) + 1):
+        seg = text[pos : spans[k].start] if k < len(spans) else text[pos:]
+        if seg and not seg.isspace():
+            words = _WORD.findall(normalize_text(seg))
+            vals = list(map(prose.get, words))
+            if None in vals:
+                for j, v in enumerate(vals):
+                    if v is None:
+                        v = prose.get(words[j])
+                        if v is None:
+                            v = prose[words[j]] = _hashes_of(words[j])
+                        vals[j] = v
+            out.extend(chain.from_iterable(vals))  # type: ignore[arg-type]
+        if k < len(spans):
+            toks = solidity.code_tokens(spans[k].text)
+            cvals = list(map(code_cache.get, toks))
+            if None in cvals:
+                for j, v in enumerate(cvals):
+                    if v is None:
+                        t = toks[j]
+                        v = code_cache.get(t)
+                        if v is None:
+                            v = code_cache[t] = _hashes_of(solidity._abstract_token(t, ids, lits) if ids or lits
+                                                           else t)
+                        cvals[j] = v
+            out.extend(chain.from_iterable(cvals))  # type: ignore[arg-type]
+            pos = spans[k].end
+
+
+def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstract_identifiers: bool = True,
+                 abstract_literals: bool = False) -> tuple[minhash.U64, minhash.I64]:
+    """Token hashes of the records' streams (flat uint64 and per-record offsets): the same values as
+    `minhash.token_hashes(_streams(...))`, several times faster."""
+    ids, lits = abstract_identifiers, abstract_literals
+    code_cache = _code_cache(ids, lits)
+    flat: list[int] = []
+    offsets = [0]
+    for i, r in zip(instructions, responses, strict=True):
+        _append_field(i or "", flat, code_cache, ids, lits)
+        flat.extend(_SEP)
+        _append_field(r or "", flat, code_cache, ids, lits)
+        offsets.append(len(flat))
+    return np.fromiter(flat, dtype=np.uint64, count=len(flat)), np.asarray(offsets, dtype=np.int64)
+
+
+_Job = tuple[list[str], list[str], bool, bool, int, int, int]
+
+
+def _chunk_signatures(job: _Job) -> minhash.U32:
+    instructions, responses, ids, lits, ngram, num_perm, seed = job
+    th, toff = token_hashes(instructions, responses, abstract_identifiers=ids, abstract_literals=lits)
+    hashes, offsets = minhash.shingles_of_token_hashes(th, toff, ngram)
+    return minhash.signatures(hashes, offsets, num_perm, seed)
+
+
+_STEP = 4096  # records per worker job
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Spawn workers where that is safe, else fork. A forked worker shares (and in RSS figures
+    appears to hold) the whole record table of this process; a spawned one holds only its chunks.
+    Spawning re-imports the main module, which is safe for `python -m pkg` and interactive use,
+    but would re-run a script without an `if __name__ == "__main__"` guard: such scripts fork."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    safe = main is None or not getattr(main, "__file__", None) or (
+        spec is not None and spec.name.endswith("__main__"))
+    if not safe or "spawn" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    return multiprocessing.get_context("spawn")
+
+
+def _signatures(n: int, fields: Callable[[int, int], tuple[list[str], list[str]]], cfg: DedupConfig) -> minhash.U32:
+    """MinHash signatures of n records whose (instructions, responses) for rows [lo, hi) come from
+    `fields(lo, hi)`. Tokens, shingles and signatures are computed together in `cfg.workers` processes
+    over chunks of `_STEP` records, with at most two chunks per worker in flight, so memory stays
+    bounded by the signatures themselves (num_perm * 4 bytes a record)."""
+    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+    workers = cfg.workers or (os.cpu_count() or 1)
+
+    def job(lo: int) -> _Job:
+        ins, res = fields(lo, min(lo + _STEP, n))
+        return ins, res, cfg.abstract_identifiers, cfg.abstract_literals, cfg.ngram, cfg.num_perm, cfg.seed
+
+    if workers <= 1 or n < 2 * _STEP:
+        for lo in range(0, n, _STEP):
+            part = _chunk_signatures(job(lo))
+            sig[lo : lo + len(part)] = part
+        return sig
+    pending: deque[tuple[int, Future[minhash.U32]]] = deque()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        for lo in range(0, n, _STEP):
+            pending.append((lo, pool.submit(_chunk_signatures, job(lo))))
+            while len(pending) > 2 * workers or (pending and pending[0][1].done()):
+                at, fut = pending.popleft()
+                part = fut.result()
+                sig[at : at + len(part)] = part
+        while pending:
+            at, fut = pending.popleft()
+            part = fut.result()
+            sig[at : at + len(part)] = part
+    return sig
+
+
 def record_signatures(instructions: Sequence[str], responses: Sequence[str], cfg: DedupConfig) -> minhash.U32:
-    streams = token_streams(instructions, responses, cfg)
-    hashes, offsets = minhash.shingle_hashes(streams, cfg.ngram)
-    return minhash.signatures(hashes, offsets, cfg.num_perm, cfg.seed)
+    """MinHash signatures `(n, num_perm)` of records given as two parallel sequences."""
+    return _signatures(len(instructions), lambda lo, hi: (list(instructions[lo:hi]), list(responses[lo:hi])), cfg)
+
+
+def table_signatures(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None = None) -> minhash.U32:
+    """MinHash signatures of a record table's rows (all, or the given ascending row indices), chunk by
+    chunk."""
+    ins_col, res_col = table.column("instruction"), table.column("response")
+    if rows is None:
+        return _signatures(table.num_rows, lambda lo, hi: (ins_col.slice(lo, hi - lo).to_pylist(),
+                                                           res_col.slice(lo, hi - lo).to_pylist()), cfg)
+    sel = rows
+
+    def fields(lo: int, hi: int) -> tuple[list[str], list[str]]:
+        # rows are ascending: slice the span they cover, then take within it (a take over the whole
+        # chunked column would walk every chunk)
+        a, b = int(sel[lo]), int(sel[hi - 1]) + 1
+        idx = pa.array(sel[lo:hi] - a)
+        return ins_col.slice(a, b - a).take(idx).to_pylist(), res_col.slice(a, b - a).take(idx).to_pylist()
+
+    return _signatures(len(sel), fields, cfg)
 
 
 # --------------------------------------------------------------------------- report
@@ -179,9 +341,7 @@ class DedupReport(BaseModel):
 
 # --------------------------------------------------------------------------- the step
 
-
-def _ref(ids: list[str], sources: list[dict], i: int) -> RecordRef:
-    return RecordRef(id=ids[i], source=Source(**sources[i]))
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def _representatives(labels: npt.NDArray[np.int64], priority: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -236,8 +396,13 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
     timings: dict[str, float] = {}
     n = table.num_rows
     priority = _priority(table, cfg.keep)
-    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-    _, exact_label = np.unique(ids, return_inverse=True) if n else (None, np.zeros(0, dtype=np.int64))
+    # group label = the id's index in a dictionary of distinct ids (any labelling of the groups
+    # gives the same representatives: the smallest priority in each group)
+    import pyarrow.compute as pc
+
+    ids = table.column("id")
+    exact_label = (pc.dictionary_encode(ids).combine_chunks().indices.to_numpy(zero_copy_only=False)
+                   if n else np.zeros(0, dtype=np.int64))
     exact_rep = _representatives(exact_label.astype(np.int64), priority)
     uniq = np.flatnonzero(exact_rep == np.arange(n))
     timings["exact"] = time.perf_counter() - t0
@@ -248,15 +413,8 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
     n_candidates = n_verified = 0
     if cfg.near and len(uniq) > 1:
         t = time.perf_counter()
-        sub = table.take(pa.array(uniq))
-        streams = token_streams(sub.column("instruction").to_pylist(), sub.column("response").to_pylist(), cfg)
-        timings["tokens"] = time.perf_counter() - t
-        t = time.perf_counter()
-        hashes, offsets = minhash.shingle_hashes(streams, cfg.ngram)
-        del streams
-        sig = minhash.signatures(hashes, offsets, cfg.num_perm, cfg.seed)
-        del hashes
-        timings["minhash"] = time.perf_counter() - t
+        sig = table_signatures(table, cfg, None if len(uniq) == n else uniq)
+        timings["minhash"] = time.perf_counter() - t  # token streams, shingles and signatures
         t = time.perf_counter()
         pairs = minhash.candidate_pairs(sig, bands, rows, all_pairs=all_pairs)
         for b, r in extra_bandings:
@@ -289,35 +447,37 @@ def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table,
     cfg = config or DedupConfig()
     t0 = time.perf_counter()
     n = table.num_rows
-    ids: list[str] = table.column("id").to_pylist()
-    sources: list[dict] = table.column("source").to_pylist()
-    categories: list[str] = table.column("category").to_pylist()
     c = cluster(table, cfg)
     exact_rep, final, sim_to_rep, timings = c.exact_rep, c.final, c.sim_to_rep, c.timings
     bands, rows, n_candidates, n_verified = c.bands, c.rows, c.candidate_pairs, c.verified_pairs
 
-    kept_mask = final == np.arange(n)
-    removed: list[Removed] = []
-    n_exact = n_near = 0
-    for i in np.flatnonzero(~kept_mask):
-        # exact: the kept record is its exact twin; near: the kept record only resembles it
-        kind: Literal["exact", "near"] = "exact" if final[i] == exact_rep[i] else "near"
-        sim = 1.0 if kind == "exact" else float(sim_to_rep[exact_rep[i]])
-        if kind == "exact":
-            n_exact += 1
-        else:
-            n_near += 1
-        removed.append(Removed(id=ids[i], source=Source(**sources[i]), kind=kind, similarity=round(sim, 4),
-                               duplicate_of=_ref(ids, sources, int(final[i]))))
-    clusters = _clusters(final, exact_rep, sim_to_rep, ids, sources, categories)
+    t = time.perf_counter()
+    positions = np.arange(n)
+    kept_mask = final == positions
+    gone = np.flatnonzero(~kept_mask)
+    is_exact = final[gone] == exact_rep[gone]  # exact: the kept record is its exact twin
+    sims = np.where(is_exact, 1.0, sim_to_rep[exact_rep[gone]])
+    refs = _Refs(table, np.concatenate([gone, final[gone]]))
+    ids, files, lines = refs.ids, refs.files, refs.lines
+    removed = [
+        _model(Removed, _REMOVED_FIELDS, {"id": ids[k], "source": _model(Source, _SOURCE_FIELDS, {"file": files[k],
+               "line": lines[k]}), "kind": "exact" if ex else "near", "similarity": round(s, 4),
+               "duplicate_of": refs.ref(f)})
+        for k, f, ex, s in zip(refs.pos(gone).tolist(), final[gone].tolist(), is_exact.tolist(), sims.tolist(),
+                               strict=True)
+    ]
+    n_exact = int(is_exact.sum())
+    clusters = _clusters(table, final, exact_rep, sim_to_rep, refs)
     kept = table.filter(pa.array(kept_mask))
+    timings["report"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     timings["total"] = total
     report = DedupReport(
         config=cfg, bands=bands, rows=rows,
-        ledger=DedupLedger(records=n, kept=int(kept_mask.sum()), exact_duplicates=n_exact, near_duplicates=n_near),
-        clusters=clusters, removed=removed,
-        category_conflicts=sum(1 for c in clusters if len(c.categories) > 1),
+        ledger=DedupLedger(records=n, kept=int(kept_mask.sum()), exact_duplicates=n_exact,
+                           near_duplicates=len(gone) - n_exact),
+        clusters=clusters, removed=removed,  # type: ignore[arg-type]  # clusters: validated here, in one call
+        category_conflicts=sum(1 for c in clusters if len(c["categories"]) > 1),  # type: ignore[arg-type]
         candidate_pairs=n_candidates, verified_pairs=n_verified,
         timings={k: round(v, 3) for k, v in timings.items()},
         records_per_second=round(n / total, 1) if total > 0 else 0.0,
@@ -325,20 +485,85 @@ def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table,
     return kept, report
 
 
-def _clusters(final: npt.NDArray[np.int64], exact_rep: npt.NDArray[np.int64], sim: npt.NDArray[np.float64],
-              ids: list[str], sources: list[dict], categories: list[str]) -> list[Cluster]:
+# every field is set in these models, so one shared set of all field names is exact for each of
+# them (and stays exact: pydantic only ever adds field names to it)
+_REMOVED_FIELDS = set(Removed.model_fields)
+_SOURCE_FIELDS = set(Source.model_fields)
+_REF_FIELDS = set(RecordRef.model_fields)
+_set = object.__setattr__
+
+
+def _model(cls: type[_M], fields_set: set[str], values: dict[str, object]) -> _M:
+    """`cls.model_construct(**values)` without its per-call cost, for complete values built here
+    from validated records (a report names up to one entry per input record), with one shared
+    fields-set instead of a set per instance."""
+    m = cls.__new__(cls)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", fields_set)
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
+
+
+class _Refs:
+    """ids and sources of the rows a report names, read from the table once (not every row's)."""
+
+    def __init__(self, table: pa.Table, rows: npt.NDArray[np.int64]) -> None:
+        import pyarrow.compute as pc
+
+        self._need = np.unique(rows)
+        sub = table.select(["id", "source"]).take(pa.array(self._need))
+        src = sub.column("source").combine_chunks()
+        self.ids: list[str] = sub.column("id").to_pylist()
+        files = pc.dictionary_encode(src.field("file"))
+        names: list[str] = files.dictionary.to_pylist()  # one str object per file, shared by its rows
+        self.files: list[str] = [names[k] for k in files.indices.to_pylist()]
+        self.lines: list[int] = src.field("line").to_pylist()
+        self._refs: dict[int, RecordRef] = {}
+
+    def pos(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return np.searchsorted(self._need, rows)
+
+    def ref(self, i: int) -> RecordRef:
+        """One model per kept record, shared by every entry that points at it."""
+        r = self._refs.get(i)
+        if r is None:
+            k = int(self.pos(np.asarray([i]))[0])
+            src = _model(Source, _SOURCE_FIELDS, {"file": self.files[k], "line": self.lines[k]})
+            r = self._refs[i] = _model(RecordRef, _REF_FIELDS, {"id": self.ids[k], "source": src})
+        return r
+
+
+def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDArray[np.int64],
+              sim: npt.NDArray[np.float64], refs: _Refs) -> list[dict[str, object]]:
+    """One entry per cluster of more than one record, ordered by the representative's position."""
     n = len(final)
     sizes = np.bincount(final, minlength=n)
-    out = []
-    members_by_rep: dict[int, list[int]] = {}
-    for i in np.flatnonzero(sizes[final] > 1):
-        members_by_rep.setdefault(int(final[i]), []).append(int(i))
-    for rep in sorted(members_by_rep):
-        members = members_by_rep[rep]
-        others = [i for i in members if i != rep]
-        exact = sum(1 for i in others if exact_rep[i] == rep)
-        sims = [1.0 if exact_rep[i] == rep else float(sim[exact_rep[i]]) for i in others]
-        out.append(Cluster(representative=_ref(ids, sources, rep), size=len(members), exact=exact,
-                           near=len(others) - exact, min_similarity=round(min(sims), 4),
-                           categories=sorted({categories[i] for i in members})))
+    reps = np.flatnonzero(sizes > 1)
+    if not len(reps):
+        return []
+    others = np.flatnonzero(final != np.arange(n))  # members other than their representative
+    owner = final[others]
+    ex = exact_rep[others] == owner
+    member_sim = np.where(ex, 1.0, sim[exact_rep[others]])
+    n_exact = np.bincount(owner, weights=ex, minlength=n).astype(np.int64)
+    min_sim = np.ones(n)
+    np.minimum.at(min_sim, owner, member_sim)
+    # distinct categories per cluster: unique (representative, category code) pairs
+    members = np.flatnonzero(sizes[final] > 1)
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(table.column("category").take(pa.array(members))).combine_chunks()
+    names: list[str] = enc.dictionary.to_pylist()
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    n_names = max(len(names), 1)
+    pair = np.unique(final[members] * n_names + codes)
+    cat_rep, cat_code = pair // n_names, pair % n_names
+    bounds = [*np.searchsorted(cat_rep, reps, side="left").tolist(), len(pair)]
+    out: list[dict[str, object]] = []
+    for k, rep in enumerate(reps.tolist()):
+        cats = sorted(names[c] for c in cat_code[bounds[k] : bounds[k + 1]].tolist())
+        size, exact = int(sizes[rep]), int(n_exact[rep])
+        out.append({"representative": refs.ref(rep), "size": size, "exact": exact, "near": size - 1 - exact,
+                    "min_similarity": round(float(min_sim[rep]), 4), "categories": cats})
     return out

@@ -66,6 +66,11 @@ def shingle_hashes(streams: Sequence[str], k: int, *, short_whole: bool = True) 
     tokens gets one shingle of all its tokens (none with `short_whole=False`); an empty record none.
     Window j of record i starts at token j of that record."""
     th, toff = token_hashes(streams)
+    return shingles_of_token_hashes(th, toff, k, short_whole=short_whole)
+
+
+def shingles_of_token_hashes(th: U64, toff: I64, k: int, *, short_whole: bool = True) -> tuple[U64, I64]:
+    """`shingle_hashes` from already hashed tokens (flat token hashes and per-record offsets)."""
     n = len(toff) - 1
     lens = np.diff(toff)
     m = len(th)
@@ -73,16 +78,19 @@ def shingle_hashes(streams: Sequence[str], k: int, *, short_whole: bool = True) 
     # those are dropped below). Shorter tails use fewer terms, which also serves short records.
     h = th.copy()
     room = np.repeat(toff[1:], lens) - np.arange(m)  # tokens left in the record from each position
+    nxt = np.empty(m, dtype=np.uint64)
     for j in range(1, k):
-        nxt = np.zeros(m, dtype=np.uint64)
         nxt[: m - j] = th[j:]
+        nxt[max(m - j, 0) :] = 0
         nxt[room <= j] = 0
-        h = h * _MUL + nxt
+        h *= _MUL
+        h += nxt
     h = fmix64(h)
-    rec = np.repeat(np.arange(n, dtype=np.int64), lens)
-    pos = np.arange(m, dtype=np.int64) - toff[:-1][rec]
     nwin = np.where(lens >= k, lens - k + 1, np.minimum(lens, 1) if short_whole else 0)
-    keep = pos < nwin[rec]
+    # window j of record i is kept when j < nwin[i]: a ragged prefix of each record's positions
+    starts = toff[:-1]
+    edges = np.bincount(starts, minlength=m + 1) - np.bincount(starts + nwin, minlength=m + 1)
+    keep = np.cumsum(edges[:m]) > 0
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(nwin, out=offsets[1:])
     return h[keep], offsets
@@ -145,11 +153,10 @@ def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weigh
 def band_hashes(sig: U32, bands: int, rows: int) -> U64:
     n = sig.shape[0]
     out = np.empty((n, bands), dtype=np.uint64)
-    s64 = sig.astype(np.uint64)
     for bi in range(bands):
         h = np.full(n, np.uint64(((bi + 1) * int(_MUL)) & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
         for c in range(bi * rows, (bi + 1) * rows):
-            h = fmix64(h ^ s64[:, c])
+            h = fmix64(h ^ sig[:, c].astype(np.uint64))  # one column at a time: no 8-byte copy of sig
         out[:, bi] = h
     return out
 
@@ -166,35 +173,38 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
     up to `max_bucket` members (larger buckets still give their star). Records with no shingles
     never match."""
     n = sig.shape[0]
-    valid = ~(sig == EMPTY).all(axis=1)
-    bh = band_hashes(sig, bands, rows)
-    pairs: list[I64] = []
+    valid = (sig != EMPTY).any(axis=1)
+    idx = np.flatnonzero(valid)
+    bh = band_hashes(sig[valid] if len(idx) < n else sig, bands, rows)
+    keys: list[I64] = []  # a pair (i < j) as the one number i * n + j, deduplicated band by band
     for bi in range(bands):
-        col = bh[valid, bi]
-        idx = np.flatnonzero(valid)
+        col = bh[:, bi]
         order = np.lexsort((idx, col))
         sc = col[order]
-        brk = np.flatnonzero(np.diff(sc) != 0) + 1
+        brk = np.flatnonzero(sc[1:] != sc[:-1]) + 1
+        del sc
         starts = np.concatenate(([0], brk)).astype(np.int64)
-        sizes = np.diff(np.concatenate((starts, [len(sc)]))).astype(np.int64)
+        sizes = np.diff(np.concatenate((starts, [len(order)]))).astype(np.int64)
         multi = sizes > 1
         if not multi.any():
             continue
         st, sz = starts[multi], sizes[multi]
-        heads = idx[order[np.repeat(st, sz - 1)]]
-        members = idx[order[np.repeat(st, sz - 1) + _ragged_arange(sz - 1) + 1]]
-        pairs.append(np.stack([heads, members], axis=1))
+        first = np.repeat(st, sz - 1)
+        heads = idx[order[first]]  # the bucket's lowest index (ties in a bucket sort by index)
+        members = idx[order[first + _ragged_arange(sz - 1) + 1]]
+        keys.append(np.unique(heads * n + members))
         if all_pairs:
             for s_val in np.unique(sz[(sz > 2) & (sz <= max_bucket)]):
                 sel = st[sz == s_val]
                 iu, ju = np.triu_indices(int(s_val), 1)
                 mem = idx[order[sel[:, None] + np.arange(int(s_val))[None, :]]]
-                pairs.append(np.stack([mem[:, iu].ravel(), mem[:, ju].ravel()], axis=1))
-    if not pairs:
+                a, b = mem[:, iu].ravel(), mem[:, ju].ravel()
+                keys.append(np.unique(np.minimum(a, b) * n + np.maximum(a, b)))
+        if len(keys) > 1 and sum(map(len, keys)) > 4 * n:  # keep the union compact as it grows
+            keys = [np.unique(np.concatenate(keys))]
+    if not keys:
         return np.zeros((0, 2), dtype=np.int64)
-    p = np.concatenate(pairs)
-    p.sort(axis=1)
-    key = np.unique(p[:, 0] * n + p[:, 1])
+    key = np.unique(np.concatenate(keys)) if len(keys) > 1 else keys[0]
     return np.stack([key // n, key % n], axis=1)
 
 

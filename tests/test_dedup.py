@@ -161,3 +161,42 @@ def test_cli_dedup_is_deterministic_and_balanced(tmp_path: Path) -> None:
 def test_cli_bad_config_exit_2(args: list[str], tmp_path: Path) -> None:
     r = runner.invoke(app, ["dedup", str(DATASET), "--out", str(tmp_path / "o.jsonl"), *args])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_fast_token_hashes_equal_the_text_path(swc_files: list[Path]) -> None:
+    """The signature path (raw token -> cached hashes) gives the same token hashes as joining the
+    token streams and hashing the whitespace-split text, including string literals with spaces."""
+    from swcdata import dedup as d
+    from swcdata import minhash
+
+    records = [json.loads(x) for x in swc_files[1].read_text(encoding="utf-8").splitlines()[:200]]
+    ins = [str(r.get("instruction") or "") for r in records] + ['Call `f("a b  c")` /* x y */ now', ""]
+    res = [str(r.get("response") or "") for r in records] + ["```\nstring s = 'p q';\n```", ""]
+    for ids, lits in ((True, False), (False, False), (True, True)):
+        fast = d.token_hashes(ins, res, abstract_identifiers=ids, abstract_literals=lits)
+        slow = minhash.token_hashes(d._streams((ins, res, ids, lits)))
+        assert (fast[0] == slow[0]).all() and (fast[1] == slow[1]).all()
+
+
+def test_report_models_round_trip(swc_files: list[Path]) -> None:
+    """The report's entries (built without per-entry validation) equal their validated JSON."""
+    from swcdata.dedup import DedupReport
+
+    table, _, _ = load_valid(swc_files[:2], ValidateConfig(check_code=False))
+    _, rep = dedup(table)
+    assert rep.removed and rep.clusters
+    again = DedupReport.model_validate_json(rep.model_dump_json())
+    assert again == rep and again.model_dump_json() == rep.model_dump_json()
+    assert rep.removed[0].model_copy(update={"similarity": 0.5}).similarity == 0.5
+
+
+def test_signatures_do_not_depend_on_workers(swc_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from swcdata import dedup as d
+    from swcdata.dedup import table_signatures
+
+    monkeypatch.setattr(d, "_STEP", 300)  # several chunks, on a pool
+    table, _, _ = load_valid(swc_files[:3], ValidateConfig(check_code=False))
+    one = table_signatures(table, DedupConfig(workers=1))
+    two = table_signatures(table, DedupConfig(workers=2))
+    rows = pa.array(range(0, table.num_rows, 3)).to_numpy()
+    assert (one == two).all() and (table_signatures(table, DedupConfig(workers=2), rows) == one[rows]).all()
