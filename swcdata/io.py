@@ -132,6 +132,153 @@ def iter_chunks(path: Path, stats: FileStats, chunk_size: int = 1000) -> Iterato
     stats.sha256 = h.hexdigest()
 
 
+@dataclass(slots=True)
+class LineUnit:
+    """A run of whole consecutive lines of one file, by byte range (blank lines included).
+
+    ``first_line`` is the 1-based number of its first line and ``lines`` how many lines it holds
+    (a final line without a newline counts). ``data`` holds the bytes when the reader was asked
+    for them; otherwise whoever checks the unit reads ``size`` bytes at ``offset`` itself.
+    """
+
+    file: str
+    offset: int
+    size: int
+    first_line: int
+    lines: int
+    data: bytes | None = None
+
+
+def iter_units(path: Path, stats: FileStats, max_lines: int = 500, max_bytes: int = 1 << 20,
+               *, with_data: bool = False) -> Iterator[LineUnit]:
+    """Cut a file into units of at most ``max_lines`` lines and (unless one line is longer)
+    ``max_bytes`` bytes, at line ends, without looking at the lines themselves: the bytes are
+    hashed and the newlines counted at C speed, in bounded memory (one unit plus one read).
+
+    Fills in `stats` (sha256, bytes, lines, BOM, final newline) except the per-line facts
+    (blank and CRLF lines), which :func:`split_unit` counts.
+    """
+    h = hashlib.sha256()
+    name = str(path)
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finally
+    except OSError as e:
+        raise InputError(f"cannot open {path}: {e.strerror}") from e
+    buf = bytearray()
+    base = 0  # file offset of buf[0]
+    p = 0  # start of the next unit in buf
+    first_line = 1
+    eof = False
+    ends_with_newline = True
+    read_size = max(4 * max_bytes, 8 << 20)
+
+    def more() -> bool:
+        """Read on: buf becomes its part from p on plus the next read (read in place, each byte
+        copied once more at most); False at the end of the file."""
+        nonlocal buf, base, p, eof, ends_with_newline
+        keep = len(buf) - p
+        new = bytearray(keep + read_size)
+        if keep:
+            with memoryview(buf) as old:
+                new[:keep] = old[p:]
+        with memoryview(new) as mv, mv[keep:] as tail:
+            got = f.readinto(tail) or 0
+            if got:
+                with tail[:got] as block:
+                    h.update(block)
+        if not got:
+            eof = True
+            return False
+        del new[keep + got:]
+        if stats.bytes == 0 and new.startswith(BOM):
+            stats.had_bom = True
+        stats.bytes += got
+        ends_with_newline = new[-1] == 10
+        base += p
+        buf, p = new, 0
+        return True
+
+    try:
+        while True:
+            if p >= len(buf) and (eof or not more()):
+                break
+            limit = min(len(buf), p + max_bytes)
+            # up to max_lines newlines before the byte limit, one C-speed find per line
+            find = buf.find
+            j = p - 1
+            n = 0
+            while n < max_lines:
+                k = find(b"\n", j + 1, limit)
+                if k < 0:
+                    break
+                j = k
+                n += 1
+            if n == max_lines or (n and limit < len(buf)):
+                end = j + 1
+            elif limit == len(buf):  # the data ran out before a limit: read on, or take the rest of the file
+                if not eof and more():
+                    continue
+                end = limit
+                if buf[end - 1] != 10:  # the final line, without a newline
+                    n += 1
+            else:  # a line longer than max_bytes: read on to its end
+                k = find(b"\n", limit)
+                while k < 0 and not eof:
+                    m = len(buf) - p
+                    if more():
+                        k = buf.find(b"\n", m)
+                end = k + 1 if k >= 0 else len(buf)
+                n = 1
+            yield LineUnit(name, base + p, end - p, first_line, n, bytes(buf[p:end]) if with_data else None)
+            first_line += n
+            p = end
+    except OSError as e:
+        raise InputError(f"cannot read {path} at line {first_line}: {e.strerror}") from e
+    finally:
+        f.close()
+    stats.lines = first_line - 1
+    stats.final_newline = ends_with_newline
+    stats.sha256 = h.hexdigest()
+
+
+def read_unit(unit: LineUnit) -> bytes:
+    """The bytes of a unit: its ``data``, or read from its file."""
+    if unit.data is not None:
+        return unit.data
+    try:
+        with open(unit.file, "rb", buffering=0) as f:
+            data = os.pread(f.fileno(), unit.size, unit.offset)
+    except OSError as e:
+        raise InputError(f"cannot read {unit.file} at line {unit.first_line}: {e.strerror}") from e
+    if len(data) != unit.size:
+        raise InputError(f"{unit.file} changed while it was read (line {unit.first_line})")
+    return data
+
+
+def split_unit(data: bytes, first_line: int, file_start: bool) -> tuple[list[tuple[int, bytes]], int, int]:
+    """The non-blank lines of a unit's bytes as (line number, raw bytes without EOL), with its
+    blank and CRLF line counts; exactly what :func:`iter_chunks` yields and counts for these lines.
+    ``file_start``: the unit starts the file (a UTF-8 BOM there is dropped)."""
+    parts = data.split(b"\n")
+    if data.endswith(b"\n"):
+        parts.pop()  # (the empty piece after the last newline)
+        unterminated = False
+    else:
+        unterminated = True
+    if file_start and parts and parts[0].startswith(BOM):
+        parts[0] = parts[0][3:]
+    crlf = 0
+    if b"\r" in data:
+        last = len(parts) - 1
+        for k, raw in enumerate(parts):
+            if raw.endswith(b"\r"):
+                parts[k] = raw[:-1]
+                if k < last or not unterminated:
+                    crlf += 1
+    out = [(first_line + k, raw) for k, raw in enumerate(parts) if raw and not raw.isspace()]
+    return out, len(parts) - len(out), crlf
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -152,8 +299,6 @@ class Decoded:
     error_rule: str | None = None
     error_message: str | None = None
     duplicate_keys: list[str] | None = None
-
-
 
 
 def _count_keys(value: Any) -> int:
@@ -203,6 +348,24 @@ def _may_have_duplicate_keys(raw: bytes, n_keys: int) -> bool:
     return tokens != n_keys
 
 
+def duplicate_keys(raw: bytes, obj: Any) -> list[str] | None:
+    """The keys that repeat in the line `raw` whose decoded value is the object `obj` (None when
+    none does); the exact (slow) check runs only when the cheap byte-level test says one might."""
+    try:
+        if orjson.dumps(obj) == raw:  # the line is the object's compact form, which has each key once
+            return None
+    except orjson.JSONEncodeError:  # (nested deeper than orjson writes)
+        pass
+    n = len(obj)
+    for v in obj.values():
+        if isinstance(v, dict | list):
+            n = _count_keys(obj)
+            break
+    if _may_have_duplicate_keys(raw, n):
+        return _find_duplicate_keys(raw.decode("utf-8")) or None
+    return None
+
+
 def decode_line(raw: bytes) -> Decoded:
     """Decode one non-blank JSONL line. Never raises."""
     try:
@@ -219,7 +382,4 @@ def decode_line(raw: bytes) -> Decoded:
         kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
                 type(None): "null"}.get(type(obj), type(obj).__name__)
         return Decoded(None, text, "not-an-object", f"expected a JSON object, got {kind}")
-    dups = None
-    if _may_have_duplicate_keys(raw, _count_keys(obj)):
-        dups = _find_duplicate_keys(text) or None
-    return Decoded(obj, text, duplicate_keys=dups)
+    return Decoded(obj, text, duplicate_keys=duplicate_keys(raw, obj))

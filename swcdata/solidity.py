@@ -876,6 +876,58 @@ def _parse_best(code: str) -> tuple[ParseResult, Any, int]:
     return best
 
 
+# Cheap lexical cues (on the first word after blanks and comments) for the wrapping most likely to
+# parse, so that a span is parsed once in the common case (see :func:`parse_check`).
+_CUE_SKIP_RE = re.compile(r"(?:\s+|//[^\n]*|/\*[\s\S]*?\*/)*")
+_CUE_SOURCE_RE = re.compile(r"(?:pragma|import|abstract|contract|library|interface)\b")
+_CUE_MEMBER_RE = re.compile(
+    r"(?:function|modifier|constructor|fallback|receive|event|struct|enum|mapping|using|error)\b"
+    # a state variable: a type, then a visibility or constant keyword before any '=' or ';'
+    r"|[A-Za-z_]\w*(?:\s*\[\w*\])*\s+(?:[A-Za-z_]\w*\s+)?(?:public|private|internal|constant|immutable)\b"
+)
+_ORDER_SOURCE = (0, 1, 2)
+_ORDER_MEMBER = (1, 0, 2)
+_ORDER_STATEMENT = (2, 0, 1)
+
+
+def _wrapper_order(code: str) -> tuple[int, ...]:
+    m = _CUE_SKIP_RE.match(code)
+    i = m.end() if m else 0
+    if _CUE_SOURCE_RE.match(code, i):
+        return _ORDER_SOURCE
+    if _CUE_MEMBER_RE.match(code, i):
+        return _ORDER_MEMBER
+    return _ORDER_STATEMENT
+
+
+def parse_check(code: str) -> ParseResult:
+    """``ok`` and ``error_count`` exactly as :func:`parse` gives them, usually with a single parse.
+
+    Whether some wrapping parses without errors, and the smallest error count when none does, do
+    not depend on the order the wrappings are tried in, so the order is chosen from lexical cues:
+    source unit first for ``pragma``/``import``/``contract``..., contract body first for members
+    (``function``, ``modifier``, ``mapping``, state variables...), function body first for anything
+    else (statements, expressions). ``wrapper`` is the wrapping that parsed, which may differ from
+    :func:`parse`'s (the first in its fixed order) when several do.
+    """
+    ts = _TS or _ts()
+    parse_bytes = ts["parser"].parse
+    body = code.encode("utf-8")
+    bare_expr = not code.rstrip().endswith((";", "}"))
+    best = -1
+    for k in _wrapper_order(code):
+        name, pre, post = _WRAPPERS[k]
+        if k == 2 and bare_expr:
+            post = ";" + post
+        root = parse_bytes(pre.encode() + body + post.encode()).root_node
+        if not root.has_error:
+            return ParseResult(True, name, 0)
+        errors = _count_errors(root)  # >= 1 when the tree has an error
+        if best < 0 or errors < best:
+            best = errors
+    return ParseResult(False, None, best)
+
+
 def parse(code: str) -> ParseResult:
     """Parse ``code`` with tree-sitter-solidity, as-is, then inside ``contract __C { ... }``,
     then inside ``contract __C { function __f() public { ... } }``.

@@ -8,8 +8,8 @@ share an id, on every machine (xxh3 is specified bit for bit).
 
 from __future__ import annotations
 
-import re
 import unicodedata
+from collections.abc import Sequence
 
 import xxhash
 
@@ -22,13 +22,7 @@ _FOLD: dict[str, str] = (
         "\u200b": "", "\u200c": "", "\u200d": "", "\ufeff": "",
     }
 )
-# str.translate walks every character in Python-level dict lookups (~40 ns/char); a regex that only
-# stops at the few typographic characters is ~20x faster on typical records.
-_FOLD_RE = re.compile("[" + "".join(_FOLD) + "]")
-
-
-def _fold_char(m: re.Match[str]) -> str:
-    return _FOLD[m.group()]
+_ASCII_BYTES = bytes(range(128))
 
 
 def fold_typography(text: str) -> str:
@@ -37,7 +31,16 @@ def fold_typography(text: str) -> str:
         return text
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
-    return _FOLD_RE.sub(_fold_char, text)
+    # The distinct non-ASCII characters, at C speed: UTF-8 less its ASCII bytes is exactly the
+    # non-ASCII characters' encodings, in a row. (str.translate or a regex with a callback walks
+    # the text in Python-level steps.) Each is replaced in one str.replace pass; a replacement is
+    # ASCII, so the order of the passes does not matter.
+    found = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+    for c in set(found):
+        r = _FOLD.get(c)
+        if r is not None:
+            text = text.replace(c, r)
+    return text
 
 
 def normalize_text(text: str) -> str:
@@ -52,6 +55,49 @@ def record_id(instruction: str, response: str) -> str:
     # normalize_text(instruction) + " \x00 " + normalize_text(response).
     key = normalize_text(instruction + " \x00 " + response)
     return xxhash.xxh3_64_hexdigest(key.encode("utf-8"))
+
+
+def record_ids(instructions: Sequence[str], responses: Sequence[str]) -> list[str]:
+    """``[record_id(i, r) for i, r in zip(instructions, responses)]``, several times faster on many records.
+
+    Texts that are ASCII (after folding typography) are normalised together in one buffer with
+    numpy: for ASCII, ``" ".join(t.split()).casefold()`` is ``t`` with every run of the ten ASCII
+    characters that ``str.split`` treats as blanks (``\\t \\n \\v \\f \\r \\x1c-\\x1f`` and space) turned
+    into one space, stripped, lower-cased. Others take :func:`record_id`'s own path.
+    """
+    import numpy as np
+
+    n = len(instructions)
+    out: list[str] = [""] * n
+    fast: list[int] = []
+    texts: list[bytes] = []
+    for k in range(n):
+        t = instructions[k] + " \x00 " + responses[k]
+        if not t.isascii():
+            t = fold_typography(t)
+            if not t.isascii():
+                out[k] = xxhash.xxh3_64_hexdigest(" ".join(t.split()).casefold().encode("utf-8"))
+                continue
+        fast.append(k)
+        texts.append(t.encode("ascii"))
+    if not texts:
+        return out
+    # \xff never occurs in ASCII text and is not a blank: it separates the texts in the buffer.
+    buf = np.frombuffer(b"\xff".join(texts), dtype=np.uint8)
+    blank = np.subtract(buf, 9, dtype=np.uint8) <= 4  # \t \n \v \f \r
+    blank |= np.subtract(buf, 28, dtype=np.uint8) <= 4  # \x1c-\x1f and space
+    keep = np.empty(len(buf), dtype=bool)
+    keep[0] = True
+    np.logical_and(blank[1:], blank[:-1], out=keep[1:])
+    np.logical_not(keep[1:], out=keep[1:])  # drop a blank that follows a blank
+    spaced = np.subtract(32, buf, dtype=np.uint8)  # every blank becomes a space: b + (32 - b) * blank
+    spaced *= blank.view(np.uint8)
+    spaced += buf
+    parts = spaced[keep].tobytes().lower().split(b"\xff")
+    h = xxhash.xxh3_64_hexdigest
+    for k, part in zip(fast, parts, strict=True):
+        out[k] = h(part.strip(b" "))
+    return out
 
 
 def has_typography(text: str) -> bool:

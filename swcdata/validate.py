@@ -28,9 +28,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import __version__
 from swcdata.catalogue import BY_ID, ID_PATTERN, mentioned_ids
-from swcdata.io import FileStats, LineChunk, decode_line, iter_chunks, resolve_inputs
+from swcdata.io import (
+    FileStats,
+    LineChunk,
+    LineUnit,
+    decode_line,
+    duplicate_keys,
+    iter_units,
+    read_unit,
+    resolve_inputs,
+    split_unit,
+)
 from swcdata.schema import Finding, InputFile, Ledger, RuleCount, Severity, ValidationReport
-from swcdata.text import record_id
+from swcdata.text import record_ids
 
 REQUIRED = ("instruction", "response", "category")
 KNOWN = (*REQUIRED, "id", "source", "metadata", "parent_id", "transform", "template")
@@ -101,6 +111,8 @@ class ChunkResult:
     batch: Any = None  # pa.RecordBatch of the valid records (RECORD_SCHEMA), in line order
     quarantined: list[Quarantined] = field(default_factory=list)
     findings: list[tuple[str, int, str | None, str]] = field(default_factory=list)  # (rule, line, field, message)
+    blank_lines: int = 0  # blank and CRLF lines of the unit (check_unit), for the file's stats
+    crlf_lines: int = 0
 
 
 def _type_name(v: Any) -> str:
@@ -146,6 +158,29 @@ def _check_fields(obj: dict[str, Any]) -> list[tuple[str, str | None, str]]:
     return errs
 
 
+# The blanks `solidity.code_tokens` skips between tokens (`\s` of an ASCII regex).
+_CODE_BLANKS = b" \t\n\r\x0b\x0c"
+
+
+def _code_signature(code: str) -> bytes:
+    """A necessary condition for two spans to have the same tokens (the no-op-fix comparison):
+    spans with equal tokens have equal signatures. Without comments the tokens and the blanks
+    between them make up the whole text, so the text less its blanks is the tokens joined less
+    their blanks; only a span with comments needs the lexer."""
+    from swcdata import solidity
+
+    if "//" in code or "/*" in code:
+        return "".join(solidity.code_tokens(code)).encode("utf-8").translate(None, _CODE_BLANKS)
+    return code.encode("utf-8").translate(None, _CODE_BLANKS)
+
+
+# Parse outcomes of recent spans (a span's outcome depends on its text alone): repeated code, within a
+# record (a "fix" that repeats the code) or across records (duplicates), is parsed once. Bounded by
+# entries; ~30 MB at the corpus's mean span length.
+_PARSED: dict[str, Any] = {}
+_PARSED_MAX = 50_000
+
+
 def _code_findings(instruction: str, response: str, cfg: ValidateConfig) -> list[tuple[str, str | None, str]]:
     from swcdata import solidity
 
@@ -153,21 +188,30 @@ def _code_findings(instruction: str, response: str, cfg: ValidateConfig) -> list
     ins_spans = solidity.extract_code(instruction)
     if not ins_spans:
         out.append(("no-code", "instruction", "no Solidity code found in the instruction"))
-    ins_keys: set[str] = set()
+    ins_keys: set[str] | None = None  # the instruction's exact no-op keys, made only when needed
+    ins_sigs: set[bytes] = set()
+    parsed = _PARSED
     for fname, spans in (("instruction", ins_spans), ("response", solidity.extract_code(response))):
         for k, span in enumerate(spans, 1):
+            text = span.text
             # Inline fragments quoted in prose (`+=`, `>= 0`, `f(bytes32 s)`) are not meant to parse on
             # their own; statements and blocks are.
-            checked = span.shape != "inline" or ";" in span.text or "{" in span.text
-            res = solidity.parse(span.text) if checked else None
-            if res is not None and not res.ok:
-                out.append(("code-parse-error", fname,
-                            f"code span {k} of {len(spans)} ({span.shape}, chars {span.start}-{span.end}) does not "
-                            f"parse as Solidity ({res.error_count} syntax error(s))"))
+            if span.shape != "inline" or ";" in text or "{" in text:
+                res = parsed.get(text)
+                if res is None:
+                    if len(parsed) >= _PARSED_MAX:
+                        parsed.clear()
+                    res = parsed[text] = solidity.parse_check(text)
+                if not res.ok:
+                    out.append(("code-parse-error", fname,
+                                f"code span {k} of {len(spans)} ({span.shape}, chars {span.start}-{span.end}) does "
+                                f"not parse as Solidity ({res.error_count} syntax error(s))"))
             if fname == "instruction":
-                ins_keys.add(solidity.normalize_code(span.text))
-            else:
-                tokens = solidity.code_tokens(span.text)
+                ins_sigs.add(_code_signature(text))
+            elif _code_signature(text) in ins_sigs:  # else its tokens differ from every instruction span's
+                if ins_keys is None:
+                    ins_keys = {solidity.normalize_code(s.text) for s in ins_spans}
+                tokens = solidity.code_tokens(text)
                 if len(tokens) >= cfg.noop_min_tokens and " ".join(tokens) in ins_keys:
                     out.append(("noop-fix", "response",
                                 f"code span {k} of the response ({len(tokens)} tokens) is the instruction's code "
@@ -183,75 +227,150 @@ def _contradiction(category: str, instruction: str, response: str) -> str | None
 
 
 def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) -> ChunkResult:
-    """Check one chunk of lines of one file. Pure: the same lines and config give the same result."""
-    from swcdata.records import RECORD_COLUMNS, RECORD_SCHEMA
+    """Check one chunk of lines of one file. Pure: the same lines and config give the same result.
+
+    Per rule, findings come in line order (and, within a line, in the order the checks run)."""
+    from swcdata.records import RECORD_SCHEMA, SOURCE_TYPE
 
     res = ChunkResult(file, len(lines))
     findings, quarantined = res.findings, res.quarantined
-    cols: dict[str, list[Any]] = {c: [] for c in RECORD_COLUMNS}
+    add = findings.append
+    loads, bad_json = orjson.loads, orjson.JSONDecodeError
     lo, hi = cfg.min_chars, cfg.max_chars
+    check_code = cfg.check_code
+    # the columns of the valid records
+    linenos: list[int] = []
+    ins_col: list[str] = []
+    resp_col: list[str] = []
+    cat_col: list[str] = []
+    src_files: list[str] = []
+    src_lines: list[int] = []
+    given_ids: list[tuple[int, Any]] = []  # (row, the record's own id) where it has one
+    optional: dict[str, list[tuple[int, str]]] = {}  # (row, value) of metadata / parent_id / transform / template
     for lineno, raw in lines:
-        d = decode_line(raw)
-        if d.obj is None:
+        try:
+            obj = loads(raw)
+        except bad_json:
+            obj = None
+        if type(obj) is not dict:
+            d = decode_line(raw)
             assert d.error_rule is not None and d.error_message is not None
             quarantined.append(Quarantined(file, lineno, d.text, raw if d.text is None else None,
                                            [(d.error_rule, None, d.error_message)]))
-            findings.append((d.error_rule, lineno, None, d.error_message))
+            add((d.error_rule, lineno, None, d.error_message))
             continue
-        obj = d.obj
-        if d.duplicate_keys:
-            for k in d.duplicate_keys:
-                findings.append(("duplicate-key", lineno, k,
-                                 f"key '{k}' appears more than once; the last value is used"))
-        errs = _check_fields(obj)
-        if errs:
-            quarantined.append(Quarantined(file, lineno, d.text, None, errs))
-            for rule, fld, msg in errs:
-                findings.append((rule, lineno, fld, msg))
-            continue
-        instruction: str = obj["instruction"]
-        response: str = obj["response"]
-        category: str = obj["category"]
-        rid = record_id(instruction, response)
-        given = obj.get("id")
-        if given is not None and given != rid:
-            findings.append(("id-mismatch", lineno, "id",
-                             f"id {given!r} does not match the content (recomputed as {rid})"))
-        metadata = obj.get("metadata")
-        extra = [k for k in obj if k not in KNOWN]
-        if extra:
-            metadata = dict(metadata or {})
-            for k in extra:
-                metadata[k] = obj[k]
-                findings.append(("extra-field", lineno, k, f"unknown field '{k}' kept under metadata"))
-        for name, value in (("instruction", instruction), ("response", response)):
-            n = len(value)
-            if n < lo or n > hi:
-                findings.append(("outlier-length", lineno, name,
-                                 f"'{name}' has {n} characters (expected {lo} to {hi})"))
+        dups = duplicate_keys(raw, obj)
+        if dups:
+            for k in dups:
+                add(("duplicate-key", lineno, k, f"key '{k}' appears more than once; the last value is used"))
+        instruction = obj.get("instruction")
+        response = obj.get("response")
+        category = obj.get("category")
+        plain = len(obj) == 3
+        # The usual record (the three fields, strings, not blank, a known category) has no field error;
+        # anything else goes through every field check.
+        if not (plain and type(instruction) is str and type(response) is str and type(category) is str
+                and category in BY_ID and instruction and response
+                and not instruction.isspace() and not response.isspace()):
+            errs = _check_fields(obj)
+            if errs:
+                quarantined.append(Quarantined(file, lineno, raw.decode("utf-8"), None, errs))
+                for rule, fld, msg in errs:
+                    add((rule, lineno, fld, msg))
+                continue
+        row = len(linenos)
+        linenos.append(lineno)
+        ins_col.append(instruction)
+        resp_col.append(response)
+        cat_col.append(category)
+        if plain:
+            src_files.append(file)
+            src_lines.append(lineno)
+        else:
+            given = obj.get("id")
+            if given is not None:
+                given_ids.append((row, given))
+            metadata = obj.get("metadata")
+            extra = [k for k in obj if k not in KNOWN]
+            if extra:
+                metadata = dict(metadata or {})
+                for k in extra:
+                    metadata[k] = obj[k]
+                    add(("extra-field", lineno, k, f"unknown field '{k}' kept under metadata"))
+            src = obj.get("source")
+            src_files.append(src["file"] if src else file)
+            src_lines.append(src["line"] if src else lineno)
+            for name, value in (
+                ("metadata", orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else None),
+                ("parent_id", obj.get("parent_id")),
+                ("transform", obj.get("transform")),
+                ("template", obj.get("template")),
+            ):
+                if value is not None:
+                    optional.setdefault(name, []).append((row, value))
+        n = len(instruction)
+        if n < lo or n > hi:
+            add(("outlier-length", lineno, "instruction", f"'instruction' has {n} characters (expected {lo} to {hi})"))
+        n = len(response)
+        if n < lo or n > hi:
+            add(("outlier-length", lineno, "response", f"'response' has {n} characters (expected {lo} to {hi})"))
         why = _contradiction(category, instruction, response)
         if why:
-            findings.append(("category-contradiction", lineno, "category", why))
-        if cfg.check_code:
+            add(("category-contradiction", lineno, "category", why))
+        if check_code:
             for rule, fld, msg in _code_findings(instruction, response, cfg):
-                findings.append((rule, lineno, fld, msg))
-        src = obj.get("source") or {"file": file, "line": lineno}
-        cols["id"].append(rid)
-        cols["instruction"].append(instruction)
-        cols["response"].append(response)
-        cols["category"].append(category)
-        cols["source"].append({"file": src["file"], "line": src["line"]})
-        cols["metadata"].append(orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else None)
-        cols["parent_id"].append(obj.get("parent_id"))
-        cols["transform"].append(obj.get("transform"))
-        cols["template"].append(obj.get("template"))
-    res.batch = pa.RecordBatch.from_pydict(cols, schema=RECORD_SCHEMA)
+                add((rule, lineno, fld, msg))
+    ids = record_ids(ins_col, resp_col)
+    for row, given in given_ids:
+        if given != ids[row]:
+            add(("id-mismatch", linenos[row], "id",
+                 f"id {given!r} does not match the content (recomputed as {ids[row]})"))
+    n = len(linenos)
+    string = pa.string()
+    columns = {
+        "id": pa.array(ids, string),
+        "instruction": pa.array(ins_col, string),
+        "response": pa.array(resp_col, string),
+        "category": pa.array(cat_col, string),
+        "source": pa.StructArray.from_arrays([pa.array(src_files, string), pa.array(src_lines, pa.int64())],
+                                             fields=list(SOURCE_TYPE)),
+    }
+    for name in ("metadata", "parent_id", "transform", "template"):
+        values = optional.get(name)
+        if values is None:
+            columns[name] = pa.nulls(n, string)
+        else:
+            col: list[str | None] = [None] * n
+            for row, value in values:
+                col[row] = value
+            columns[name] = pa.array(col, string)
+    res.batch = pa.RecordBatch.from_arrays([columns[f.name] for f in RECORD_SCHEMA], schema=RECORD_SCHEMA)
     return res
 
 
 def _check_chunk(args: tuple[LineChunk, ValidateConfig]) -> ChunkResult:
     chunk, cfg = args
     return check_lines(chunk.file, chunk.lines, cfg)
+
+
+def check_unit(unit: LineUnit, cfg: ValidateConfig, data: bytes | None = None) -> ChunkResult:
+    """Check one unit of lines (read from its file unless `data`, its bytes, is given)."""
+    lines, blank, crlf = split_unit(read_unit(unit) if data is None else data, unit.first_line, unit.offset == 0)
+    res = check_lines(unit.file, lines, cfg)
+    res.blank_lines, res.crlf_lines = blank, crlf
+    return res
+
+
+def _check_units(args: tuple[list[LineUnit], ValidateConfig]) -> list[ChunkResult]:
+    """Worker task: consecutive units of one file, read with one call."""
+    units, cfg = args
+    first, last = units[0], units[-1]
+    data = read_unit(LineUnit(first.file, first.offset, last.offset + last.size - first.offset, first.first_line, 0))
+    out = []
+    for u in units:
+        a = u.offset - first.offset
+        out.append(check_unit(u, cfg, data[a:a + u.size] if len(units) > 1 else data))
+    return out
 
 
 # --------------------------------------------------------------------------- the step
@@ -268,40 +387,76 @@ class _Tally:
     errors: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
     rule_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    rule_totals: Counter[str] = field(default_factory=Counter)
     listed: list[Finding] = field(default_factory=list)
     truncated: int = 0
 
 
+# A worker task holds consecutive units of about this many lines and bytes (fewer round trips).
+_TASK_LINES = 2000
+_TASK_BYTES = 4 << 20
+_UNIT_BYTES = 4 << 20
+
+
 def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
          progress: Progress | None) -> Iterator[ChunkResult]:
-    def chunks() -> Iterator[tuple[LineChunk, ValidateConfig]]:
+    workers = cfg.workers or (os.cpu_count() or 1)
+    # Schema-only checks on small inputs are faster in-process than the cost of starting a pool.
+    small = not cfg.check_code and sum(p.stat().st_size for p in files) < 16 << 20
+    in_process = workers <= 1 or small
+
+    def units() -> Iterator[LineUnit]:
         for p in files:
             st = FileStats(str(p))
             stats[str(p)] = st
-            for ch in iter_chunks(p, st, cfg.chunk_size):
-                yield ch, cfg
+            yield from iter_units(p, st, cfg.chunk_size, _UNIT_BYTES, with_data=in_process)
 
     def done(r: ChunkResult) -> ChunkResult:
+        st = stats[r.file]
+        st.blank_lines += r.blank_lines
+        st.crlf_lines += r.crlf_lines
         if progress:
             progress(r.n_lines, sum(s.bytes for s in stats.values()))
         return r
 
-    workers = cfg.workers or (os.cpu_count() or 1)
-    # Schema-only checks on small inputs are faster in-process than the cost of starting a pool.
-    small = not cfg.check_code and sum(p.stat().st_size for p in files) < 16 << 20
-    if workers <= 1 or small:
-        for args in chunks():
-            yield done(_check_chunk(args))
+    if in_process:
+        for u in units():
+            yield done(check_unit(u, cfg, u.data))
         return
-    # Bounded, ordered pipelining: at most `4 * workers` chunks in flight, results in input order.
-    pending: deque[Future[ChunkResult]] = deque()
+
+    # With the code checks a unit is work enough (~0.1 s) for one task: small tasks keep both
+    # workers busy up to the end.
+    task_lines = 1 if cfg.check_code else _TASK_LINES
+
+    def tasks() -> Iterator[tuple[list[LineUnit], ValidateConfig]]:
+        group: list[LineUnit] = []
+        lines = size = 0
+        for u in units():
+            if group and (u.file != group[0].file or lines + u.lines > task_lines or size + u.size > _TASK_BYTES):
+                yield group, cfg
+                group, lines, size = [], 0, 0
+            group.append(u)
+            lines += u.lines
+            size += u.size
+        if group:
+            yield group, cfg
+
+    if cfg.check_code:
+        # Warm up here what every worker needs (tree-sitter, the compiled scanners): forked workers
+        # inherit it instead of each building its own.
+        from swcdata import solidity
+
+        solidity.parse_check("contract A {}")
+        solidity.extract_code("x = 1;")
+    # Bounded, ordered pipelining: at most `2 * workers` tasks in flight, results in input order.
+    pending: deque[Future[list[ChunkResult]]] = deque()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for args in chunks():
-            pending.append(pool.submit(_check_chunk, args))
-            if len(pending) >= workers * 4:
-                yield done(pending.popleft().result())
+        for args in tasks():
+            pending.append(pool.submit(_check_units, args))
+            if len(pending) >= workers * 2:
+                yield from map(done, pending.popleft().result())
         while pending:
-            yield done(pending.popleft().result())
+            yield from map(done, pending.popleft().result())
 
 
 class Validation:
@@ -331,15 +486,16 @@ class Validation:
                 on_quarantine(r.quarantined)
             tally.valid[r.file] += r.batch.num_rows
             tally.quarantined[r.file] += len(r.quarantined)
+            totals = tally.rule_totals
             for rule, line, fld, msg in r.findings:
                 sev = RULES[rule][0]
-                per = tally.rule_counts[rule]
-                per[r.file] += 1
+                tally.rule_counts[rule][r.file] += 1
                 if sev is Severity.error:
                     tally.errors[r.file] += 1
                 elif sev is Severity.warning:
                     tally.warnings[r.file] += 1
-                if sum(per.values()) <= cap:
+                totals[rule] += 1
+                if totals[rule] <= cap:
                     tally.listed.append(Finding(rule=rule, severity=sev, file=r.file, line=line, field=fld,
                                                 message=msg))
                 else:

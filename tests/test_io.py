@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from swcdata.errors import InputError
-from swcdata.io import FileStats, decode_line, iter_chunks, resolve_inputs
+from swcdata.io import FileStats, decode_line, iter_chunks, iter_units, read_unit, resolve_inputs, split_unit
 from swcdata.validate import ValidateConfig, Validation
 
 GOOD = {"instruction": "Find the bug:\n\nfunction f() public { x += 1; }", "response": "Overflow, use SafeMath.",
@@ -89,6 +89,51 @@ def test_duplicate_keys_are_found_exactly() -> None:
     assert decode_line(clean).duplicate_keys is None
     nested = b'{"instruction": "a", "response": "b", "category": "SWC-101", "metadata": {"k": 1, "k": 2}}'
     assert decode_line(nested).duplicate_keys == ["k"]
+
+
+def test_duplicate_keys_in_compact_lines() -> None:
+    # compact lines (the fast path: the line is its object's own compact form) and nested objects
+    assert decode_line(b'{"instruction":"a","response":"b","category":"SWC-101"}').duplicate_keys is None
+    assert decode_line(b'{"a":1,"b":{"c":1,"c":2},"a":3}').duplicate_keys == ["c", "a"]
+    deep = b'{"x":' + b"[" * 300 + b"]" * 300 + b',"x":1}'  # deeper than orjson writes
+    assert decode_line(deep).duplicate_keys == ["x"]
+
+
+UNIT_PIECES = [b"", b" ", b"\t", b"abc", b'{"a":1}', b"x" * 50, b"\r", b"  \r", b"\xef\xbb\xbf", b"y" * 300]
+
+
+def test_units_give_exactly_the_lines_and_stats_of_the_line_reader(tmp_path: Path) -> None:
+    """The byte-range units the validate pool works on: same lines, line numbers and file facts as
+    `iter_chunks`, whatever the unit limits (BOM, CRLF, lone CR, blank lines, no final newline, lines
+    longer than a unit)."""
+    import random
+
+    rng = random.Random(0)
+    for trial in range(150):
+        lines = [b"".join(rng.choice(UNIT_PIECES) for _ in range(rng.randint(0, 3))) for _ in range(rng.randint(0, 25))]
+        data = b"\n".join(lines)
+        if data and rng.random() < 0.5:
+            data += rng.choice([b"\n", b"\r\n", b"\r"])
+        if rng.random() < 0.2:
+            data = b"\xef\xbb\xbf" + data
+        p = _write(tmp_path, f"t{trial}.jsonl", data)
+        ref_stats = FileStats(str(p))
+        ref = [x for ch in iter_chunks(p, ref_stats, 4) for x in ch.lines]
+        for max_lines, max_bytes in [(1, 1), (3, 16), (500, 100), (7, 5), (500, 1 << 20)]:
+            st = FileStats(str(p))
+            got: list[tuple[int, bytes]] = []
+            next_line, offset = 1, 0
+            for u in iter_units(p, st, max_lines, max_bytes, with_data=trial % 2 == 0):
+                assert (u.first_line, u.offset) == (next_line, offset) and 1 <= u.lines <= max_lines
+                next_line += u.lines
+                offset += u.size
+                ls, blank, crlf = split_unit(read_unit(u), u.first_line, u.offset == 0)
+                assert len(ls) + blank == u.lines
+                got += ls
+                st.blank_lines += blank
+                st.crlf_lines += crlf
+            assert got == ref, (trial, max_lines, max_bytes)
+            assert st == ref_stats, (trial, max_lines, max_bytes)
 
 
 def test_duplicate_key_is_a_warning_not_an_error(tmp_path: Path) -> None:

@@ -60,3 +60,35 @@ def test_workers_do_not_change_the_result(seed_files: list[Path]) -> None:
     one = Validation(ValidateConfig(workers=1)).run(seed_files[:1])
     two = Validation(ValidateConfig(workers=2, chunk_size=50)).run(seed_files[:1])
     assert one.findings == two.findings and one.ledger == two.ledger
+
+
+def test_record_ids_equal_record_id() -> None:
+    """The batched (numpy) record ids are exactly `record_id`, blanks, case and typography included."""
+    import random
+
+    from swcdata.text import record_id, record_ids
+
+    alphabet = [*"ab XY09_;{}().'\"-`", *"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x00\x7f", "\u2019", "\u201c", "\u2014",
+                "\u2026", "\u00a0", "\u200b", "\u3000", "\u2028", "\x85", "ß", "É", "ﬁ", "e\u0301"]
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(0, 20)
+        ins = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(n)]
+        res = ["".join(rng.choice(alphabet[:25]) for _ in range(rng.randint(0, 30))) for _ in range(n)]
+        assert record_ids(ins, res) == [record_id(a, b) for a, b in zip(ins, res, strict=True)]
+
+
+def test_parse_check_agrees_with_parse(seed_files: list[Path]) -> None:
+    """The wrapping chosen from lexical cues gives parse()'s ok and error count, mostly in one parse."""
+    from swcdata import solidity
+
+    spans = []
+    for line in seed_files[0].read_text(encoding="utf-8").splitlines()[:150]:
+        obj = json.loads(line)
+        for name in ("instruction", "response"):
+            if isinstance(obj.get(name), str):
+                spans += [s.text for s in solidity.extract_code(obj[name])]
+    assert len(spans) > 200
+    for text in spans:
+        a, b = solidity.parse_check(text), solidity.parse(text)
+        assert a.ok == b.ok and (a.ok or a.error_count == b.error_count), text
