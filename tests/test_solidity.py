@@ -244,6 +244,39 @@ def test_is_codeish(s: str, expected: bool) -> None:
     assert is_codeish(s) is expected
 
 
+def test_codeish_fast_forms_match_the_plain_tests() -> None:
+    """The one-search forms used for speed give the same yes/no as the plain regexes."""
+    import random
+    import re
+
+    from swcdata import solidity
+
+    call = re.compile(r"[A-Za-z_$][\w$]*\s*\(")  # the plain form of the call/header test
+    plain = [call if k == 1 else r for k, r in enumerate(solidity._CODEISH_RES)]
+    rng = random.Random(7)
+    alphabet = "aZ_$1 \t\n(.[]=+-*/<>!é٣;{}'\""
+    samples = ["transfer", "x.transfer(y)", "function  f (", "1abc(", "é(", "__(", "a1b2 \n ("]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14))) for _ in range(20000)]
+    for s in samples:
+        assert (solidity._CODEISH_RES[1].search(s) is None) == (call.search(s) is None), s
+        expected = any(r.search(s) for r in plain[1:])
+        assert (solidity._CODEISH_ANY(s) is not None) == expected, s
+        t = s.strip()
+        want = len(t) >= 2 and (any(r.search(t) for r in plain))
+        assert is_codeish(s) is want, s
+        assert solidity._is_codeish_trimmed(t) is want, s
+
+
+def test_fast_span_constructor_builds_the_same_object() -> None:
+    from swcdata import solidity
+
+    a = solidity._span("x = 1;", 3, 9, "block")
+    b = CodeSpan("x = 1;", 3, 9, "block")
+    assert a == b and hash(a) == hash(b) and repr(a) == repr(b) and type(a) is CodeSpan
+    with pytest.raises(AttributeError):
+        a.text = "y"  # type: ignore[misc]
+
+
 def test_looks_like_code() -> None:
     assert looks_like_code("Given:\n\nfunction f() public { x = 1; }")
     assert looks_like_code("See ```solidity\nx\n```")
