@@ -255,12 +255,14 @@ def test_codeish_fast_forms_match_the_plain_tests() -> None:
     plain = [call if k == 1 else r for k, r in enumerate(solidity._CODEISH_RES)]
     rng = random.Random(7)
     alphabet = "aZ_$1 \t\n(.[]=+-*/<>!é٣;{}'\""
-    samples = ["transfer", "x.transfer(y)", "function  f (", "1abc(", "é(", "__(", "a1b2 \n ("]
+    samples = ["transfer", "x.transfer(y)", "function  f (", "1abc(", "é(", "__(", "a1b2 \n (", "uint\u3000x", "ab٣"]
     samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14))) for _ in range(20000)]
     for s in samples:
         assert (solidity._CODEISH_RES[1].search(s) is None) == (call.search(s) is None), s
         expected = any(r.search(s) for r in plain[1:])
         assert solidity._codeish_rest(s) is expected, s
+        if s.isidentifier() or solidity._CODEISH_CHAR_RE.search(s) is None:
+            assert not expected, s
         t = s.strip()
         want = len(t) >= 2 and (any(r.search(t) for r in plain))
         assert is_codeish(s) is want, s
