@@ -219,15 +219,13 @@ _CODEISH_RES = (
 # none of them, so ``s.isidentifier()`` (one C call, where this search costs ~40 ns a character)
 # rejects most bare names; any other string without one fails every test anyway.
 _CODEISH_CHAR_RE = re.compile(r"[(\[=!<>&|+\-*/%.\s]")
-# The tests after the first, commonest hits first (any order gives the same answer).
-_CODEISH_BY_HITS = tuple(_CODEISH_RES[k] for k in (7, 1, 2, 5, 3, 8, 4, 6))
 _CALL, _INDEX, _COMPOUND, _ASSIGN, _SPACED, _TIGHT, _MEMBER, _DECL = (r.search for r in _CODEISH_RES[1:])
 # Every match of _COMPOUND, _ASSIGN, _SPACED and _TIGHT contains one of these characters.
 _OP_CHAR = re.compile(r"[-+*/%<>=&|]").search
 
 
 def _codeish_rest(s: str) -> bool:
-    """``any(r.search(s) for r in _CODEISH_BY_HITS)``, without the searches that cannot match.
+    """``any(r.search(s) for r in _CODEISH_RES[1:])``, without the searches that cannot match.
 
     Each search costs a match attempt at every position (~50 ns a character, whatever the
     pattern), so a test runs only when ``s`` has a character that every match of it contains:
