@@ -226,9 +226,9 @@ def dedup(
 @handle_errors
 def audit(
     reference: Annotated[list[str], typer.Option("--reference", "-r", help="Reference (training) JSONL: files, "
-                                                 "directories or globs; repeat the option for several.")],
+                                                 "directories or globs; several may follow the option.")],
     candidate: Annotated[list[str], typer.Option("--candidate", "-c", help="Candidate (test) JSONL to check; "
-                                                 "repeatable.")],
+                                                 "several may follow the option.")],
     threshold: ThresholdOpt = None,
     num_perm: NumPermOpt = None,
     ngram: NgramOpt = None,
@@ -328,8 +328,37 @@ def _register_groups() -> None:
 _register_groups()
 
 
-def main() -> None:
-    app()
+# Options that take several values, as the shell expands a glob: `audit --reference a.jsonl b.jsonl
+# --candidate c.jsonl` means `--reference a.jsonl --reference b.jsonl --candidate c.jsonl` (click
+# options take one value each). Only for commands without positional arguments, so nothing is ambiguous.
+MULTI_VALUE_OPTIONS: dict[str, frozenset[str]] = {
+    "audit": frozenset({"--reference", "-r", "--candidate", "-c"}),
+}
+
+
+def expand_multi_value_options(args: list[str]) -> list[str]:
+    """Repeat a multi-value option before each of the values that follow it (up to the next option)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    multi = MULTI_VALUE_OPTIONS.get(command or "")
+    if not multi:
+        return args
+    out_args: list[str] = []
+    current: str | None = None
+    for a in args:
+        if a.startswith("-"):
+            name = a.split("=", 1)[0]
+            current = name if name in multi else None
+            out_args.append(a)
+        elif current is not None and out_args[-1] != current:  # a second (third, ...) value
+            out_args += [current, a]
+        else:
+            out_args.append(a)
+    return out_args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    app(args=expand_multi_value_options(args), prog_name="swcdata")
 
 
 if __name__ == "__main__":

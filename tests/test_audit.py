@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from swcdata.audit import AuditConfig, audit
@@ -60,3 +61,23 @@ def test_cli_fail_on_leak(swc_files: list[Path], seed_test_file: Path, tmp_path:
     assert data["summary"]["leaked"] > 0
     ok = runner.invoke(app, ["audit", "-r", str(swc_files[0]), "-c", str(swc_files[0]), "--json"])
     assert ok.exit_code == 0 and json.loads(ok.stdout)["summary"]["contamination_rate"] == 1.0
+
+
+def test_several_paths_after_one_option_as_a_shell_glob_gives_them() -> None:
+    from swcdata.cli import expand_multi_value_options as expand
+
+    assert expand(["audit", "--reference", "a", "b", "--candidate", "c", "d", "--threshold", "0.8"]) == [
+        "audit", "--reference", "a", "--reference", "b", "--candidate", "c", "--candidate", "d", "--threshold", "0.8"]
+    assert expand(["audit", "-r=a", "b", "-c", "c"]) == ["audit", "-r=a", "-r", "b", "-c", "c"]
+    assert expand(["split", "a", "b", "--holdout", "h", "x"]) == ["split", "a", "b", "--holdout", "h", "x"]
+
+
+def test_cli_audit_takes_the_seed_files_as_the_shell_expands_them(swc_files: list[Path], seed_test_file: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from swcdata.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "--reference", *map(str, swc_files), "--candidate", str(seed_test_file), "--json"])
+    assert e.value.code == 0
+    s = json.loads(capsys.readouterr().out)["summary"]
+    assert (s["reference_records"], s["candidate_records"], s["leaked"]) == (4998, 1000, 1000)
