@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,6 +236,10 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
     from transformers import set_seed
 
     log = log or (lambda _m: None)
+    # transformers 5.2x renamed gradient checkpointing to activation checkpointing; peft and the Trainer
+    # still call the old names internally, which the user can do nothing about
+    warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated",
+                            category=FutureWarning)
     progress = sys.stderr.isatty() if progress is None else progress
     t0 = time.perf_counter()
     import torch
