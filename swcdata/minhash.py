@@ -20,8 +20,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
 import xxhash
 
 U64 = npt.NDArray[np.uint64]
@@ -43,6 +41,9 @@ def fmix64(x: U64) -> U64:
 
 def token_hashes(streams: Sequence[str]) -> tuple[U64, I64]:
     """Hash every whitespace-separated token: flat uint64 array and per-record token offsets."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     arr = pa.array(streams, type=pa.large_string())
     toks = pc.utf8_split_whitespace(arr)
     lens = pc.list_value_length(toks).to_numpy(zero_copy_only=False).astype(np.int64)

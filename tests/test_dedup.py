@@ -167,13 +167,13 @@ def test_fast_token_hashes_equal_the_text_path(swc_files: list[Path]) -> None:
     """The signature path (raw token -> cached hashes) gives the same token hashes as joining the
     token streams and hashing the whitespace-split text, including string literals with spaces."""
     from swcdata import dedup as d
-    from swcdata import minhash
+    from swcdata import minhash, tokens
 
     records = [json.loads(x) for x in swc_files[1].read_text(encoding="utf-8").splitlines()[:200]]
     ins = [str(r.get("instruction") or "") for r in records] + ['Call `f("a b  c")` /* x y */ now', ""]
     res = [str(r.get("response") or "") for r in records] + ["```\nstring s = 'p q';\n```", ""]
     for ids, lits in ((True, False), (False, False), (True, True)):
-        fast = d.token_hashes(ins, res, abstract_identifiers=ids, abstract_literals=lits)
+        fast = tokens.token_hashes(ins, res, abstract_identifiers=ids, abstract_literals=lits)
         slow = minhash.token_hashes(d._streams((ins, res, ids, lits)))
         assert (fast[0] == slow[0]).all() and (fast[1] == slow[1]).all()
 
