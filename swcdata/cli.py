@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from swcdata import __version__
-from swcdata.console import JsonOpt, PathsArg, ReportOpt, WorkersOpt, err, handle_errors, out, print_json
+from swcdata.console import JsonOpt, PathsArg, ReportOpt, WorkersOpt, err, handle_errors, out, print_json, write_report
 
 app = typer.Typer(
     name="swcdata",
@@ -113,8 +113,7 @@ def validate(
             if f:
                 f.close()
     if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_report(report, rep)
     if json_out:
         print_json(rep.model_dump(mode="json"))
     else:
@@ -213,8 +212,7 @@ def dedup(
     write_jsonl(kept, out_path)
     _write_quarantine(quarantine, quarantined)
     if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_report(report, rep)
     if json_out:
         print_json(rep.model_dump(mode="json"))
     else:
@@ -255,8 +253,7 @@ def audit(
     cand_table, _, _ = _load_records(candidate, json_out=json_out, label="candidate")
     rep = run_audit(ref_table, cand_table, cfg)
     if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_report(report, rep)
     if json_out:
         print_json(rep.model_dump(mode="json"))
     else:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from swcdata.console import JsonOpt, ReportOpt, SeedOpt, err, handle_errors, out, print_json
+from swcdata.console import JsonOpt, ReportOpt, SeedOpt, err, handle_errors, out, print_json, write_report
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -136,8 +136,7 @@ def augment_command(
     else:
         write_format_dir(result, out_dir, fmt)  # type: ignore[arg-type]
     if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_report(report, rep)
     for w in rep.warnings:
         err.print(f"[bold yellow]warning:[/] [yellow]{w}[/]")
     if json_out:

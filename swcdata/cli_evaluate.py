@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from swcdata.console import JsonOpt, ReportOpt, err, handle_errors, out, print_json
+from swcdata.console import JsonOpt, ReportOpt, err, handle_errors, out, print_json, write_report
 
 if TYPE_CHECKING:
     from swcdata.compare import CompareReport
@@ -187,8 +187,7 @@ def stats_command(
     if plots:
         rep.plots = [str(p) for p in write_plots(rep, lengths, plots)]
     if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_report(report, rep)
     if json_out:
         print_json(rep.model_dump(mode="json"))
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from swcdata.console import JsonOpt, PathsArg, ReportOpt, SeedOpt, err, handle_errors, out, print_json
+from swcdata.console import JsonOpt, PathsArg, ReportOpt, SeedOpt, err, handle_errors, out, print_json, write_report
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
@@ -68,8 +68,7 @@ def split_command(
     splits, rep = run_split(table, cfg, hold)
     written = write_split_dir(splits, out_dir)
     if report:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(rep.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_report(report, rep)
     if json_out:
         print_json({"input": vrep.ledger.model_dump(), **rep.model_dump(mode="json")})
     else:
