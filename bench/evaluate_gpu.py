@@ -100,13 +100,13 @@ def measure(name: str, model_dir: Path, prompts: list[str], tok: Any, args: argp
     spr_b, spr_1 = batched_s / n, single_s / len(sample)
     res = {
         "model": name, "quant": args.quant, "records": n, "max_new_tokens": new, "batch_size": args.batch_size,
-        "batched_seconds": round(batched_s, 2), "batched_seconds_per_record": round(spr_b, 5),
+        "batched_seconds": round(batched_s, 3), "batched_seconds_per_record": round(spr_b, 5),
         "batched_new_tokens_per_s": round(sum(a.new_tokens for a in batched) / batched_s, 1),
-        "single_sample": len(sample), "single_seconds_measured": round(single_s, 2),
+        "single_sample": len(sample), "single_seconds_measured": round(single_s, 3),
         "single_seconds_per_record": round(spr_1, 5),
         "single_seconds_extrapolated": round(spr_1 * n, 1),
         "single_new_tokens_per_s": round(sum(a.new_tokens for a in single) / single_s, 1),
-        "speedup": round(spr_1 / spr_b, 1), "peak_gpu_mib": None if peak is None else round(peak, 0),
+        "speedup": round(spr_1 / spr_b, 2), "peak_gpu_mib": None if peak is None else round(peak, 0),
         "mean_prompt_tokens": round(sum(a.prompt_tokens for a in batched) / n, 1),
     }
     del model
