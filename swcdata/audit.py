@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import minhash
-from swcdata.dedup import DedupConfig, RecordRef, token_streams
+from swcdata.dedup import DedupConfig, RecordRef, table_signatures
 from swcdata.schema import Source
 from swcdata.text import normalize_text
 
@@ -148,10 +148,7 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         t = time.perf_counter()
         both = pa.concat_tables([reference.select(["instruction", "response"]),
                                  candidate.select(["instruction", "response"])])
-        streams = token_streams(both.column("instruction").to_pylist(), both.column("response").to_pylist(),
-                                cfg.near)
-        hashes, offsets = minhash.shingle_hashes(streams, cfg.near.ngram)
-        sig = minhash.signatures(hashes, offsets, cfg.near.num_perm, cfg.near.seed)
+        sig = table_signatures(both, cfg.near)
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()
         pairs = minhash.candidate_pairs(sig, *cfg.near.lsh())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -31,9 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from swcdata import minhash
 from swcdata.schema import Ledger, Source
-from swcdata.tokens import Job, chunk_signatures, token_stream
-
-_WORD = re.compile(r"\w+")
+from swcdata.tokens import Job, chunk_signatures
 
 
 class DedupConfig(BaseModel):
@@ -63,33 +60,6 @@ class DedupConfig(BaseModel):
         if self.bands is not None:
             return self.bands, self.num_perm // self.bands
         return minhash.lsh_params(self.threshold, self.num_perm)
-
-
-# --------------------------------------------------------------------------- the token stream
-
-
-def _streams(args: tuple[list[str], list[str], bool, bool]) -> list[str]:
-    instructions, responses, ids, lits = args
-    # Tokens are joined by spaces for the vectorised shingler; a string literal containing spaces
-    # simply yields several tokens, the same way every time.
-    return [
-        " ".join(token_stream(i, abstract_identifiers=ids, abstract_literals=lits)) + " \x00 "
-        + " ".join(token_stream(r, abstract_identifiers=ids, abstract_literals=lits))
-        for i, r in zip(instructions, responses, strict=True)
-    ]
-
-
-def token_streams(instructions: Sequence[str], responses: Sequence[str], cfg: DedupConfig) -> list[str]:
-    """Token streams of many records, on `cfg.workers` processes for large inputs (order kept)."""
-    n = len(instructions)
-    workers = cfg.workers or (os.cpu_count() or 1)
-    step = 2000
-    jobs = [(list(instructions[i : i + step]), list(responses[i : i + step]), cfg.abstract_identifiers,
-             cfg.abstract_literals) for i in range(0, n, step)]
-    if workers <= 1 or n < 4 * step:
-        return [s for job in jobs for s in _streams(job)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [s for part in pool.map(_streams, jobs) for s in part]
 
 
 _STEP = 4096  # records per worker job

@@ -42,10 +42,23 @@ def token_stream(text: str, *, abstract_identifiers: bool = True, abstract_liter
     return out
 
 
+def record_streams(instructions: Sequence[str], responses: Sequence[str], *, abstract_identifiers: bool = True,
+                   abstract_literals: bool = False) -> list[str]:
+    """The records' streams as text, tokens joined by spaces, fields separated by a NUL token: the
+    readable definition that `token_hashes` computes without building the text. A string literal
+    containing spaces simply yields several tokens, the same way every time."""
+    ids, lits = abstract_identifiers, abstract_literals
+    return [
+        " ".join(token_stream(i, abstract_identifiers=ids, abstract_literals=lits)) + " \x00 "
+        + " ".join(token_stream(r, abstract_identifiers=ids, abstract_literals=lits))
+        for i, r in zip(instructions, responses, strict=True)
+    ]
+
+
 # --------------------------------------------------------------------------- fast path: token hashes
 #
 # The signature of a record only needs the xxh3-64 hash of every token of its stream. Building the
-# stream as text, joining it and splitting it again (what `token_streams` + `minhash.shingle_hashes`
+# stream as text, joining it and splitting it again (what `record_streams` + `minhash.shingle_hashes`
 # do) costs more than the hashing, so the fast path maps each raw token straight to the hashes of
 # its abstracted form with a per-process cache: one C-level dict lookup per token. A token whose
 # abstracted form contains whitespace (a string literal with spaces) maps to several hashes, the
@@ -109,7 +122,7 @@ def _append_field(text: str, out: list[int], code_cache: dict[str, tuple[int, ..
 def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstract_identifiers: bool = True,
                  abstract_literals: bool = False) -> tuple[minhash.U64, minhash.I64]:
     """Token hashes of the records' streams (flat uint64 and per-record offsets): the same values as
-    `minhash.token_hashes(_streams(...))`, several times faster."""
+    `minhash.token_hashes(record_streams(...))`, several times faster."""
     ids, lits = abstract_identifiers, abstract_literals
     code_cache = _code_cache(ids, lits)
     flat: list[int] = []

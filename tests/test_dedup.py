@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from swcdata.cli import app
-from swcdata.dedup import DedupConfig, dedup, token_stream
+from swcdata.dedup import DedupConfig, dedup
+from swcdata.tokens import token_stream
 from swcdata.validate import ValidateConfig, load_valid
 
 runner = CliRunner()
@@ -166,7 +167,6 @@ def test_cli_bad_config_exit_2(args: list[str], tmp_path: Path) -> None:
 def test_fast_token_hashes_equal_the_text_path(swc_files: list[Path]) -> None:
     """The signature path (raw token -> cached hashes) gives the same token hashes as joining the
     token streams and hashing the whitespace-split text, including string literals with spaces."""
-    from swcdata import dedup as d
     from swcdata import minhash, tokens
 
     records = [json.loads(x) for x in swc_files[1].read_text(encoding="utf-8").splitlines()[:200]]
@@ -174,7 +174,7 @@ def test_fast_token_hashes_equal_the_text_path(swc_files: list[Path]) -> None:
     res = [str(r.get("response") or "") for r in records] + ["```\nstring s = 'p q';\n```", ""]
     for ids, lits in ((True, False), (False, False), (True, True)):
         fast = tokens.token_hashes(ins, res, abstract_identifiers=ids, abstract_literals=lits)
-        slow = minhash.token_hashes(d._streams((ins, res, ids, lits)))
+        slow = minhash.token_hashes(tokens.record_streams(ins, res, abstract_identifiers=ids, abstract_literals=lits))
         assert (fast[0] == slow[0]).all() and (fast[1] == slow[1]).all()
 
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from swcdata.audit import audit
 from swcdata.cli import app
-from swcdata.dedup import token_stream
 from swcdata.split import SplitConfig, assign_groups, split
+from swcdata.tokens import token_stream
 from swcdata.validate import ValidateConfig, load_valid
 
 runner = CliRunner()
