@@ -30,7 +30,6 @@ from swcdata import __version__
 from swcdata.catalogue import BY_ID, ID_PATTERN, mentioned_ids
 from swcdata.io import (
     FileStats,
-    LineChunk,
     LineUnit,
     decode_line,
     duplicate_keys,
@@ -346,11 +345,6 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) 
             columns[name] = pa.array(col, string)
     res.batch = pa.RecordBatch.from_arrays([columns[f.name] for f in RECORD_SCHEMA], schema=RECORD_SCHEMA)
     return res
-
-
-def _check_chunk(args: tuple[LineChunk, ValidateConfig]) -> ChunkResult:
-    chunk, cfg = args
-    return check_lines(chunk.file, chunk.lines, cfg)
 
 
 def check_unit(unit: LineUnit, cfg: ValidateConfig, data: bytes | None = None) -> ChunkResult:
