@@ -896,22 +896,21 @@ def _count_errors(root: Any) -> int:
     return count or 1  # pragma: no cover
 
 
-def _parse_best(code: str) -> tuple[ParseResult, Any, int]:
-    ts = _ts()
-    parser = ts["parser"]
+def _parse_in_order(code: str, order: tuple[int, ...]) -> tuple[ParseResult, Any, int]:
+    """Parse `code` in the wrappings `order` names (indices into `_WRAPPERS`), stopping at the first
+    without errors; else the attempt with the fewest ERROR+MISSING nodes. Returns the result, its
+    tree and the byte offset of `code` in the parsed text."""
+    ts = _TS or _ts()
+    parse_bytes = ts["parser"].parse
     body = code.encode("utf-8")
     bare_expr = not code.rstrip().endswith((";", "}"))
-    order: tuple[tuple[str, str, str], ...] = _WRAPPERS
-    if bare_expr:
-        # Every top-level/contract-level Solidity item ends with ';' or '}', so only the function
-        # wrapping can succeed: try it first (same ok/wrapper answer, one parse instead of three).
-        order = (_WRAPPERS[2], _WRAPPERS[0], _WRAPPERS[1])
     best: tuple[ParseResult, Any, int] | None = None
-    for name, pre, post in order:
-        pre_b = pre.encode()
-        if name == "function" and bare_expr:
+    for k in order:
+        name, pre, post = _WRAPPERS[k]
+        if k == 2 and bare_expr:
             post = ";" + post  # an expression span (`a.b(c)`, `x + y`) becomes an expression statement
-        tree = parser.parse(pre_b + body + post.encode())
+        pre_b = pre.encode()
+        tree = parse_bytes(pre_b + body + post.encode())
         errors = _count_errors(tree.root_node)
         if errors == 0:
             return ParseResult(True, name, 0), tree, len(pre_b)
@@ -919,6 +918,13 @@ def _parse_best(code: str) -> tuple[ParseResult, Any, int]:
             best = (ParseResult(False, None, errors), tree, len(pre_b))
     assert best is not None
     return best
+
+
+def _parse_best(code: str) -> tuple[ParseResult, Any, int]:
+    # Every top-level/contract-level Solidity item ends with ';' or '}', so for a bare expression only
+    # the function wrapping can succeed: try it first (same ok/wrapper answer, one parse instead of three).
+    bare_expr = not code.rstrip().endswith((";", "}"))
+    return _parse_in_order(code, (2, 0, 1) if bare_expr else (0, 1, 2))
 
 
 # Cheap lexical cues (on the first word after blanks and comments) for the wrapping most likely to
@@ -955,22 +961,7 @@ def parse_check(code: str) -> ParseResult:
     else (statements, expressions). ``wrapper`` is the wrapping that parsed, which may differ from
     :func:`parse`'s (the first in its fixed order) when several do.
     """
-    ts = _TS or _ts()
-    parse_bytes = ts["parser"].parse
-    body = code.encode("utf-8")
-    bare_expr = not code.rstrip().endswith((";", "}"))
-    best = -1
-    for k in _wrapper_order(code):
-        name, pre, post = _WRAPPERS[k]
-        if k == 2 and bare_expr:
-            post = ";" + post
-        root = parse_bytes(pre.encode() + body + post.encode()).root_node
-        if not root.has_error:
-            return ParseResult(True, name, 0)
-        errors = _count_errors(root)  # >= 1 when the tree has an error
-        if best < 0 or errors < best:
-            best = errors
-    return ParseResult(False, None, best)
+    return _parse_in_order(code, _wrapper_order(code))[0]
 
 
 def parse(code: str) -> ParseResult:
