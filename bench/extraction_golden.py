@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -63,36 +64,30 @@ def _fields(obj: object) -> tuple[str, str]:
     return (a if isinstance(a, str) else ""), (b if isinstance(b, str) else "")
 
 
-def seed_records(seed_dir: Path) -> Iterator[tuple[str, str]]:
-    for path in sorted(seed_dir.glob("*.jsonl")):
-        with path.open("rb") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                yield _fields(obj)
-
-
-def corpus_records(path: Path, n: int) -> list[tuple[str, str]]:
-    """The first ``n`` lines of the corpus (read lazily: only those lines are read)."""
-    out: list[tuple[str, str]] = []
+def _line_fields(path: Path) -> Iterator[tuple[str, str] | None]:
+    """Each non-blank line's (instruction, response), or None for a line that is not JSON."""
     with path.open("rb") as fh:
         for line in fh:
-            if len(out) >= n:
-                break
             line = line.strip()
             if not line:
                 continue
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError:
-                obj = None
-            out.append(_fields(obj))
-    return out
+                yield None
+                continue
+            yield _fields(obj)
+
+
+def seed_records(seed_dir: Path) -> Iterator[tuple[str, str]]:
+    for path in sorted(seed_dir.glob("*.jsonl")):
+        yield from (f for f in _line_fields(path) if f is not None)
+
+
+def corpus_records(path: Path, n: int) -> list[tuple[str, str]]:
+    """The first ``n`` non-blank lines of the corpus (read lazily: only those lines are read); a line
+    that is not JSON counts, with empty fields."""
+    return [f if f is not None else _fields(None) for f in itertools.islice(_line_fields(path), n)]
 
 
 def digests(records: list[tuple[str, str]]) -> dict[str, str]:
