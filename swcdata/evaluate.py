@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata.errors import DataError, InputError
+from swcdata.finetune.runs import utc_now
 from swcdata.metrics import ClassificationScores, CodeScores, SimilarityScores
 from swcdata.schema import Source
 
@@ -254,10 +254,6 @@ def _check_settings(folder: Path, settings: GenerationSettings, restart: bool) -
 
 # ---- the whole evaluation --------------------------------------------------------------------------
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _load_datasets(run_dir: Path, info: Any, dataset: str | None, home: Path | None, train_split: str,
                    allow_contaminated: bool, log: Log) -> tuple[Any, Any, Any, str | None]:
     """(evaluated DatasetDict, its DatasetRef, the run's training split or None, why it is None)."""
@@ -451,7 +447,7 @@ def score(run_id: str, run_dir: Path, settings: GenerationSettings, ids: list[st
     files = {"results": str(folder / RESULTS_FILE), "report": str(folder / REPORT_FILE),
              "confusion": str(folder / CONFUSION_FILE), "generations": str(folder / GENERATIONS_FILE),
              "scored": str(folder / SCORED_FILE)}
-    return EvalResults(run_id=run_id, run_dir=str(run_dir), created=_now(), settings=settings, records=len(ids),
+    return EvalResults(run_id=run_id, run_dir=str(run_dir), created=utc_now(), settings=settings, records=len(ids),
                        limit=limit, classes=sorted(set(categories)), contamination=check,
                        classification=classification, similarity=similarity, code=code,
                        reference_code=M.code_scores(responses, instructions), timing=timing, files=files,

@@ -14,6 +14,7 @@ A run folder holds:
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,11 @@ METRICS_FILE = "metrics.jsonl"
 ADAPTER_DIR = "adapter"
 BASE_DIR = "base-model"
 CHECKPOINT_DIR = "checkpoints"
+
+
+def utc_now() -> str:
+    """The timestamps of run and evaluation records: UTC, ISO 8601, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class DatasetRef(BaseModel):

@@ -30,6 +30,7 @@ from swcdata.finetune.runs import (
     latest_checkpoint,
     list_runs,
     read_run,
+    utc_now,
     write_run,
 )
 
@@ -60,10 +61,6 @@ def library_versions() -> dict[str, str]:
 def new_run_id(recipe: Recipe, ref: DatasetRef) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{recipe.name}-{ref.name}-v{str(ref.version).removeprefix('v')}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _find_resumable(output: Path, ref: DatasetRef, recipe: Recipe, run_id: str | None) -> Path:
@@ -175,7 +172,7 @@ def _metrics_callback(path: Path) -> Any:
                    **kwargs: Any) -> None:
             if not state.is_world_process_zero or not logs:
                 return
-            row = {"step": state.global_step, "epoch": state.epoch, "time": _now(), **logs}
+            row = {"step": state.global_step, "epoch": state.epoch, "time": utc_now(), **logs}
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, default=float) + "\n")
 
@@ -271,7 +268,7 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
         if main and (run_dir / "run.json").exists():
             raise InputError(f"run {rid} already exists in {output}", hint="pass --resume to continue it")
         info = RunInfo(run_id=rid, recipe=recipe.name, base_model=recipe.model.name, dataset=str(ref),
-                       dataset_hash=ref.content_hash, created=_now(), versions=library_versions(),
+                       dataset_hash=ref.content_hash, created=utc_now(), versions=library_versions(),
                        world_size=state.num_processes)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +282,7 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
     except BaseException as e:
         if main:
             write_run(run_dir, info.model_copy(update={"status": "failed", "error": f"{type(e).__name__}: {e}",
-                                                        "finished": _now()}))
+                                                        "finished": utc_now()}))
         raise
 
 
@@ -354,7 +351,7 @@ def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_d
     dev = state.device
     device = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     info = info.model_copy(update={
-        "status": "completed", "finished": _now(), "wall_time_s": round(time.perf_counter() - t0, 2),
+        "status": "completed", "finished": utc_now(), "wall_time_s": round(time.perf_counter() - t0, 2),
         "train_runtime_s": runtime, "train_tokens": tokens,
         "tokens_per_s": round(tokens / runtime, 1) if tokens and runtime else None,
         "peak_memory_mib": round(peak, 1), "peak_memory_kind": kind, "device": device,
