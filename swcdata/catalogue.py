@@ -97,6 +97,11 @@ def mentioned_ids(text: str) -> set[str]:
     return {i for i in found if i in BY_ID}
 
 
+def upper_mentions(text: str) -> set[str]:
+    """:func:`mentioned_ids` of a text that contains neither "swc" nor "Swc" (the caller knows)."""
+    return {i for m in _UPPER_MENTION.findall(text) if (i := f"SWC-{m}") in BY_ID}
+
+
 @cache
 def _keyword_pattern(cls_id: str) -> re.Pattern[str]:
     words = sorted(BY_ID[cls_id].keywords, key=len, reverse=True)

@@ -93,11 +93,11 @@ def validate(
                     qf.write(orjson.dumps(q.to_json()) + b"\n")
 
         def on_batch(batch: pa.RecordBatch) -> None:
-            if of:
-                from swcdata.records import row_to_json
+            from swcdata.records import row_to_json
 
-                for r in batch.to_pylist():
-                    of.write(orjson.dumps(row_to_json(r)) + b"\n")
+            assert of is not None
+            for r in batch.to_pylist():
+                of.write(orjson.dumps(row_to_json(r)) + b"\n")
 
         with progress_bar("validate", total, enabled=show_progress(json_out)) as advance:
             last = [0]
@@ -106,7 +106,7 @@ def validate(
                 advance(bytes_done - last[0])
                 last[0] = bytes_done
 
-            rep = Validation(cfg).run([str(p) for p in files], on_batch=on_batch, on_quarantine=on_q,
+            rep = Validation(cfg).run([str(p) for p in files], on_batch=on_batch if of else None, on_quarantine=on_q,
                                       progress=progress)
     finally:
         for f in (qf, of):

@@ -14,6 +14,7 @@ Results come back in input order, so the output is the same whatever the number 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import __version__
-from swcdata.catalogue import BY_ID, ID_PATTERN, mentioned_ids
+from swcdata.catalogue import BY_ID, ID_PATTERN, mentioned_ids, upper_mentions
 from swcdata.io import (
     FileStats,
     LineUnit,
@@ -107,7 +108,8 @@ class Quarantined:
 class ChunkResult:
     file: str
     n_lines: int
-    batch: Any = None  # pa.RecordBatch of the valid records (RECORD_SCHEMA), in line order
+    batch: Any = None  # pa.RecordBatch of the valid records (RECORD_SCHEMA), in line order (None: not asked for)
+    valid: int = 0  # valid records
     quarantined: list[Quarantined] = field(default_factory=list)
     findings: list[tuple[str, int, str | None, str]] = field(default_factory=list)  # (rule, line, field, message)
     blank_lines: int = 0  # blank and CRLF lines of the unit (check_unit), for the file's stats
@@ -218,17 +220,30 @@ def _code_findings(instruction: str, response: str, cfg: ValidateConfig) -> list
     return out
 
 
-def _contradiction(category: str, instruction: str, response: str) -> str | None:
-    named = mentioned_ids(instruction) | mentioned_ids(response)
+_LETTER_ESCAPE = re.compile(rb"\\u00[4-7][0-9a-fA-F]")  # a JSON escape of an ASCII letter
+
+
+def _contradiction(category: str, instruction: str, response: str, lower_case_swc: bool = True) -> str | None:
+    """The other classes the text names, as a message, or None. ``lower_case_swc=False`` promises
+    that neither field contains "swc" or "Swc" (the caller checked a whole chunk at once): then
+    both fields take catalogue.mentioned_ids's upper-case path, run once on both (the NUL between
+    them is no blank, so no mention spans the two)."""
+    if lower_case_swc:
+        named = mentioned_ids(instruction) | mentioned_ids(response)
+    else:
+        named = upper_mentions(instruction + "\x00" + response)
     if named and category not in named:
         return f"the text names {', '.join(sorted(named))} but the category is {category}"
     return None
 
 
-def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) -> ChunkResult:
+def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, *, batch: bool = True) -> ChunkResult:
     """Check one chunk of lines of one file. Pure: the same lines and config give the same result.
 
-    Per rule, findings come in line order (and, within a line, in the order the checks run)."""
+    Per rule, findings come in line order (and, within a line, in the order the checks run).
+    ``batch=False``: the caller only wants the findings and counts, so no Arrow batch is built and
+    record ids are computed only for the records that carry an id to check (``res.batch`` is None;
+    ``res.valid`` counts the valid records either way)."""
     from swcdata.records import RECORD_SCHEMA, SOURCE_TYPE
 
     res = ChunkResult(file, len(lines))
@@ -246,6 +261,10 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) 
     src_lines: list[int] = []
     given_ids: list[tuple[int, Any]] = []  # (row, the record's own id) where it has one
     optional: dict[str, list[tuple[int, str]]] = {}  # (row, value) of metadata / parent_id / transform / template
+    # One scan of the whole chunk: "swc" in a field shows in the raw line unless a letter of it is
+    # written as a JSON escape (\\u0073...); a chunk with either takes the per-field path.
+    data = b"".join(raw for _, raw in lines)
+    lower_swc = b"swc" in data or b"Swc" in data or _LETTER_ESCAPE.search(data) is not None
     for lineno, raw in lines:
         try:
             obj = loads(raw)
@@ -313,18 +332,26 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) 
         n = len(response)
         if n < lo or n > hi:
             add(("outlier-length", lineno, "response", f"'response' has {n} characters (expected {lo} to {hi})"))
-        why = _contradiction(category, instruction, response)
+        why = _contradiction(category, instruction, response, lower_swc)
         if why:
             add(("category-contradiction", lineno, "category", why))
         if check_code:
             for rule, fld, msg in _code_findings(instruction, response, cfg):
                 add((rule, lineno, fld, msg))
-    ids = record_ids(ins_col, resp_col)
+    n = res.valid = len(linenos)
+    if batch:
+        ids = record_ids(ins_col, resp_col)
+    else:
+        ids = [""] * n
+        rows = [row for row, _ in given_ids]
+        for row, rid in zip(rows, record_ids([ins_col[r] for r in rows], [resp_col[r] for r in rows]), strict=True):
+            ids[row] = rid
     for row, given in given_ids:
         if given != ids[row]:
             add(("id-mismatch", linenos[row], "id",
                  f"id {given!r} does not match the content (recomputed as {ids[row]})"))
-    n = len(linenos)
+    if not batch:
+        return res
     string = pa.string()
     columns = {
         "id": pa.array(ids, string),
@@ -347,23 +374,23 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig) 
     return res
 
 
-def check_unit(unit: LineUnit, cfg: ValidateConfig, data: bytes | None = None) -> ChunkResult:
+def check_unit(unit: LineUnit, cfg: ValidateConfig, data: bytes | None = None, *, batch: bool = True) -> ChunkResult:
     """Check one unit of lines (read from its file unless `data`, its bytes, is given)."""
     lines, blank, crlf = split_unit(read_unit(unit) if data is None else data, unit.first_line, unit.offset == 0)
-    res = check_lines(unit.file, lines, cfg)
+    res = check_lines(unit.file, lines, cfg, batch=batch)
     res.blank_lines, res.crlf_lines = blank, crlf
     return res
 
 
-def _check_units(args: tuple[list[LineUnit], ValidateConfig]) -> list[ChunkResult]:
+def _check_units(args: tuple[list[LineUnit], ValidateConfig, bool]) -> list[ChunkResult]:
     """Worker task: consecutive units of one file, read with one call."""
-    units, cfg = args
+    units, cfg, batch = args
     first, last = units[0], units[-1]
     data = read_unit(LineUnit(first.file, first.offset, last.offset + last.size - first.offset, first.first_line, 0))
     out = []
     for u in units:
         a = u.offset - first.offset
-        out.append(check_unit(u, cfg, data[a:a + u.size] if len(units) > 1 else data))
+        out.append(check_unit(u, cfg, data[a:a + u.size] if len(units) > 1 else data, batch=batch))
     return out
 
 
@@ -393,7 +420,7 @@ _UNIT_BYTES = 4 << 20
 
 
 def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
-         progress: Progress | None) -> Iterator[ChunkResult]:
+         progress: Progress | None, batch: bool) -> Iterator[ChunkResult]:
     workers = cfg.workers or (os.cpu_count() or 1)
     # Schema-only checks on small inputs are faster in-process than the cost of starting a pool.
     small = not cfg.check_code and sum(p.stat().st_size for p in files) < 16 << 20
@@ -415,25 +442,25 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
 
     if in_process:
         for u in units():
-            yield done(check_unit(u, cfg, u.data))
+            yield done(check_unit(u, cfg, u.data, batch=batch))
         return
 
     # With the code checks a unit is work enough (~0.1 s) for one task: small tasks keep both
     # workers busy up to the end.
     task_lines = 1 if cfg.check_code else _TASK_LINES
 
-    def tasks() -> Iterator[tuple[list[LineUnit], ValidateConfig]]:
+    def tasks() -> Iterator[tuple[list[LineUnit], ValidateConfig, bool]]:
         group: list[LineUnit] = []
         lines = size = 0
         for u in units():
             if group and (u.file != group[0].file or lines + u.lines > task_lines or size + u.size > _TASK_BYTES):
-                yield group, cfg
+                yield group, cfg, batch
                 group, lines, size = [], 0, 0
             group.append(u)
             lines += u.lines
             size += u.size
         if group:
-            yield group, cfg
+            yield group, cfg, batch
 
     if cfg.check_code:
         # Warm up here what every worker needs (tree-sitter, the compiled scanners): forked workers
@@ -473,12 +500,12 @@ class Validation:
         t0 = time.perf_counter()
         tally = _Tally()
         cap = cfg.max_findings_per_rule
-        for r in _run(files, cfg, tally.stats, progress):
-            if on_batch and r.batch.num_rows:
+        for r in _run(files, cfg, tally.stats, progress, batch=on_batch is not None):
+            if on_batch and r.valid:
                 on_batch(r.batch)
             if on_quarantine and r.quarantined:
                 on_quarantine(r.quarantined)
-            tally.valid[r.file] += r.batch.num_rows
+            tally.valid[r.file] += r.valid
             tally.quarantined[r.file] += len(r.quarantined)
             totals = tally.rule_totals
             for rule, line, fld, msg in r.findings:

@@ -92,3 +92,52 @@ def test_parse_check_agrees_with_parse(seed_files: list[Path]) -> None:
     for text in spans:
         a, b = solidity.parse_check(text), solidity.parse(text)
         assert a.ok == b.ok and (a.ok or a.error_count == b.error_count), text
+
+
+def test_findings_are_the_same_without_batches(seed_files: list[Path]) -> None:
+    """`validate` without an output asks for no Arrow batches (and computes no ids it would not
+    check): the findings and the ledger must not change."""
+    cfg = ValidateConfig(check_code=False)
+    batches: list[object] = []
+    with_b = Validation(cfg).run(seed_files, on_batch=batches.append)
+    without = Validation(cfg).run(seed_files)
+    assert with_b.findings == without.findings and with_b.ledger == without.ledger
+    assert sum(b.num_rows for b in batches) == without.ledger.valid  # type: ignore[attr-defined]
+
+
+def test_id_mismatch_is_checked_without_batches() -> None:
+    import orjson
+
+    from swcdata.text import record_id
+    from swcdata.validate import check_lines
+
+    ins, res = "Find the bug in `x = 1;`", "No bug: `x = 1;` is fine here."
+    good = {"id": record_id(ins, res), "instruction": ins, "response": res, "category": "SWC-101"}
+    bad = {**good, "id": "0000000000000000"}
+    lines = [(1, orjson.dumps(good)), (2, orjson.dumps(bad))]
+    for batch in (True, False):
+        r = check_lines("f", lines, ValidateConfig(check_code=False), batch=batch)
+        assert r.valid == 2
+        assert [(f[0], f[1]) for f in r.findings if f[0] == "id-mismatch"] == [("id-mismatch", 2)]
+        assert (r.batch is not None) is batch
+
+
+def test_contradiction_chunk_fast_path_agrees() -> None:
+    """The chunk-level shortcut (no "swc"/"Swc" anywhere: one upper-case scan of both fields) names
+    the same classes as the per-field rule, mentions at the field boundary included; a JSON escape
+    of a letter sends the chunk the per-field way."""
+    import random
+
+    from swcdata.validate import _contradiction, check_lines
+
+    parts = ["SWC", "SWC-", "SWC_", "SWC ", "XSWC-", "107", "110", "113", "1070", "999", " ", "\n", "-", "a", "\x00"]
+    rng = random.Random(1)
+    for _ in range(3000):
+        i = "".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
+        r = "".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
+        cat = rng.choice(["SWC-107", "SWC-110"])
+        assert _contradiction(cat, i, r, False) == _contradiction(cat, i, r, True), (i, r)
+    rec = (b'{"instruction": "Is this \\u0073wc-110? `x = a + b;`", '
+           b'"response": "It is an integer overflow, not that.", "category": "SWC-101"}')
+    found = check_lines("f", [(1, rec)], ValidateConfig(check_code=False), batch=False).findings
+    assert [f[0] for f in found] == ["category-contradiction"] and "SWC-110" in found[0][3]
