@@ -11,16 +11,19 @@ imports only numpy, xxhash and the Solidity lexer (no pyarrow, no pydantic), so 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from itertools import chain
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import xxhash
 
 from swcdata import minhash
+from swcdata.solidity import _abstract_token, code_tokens, extract_code
 from swcdata.text import normalize_text
 
 _WORD = re.compile(r"\w+")
+_words = _WORD.findall
+# ASCII characters outside ``\\w`` -> space: the ``\\w+`` runs of ASCII text are then its split()
+_NON_WORD_TO_SPACE = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
 
 
 def _prose_tokens(text: str) -> list[str]:
@@ -29,14 +32,11 @@ def _prose_tokens(text: str) -> list[str]:
 
 def token_stream(text: str, *, abstract_identifiers: bool = True, abstract_literals: bool = False) -> list[str]:
     """Code-aware tokens of one field: prose words (normalised) and lexed code, in text order."""
-    from swcdata import solidity
-
     out: list[str] = []
     pos = 0
-    for span in solidity.extract_code(text):
+    for span in extract_code(text):
         out += _prose_tokens(text[pos : span.start])
-        out += solidity.code_tokens(span.text, abstract_identifiers=abstract_identifiers,
-                                    abstract_literals=abstract_literals)
+        out += code_tokens(span.text, abstract_identifiers=abstract_identifiers, abstract_literals=abstract_literals)
         pos = span.end
     out += _prose_tokens(text[pos:])
     return out
@@ -59,80 +59,121 @@ def record_streams(instructions: Sequence[str], responses: Sequence[str], *, abs
 #
 # The signature of a record only needs the xxh3-64 hash of every token of its stream. Building the
 # stream as text, joining it and splitting it again (what `record_streams` + `minhash.shingle_hashes`
-# do) costs more than the hashing, so the fast path maps each raw token straight to the hashes of
-# its abstracted form with a per-process cache: one C-level dict lookup per token. A token whose
-# abstracted form contains whitespace (a string literal with spaces) maps to several hashes, the
-# same split that the text path makes, so both paths give the same signatures.
+# do) costs more than the hashing, so the fast path maps each raw token to a small integer, the id
+# of its abstracted form, with per-process lookup tables (one C-level dict subscript per token; a
+# miss computes the form once), and turns the ids into hashes with one numpy gather per chunk. A
+# form containing whitespace (a string literal with spaces) has several hashes, the same split that
+# the text path makes, so both paths give the same signatures.
 
 _CACHE_MAX = 1_000_000
-_HASH_CACHES: dict[tuple[bool, bool], dict[str, tuple[int, ...]]] = {}
-_PROSE_CACHE: dict[str, tuple[int, ...]] = {}
-_SEP = (xxhash.xxh3_64_intdigest(b"\x00"),)
 
 
-def _hashes_of(text: str) -> tuple[int, ...]:
-    return tuple(xxhash.xxh3_64_intdigest(w.encode()) for w in text.split())
+class _Forms:
+    """Token forms (the strings whose whitespace-split words are hashed) numbered in order of first
+    sight, with their hashes in one flat pool: form i has ``count[i]`` hashes from ``pool[start[i]]``."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.start = np.zeros(1024, dtype=np.int64)
+        self.count = np.zeros(1024, dtype=np.int64)
+        self.pool = np.zeros(1024, dtype=np.uint64)
+        self.used = 0  # entries of pool in use
+
+    def id_of(self, form: str) -> int:
+        i = self.ids.get(form)
+        if i is None:
+            hs = [xxhash.xxh3_64_intdigest(w.encode()) for w in form.split()]
+            i = self.ids[form] = len(self.ids)
+            if i >= len(self.start):
+                self.start = np.resize(self.start, 2 * i)
+                self.count = np.resize(self.count, 2 * i)
+            while self.used + len(hs) > len(self.pool):
+                self.pool = np.resize(self.pool, 2 * len(self.pool))
+            self.start[i], self.count[i] = self.used, len(hs)
+            self.pool[self.used : self.used + len(hs)] = hs
+            self.used += len(hs)
+        return i
 
 
-def _code_cache(ids: bool, lits: bool) -> dict[str, tuple[int, ...]]:
-    cache = _HASH_CACHES.get((ids, lits))
-    if cache is None or len(cache) > _CACHE_MAX:
-        cache = _HASH_CACHES[(ids, lits)] = {}
-    return cache
+class _Lookup(dict[str, int]):
+    """Raw token -> form id; a missing token gets its form's id (`form` maps the token to its form)."""
+
+    def __init__(self, forms: _Forms, form: Callable[[str], str] | None) -> None:
+        super().__init__()
+        self.forms, self.form = forms, form
+
+    def __missing__(self, token: str) -> int:
+        i = self[token] = self.forms.id_of(self.form(token) if self.form is not None else token)
+        return i
 
 
-def _append_field(text: str, out: list[int], code_cache: dict[str, tuple[int, ...]], ids: bool, lits: bool) -> None:
-    """Append the token hashes of one field (prose words and lexed code, in text order) to `out`."""
-    from swcdata import solidity
+_STATE: dict[str, object] = {}
 
-    prose = _PROSE_CACHE
-    if len(prose) > _CACHE_MAX:
-        prose.clear()
+
+def _tables(ids: bool, lits: bool) -> tuple[_Forms, _Lookup, _Lookup]:
+    """This process's form table and its prose and code lookups (started afresh past _CACHE_MAX forms)."""
+    forms = _STATE.get("forms")
+    if not isinstance(forms, _Forms) or len(forms.ids) > _CACHE_MAX:
+        _STATE.clear()
+        forms = _STATE["forms"] = _Forms()
+        _STATE["prose"] = _Lookup(forms, None)
+    code = _STATE.get(f"code{ids:d}{lits:d}")
+    if code is None:
+        code = _STATE[f"code{ids:d}{lits:d}"] = _Lookup(
+            forms, (lambda t: _abstract_token(t, ids, lits)) if ids or lits else None)
+    return forms, _STATE["prose"], code  # type: ignore[return-value]
+
+
+def _append_field(text: str, out: list[int], prose: _Lookup, code: _Lookup) -> None:
+    """Append the form ids of one field's tokens (prose words and lexed code, in text order) to `out`.
+
+    For an ASCII field the prose words of a segment are the ``\\w+`` runs of the lower-cased field
+    between the spans (found as the split() of the field with every other character made a space):
+    the words of the normalised segment, since for ASCII text normalisation only collapses blanks
+    (never inside a word) and lower-cases. Other fields normalise each segment as `token_stream`
+    does."""
+    spans = extract_code(text) if text else []
+    low = text.lower().translate(_NON_WORD_TO_SPACE) if text.isascii() else None
+    word, tok = prose.__getitem__, code.__getitem__
     pos = 0
-    spans = solidity.extract_code(text) if text else []
     for k in range(len(spans) + 1):
-        seg = text[pos : spans[k].start] if k < len(spans) else text[pos:]
-        if seg and not seg.isspace():
-            words = _WORD.findall(normalize_text(seg))
-            vals = list(map(prose.get, words))
-            if None in vals:
-                for j, v in enumerate(vals):
-                    if v is None:
-                        v = prose.get(words[j])
-                        if v is None:
-                            v = prose[words[j]] = _hashes_of(words[j])
-                        vals[j] = v
-            out.extend(chain.from_iterable(vals))  # type: ignore[arg-type]
+        end = spans[k].start if k < len(spans) else len(text)
+        if end > pos:
+            if low is not None:
+                out += map(word, low[pos:end].split())
+            else:
+                seg = text[pos:end]
+                if not seg.isspace():
+                    out += map(word, _words(normalize_text(seg)))
         if k < len(spans):
-            toks = solidity.code_tokens(spans[k].text)
-            cvals = list(map(code_cache.get, toks))
-            if None in cvals:
-                for j, v in enumerate(cvals):
-                    if v is None:
-                        t = toks[j]
-                        v = code_cache.get(t)
-                        if v is None:
-                            v = code_cache[t] = _hashes_of(solidity._abstract_token(t, ids, lits) if ids or lits
-                                                           else t)
-                        cvals[j] = v
-            out.extend(chain.from_iterable(cvals))  # type: ignore[arg-type]
-            pos = spans[k].end
+            span = spans[k]
+            out += map(tok, code_tokens(span.text))
+            pos = span.end
 
 
 def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstract_identifiers: bool = True,
                  abstract_literals: bool = False) -> tuple[minhash.U64, minhash.I64]:
     """Token hashes of the records' streams (flat uint64 and per-record offsets): the same values as
     `minhash.token_hashes(record_streams(...))`, several times faster."""
-    ids, lits = abstract_identifiers, abstract_literals
-    code_cache = _code_cache(ids, lits)
+    forms, prose, code = _tables(abstract_identifiers, abstract_literals)
+    sep = forms.id_of("\x00")
     flat: list[int] = []
-    offsets = [0]
+    ends: list[int] = []
     for i, r in zip(instructions, responses, strict=True):
-        _append_field(i or "", flat, code_cache, ids, lits)
-        flat.extend(_SEP)
-        _append_field(r or "", flat, code_cache, ids, lits)
-        offsets.append(len(flat))
-    return np.fromiter(flat, dtype=np.uint64, count=len(flat)), np.asarray(offsets, dtype=np.int64)
+        _append_field(i or "", flat, prose, code)
+        flat.append(sep)
+        _append_field(r or "", flat, prose, code)
+        ends.append(len(flat))
+    ids = np.fromiter(flat, dtype=np.int64, count=len(flat))
+    counts = forms.count[ids]
+    # hashes per record: the counts summed up to each record's end
+    cum = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=cum[1:])
+    offsets = cum[np.asarray([0, *ends], dtype=np.int64)]
+    if len(ids) and counts.min() == 1 and counts.max() == 1:  # the usual case: one hash per form
+        return forms.pool[forms.start[ids]], offsets
+    pick = np.repeat(forms.start[ids] - cum[:-1], counts) + np.arange(int(cum[-1]), dtype=np.int64)
+    return forms.pool[pick], offsets
 
 
 Job = tuple[list[str], list[str], bool, bool, int, int, int]

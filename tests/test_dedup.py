@@ -170,8 +170,11 @@ def test_fast_token_hashes_equal_the_text_path(swc_files: list[Path]) -> None:
     from swcdata import minhash, tokens
 
     records = [json.loads(x) for x in swc_files[1].read_text(encoding="utf-8").splitlines()[:200]]
-    ins = [str(r.get("instruction") or "") for r in records] + ['Call `f("a b  c")` /* x y */ now', ""]
-    res = [str(r.get("response") or "") for r in records] + ["```\nstring s = 'p q';\n```", ""]
+    # and fields that are not ASCII: typography, a ligature, "ß" (case folding), odd blanks, in prose and code
+    odd = ["Stra\u00dfe \u201cQuoted\u201d \ufb01le\u2014dash:\n`x = a\u00a0+ b;` and \u00c9t\u00e9 \u2028 end",
+           "The \u2019fix\u2019:\n```\nuint \u00e9l\u00e8ve = 1; // \u00df\n```\nDone \x1c now."]
+    ins = [str(r.get("instruction") or "") for r in records] + ['Call `f("a b  c")` /* x y */ now', "", *odd]
+    res = [str(r.get("response") or "") for r in records] + ["```\nstring s = 'p q';\n```", "", *odd[::-1]]
     for ids, lits in ((True, False), (False, False), (True, True)):
         fast = tokens.token_hashes(ins, res, abstract_identifiers=ids, abstract_literals=lits)
         slow = minhash.token_hashes(tokens.record_streams(ins, res, abstract_identifiers=ids, abstract_literals=lits))
