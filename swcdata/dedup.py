@@ -278,7 +278,9 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
         pairs = minhash.candidate_pairs(sig, bands, rows, all_pairs=all_pairs)
         for b, r in extra_bandings:
             more = minhash.candidate_pairs(sig, b, r, all_pairs=all_pairs)
-            pairs = np.unique(np.concatenate([pairs, more]), axis=0)
+            both = np.concatenate([pairs, more])
+            key = minhash.unique(both[:, 0] * len(sig) + both[:, 1])
+            pairs = np.stack([key // len(sig), key % len(sig)], axis=1)
         sims = minhash.similarity(sig, pairs)
         ok = pairs[sims >= (cfg.threshold if verify_threshold is None else verify_threshold)]
         n_candidates, n_verified = len(pairs), len(ok)
@@ -370,7 +372,7 @@ class _Refs:
     def __init__(self, table: pa.Table, rows: npt.NDArray[np.int64]) -> None:
         import pyarrow.compute as pc
 
-        self._need = np.unique(rows)
+        self._need = minhash.unique(rows)
         sub = table.select(["id", "source"]).take(pa.array(self._need))
         src = sub.column("source").combine_chunks()
         self.ids: list[str] = sub.column("id").to_pylist()
@@ -416,7 +418,7 @@ def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDAr
     names: list[str] = enc.dictionary.to_pylist()
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     n_names = max(len(names), 1)
-    pair = np.unique(final[members] * n_names + codes)
+    pair = minhash.unique(final[members] * n_names + codes)
     cat_rep, cat_code = pair // n_names, pair % n_names
     bounds = [*np.searchsorted(cat_rep, reps, side="left").tolist(), len(pair)]
     out: list[dict[str, object]] = []

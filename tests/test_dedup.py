@@ -203,3 +203,17 @@ def test_signatures_do_not_depend_on_workers(swc_files: list[Path], monkeypatch:
     two = table_signatures(table, DedupConfig(workers=2))
     rows = pa.array(range(0, table.num_rows, 3)).to_numpy()
     assert (one == two).all() and (table_signatures(table, DedupConfig(workers=2), rows) == one[rows]).all()
+
+
+def test_unique_equals_numpy_unique() -> None:
+    """minhash.unique (sort and mask) is np.unique for the 1-D integer arrays LSH feeds it."""
+    import numpy as np
+
+    from swcdata import minhash
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 7, 1000):
+        for hi in (1, 5, 1 << 40):
+            x = rng.integers(0, hi, n, dtype=np.int64)
+            got = minhash.unique(x)
+            assert got.dtype == x.dtype and np.array_equal(got, np.unique(x))
