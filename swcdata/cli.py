@@ -115,7 +115,7 @@ def validate(
     if report:
         write_report(report, rep)
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
     else:
         render_validation(rep, out)
         for label, p in (("report", report), ("quarantine", quarantine), ("valid records", out_path)):
@@ -214,7 +214,7 @@ def dedup(
     if report:
         write_report(report, rep)
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
     else:
         render_dedup(rep, out)
         err.print(f"[dim]kept records written to {out_path}[/]")
@@ -255,7 +255,7 @@ def audit(
     if report:
         write_report(report, rep)
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
     else:
         render_audit(rep, out)
     if fail_on_leak and rep.summary.leaked:

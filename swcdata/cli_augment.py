@@ -140,7 +140,7 @@ def augment_command(
     for w in rep.warnings:
         err.print(f"[bold yellow]warning:[/] [yellow]{w}[/]")
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
     else:
         _render(rep, out, out_dir, fmt)
         if report:

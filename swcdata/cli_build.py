@@ -64,7 +64,7 @@ def build_command(
     else:
         result = run_build(cfg, base, home=home)
     if json_out:
-        print_json(result.model_dump(mode="json"))
+        print_json(result)
     else:
         render_build(result, out)
 

@@ -72,7 +72,7 @@ def evaluate_command(
                            allow_contaminated=allow_contaminated, restart=restart, home=home,
                            progress=lambda n: advance(n), on_total=lambda n: advance(0, total=n), log=log)
     if json_out:
-        print_json(results.model_dump(mode="json"))
+        print_json(results)
     else:
         render_results(results)
     for w in results.warnings:
@@ -129,7 +129,7 @@ def compare_command(
 
     rep = compare(a, b)
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
     else:
         render_compare(rep)
 
@@ -189,7 +189,7 @@ def stats_command(
     if report:
         write_report(report, rep)
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
         return
     render_stats(rep)
     if plots:

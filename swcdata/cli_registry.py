@@ -230,7 +230,7 @@ def show(ref: RefArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Show a version's manifest: ledger, counts per split and category, lineage, steps, inputs."""
     m = _registry(home).resolve(ref)
     if json_out:
-        print_json(m.model_dump(mode="json"))
+        print_json(m)
         return
     render_manifest(m)
 
@@ -247,7 +247,7 @@ def diff(
     """Compare two versions: record ids added, removed and changed per split, and step config changes."""
     rep = _registry(home).diff(ref_a, ref_b)
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
         return
     render_diff(rep, limit)
 
@@ -260,7 +260,7 @@ def verify(ref: RefArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None
     """
     rep = _registry(home).verify(ref)
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
     else:
         render_verify(rep)
     if not rep.ok:
@@ -310,7 +310,7 @@ def push(
     rep = hub.push(ref, repo, private=private, dry_run=dry_run, work_dir=out_dir, home=home,
                    api_factory=hub.make_api)  # looked up now, so tests can replace the factory
     if json_out:
-        print_json(rep.model_dump(mode="json"))
+        print_json(rep)
         return
     render_push(rep)
 

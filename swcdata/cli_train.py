@@ -72,7 +72,7 @@ def finetune_command(
     if not main:
         return
     if json_out:
-        print_json(info.model_dump(mode="json"))
+        print_json(info)
     else:
         render_run(info, output)
 
