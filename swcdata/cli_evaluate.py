@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from swcdata.console import JsonOpt, ReportOpt, err, handle_errors, out, print_json, write_report
+from swcdata.console import JsonOpt, ReportOpt, err, handle_errors, kv_table, out, print_json, write_report
 
 if TYPE_CHECKING:
     from swcdata.compare import CompareReport
@@ -93,9 +93,6 @@ def render_results(r: EvalResults) -> None:
     for rule, cs in r.classification.items():
         t.add_row(rule, _pct(cs.accuracy), f"{cs.macro_f1:.3f}", f"{cs.weighted_f1:.3f}", str(cs.no_class))
     out.print(t)
-    k = Table(show_header=False, box=None, pad_edge=False)
-    k.add_column(style="bold")
-    k.add_column()
     c = r.contamination
     rows = [
         ("ROUGE-L / TF-IDF cosine", f"{r.similarity.rouge_l:.4f} / {r.similarity.tfidf_cosine:.4f}"),
@@ -108,9 +105,7 @@ def render_results(r: EvalResults) -> None:
                   f"{r.timing.records_generated} generated, {r.timing.records_resumed} resumed"),
         ("files", f"{Path(r.files['results']).parent}/ (results.json, report.md, confusion.png)"),
     ]
-    for a, b in rows:
-        k.add_row(a, b)
-    out.print(k)
+    out.print(kv_table(rows))
 
 
 @handle_errors

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from swcdata.console import JsonOpt, err, handle_errors, out, print_json
+from swcdata.console import JsonOpt, err, handle_errors, kv_table, out, print_json
 
 if TYPE_CHECKING:
     from swcdata.hub import PushReport
@@ -33,12 +33,8 @@ def _registry(home: Path | None) -> Registry:
 def _kv(title: str, d: Mapping[str, Any]) -> Table:
     from swcdata.registry import _flatten
 
-    t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold", overflow="fold")
-    t.add_column(justify="right", overflow="fold")
-    for k, v in _flatten(d).items():
-        t.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-    return t
+    return kv_table(((k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+                     for k, v in _flatten(d).items()), title, justify="right")
 
 
 def _counts_table(m: Manifest) -> Table:
@@ -63,14 +59,9 @@ def render_manifest(m: Manifest) -> None:
         out.print()
     out.print(_counts_table(m))
     out.print()
-    lineage = Table(title="Lineage", title_justify="left", show_header=False, box=None, pad_edge=False)
-    lineage.add_column(style="bold")
-    lineage.add_column(overflow="fold")
-    for k, v in (("version", m.ref), ("content hash", m.content_hash), ("parent", m.parent or "-"),
-                 ("created", m.created_at), ("tool", f"swcdata {m.tool_version}"),
-                 ("seed", "-" if m.seed is None else str(m.seed))):
-        lineage.add_row(k, v)
-    out.print(lineage)
+    out.print(kv_table([("version", m.ref), ("content hash", m.content_hash), ("parent", m.parent or "-"),
+                        ("created", m.created_at), ("tool", f"swcdata {m.tool_version}"),
+                        ("seed", "-" if m.seed is None else str(m.seed))], "Lineage"))
     out.print()
     if m.steps:
         import json
@@ -116,12 +107,8 @@ def render_diff(rep: DiffReport, limit: int) -> None:
                  for c in s.changed_records]
         if not rows:
             continue
-        lt = Table(show_header=False, box=None, pad_edge=False)
-        lt.add_column(style="bold")
-        lt.add_column(overflow="fold")
         styles = {"+": "green", "-": "red", "~": "yellow"}
-        for mark, text in rows[:limit]:
-            lt.add_row(f"[{styles[mark]}]{mark}[/]", text)
+        lt = kv_table((f"[{styles[mark]}]{mark}[/]", text) for mark, text in rows[:limit])
         out.print()
         out.print(f"[italic]{s.split}[/] (first {min(limit, len(rows))} of {len(rows)}: + added, - removed, "
                   "~ changed)")
@@ -141,15 +128,9 @@ def render_diff(rep: DiffReport, limit: int) -> None:
 
 
 def render_verify(rep: VerifyReport) -> None:
-    t = Table(title=f"verify {rep.ref}", title_justify="left", show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column(overflow="fold")
-    t.add_row("files checked", f"{rep.files_checked:,}")
-    t.add_row("files differing", f"{len(rep.files):,}")
-    t.add_row("expected hash", rep.expected)
-    t.add_row("actual hash", rep.actual or "-")
-    t.add_row("status", "[green]ok[/]" if rep.ok else "[bold red]TAMPERED[/]")
-    out.print(t)
+    out.print(kv_table([("files checked", f"{rep.files_checked:,}"), ("files differing", f"{len(rep.files):,}"),
+                        ("expected hash", rep.expected), ("actual hash", rep.actual or "-"),
+                        ("status", "[green]ok[/]" if rep.ok else "[bold red]TAMPERED[/]")], f"verify {rep.ref}"))
     for p in rep.problems:
         err.print(f"[red]problem:[/] {p}")
     for x in rep.extra_files:
@@ -157,20 +138,13 @@ def render_verify(rep: VerifyReport) -> None:
 
 
 def render_push(rep: PushReport) -> None:
-    t = Table(title=("dry run: would push " if rep.dry_run else "pushed ") + f"{rep.ref} -> {rep.repo_id}",
-              title_justify="left", show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column(overflow="fold")
-    for s, n in rep.records.items():
-        t.add_row(s, f"{n:,} records")
-    t.add_row("content hash", rep.content_hash)
-    t.add_row("tag", rep.tag)
-    t.add_row("private", "yes" if rep.private else "no")
+    rows = [*((s, f"{n:,} records") for s, n in rep.records.items()), ("content hash", rep.content_hash),
+            ("tag", rep.tag), ("private", "yes" if rep.private else "no")]
     if rep.commit_oid:
-        t.add_row("commit", rep.commit_oid)
+        rows.append(("commit", rep.commit_oid))
     if rep.commit_url:
-        t.add_row("commit url", rep.commit_url)
-    out.print(t)
+        rows.append(("commit url", rep.commit_url))
+    out.print(kv_table(rows, ("dry run: would push " if rep.dry_run else "pushed ") + f"{rep.ref} -> {rep.repo_id}"))
     out.print()
     ft = Table(title="Files", title_justify="left")
     ft.add_column("path")

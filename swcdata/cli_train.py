@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from swcdata.console import JsonOpt, err, handle_errors, out, print_json
+from swcdata.console import JsonOpt, err, handle_errors, kv_table, out, print_json
 
 if TYPE_CHECKING:
     from swcdata.finetune.runs import RunInfo
@@ -82,9 +82,6 @@ def _num(v: float | int | None, fmt: str = "{:,.4g}") -> str:
 
 
 def render_run(info: RunInfo, output: Path) -> None:
-    t = Table(title=f"run {info.run_id}", title_justify="left", show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column()
     rows = [
         ("dataset", f"{info.dataset} ({info.dataset_hash[:12]})"),
         ("recipe / base", f"{info.recipe} / {info.base_model}"),
@@ -104,9 +101,7 @@ def render_run(info: RunInfo, output: Path) -> None:
                      f"{r['max_length']}: {r['truncated_prompt']} prompt-truncated, "
                      f"{r['dropped_policy'] + r['dropped_response_too_long']} dropped"))
     rows.append(("adapter", str(output / info.run_id / "adapter")))
-    for k, v in rows:
-        t.add_row(k, v)
-    out.print(t)
+    out.print(kv_table(rows, f"run {info.run_id}"))
 
 
 @handle_errors

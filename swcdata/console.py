@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -50,6 +51,18 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(0) from None
 
     return wrapper
+
+
+def kv_table(rows: Iterable[tuple[str, str]], title: str | None = None, *,
+             justify: Literal["left", "right"] = "left") -> Table:
+    """A borderless two-column table, labels in bold: the shape of every summary the CLI prints
+    (ledgers, run and version facts). ``justify="right"`` lines up numbers."""
+    t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold", overflow="fold")
+    t.add_column(justify=justify, overflow="fold")
+    for label, value in rows:
+        t.add_row(label, value)
+    return t
 
 
 def _model_json(model: Any) -> bytes:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from swcdata.console import kv_table
 from swcdata.schema import Ledger, Severity, ValidationReport
 
 if TYPE_CHECKING:
@@ -20,13 +21,8 @@ _SEV_STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: 
 
 
 def ledger_table(title: str, rows: list[tuple[str, int]], balanced: bool) -> Table:
-    t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column(justify="right")
-    for name, n in rows:
-        t.add_row(name, f"{n:,}")
-    t.add_row("balanced", "[green]yes[/]" if balanced else "[bold red]NO[/]")
-    return t
+    return kv_table([*((name, f"{n:,}") for name, n in rows),
+                     ("balanced", "[green]yes[/]" if balanced else "[bold red]NO[/]")], title, justify="right")
 
 
 def render_validation(report: ValidationReport, console: Console, *, max_findings: int = 20) -> None:
@@ -104,17 +100,14 @@ def render_dedup(report: DedupReport, console: Console, *, max_clusters: int = 1
 
 def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -> None:
     s = report.summary
-    t = Table(title="Contamination audit", title_justify="left", show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column(justify="right")
-    for name, n in (("reference records", s.reference_records), ("candidate records", s.candidate_records),
-                    ("exact matches", s.exact), ("near matches", s.near),
-                    (f"shared {report.config.overlap_n}-gram only", s.ngram_only), ("clean", s.clean)):
-        t.add_row(name, f"{n:,}")
     style = "red" if s.leaked else "green"
-    t.add_row("contamination rate", f"[{style}]{s.contamination_rate:.1%}[/]")
-    t.add_row(f"{report.config.overlap_n}-gram overlap rate", f"{s.ngram_overlap_rate:.1%}")
-    console.print(t)
+    counts = (("reference records", s.reference_records), ("candidate records", s.candidate_records),
+              ("exact matches", s.exact), ("near matches", s.near),
+              (f"shared {report.config.overlap_n}-gram only", s.ngram_only), ("clean", s.clean))
+    console.print(kv_table([*((name, f"{n:,}") for name, n in counts),
+                            ("contamination rate", f"[{style}]{s.contamination_rate:.1%}[/]"),
+                            (f"{report.config.overlap_n}-gram overlap rate", f"{s.ngram_overlap_rate:.1%}")],
+                           "Contamination audit", justify="right"))
     console.print()
     leaks = report.leaked
     if leaks:
