@@ -75,9 +75,15 @@ def print_json(data: Any) -> None:
     """Machine output: indented JSON on stdout, nothing else. A pydantic model is serialised by
     pydantic itself; anything else (lists, dicts of plain values) by the json module."""
     if hasattr(data, "__pydantic_serializer__"):
+        raw = _model_json(data)
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text-only stream (a notebook's): write the text
+            sys.stdout.write(raw.decode("utf-8"))
+            sys.stdout.flush()
+            return
         sys.stdout.flush()
-        sys.stdout.buffer.write(_model_json(data))
-        sys.stdout.buffer.flush()
+        buffer.write(raw)
+        buffer.flush()
         return
     import json
 

@@ -149,3 +149,22 @@ def _timed() -> float:
     r = _run("--help")
     assert r.returncode == 0
     return time.perf_counter() - t
+
+
+def test_print_json_writes_a_model_to_text_only_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pydantic report goes out as bytes where stdout has a buffer, and as text where it has none
+    (a notebook's stream): the same JSON either way."""
+    import io
+
+    from swcdata.console import print_json
+    from swcdata.schema import Ledger
+
+    model = Ledger(lines_read=3, blank_lines=1, records=2, valid=1, quarantined=1)
+    text = io.StringIO()  # no .buffer
+    monkeypatch.setattr("sys.stdout", text)
+    print_json(model)
+    raw = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(raw, encoding="utf-8"))
+    print_json(model)
+    sys.stdout.flush()
+    assert json.loads(text.getvalue()) == json.loads(raw.getvalue()) == model.model_dump(mode="json")
