@@ -65,7 +65,7 @@ def record_streams(instructions: Sequence[str], responses: Sequence[str], *, abs
 # form containing whitespace (a string literal with spaces) has several hashes, the same split that
 # the text path makes, so both paths give the same signatures.
 
-_CACHE_MAX = 1_000_000
+_CACHE_MAX = 2_000_000  # lookup entries in all (about 200 MB at most)
 
 
 class _Forms:
@@ -107,21 +107,33 @@ class _Lookup(dict[str, int]):
         return i
 
 
-_STATE: dict[str, object] = {}
+class _Tables:
+    """One process's form table and the lookups into it: prose words, and code tokens per
+    abstraction setting."""
+
+    def __init__(self) -> None:
+        self.forms = _Forms()
+        self.prose = _Lookup(self.forms, None)
+        self.code: dict[tuple[bool, bool], _Lookup] = {}
+
+    def entries(self) -> int:
+        return len(self.forms.ids) + len(self.prose) + sum(map(len, self.code.values()))
+
+
+_TABLES: list[_Tables] = []
 
 
 def _tables(ids: bool, lits: bool) -> tuple[_Forms, _Lookup, _Lookup]:
-    """This process's form table and its prose and code lookups (started afresh past _CACHE_MAX forms)."""
-    forms = _STATE.get("forms")
-    if not isinstance(forms, _Forms) or len(forms.ids) > _CACHE_MAX:
-        _STATE.clear()
-        forms = _STATE["forms"] = _Forms()
-        _STATE["prose"] = _Lookup(forms, None)
-    code = _STATE.get(f"code{ids:d}{lits:d}")
+    """This process's form table and its prose and code lookups. They start afresh (between chunks,
+    never inside one) once they hold _CACHE_MAX entries in all, which bounds their memory."""
+    if not _TABLES or _TABLES[0].entries() > _CACHE_MAX:
+        _TABLES[:] = [_Tables()]
+    t = _TABLES[0]
+    code = t.code.get((ids, lits))
     if code is None:
-        code = _STATE[f"code{ids:d}{lits:d}"] = _Lookup(
-            forms, (lambda t: _abstract_token(t, ids, lits)) if ids or lits else None)
-    return forms, _STATE["prose"], code  # type: ignore[return-value]
+        code = t.code[(ids, lits)] = _Lookup(t.forms, (lambda tok: _abstract_token(tok, ids, lits)) if ids or lits
+                                             else None)
+    return t.forms, t.prose, code
 
 
 def _append_field(text: str, out: list[int], prose: _Lookup, code: _Lookup) -> None:

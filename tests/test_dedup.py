@@ -217,3 +217,21 @@ def test_unique_equals_numpy_unique() -> None:
             x = rng.integers(0, hi, n, dtype=np.int64)
             got = minhash.unique(x)
             assert got.dtype == x.dtype and np.array_equal(got, np.unique(x))
+
+
+def test_token_tables_are_bounded_and_restart_between_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-process lookup tables start afresh once they hold _CACHE_MAX entries, and the hashes
+    after a restart are the same as before it."""
+    from swcdata import tokens
+
+    ins = [f"Fix `balance{k} -= amount{k};` in the vault number {k}." for k in range(300)]
+    res = [f"Use `require(balance{k} >= amount{k}); balance{k} -= amount{k};` first." for k in range(300)]
+    monkeypatch.setattr(tokens, "_TABLES", [])
+    monkeypatch.setattr(tokens, "_CACHE_MAX", 500)
+    first = tokens.token_hashes(ins[:150], res[:150])
+    tables = tokens._TABLES[0]
+    tokens.token_hashes(ins[150:], res[150:])  # past the bound: the next call restarts
+    assert tables.entries() > 500
+    again = tokens.token_hashes(ins[:150], res[:150])
+    assert tokens._TABLES[0] is not tables and tokens._TABLES[0].entries() <= tables.entries()
+    assert (again[0] == first[0]).all() and (again[1] == first[1]).all()
