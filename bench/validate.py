@@ -393,7 +393,8 @@ class _CountingParser:
 
 def sample_breakdown(path: Path, n: int = 2000) -> dict[str, Any] | None:
     """``check_lines`` in this process on the first ``n`` records, schema-only and with every check,
-    with swcdata's parser wrapped to count and time ``Parser.parse`` (relies on the private
+    without building Arrow batches (the path of ``swcdata validate`` without ``--out``, which the
+    CLI rows measure), with swcdata's parser wrapped to count and time ``Parser.parse`` (relies on the private
     ``swcdata.solidity._ts`` cache; returns None when that is gone)."""
     from swcdata import solidity
     from swcdata.validate import ValidateConfig, check_lines
@@ -415,13 +416,13 @@ def sample_breakdown(path: Path, n: int = 2000) -> dict[str, Any] | None:
     check_lines("sample", lines[:100], ValidateConfig(check_code=True))  # warm up imports and compiled regexes
     swc_validate._PARSED.clear()  # (validate's parse cache: start cold, as a worker does)
     t0 = time.perf_counter()
-    check_lines("sample", lines, ValidateConfig(check_code=False))
+    check_lines("sample", lines, ValidateConfig(check_code=False), batch=False)
     schema_s = time.perf_counter() - t0
     counting = _CountingParser(real)
     ts["parser"] = counting
     try:
         t0 = time.perf_counter()
-        check_lines("sample", lines, ValidateConfig(check_code=True))
+        check_lines("sample", lines, ValidateConfig(check_code=True), batch=False)
         full_s = time.perf_counter() - t0
     finally:
         ts["parser"] = real
@@ -639,7 +640,8 @@ def render(r: dict[str, Any], command: str) -> str:
     if smp:
         lines += [
             "",
-            f"In-process sample (`check_lines` on the first {_n(smp['records'])} records, one core): schema-only "
+            "In-process sample (`check_lines(batch=False)`, the CLI's path without `--out`, on the first "
+            f"{_n(smp['records'])} records, one core): schema-only "
             f"{smp['schema_us_per_record']:.0f} µs/record; all checks {smp['full_us_per_record']:.0f} µs/record, "
             f"of which `Parser.parse` {smp['parse_us_per_record']:.0f} µs ({smp['parse_share'] * 100:.0f} %), "
             f"{smp['parse_calls']:,} parse calls for {smp['parsed_spans']:,} parsed spans "
