@@ -67,8 +67,9 @@ def kv_table(rows: Iterable[tuple[str, str]], title: str | None = None, *,
 
 def _model_json(model: Any) -> bytes:
     """A pydantic model as indented JSON, straight from pydantic's serializer to bytes: no Python
-    dicts and no intermediate str (a dedup report at 1M records names about a million records)."""
-    return bytes(model.__pydantic_serializer__.to_json(model, indent=2)) + b"\n"
+    dicts and no intermediate str (a dedup report at 1M records names about a million records).
+    Callers write the final newline themselves (appending it would copy the whole report)."""
+    return model.__pydantic_serializer__.to_json(model, indent=2)  # type: ignore[no-any-return]
 
 
 def print_json(data: Any) -> None:
@@ -77,13 +78,14 @@ def print_json(data: Any) -> None:
     if hasattr(data, "__pydantic_serializer__"):
         raw = _model_json(data)
         buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:  # a text-only stream (a notebook's): write the text
-            sys.stdout.write(raw.decode("utf-8"))
-            sys.stdout.flush()
-            return
         sys.stdout.flush()
-        buffer.write(raw)
-        buffer.flush()
+        if buffer is None:  # a text-only stream (a notebook's): write the text
+            sys.stdout.write(raw.decode("utf-8") + "\n")
+            sys.stdout.flush()
+        else:
+            buffer.write(raw)
+            buffer.write(b"\n")
+            buffer.flush()
         return
     import json
 
@@ -97,7 +99,9 @@ def write_report(path: Path, report: Any) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_model_json(report))
+        with path.open("wb") as f:
+            f.write(_model_json(report))
+            f.write(b"\n")
     except OSError as e:
         raise InputError(f"cannot write the report {path}: {e.strerror}") from None
 
