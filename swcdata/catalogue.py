@@ -89,12 +89,8 @@ def is_known(category: str) -> bool:
 def mentioned_ids(text: str) -> set[str]:
     """Explicit SWC ids named in `text` that exist in the registry."""
     if "swc" in text or "Swc" in text:  # rare spellings: the general (slow) pattern
-        found = {f"SWC-{m}" for m in MENTION_PATTERN.findall(text)}
-    elif "SWC" in text:
-        found = {f"SWC-{m}" for m in _UPPER_MENTION.findall(text)}
-    else:
-        return set()
-    return {i for i in found if i in BY_ID}
+        return {i for m in MENTION_PATTERN.findall(text) if (i := f"SWC-{m}") in BY_ID}
+    return upper_mentions(text) if "SWC" in text else set()
 
 
 def upper_mentions(text: str) -> set[str]:

@@ -277,10 +277,7 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
         t = time.perf_counter()
         pairs = minhash.candidate_pairs(sig, bands, rows, all_pairs=all_pairs)
         for b, r in extra_bandings:
-            more = minhash.candidate_pairs(sig, b, r, all_pairs=all_pairs)
-            both = np.concatenate([pairs, more])
-            key = minhash.unique(both[:, 0] * len(sig) + both[:, 1])
-            pairs = np.stack([key // len(sig), key % len(sig)], axis=1)
+            pairs = minhash.union_pairs(pairs, minhash.candidate_pairs(sig, b, r, all_pairs=all_pairs), len(sig))
         sims = minhash.similarity(sig, pairs)
         ok = pairs[sims >= (cfg.threshold if verify_threshold is None else verify_threshold)]
         n_candidates, n_verified = len(pairs), len(ok)

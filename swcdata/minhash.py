@@ -222,6 +222,14 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
     return np.stack([key // n, key % n], axis=1)
 
 
+def union_pairs(a: I64, b: I64, n: int) -> I64:
+    """The distinct pairs of two `candidate_pairs` results over the same n records, sorted as
+    `candidate_pairs` sorts them."""
+    both = np.concatenate([a, b])
+    key = unique(both[:, 0] * n + both[:, 1])
+    return np.stack([key // n, key % n], axis=1)
+
+
 def similarity(sig: U32, pairs: I64) -> npt.NDArray[np.float64]:
     """Estimated Jaccard similarity of each pair: the share of equal signature slots."""
     if len(pairs) == 0:

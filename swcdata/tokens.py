@@ -21,7 +21,6 @@ from swcdata.solidity import _abstract_token, code_tokens, extract_code
 from swcdata.text import normalize_text
 
 _WORD = re.compile(r"\w+")
-_words = _WORD.findall
 # ASCII characters outside ``\\w`` -> space: the ``\\w+`` runs of ASCII text are then its split()
 _NON_WORD_TO_SPACE = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
 
@@ -120,15 +119,16 @@ class _Tables:
         return len(self.forms.ids) + len(self.prose) + sum(map(len, self.code.values()))
 
 
-_TABLES: list[_Tables] = []
+_TABLES: _Tables | None = None
 
 
 def _tables(ids: bool, lits: bool) -> tuple[_Forms, _Lookup, _Lookup]:
     """This process's form table and its prose and code lookups. They start afresh (between chunks,
     never inside one) once they hold _CACHE_MAX entries in all, which bounds their memory."""
-    if not _TABLES or _TABLES[0].entries() > _CACHE_MAX:
-        _TABLES[:] = [_Tables()]
-    t = _TABLES[0]
+    global _TABLES
+    if _TABLES is None or _TABLES.entries() > _CACHE_MAX:
+        _TABLES = _Tables()
+    t = _TABLES
     code = t.code.get((ids, lits))
     if code is None:
         code = t.code[(ids, lits)] = _Lookup(t.forms, (lambda tok: _abstract_token(tok, ids, lits)) if ids or lits
@@ -154,9 +154,7 @@ def _append_field(text: str, out: list[int], prose: _Lookup, code: _Lookup) -> N
             if low is not None:
                 out += map(word, low[pos:end].split())
             else:
-                seg = text[pos:end]
-                if not seg.isspace():
-                    out += map(word, _words(normalize_text(seg)))
+                out += map(word, _prose_tokens(text[pos:end]))
         if k < len(spans):
             span = spans[k]
             out += map(tok, code_tokens(span.text))

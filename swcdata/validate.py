@@ -339,18 +339,14 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
             for rule, fld, msg in _code_findings(instruction, response, cfg):
                 add((rule, lineno, fld, msg))
     n = res.valid = len(linenos)
-    if batch:
-        ids = record_ids(ins_col, resp_col)
-    else:
-        ids = [""] * n
-        rows = [row for row, _ in given_ids]
-        for row, rid in zip(rows, record_ids([ins_col[r] for r in rows], [resp_col[r] for r in rows]), strict=True):
-            ids[row] = rid
-    for row, given in given_ids:
-        if given != ids[row]:
-            add(("id-mismatch", linenos[row], "id",
-                 f"id {given!r} does not match the content (recomputed as {ids[row]})"))
-    if not batch:
+    ids = record_ids(ins_col, resp_col) if batch else None
+    rows = [row for row, _ in given_ids]
+    recomputed = ([ids[r] for r in rows] if ids is not None
+                  else record_ids([ins_col[r] for r in rows], [resp_col[r] for r in rows]))
+    for (row, given), rid in zip(given_ids, recomputed, strict=True):
+        if given != rid:
+            add(("id-mismatch", linenos[row], "id", f"id {given!r} does not match the content (recomputed as {rid})"))
+    if ids is None:
         return res
     string = pa.string()
     columns = {
