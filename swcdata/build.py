@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from swcdata.arrow import strings
 from swcdata.dedup import DedupConfig
 from swcdata.errors import ConfigError, InputError
 from swcdata.split import SplitConfig
@@ -172,7 +173,7 @@ def relative_sources(table: pa.Table, base: Path) -> pa.Table:
     src = table.column("source")
     files = [_rel(f, base) if f is not None else f for f in pc.struct_field(src, "file").to_pylist()]
     lines = pc.struct_field(src, "line")
-    new = pa.StructArray.from_arrays([pa.array(files, pa.string()), lines.combine_chunks()], names=["file", "line"])
+    new = pa.StructArray.from_arrays([strings(files), lines.combine_chunks()], names=["file", "line"])
     return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
 
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from swcdata import minhash
+from swcdata.arrow import bools, int64s, to_numpy
 from swcdata.schema import Ledger, Source
 from swcdata.tokens import Job, chunk_signatures
 
@@ -129,7 +130,7 @@ def table_signatures(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int
         # rows are ascending: slice the span they cover, then take within it (a take over the whole
         # chunked column would walk every chunk)
         a, b = int(sel[lo]), int(sel[hi - 1]) + 1
-        idx = pa.array(sel[lo:hi] - a)
+        idx = int64s(sel[lo:hi] - a)
         return ins_col.slice(a, b - a).take(idx).to_pylist(), res_col.slice(a, b - a).take(idx).to_pylist()
 
     return _signatures(len(sel), fields, cfg)
@@ -222,8 +223,8 @@ def _priority(table: pa.Table, keep: str) -> npt.NDArray[np.int64]:
         return pos
     import pyarrow.compute as pc
 
-    length = (pc.utf8_length(table.column("instruction")).to_numpy(zero_copy_only=False).astype(np.int64)
-              + pc.utf8_length(table.column("response")).to_numpy(zero_copy_only=False).astype(np.int64))
+    length = (to_numpy(pc.utf8_length(table.column("instruction"))).astype(np.int64)
+              + to_numpy(pc.utf8_length(table.column("response"))).astype(np.int64))
     return (length.max(initial=0) - length) * (n + 1) + pos  # longest first, then input order
 
 
@@ -260,7 +261,7 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
     import pyarrow.compute as pc
 
     ids = table.column("id")
-    exact_label = (pc.dictionary_encode(ids).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    exact_label = (to_numpy(pc.dictionary_encode(ids).combine_chunks().indices)
                    if n else np.zeros(0, dtype=np.int64))
     exact_rep = _representatives(exact_label.astype(np.int64), priority)
     uniq = np.flatnonzero(exact_rep == np.arange(n))
@@ -281,13 +282,8 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
         sims = minhash.similarity(sig, pairs)
         ok = pairs[sims >= (cfg.threshold if verify_threshold is None else verify_threshold)]
         n_candidates, n_verified = len(pairs), len(ok)
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        m = len(uniq)
-        graph = coo_matrix((np.ones(len(ok), dtype=np.int8), (ok[:, 0], ok[:, 1])), shape=(m, m))
-        _, comp = connected_components(graph, directed=False)
-        near_rep_local = _representatives(comp.astype(np.int64), priority[uniq])
+        comp = minhash.components(ok, len(uniq))
+        near_rep_local = _representatives(comp, priority[uniq])
         near_rep = uniq[near_rep_local]  # global index of each unique record's final representative
         final[uniq] = near_rep
         final = final[exact_rep]  # exact duplicates follow their exact representative
@@ -326,7 +322,7 @@ def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table,
     ]
     n_exact = int(is_exact.sum())
     clusters = _clusters(table, final, exact_rep, sim_to_rep, refs)
-    kept = table.filter(pa.array(kept_mask))
+    kept = table.filter(bools(kept_mask))
     timings["report"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     timings["total"] = total
@@ -370,7 +366,7 @@ class _Refs:
         import pyarrow.compute as pc
 
         self._need = minhash.unique(rows)
-        sub = table.select(["id", "source"]).take(pa.array(self._need))
+        sub = table.select(["id", "source"]).take(int64s(self._need))
         src = sub.column("source").combine_chunks()
         self.ids: list[str] = sub.column("id").to_pylist()
         files = pc.dictionary_encode(src.field("file"))
@@ -411,9 +407,9 @@ def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDAr
     members = np.flatnonzero(sizes[final] > 1)
     import pyarrow.compute as pc
 
-    enc = pc.dictionary_encode(table.column("category").take(pa.array(members))).combine_chunks()
+    enc = pc.dictionary_encode(table.column("category").take(int64s(members))).combine_chunks()
     names: list[str] = enc.dictionary.to_pylist()
-    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = to_numpy(enc.indices).astype(np.int64)
     n_names = max(len(names), 1)
     pair = minhash.unique(final[members] * n_names + codes)
     cat_rep, cat_code = pair // n_names, pair % n_names

@@ -54,20 +54,21 @@ def fmix64(x: U64) -> U64:
 
 def token_hashes(streams: Sequence[str]) -> tuple[U64, I64]:
     """Hash every whitespace-separated token: flat uint64 array and per-record token offsets."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pa.array(streams, type=pa.large_string())
+    from swcdata.arrow import bools, strings, to_numpy
+
+    arr = strings(streams, large=True)
     toks = pc.utf8_split_whitespace(arr)
-    lens = pc.list_value_length(toks).to_numpy(zero_copy_only=False).astype(np.int64)
+    lens = to_numpy(pc.list_value_length(toks)).astype(np.int64)
     flat = pc.list_flatten(toks)
-    if len(flat) and pc.any(pc.equal(flat, "")).as_py():  # "" -> [""] in arrow, [] in str.split
-        keep = pc.not_equal(flat, "")
-        parent = pc.list_parent_indices(toks).to_numpy(zero_copy_only=False)
-        lens = lens - np.bincount(parent[~keep.to_numpy(zero_copy_only=False)], minlength=len(lens))
-        flat = flat.filter(keep)
+    empty = to_numpy(pc.utf8_length(flat)) == 0  # "" -> [""] in arrow, [] in str.split
+    if empty.any():
+        parent = to_numpy(pc.list_parent_indices(toks))
+        lens = lens - np.bincount(parent[empty], minlength=len(lens))
+        flat = flat.filter(bools(~empty))
     enc = pc.dictionary_encode(flat)
-    idx = enc.indices.to_numpy(zero_copy_only=False)
+    idx = to_numpy(enc.indices)
     vocab = enc.dictionary.to_pylist()
     vh = np.fromiter((xxhash.xxh3_64_intdigest(w.encode()) for w in vocab), dtype=np.uint64, count=len(vocab))
     offsets = np.zeros(len(lens) + 1, dtype=np.int64)
@@ -239,3 +240,31 @@ def similarity(sig: U32, pairs: I64) -> npt.NDArray[np.float64]:
         p = pairs[s : s + (1 << 16)]
         out[s : s + len(p)] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
     return out
+
+
+def components(pairs: I64, n: int) -> I64:
+    """Connected components of the graph on nodes 0..n-1 whose edges are `pairs`: each node's label
+    is the smallest node of its component.
+
+    Union-find in rounds, all edges at once: every edge between two different trees hooks the root
+    of the larger label onto the smaller (the smallest such label wins), then pointer jumping
+    flattens every tree to its root. Parents only ever point to smaller nodes, so there are no
+    cycles and a root is its component's smallest node; each round merges every tree that still has
+    an edge out of it with another, so about log2(n) rounds suffice. Edges inside one tree are
+    dropped as soon as they are found."""
+    parent = np.arange(n, dtype=np.int64)
+    if not len(pairs):
+        return parent
+    u, v = pairs[:, 0], pairs[:, 1]
+    while True:
+        pu, pv = parent[u], parent[v]
+        live = pu != pv
+        if not live.any():
+            return parent
+        u, v, pu, pv = u[live], v[live], pu[live], pv[live]
+        np.minimum.at(parent, np.maximum(pu, pv), np.minimum(pu, pv))
+        while True:
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up

@@ -24,6 +24,7 @@ import xxhash
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swcdata import minhash
+from swcdata.arrow import bools
 from swcdata.dedup import DedupConfig, RecordRef, cluster
 from swcdata.schema import Source
 
@@ -167,7 +168,7 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
         if drop:
             keys = [(s["file"], s["line"], i) for s, i in zip(table.column("source").to_pylist(),
                                                                table.column("id").to_pylist(), strict=True)]
-            table = table.filter(pa.array([k not in drop for k in keys]))
+            table = table.filter(bools([k not in drop for k in keys]))
         ratios = (ratios[0] / (ratios[0] + ratios[1]), ratios[1] / (ratios[0] + ratios[1]), 0.0)
     n = table.num_rows
     # The audit's own banding (so every pair it can find is a candidate here too) plus a more
@@ -178,7 +179,7 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     ids: list[str] = table.column("id").to_pylist()
     categories: list[str] = table.column("category").to_pylist()
     which = assign_groups(groups, categories, ids, ratios, cfg.seed, cfg.stratify == "category")
-    out = {name: table.filter(pa.array(which == k)) for k, name in enumerate(SPLITS)}
+    out = {name: table.filter(bools(which == k)) for k, name in enumerate(SPLITS)}
     if holdout is not None:
         out["test"] = holdout
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import __version__
+from swcdata.arrow import int64s, strings
 from swcdata.catalogue import BY_ID, ID_PATTERN, mentioned_ids, upper_mentions
 from swcdata.io import (
     FileStats,
@@ -348,24 +349,22 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
             add(("id-mismatch", linenos[row], "id", f"id {given!r} does not match the content (recomputed as {rid})"))
     if ids is None:
         return res
-    string = pa.string()
     columns = {
-        "id": pa.array(ids, string),
-        "instruction": pa.array(ins_col, string),
-        "response": pa.array(resp_col, string),
-        "category": pa.array(cat_col, string),
-        "source": pa.StructArray.from_arrays([pa.array(src_files, string), pa.array(src_lines, pa.int64())],
-                                             fields=list(SOURCE_TYPE)),
+        "id": strings(ids),
+        "instruction": strings(ins_col),
+        "response": strings(resp_col),
+        "category": strings(cat_col),
+        "source": pa.StructArray.from_arrays([strings(src_files), int64s(src_lines)], fields=list(SOURCE_TYPE)),
     }
     for name in ("metadata", "parent_id", "transform", "template"):
         values = optional.get(name)
         if values is None:
-            columns[name] = pa.nulls(n, string)
+            columns[name] = pa.nulls(n, pa.string())
         else:
             col: list[str | None] = [None] * n
             for row, value in values:
                 col[row] = value
-            columns[name] = pa.array(col, string)
+            columns[name] = strings(col)
     res.batch = pa.RecordBatch.from_arrays([columns[f.name] for f in RECORD_SCHEMA], schema=RECORD_SCHEMA)
     return res
 

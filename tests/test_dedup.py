@@ -236,3 +236,26 @@ def test_token_tables_are_bounded_and_restart_between_chunks(monkeypatch: pytest
     again = tokens.token_hashes(ins[:150], res[:150])
     assert tokens._TABLES is not tables and tokens._TABLES.entries() <= tables.entries()
     assert (again[0] == first[0]).all() and (again[1] == first[1]).all()
+
+
+def test_components_equal_scipy_connected_components() -> None:
+    """minhash.components (numpy union-find) gives scipy's partition, each node labelled with the
+    smallest node of its component, on random graphs, a long chain and no edges."""
+    import numpy as np
+
+    from swcdata import minhash
+
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    csgraph = pytest.importorskip("scipy.sparse.csgraph")
+    rng = np.random.default_rng(0)
+    chain = np.stack([np.arange(999, 0, -1), np.arange(998, -1, -1)], axis=1)  # 999-998-...-0, worst order
+    cases = [(rng.integers(0, n, (k, 2)), n) for n, k in ((1, 1), (10, 4), (500, 300), (5000, 6000))]
+    for pairs, n in [*cases, (chain, 1000), (np.zeros((0, 2), dtype=np.int64), 7)]:
+        labels = minhash.components(pairs, n)
+        graph = scipy_sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        _, want = csgraph.connected_components(graph, directed=False)
+        assert len(set(zip(labels.tolist(), want.tolist(), strict=True))) == len(set(want.tolist()))
+        assert len(set(labels.tolist())) == len(set(want.tolist()))
+        first = np.full(n, n)
+        np.minimum.at(first, labels, np.arange(n))
+        assert (first[labels] == labels).all()  # a component's label is its smallest node
