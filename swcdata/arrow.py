@@ -33,11 +33,10 @@ def strings(values: Sequence[str | None], *, large: bool = False) -> pa.Array:
     n = len(values)
     validity, nulls = _validity(values)
     vals: Sequence[str] = values if not nulls else ["" if v is None else v for v in values]  # type: ignore[misc]
-    joined = "".join(vals)  # (a value that is not a str raises TypeError here)
-    if joined.isascii():  # one encode, and a character is a byte
-        data = joined.encode("ascii")
+    if all(map(str.isascii, vals)):  # (a flag test per string; a value that is not a str raises TypeError)
+        data = "".join(vals).encode("ascii")  # one encode, and a character is a byte
         lengths = np.fromiter(map(len, vals), dtype=np.int64, count=n)
-    else:
+    else:  # (joining would widen every character first: encode one by one)
         parts = [v.encode("utf-8") for v in vals]
         data = b"".join(parts)
         lengths = np.fromiter(map(len, parts), dtype=np.int64, count=n)
