@@ -4,6 +4,7 @@ and the option vocabulary every command reuses. Imports nothing heavy."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,10 @@ from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    # Piped or captured: no terminal to fit (rich would assume 80 columns), so give tables room
+    # for a file:line reference on one line.
+    out.width = 160
 
 # ---- one vocabulary of options ---------------------------------------------------------------
 PathsArg = Annotated[
