@@ -13,13 +13,15 @@ points at it.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -300,11 +302,30 @@ def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table,
     and a report that names, for every removed record, the kept record it duplicates."""
     cfg = config or DedupConfig()
     t0 = time.perf_counter()
-    n = table.num_rows
     c = cluster(table, cfg)
+    with _gc_paused():
+        return _report(table, cfg, c, t0)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a report's entries are built: one or two small
+    acyclic objects per removed record (millions at 1M records), whose allocations would otherwise
+    set off collections that walk every live object again and again."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tuple[pa.Table, DedupReport]:
+    """The kept records and the report of a clustering (`t0`: when the step started)."""
+    n = table.num_rows
     exact_rep, final, sim_to_rep, timings = c.exact_rep, c.final, c.sim_to_rep, c.timings
     bands, rows, n_candidates, n_verified = c.bands, c.rows, c.candidate_pairs, c.verified_pairs
-
     t = time.perf_counter()
     positions = np.arange(n)
     kept_mask = final == positions
