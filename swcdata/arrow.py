@@ -20,6 +20,8 @@ _MAX_INT32 = (1 << 31) - 1
 
 def _validity(values: Sequence[object]) -> tuple[pa.Buffer | None, int]:
     """The validity bitmap of `values` (None where every value is set) and its null count."""
+    if None not in values:  # (one C-level scan, the usual case)
+        return None, 0
     present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
     nulls = len(values) - int(present.sum())
     if not nulls:
