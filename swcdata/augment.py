@@ -50,7 +50,7 @@ import xxhash
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from swcdata import solidity, templates
-from swcdata.records import RECORD_SCHEMA
+from swcdata.records import table_from_rows
 from swcdata.solidity import CodeSpan
 from swcdata.text import record_id
 
@@ -1033,7 +1033,7 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
             warnings.append(f"{lineage} record(s) of {name!r} already carry lineage (parent_id); "
                             "they were kept but not augmented again")
         dropped_total += dropped
-        out[name] = pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+        out[name] = table_from_rows(rows)
         counts[name] = SplitAugment(
             records_in=table.num_rows, augmented=True, sources=sources, variants_attempted=sources * cfg.factor,
             variants_added=added, duplicates_dropped=dropped, no_effect=no_effect, parse_failed=parse_failed,

@@ -32,32 +32,21 @@ RECORD_COLUMNS = tuple(RECORD_SCHEMA.names)
 LINEAGE_COLUMNS = ("parent_id", "transform", "template")
 
 
-class ColumnBuffer:
-    """Accumulates records column by column and emits RecordBatches of RECORD_SCHEMA."""
+def table_from_rows(rows: list[dict[str, Any]]) -> pa.Table:
+    """``pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)``, built column by column from buffers
+    (see swcdata.arrow: `from_pylist` would import pandas). Rows whose values are not the schema's
+    plain types (a missing source or line, a non-string value) take `from_pylist` itself, so the
+    result and the errors are always the same."""
+    from swcdata.arrow import int64s, strings
 
-    __slots__ = ("cols",)
-
-    def __init__(self) -> None:
-        self.cols: dict[str, list[Any]] = {c: [] for c in RECORD_COLUMNS}
-
-    def __len__(self) -> int:
-        return len(self.cols["id"])
-
-    def append(self, row: dict[str, Any]) -> None:
-        for c in RECORD_COLUMNS:
-            self.cols[c].append(row.get(c))
-
-    def extend(self, cols: dict[str, list[Any]]) -> None:
-        for c in RECORD_COLUMNS:
-            self.cols[c].extend(cols[c])
-
-    def to_batch(self) -> pa.RecordBatch:
-        return pa.RecordBatch.from_pydict(self.cols, schema=RECORD_SCHEMA)
-
-    def take(self) -> pa.RecordBatch:
-        batch = self.to_batch()
-        self.cols = {c: [] for c in RECORD_COLUMNS}
-        return batch
+    try:
+        sources = [r["source"] for r in rows]
+        src = pa.StructArray.from_arrays([strings([s["file"] for s in sources]), int64s([s["line"] for s in sources])],
+                                         fields=list(SOURCE_TYPE))
+        columns = [src if f.name == "source" else strings([r.get(f.name) for r in rows]) for f in RECORD_SCHEMA]
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+    return pa.Table.from_arrays(columns, schema=RECORD_SCHEMA)
 
 
 def empty_table() -> pa.Table:

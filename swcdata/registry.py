@@ -281,7 +281,7 @@ def _canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str
     with the content hash and the counts."""
     import pyarrow as pa
 
-    from swcdata.records import RECORD_COLUMNS, RECORD_SCHEMA
+    from swcdata.records import RECORD_COLUMNS, RECORD_SCHEMA, table_from_rows
 
     if not splits:
         raise DataError("nothing to publish: no splits given")
@@ -308,7 +308,7 @@ def _canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str
         table = arrow[name].select(list(RECORD_COLUMNS))
         try:
             rows = table.cast(RECORD_SCHEMA).to_pylist()
-            canon = pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+            canon = table_from_rows(rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             raise DataError(f"cannot publish: split {name!r} does not fit the record schema: {e}") from None
         out[name] = canon

@@ -92,3 +92,38 @@ def test_data_commands_import_neither_pandas_nor_scipy(command: list[str], tmp_p
     args = [a.replace("{sample}", sample).replace("{tmp}", str(tmp_path)) for a in command]
     r = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, timeout=120)
     assert "LOADED=\n" in r.stdout, r.stdout[-500:] + r.stderr[-2000:]
+
+
+def test_augment_imports_neither_pandas_nor_scipy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import DATASET_DIR
+
+    splits = tmp_path / "splits"
+    r = subprocess.run([sys.executable, "-m", "swcdata", "split", str(DATASET_DIR / "swc_sample.jsonl"), "--out",
+                        str(splits)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    args = ["augment", str(splits), "--out", str(tmp_path / "aug"), "--json"]
+    r = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, timeout=120)
+    assert "LOADED=\n" in r.stdout, r.stdout[-500:] + r.stderr[-2000:]
+
+
+def test_table_from_rows_equals_from_pylist() -> None:
+    from swcdata.records import RECORD_SCHEMA, table_from_rows
+
+    good = [
+        {"id": "a", "instruction": "Fix `x += 1;`", "response": "Use `x = x + 1;` — “safe”", "category": "SWC-101",
+         "source": {"file": "f.jsonl", "line": 3}, "metadata": None, "parent_id": None, "transform": None,
+         "template": None},
+        {"id": "b", "instruction": "ß", "response": "r", "category": "SWC-107",
+         "source": {"file": "g.jsonl", "line": 9}, "metadata": '{"k": 1}', "parent_id": "a", "transform": "rename",
+         "template": "fix/3"},
+        {"id": "c", "instruction": "i", "response": "r", "category": "SWC-110",
+         "source": {"file": "g.jsonl", "line": 10}},
+    ]
+    for rows in (good, [], good[:1]):
+        got = table_from_rows(rows)
+        assert got.equals(pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)) and got.schema == RECORD_SCHEMA
+    # rows off the plain types go through from_pylist itself: the same table, or the same error
+    odd = [dict(good[0], source={"file": "f.jsonl", "line": None}), dict(good[1], source=None)]
+    assert table_from_rows(odd).equals(pa.Table.from_pylist(odd, schema=RECORD_SCHEMA))
+    with pytest.raises(pa.ArrowTypeError):
+        table_from_rows([dict(good[0], instruction=5)])
