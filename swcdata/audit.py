@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import minhash
-from swcdata.dedup import DedupConfig, RecordRef, table_signatures
+from swcdata.dedup import DedupConfig, Progress, RecordRef, table_signatures
 from swcdata.schema import Source
 from swcdata.text import normalize_text
 
@@ -125,8 +125,10 @@ def _longest_overlap(ref_words: list[str], cand_words: list[str], n: int) -> tup
     return longest, ref_of, start_of
 
 
-def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None = None) -> AuditReport:
-    """Match every candidate record against the reference set (exact, near, shared n-gram)."""
+def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None = None, *,
+          progress: Progress | None = None) -> AuditReport:
+    """Match every candidate record against the reference set (exact, near, shared n-gram).
+    `progress` follows the signing of both sets' records."""
     cfg = config or AuditConfig()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -148,7 +150,7 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         t = time.perf_counter()
         both = pa.concat_tables([reference.select(["instruction", "response"]),
                                  candidate.select(["instruction", "response"])])
-        sig = table_signatures(both, cfg.near)
+        sig = table_signatures(both, cfg.near, progress=progress)
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()
         pairs = minhash.candidate_pairs(sig, *cfg.near.lsh())

@@ -200,6 +200,7 @@ def dedup(
     found on the extracted Solidity code (comments and layout removed, identifiers abstracted)
     and the prose around it. Every removed record names the kept record it duplicates.
     """
+    from swcdata.console import show_progress, signing_progress
     from swcdata.dedup import dedup as run_dedup
     from swcdata.records import write_jsonl
     from swcdata.render import render_dedup
@@ -207,7 +208,8 @@ def dedup(
     cfg = _dedup_config(threshold, num_perm, ngram, keep=keep, near=not exact_only,
                         abstract_identifiers=not no_abstract, workers=workers)
     table, vrep, quarantined = _load_records(paths, json_out=json_out)
-    kept, rep = run_dedup(table, cfg)
+    with signing_progress(show_progress(json_out)) as progress:
+        kept, rep = run_dedup(table, cfg, progress=progress)
     rep = rep.model_copy(update={"input": vrep.ledger})
     write_jsonl(kept, out_path)
     _write_quarantine(quarantine, quarantined)
@@ -245,13 +247,15 @@ def audit(
     """
     from swcdata.audit import AuditConfig
     from swcdata.audit import audit as run_audit
+    from swcdata.console import show_progress, signing_progress
     from swcdata.render import render_audit
 
     cfg = AuditConfig(near=_dedup_config(threshold, num_perm, ngram), overlap_n=overlap_n,
                       ngram_counts_as_leak=ngram_leak)
     ref_table, _, _ = _load_records(reference, json_out=json_out, label="reference")
     cand_table, _, _ = _load_records(candidate, json_out=json_out, label="candidate")
-    rep = run_audit(ref_table, cand_table, cfg)
+    with signing_progress(show_progress(json_out)) as progress:
+        rep = run_audit(ref_table, cand_table, cfg, progress=progress)
     if report:
         write_report(report, rep)
     if json_out:

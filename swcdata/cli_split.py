@@ -50,6 +50,7 @@ def split_command(
     from pydantic import ValidationError
 
     from swcdata.cli import _load_records
+    from swcdata.console import show_progress, signing_progress
     from swcdata.errors import ConfigError
     from swcdata.records import write_split_dir
     from swcdata.render import render_split
@@ -65,7 +66,8 @@ def split_command(
         raise ConfigError([f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()]) from None
     table, vrep, _ = _load_records(paths, json_out=json_out)
     hold = _load_records(holdout, json_out=json_out, label="holdout")[0] if holdout else None
-    splits, rep = run_split(table, cfg, hold)
+    with signing_progress(show_progress(json_out)) as progress:
+        splits, rep = run_split(table, cfg, hold, progress=progress)
     written = write_split_dir(splits, out_dir)
     if report:
         write_report(report, rep)

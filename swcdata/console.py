@@ -116,6 +116,14 @@ def show_progress(json_mode: bool) -> bool:
 
 
 @contextmanager
+def signing_progress(enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A bar for the records that dedup, audit and split sign (their long part): yields the
+    `(done, total)` callback those steps take."""
+    with progress_bar("signatures", None, enabled=enabled) as advance:
+        yield lambda done, total: advance(0, completed=done, total=total)
+
+
+@contextmanager
 def progress_bar(description: str, total: float | None, *, enabled: bool) -> Iterator[Callable[..., None]]:
     """Yield `advance(n=1, **fields)`; draws a transient rich bar on a terminal, does nothing otherwise."""
     if not enabled:

@@ -82,13 +82,29 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _signatures(n: int, fields: Callable[[int, int], tuple[list[str], list[str]]], cfg: DedupConfig) -> minhash.U32:
+Progress = Callable[[int, int], None]
+"""A progress callback: `(records signed so far, records to sign)`, after each chunk."""
+
+
+def _signatures(n: int, fields: Callable[[int, int], tuple[list[str], list[str]]], cfg: DedupConfig,
+                progress: Progress | None = None) -> minhash.U32:
     """MinHash signatures of n records whose (instructions, responses) for rows [lo, hi) come from
     `fields(lo, hi)`. Tokens, shingles and signatures are computed together in `cfg.workers` processes
     over chunks of `_STEP` records, with at most two chunks per worker in flight, so memory stays
     bounded by the signatures themselves (num_perm * 4 bytes a record)."""
     sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
     workers = cfg.workers or (os.cpu_count() or 1)
+    done = 0
+
+    def place(at: int, part: minhash.U32) -> None:
+        nonlocal done
+        sig[at : at + len(part)] = part
+        done += len(part)
+        if progress is not None:
+            progress(done, n)
+
+    if progress is not None:
+        progress(0, n)
 
     def job(lo: int) -> Job:
         ins, res = fields(lo, min(lo + _STEP, n))
@@ -96,8 +112,7 @@ def _signatures(n: int, fields: Callable[[int, int], tuple[list[str], list[str]]
 
     if workers <= 1 or n < 2 * _STEP:
         for lo in range(0, n, _STEP):
-            part = chunk_signatures(job(lo))
-            sig[lo : lo + len(part)] = part
+            place(lo, chunk_signatures(job(lo)))
         return sig
     pending: deque[tuple[int, Future[minhash.U32]]] = deque()
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
@@ -105,27 +120,28 @@ def _signatures(n: int, fields: Callable[[int, int], tuple[list[str], list[str]]
             pending.append((lo, pool.submit(chunk_signatures, job(lo))))
             while len(pending) > 2 * workers or (pending and pending[0][1].done()):
                 at, fut = pending.popleft()
-                part = fut.result()
-                sig[at : at + len(part)] = part
+                place(at, fut.result())
         while pending:
             at, fut = pending.popleft()
-            part = fut.result()
-            sig[at : at + len(part)] = part
+            place(at, fut.result())
     return sig
 
 
-def record_signatures(instructions: Sequence[str], responses: Sequence[str], cfg: DedupConfig) -> minhash.U32:
+def record_signatures(instructions: Sequence[str], responses: Sequence[str], cfg: DedupConfig,
+                      progress: Progress | None = None) -> minhash.U32:
     """MinHash signatures `(n, num_perm)` of records given as two parallel sequences."""
-    return _signatures(len(instructions), lambda lo, hi: (list(instructions[lo:hi]), list(responses[lo:hi])), cfg)
+    return _signatures(len(instructions), lambda lo, hi: (list(instructions[lo:hi]), list(responses[lo:hi])), cfg,
+                       progress)
 
 
-def table_signatures(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None = None) -> minhash.U32:
+def table_signatures(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None = None,
+                     progress: Progress | None = None) -> minhash.U32:
     """MinHash signatures of a record table's rows (all, or the given ascending row indices), chunk by
     chunk."""
     ins_col, res_col = table.column("instruction"), table.column("response")
     if rows is None:
         return _signatures(table.num_rows, lambda lo, hi: (ins_col.slice(lo, hi - lo).to_pylist(),
-                                                           res_col.slice(lo, hi - lo).to_pylist()), cfg)
+                                                           res_col.slice(lo, hi - lo).to_pylist()), cfg, progress)
     sel = rows
 
     def fields(lo: int, hi: int) -> tuple[list[str], list[str]]:
@@ -135,7 +151,7 @@ def table_signatures(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int
         idx = int64s(sel[lo:hi] - a)
         return ins_col.slice(a, b - a).take(idx).to_pylist(), res_col.slice(a, b - a).take(idx).to_pylist()
 
-    return _signatures(len(sel), fields, cfg)
+    return _signatures(len(sel), fields, cfg, progress)
 
 
 # --------------------------------------------------------------------------- report
@@ -246,7 +262,7 @@ class Clustering:
 
 
 def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verify_threshold: float | None = None,
-            extra_bandings: Sequence[tuple[int, int]] = ()) -> Clustering:
+            extra_bandings: Sequence[tuple[int, int]] = (), progress: Progress | None = None) -> Clustering:
     """Exact groups by id, then connected components of verified near-duplicate pairs among one
     representative per exact group.
 
@@ -275,7 +291,7 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
     n_candidates = n_verified = 0
     if cfg.near and len(uniq) > 1:
         t = time.perf_counter()
-        sig = table_signatures(table, cfg, None if len(uniq) == n else uniq)
+        sig = table_signatures(table, cfg, None if len(uniq) == n else uniq, progress)
         timings["minhash"] = time.perf_counter() - t  # token streams, shingles and signatures
         t = time.perf_counter()
         pairs = minhash.candidate_pairs(sig, bands, rows, all_pairs=all_pairs)
@@ -297,12 +313,14 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
     return Clustering(exact_rep, final, sim_to_rep, bands, rows, n_candidates, n_verified, timings)
 
 
-def dedup(table: pa.Table, config: DedupConfig | None = None) -> tuple[pa.Table, DedupReport]:
+def dedup(table: pa.Table, config: DedupConfig | None = None, *,
+          progress: Progress | None = None) -> tuple[pa.Table, DedupReport]:
     """Remove exact and near duplicates from a record table. Returns the kept records (input order)
-    and a report that names, for every removed record, the kept record it duplicates."""
+    and a report that names, for every removed record, the kept record it duplicates. `progress`
+    follows the signing of the records (the long part)."""
     cfg = config or DedupConfig()
     t0 = time.perf_counter()
-    c = cluster(table, cfg)
+    c = cluster(table, cfg, progress=progress)
     with _gc_paused():
         return _report(table, cfg, c, t0)
 

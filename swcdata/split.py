@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swcdata import minhash
 from swcdata.arrow import bools
-from swcdata.dedup import DedupConfig, RecordRef, cluster
+from swcdata.dedup import DedupConfig, Progress, RecordRef, cluster
 from swcdata.schema import Source
 
 SPLITS = ("train", "validation", "test")
@@ -148,9 +148,10 @@ def assign_groups(group_of: np.ndarray, categories: list[str], ids: list[str], r
     return out
 
 
-def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table | None = None
-          ) -> tuple[dict[str, pa.Table], SplitReport]:
-    """Split a record table into train / validation / test without leakage (see module doc)."""
+def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table | None = None, *,
+          progress: Progress | None = None) -> tuple[dict[str, pa.Table], SplitReport]:
+    """Split a record table into train / validation / test without leakage (see module doc).
+    `progress` follows the signing of the records (for the holdout audit first, then the grouping)."""
     cfg = config or SplitConfig()
     t0 = time.perf_counter()
     decontaminated: list[Decontaminated] = []
@@ -158,7 +159,8 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     if holdout is not None:
         from swcdata.audit import AuditConfig, audit
 
-        rep = audit(holdout, table, AuditConfig(near=cfg.near.model_copy(update={"threshold": cfg.group_threshold})))
+        rep = audit(holdout, table, AuditConfig(near=cfg.near.model_copy(update={"threshold": cfg.group_threshold})),
+                    progress=progress)
         leaked = [c for c in rep.candidates if c.status in ("exact", "near")]
         drop = {(c.source.file, c.source.line, c.id) for c in leaked}
         for c in leaked:
@@ -175,7 +177,7 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     # sensitive one, every pair of each bucket verified at the lower group threshold.
     sensitive = minhash.lsh_params(0.5, cfg.near.num_perm)
     groups = cluster(table, cfg.near, all_pairs=True, verify_threshold=cfg.group_threshold,
-                     extra_bandings=[sensitive]).final
+                     extra_bandings=[sensitive], progress=progress).final
     ids: list[str] = table.column("id").to_pylist()
     categories: list[str] = table.column("category").to_pylist()
     which = assign_groups(groups, categories, ids, ratios, cfg.seed, cfg.stratify == "category")

@@ -259,3 +259,24 @@ def test_components_equal_scipy_connected_components() -> None:
         first = np.full(n, n)
         np.minimum.at(first, labels, np.arange(n))
         assert (first[labels] == labels).all()  # a component's label is its smallest node
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_signing_progress_counts_every_record_once(workers: int, swc_files: list[Path],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """dedup reports the signing as (done, total) after each chunk: from 0 to every unique record,
+    never backwards, on one process and on a pool."""
+    import itertools
+
+    import swcdata.dedup as d
+    from swcdata.dedup import DedupConfig, dedup
+    from swcdata.validate import ValidateConfig, load_valid
+
+    monkeypatch.setattr(d, "_STEP", 500)
+    table, _, _ = load_valid(swc_files[:3], ValidateConfig(check_code=False))
+    calls: list[tuple[int, int]] = []
+    dedup(table, DedupConfig(workers=workers), progress=lambda done, total: calls.append((done, total)))
+    unique = len(set(table.column("id").to_pylist()))  # one signature per exact group
+    assert calls[0] == (0, unique) and calls[-1] == (unique, unique)
+    assert all(b[0] > a[0] and b[1] == unique for a, b in itertools.pairwise(calls))
+    assert len(calls) == 1 + -(-unique // 500)
