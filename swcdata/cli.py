@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from swcdata import __version__
 from swcdata.console import JsonOpt, PathsArg, ReportOpt, WorkersOpt, err, handle_errors, out, print_json, write_report
@@ -120,7 +121,7 @@ def validate(
         render_validation(rep, out)
         for label, p in (("report", report), ("quarantine", quarantine), ("valid records", out_path)):
             if p:
-                err.print(f"[dim]{label} written to {p}[/]")
+                err.print(f"[dim]{label} written to {escape(str(p))}[/]")
     failed = rep.errors > 0 or (strict and rep.warnings > 0)
     raise typer.Exit(1 if failed else 0)
 
@@ -219,7 +220,7 @@ def dedup(
         print_json(rep)
     else:
         render_dedup(rep, out)
-        err.print(f"[dim]kept records written to {out_path}[/]")
+        err.print(f"[dim]kept records written to {escape(str(out_path))}[/]")
 
 
 @app.command()

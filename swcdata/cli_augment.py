@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from swcdata.console import JsonOpt, ReportOpt, SeedOpt, err, handle_errors, out, print_json, write_report
 
@@ -138,13 +139,13 @@ def augment_command(
     if report:
         write_report(report, rep)
     for w in rep.warnings:
-        err.print(f"[bold yellow]warning:[/] [yellow]{w}[/]")
+        err.print(f"[bold yellow]warning:[/] [yellow]{escape(w)}[/]")
     if json_out:
         print_json(rep)
     else:
         _render(rep, out, out_dir, fmt)
         if report:
-            err.print(f"[dim]report written to {report}[/]")
+            err.print(f"[dim]report written to {escape(str(report))}[/]")
 
 
 def register(app: typer.Typer) -> None:

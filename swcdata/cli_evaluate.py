@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from swcdata.console import JsonOpt, ReportOpt, err, handle_errors, kv_table, out, print_json, write_report
@@ -62,9 +63,9 @@ def evaluate_command(
 
     def log(message: str) -> None:
         if message.startswith("warning:"):
-            err.print(f"[bold yellow]{message}[/]")
+            err.print(f"[bold yellow]{escape(message)}[/]")
         elif not json_out:
-            err.print(f"[dim]{message}[/]")
+            err.print(f"[dim]{escape(message)}[/]")
 
     with progress_bar("generate", None, enabled=show_progress(json_out)) as advance:
         results = evaluate(run_dir, dataset=dataset, split=split, batch_size=batch_size,
@@ -76,7 +77,7 @@ def evaluate_command(
     else:
         render_results(results)
     for w in results.warnings:
-        err.print(f"[bold red]WARNING:[/] {w}" if w.startswith(("CONTAMINATED", "NOT CHECKED"))
+        err.print(f"[bold red]WARNING:[/] {escape(w)}" if w.startswith(("CONTAMINATED", "NOT CHECKED"))
                   else f"[yellow]warning:[/] {w}")
 
 
@@ -151,7 +152,7 @@ def render_compare(rep: CompareReport) -> None:
         t.add_row(row.metric, _fmt(row.a), _fmt(row.b), diff)
     out.print(t)
     for n in rep.notes:
-        err.print(f"[yellow]note:[/] {n}")
+        err.print(f"[yellow]note:[/] {escape(n)}")
 
 
 @handle_errors
@@ -188,7 +189,7 @@ def stats_command(
         return
     render_stats(rep)
     if plots:
-        err.print(f"[dim]{len(rep.plots)} plots written to {plots}[/]")
+        err.print(f"[dim]{len(rep.plots)} plots written to {escape(str(plots))}[/]")
 
 
 def _load_for_stats(data: list[str], home: Path | None, json_out: bool):  # type: ignore[no-untyped-def]
@@ -263,7 +264,7 @@ def render_stats(rep: StatsReport) -> None:
     if rep.quarantined:
         notes.append(f"{rep.quarantined:,} input line(s) failed the schema checks and are not counted")
     for note in notes:
-        err.print(f"[dim]{note}[/]")
+        err.print(f"[dim]{escape(note)}[/]")
 
 
 def register(app: typer.Typer) -> None:

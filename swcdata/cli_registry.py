@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from swcdata.console import JsonOpt, err, handle_errors, kv_table, out, print_json
@@ -72,8 +73,8 @@ def render_manifest(m: Manifest) -> None:
         t.add_column("config", overflow="fold")
         t.add_column("summary", overflow="fold")
         for i, s in enumerate(m.steps, 1):
-            t.add_row(str(i), s.name, json.dumps(s.config, sort_keys=True, default=str),
-                      json.dumps(s.summary, sort_keys=True, default=str) if s.summary else "")
+            t.add_row(str(i), s.name, escape(json.dumps(s.config, sort_keys=True, default=str)),
+                      escape(json.dumps(s.summary, sort_keys=True, default=str)) if s.summary else "")
         out.print(t)
         out.print()
     if m.inputs:
@@ -82,7 +83,7 @@ def render_manifest(m: Manifest) -> None:
         t.add_column("bytes", justify="right")
         t.add_column("sha256", overflow="fold")
         for i in m.inputs:
-            t.add_row(i.path, f"{i.bytes:,}", i.sha256)
+            t.add_row(escape(i.path), f"{i.bytes:,}", i.sha256)
         out.print(t)
         out.print()
     if m.removed:
@@ -122,7 +123,7 @@ def render_diff(rep: DiffReport, limit: int) -> None:
         for col in ("step", "key", rep.a, rep.b):
             ct.add_column(col, overflow="fold")
         for c in rep.config_changes[:limit]:
-            ct.add_row(c.step, c.key or "(whole step)", str(c.a), str(c.b))
+            ct.add_row(c.step, c.key or "(whole step)", escape(str(c.a)), escape(str(c.b)))
         out.print()
         out.print(ct)
 
@@ -132,9 +133,9 @@ def render_verify(rep: VerifyReport) -> None:
                         ("expected hash", rep.expected), ("actual hash", rep.actual or "-"),
                         ("status", "[green]ok[/]" if rep.ok else "[bold red]TAMPERED[/]")], f"verify {rep.ref}"))
     for p in rep.problems:
-        err.print(f"[red]problem:[/] {p}")
+        err.print(f"[red]problem:[/] {escape(p)}")
     for x in rep.extra_files:
-        err.print(f"[yellow]warning:[/] unexpected file in the version folder: {x}")
+        err.print(f"[yellow]warning:[/] unexpected file in the version folder: {escape(str(x))}")
 
 
 def render_push(rep: PushReport) -> None:
@@ -151,7 +152,7 @@ def render_push(rep: PushReport) -> None:
     ft.add_column("bytes", justify="right")
     ft.add_column("sha256", overflow="fold")
     for f in rep.files:
-        ft.add_row(f.path, f"{f.bytes:,}", f.sha256[:16])
+        ft.add_row(escape(f.path), f"{f.bytes:,}", f.sha256[:16])
     out.print(ft)
     out.print()
     ot = Table(title="Operations" + (" (not sent)" if rep.dry_run else ""), title_justify="left")
@@ -159,10 +160,10 @@ def render_push(rep: PushReport) -> None:
     ot.add_column("call", style="bold")
     ot.add_column("arguments", overflow="fold")
     for i, op in enumerate(rep.operations, 1):
-        ot.add_row(str(i), op.method, ", ".join(f"{k}={v!r}" for k, v in op.kwargs.items()))
+        ot.add_row(str(i), op.method, escape(", ".join(f"{k}={v!r}" for k, v in op.kwargs.items())))
     out.print(ot)
     if rep.staging_dir:
-        err.print(f"[dim]staging folder: {rep.staging_dir}[/]")
+        err.print(f"[dim]staging folder: {escape(str(rep.staging_dir))}[/]")
 
 
 # ---- commands ---------------------------------------------------------------------------------

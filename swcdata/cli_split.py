@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from swcdata.console import JsonOpt, PathsArg, ReportOpt, SeedOpt, err, handle_errors, out, print_json, write_report
 
@@ -75,7 +76,7 @@ def split_command(
         print_json({"input": vrep.ledger.model_dump(), **rep.model_dump(mode="json")})
     else:
         render_split(rep, vrep.ledger, out)
-        err.print(f"[dim]splits written to {', '.join(str(p) for p in written.values())}[/]")
+        err.print(f"[dim]splits written to {escape(', '.join(str(p) for p in written.values()))}[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from swcdata.console import JsonOpt, err, handle_errors, kv_table, out, print_json
@@ -54,9 +55,11 @@ def finetune_command(
     resolved recipe, dataset version + hash, metrics and environment. The recipe is checked in full
     before anything is loaded (exit 2 on any problem). Runs under `accelerate launch` for DDP.
     """
-    from swcdata.finetune.recipe import load_recipe
+    from swcdata.errors import require_extra
+    from swcdata.finetune.recipe import TRAIN_MODULES, load_recipe
 
     rec = load_recipe(recipe, overrides or [])  # every recipe problem at once, before data or model
+    require_extra("train", TRAIN_MODULES, "fine-tuning")
     from swcdata.finetune.source import load_dataset
     from swcdata.finetune.train import finetune
 
@@ -65,7 +68,7 @@ def finetune_command(
 
     def log(message: str) -> None:
         if main and not json_out:
-            err.print(f"[dim]{message}[/]")
+            err.print(f"[dim]{escape(message)}[/]")
 
     info = finetune(dd, ref, rec, output, run_id=run_id, resume=resume, progress=None if not json_out else False,
                     log=log)
@@ -123,8 +126,9 @@ def runs_command(output: OutputOpt = Path("runs"), json_out: JsonOpt = False) ->
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in runs:
         colour = {"completed": "green", "failed": "red"}.get(r.status, "yellow")
-        t.add_row(r.run_id, f"[{colour}]{r.status}[/]", r.recipe, r.dataset, r.dataset_hash[:12],
-                  _num(r.global_steps, "{:,}"), f"{_num(r.first_train_loss)} -> {_num(r.final_train_loss)}",
+        t.add_row(escape(r.run_id), f"[{colour}]{r.status}[/]", escape(r.recipe), escape(r.dataset),
+                  r.dataset_hash[:12], _num(r.global_steps, "{:,}"),
+                  f"{_num(r.first_train_loss)} -> {_num(r.final_train_loss)}",
                   _num(r.final_eval_loss), _num(r.tokens_per_s, "{:,.0f}"), _num(r.wall_time_s, "{:,.1f}"))
     out.print(t)
 

@@ -41,12 +41,15 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from rich.markup import escape
+
         from swcdata.errors import SwcdataError
 
         try:
             return fn(*args, **kwargs)
         except SwcdataError as e:
-            err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+            # (escaped: a message or hint may hold brackets, such as "pip install 'swcdata[train]'")
+            err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")

@@ -34,3 +34,25 @@ class DataError(SwcdataError):
     """The data itself is wrong in a way that stops the step (not a per-record finding)."""
 
     exit_code = 1
+
+
+class MissingExtra(SwcdataError):
+    """A command needs an optional dependency group (an extra) that is not installed."""
+
+
+# import name -> the name pip installs it by
+_DISTRIBUTIONS = {"sklearn": "scikit-learn", "rouge_score": "rouge-score"}
+
+
+def require_extra(extra: str, modules: tuple[str, ...], purpose: str) -> None:
+    """Raise MissingExtra naming every module of `modules` that is not installed (found without
+    importing anything), so that `purpose` fails with one line and the pip command, not a traceback
+    from deep inside it."""
+    from importlib.util import find_spec
+
+    missing = [_DISTRIBUTIONS.get(m, m) for m in modules if find_spec(m) is None]
+    if missing:
+        hint = f"pip install 'swcdata[{extra}]'"
+        if "torch" in missing:
+            hint += " (on a GPU machine, install your CUDA build of torch first)"
+        raise MissingExtra(f"{purpose} needs the `{extra}` extra; not installed: {', '.join(missing)}", hint=hint)

@@ -295,8 +295,11 @@ def evaluate(run_dir: Path, *, dataset: str | None = None, split: str = "test", 
     Raises InputError for a missing run, split or dataset; DataError when the split leaks from the training
     split (unless `allow_contaminated`).
     """
+    from swcdata.errors import require_extra
     from swcdata.finetune.recipe import load_recipe
     from swcdata.finetune.runs import RECIPE_FILE, read_run
+
+    require_extra("train", ("sklearn", "rouge_score"), "scoring answers")
 
     t_start = time.perf_counter()
     log = log or (lambda _m: None)
@@ -370,6 +373,10 @@ def evaluate(run_dir: Path, *, dataset: str | None = None, split: str = "test", 
 
     device = "-"
     if pending:
+        from swcdata.errors import require_extra
+        from swcdata.finetune.recipe import GENERATE_MODULES
+
+        require_extra("train", GENERATE_MODULES, "generating answers")
         from swcdata.finetune.generate import generate, load_model, render_prompts
 
         model, tok = load_model(run_dir, info, recipe, base_only=base_only)

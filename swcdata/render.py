@@ -1,4 +1,5 @@
-"""Reports rendered as rich tables. The ledger always comes first."""
+"""Reports rendered as rich tables. The ledger always comes first. Text that comes from the data (file
+names, messages, sources) is escaped: rich would read "[x]" in it as markup."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from swcdata.console import kv_table
@@ -35,8 +37,8 @@ def render_validation(report: ValidationReport, console: Console, *, max_finding
     for col in ("file", "lines", "blank", "valid", "quarantined", "errors", "warnings"):
         files.add_column(col, justify="left" if col == "file" else "right", overflow="fold")
     for i in report.inputs:
-        files.add_row(Path(i.path).name, *(f"{n:,}" for n in (i.lines, i.blank_lines, i.valid, i.quarantined, i.errors,
-                                                   i.warnings)))
+        files.add_row(escape(Path(i.path).name), *(f"{n:,}" for n in (i.lines, i.blank_lines, i.valid, i.quarantined,
+                                                                       i.errors, i.warnings)))
     console.print(files)
     console.print()
     if report.rules:
@@ -47,7 +49,7 @@ def render_validation(report: ValidationReport, console: Console, *, max_finding
             style = _SEV_STYLE[r.severity]
             for k, (f, n) in enumerate(sorted(r.by_file.items())):
                 t.add_row(r.rule if k == 0 else "", f"[{style}]{r.severity.value}[/]" if k == 0 else "",
-                          Path(f).name, f"{n:,}", end_section=k == len(r.by_file) - 1)
+                          escape(Path(f).name), f"{n:,}", end_section=k == len(r.by_file) - 1)
         console.print(t)
         console.print()
     errors = [f for f in report.findings if f.severity is Severity.error]
@@ -58,7 +60,7 @@ def render_validation(report: ValidationReport, console: Console, *, max_finding
         t.add_column("field")
         t.add_column("message", overflow="fold")
         for f in errors[:max_findings]:
-            t.add_row(f"{Path(f.file).name}:{f.line}", f.rule, f.field or "", f.message)
+            t.add_row(escape(f"{Path(f.file).name}:{f.line}"), f.rule, escape(f.field or ""), escape(f.message))
         console.print(t)
         console.print()
     status = {"clean": "[green]clean[/]", "warnings": "[yellow]warnings[/]", "errors": "[red]errors[/]"}[report.status]
@@ -88,7 +90,7 @@ def render_dedup(report: DedupReport, console: Console, *, max_clusters: int = 1
         for c in big:
             src = c.representative.source
             cats = ", ".join(c.categories)
-            t.add_row(f"{Path(src.file).name}:{src.line}", str(c.size), str(c.exact), str(c.near),
+            t.add_row(escape(f"{Path(src.file).name}:{src.line}"), str(c.size), str(c.exact), str(c.near),
                       f"{c.min_similarity:.2f}", cats if len(c.categories) == 1 else f"[yellow]{cats}[/]")
         console.print(t)
         console.print()
@@ -117,8 +119,8 @@ def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -
             lt.add_column(col, overflow="fold")
         for c in leaks[:max_rows]:
             m = c.match or c.ngram_match
-            where = f"{Path(m.source.file).name}:{m.source.line}" if m else ""
-            lt.add_row(f"{Path(c.source.file).name}:{c.source.line}", c.status, where,
+            where = escape(f"{Path(m.source.file).name}:{m.source.line}") if m else ""
+            lt.add_row(escape(f"{Path(c.source.file).name}:{c.source.line}"), c.status, where,
                        "" if c.similarity is None else f"{c.similarity:.2f}", str(c.longest_ngram))
         console.print(lt)
 

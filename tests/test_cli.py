@@ -168,3 +168,48 @@ def test_print_json_writes_a_model_to_text_only_streams(monkeypatch: pytest.Monk
     print_json(model)
     sys.stdout.flush()
     assert json.loads(text.getvalue()) == json.loads(raw.getvalue()) == model.model_dump(mode="json")
+
+
+def test_a_missing_extra_is_one_line_with_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command whose extra is not installed fails with exit 2, the missing packages and the pip
+    command, never a traceback from deep inside it."""
+    import importlib.util
+
+    from swcdata.errors import MissingExtra, require_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("accelerate", "sklearn")
+                        else real(name, *a))
+    with pytest.raises(MissingExtra) as e:
+        require_extra("train", ("torch", "accelerate", "sklearn"), "fine-tuning")
+    assert e.value.exit_code == 2
+    assert str(e.value) == ("fine-tuning needs the `train` extra; not installed: accelerate, scikit-learn\n"
+                            "  hint: pip install 'swcdata[train]'")
+    require_extra("train", ("torch",), "fine-tuning")  # installed: nothing to say
+
+
+def test_finetune_without_the_train_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    r = runner.invoke(app, ["finetune", "swc@v1", "--output", str(tmp_path / "runs"), "--home", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    assert "fine-tuning needs the `train` extra; not installed: trl" in r.output
+    assert "pip install 'swcdata[train]'" in r.output  # (the brackets survive rich's markup)
+    assert "Traceback" not in r.output
+
+
+def test_brackets_in_file_names_and_values_are_shown_as_they_are(tmp_path: Path) -> None:
+    """rich reads "[x]" as markup: a file name, a category or a message that holds brackets must reach
+    the table unchanged (and an unmatched "[/x]" must not crash the render)."""
+    d = tmp_path / "d[1]"
+    d.mkdir()
+    f = d / "a[x].jsonl"
+    f.write_text('{"instruction": "Fix `x += 1;` here", "response": "Use `x = x + 1;`", '
+                 '"category": "[bold]SWC-9[/x]"}\n')
+    r = runner.invoke(app, ["validate", str(f)])
+    assert r.exit_code == 1, r.output
+    flat = " ".join(r.output.split())
+    assert "a[x].jsonl:1" in flat and "category '[bold]SWC-9[/x]'" in flat
+    assert "Traceback" not in r.output

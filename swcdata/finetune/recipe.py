@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from swcdata.errors import ConfigError, InputError
 
+# What fine-tuning and answer generation import (the `train` extra); checked up front, without importing.
+TRAIN_MODULES = ("torch", "transformers", "peft", "accelerate", "trl")
+GENERATE_MODULES = ("torch", "transformers", "peft")
+
 RECIPE_DIR = Path("finetune")  # relative to the working directory; the repository's copy is the fallback
 PACKAGED_RECIPE_DIR = Path(__file__).resolve().parents[2] / "finetune"
 DEFAULT_RECIPE = "tiny-cpu"
