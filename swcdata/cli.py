@@ -126,8 +126,10 @@ def validate(
     raise typer.Exit(1 if failed else 0)
 
 
-def _load_records(paths: list[str], *, json_out: bool, label: str = "read"):  # type: ignore[no-untyped-def]
-    """Read and schema-validate JSONL into a record table (quarantined lines are counted, never lost)."""
+def _load_records(paths: list[str], *, json_out: bool, label: str = "read",  # type: ignore[no-untyped-def]
+                  kept_with: str | None = None):
+    """Read and schema-validate JSONL into a record table (quarantined lines are counted, never lost).
+    Lines set aside are announced on stderr, with the option that keeps them (`kept_with`) if any."""
     from swcdata.console import progress_bar, show_progress
     from swcdata.io import resolve_inputs
     from swcdata.validate import ValidateConfig, load_valid
@@ -141,7 +143,14 @@ def _load_records(paths: list[str], *, json_out: bool, label: str = "read"):  # 
             advance(bytes_done - last[0])
             last[0] = bytes_done
 
-        return load_valid([str(p) for p in files], ValidateConfig(check_code=False), progress=progress)
+        table, vrep, quarantined = load_valid([str(p) for p in files], ValidateConfig(check_code=False),
+                                              progress=progress)
+    if quarantined and not json_out:
+        keep = f"{kept_with} FILE writes them verbatim with their reasons; " if kept_with else ""
+        which = "input" if label == "read" else label
+        err.print(f"[yellow]warning:[/] {len(quarantined):,} {which} line(s) fail the schema checks and were set "
+                  f"aside (counted as quarantined in the ledger); {keep}swcdata validate names each problem")
+    return table, vrep, quarantined
 
 
 def _write_quarantine(path: Path | None, quarantined: list) -> None:  # type: ignore[type-arg]
@@ -208,7 +217,7 @@ def dedup(
 
     cfg = _dedup_config(threshold, num_perm, ngram, keep=keep, near=not exact_only,
                         abstract_identifiers=not no_abstract, workers=workers)
-    table, vrep, quarantined = _load_records(paths, json_out=json_out)
+    table, vrep, quarantined = _load_records(paths, json_out=json_out, kept_with=None if quarantine else "--quarantine")
     with signing_progress(show_progress(json_out)) as progress:
         kept, rep = run_dedup(table, cfg, progress=progress)
     rep = rep.model_copy(update={"input": vrep.ledger})

@@ -213,3 +213,19 @@ def test_brackets_in_file_names_and_values_are_shown_as_they_are(tmp_path: Path)
     flat = " ".join(r.output.split())
     assert "a[x].jsonl:1" in flat and "category '[bold]SWC-9[/x]'" in flat
     assert "Traceback" not in r.output
+
+
+def test_dedup_announces_lines_it_sets_aside(tmp_path: Path) -> None:
+    """Lines that fail the schema checks are counted in the ledger and announced on stderr with the
+    option that keeps them; with --quarantine they are written, so the hint is not repeated."""
+    src = tmp_path / "in.jsonl"
+    src.write_text('not json\n'
+                   '{"instruction": "Fix `x += 1;`", "response": "Use `x = x + 1;`", "category": "SWC-101"}\n')
+    r = runner.invoke(app, ["dedup", str(src), "--out", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.output.split())
+    assert "warning: 1 input line(s) fail the schema checks" in flat and "--quarantine FILE" in flat
+    r = runner.invoke(app, ["dedup", str(src), "--out", str(tmp_path / "o.jsonl"), "--quarantine",
+                            str(tmp_path / "q.jsonl")])
+    assert r.exit_code == 0 and "--quarantine FILE" not in " ".join(r.output.split())
+    assert (tmp_path / "q.jsonl").read_text().count("\n") == 1
