@@ -78,12 +78,13 @@ def validate(
     import pyarrow as pa
 
     from swcdata.console import progress_bar, show_progress
-    from swcdata.io import resolve_inputs
+    from swcdata.io import check_outputs, resolve_inputs
     from swcdata.render import render_validation
     from swcdata.validate import Quarantined, ValidateConfig, Validation
 
     cfg = ValidateConfig(check_code=not no_code, workers=workers, max_findings_per_rule=max_findings)
     files = resolve_inputs(paths)
+    check_outputs(files, [("--out", out_path), ("--quarantine", quarantine), ("--report", report)])
     total = sum(p.stat().st_size for p in files)
     qf = _open_out(quarantine)
     of = _open_out(out_path)
@@ -127,14 +128,16 @@ def validate(
 
 
 def _load_records(paths: list[str], *, json_out: bool, label: str = "read",  # type: ignore[no-untyped-def]
-                  kept_with: str | None = None):
+                  kept_with: str | None = None, outputs: list[tuple[str, Path | None]] | None = None):
     """Read and schema-validate JSONL into a record table (quarantined lines are counted, never lost).
-    Lines set aside are announced on stderr, with the option that keeps them (`kept_with`) if any."""
+    Lines set aside are announced on stderr, with the option that keeps them (`kept_with`) if any.
+    `outputs` (option, path) are refused if they would overwrite an input (see io.check_outputs)."""
     from swcdata.console import progress_bar, show_progress
-    from swcdata.io import resolve_inputs
+    from swcdata.io import check_outputs, resolve_inputs
     from swcdata.validate import ValidateConfig, load_valid
 
     files = resolve_inputs(paths)
+    check_outputs(files, outputs or [])
     total = sum(p.stat().st_size for p in files)
     with progress_bar(label, total, enabled=show_progress(json_out)) as advance:
         last = [0]
@@ -217,7 +220,9 @@ def dedup(
 
     cfg = _dedup_config(threshold, num_perm, ngram, keep=keep, near=not exact_only,
                         abstract_identifiers=not no_abstract, workers=workers)
-    table, vrep, quarantined = _load_records(paths, json_out=json_out, kept_with=None if quarantine else "--quarantine")
+    table, vrep, quarantined = _load_records(paths, json_out=json_out, kept_with=None if quarantine else "--quarantine",
+                                             outputs=[("--out", out_path), ("--quarantine", quarantine),
+                                                      ("--report", report)])
     with signing_progress(show_progress(json_out)) as progress:
         kept, rep = run_dedup(table, cfg, progress=progress)
     rep = rep.model_copy(update={"input": vrep.ledger})
@@ -262,8 +267,8 @@ def audit(
 
     cfg = AuditConfig(near=_dedup_config(threshold, num_perm, ngram), overlap_n=overlap_n,
                       ngram_counts_as_leak=ngram_leak)
-    ref_table, _, _ = _load_records(reference, json_out=json_out, label="reference")
-    cand_table, _, _ = _load_records(candidate, json_out=json_out, label="candidate")
+    ref_table, _, _ = _load_records(reference, json_out=json_out, label="reference", outputs=[("--report", report)])
+    cand_table, _, _ = _load_records(candidate, json_out=json_out, label="candidate", outputs=[("--report", report)])
     with signing_progress(show_progress(json_out)) as progress:
         rep = run_audit(ref_table, cand_table, cfg, progress=progress)
     if report:

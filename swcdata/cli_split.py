@@ -65,8 +65,10 @@ def split_command(
         cfg = SplitConfig(**values)  # type: ignore[arg-type]
     except ValidationError as e:
         raise ConfigError([f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()]) from None
-    table, vrep, _ = _load_records(paths, json_out=json_out)
-    hold = _load_records(holdout, json_out=json_out, label="holdout")[0] if holdout else None
+    outputs = [("--out", out_dir / f"{name}.jsonl") for name in ("train", "validation", "test")]
+    outputs.append(("--report", report))
+    table, vrep, _ = _load_records(paths, json_out=json_out, outputs=outputs)
+    hold = _load_records(holdout, json_out=json_out, label="holdout", outputs=outputs)[0] if holdout else None
     with signing_progress(show_progress(json_out)) as progress:
         splits, rep = run_split(table, cfg, hold, progress=progress)
     written = write_split_dir(splits, out_dir)

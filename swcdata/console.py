@@ -49,7 +49,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except SwcdataError as e:
             # (escaped: a message or hint may hold brackets, such as "pip install 'swcdata[train]'")
-            err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
+            # (soft-wrapped: the terminal wraps it, a log keeps a path on one line)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")

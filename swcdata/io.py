@@ -87,6 +87,33 @@ class LineChunk:
     lines: list[tuple[int, bytes]] = field(default_factory=list)
 
 
+def check_outputs(inputs: Sequence[Path], outputs: Sequence[tuple[str, Path | None]]) -> None:
+    """Refuse (InputError, exit 2) an output file that is one of the inputs, or that another output
+    names too: opening it for writing would truncate what it holds, before or while it is read.
+    Files are compared by device and inode where they exist (a link or another spelling of the same
+    path is the same file), else by resolved path."""
+
+    def key(p: Path) -> tuple[object, ...]:
+        try:
+            st = p.stat()
+            return ("file", st.st_dev, st.st_ino)
+        except OSError:
+            return ("path", str(p.resolve()))
+
+    ins = {key(p) for p in inputs}
+    seen: dict[tuple[object, ...], str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        k = key(path)
+        if k in ins:
+            raise InputError(f"{option} {path} is one of the inputs: writing it would destroy them",
+                             hint="write the output to another file")
+        if k in seen:
+            raise InputError(f"{option} and {seen[k]} both write {path}: one would overwrite the other")
+        seen[k] = option
+
+
 def iter_chunks(path: Path, stats: FileStats, chunk_size: int = 1000) -> Iterator[LineChunk]:
     """Stream a file as chunks of non-blank lines; counts blank lines and hashes the bytes into `stats`."""
     h = hashlib.sha256()

@@ -229,3 +229,32 @@ def test_dedup_announces_lines_it_sets_aside(tmp_path: Path) -> None:
                             str(tmp_path / "q.jsonl")])
     assert r.exit_code == 0 and "--quarantine FILE" not in " ".join(r.output.split())
     assert (tmp_path / "q.jsonl").read_text().count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["validate", "{in}", "--out", "{in}"],
+    ["validate", "{in}", "--quarantine", "{in}"],
+    ["validate", "{in}", "--report", "{link}"],
+    ["dedup", "{in}", "--out", "{in}"],
+    ["dedup", "{in}", "--out", "{tmp}/o.jsonl", "--quarantine", "{tmp}/./o.jsonl"],
+    ["audit", "--reference", "{in}", "--candidate", "{in}", "--report", "{in}"],
+    ["split", "{tmp}/train.jsonl", "--out", "{tmp}"],
+])
+def test_an_output_that_would_overwrite_an_input_is_refused(args: list[str], tmp_path: Path) -> None:
+    """Opening an output truncates it: an output that is an input (by any path, or a hard link) or
+    another output is a usage error (exit 2), and the input is left untouched."""
+    import shutil
+
+    from conftest import DATASET_DIR
+
+    src = tmp_path / "train.jsonl"
+    shutil.copy(DATASET_DIR / "swc_sample.jsonl", src)
+    (tmp_path / "link.jsonl").hardlink_to(src)
+    before = src.read_bytes()
+    args = [a.replace("{in}", str(src)).replace("{link}", str(tmp_path / "link.jsonl")).replace("{tmp}", str(tmp_path))
+            for a in args]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert "would destroy them" in r.output or "one would overwrite the other" in r.output
+    assert len(r.output.strip().splitlines()) <= 2  # the error and its hint, each on one line
+    assert src.read_bytes() == before
