@@ -8,8 +8,9 @@ Heavy libraries (pyarrow, datasets, torch) are imported inside the commands that
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 from rich.markup import escape
@@ -86,9 +87,10 @@ def validate(
     files = resolve_inputs(paths)
     check_outputs(files, [("--out", out_path), ("--quarantine", quarantine), ("--report", report)])
     total = sum(p.stat().st_size for p in files)
-    qf = _open_out(quarantine)
-    of = _open_out(out_path)
-    try:
+    with ExitStack() as stack:
+        qf = _open_out(stack, quarantine)
+        of = _open_out(stack, out_path)
+
         def on_q(items: list[Quarantined]) -> None:
             if qf:
                 for q in items:
@@ -110,10 +112,6 @@ def validate(
 
             rep = Validation(cfg).run([str(p) for p in files], on_batch=on_batch if of else None, on_quarantine=on_q,
                                       progress=progress)
-    finally:
-        for f in (qf, of):
-            if f:
-                f.close()
     if report:
         write_report(report, rep)
     if json_out:
@@ -161,8 +159,9 @@ def _write_quarantine(path: Path | None, quarantined: list) -> None:  # type: ig
         return
     import orjson
 
-    f = _open_out(path)
-    with f:
+    with ExitStack() as stack:
+        f = _open_out(stack, path)
+        assert f is not None
         for q in quarantined:
             f.write(orjson.dumps(q.to_json()) + b"\n")
 
@@ -281,14 +280,16 @@ def audit(
         raise typer.Exit(1)
 
 
-def _open_out(path: Path | None):  # type: ignore[no-untyped-def]
+def _open_out(stack: ExitStack, path: Path | None) -> BinaryIO | None:
+    """`path` opened through io.atomic_output on `stack` (in place when the stack closes without an
+    exception), or None."""
     if path is None:
         return None
     from swcdata.errors import InputError
+    from swcdata.io import atomic_output
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "wb")
+        return stack.enter_context(atomic_output(path))
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror}") from e
 

@@ -105,10 +105,10 @@ def print_json(data: Any) -> None:
 def write_report(path: Path, report: Any) -> None:
     """Write a pydantic report as indented JSON (see _model_json)."""
     from swcdata.errors import InputError
+    from swcdata.io import atomic_output
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as f:
+        with atomic_output(path) as f:
             f.write(_model_json(report))
             f.write(b"\n")
     except OSError as e:

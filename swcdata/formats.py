@@ -67,9 +67,10 @@ def iter_rendered(table: pa.Table, fmt: Format) -> Iterator[dict[str, Any]]:
 def write_format(table: pa.Table, path: Path, fmt: Format) -> int:
     """Write a record table as JSONL in ``fmt`` (table order). Returns the number of lines written."""
     rows = iter_rendered(table, fmt)  # raises on an unknown format before the file is created
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from swcdata.io import atomic_output
+
     n = 0
-    with open(path, "wb") as f:
+    with atomic_output(path) as f:
         for obj in rows:
             f.write(orjson.dumps(obj) + b"\n")
             n += 1

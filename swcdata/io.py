@@ -13,10 +13,12 @@ import glob
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -85,6 +87,37 @@ class LineChunk:
 
     file: str
     lines: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """Open `path` for writing through a temporary file beside it, which replaces `path` only when the
+    block ends without an exception: an interrupted or failed run leaves no half-written output, and
+    a file that was there stays as it was. A path under /dev or /proc (``/dev/stdout``, even when the
+    shell sends it to a file) or that is not a regular file (a FIFO) is written directly; a symbolic
+    link's target is replaced, not the link. ``-`` and ``/dev/stdout`` write to this process's stdout
+    itself (opening /dev/stdout again would start a second write position in the same file)."""
+    if path.as_posix() in ("-", "/dev/stdout"):
+        sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    if path.as_posix().startswith(("/dev/", "/proc/")) or (path.exists() and not path.is_file()):
+        with open(path, "wb") as direct:
+            yield direct
+        return
+    target = path.resolve() if path.is_symlink() else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    f = open(tmp, "wb")  # noqa: SIM115 - closed below on both paths
+    try:
+        yield f
+    except BaseException:
+        f.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    f.close()
+    os.replace(tmp, target)
 
 
 def check_outputs(inputs: Sequence[Path], outputs: Sequence[tuple[str, Path | None]]) -> None:

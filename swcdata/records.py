@@ -88,8 +88,9 @@ def write_jsonl(table: pa.Table, path: Path | IO[bytes], extra: dict[str, list[A
     """Write a record table as JSONL. Returns the number of records written."""
     n = 0
     if isinstance(path, Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
+        from swcdata.io import atomic_output
+
+        with atomic_output(path) as f:
             for line in iter_json_lines(table, extra):
                 f.write(line)
                 n += 1

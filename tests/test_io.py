@@ -183,3 +183,48 @@ def test_resolve_inputs_errors(tmp_path: Path, arg: str, message: str) -> None:
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(InputError, match=message):
         resolve_inputs([str(tmp_path / arg)])
+
+
+def test_atomic_output_replaces_only_on_success(tmp_path: Path) -> None:
+    """An output is written beside its path and moved in place at the end: a failure leaves the old
+    file as it was and no temporary behind; a symlink's target is replaced, not the link."""
+    import pytest
+
+    from swcdata.io import atomic_output
+
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"old\n")
+    with pytest.raises(RuntimeError), atomic_output(out) as f:
+        f.write(b"half")
+        raise RuntimeError("interrupted")
+    assert out.read_bytes() == b"old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    with atomic_output(out) as f:
+        f.write(b"new\n")
+        assert out.read_bytes() == b"old\n"  # not yet
+    assert out.read_bytes() == b"new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(out)
+    with atomic_output(link) as f:
+        f.write(b"via link\n")
+    assert link.is_symlink() and out.read_bytes() == b"via link\n"
+    with atomic_output(tmp_path / "new" / "dir" / "x.jsonl") as f:  # folders are made
+        f.write(b"x")
+    assert (tmp_path / "new" / "dir" / "x.jsonl").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("target", ["/dev/stdout", "-"])
+def test_outputs_can_go_to_stdout(target: str, tmp_path: Path) -> None:
+    """`--out /dev/stdout` or `--out -` writes to stdout itself, in order with the summary, also when
+    the shell sends stdout to a file (a second open of /dev/stdout would overwrite from offset 0)."""
+    import subprocess
+    import sys
+
+    from conftest import DATASET_DIR
+
+    dest = tmp_path / "stdout.txt"
+    with open(dest, "wb") as f:
+        r = subprocess.run([sys.executable, "-m", "swcdata", "dedup", str(DATASET_DIR / "swc_sample.jsonl"), "--out",
+                            target], stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = dest.read_text().splitlines()
+    assert sum(line.startswith('{"id":') for line in lines) == 102 and any("Ledger" in line for line in lines)
