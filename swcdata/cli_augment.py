@@ -80,7 +80,7 @@ def _render(rep: AugmentReport, console: Console, out_dir: Path, fmt: str) -> No
     total = sum(s.records_out for s in rep.splits.values())
     status = "[green]balanced[/]" if rep.balanced else "[bold red]NOT balanced[/]"
     console.print(f"{added:,} variant(s) added, {rep.duplicates_dropped:,} duplicate(s) dropped; {total:,} records "
-                  f"written to {out_dir} as {fmt} ({rep.seconds:.2f} s, ledger {status})")
+                  f"written to {escape(str(out_dir))} as {fmt} ({rep.seconds:.2f} s, ledger {status})")
 
 
 @handle_errors

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from swcdata.console import JsonOpt, ReportOpt, err, handle_errors, kv_table, out, print_json, write_report
 
@@ -78,7 +79,7 @@ def evaluate_command(
         render_results(results)
     for w in results.warnings:
         err.print(f"[bold red]WARNING:[/] {escape(w)}" if w.startswith(("CONTAMINATED", "NOT CHECKED"))
-                  else f"[yellow]warning:[/] {w}")
+                  else f"[yellow]warning:[/] {escape(w)}")
 
 
 def _pct(x: float | None) -> str:
@@ -95,13 +96,19 @@ def render_results(r: EvalResults) -> None:
         t.add_row(rule, _pct(cs.accuracy), f"{cs.macro_f1:.3f}", f"{cs.weighted_f1:.3f}", str(cs.no_class))
     out.print(t)
     c = r.contamination
-    rows = [
+    contamination = Text()
+    if c.allowed and c.leaked:
+        contamination.append("CONTAMINATED", "bold red").append(" ")
+    if c.checked:
+        contamination.append(f"{c.leaked}/{c.candidates} leaked vs {c.reference}")
+    else:
+        contamination.append("not checked", "bold red")
+    rows: list[tuple[str, str | Text]] = [
         ("ROUGE-L / TF-IDF cosine", f"{r.similarity.rouge_l:.4f} / {r.similarity.tfidf_cosine:.4f}"),
         ("code: with / parses / differs", f"{_pct(r.code.with_code)} / {_pct(r.code.parseable)} / "
                                           f"{_pct(r.code.differs_from_input)} (references: "
                                           f"{_pct(r.reference_code.parseable)} parse)"),
-        ("contamination", ("[bold red]CONTAMINATED[/] " if c.allowed and c.leaked else "")
-         + (f"{c.leaked}/{c.candidates} leaked vs {c.reference}" if c.checked else "[bold red]not checked[/]")),
+        ("contamination", contamination),
         ("speed", f"{r.timing.seconds_per_record:.4f} s/record, batch {r.timing.batch_size}, {r.timing.device}; "
                   f"{r.timing.records_generated} generated, {r.timing.records_resumed} resumed"),
         ("files", f"{Path(r.files['results']).parent}/ (results.json, report.md, confusion.png)"),

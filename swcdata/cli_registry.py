@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from swcdata.console import JsonOpt, err, handle_errors, kv_table, out, print_json
 
@@ -109,7 +110,7 @@ def render_diff(rep: DiffReport, limit: int) -> None:
         if not rows:
             continue
         styles = {"+": "green", "-": "red", "~": "yellow"}
-        lt = kv_table((f"[{styles[mark]}]{mark}[/]", text) for mark, text in rows[:limit])
+        lt = kv_table((Text(mark, style=styles[mark]), text) for mark, text in rows[:limit])
         out.print()
         out.print(f"[italic]{s.split}[/] (first {min(limit, len(rows))} of {len(rows)}: + added, - removed, "
                   "~ changed)")
@@ -131,7 +132,8 @@ def render_diff(rep: DiffReport, limit: int) -> None:
 def render_verify(rep: VerifyReport) -> None:
     out.print(kv_table([("files checked", f"{rep.files_checked:,}"), ("files differing", f"{len(rep.files):,}"),
                         ("expected hash", rep.expected), ("actual hash", rep.actual or "-"),
-                        ("status", "[green]ok[/]" if rep.ok else "[bold red]TAMPERED[/]")], f"verify {rep.ref}"))
+                        ("status", Text.from_markup("[green]ok[/]" if rep.ok else "[bold red]TAMPERED[/]"))],
+                       f"verify {rep.ref}"))
     for p in rep.problems:
         err.print(f"[red]problem:[/] {escape(p)}")
     for x in rep.extra_files:

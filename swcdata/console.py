@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -62,15 +63,17 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def kv_table(rows: Iterable[tuple[str, str]], title: str | None = None, *,
+def kv_table(rows: Iterable[tuple[str | Text, str | Text]], title: str | None = None, *,
              justify: Literal["left", "right"] = "left") -> Table:
     """A borderless two-column table, labels in bold: the shape of every summary the CLI prints
-    (ledgers, run and version facts). ``justify="right"`` lines up numbers."""
+    (ledgers, run and version facts). ``justify="right"`` lines up numbers. Cells are plain text,
+    shown as they are (values come from the data: paths, names, ids, where rich would read "[x]"
+    as markup); a styled cell is a `Text`, e.g. ``Text.from_markup("[green]yes[/]")``."""
     t = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold", overflow="fold")
     t.add_column(justify=justify, overflow="fold")
     for label, value in rows:
-        t.add_row(label, value)
+        t.add_row(*(cell if isinstance(cell, Text) else Text(cell) for cell in (label, value)))
     return t
 
 

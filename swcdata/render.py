@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from swcdata.console import kv_table
 from swcdata.schema import Ledger, Severity, ValidationReport
@@ -24,7 +25,8 @@ _SEV_STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: 
 
 def ledger_table(title: str, rows: list[tuple[str, int]], balanced: bool) -> Table:
     return kv_table([*((name, f"{n:,}") for name, n in rows),
-                     ("balanced", "[green]yes[/]" if balanced else "[bold red]NO[/]")], title, justify="right")
+                     ("balanced", Text.from_markup("[green]yes[/]" if balanced else "[bold red]NO[/]"))], title,
+                    justify="right")
 
 
 def render_validation(report: ValidationReport, console: Console, *, max_findings: int = 20) -> None:
@@ -107,7 +109,7 @@ def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -
               ("exact matches", s.exact), ("near matches", s.near),
               (f"shared {report.config.overlap_n}-gram only", s.ngram_only), ("clean", s.clean))
     console.print(kv_table([*((name, f"{n:,}") for name, n in counts),
-                            ("contamination rate", f"[{style}]{s.contamination_rate:.1%}[/]"),
+                            ("contamination rate", Text(f"{s.contamination_rate:.1%}", style=style)),
                             (f"{report.config.overlap_n}-gram overlap rate", f"{s.ngram_overlap_rate:.1%}")],
                            "Contamination audit", justify="right"))
     console.print()

@@ -258,3 +258,21 @@ def test_an_output_that_would_overwrite_an_input_is_refused(args: list[str], tmp
     assert "would destroy them" in r.output or "one would overwrite the other" in r.output
     assert len(r.output.strip().splitlines()) <= 2  # the error and its hint, each on one line
     assert src.read_bytes() == before
+
+
+def test_kv_table_shows_data_as_it_is() -> None:
+    """kv_table's cells are plain text (a path or name with brackets is not markup); a styled cell is
+    a rich Text."""
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from swcdata.console import kv_table
+
+    buf = io.StringIO()
+    rows = [("adapter", "runs/a[x]/adapter"), ("name", "[bold]b[/x]"), ("ok", Text.from_markup("[green]yes[/]"))]
+    Console(file=buf, width=120, color_system=None).print(kv_table(rows))
+    text = buf.getvalue()
+    assert "runs/a[x]/adapter" in text and "[bold]b[/x]" in text
+    assert "yes" in text and "[green]" not in text
