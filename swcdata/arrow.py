@@ -23,10 +23,7 @@ def _validity(values: Sequence[object]) -> tuple[pa.Buffer | None, int]:
     if None not in values:  # (one C-level scan, the usual case)
         return None, 0
     present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
-    nulls = len(values) - int(present.sum())
-    if not nulls:
-        return None, 0
-    return pa.py_buffer(np.packbits(present, bitorder="little")), nulls
+    return pa.py_buffer(np.packbits(present, bitorder="little")), len(values) - int(present.sum())
 
 
 def strings(values: Sequence[str | None], *, large: bool = False) -> pa.Array:

@@ -219,7 +219,11 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
             keys = [unique(np.concatenate(keys))]
     if not keys:
         return np.zeros((0, 2), dtype=np.int64)
-    key = unique(np.concatenate(keys)) if len(keys) > 1 else keys[0]
+    return _pairs_of_keys(unique(np.concatenate(keys)) if len(keys) > 1 else keys[0], n)
+
+
+def _pairs_of_keys(key: I64, n: int) -> I64:
+    """Pairs (i, j) from their keys i * n + j, as rows of an (k, 2) array."""
     return np.stack([key // n, key % n], axis=1)
 
 
@@ -227,8 +231,7 @@ def union_pairs(a: I64, b: I64, n: int) -> I64:
     """The distinct pairs of two `candidate_pairs` results over the same n records, sorted as
     `candidate_pairs` sorts them."""
     both = np.concatenate([a, b])
-    key = unique(both[:, 0] * n + both[:, 1])
-    return np.stack([key // n, key % n], axis=1)
+    return _pairs_of_keys(unique(both[:, 0] * n + both[:, 1]), n)
 
 
 def similarity(sig: U32, pairs: I64) -> npt.NDArray[np.float64]:

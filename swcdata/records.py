@@ -8,6 +8,7 @@ records carry `parent_id`, `transform` and `template`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -85,18 +86,14 @@ def iter_json_lines(table: pa.Table, extra: dict[str, list[Any]] | None = None) 
 
 
 def write_jsonl(table: pa.Table, path: Path | IO[bytes], extra: dict[str, list[Any]] | None = None) -> int:
-    """Write a record table as JSONL. Returns the number of records written."""
-    n = 0
-    if isinstance(path, Path):
-        from swcdata.io import atomic_output
+    """Write a record table as JSONL (to a path atomically, see io.atomic_output, or to an open binary
+    file). Returns the number of records written."""
+    from swcdata.io import atomic_output
 
-        with atomic_output(path) as f:
-            for line in iter_json_lines(table, extra):
-                f.write(line)
-                n += 1
-    else:
+    n = 0
+    with atomic_output(path) if isinstance(path, Path) else nullcontext(path) as f:
         for line in iter_json_lines(table, extra):
-            path.write(line)
+            f.write(line)
             n += 1
     return n
 
