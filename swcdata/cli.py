@@ -8,6 +8,7 @@ Heavy libraries (pyarrow, datasets, torch) are imported inside the commands that
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -104,14 +105,8 @@ def validate(
                 of.write(orjson.dumps(row_to_json(r)) + b"\n")
 
         with progress_bar("validate", total, enabled=show_progress(json_out)) as advance:
-            last = [0]
-
-            def progress(_lines: int, bytes_done: int) -> None:
-                advance(bytes_done - last[0])
-                last[0] = bytes_done
-
             rep = Validation(cfg).run([str(p) for p in files], on_batch=on_batch if of else None, on_quarantine=on_q,
-                                      progress=progress)
+                                      progress=_bytes_progress(advance))
     if report:
         write_report(report, rep)
     if json_out:
@@ -123,6 +118,19 @@ def validate(
                 err.print(f"[dim]{label} written to {escape(str(p))}[/]")
     failed = rep.errors > 0 or (strict and rep.warnings > 0)
     raise typer.Exit(1 if failed else 0)
+
+
+def _bytes_progress(advance: Callable[[float], None]) -> Callable[[int, int], None]:
+    """The validate step's progress callback `(lines, bytes read so far)` as advances of a bar
+    counted in bytes."""
+    last = 0
+
+    def progress(_lines: int, bytes_done: int) -> None:
+        nonlocal last
+        advance(bytes_done - last)
+        last = bytes_done
+
+    return progress
 
 
 def _load_records(paths: list[str], *, json_out: bool, label: str = "read",  # type: ignore[no-untyped-def]
@@ -138,14 +146,8 @@ def _load_records(paths: list[str], *, json_out: bool, label: str = "read",  # t
     check_outputs(files, outputs or [])
     total = sum(p.stat().st_size for p in files)
     with progress_bar(label, total, enabled=show_progress(json_out)) as advance:
-        last = [0]
-
-        def progress(_lines: int, bytes_done: int) -> None:
-            advance(bytes_done - last[0])
-            last[0] = bytes_done
-
         table, vrep, quarantined = load_valid([str(p) for p in files], ValidateConfig(check_code=False),
-                                              progress=progress)
+                                              progress=_bytes_progress(advance))
     if quarantined and not json_out:
         keep = f"{kept_with} FILE writes them verbatim with their reasons; " if kept_with else ""
         which = "input" if label == "read" else label

@@ -373,7 +373,6 @@ def evaluate(run_dir: Path, *, dataset: str | None = None, split: str = "test", 
 
     device = "-"
     if pending:
-        from swcdata.errors import require_extra
         from swcdata.finetune.recipe import GENERATE_MODULES
 
         require_extra("train", GENERATE_MODULES, "generating answers")
