@@ -7,6 +7,7 @@ Heavy libraries (pyarrow, datasets, torch) are imported inside the commands that
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -345,6 +346,29 @@ def _register_groups() -> None:
 
 
 _register_groups()
+
+
+def reflow(doc: str) -> str:
+    """A docstring as help text: each paragraph one line, so the terminal wraps it to its width.
+
+    typer (rich markup mode) keeps the docstring's line breaks and then wraps every line again, which
+    leaves ragged paragraphs in an 80-column terminal. A line that starts a list item (``- ``, ``* ``)
+    or is indented keeps its break."""
+    paragraphs = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines: list[str] = []
+        for line in para.splitlines():
+            if lines and not line.startswith(("- ", "* ", " ", "\t")):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.rstrip())
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+for _info in app.registered_commands:
+    if _info.help is None and _info.callback is not None and _info.callback.__doc__:
+        _info.help = reflow(_info.callback.__doc__)
 
 
 # Options that take several values, as the shell expands a glob: `audit --reference a.jsonl b.jsonl

@@ -40,6 +40,21 @@ def test_version() -> None:
     assert r.exit_code == 0 and __version__ in r.output
 
 
+def test_help_paragraphs_flow_to_the_terminal_width() -> None:
+    """Each paragraph of a command's help is one line of help text, so an 80-column terminal wraps it
+    evenly (typer keeps a docstring's own line breaks and wraps each line again)."""
+    from swcdata.cli import reflow
+
+    assert reflow("First.\n\n    One paragraph\n    over two lines.\n\n    - a\n    - b\n") == (
+        "First.\n\nOne paragraph over two lines.\n\n- a\n- b")
+    for info in app.registered_commands:
+        assert info.help, info.callback
+        for para in info.help.split("\n\n"):
+            assert "\n" not in para or all(line.startswith(("- ", "* ", " ")) for line in para.splitlines()[1:])
+    res = CliRunner().invoke(app, ["validate", "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert any("a bad category) quarantine the line" in line for line in res.output.splitlines()), res.output
+
+
 def test_validate_clean_exits_0(good_file: Path) -> None:
     r = runner.invoke(app, ["validate", str(good_file), "--no-code"])
     assert r.exit_code == 0, r.output
