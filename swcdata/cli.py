@@ -18,7 +18,18 @@ import typer
 from rich.markup import escape
 
 from swcdata import __version__
-from swcdata.console import JsonOpt, PathsArg, ReportOpt, WorkersOpt, err, handle_errors, out, print_json, write_report
+from swcdata.console import (
+    JsonOpt,
+    PathsArg,
+    ReportOpt,
+    WorkersOpt,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    route_stdout,
+    write_report,
+)
 
 app = typer.Typer(
     name="swcdata",
@@ -87,7 +98,9 @@ def validate(
 
     cfg = ValidateConfig(check_code=not no_code, workers=workers, max_findings_per_rule=max_findings)
     files = resolve_inputs(paths)
-    check_outputs(files, [("--out", out_path), ("--quarantine", quarantine), ("--report", report)])
+    outputs = [("--out", out_path), ("--quarantine", quarantine), ("--report", report)]
+    check_outputs(files, outputs)
+    route_stdout(outputs, json_out)
     total = sum(p.stat().st_size for p in files)
     with ExitStack() as stack:
         qf = _open_out(stack, quarantine)
@@ -145,6 +158,7 @@ def _load_records(paths: list[str], *, json_out: bool, label: str = "read",  # t
 
     files = resolve_inputs(paths)
     check_outputs(files, outputs or [])
+    route_stdout(outputs or [], json_out)
     total = sum(p.stat().st_size for p in files)
     with progress_bar(label, total, enabled=show_progress(json_out)) as advance:
         table, vrep, quarantined = load_valid([str(p) for p in files], ValidateConfig(check_code=False),

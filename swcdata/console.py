@@ -37,6 +37,27 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _is_stdout(path: Path | None) -> bool:
+    return path is not None and path.as_posix() in ("-", "/dev/stdout")
+
+
+def route_stdout(outputs: Iterable[tuple[str, Path | None]], json_out: bool) -> None:
+    """When an output goes to stdout (``--out -``), stdout carries that data alone: the tables and
+    messages go to stderr for the rest of the command (`handle_errors` restores the console), and
+    ``--json``, which prints its report on stdout too, is refused, as are two outputs on stdout."""
+    from swcdata.errors import InputError
+
+    names = [option for option, path in outputs if _is_stdout(path)]
+    if not names:
+        return
+    if json_out:
+        raise InputError(f"--json and {names[0]} - both write to stdout",
+                         hint=f"write {names[0]} to a file, or drop --json and read the summary on stderr")
+    if len(names) > 1:
+        raise InputError(f"{names[0]} and {names[1]} both write to stdout: one would mix into the other")
+    out.file = sys.stderr
+
+
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn user-facing errors into one red line on stderr and the right exit code (never a traceback)."""
 
@@ -59,6 +80,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0) from None
+        finally:
+            out.file = None  # type: ignore[assignment]  # (back to this process's stdout; see route_stdout)
 
     return wrapper
 

@@ -291,3 +291,29 @@ def test_kv_table_shows_data_as_it_is() -> None:
     text = buf.getvalue()
     assert "runs/a[x]/adapter" in text and "[bold]b[/x]" in text
     assert "yes" in text and "[green]" not in text
+
+
+@pytest.mark.parametrize("command", ["validate", "dedup"])
+def test_out_dash_keeps_stdout_for_the_records(command: str) -> None:
+    """`--out -` puts the records alone on stdout (a pipe into jq or another command); the summary
+    tables go to stderr, and --json, which needs stdout too, is refused."""
+    from conftest import DATASET_DIR
+
+    r = _run(command, str(DATASET_DIR), "--out", "-")
+    assert r.returncode in (0, 1), r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) > 90 and all("id" in row and "source" in row for row in rows)
+    assert "Ledger" in r.stderr or "ledger" in r.stderr.lower()
+    r = _run(command, str(DATASET_DIR), "--out", "-", "--json")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: --json and --out - both write to stdout")
+
+
+def test_out_dash_in_process_leaves_the_console_on_stdout(tmp_path: Path) -> None:
+    from conftest import DATASET_DIR
+
+    from swcdata.console import out
+
+    r = runner.invoke(app, ["validate", str(DATASET_DIR), "--out", "-"])
+    assert r.exit_code == 1
+    assert out.file is not sys.stderr  # restored for whatever runs next in this process
