@@ -112,11 +112,10 @@ def validate(
                     qf.write(orjson.dumps(q.to_json()) + b"\n")
 
         def on_batch(batch: pa.RecordBatch) -> None:
-            from swcdata.records import row_to_json
+            from swcdata.records import iter_json_lines
 
             assert of is not None
-            for r in batch.to_pylist():
-                of.write(orjson.dumps(row_to_json(r)) + b"\n")
+            of.writelines(iter_json_lines(batch))
 
         with progress_bar("validate", total, enabled=show_progress(json_out)) as advance:
             rep = Validation(cfg).run([str(p) for p in files], on_batch=on_batch if of else None, on_quarantine=on_q,

@@ -23,6 +23,8 @@ from typing import Any, Literal, get_args
 import orjson
 import pyarrow as pa
 
+from swcdata.records import metadata_value, write_jsonl
+
 __all__ = ["FORMATS", "SEED_LAYOUT", "Format", "iter_rendered", "render", "write_format", "write_split_dir"]
 
 Format = Literal["records", "seed", "alpaca", "chat"]
@@ -35,8 +37,10 @@ def _stored(record: dict[str, Any]) -> dict[str, Any]:
     if "source" in record:
         out["source"] = record["source"]
     meta = record.get("metadata")
+    if isinstance(meta, bytes):
+        meta = meta.decode()
     if meta is not None:
-        out["metadata"] = orjson.loads(meta) if isinstance(meta, str | bytes) else meta
+        out["metadata"] = metadata_value(meta) if isinstance(meta, str) else meta
     for c in ("parent_id", "transform", "template"):
         if record.get(c) is not None:
             out[c] = record[c]
@@ -69,6 +73,8 @@ def write_format(table: pa.Table, path: Path, fmt: Format) -> int:
     rows = iter_rendered(table, fmt)  # raises on an unknown format before the file is created
     from swcdata.io import atomic_output
 
+    if fmt == "records":  # (the stored-record JSON, metadata written as stored)
+        return write_jsonl(table, path)
     n = 0
     with atomic_output(path) as f:
         for obj in rows:

@@ -362,11 +362,18 @@ class Decoded:
 
 
 def _count_keys(value: Any) -> int:
-    if isinstance(value, dict):
-        return len(value) + sum(_count_keys(v) for v in value.values() if isinstance(v, dict | list))
-    if isinstance(value, list):
-        return sum(_count_keys(v) for v in value if isinstance(v, dict | list))
-    return 0
+    """Keys in all the objects nested in `value` (iterative: orjson decodes nesting deeper than
+    Python's recursion limit)."""
+    n = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            n += len(v)
+            stack.extend(x for x in v.values() if isinstance(x, dict | list))
+        elif isinstance(v, list):
+            stack.extend(x for x in v if isinstance(x, dict | list))
+    return n
 
 
 def _find_duplicate_keys(text: str) -> list[str]:
@@ -391,16 +398,16 @@ def _find_duplicate_keys(text: str) -> list[str]:
 # backslash (`\\"`), in which case the exact check runs.
 _KEY_TOKEN = re.compile(rb'"\s*:')
 _ESCAPED_KEY_TOKEN = re.compile(rb'\\"\s*:')
+_SPACED_KEY_TOKEN = re.compile(rb'"\s+:')
 
 
 def _may_have_duplicate_keys(raw: bytes, n_keys: int) -> bool:
     """Cheap and conservative: False only when the line provably has no repeated key."""
     if b'\\\\"' in raw:
         return True
-    if b'" :' not in raw:
-        # The usual layout (`"key":`), as every JSON writer emits it: two C-speed substring counts
-        # instead of a regex scan. (Keys written with two or more blanks before the colon are the
-        # one layout this shortcut does not re-check.)
+    if _SPACED_KEY_TOKEN.search(raw) is None:
+        # The usual layout (no blank between a key and its colon), as every JSON writer emits it:
+        # two C-speed substring counts instead of counting the regex's matches.
         return raw.count(b'":') - raw.count(b'\\":') != n_keys
     tokens = len(_KEY_TOKEN.findall(raw))
     if b'\\"' in raw:

@@ -7,6 +7,8 @@ records carry `parent_id`, `transform` and `template`.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -58,8 +60,32 @@ def table_from_batches(batches: Iterable[pa.RecordBatch]) -> pa.Table:
     return pa.Table.from_batches(list(batches), schema=RECORD_SCHEMA)
 
 
-def row_to_json(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as the JSON object swcdata writes: metadata decoded, empty lineage omitted."""
+# orjson reads an integer outside the 64-bit range as a float and cannot write one back; the json module
+# keeps any integer exactly. An integer literal that long has at least 20 digits in a row.
+LONG_DIGITS = re.compile(r"\d{20}")
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """The metadata column's text: compact JSON with sorted keys. Raises ValueError when the object
+    is nested too deeply to be written (more than about 900 levels)."""
+    try:
+        return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, or nesting beyond orjson's 255 levels
+        try:
+            return json.dumps(metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            raise ValueError("nested too deeply to be stored") from None
+
+
+def metadata_value(text: str) -> Any:
+    """The metadata column's text decoded, integers of any size exact."""
+    return json.loads(text) if LONG_DIGITS.search(text) else orjson.loads(text)
+
+
+def row_to_json(row: dict[str, Any], *, verbatim_metadata: bool = False) -> dict[str, Any]:
+    """A stored row as the JSON object swcdata writes: metadata decoded, empty lineage omitted.
+    ``verbatim_metadata``: the metadata as its stored JSON text (an `orjson.Fragment`), which
+    `orjson.dumps` writes as it is, for writers."""
     out: dict[str, Any] = {
         "id": row["id"],
         "instruction": row["instruction"],
@@ -68,18 +94,19 @@ def row_to_json(row: dict[str, Any]) -> dict[str, Any]:
         "source": row["source"],
     }
     if row.get("metadata") is not None:
-        out["metadata"] = orjson.loads(row["metadata"])
+        meta = row["metadata"]
+        out["metadata"] = orjson.Fragment(meta) if verbatim_metadata else metadata_value(meta)
     for c in LINEAGE_COLUMNS:
         if row.get(c) is not None:
             out[c] = row[c]
     return out
 
 
-def iter_json_lines(table: pa.Table, extra: dict[str, list[Any]] | None = None) -> Iterator[bytes]:
+def iter_json_lines(table: pa.Table | pa.RecordBatch, extra: dict[str, list[Any]] | None = None) -> Iterator[bytes]:
     """Serialise a record table as JSONL lines (bytes, newline-terminated), in table order."""
     extra = extra or {}
     for i, row in enumerate(table.to_pylist()):
-        obj = row_to_json(row)
+        obj = row_to_json(row, verbatim_metadata=True)
         for k, values in extra.items():
             obj[k] = values[i]
         yield orjson.dumps(obj) + b"\n"

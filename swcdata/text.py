@@ -53,8 +53,18 @@ def record_id(instruction: str, response: str) -> str:
     two records with the same text and different labels are the same content with a label conflict)."""
     # One pass over both fields: " \x00 " survives normalisation as its own token, so this equals
     # normalize_text(instruction) + " \x00 " + normalize_text(response).
-    key = normalize_text(instruction + " \x00 " + response)
+    key = normalize_text(_joined(instruction, response))
     return xxhash.xxh3_64_hexdigest(key.encode("utf-8"))
+
+
+def _joined(instruction: str, response: str) -> str:
+    """The two fields around the separator NUL. A NUL inside a field is written NUL + \x01 (which
+    normalisation keeps together), so the separator is the one NUL without a \x01 after it and two
+    different pairs of fields never give the same key; fields without a NUL (all real text) are
+    joined as they are."""
+    if "\x00" in instruction or "\x00" in response:
+        instruction, response = instruction.replace("\x00", "\x00\x01"), response.replace("\x00", "\x00\x01")
+    return instruction + " \x00 " + response
 
 
 def record_ids(instructions: Sequence[str], responses: Sequence[str]) -> list[str]:
@@ -72,7 +82,8 @@ def record_ids(instructions: Sequence[str], responses: Sequence[str]) -> list[st
     fast: list[int] = []
     texts: list[bytes] = []
     for k in range(n):
-        t = instructions[k] + " \x00 " + responses[k]
+        i, r = instructions[k], responses[k]
+        t = i + " \x00 " + r if "\x00" not in i and "\x00" not in r else _joined(i, r)
         if not t.isascii():
             t = fold_typography(t)
             if not t.isascii():

@@ -63,6 +63,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "outlier-length": (Severity.warning, "a field is unusually short or long"),
     "id-mismatch": (Severity.warning, "the record's id does not match its content (recomputed)"),
     "extra-field": (Severity.info, "an unknown top-level field (kept under metadata)"),
+    "too-deep": (Severity.error, "metadata nested too deeply to be stored"),
 }
 
 
@@ -221,6 +222,31 @@ def _code_findings(instruction: str, response: str, cfg: ValidateConfig) -> list
     return out
 
 
+_LONG_DIGITS = re.compile(rb"\d{20}")  # (records.LONG_DIGITS, on the raw line)
+
+
+def _metadata_json(raw: bytes, obj: dict[str, Any], extra: list[str]) -> str | None:
+    """The metadata column of a record: its `metadata` object with the unknown top-level fields
+    added, as JSON text (None when empty). Integers of any size are kept exactly: a line with one
+    beyond 64 bits (which orjson reads as a float) is decoded again with the json module. Raises
+    ValueError when the result is nested too deeply to be stored."""
+    from swcdata.records import metadata_json
+
+    if _LONG_DIGITS.search(raw):
+        import json
+
+        try:
+            obj = json.loads(raw)
+        except RecursionError:
+            raise ValueError("nested too deeply to be stored") from None
+    metadata = obj.get("metadata")
+    if extra:
+        metadata = dict(metadata or {})
+        for k in extra:
+            metadata[k] = obj[k]
+    return metadata_json(metadata) if metadata else None
+
+
 _LETTER_ESCAPE = re.compile(rb"\\u00[4-7][0-9a-fA-F]")  # a JSON escape of an ASCII letter
 
 
@@ -297,6 +323,18 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
                 for rule, fld, msg in errs:
                     add((rule, lineno, fld, msg))
                 continue
+        meta_json: str | None = None
+        if not plain:
+            extra = [k for k in obj if k not in KNOWN]
+            if extra or obj.get("metadata"):
+                try:
+                    meta_json = _metadata_json(raw, obj, extra)
+                except ValueError as e:
+                    msg = f"the metadata is {e} (the line is kept here verbatim)"
+                    quarantined.append(Quarantined(file, lineno, raw.decode("utf-8"), None,
+                                                   [("too-deep", "metadata", msg)]))
+                    add(("too-deep", lineno, "metadata", msg))
+                    continue
         row = len(linenos)
         linenos.append(lineno)
         ins_col.append(instruction)
@@ -309,18 +347,14 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
             given = obj.get("id")
             if given is not None:
                 given_ids.append((row, given))
-            metadata = obj.get("metadata")
-            extra = [k for k in obj if k not in KNOWN]
-            if extra:
-                metadata = dict(metadata or {})
-                for k in extra:
-                    metadata[k] = obj[k]
+            for k in obj:
+                if k not in KNOWN:
                     add(("extra-field", lineno, k, f"unknown field '{k}' kept under metadata"))
             src = obj.get("source")
             src_files.append(src["file"] if src else file)
             src_lines.append(src["line"] if src else lineno)
             for name, value in (
-                ("metadata", orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else None),
+                ("metadata", meta_json),
                 ("parent_id", obj.get("parent_id")),
                 ("transform", obj.get("transform")),
                 ("template", obj.get("template")),

@@ -99,6 +99,44 @@ def test_duplicate_keys_in_compact_lines() -> None:
     assert decode_line(deep).duplicate_keys == ["x"]
 
 
+def test_duplicate_keys_with_blanks_before_the_colon() -> None:
+    """Any blanks between a key and its colon: the compact count alone would miss the second key."""
+    for sep in (b" ", b"  ", b"\t", b" \n "):
+        raw = b'{"instruction": "a", "response": "b", "category": "SWC-101", "category"' + sep + b': "SWC-107"}'
+        assert decode_line(raw).duplicate_keys == ["category"], sep
+
+
+def test_nesting_deeper_than_the_recursion_limit_is_no_crash(tmp_path: Path) -> None:
+    """orjson reads 1,000 levels (Python recurses about as deep): such a line is quarantined with a
+    reason when its metadata cannot be stored, never a RecursionError; 900 levels are kept."""
+    base = _line(GOOD)[:-1]
+    too_deep = base + b', "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    deep = base + b', "metadata": {"d": ' + b"[" * 900 + b"]" * 900 + b"}}"
+    assert decode_line(too_deep).duplicate_keys is None
+    p = _write(tmp_path, "deep.jsonl", too_deep + b"\n" + deep + b"\n")
+    rows: list[dict] = []
+    rep = Validation(ValidateConfig(check_code=False, workers=1)).run([p], on_batch=lambda b: rows.extend(
+        b.to_pylist()))
+    assert (rep.ledger.valid, rep.ledger.quarantined) == (1, 1)
+    assert [(f.rule, f.line) for f in rep.findings if f.severity == "error"] == [("too-deep", 1)]
+    assert rows[0]["metadata"].startswith('{"d":[[[')
+
+
+def test_integers_beyond_64_bits_are_kept_exactly(tmp_path: Path) -> None:
+    """orjson reads an integer outside the 64-bit range as a float: metadata keeps it exactly, in
+    the stored column and in every JSONL writer."""
+    from swcdata.records import iter_json_lines, table_from_batches
+
+    big, neg = 123456789012345678901234567890, -(2**64) - 1
+    p = _write(tmp_path, "big.jsonl", _line({**GOOD, "n": big, "metadata": {"neg": neg, "f": 0.5, "i": 7}}) + b"\n")
+    batches: list = []
+    Validation(ValidateConfig(check_code=False)).run([p], on_batch=batches.append)
+    table = table_from_batches(batches)
+    assert json.loads(table.column("metadata")[0].as_py()) == {"n": big, "neg": neg, "f": 0.5, "i": 7}
+    (line,) = iter_json_lines(table)
+    assert json.loads(line)["metadata"] == {"n": big, "neg": neg, "f": 0.5, "i": 7}
+
+
 UNIT_PIECES = [b"", b" ", b"\t", b"abc", b'{"a":1}', b"x" * 50, b"\r", b"  \r", b"\xef\xbb\xbf", b"y" * 300]
 
 
@@ -214,8 +252,8 @@ def test_atomic_output_replaces_only_on_success(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["/dev/stdout", "-"])
 def test_outputs_can_go_to_stdout(target: str, tmp_path: Path) -> None:
-    """`--out /dev/stdout` or `--out -` writes to stdout itself, in order with the summary, also when
-    the shell sends stdout to a file (a second open of /dev/stdout would overwrite from offset 0)."""
+    """`--out /dev/stdout` or `--out -` writes to stdout itself, also when the shell sends stdout to a
+    file (a second open of /dev/stdout would overwrite from offset 0); the summary goes to stderr."""
     import subprocess
     import sys
 
@@ -227,4 +265,5 @@ def test_outputs_can_go_to_stdout(target: str, tmp_path: Path) -> None:
                             target], stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = dest.read_text().splitlines()
-    assert sum(line.startswith('{"id":') for line in lines) == 102 and any("Ledger" in line for line in lines)
+    assert len(lines) == 102 and all(line.startswith('{"id":') for line in lines)
+    assert "Ledger" in r.stderr

@@ -78,6 +78,18 @@ def test_record_ids_equal_record_id() -> None:
         assert record_ids(ins, res) == [record_id(a, b) for a, b in zip(ins, res, strict=True)]
 
 
+def test_record_ids_of_different_fields_never_collide_on_the_separator() -> None:
+    """The separator between the fields is a NUL; a NUL inside a field is escaped, so moving text
+    across the separator changes the id. Fields without a NUL keep their ids."""
+    from swcdata.text import record_id, record_ids
+
+    a = ("Review this \x00 EXTRA", "It is fine")
+    b = ("Review this", "EXTRA \x00 It is fine")
+    assert record_id(*a) != record_id(*b)
+    assert record_ids([a[0], b[0]], [a[1], b[1]]) == [record_id(*a), record_id(*b)]
+    assert record_id("Review this code", "It is fine") == "27dc85980ea88a89"  # (the id before the escape)
+
+
 def test_parse_check_agrees_with_parse(seed_files: list[Path]) -> None:
     """The wrapping chosen from lexical cues gives parse()'s ok and error count, mostly in one parse."""
     from swcdata import solidity
