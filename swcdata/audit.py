@@ -20,14 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import minhash
 from swcdata.dedup import DedupConfig, Progress, RecordRef, table_signatures
-from swcdata.schema import Source
+from swcdata.schema import Ledger, Source
 from swcdata.text import normalize_text
 
 _WORD = re.compile(r"\w+")
 
 
 class AuditConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     near: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate features and threshold.")
     overlap_n: int = Field(13, ge=4, le=64, description="Word n-gram length of the overlap rule (GPT-3: 13).")
@@ -72,6 +72,15 @@ class AuditReport(BaseModel):
     summary: AuditSummary
     candidates: list[CandidateResult]
     timings: dict[str, float]
+    reference_input: Ledger | None = Field(None, description="How the reference lines were read (set when audit "
+                                           "read files).")
+    candidate_input: Ledger | None = Field(None, description="How the candidate lines were read: a quarantined "
+                                           "candidate line was not checked.")
+
+    @property
+    def unchecked(self) -> int:
+        """Candidate lines set aside by the schema checks: not matched, so not proven clean."""
+        return self.candidate_input.quarantined if self.candidate_input is not None else 0
 
     @property
     def leaked(self) -> list[CandidateResult]:

@@ -98,7 +98,7 @@ def resolve_transforms(names: list[str]) -> list[str]:
 class AugmentConfig(BaseModel):
     """Every knob of the augment step."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     factor: int = Field(3, ge=1, le=64, description="Variants made per record (the originals are kept too).")
     transforms: list[TransformName] = Field(default_factory=lambda: list(TRANSFORMS), min_length=1,

@@ -34,7 +34,7 @@ class SplitStep(SplitConfig):
 class AugmentStep(BaseModel):
     """The augment step's switch and its config (the fields of swcdata.augment.AugmentConfig)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     enabled: bool = True
 
@@ -42,7 +42,7 @@ class AugmentStep(BaseModel):
 class BuildConfig(BaseModel):
     """Everything `swcdata build` does, in one file."""
 
-    model_config = ConfigDict(extra="forbid", title="BuildConfig")
+    model_config = ConfigDict(extra="forbid", title="BuildConfig", allow_inf_nan=False)
 
     name: str = Field("swc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Dataset name in the registry.")
     inputs: list[str] = Field(default_factory=lambda: ["dataset/"], min_length=1,

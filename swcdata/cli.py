@@ -265,7 +265,9 @@ def audit(
     overlap_n: Annotated[int, typer.Option("--overlap-n", min=4, max=64,
                                            help="Word n-gram length of the overlap rule (GPT-3: 13).")] = 13,
     ngram_leak: Annotated[bool, typer.Option("--ngram-leak", help="Count a shared n-gram as a leak too.")] = False,
-    fail_on_leak: Annotated[bool, typer.Option("--fail-on-leak", help="Exit 1 if any candidate leaks.")] = False,
+    fail_on_leak: Annotated[bool, typer.Option("--fail-on-leak", help="Exit 1 if any candidate leaks, or if a "
+                                               "candidate line could not be checked (it fails the schema checks), "
+                                               "or if there are no candidates.")] = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -282,18 +284,28 @@ def audit(
 
     cfg = AuditConfig(near=_dedup_config(threshold, num_perm, ngram), overlap_n=overlap_n,
                       ngram_counts_as_leak=ngram_leak)
-    ref_table, _, _ = _load_records(reference, json_out=json_out, label="reference", outputs=[("--report", report)])
-    cand_table, _, _ = _load_records(candidate, json_out=json_out, label="candidate", outputs=[("--report", report)])
+    ref_table, ref_v, _ = _load_records(reference, json_out=json_out, label="reference",
+                                        outputs=[("--report", report)])
+    cand_table, cand_v, _ = _load_records(candidate, json_out=json_out, label="candidate",
+                                          outputs=[("--report", report)])
     with signing_progress(show_progress(json_out)) as progress:
         rep = run_audit(ref_table, cand_table, cfg, progress=progress)
+    rep = rep.model_copy(update={"reference_input": ref_v.ledger, "candidate_input": cand_v.ledger})
     if report:
         write_report(report, rep)
     if json_out:
         print_json(rep)
     else:
         render_audit(rep, out)
-    if fail_on_leak and rep.summary.leaked:
-        raise typer.Exit(1)
+    if fail_on_leak:
+        # A leak fails; so does a test set that was not wholly checked, which is not proven clean.
+        if rep.unchecked:
+            err.print(f"[red]not proven clean:[/] {rep.unchecked:,} candidate line(s) failed the schema checks and "
+                      "were not matched (swcdata validate names each problem)")
+        elif not rep.summary.candidate_records:
+            err.print("[red]not proven clean:[/] no candidate records were read")
+        if rep.summary.leaked or rep.unchecked or not rep.summary.candidate_records:
+            raise typer.Exit(1)
 
 
 def _open_out(stack: ExitStack, path: Path | None) -> BinaryIO | None:
@@ -323,11 +335,17 @@ def schema(
     from swcdata import jsonschema
     from swcdata.errors import InputError
 
+    if name is not None and name not in jsonschema.names():
+        raise InputError(f"unknown schema {name!r}", hint="choose one of: " + ", ".join(jsonschema.names()))
+    if name is not None and (write or check):
+        raise InputError("--write and --check work on every schema: give no NAME with them")
     if write:
         for p in jsonschema.write_all(write):
-            err.print(f"wrote {p}")
+            err.print(f"wrote {escape(str(p))}")
         return
     if check:
+        if not check.is_dir():
+            raise InputError(f"--check {check}: no such folder")
         bad = jsonschema.drifted(check)
         if bad:
             err.print(f"[red]schemas drifted from the models:[/] {', '.join(bad)} "
@@ -339,8 +357,6 @@ def schema(
         for n in jsonschema.names():
             out.print(n)
         return
-    if name not in jsonschema.names():
-        raise InputError(f"unknown schema {name!r}", hint="choose one of: " + ", ".join(jsonschema.names()))
     sys.stdout.write(jsonschema.render(name))
 
 

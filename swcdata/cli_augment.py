@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from swcdata.console import JsonOpt, ReportOpt, SeedOpt, err, handle_errors, out, print_json, write_report
+from swcdata.console import JsonOpt, ReportOpt, SeedOpt, err, handle_errors, out, print_json, route_stdout, write_report
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -121,6 +121,7 @@ def augment_command(
     from swcdata.augment import augment
     from swcdata.errors import ConfigError, InputError
     from swcdata.formats import write_split_dir as write_format_dir
+    from swcdata.io import check_outputs
     from swcdata.records import read_split_dir, write_split_dir
 
     cfg = _config(factor, seed, transforms, not no_templates, splits, allow_eval_splits, fmt)
@@ -131,6 +132,10 @@ def augment_command(
     missing = [s for s in cfg.splits if s not in tables]
     if missing:
         raise ConfigError([f"splits: no {s}.jsonl in {split_dir} (found: {', '.join(tables)})" for s in missing])
+    # (by file, so that a link in --out to an input split is refused too)
+    check_outputs([split_dir / f"{name}.jsonl" for name in tables],
+                  [*(("--out", out_dir / f"{name}.jsonl") for name in tables), ("--report", report)])
+    route_stdout([("--report", report)], json_out)
     result, rep = augment(tables, cfg)
     if fmt == "records":
         write_split_dir(result, out_dir)

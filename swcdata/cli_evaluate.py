@@ -217,17 +217,19 @@ def _load_for_stats(data: list[str], home: Path | None, json_out: bool):  # type
             dd, m = Registry(home).load(spec)
             return {k: as_table(v) for k, v in dd.items()}, m.ref, m.content_hash, 0
     from swcdata.cli import _load_records
+    from swcdata.io import resolve_inputs
 
-    table, vrep, _q = _load_records(data, json_out=json_out)
-    import pyarrow.compute as pc
-
-    files = pc.struct_field(table.column("source"), "file").to_pylist()
-    groups: dict[str, list[int]] = {}
-    for k, f in enumerate(files):
-        groups.setdefault(Path(f).stem, []).append(k)
-    splits = {name: table.take(rows) for name, rows in groups.items()}
+    # One group per file read, named by its stem (its path where two stems clash): a record's own
+    # `source` names the file it first came from, not the split file it is in now.
+    files = resolve_inputs(data)
+    stems = [f.stem for f in files]
+    splits, quarantined = {}, 0
+    for f, stem in zip(files, stems, strict=True):
+        table, vrep, _ = _load_records([str(f)], json_out=json_out)
+        splits[stem if stems.count(stem) == 1 else str(f)] = table
+        quarantined += vrep.ledger.quarantined
     label = data[0] if len(data) == 1 else f"{len(data)} inputs"
-    return splits, label, None, vrep.ledger.quarantined
+    return splits, label, None, quarantined
 
 
 def render_stats(rep: StatsReport) -> None:

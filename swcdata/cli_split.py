@@ -52,7 +52,7 @@ def split_command(
 
     from swcdata.cli import _load_records
     from swcdata.console import show_progress, signing_progress
-    from swcdata.errors import ConfigError
+    from swcdata.errors import ConfigError, DataError
     from swcdata.records import write_split_dir
     from swcdata.render import render_split
     from swcdata.split import SplitConfig
@@ -68,17 +68,28 @@ def split_command(
     outputs = [("--out", out_dir / f"{name}.jsonl") for name in ("train", "validation", "test")]
     outputs.append(("--report", report))
     table, vrep, _ = _load_records(paths, json_out=json_out, outputs=outputs)
-    hold = _load_records(holdout, json_out=json_out, label="holdout", outputs=outputs)[0] if holdout else None
+    hold, hold_ledger = None, None
+    if holdout:
+        hold, hrep, _ = _load_records(holdout, json_out=json_out, label="holdout", outputs=outputs)
+        hold_ledger = hrep.ledger
+        if hold.num_rows == 0:
+            raise DataError(f"the holdout set holds no valid records ({hold_ledger.quarantined:,} line(s) set aside): "
+                            "the test split would be empty", hint="swcdata validate names each problem")
     with signing_progress(show_progress(json_out)) as progress:
         splits, rep = run_split(table, cfg, hold, progress=progress)
+    rep = rep.model_copy(update={"input": vrep.ledger, "holdout_input": hold_ledger})
     written = write_split_dir(splits, out_dir)
     if report:
         write_report(report, rep)
     if json_out:
-        print_json({"input": vrep.ledger.model_dump(), **rep.model_dump(mode="json")})
+        print_json(rep)
     else:
-        render_split(rep, vrep.ledger, out)
+        render_split(rep, out)
         err.print(f"[dim]splits written to {escape(', '.join(str(p) for p in written.values()))}[/]")
+    if rep.sizes.get("train", 0) == 0:
+        err.print("[yellow]warning:[/] the train split is empty" + (
+            " (every record duplicates the holdout set)" if rep.records and len(rep.decontaminated) == rep.records
+            else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -39,7 +39,7 @@ from swcdata.tokens import Job, chunk_signatures
 class DedupConfig(BaseModel):
     """Every knob of the dedup step (defaults chosen by the curve in bench/RESULTS.md)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     threshold: float = Field(0.7, gt=0, le=1, description="Estimated Jaccard similarity at or above which two "
                              "records are near duplicates.")

@@ -85,7 +85,9 @@ def write_format(table: pa.Table, path: Path, fmt: Format) -> int:
 
 def write_split_dir(splits: dict[str, pa.Table], directory: Path, fmt: Format) -> dict[str, Path]:
     """Write each split as ``<directory>/<split>.jsonl`` in ``fmt``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    from swcdata.io import make_dir
+
+    make_dir(directory)
     out: dict[str, Path] = {}
     for name, table in splits.items():
         out[name] = directory / f"{name}.jsonl"

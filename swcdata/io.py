@@ -38,6 +38,8 @@ def resolve_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     seen: set[Path] = set()
     for arg in paths:
         text = os.fspath(arg)
+        if not text.strip():  # (Path("") is the current folder)
+            raise InputError("an empty input path was given", hint="check the shell variable or glob that made it")
         p = Path(text)
         if p.is_dir():
             found = sorted(
@@ -89,6 +91,37 @@ class LineChunk:
     lines: list[tuple[int, bytes]] = field(default_factory=list)
 
 
+def _unwritable(path: Path, *, folder: bool = False) -> str | None:
+    """Why `path` cannot be written as a file (or made as a folder, ``folder=True``), judged before
+    anything is written; None when nothing stands in the way that can be seen in advance."""
+    if path.as_posix() in ("-", "/dev/stdout") or path.as_posix().startswith(("/dev/", "/proc/")):
+        return None
+    if path.is_dir() and not folder:
+        return "it is a folder"
+    if path.exists() and folder and not path.is_dir():
+        return "it is a file, not a folder"
+    anc = path.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        return f"{anc} is a file, not a folder"
+    if not os.access(anc, os.W_OK | os.X_OK):
+        return f"permission denied in {anc}"
+    return None
+
+
+def make_dir(path: Path) -> Path:
+    """``mkdir -p`` with a one-line InputError (exit 2) instead of an OSError."""
+    why = _unwritable(path, folder=True)
+    try:
+        if why is None:
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+    except OSError as e:
+        why = e.strerror
+    raise InputError(f"cannot write to {path}: {why}")
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[BinaryIO]:
     """Open `path` for writing through a temporary file beside it, which replaces `path` only when the
@@ -102,14 +135,20 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
+    why = _unwritable(path)
+    if why is not None:
+        raise InputError(f"cannot write {path}: {why}")
     if path.as_posix().startswith(("/dev/", "/proc/")) or (path.exists() and not path.is_file()):
         with open(path, "wb") as direct:
             yield direct
         return
     target = path.resolve() if path.is_symlink() else path
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    f = open(tmp, "wb")  # noqa: SIM115 - closed below on both paths
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "wb")  # noqa: SIM115 - closed below on both paths
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror}") from e
     try:
         yield f
     except BaseException:
@@ -138,6 +177,9 @@ def check_outputs(inputs: Sequence[Path], outputs: Sequence[tuple[str, Path | No
     for option, path in outputs:
         if path is None:
             continue
+        why = _unwritable(path)
+        if why is not None:  # (refused before any work, so that no other output is written either)
+            raise InputError(f"{option} {path}: cannot write it: {why}")
         k = key(path)
         if k in ins:
             raise InputError(f"{option} {path} is one of the inputs: writing it would destroy them",
@@ -443,7 +485,11 @@ def decode_line(raw: bytes) -> Decoded:
         except UnicodeDecodeError as ue:
             return Decoded(None, None, "invalid-utf8",
                            f"not valid UTF-8: byte 0x{raw[ue.start]:02x} at byte offset {ue.start} ({ue.reason})")
-        return Decoded(None, text, "invalid-json", f"invalid JSON: {e}")
+        why = f"invalid JSON: {e}"
+        if "\r" in text.rstrip("\r"):  # (a CR inside the line: JSON strings escape theirs)
+            why += ("; the line holds carriage returns (CR): if the file ends its lines with CR alone, convert them "
+                    "to LF")
+        return Decoded(None, text, "invalid-json", why)
     text = raw.decode("utf-8")
     if not isinstance(obj, dict):
         kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",

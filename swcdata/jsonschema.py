@@ -52,7 +52,9 @@ def render(name: str) -> str:
 
 
 def write_all(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
+    from swcdata.io import make_dir
+
+    make_dir(directory)
     written = []
     for n in names():
         p = directory / f"{n}.schema.json"

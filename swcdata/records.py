@@ -130,7 +130,9 @@ SPLIT_NAMES = ("train", "validation", "test")
 
 def write_split_dir(splits: dict[str, pa.Table], directory: Path) -> dict[str, Path]:
     """Write each split as `<directory>/<split>.jsonl` (stored-record JSON, one per line)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    from swcdata.io import make_dir
+
+    make_dir(directory)
     return {name: _write(directory / f"{name}.jsonl", table) for name, table in splits.items()}
 
 

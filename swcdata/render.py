@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from swcdata.console import kv_table
-from swcdata.schema import Ledger, Severity, ValidationReport
+from swcdata.schema import Severity, ValidationReport
 
 if TYPE_CHECKING:
     from swcdata.audit import AuditReport
@@ -108,7 +108,11 @@ def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -
     counts = (("reference records", s.reference_records), ("candidate records", s.candidate_records),
               ("exact matches", s.exact), ("near matches", s.near),
               (f"shared {report.config.overlap_n}-gram only", s.ngram_only), ("clean", s.clean))
-    console.print(kv_table([*((name, f"{n:,}") for name, n in counts),
+    set_aside: list[tuple[str, str | Text]] = [
+        (f"{which} lines set aside", Text(f"{ledger.quarantined:,}", style="red" if which == "candidate" else ""))
+        for which, ledger in (("reference", report.reference_input), ("candidate", report.candidate_input))
+        if ledger is not None and ledger.quarantined]
+    console.print(kv_table([*((name, f"{n:,}") for name, n in counts), *set_aside,
                             ("contamination rate", Text(f"{s.contamination_rate:.1%}", style=style)),
                             (f"{report.config.overlap_n}-gram overlap rate", f"{s.ngram_overlap_rate:.1%}")],
                            "Contamination audit", justify="right"))
@@ -127,8 +131,9 @@ def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -
         console.print(lt)
 
 
-def render_split(report: SplitReport, ledger: Ledger | None, console: Console) -> None:
+def render_split(report: SplitReport, console: Console) -> None:
     rows: list[tuple[str, int]] = []
+    ledger, hold = report.input, report.holdout_input
     if ledger is not None:
         rows += [("lines read", ledger.lines_read), ("blank lines", ledger.blank_lines),
                  ("quarantined", ledger.quarantined)]
@@ -136,7 +141,10 @@ def render_split(report: SplitReport, ledger: Ledger | None, console: Console) -
     rows += [(name, n) for name, n in report.sizes.items()]
     if report.holdout_records:
         rows.append(("(test = holdout records)", report.holdout_records))
-    console.print(ledger_table("Ledger", rows, report.balanced and (ledger is None or ledger.balanced)))
+    if hold is not None:
+        rows += [("holdout lines read", hold.lines_read), ("holdout quarantined", hold.quarantined)]
+    balanced = report.balanced and all(x is None or x.balanced for x in (ledger, hold))
+    console.print(ledger_table("Ledger", rows, balanced))
     console.print()
     t = Table(title=f"Per-category shares (target {', '.join(f'{k} {v:.0%}' for k, v in report.targets.items())})",
               title_justify="left")

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from swcdata import minhash
 from swcdata.arrow import bools
 from swcdata.dedup import DedupConfig, Progress, RecordRef, cluster
-from swcdata.schema import Source
+from swcdata.schema import Ledger, Source
 
 SPLITS = ("train", "validation", "test")
 
@@ -34,7 +34,7 @@ SPLITS = ("train", "validation", "test")
 class SplitConfig(BaseModel):
     """Every knob of the split step."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, validation, test shares.")
     seed: int = Field(0, description="Seed of the group order; the same seed gives the same split.")
@@ -93,6 +93,9 @@ class SplitReport(BaseModel):
     holdout_records: int = 0
     decontaminated: list[Decontaminated] = Field(default_factory=list)
     seconds: float
+    input: Ledger | None = Field(None, description="How the input lines were read (set when split read files).")
+    holdout_input: Ledger | None = Field(None, description="How the --holdout lines were read (set when split "
+                                         "read a holdout set).")
 
     @property
     def balanced(self) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swcdata.errors import InputError
+from swcdata.errors import DataError, InputError
 from swcdata.text import normalize_text
 
 if TYPE_CHECKING:
@@ -169,7 +169,10 @@ def stats(splits: Mapping[str, pa.Table], config: StatsConfig | None = None, *, 
     import pyarrow as pa
 
     cfg = config or StatsConfig()
-    if not splits:
+    if not splits or not any(t.num_rows for t in splits.values()):
+        if quarantined:
+            raise DataError(f"{source or 'the input'} holds no valid records: {quarantined:,} line(s) fail the schema "
+                            "checks", hint="swcdata validate names each problem")
         raise InputError(f"{source or 'the input'} holds no records")
     count_tokens, tok_name = load_tokenizer(cfg.tokenizer)
     per: list[SplitStats] = []

@@ -70,7 +70,7 @@ RULES: dict[str, tuple[Severity, str]] = {
 class ValidateConfig(BaseModel):
     """Every knob of the validate step."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     check_code: bool = Field(True, description="Extract and parse Solidity code; off = schema checks only.")
     min_chars: int = Field(16, ge=0, description="A field shorter than this (characters) is an outlier.")

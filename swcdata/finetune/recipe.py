@@ -30,7 +30,7 @@ DType = Literal["auto", "bfloat16", "float16", "float32"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TinyModel(_Section):
@@ -159,7 +159,7 @@ class TrainingSection(_Section):
 class Recipe(BaseModel):
     """A complete QLoRA fine-tuning recipe (one YAML file in `finetune/`)."""
 
-    model_config = ConfigDict(extra="forbid", title="Recipe", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", title="Recipe", validate_assignment=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$", description="Recipe name (used in run ids).")
     description: str = Field("", description="What the recipe is for, in one line.")
