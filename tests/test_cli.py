@@ -317,3 +317,93 @@ def test_out_dash_in_process_leaves_the_console_on_stdout(tmp_path: Path) -> Non
     r = runner.invoke(app, ["validate", str(DATASET_DIR), "--out", "-"])
     assert r.exit_code == 1
     assert out.file is not sys.stderr  # restored for whatever runs next in this process
+
+
+def _sample(tmp_path: Path, n: int = 20) -> Path:
+    from conftest import DATASET_DIR
+
+    p = tmp_path / "good.jsonl"
+    p.write_bytes(b"".join((DATASET_DIR / "swc_sample.jsonl").read_bytes().splitlines(keepends=True)[:n]))
+    return p
+
+
+def test_audit_fail_on_leak_fails_on_candidates_it_could_not_check(tmp_path: Path) -> None:
+    """Verbatim training records whose category is malformed are set aside by the schema checks: the
+    test set is then not proven clean, and the report says how many lines were set aside."""
+    good = _sample(tmp_path)
+    rows = [json.loads(line) for line in good.read_text().splitlines()[:3]]
+    for row, cat in zip(rows, ["SWC-999", "swc-107", 107], strict=True):
+        row["category"] = cat
+    cand = tmp_path / "cand.jsonl"
+    cand.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = runner.invoke(app, ["audit", "-r", str(good), "-c", str(cand), "--fail-on-leak", "--json"])
+    assert r.exit_code == 1
+    rep = json.loads(r.stdout)
+    assert rep["candidate_input"]["quarantined"] == 3 and rep["summary"]["candidate_records"] == 0
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert runner.invoke(app, ["audit", "-r", str(good), "-c", str(empty), "--fail-on-leak"]).exit_code == 1
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text(json.dumps({"instruction": "Explain `a.call{value: v}(\"\")` in this code: x = 1;",
+                                 "response": "It sends ether; check the result.", "category": "SWC-104"}) + "\n")
+    assert runner.invoke(app, ["audit", "-r", str(good), "-c", str(clean), "--fail-on-leak"]).exit_code == 0
+
+
+def test_augment_refuses_an_output_linked_to_an_input_split(tmp_path: Path) -> None:
+    good = _sample(tmp_path)
+    assert runner.invoke(app, ["split", str(good), "--out", str(tmp_path / "s")]).exit_code == 0
+    before = (tmp_path / "s" / "train.jsonl").read_bytes()
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "test.jsonl").symlink_to(tmp_path / "s" / "train.jsonl")
+    r = runner.invoke(app, ["augment", str(tmp_path / "s"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "is one of the inputs" in r.output
+    assert (tmp_path / "s" / "train.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("ratios", ["nan,0.5,0.5", "inf,0,0", "0.5,-0.5,1"])
+def test_split_refuses_ratios_that_are_not_finite_shares(ratios: str, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["split", str(_sample(tmp_path)), "--out", str(tmp_path / "s"), "--ratios", ratios])
+    assert r.exit_code == 2 and not (tmp_path / "s").exists()
+
+
+def test_split_json_is_its_report_with_both_ledgers(tmp_path: Path) -> None:
+    good = _sample(tmp_path)
+    hold = tmp_path / "hold.jsonl"
+    hold.write_text(good.read_text().splitlines(keepends=True)[0] + '{"instruction": "x"}\n')
+    r = runner.invoke(app, ["split", str(good), "--out", str(tmp_path / "s"), "--holdout", str(hold), "--json",
+                            "--report", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep == json.loads((tmp_path / "r.json").read_text())
+    js.validate(rep, json.loads((Path(__file__).parents[1] / "schemas" / "split-report.schema.json").read_text()))
+    assert rep["holdout_input"]["quarantined"] == 1 and rep["input"]["lines_read"] == 20
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "x"}\n')
+    r = runner.invoke(app, ["split", str(good), "--out", str(tmp_path / "s2"), "--holdout", str(bad)])
+    assert r.exit_code == 1 and "holdout set holds no valid records" in r.output
+
+
+def test_stats_groups_by_the_file_read(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["split", str(_sample(tmp_path)), "--out", str(tmp_path / "s")]).exit_code == 0
+    r = runner.invoke(app, ["stats", str(tmp_path / "s"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert sorted(s["name"] for s in json.loads(r.stdout)["splits"]) == ["test", "train", "validation"]
+
+
+@pytest.mark.parametrize("args", [
+    ["dedup", "{good}", "--out", "{dir}"],
+    ["dedup", "{good}", "--out", "{o}", "--quarantine", "{file}/q.jsonl"],
+    ["split", "{good}", "--out", "{file}/sp"],
+    ["split", "{good}", "--out", "{tmp}/sp", "--report", "{file}/r.json"],
+    ["schema", "--write", "{file}/x"],
+    ["schema", "--check", "{tmp}/nothing"],
+    ["validate", ""],
+])
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(args: list[str], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    names = {"good": str(_sample(tmp_path)), "dir": str(tmp_path / "dir"), "file": str(tmp_path / "file"),
+             "o": str(tmp_path / "o.jsonl"), "tmp": str(tmp_path)}
+    r = runner.invoke(app, [a.format(**names) for a in args])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "sp").exists()
