@@ -104,7 +104,7 @@ class AugmentConfig(BaseModel):
     transforms: list[TransformName] = Field(default_factory=lambda: list(TRANSFORMS), min_length=1,
                                             description="Enabled code transforms (aliases: rename, layout, comments).")
     templates: bool = Field(True, description="Rephrase instructions with templates of their task family.")
-    seed: int = Field(0, description="Seed of every choice; the same seed gives identical output.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of every choice; the same seed gives identical output.")
     splits: list[str] = Field(default_factory=lambda: ["train"], min_length=1, description="Splits to augment.")
     allow_eval_splits: bool = Field(False, description="Allow augmenting validation/test splits (with a warning).")
 

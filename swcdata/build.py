@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swcdata.arrow import strings
 from swcdata.dedup import DedupConfig
-from swcdata.errors import ConfigError, InputError
+from swcdata.errors import ConfigError, DataError, InputError
 from swcdata.split import SplitConfig
 from swcdata.validate import ValidateConfig
 
@@ -47,7 +47,8 @@ class BuildConfig(BaseModel):
     name: str = Field("swc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Dataset name in the registry.")
     inputs: list[str] = Field(default_factory=lambda: ["dataset/"], min_length=1,
                               description="JSONL files, folders or globs (relative to the config file).")
-    seed: int = Field(0, description="One seed for every step that draws (split order, augmentation).")
+    seed: int = Field(0, ge=0, le=2**63 - 1,
+                      description="One seed for every step that draws (split order, augmentation).")
     validate_: ValidateConfig = Field(default_factory=lambda: ValidateConfig(), alias="validate")
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     split: SplitStep = Field(default_factory=SplitStep)
@@ -77,15 +78,25 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> t
         if not path.is_file():
             raise InputError(f"no such config file: {path}")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        except OSError as e:
+            raise InputError(f"cannot read config file {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError([f"not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset {e.start} "
+                               "(save the config as UTF-8)"], source=str(path)) from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError([f"not valid TOML: {e}"], source=str(path)) from None
         base = path.resolve().parent
     for key, value in (overrides or {}).items():
         node = data
         *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
+        for k, p in enumerate(parents):
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                where = ".".join(parents[: k + 1])
+                raise ConfigError([f"--set {key}: {where} is a single value ({child!r}), not a table of keys"],
+                                  source="--set")
+            node = child
         node[leaf] = value
     problems: list[str] = []
     try:
@@ -97,7 +108,8 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> t
     if isinstance(aug, dict):
         problems += _augment_problems({k: v for k, v in aug.items() if k != "enabled"})
     if problems or cfg is None:
-        raise ConfigError(problems, source=str(path) if path else None)
+        where = [str(path)] if path else []
+        raise ConfigError(problems, source=" and ".join(where + (["--set"] if overrides else [])) or None)
     return cfg, base
 
 
@@ -126,7 +138,9 @@ class BuildLedger(BaseModel):
     near_duplicates: int
     decontaminated: int
     kept: int = Field(description="Input records in the splits (holdout and augmentation excluded).")
-    holdout: int = 0
+    holdout: int = Field(0, description="Holdout records in the test split (its exact copies dropped).")
+    holdout_duplicates: int = Field(0, description="Exact copies inside the holdout set, dropped.")
+    holdout_quarantined: int = Field(0, description="Holdout lines that fail the schema checks, set aside.")
     augmented: int = Field(0, description="Variants added by augmentation (train only).")
     splits: dict[str, int] = Field(default_factory=dict, description="Records per split in the published version.")
 
@@ -222,8 +236,10 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
     step("split")
     split_cfg = SplitConfig(**cfg.split.model_dump(exclude={"holdout", "seed"}), seed=cfg.seed)
     holdout = None
+    holdout_quarantined: list[Any] = []
     if cfg.split.holdout:
-        holdout, _, _ = load_valid([str(f) for f in resolve(cfg.split.holdout)], ValidateConfig(check_code=False))
+        holdout, _, holdout_quarantined = load_valid([str(f) for f in resolve(cfg.split.holdout)],
+                                                     ValidateConfig(check_code=False))
         holdout = relative_sources(holdout, base)
     splits, srep = split(kept, split_cfg, holdout)
     pre_aug = {k: v.num_rows for k, v in splits.items()}
@@ -253,11 +269,12 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
                                              "ngram_overlap_rate": s.ngram_overlap_rate}
     lap("audit")
 
-    holdout_n = holdout.num_rows if holdout is not None else 0
+    holdout_n = srep.holdout_records  # (the holdout's records in test, its exact copies dropped)
     ledger = BuildLedger(
         lines_read=vrep.ledger.lines_read, blank_lines=vrep.ledger.blank_lines, quarantined=vrep.ledger.quarantined,
         exact_duplicates=drep.ledger.exact_duplicates, near_duplicates=drep.ledger.near_duplicates,
         decontaminated=len(srep.decontaminated), kept=sum(pre_aug.values()) - holdout_n, holdout=holdout_n,
+        holdout_duplicates=len(srep.holdout_duplicates), holdout_quarantined=len(holdout_quarantined),
         augmented=augmented, splits={k: v.num_rows for k, v in splits.items()},
     )
     if not ledger.balanced:  # a bug, never a user error: refuse to publish an inconsistent version
@@ -285,7 +302,17 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
                         for q in quarantined],
         "duplicates": [r.model_dump(mode="json") for r in drep.removed],
         "decontaminated": [d.model_dump(mode="json") for d in srep.decontaminated],
+        "holdout_duplicates": [r.model_dump(mode="json") for r in srep.holdout_duplicates],
+        "holdout_quarantined": [{"source": {"file": _rel(q.file, base), "line": q.line},
+                                 "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]}
+                                for q in holdout_quarantined],
     }
+    if not splits.get("train") or not splits["train"].num_rows:
+        raise DataError(
+            f"nothing to publish: the train split is empty ({ledger.lines_read:,} line(s) read: "
+            f"{ledger.quarantined:,} quarantined, {ledger.exact_duplicates + ledger.near_duplicates:,} duplicate(s), "
+            f"{ledger.decontaminated:,} removed as copies of the holdout, {ledger.kept:,} kept)",
+            hint="swcdata validate names each problem of the inputs")
     registry = Registry(home)
     manifest, created = registry.publish(cfg.name, splits, {
         "steps": steps, "inputs": inputs, "ledger": ledger.model_dump() | {"contamination": contamination},

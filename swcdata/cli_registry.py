@@ -180,7 +180,10 @@ def versions(
 ) -> None:
     """List the published versions: records per split, content hash, parent, creation time."""
     reg = _registry(home)
-    ms = reg.versions(name)
+    broken: list[str] = []
+    ms = reg.versions(name, broken=broken)
+    for why in broken:  # (listed, never hidden: `verify` says more)
+        err.print(f"[yellow]warning:[/] {escape(why)}", soft_wrap=True)
     if json_out:
         print_json([m.model_dump(mode="json") for m in ms])
         return

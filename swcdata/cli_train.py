@@ -7,6 +7,8 @@ imported inside the command bodies (through `swcdata.finetune`), so `swcdata --h
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +28,27 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+@contextmanager
+def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a scheduler's or `timeout`'s stop, a launcher stopping its workers) ends the run the way
+    Ctrl-C does: the run is marked failed with the reason, and `--resume` continues it. The default
+    would kill the process with the run still marked running."""
+    import signal
+    import threading
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @handle_errors
 def finetune_command(
     dataset: Annotated[str, typer.Argument(help="Dataset version NAME@vN (also name@latest, name@<hash>), or a "
@@ -39,7 +62,8 @@ def finetune_command(
                                                        "path, value parsed as YAML (--set lora.r=8). Repeatable.")
                          ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest run of this recipe on this dataset "
-                                         "(or --run-id) from its last checkpoint.")] = False,
+                                         "(or --run-id) from its last checkpoint, with the run's own recorded "
+                                         "recipe (--set may change `training` values).")] = False,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name of the run folder (default: "
                                                "<time>-<recipe>-<name>-v<N>); with --resume, the run to continue.")
                       ] = None,
@@ -64,14 +88,19 @@ def finetune_command(
     from swcdata.finetune.train import finetune
 
     dd, ref = load_dataset(dataset, home)
+    if resume:
+        from swcdata.finetune.train import resume_recipe
+
+        rec, run_id = resume_recipe(output, ref, rec, run_id, overrides or [])
     main = _is_main_process()
 
     def log(message: str) -> None:
         if main and not json_out:
             err.print(f"[dim]{escape(message)}[/]")
 
-    info = finetune(dd, ref, rec, output, run_id=run_id, resume=resume, progress=None if not json_out else False,
-                    log=log)
+    with _sigterm_stops_like_ctrl_c():
+        info = finetune(dd, ref, rec, output, run_id=run_id, resume=resume,
+                        progress=None if not json_out else False, log=log)
     if not main:
         return
     if json_out:

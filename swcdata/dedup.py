@@ -50,7 +50,7 @@ class DedupConfig(BaseModel):
     abstract_identifiers: bool = Field(True, description="Replace code identifiers by one symbol before shingling.")
     abstract_literals: bool = Field(False, description="Replace code number/string literals by one symbol.")
     near: bool = Field(True, description="Find near duplicates (off: exact duplicates only).")
-    seed: int = Field(1, description="Seed of the MinHash permutations.")
+    seed: int = Field(1, ge=0, le=2**63 - 1, description="Seed of the MinHash permutations.")
     workers: int = Field(0, ge=0, description="Processes that build token streams; 0 = one per CPU core.")
 
     @model_validator(mode="after")

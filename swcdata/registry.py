@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from swcdata.errors import ConfigError, DataError, InputError
 from swcdata.io import sha256_file
@@ -55,7 +55,8 @@ _SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split n
 _VERSION_DIR_RE = re.compile(r"^v(\d+)$")
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 _SPLIT_ORDER = ("train", "validation", "test")
-_COMPUTED = ("schema_version", "name", "version", "content_hash", "created_at", "tool_version", "counts", "files")
+_COMPUTED = ("schema_version", "name", "version", "content_hash", "created_at", "tool_version", "counts", "files",
+             "manifest_digest")
 
 
 def registry_home() -> Path:
@@ -115,6 +116,21 @@ class Manifest(BaseModel):
     removed: dict[str, Any] = Field(default_factory=dict, description="What was removed, and why.")
     files: dict[str, str] = Field(default_factory=dict,
                                   description="sha256 of every data file of the version, by relative path.")
+    _folder: Path | None = PrivateAttr(None)  # the folder it was read from (a moved manifest must not mislead)
+    manifest_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                        description="sha256 of this manifest's other fields (sorted-key compact "
+                                        "JSON): an edited manifest no longer matches it.")
+
+    def __eq__(self, other: object) -> bool:  # the fields, not where the manifest was read from
+        return isinstance(other, Manifest) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, like every pydantic model)
+
+    def compute_digest(self) -> str:
+        import orjson
+
+        fields = self.model_dump(mode="json", exclude={"manifest_digest"})
+        return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
     @property
     def ref(self) -> str:
@@ -405,9 +421,11 @@ def write_parquet(table: pa.Table, path: Path) -> Path:
 
     meta = {"huggingface": json.dumps({"info": {"features": _features().to_dict()}})}
     table = _as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd", row_group_size=10_000, use_dictionary=True,
-                   write_statistics=True)
+    from swcdata.io import atomic_output
+
+    with atomic_output(path) as f:
+        pq.write_table(table, f, compression="zstd", row_group_size=10_000, use_dictionary=True,
+                       write_statistics=True)
     return path
 
 
@@ -446,34 +464,57 @@ class Registry:
         out = {}
         for p in folder.iterdir():
             m = _VERSION_DIR_RE.match(p.name)
-            if m and p.is_dir() and (p / MANIFEST_FILE).is_file():
+            if m and p.is_dir():  # (one without a readable manifest is a broken version: reading it says so)
                 out[int(m.group(1))] = p
         return dict(sorted(out.items()))
 
     def _read_manifest(self, folder: Path) -> Manifest:
         path = folder / MANIFEST_FILE
         try:
-            return Manifest.model_validate_json(path.read_bytes())
+            m = Manifest.model_validate_json(path.read_bytes())
+            m._folder = folder
+            return m
         except OSError as e:
             raise DataError(f"cannot read {path}: {e.strerror}") from None
         except ValidationError as e:
             first = e.errors()[0]
-            where = ".".join(map(str, first["loc"]))
+            where = ".".join(map(str, first["loc"])) or "(the whole file)"
             raise DataError(f"{path}: not a valid manifest ({e.error_count()} problem(s); first: {where}: "
                             f"{first['msg']})") from None
 
-    def versions(self, name: str | None = None) -> list[Manifest]:
-        """Every version's manifest, by name then version. With `name`: that name's versions only."""
+    def versions(self, name: str | None = None, *, broken: list[str] | None = None) -> list[Manifest]:
+        """Every version's manifest, by name then version. With `name`: that name's versions only.
+        A version whose manifest cannot be read is left out; `broken` (when given) collects why."""
         if name is not None:
             self._check_name(name)
             if name not in self.names():
                 raise self._unknown_name(name)
         names = [name] if name is not None else self.names()
-        return [self._read_manifest(p) for n in names for p in self._version_dirs(n).values()]
+        out = []
+        for n in names:
+            for p in self._version_dirs(n).values():
+                try:
+                    out.append(self._read_manifest(p))
+                except DataError as e:
+                    if broken is not None:
+                        broken.append(e.message)
+        return out
+
+    def _manifest_problems(self, m: Manifest, folder: Path) -> list[str]:
+        """What is wrong with a version's manifest itself: edited after publishing (its digest), or
+        naming another version than the folder it is in."""
+        problems = []
+        if (folder.parent.name, folder.name) != (m.name, f"v{m.version}"):
+            problems.append(f"{folder / MANIFEST_FILE} describes {m.ref}, but it is in {folder.parent.name}/"
+                            f"{folder.name}")
+        if m.manifest_digest is not None and m.compute_digest() != m.manifest_digest:
+            problems.append(f"{folder / MANIFEST_FILE} was edited after publishing (its fields no longer match "
+                            "its manifest_digest)")
+        return problems
 
     def path(self, ref: str | Manifest) -> Path:
         m = ref if isinstance(ref, Manifest) else self.resolve(ref)
-        return self.home / m.name / f"v{m.version}"
+        return m._folder if m._folder is not None else self.home / m.name / f"v{m.version}"
 
     def _unknown_name(self, name: str) -> InputError:
         known = self.names()
@@ -515,8 +556,7 @@ class Registry:
             if len(sel_l) < MIN_HASH_PREFIX:
                 raise InputError(f"hash prefix {sel!r} is too short",
                                  hint=f"give at least {MIN_HASH_PREFIX} hex characters of the content hash")
-            matches = [man for man in (self._read_manifest(p) for p in dirs.values())
-                       if man.content_hash.startswith(sel_l)]
+            matches = [man for man in self.versions(name) if man.content_hash.startswith(sel_l)]
             if not matches:
                 raise InputError(f"no version of {name} has a content hash starting with {sel_l!r}",
                                  hint=f"available: {available}")
@@ -571,9 +611,19 @@ class Registry:
             with lock:
                 for stale in folder.glob(".tmp-*"):  # left by a publisher that died; we hold the lock
                     _rmtree(stale)
-                existing = [self._read_manifest(p) for p in self._version_dirs(name).values()]
+                existing = self.versions(name) if self._version_dirs(name) else []
                 for m in reversed(existing):
                     if m.content_hash == hash_ and m.steps_key() == steps_key:
+                        # The same content is published already; it is only reused if it is intact.
+                        where = self.path(m)
+                        bad, _extra, _n = self._check_files(m, where)
+                        problems = self._manifest_problems(m, where) + [f"{b.path} differs" for b in bad]
+                        if problems:
+                            raise DataError(
+                                f"{m.ref} holds this content but was modified after publishing ({problems[0]}); "
+                                "published versions are never overwritten",
+                                hint=f"restore {where} from a copy, or move it out of the registry to publish "
+                                     "this content again")
                         return m, False
                 taken = [int(mm.group(1)) for p in folder.iterdir() if (mm := _VERSION_DIR_RE.match(p.name))]
                 version = max(taken, default=0) + 1
@@ -604,6 +654,7 @@ class Registry:
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _data_files(tmp)}
             manifest = Manifest(name=name, version=version, content_hash=hash_, created_at=_now_utc(),
                                 tool_version=tool_version, counts=counts, files=files, **fields)
+            manifest.manifest_digest = manifest.compute_digest()
             (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
             _make_read_only(tmp)
             _fsync_tree(tmp)
@@ -611,6 +662,7 @@ class Registry:
                 raise DataError(f"{final} already exists; refusing to overwrite a published version")
             os.rename(tmp, final)
             _fsync_dir(folder)
+            manifest._folder = final
             return manifest
         except BaseException:
             if tmp.exists():
@@ -652,13 +704,17 @@ class Registry:
         m = self.resolve(ref)
         folder = self.path(m)
         if verify:
+            problems = self._manifest_problems(m, folder)
+            if problems:
+                raise DataError(f"{m.ref}: {problems[0]}", hint=f"run `swcdata verify {m.ref}`")
             bad, _extra, _n = self._check_files(m, folder)
             if bad:
                 first = bad[0]
                 raise DataError(
                     f"{m.ref} was modified after publishing: {len(bad)} data file(s) differ from the manifest "
                     f"(first: {first.path}: expected sha256 {first.expected}, actual {first.actual or 'missing'})",
-                    hint=f"run `swcdata verify {m.ref}`; publish again to get a clean version")
+                    hint=f"run `swcdata verify {m.ref}`; restore the version from a copy (published versions are "
+                         "never overwritten)")
         dd = self._load_dd(m, folder, keep_in_memory)
         if verify:
             actual = content_hash(dd)
@@ -673,12 +729,18 @@ class Registry:
         m = self.resolve(ref)
         folder = self.path(m)
         bad, extra, n = self._check_files(m, folder)
-        problems = [f"{b.path}: {'missing' if b.actual is None else 'modified'} "
-                    f"(expected sha256 {b.expected}, actual {b.actual or '-'})" for b in bad]
+        problems = self._manifest_problems(m, folder)
+        problems += [f"{b.path}: {'missing' if b.actual is None else 'modified'} "
+                     f"(expected sha256 {b.expected}, actual {b.actual or '-'})" for b in bad]
         actual: str | None = None
         if not bad:  # never parse files known to be altered: a corrupt Arrow buffer may not fail cleanly
             try:
-                actual = content_hash(self._load_dd(m, folder, keep_in_memory=True))
+                dd = self._load_dd(m, folder, keep_in_memory=True)
+                actual = content_hash(dd)
+                rows = {split: dd[split].num_rows for split in dd}
+                if rows != {split: c.records for split, c in m.counts.items()}:
+                    problems.append(f"the manifest's record counts {({k: c.records for k, c in m.counts.items()})} "
+                                    f"do not match the data {rows}")
             except DataError as e:
                 problems.append(e.message)
             if actual is not None and actual != m.content_hash:
@@ -721,15 +783,17 @@ class Registry:
 
     def export(self, ref: str, fmt: Literal["parquet", "jsonl"], out: Path) -> list[Path]:
         """Write one file per split: `<out>/<split>.parquet` or `<out>/<split>.jsonl` (stored-record JSON)."""
+        from swcdata.io import check_outputs, make_dir
         from swcdata.records import write_jsonl
 
         if fmt not in ("parquet", "jsonl"):
             raise InputError(f"unknown export format {fmt!r}", hint="choose parquet or jsonl")
+        if out.as_posix() in ("-", "/dev/stdout"):
+            raise InputError("--out names a folder (one file per split), not stdout")
+        # every file is checked before any is written, so a failure leaves no half-done export
+        check_outputs([], [("--out", out / f"{split}.{fmt}") for split in self.resolve(ref).counts])
         dd, _m = self.load(ref)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot create {out}: {e.strerror}") from None
+        make_dir(out)
         written = []
         for split in dd:
             table = _as_arrow(dd[split])

@@ -141,6 +141,8 @@ def render_split(report: SplitReport, console: Console) -> None:
     rows += [(name, n) for name, n in report.sizes.items()]
     if report.holdout_records:
         rows.append(("(test = holdout records)", report.holdout_records))
+    if report.holdout_duplicates:
+        rows.append(("(holdout exact copies dropped)", len(report.holdout_duplicates)))
     if hold is not None:
         rows += [("holdout lines read", hold.lines_read), ("holdout quarantined", hold.quarantined)]
     balanced = report.balanced and all(x is None or x.balanced for x in (ledger, hold))
@@ -173,6 +175,10 @@ def render_build(result: BuildResult, console: Console) -> None:
             ("decontaminated", lg.decontaminated), ("kept", lg.kept)]
     if lg.holdout:
         rows.append(("holdout (test)", lg.holdout))
+    if lg.holdout_duplicates:
+        rows.append(("holdout exact copies dropped", lg.holdout_duplicates))
+    if lg.holdout_quarantined:
+        rows.append(("holdout lines quarantined", lg.holdout_quarantined))
     rows.append(("augmented (train)", lg.augmented))
     console.print(ledger_table("Ledger", rows, lg.balanced))
     console.print()

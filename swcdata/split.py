@@ -37,7 +37,7 @@ class SplitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train, validation, test shares.")
-    seed: int = Field(0, description="Seed of the group order; the same seed gives the same split.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the group order; the same seed gives the same split.")
     stratify: Literal["category", "none"] = Field("category", description="Balance each category across splits.")
     group_threshold: float = Field(0.6, gt=0, le=1, description="Records at or above this estimated similarity share "
                                    "a group (a margin below the audit's 0.7, so audits find nothing across splits).")
@@ -90,7 +90,10 @@ class SplitReport(BaseModel):
     targets: dict[str, float]
     categories: list[CategoryShare]
     within_tolerance: bool
-    holdout_records: int = 0
+    holdout_records: int = Field(0, description="Records of the holdout set in the test split (after its exact "
+                                 "duplicates are dropped).")
+    holdout_duplicates: list[RecordRef] = Field(default_factory=list, description="Exact copies inside the holdout "
+                                                "set, dropped from the test split (the first copy stays).")
     decontaminated: list[Decontaminated] = Field(default_factory=list)
     seconds: float
     input: Ledger | None = Field(None, description="How the input lines were read (set when split read files).")
@@ -185,7 +188,18 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     categories: list[str] = table.column("category").to_pylist()
     which = assign_groups(groups, categories, ids, ratios, cfg.seed, cfg.stratify == "category")
     out = {name: table.filter(bools(which == k)) for k, name in enumerate(SPLITS)}
+    holdout_duplicates: list[RecordRef] = []
     if holdout is not None:
+        # an exact copy inside the holdout would count twice in every test score: the first one stays
+        hold_ids = holdout.column("id").to_pylist()
+        first: dict[str, int] = {}
+        dup_rows = [k for k, i in enumerate(hold_ids) if first.setdefault(i, k) != k]
+        if dup_rows:
+            srcs = holdout.column("source").to_pylist()
+            holdout_duplicates = [RecordRef(id=hold_ids[k], source=Source(**srcs[k])) for k in dup_rows]
+            keep = np.ones(holdout.num_rows, dtype=bool)
+            keep[dup_rows] = False
+            holdout = holdout.filter(bools(keep))
         out["test"] = holdout
 
     sizes = {name: t.num_rows for name, t in out.items()}
@@ -210,7 +224,7 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
         multi_record_groups=int((group_sizes > 1).sum()),
         sizes=sizes, shares={k: round(v / total, 4) for k, v in sizes.items()}, targets=targets,
         categories=cat_rows, within_tolerance=ok,
-        holdout_records=holdout.num_rows if holdout is not None else 0,
+        holdout_records=holdout.num_rows if holdout is not None else 0, holdout_duplicates=holdout_duplicates,
         decontaminated=decontaminated, seconds=round(time.perf_counter() - t0, 3),
     )
     return out, report

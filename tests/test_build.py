@@ -157,6 +157,52 @@ def test_unknown_set_key_and_missing_input_are_usage_errors(tmp_path: Path) -> N
     assert code == 2 and "nowhere" in out and "Traceback" not in out
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "name.x=1"], "name is a single value"),
+    (["--set", "seed=99999999999999999999999"], "seed: Input should be less than or equal to"),
+    (["--set", "split.ratios=[nan, 0.5, 0.5]"], "finite number"),
+])
+def test_set_mistakes_are_one_config_error(args: list[str], message: str, tmp_path: Path) -> None:
+    proj = project(tmp_path)
+    code, out = build(proj, *args)
+    assert code == 2 and message in " ".join(out.split()) and "Traceback" not in out
+    assert not (proj / "registry").exists()
+
+
+def test_a_config_that_is_not_utf8_is_one_config_error(tmp_path: Path) -> None:
+    proj = project(tmp_path)
+    (proj / "swcdata.toml").write_bytes("name = 'swc'\n".encode("utf-16"))
+    code, out = build(proj)
+    assert code == 2 and "not UTF-8 text" in out and "Traceback" not in out
+    (proj / "swcdata.toml").write_bytes(b"\xef\xbb\xbf" + (ROOT / "swcdata.toml").read_bytes())  # a BOM is fine
+    code, out = build(proj)
+    assert code == 0, out
+
+
+def test_nothing_to_publish_without_a_train_split(tmp_path: Path) -> None:
+    proj = project(tmp_path)
+    code, out = build(proj, "--set", 'split.holdout=["dataset/swc_sample.jsonl"]')
+    assert code == 1 and "nothing to publish: the train split is empty" in " ".join(out.split())
+    assert not (proj / "registry" / "swc").exists() or not any((proj / "registry" / "swc").glob("v*"))
+
+
+def test_a_holdout_keeps_one_copy_of_each_record_and_its_ledger_adds_up(tmp_path: Path) -> None:
+    proj = project(tmp_path)
+    lines = (proj / "dataset" / "swc_sample.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (proj / "train.jsonl").write_text("".join(lines[:95]), encoding="utf-8")
+    (proj / "holdout.jsonl").write_text("".join([*lines[95:105], lines[99], '{"x": 1}\n']), encoding="utf-8")
+    (proj / "swcdata.toml").write_text('name = "hz"\ninputs = ["train.jsonl"]\n[split]\nholdout = ["holdout.jsonl"]\n',
+                                       encoding="utf-8")
+    code, out = build(proj, "--json")
+    assert code == 0, out
+    res = json.loads(out[out.index("{"):])
+    assert res["ledger"]["holdout_duplicates"] == 1 and res["ledger"]["holdout_quarantined"] == 1
+    dd, m = Registry(proj / "registry").load("hz@v1")
+    ids = dd["test"]["id"]
+    assert len(ids) == len(set(ids)) == res["ledger"]["holdout"]
+    assert len(m.removed["holdout_duplicates"]) == 1 and len(m.removed["holdout_quarantined"]) == 1
+
+
 def test_built_version_pushes_as_a_folder_that_load_dataset_reads(built: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "hub"
     res = runner.invoke(app, ["push", "swc@v1", "--repo", "acme/swc", "--dry-run", "--out", str(out_dir),

@@ -388,6 +388,13 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run: tuple[Path, dict[st
     # a different LoRA rank is not the same run
     bad = CliRunner().invoke(app, [*args, "--set", "lora.r=4"])
     assert bad.exit_code == 2 and "lora: differs" in bad.output
+    # without --set, a resume trains as the run was set up (its recipe.yaml), and a completed run has
+    # nothing left to do; the recorded recipe is untouched
+    recorded = (out / "tiny-e2e" / "recipe.yaml").read_text()
+    again = CliRunner().invoke(app, ["finetune", "sample@v1", "--home", str(registry_home), "--output", str(out),
+                                     "--resume", "--run-id", "tiny-e2e"])
+    assert again.exit_code == 2 and "already completed" in again.output
+    assert (out / "tiny-e2e" / "recipe.yaml").read_text() == recorded and "max_steps: 20" in recorded
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path, sample_dd: Any) -> None:

@@ -379,6 +379,67 @@ def test_a_flipped_byte_is_detected_by_verify_and_load(home: Path, table: pa.Tab
     assert r.exit_code == 1 and "modified after publishing" in r.output and "Traceback" not in r.output
 
 
+def _edit_manifest(folder: Path, edit: Any) -> None:
+    path = folder / "manifest.json"
+    path.chmod(0o644)
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m, indent=2))
+
+
+def test_an_edited_manifest_is_detected_by_verify_load_and_a_rebuild(home: Path, table: pa.Table) -> None:
+    """A manifest carries the digest of its own fields: an edited count, ledger or step fails verify
+    and load, and publishing the same content again refuses to point at the edited version."""
+    reg = Registry()
+    m, _ = reg.publish("swc", make_splits(table), fields())
+    assert m.manifest_digest == m.compute_digest() and reg.verify("swc@v1").ok
+    _edit_manifest(reg.path(m), lambda d: d["counts"]["train"].update(records=999))
+    rep = reg.verify("swc@v1")
+    assert not rep.ok and "was edited after publishing" in rep.problems[0]
+    assert any("record counts" in p for p in rep.problems)
+    with pytest.raises(DataError, match="edited after publishing"):
+        reg.load("swc@v1")
+    with pytest.raises(DataError, match="holds this content but was modified after publishing"):
+        reg.publish("swc", make_splits(table), fields())
+    r = runner.invoke(app, ["verify", "swc@v1"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+
+
+def test_a_manifest_in_the_wrong_folder_or_unreadable_is_named(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m, _ = reg.publish("swc", make_splits(table), fields())
+    m2, _ = reg.publish("swc", make_splits(replace_row(table, 0, response="changed")), fields())
+    _edit_manifest(reg.path(m), lambda d: d.update(version=2))
+    with pytest.raises(DataError, match="describes swc@v2, but it is in swc/v1"):
+        reg.load("swc@v1")
+    (reg.path(m2) / "manifest.json").chmod(0o644)
+    (reg.path(m2) / "manifest.json").write_text("{")
+    broken: list[str] = []
+    assert [x.ref for x in reg.versions("swc", broken=broken)] == ["swc@v2"]  # (the edited v1)
+    assert len(broken) == 1 and "not a valid manifest" in broken[0] and "(the whole file)" in broken[0]
+    r = runner.invoke(app, ["versions"])
+    assert r.exit_code == 0 and "warning" in r.output
+
+
+def test_a_rebuild_over_a_tampered_version_is_refused(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m, _ = reg.publish("swc", make_splits(table), fields())
+    arrow = reg.path(m) / "train" / "data-00000-of-00001.arrow"
+    flip_byte(arrow, arrow.stat().st_size // 2)
+    with pytest.raises(DataError, match="never overwritten") as e:
+        reg.publish("swc", make_splits(table), fields())
+    assert "restore" in e.value.hint
+
+
+def test_export_refuses_a_folder_in_the_way_before_writing(home: Path, table: pa.Table, tmp_path: Path) -> None:
+    Registry().publish("swc", make_splits(table), fields())
+    (tmp_path / "e" / "test.parquet").mkdir(parents=True)
+    r = runner.invoke(app, ["export", "swc@v1", "--out", str(tmp_path / "e")])
+    assert r.exit_code == 2 and "is a folder" in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["test.parquet"]
+    assert runner.invoke(app, ["export", "swc@v1", "--out", "-"]).exit_code == 2
+
+
 def test_a_deleted_data_file_is_detected(home: Path, table: pa.Table) -> None:
     reg = Registry()
     m, _ = reg.publish("swc", make_splits(table), fields())
@@ -393,6 +454,7 @@ def test_content_changed_behind_the_file_hashes_fails_the_content_check(home: Pa
     m, _ = reg.publish("swc", make_splits(table), fields())
     path = reg.path(m) / "manifest.json"
     forged = m.model_copy(update={"content_hash": "0" * 64})
+    forged.manifest_digest = forged.compute_digest()  # (a forger who recomputes the manifest's digest)
     path.chmod(0o644)
     path.write_text(forged.model_dump_json(indent=2))
     with pytest.raises(DataError) as e:
@@ -413,7 +475,9 @@ def test_unreadable_data_with_matching_hashes_is_a_data_error(home: Path, table:
     arrow.write_bytes(b"not arrow at all")
     files = {**m.files, "test/data-00000-of-00001.arrow": hashlib.sha256(b"not arrow at all").hexdigest()}
     (folder / "manifest.json").chmod(0o644)
-    (folder / "manifest.json").write_text(m.model_copy(update={"files": files}).model_dump_json())
+    forged = m.model_copy(update={"files": files})
+    forged.manifest_digest = forged.compute_digest()
+    (folder / "manifest.json").write_text(forged.model_dump_json())
     with pytest.raises(DataError, match="swc@v1: cannot read the data"):
         reg.load("swc@v1")
     rep = reg.verify("swc@v1")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swcdata.errors import InputError
+from swcdata.errors import DataError, InputError
 from swcdata.finetune.runs import ADAPTER_DIR, BASE_DIR
 
 if TYPE_CHECKING:
@@ -75,7 +75,11 @@ def load_model(run_dir: Path, info: RunInfo, recipe: Recipe, *, base_only: bool 
         if not base_only:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter))
+            try:
+                model = PeftModel.from_pretrained(model, str(adapter))
+            except Exception as e:  # a damaged adapter file: a data problem of the run, not a crash
+                raise DataError(f"run {info.run_id}: cannot load the adapter in {adapter}: {type(e).__name__}: {e}",
+                                hint="the run's adapter files are damaged; train the run again") from None
     return model.eval(), tok
 
 

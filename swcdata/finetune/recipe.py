@@ -132,7 +132,7 @@ class DataSection(_Section):
 class TrainingSection(_Section):
     """Optimiser, schedule, evaluation and checkpointing (passed to TRL's SFTConfig)."""
 
-    seed: int = Field(42, ge=0, description="Seed for model init, adapter init, shuffling and dropout.")
+    seed: int = Field(42, ge=0, le=2**63 - 1, description="Seed for model init, adapter init, shuffling and dropout.")
     num_train_epochs: float = Field(1.0, gt=0, description="Epochs (ignored when max_steps > 0).")
     max_steps: int = Field(-1, ge=-1, description="Stop after this many optimiser steps; -1 = use epochs.")
     per_device_train_batch_size: int = Field(4, gt=0, description="Packed rows per device per step.")

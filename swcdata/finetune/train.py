@@ -77,6 +77,25 @@ def _find_resumable(output: Path, ref: DatasetRef, recipe: Recipe, run_id: str |
                      hint="start a new run without --resume, or name one with --run-id")
 
 
+def resume_recipe(output: Path, ref: DatasetRef, recipe: Recipe, run_id: str | None,
+                  overrides: list[str]) -> tuple[Recipe, str]:
+    """The recipe a resumed run continues with, and the run's id: the run's own recorded recipe.yaml
+    with this command's --set overrides on top (so a resume without --set trains exactly as the run
+    was set up, not with the current file's values). A completed run is resumed only when the
+    overrides change something (train it further: --set training.max_steps=N)."""
+    from swcdata.finetune.recipe import load_recipe
+
+    run_dir = _find_resumable(output, ref, recipe, run_id)
+    recorded = load_recipe(run_dir / RECIPE_FILE)
+    effective = load_recipe(run_dir / RECIPE_FILE, overrides)
+    info = read_run(run_dir)
+    if info is not None and info.status == "completed" and effective == recorded:
+        raise InputError(f"run {run_dir.name} already completed: there is nothing to resume",
+                         hint="to train it further, resume with --set training.max_steps=N (more steps than it "
+                              "ran); or start a new run")
+    return effective, run_dir.name
+
+
 def _check_resume_compatible(run_dir: Path, recipe: Recipe, ref: DatasetRef) -> None:
     import yaml
 
