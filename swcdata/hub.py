@@ -286,6 +286,7 @@ def push(ref: str, repo_id: str, *, private: bool = False, dry_run: bool = False
     if not _REPO_ID_RE.match(repo_id):
         raise InputError(f"invalid Hub repo id {repo_id!r}", hint="write OWNER/NAME, e.g. my-org/swc-vulns")
     dd, m = Registry(home).load(ref)
+    api = None if dry_run else api_factory()  # (no token: refused before anything is staged)
     folder, temporary = _prepare_dir(work_dir)
     try:
         files = stage(dd, m, folder, repo_id)
@@ -307,9 +308,8 @@ def push(ref: str, repo_id: str, *, private: bool = False, dry_run: bool = False
         report = PushReport(ref=m.ref, content_hash=m.content_hash, repo_id=repo_id, private=private, tag=tag,
                             dry_run=dry_run, staging_dir=str(folder), files=files,
                             records={s: c.records for s, c in m.counts.items()}, operations=ops)
-        if dry_run:
+        if api is None:
             return report
-        api = api_factory()
         repo_url = _call("create_repo", api.create_repo, **ops[0].kwargs)
         commit = _call("upload_folder", api.upload_folder, **ops[1].kwargs)
         oid = getattr(commit, "oid", None)

@@ -533,7 +533,10 @@ class Registry:
     def resolve(self, ref: str) -> Manifest:
         """`name@vN`, `name@latest`, `name` (= latest) or `name@<hash prefix>` (at least 4 hex characters)."""
         ref = ref.strip()
-        name, _, sel = ref.partition("@")
+        name, at, sel = ref.partition("@")
+        if at and not sel.strip():
+            raise InputError(f"nothing after '@' in {ref!r}", hint=f"write {name}@vN, {name}@latest or "
+                             f"{name}@<hash prefix>")
         sel = sel.strip() or "latest"
         if not name:
             raise InputError(f"invalid version reference {ref!r}",
@@ -555,7 +558,8 @@ class Registry:
         if _HEX_RE.match(sel_l):
             if len(sel_l) < MIN_HASH_PREFIX:
                 raise InputError(f"hash prefix {sel!r} is too short",
-                                 hint=f"give at least {MIN_HASH_PREFIX} hex characters of the content hash")
+                                 hint=(f"for version {sel}, write {name}@v{sel}; for a hash prefix, " if sel.isdigit()
+                                       else "") + f"give at least {MIN_HASH_PREFIX} hex characters of the hash")
             matches = [man for man in self.versions(name) if man.content_hash.startswith(sel_l)]
             if not matches:
                 raise InputError(f"no version of {name} has a content hash starting with {sel_l!r}",

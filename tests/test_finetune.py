@@ -397,6 +397,17 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run: tuple[Path, dict[st
     assert (out / "tiny-e2e" / "recipe.yaml").read_text() == recorded and "max_steps: 20" in recorded
 
 
+@pytest.mark.parametrize("run_id", ["../escape", "/tmp/abs", "a/b", ".."])
+def test_a_run_id_is_a_folder_name_inside_output(run_id: str, registry_home: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from swcdata.cli import app
+
+    res = CliRunner().invoke(app, ["finetune", "sample@v1", "--home", str(registry_home), "--output",
+                                   str(tmp_path / "runs"), "--run-id", run_id])
+    assert res.exit_code == 2 and "invalid run id" in res.output and not (tmp_path / "runs").exists()
+
+
 def test_ddp_two_cpu_processes(tmp_path: Path, sample_dd: Any) -> None:
     """The same command under torchrun with 2 CPU processes (gloo DDP), a couple of steps."""
     from swcdata.records import write_split_dir

@@ -170,6 +170,9 @@ def test_missing_token_fails_with_a_clear_message(home: Path, monkeypatch: pytes
     assert "export HF_TOKEN=" in str(e.value) and "hf auth login" in str(e.value)
     r = runner.invoke(app, ["push", "swc@v1", "--repo", "me/swc"])
     assert r.exit_code == 2 and "HF_TOKEN" in r.output and "Traceback" not in r.output
+    # refused before staging: a retry with the same --out finds it still empty
+    r = runner.invoke(app, ["push", "swc@v1", "--repo", "me/swc", "--out", str(home.parent / "staged")])
+    assert r.exit_code == 2 and not (home.parent / "staged").exists()
 
 
 def test_make_api_builds_an_hfapi_when_a_token_exists(monkeypatch: pytest.MonkeyPatch) -> None:

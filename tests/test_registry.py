@@ -319,6 +319,11 @@ def test_resolve_errors_are_clear(home: Path, table: pa.Table) -> None:
         reg.resolve("swc@first")
     with pytest.raises(InputError, match="invalid version reference"):
         reg.resolve("@v1")
+    with pytest.raises(InputError, match="nothing after '@'"):
+        reg.resolve("swc@")
+    with pytest.raises(InputError, match="too short") as e:
+        reg.resolve("swc@1")
+    assert "write swc@v1" in e.value.hint
 
 
 def test_resolve_ambiguous_hash_prefix_lists_the_matches(tmp_path: Path, table: pa.Table) -> None:

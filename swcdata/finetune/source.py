@@ -22,6 +22,11 @@ def load_dataset(spec: str, home: Path | None = None) -> tuple[datasets.DatasetD
     path = Path(spec)
     if path.is_dir():
         return load_folder(path)
+    if "@" not in spec and "/" in spec:  # (a registry name never holds a "/")
+        from swcdata.errors import InputError
+
+        raise InputError(f"no such folder: {spec}", hint="give a folder of <split>.jsonl files or a saved "
+                         "DatasetDict, or a registry version NAME@vN")
     from swcdata.registry import Registry
 
     dd, manifest = Registry(home).load(spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import time
 import warnings
@@ -63,8 +64,19 @@ def new_run_id(recipe: Recipe, ref: DatasetRef) -> str:
     return f"{stamp}-{recipe.name}-{ref.name}-v{str(ref.version).removeprefix('v')}"
 
 
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def check_run_id(run_id: str) -> None:
+    """A run id is a folder name inside --output: no path separators, no '..'."""
+    if not _RUN_ID_RE.match(run_id) or ".." in run_id:
+        raise InputError(f"invalid run id {run_id!r}", hint="use letters, digits, '.', '_' and '-' (a folder name "
+                         "inside --output, which `swcdata runs` lists)")
+
+
 def _find_resumable(output: Path, ref: DatasetRef, recipe: Recipe, run_id: str | None) -> Path:
     if run_id:
+        check_run_id(run_id)
         run_dir = output / run_id
         if read_run(run_dir) is None:
             raise InputError(f"no run {run_id} in {output}", hint=f"list runs with: swcdata runs --output {output}")
@@ -282,6 +294,8 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
         assert info is not None
         info = info.model_copy(update={"status": "running", "resumed_from": resumed_from, "error": None})
     else:
+        if run_id:
+            check_run_id(run_id)
         rid = _agree(run_id or new_run_id(recipe, ref))
         run_dir = output / rid
         if main and (run_dir / "run.json").exists():
@@ -315,6 +329,12 @@ def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_d
     from swcdata.finetune import model as M
 
     state = PartialState()
+    if not progress:  # (no terminal, or --json: the weight-loading and packing bars would only fill a log)
+        import datasets as hf_datasets
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_datasets.disable_progress_bars()
     tokenizer, base = _tokenizer(recipe, dataset[recipe.data.train_split], run_dir, log)
     train_ds, eval_ds, reports = prepare_splits(dataset, tokenizer, recipe)
     for r in reports:
