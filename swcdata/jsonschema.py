@@ -25,6 +25,9 @@ MODELS: dict[str, tuple[str, str]] = {
     "eval-results": ("swcdata.evaluate", "EvalResults"),
     "compare-report": ("swcdata.compare", "CompareReport"),
     "stats-report": ("swcdata.stats", "StatsReport"),
+    "augment-report": ("swcdata.augment", "AugmentReport"),
+    "build-result": ("swcdata.build", "BuildResult"),
+    "run-info": ("swcdata.finetune.runs", "RunInfo"),
 }
 
 

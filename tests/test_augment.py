@@ -394,6 +394,10 @@ def test_cli_json_and_formats(split_dir: Path, tmp_path: Path) -> None:
                             "--format", "chat", "--transforms", "rename,comments", "--no-templates"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
+    import jsonschema
+
+    schema = Path(__file__).resolve().parents[1] / "schemas" / "augment-report.schema.json"
+    jsonschema.validate(data, json.loads(schema.read_text()))
     assert data["config"]["transforms"] == ["rename_identifiers", "toggle_comments"]
     assert data["config"]["templates"] is False
     first = json.loads((tmp_path / "o" / "train.jsonl").read_text().splitlines()[0])

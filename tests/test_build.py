@@ -196,6 +196,9 @@ def test_a_holdout_keeps_one_copy_of_each_record_and_its_ledger_adds_up(tmp_path
     code, out = build(proj, "--json")
     assert code == 0, out
     res = json.loads(out[out.index("{"):])
+    import jsonschema
+
+    jsonschema.validate(res, json.loads((ROOT / "schemas" / "build-result.schema.json").read_text()))
     assert res["ledger"]["holdout_duplicates"] == 1 and res["ledger"]["holdout_quarantined"] == 1
     dd, m = Registry(proj / "registry").load("hz@v1")
     ids = dd["test"]["id"]
