@@ -573,15 +573,30 @@ def _scanners() -> tuple[Any, ...]:
     return _SCANNERS
 
 
-def _scan(text: str, pos: int, end: int, quote: str | None) -> tuple[int, bool]:
+def _scan(text: str, pos: int, end: int, quote: str | None, failed: set[int] | None = None) -> tuple[int, bool]:
     """Scan Solidity code from ``pos``.
 
     Block mode (``quote is None``): returns (end of code, True); code ends where prose starts
     after a complete unit, at a blank line followed by non-code, or at the region end.
     Quote mode: returns (index of the closing quote, True), or (pos, False) when the quote does
     not close as code (the caller then treats the quote as an apostrophe or a prose quote).
+
+    ``failed`` (quote mode): positions ``q`` of quotes whose own scan ``_scan(text, q + 1, end, "'")``
+    is known to fail. A failing scan adds every quote it passed at depth 0 without closing there:
+    from that quote on it is in exactly the state of a fresh scan from ``q + 1`` (depth 0, quote
+    mode; ``pos`` and ``last_sig`` only matter in block mode), so that scan fails too. The caller
+    then skips those scans: without this, a run of unclosed quotes costs quadratic time.
     """
+    passed: list[int] = []
+    r = _scan_from(text, pos, end, quote, passed)
+    if failed is not None and not r[1]:
+        failed.update(passed)
+    return r
+
+
+def _scan_from(text: str, pos: int, end: int, quote: str | None, passed: list[int]) -> tuple[int, bool]:
     depth = 0
+    closers = -1  # quote mode: closing brackets after the first deep opener (an upper bound for the rest)
     i = pos
     last_sig = pos  # end of the last non-space code character
     scan = _SCAN_RE.search
@@ -630,6 +645,7 @@ def _scan(text: str, pos: int, end: int, quote: str | None) -> tuple[int, bool]:
             if quote == "'" and depth <= 0:
                 if j + 1 >= end or not (text[j + 1].isalnum() or text[j + 1] == "_"):
                     return j, True
+                passed.append(j)
                 i = j + 1
                 continue
             sm = _SQ_STR_RE.match(text, j, end)
@@ -662,6 +678,13 @@ def _scan(text: str, pos: int, end: int, quote: str | None) -> tuple[int, bool]:
             continue
         if c in "([{":
             depth += 1
+            if quote is not None and depth > 2:
+                # A quote closes only at depth 0: with fewer closers left than open brackets it never
+                # will, and the scan would only walk on to fail at the end (quadratic over many quotes).
+                if closers < 0:
+                    closers = text.count(")", j, end) + text.count("]", j, end) + text.count("}", j, end)
+                if depth > closers:
+                    return pos, False
             i = j + 1
             last_sig = i
             continue
@@ -760,6 +783,7 @@ def _scan_region(text: str, a: int, b: int, out: list[CodeSpan]) -> None:
     only succeed at the region start.)
     """
     search = (_SCANNERS or _scanners())[0]
+    failed: set[int] = set()  # quotes whose quote-mode scan fails (see _scan)
     trimmed = _trimmed
     codeish = _is_codeish_trimmed
     span = _span
@@ -786,7 +810,7 @@ def _scan_region(text: str, a: int, b: int, out: list[CodeSpan]) -> None:
             if g == 2:
                 close = m.end(2)
             else:
-                close, ok = _scan(text, s + 1, b, "'")
+                close, ok = (s + 1, False) if s in failed else _scan(text, s + 1, b, "'", failed)
                 if not ok:
                     fm = _SAME_LINE_QUOTE_RE.match(text, s, b)
                     if fm is not None:

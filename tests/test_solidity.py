@@ -438,3 +438,37 @@ def test_real_data_spans_mostly_parse(seed_records: list[dict[str, object]]) -> 
                     ok += parse(s.text).ok
     assert total > 1000
     assert ok / total >= 0.9
+
+
+PATHOLOGICAL = [
+    "'x;\n" * 2000,  # unclosed quotes, each of whose scans used to walk to the end: quadratic
+    "Lines:\n" + "'require(a > b);\n" * 2000,
+    "'uint x = 1;\n" * 3000,
+    "\nfunction f() " + "({['\"`" * 3000,  # openers that never close
+]
+
+
+@pytest.mark.parametrize("text", PATHOLOGICAL, ids=["quotes", "quoted-lines", "quoted-decls", "openers"])
+def test_no_quadratic_time_on_runs_of_unclosed_quotes(text: str) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    extract_code(text)
+    assert time.perf_counter() - t0 < 2.0  # (seconds before the fix: 7, 7, 20+, 4)
+
+
+@pytest.mark.parametrize("text", [t[:600] for t in PATHOLOGICAL] + ["'a(b' x 'c;\n'd(e;\n' f) 'g;' ok"])
+def test_skipping_known_failing_quote_scans_changes_nothing(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skipping the scans of quotes that a failed scan passed at depth 0 gives the spans of scanning
+    every quote. (The other shortcut, more openers than closers left, is checked by
+    bench/extraction_golden.py: identical spans on the seed data and 100,000 corpus records.)"""
+    from swcdata import solidity
+
+    fast = extract_code(text)
+    plain_scan = solidity._scan_from
+
+    def plain(text: str, pos: int, end: int, quote: str | None, failed: set[int] | None = None) -> tuple[int, bool]:
+        return plain_scan(text, pos, end, quote, [])
+
+    monkeypatch.setattr(solidity, "_scan", plain)
+    assert fast == extract_code(text)
