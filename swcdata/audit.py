@@ -126,12 +126,43 @@ def _longest_overlap(ref_words: list[str], cand_words: list[str], n: int) -> tup
     best = np.lexsort((run_start, -run_len, run_rec))  # per record: longest run, earliest first
     first = np.ones(len(best), dtype=bool)
     first[1:] = run_rec[best][1:] != run_rec[best][:-1]
+    # A run of consecutive candidate n-grams that each occur in *some* reference is an upper bound:
+    # it may be stitched from several records (or places). The longest run is kept when one reference
+    # holds its whole span (then no other run can be longer); otherwise the candidate's exact longest
+    # span is computed from the positions of its n-grams in the references.
     for r in best[first]:
-        rec = run_rec[r]
-        longest[rec] = run_len[r] + n - 1
-        ref_of[rec] = rrec_sorted[pos_c[run_start[r]]]
-        start_of[rec] = run_start[r] - coff[rec]
+        rec = int(run_rec[r])
+        start = int(run_start[r] - coff[rec])
+        length = int(run_len[r] + n - 1)
+        span = " ".join(cand_words[rec].split()[start:start + length])
+        lo, hi = np.searchsorted(rh_sorted, ch[run_start[r]], side="left"), np.searchsorted(rh_sorted, ch[run_start[r]],
+                                                                                           side="right")
+        holder = next((int(x) for x in dict.fromkeys(rrec_sorted[lo:hi].tolist())
+                       if f" {span} " in f" {ref_words[x]} "), -1)
+        if holder < 0:
+            length, holder, start = _exact_longest(ch[coff[rec]:coff[rec + 1]], rh, rrec, rh_sorted, order)
+            length += n - 1
+        longest[rec], ref_of[rec], start_of[rec] = length, holder, start
     return longest, ref_of, start_of
+
+
+def _exact_longest(cand: npt.NDArray[np.uint64], rh: npt.NDArray[np.uint64], rrec: npt.NDArray[np.int64],
+                   rh_sorted: npt.NDArray[np.uint64], order: npt.NDArray[np.int64]) -> tuple[int, int, int]:
+    """(n-grams in the longest run that one reference holds contiguously, that reference, the run's
+    first n-gram in the candidate) for one candidate's n-gram hashes: a run along each diagonal of
+    (candidate position, reference position) matches."""
+    best, best_ref, best_start = 0, -1, 0
+    prev: dict[int, int] = {}  # global reference n-gram index -> run length ending there
+    for k, h in enumerate(cand.tolist()):
+        lo, hi = np.searchsorted(rh_sorted, h, side="left"), np.searchsorted(rh_sorted, h, side="right")
+        cur: dict[int, int] = {}
+        for g in order[lo:hi].tolist():
+            run = prev.get(g - 1, 0) + 1 if g > 0 and rrec[g - 1] == rrec[g] else 1
+            cur[g] = run
+            if run > best:
+                best, best_ref, best_start = run, int(rrec[g]), k - run + 1
+        prev = cur
+    return best, best_ref, best_start
 
 
 def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None = None, *,

@@ -431,7 +431,10 @@ def _find_duplicate_keys(text: str) -> list[str]:
             seen.add(k)
         return dict(pairs)
 
-    json.loads(text, object_pairs_hook=hook)
+    try:
+        json.loads(text, object_pairs_hook=hook)
+    except RecursionError:  # nested deeper than the json module recurses (orjson reads 1,024 levels)
+        return []  # (such a line is quarantined as too-deep when it is stored: see validate)
     return dups
 
 

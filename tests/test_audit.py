@@ -81,3 +81,62 @@ def test_cli_audit_takes_the_seed_files_as_the_shell_expands_them(swc_files: lis
     assert e.value.code == 0
     s = json.loads(capsys.readouterr().out)["summary"]
     assert (s["reference_records"], s["candidate_records"], s["leaked"]) == (4998, 1000, 1000)
+
+
+def _table(pairs: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    from swcdata.records import RECORD_SCHEMA
+    from swcdata.text import record_id
+
+    return pa.Table.from_pylist([
+        {"id": record_id(i, r), "instruction": i, "response": r, "category": "SWC-101",
+         "source": {"file": "x.jsonl", "line": k + 1}} for k, (i, r) in enumerate(pairs)], schema=RECORD_SCHEMA)
+
+
+def _brute_longest(ref_words: list[str], cand: str, n: int = 13) -> int:
+    """Longest run of words that the candidate shares with one reference (0 below n)."""
+    a, best = cand.split(), 0
+    for ref in ref_words:
+        b = ref.split()
+        prev = [0] * (len(b) + 1)
+        for i in range(1, len(a) + 1):
+            cur = [0] * (len(b) + 1)
+            for j in range(1, len(b) + 1):
+                if a[i - 1] == b[j - 1]:
+                    cur[j] = prev[j - 1] + 1
+                    best = max(best, cur[j])
+            prev = cur
+    return best if best >= n else 0
+
+
+def test_longest_shared_span_is_held_by_one_reference() -> None:
+    """Two references that each share 13 words, overlapping in the candidate: the longest span any one
+    of them holds is 13 words, not the 14 that stitching them gives; the same for one reference that
+    holds the two 13-word spans apart."""
+    w = [f"w{k}" for k in range(30)]
+    cand = _table([(" ".join(w[0:14]), "other words")])
+    for refs in ([(" ".join(w[0:13]) + " zz", "one"), ("yy " + " ".join(w[1:14]), "two")],
+                 [(" ".join(w[0:13]) + " zz " + " ".join(w[1:14]), "one")]):
+        c = audit(_table(refs), cand).candidates[0]
+        assert c.longest_ngram == 13 and c.shared_text == " ".join(w[0:13])
+
+
+def test_longest_shared_span_matches_brute_force_on_seed_records(swc_files: list[Path],
+                                                                  seed_test_file: Path) -> None:
+    import random
+
+    from swcdata.audit import _words
+
+    ref, cand = _load(*swc_files), _load(seed_test_file)
+    rng = random.Random(1)
+    ref = ref.take(rng.sample(range(ref.num_rows), 250))
+    cand = cand.take(rng.sample(range(cand.num_rows), 40))
+    rep = audit(ref, cand)
+    ref_words, cand_words = _words(ref), _words(cand)
+    words_of = dict(zip(ref.column("id").to_pylist(), ref_words, strict=True))
+    for k, c in enumerate(rep.candidates):
+        assert c.longest_ngram == _brute_longest(ref_words, cand_words[k]), k
+        if c.longest_ngram:  # the span shown is in the reference named as its holder
+            assert c.ngram_match is not None and c.shared_text is not None
+            assert f" {c.shared_text[:200]}" in f" {words_of[c.ngram_match.id]}"

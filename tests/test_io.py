@@ -113,6 +113,10 @@ def test_nesting_deeper_than_the_recursion_limit_is_no_crash(tmp_path: Path) -> 
     too_deep = base + b', "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"
     deep = base + b', "metadata": {"d": ' + b"[" * 900 + b"]" * 900 + b"}}"
     assert decode_line(too_deep).duplicate_keys is None
+    # a string ending in a backslash sends the line to the exact (json module) key check, which
+    # recurses less deeply than orjson reads
+    escaped = too_deep.replace(b'{', b'{"path": "C:\\\\", ', 1)
+    assert b'\\\\"' in escaped and decode_line(escaped).duplicate_keys is None
     p = _write(tmp_path, "deep.jsonl", too_deep + b"\n" + deep + b"\n")
     rows: list[dict] = []
     rep = Validation(ValidateConfig(check_code=False, workers=1)).run([p], on_batch=lambda b: rows.extend(
