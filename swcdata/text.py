@@ -20,6 +20,7 @@ _FOLD: dict[str, str] = (
         "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
         "\u2026": "...", "\u00a0": " ", "\u2009": " ", "\u200a": " ", "\u202f": " ", "\u3000": " ",
         "\u200b": "", "\u200c": "", "\u200d": "", "\ufeff": "",
+        "\u02bc": "'", "\u00ad": "", "\u2060": "",
     }
 )
 _ASCII_BYTES = bytes(range(128))
@@ -29,8 +30,15 @@ def fold_typography(text: str) -> str:
     """NFKC plus typographic quotes, dashes, ellipses and odd spaces folded to ASCII; layout kept."""
     if text.isascii():
         return text
-    if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
+    # Folded before NFKC too: NFKC would turn some of them into something else first (an acute
+    # accent into a space and a combining accent, a double prime into two primes).
+    text = _fold(text)
+    if not text.isascii() and not unicodedata.is_normalized("NFKC", text):
+        text = _fold(unicodedata.normalize("NFKC", text))
+    return text
+
+
+def _fold(text: str) -> str:
     # The distinct non-ASCII characters, at C speed: UTF-8 less its ASCII bytes is exactly the
     # non-ASCII characters' encodings, in a row. (str.translate or a regex with a callback walks
     # the text in Python-level steps.) Each is replaced in one str.replace pass; a replacement is

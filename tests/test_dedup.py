@@ -96,6 +96,21 @@ def test_exact_duplicates_ignore_typography_case_and_layout(tmp_path: Path) -> N
     assert rep.category_conflicts == 1 and rep.clusters[0].categories == ["SWC-101", "SWC-110"]
 
 
+@pytest.mark.parametrize(("typographic", "plain"), [
+    ("It\u00b4s", "It's"),  # acute accent (NFKC alone makes it a space and a combining accent)
+    ("\u2033x\u2033", '"x"'),  # double prime (NFKC alone makes it two primes)
+    ("It\u02bcs", "It's"),  # modifier letter apostrophe
+    ("re\u00adentrancy", "reentrancy"),  # soft hyphen
+    ("re\u2060entrancy", "reentrancy"),  # word joiner
+    ("\uff02x\uff02 \u2026", '"x" ...'),  # fullwidth quote, ellipsis
+])
+def test_typography_folds_to_the_plain_text_id(typographic: str, plain: str) -> None:
+    from swcdata.text import normalize_text, record_id
+
+    assert normalize_text(typographic) == normalize_text(plain)
+    assert record_id(typographic, "r") == record_id(plain, "r")
+
+
 def test_keep_longest(tmp_path: Path) -> None:
     short = {"instruction": REENTRANT, "response": FIXED, "category": "SWC-107"}
     long = {**short, "response": FIXED + "\n\nAlternatively, add a nonReentrant modifier from OpenZeppelin."}
