@@ -89,6 +89,9 @@ class GenerationSettings(BaseModel):
     prompt_format: str
     system_prompt: str | None
     decoding: str = "greedy"
+    adapter_sha256: str | None = Field(None, description="sha256 over the adapter's weight files (None with "
+                                       "--base-only): answers of another adapter, e.g. before a resumed training, "
+                                       "are never mixed in.")
 
 
 class Timing(BaseModel):
@@ -232,6 +235,22 @@ def _drop_partial_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
+def _adapter_digest(run_dir: Path) -> str | None:
+    """sha256 over the names and sha256 of the run's adapter weight files (None when it has none)."""
+    import hashlib
+
+    from swcdata.finetune.runs import ADAPTER_DIR
+    from swcdata.io import sha256_file
+
+    files = sorted(p for p in (run_dir / ADAPTER_DIR).glob("adapter_model.*") if p.is_file())
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}:{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 def _check_settings(folder: Path, settings: GenerationSettings, restart: bool) -> None:
     p = folder / SETTINGS_FILE
     if restart:
@@ -244,7 +263,8 @@ def _check_settings(folder: Path, settings: GenerationSettings, restart: bool) -
             old = None
         if old != settings:
             diff = ("unreadable settings.json" if old is None else ", ".join(
-                f"{k}: {getattr(old, k)!r} -> {getattr(settings, k)!r}" for k in GenerationSettings.model_fields
+                "the run's adapter weights changed since (trained further?)" if k == "adapter_sha256"
+                else f"{k}: {getattr(old, k)!r} -> {getattr(settings, k)!r}" for k in GenerationSettings.model_fields
                 if getattr(old, k) != getattr(settings, k)))
             raise InputError(f"{folder} holds answers generated with other settings ({diff})",
                              hint="pass --restart to discard them, or repeat the earlier settings to resume")
@@ -349,7 +369,8 @@ def evaluate(run_dir: Path, *, dataset: str | None = None, split: str = "test", 
     settings = GenerationSettings(run_id=info.run_id, adapter=not base_only, base_model=info.base_model,
                                   dataset=str(ref), dataset_hash=ref.content_hash, split=split,
                                   max_new_tokens=max_new_tokens, prompt_format=fmt,
-                                  system_prompt=recipe.data.system_prompt)
+                                  system_prompt=recipe.data.system_prompt,
+                                  adapter_sha256=None if base_only else _adapter_digest(run_dir))
     _check_settings(folder, settings, restart)
     gen_path = folder / GENERATIONS_FILE
     _drop_partial_line(gen_path)

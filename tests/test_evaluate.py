@@ -122,6 +122,20 @@ def test_interrupted_evaluation_resumes_and_skips_answered_records(run: Path, ho
     assert res.exit_code == 2 and "max_new_tokens: 8 -> 9" in res.output and "--restart" in res.output
 
 
+def test_answers_of_an_earlier_adapter_are_not_resumed(run: Path, home: Path, evaluated: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """The run trained further (`finetune --resume`) after an evaluation: its answers came from the
+    old adapter, so resuming them is refused (settings.json records the adapter's digest)."""
+    import shutil
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(run, copy)
+    weights = next((copy / "adapter").glob("adapter_model.*"))
+    weights.write_bytes(weights.read_bytes() + b" ")  # (only the digest matters: refused before loading)
+    res = _evaluate(copy, home, *GEN)
+    assert res.exit_code == 2 and "adapter weights changed" in res.output and "--restart" in res.output
+
+
 def test_base_only_and_compare(run: Path, home: Path, evaluated: dict[str, Any]) -> None:
     base = _json(_evaluate(run, home, *GEN, "--base-only", "--json"))
     assert base["settings"]["adapter"] is False and (run / "eval" / "test-base" / "confusion.png").is_file()
