@@ -397,6 +397,20 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run: tuple[Path, dict[st
     assert (out / "tiny-e2e" / "recipe.yaml").read_text() == recorded and "max_steps: 20" in recorded
 
 
+def test_a_base_model_that_cannot_be_loaded_is_one_error_line(registry_home: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from swcdata.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # (no network here either way: fail fast)
+    res = CliRunner().invoke(app, ["finetune", "sample@v1", "--home", str(registry_home), "--output",
+                                   str(tmp_path / "runs"), "--set", "model.source=hub", "--set",
+                                   f"model.name={tmp_path / 'no-such-model'}"])
+    assert res.exit_code == 2 and "cannot load the base model" in res.output, res.output
+    assert "Traceback" not in res.output
+
+
 @pytest.mark.parametrize("run_id", ["../escape", "/tmp/abs", "a/b", ".."])
 def test_a_run_id_is_a_folder_name_inside_output(run_id: str, registry_home: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner

@@ -156,8 +156,14 @@ def _tokenizer(recipe: Recipe, train: datasets.Dataset, run_dir: Path, log: Log)
                 build_tiny_base(recipe.model.tiny, tok, base, recipe.training.seed)
                 log(f"built tiny base model ({len(tok)} tokens vocabulary) in {base}")
         return AutoTokenizer.from_pretrained(base), str(base)
-    tok = AutoTokenizer.from_pretrained(recipe.model.name, revision=recipe.model.revision,
-                                        trust_remote_code=recipe.model.trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(recipe.model.name, revision=recipe.model.revision,
+                                            trust_remote_code=recipe.model.trust_remote_code)
+    except OSError as e:  # not found locally, no network, gated, wrong revision: transformers says which
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load the base model {recipe.model.name!r}: {first}",
+                         hint="check model.name (a Hub id or a local folder), the network, and for a gated model "
+                              "your Hub token; offline, point model.name at a downloaded copy") from None
     if tok.pad_token is None:
         tok.pad_token = tok.unk_token or tok.eos_token
     tok.padding_side = "right"
