@@ -16,6 +16,25 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+
+def _flags_show_no_type() -> None:
+    """typer 0.29 shows a type after every option in --help, `--strict <bool>` too, as if the flag
+    took a value (`--strict true` then reads `true` as a path). A flag shows no type here; every
+    other option keeps typer's display. (Skipped if a typer release renames the hook.)"""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_swcdata", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag and self.metavar is None else shown(self, ctx)
+
+    display_type_rich._swcdata = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
