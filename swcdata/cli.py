@@ -83,10 +83,11 @@ def validate(
 ) -> None:
     """Check JSONL records and name every problem: file, line, field, rule.
 
-    Errors (invalid UTF-8 or JSON, not an object, a missing/empty/mistyped field, a bad category)
-    quarantine the line; warnings (no code, code that does not parse, a no-op fix, a category the
-    text contradicts, duplicate keys, outlier length) keep it. Exit 0 when clean, 1 when errors
-    were found (or warnings with --strict), 2 on a usage error.
+    Errors (invalid UTF-8 or JSON, not an object, a missing/empty/mistyped field, a bad category,
+    metadata nested too deeply to store) quarantine the line; warnings (no code, code that does not
+    parse, a no-op fix, a category the text contradicts, duplicate keys, outlier length, an id that
+    does not match the content) keep it, as do notes on unknown fields (kept under metadata). Exit 0
+    when clean, 1 when errors were found (or warnings with --strict), 2 on a usage error.
     """
     import orjson
     import pyarrow as pa

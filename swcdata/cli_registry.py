@@ -56,6 +56,8 @@ def _counts_table(m: Manifest) -> Table:
 
 
 def render_manifest(m: Manifest) -> None:
+    out.print(Text(f"{m.ref} (content hash {m.content_hash[:12]})", style="bold"))
+    out.print()
     if m.ledger:
         out.print(_kv("Ledger", m.ledger))
         out.print()
@@ -88,7 +90,9 @@ def render_manifest(m: Manifest) -> None:
         out.print(t)
         out.print()
     if m.removed:
-        out.print(_kv("Removed", m.removed))
+        # (counts here; `show --json` lists every removed line with its source and reason)
+        out.print(_kv("Removed (--json: each)",
+                      {k: len(v) if isinstance(v, list) else v for k, v in m.removed.items()}))
         out.print()
 
 
@@ -236,7 +240,9 @@ def diff(
 def verify(ref: RefArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Prove a version is untouched: every data file's sha256 and the content hash match the manifest.
 
-    Exit 0 when it does, 1 when the version was modified after publishing.
+    The manifest is checked too: its own digest (an edited count, ledger or step), its place (the
+    folder of the version it names) and its record counts against the data. Exit 0 when all hold,
+    1 when the version was modified after publishing.
     """
     rep = _registry(home).verify(ref)
     if json_out:
