@@ -98,11 +98,12 @@ def render_manifest(m: Manifest) -> None:
 
 def render_diff(rep: DiffReport, limit: int) -> None:
     t = Table(title=f"{rep.a} -> {rep.b}", title_justify="left")
-    for col in ("split", rep.a, rep.b, "unchanged", "added", "removed", "changed"):
+    for col in ("split", rep.a, rep.b, "unchanged", "moved in", "moved out", "added", "removed", "changed"):
         t.add_column(col, justify="left" if col == "split" else "right")
     for s in rep.splits:
-        t.add_row(s.split, *(f"{n:,}" for n in (s.a_records, s.b_records, s.unchanged, s.added, s.removed,
-                                                 s.changed)))
+        t.add_row(s.split, *(f"{n:,}" for n in (s.a_records, s.b_records, s.unchanged, s.moved_in, s.moved_out,
+                                                 s.added, s.removed, s.changed)))
+    t.caption = "unchanged: same id in both versions, in any split; moved in/out: of those, the ones in another split"
     out.print(t)
     out.print("[green]identical content[/]" if rep.identical else
               f"content hash {rep.a_hash[:12]} -> {rep.b_hash[:12]}")

@@ -205,6 +205,8 @@ class SplitDiff(BaseModel):
     removed: int = Field(description="Records of A whose id is not in B and that no record of B changed.")
     changed: int = Field(description="Records of B that replace a record of A from the same source line, transform "
                                      "and template (A's record may have been in another split).")
+    moved_in: int = Field(0, description="Of `unchanged`: records that were in another split of A.")
+    moved_out: int = Field(0, description="Records of this split of A that are in another split of B.")
     added_ids: list[str]
     removed_ids: list[str]
     changed_records: list[ChangedRecord]
@@ -777,8 +779,10 @@ class Registry:
             here = [c for c in changed if c.b_split == split]
             splits.append(SplitDiff(split=split, a_records=len(a), b_records=len(b),
                                     unchanged=sum(1 for r in b if r["id"] in where_a), added=len(added_ids),
-                                    removed=len(removed_ids), changed=len(here), added_ids=added_ids,
-                                    removed_ids=removed_ids, changed_records=here))
+                                    removed=len(removed_ids), changed=len(here),
+                                    moved_in=sum(1 for r in b if where_a.get(r["id"], split) != split),
+                                    moved_out=sum(1 for r in a if where_b.get(r["id"], split) != split),
+                                    added_ids=added_ids, removed_ids=removed_ids, changed_records=here))
         moved = [MovedRecord(id=i, a_split=where_a[i], b_split=s) for i, s in where_b.items()
                  if i in where_a and where_a[i] != s]
         return DiffReport(a=ma.ref, b=mb.ref, a_hash=ma.content_hash, b_hash=mb.content_hash,

@@ -176,6 +176,10 @@ def test_diff_reports_moved_records_and_config_changes(home: Path, table: pa.Tab
     moved_id = moved.column("id")[0].as_py()
     assert [(m.id, m.a_split, m.b_split) for m in d.moved] == [(moved_id, "test", "train")]
     assert [(c.step, c.key, c.a, c.b) for c in d.config_changes] == [("split", "seed", 7, 9)]
+    per = {x.split: (x.moved_in, x.moved_out) for x in d.splits}
+    assert per == {"train": (1, 0), "validation": (0, 0), "test": (0, 1)}
+    r = runner.invoke(app, ["diff", "swc@v1", "swc@latest"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "moved in" in r.output and "moved out" in r.output
 
 
 def test_same_tables_in_two_homes_give_identical_files_and_hash(tmp_path: Path, table: pa.Table) -> None:
