@@ -52,7 +52,7 @@ def test_help_paragraphs_flow_to_the_terminal_width() -> None:
         for para in info.help.split("\n\n"):
             assert "\n" not in para or all(line.startswith(("- ", "* ", " ")) for line in para.splitlines()[1:])
     res = CliRunner().invoke(app, ["validate", "--help"], env={"COLUMNS": "80"}, terminal_width=80)
-    assert any("a bad category) quarantine the line" in line for line in res.output.splitlines()), res.output
+    assert any("a bad category, metadata nested" in line for line in res.output.splitlines()), res.output
     # a flag shows no type (typer's `--strict <bool>` reads as if it took a value); options keep theirs
     assert "<bool>" not in res.output and "<int range>" in res.output
 
