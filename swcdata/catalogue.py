@@ -33,7 +33,8 @@ CATALOGUE: tuple[SWCClass, ...] = (
     SWCClass("SWC-105", "Unprotected Ether Withdrawal", ("unprotected ether withdrawal", "unprotected withdrawal")),
     SWCClass("SWC-106", "Unprotected SELFDESTRUCT Instruction",
              ("unprotected selfdestruct", "selfdestruct", "suicide")),
-    SWCClass("SWC-107", "Reentrancy", ("reentrancy", "re-entrancy", "reentrant", "re-entrant", "reentering")),
+    SWCClass("SWC-107", "Reentrancy", ("reentrancy", "re-entrancy", "reentrant", "re-entrant", "reentering",
+                                       "re-entering", "reenter", "re-enter")),
     SWCClass("SWC-108", "State Variable Default Visibility", ("state variable default visibility",)),
     SWCClass("SWC-109", "Uninitialized Storage Pointer", ("uninitialized storage pointer", "uninitialised storage")),
     SWCClass("SWC-110", "Assert Violation", ("assert violation", "assertion violation", "assertion failure")),
@@ -54,7 +55,7 @@ CATALOGUE: tuple[SWCClass, ...] = (
     SWCClass("SWC-118", "Incorrect Constructor Name", ("incorrect constructor name",)),
     SWCClass("SWC-119", "Shadowing State Variables", ("shadowing state variable", "shadowed state variable")),
     SWCClass("SWC-120", "Weak Sources of Randomness from Chain Attributes",
-             ("weak source of randomness", "weak randomness", "insecure randomness")),
+             ("weak source of randomness", "weak sources of randomness", "weak randomness", "insecure randomness")),
     SWCClass("SWC-121", "Missing Protection against Signature Replay Attacks", ("signature replay", "replay attack")),
     SWCClass("SWC-122", "Lack of Proper Signature Verification", ("signature verification",)),
     SWCClass("SWC-123", "Requirement Violation", ("requirement violation",)),
@@ -62,7 +63,9 @@ CATALOGUE: tuple[SWCClass, ...] = (
     SWCClass("SWC-125", "Incorrect Inheritance Order", ("inheritance order",)),
     SWCClass("SWC-126", "Insufficient Gas Griefing", ("insufficient gas griefing", "gas griefing")),
     SWCClass("SWC-127", "Arbitrary Jump with Function Type Variable", ("arbitrary jump",)),
-    SWCClass("SWC-128", "DoS With Block Gas Limit", ("block gas limit", "unbounded loop")),
+    SWCClass("SWC-128", "DoS With Block Gas Limit",
+             ("dos with block gas limit", "denial of service with block gas limit", "block gas limit",
+              "unbounded loop")),
     SWCClass("SWC-129", "Typographical Error", ("typographical error",)),
     SWCClass("SWC-130", "Right-To-Left-Override control character (U+202E)",
              ("right-to-left-override", "right-to-left override", "u+202e")),
@@ -98,10 +101,16 @@ def upper_mentions(text: str) -> set[str]:
     return {i for m in _UPPER_MENTION.findall(text) if (i := f"SWC-{m}") in BY_ID}
 
 
+# A keyword also matches with an inflection ("overflows", "re-entered", "race conditions"): the text
+# names the class the same way. Keywords under 4 characters ("dos", "tod") match only as they are.
+_INFLECTION = r"(?:s|es|ed|ing)?"
+
+
 @cache
 def _keyword_pattern(cls_id: str) -> re.Pattern[str]:
     words = sorted(BY_ID[cls_id].keywords, key=len, reverse=True)
-    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(re.escape(w) for w in words) + r")(?![a-z0-9])")
+    alts = [re.escape(w) + (_INFLECTION if len(w) >= 4 else "") for w in words]
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(alts) + r")(?![a-z0-9])")
 
 
 def named_classes(normalized_text: str, candidates: tuple[str, ...] | None = None) -> set[str]:

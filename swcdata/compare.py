@@ -41,8 +41,19 @@ def label(r: EvalResults) -> str:
     return f"{r.run_id}{'' if r.settings.adapter else ' (base)'}"
 
 
+def _labels(ra: EvalResults, rb: EvalResults) -> tuple[str, str]:
+    """The two sides' labels, made distinct (by dataset and split, then by position) when the same run
+    was evaluated twice."""
+    a, b = label(ra), label(rb)
+    if a == b:
+        a, b = (f"{a} on {r.settings.dataset}:{r.settings.split}" for r in (ra, rb))
+    if a == b:
+        a, b = f"A: {a}", f"B: {b}"
+    return a, b
+
+
 def _metrics(r: EvalResults) -> dict[str, tuple[float | None, bool]]:
-    out: dict[str, tuple[float | None, bool]] = {"records": (r.records, True)}
+    out: dict[str, tuple[float | None, bool]] = {"records": (r.records, True)}  # (no better side: see render)
     for rule, cs in r.classification.items():
         out[f"{rule}: accuracy"] = (cs.accuracy, True)
         out[f"{rule}: macro F1"] = (cs.macro_f1, True)
@@ -83,8 +94,17 @@ def compare(a: Path, b: Path) -> CompareReport:
         notes.append(f"different max_new_tokens: {sa.max_new_tokens} vs {sb.max_new_tokens}")
     if ra.timing.device != rb.timing.device:
         notes.append(f"timed on different devices: {ra.timing.device} vs {rb.timing.device}")
-    for side, r in (("A", ra), ("B", rb)):
-        if r.contamination.allowed:
-            notes.append(f"{side} ({label(r)}) is a CONTAMINATED evaluation (--allow-contaminated): its scores "
+    for name in ("base_model", "prompt_format", "system_prompt"):
+        if getattr(sa, name) != getattr(sb, name):
+            notes.append(f"different {name}: {getattr(sa, name)!r} vs {getattr(sb, name)!r}")
+    if sa.adapter and sb.adapter and ra.run_id == rb.run_id and sa.adapter_sha256 != sb.adapter_sha256:
+        notes.append("the run's adapter weights differ between the two (it was trained further in between)")
+    la, lb = _labels(ra, rb)
+    for side, r, lab in (("A", ra, la), ("B", rb, lb)):
+        if r.contamination.allowed and r.contamination.checked:
+            notes.append(f"{side} ({lab}) is a CONTAMINATED evaluation (--allow-contaminated): its scores "
                          "measure memorisation")
-    return CompareReport(a=str(a), b=str(b), a_label=label(ra), b_label=label(rb), rows=rows, notes=notes)
+        elif r.contamination.allowed:
+            notes.append(f"{side} ({lab}) was not checked for contamination (its training split could not be "
+                         "read): its scores may measure memorisation")
+    return CompareReport(a=str(a), b=str(b), a_label=la, b_label=lb, rows=rows, notes=notes)

@@ -506,7 +506,8 @@ def markdown(r: EvalResults) -> str:
     lines = [f"# Evaluation of `{r.run_id}`", ""]
     c = r.contamination
     if c.allowed:
-        lines += ["> **WARNING: CONTAMINATED EVALUATION.** " + " ".join(w for w in r.warnings
+        head = "CONTAMINATED EVALUATION" if c.checked else "EVALUATION NOT CHECKED FOR CONTAMINATION"
+        lines += [f"> **WARNING: {head}.** " + " ".join(w for w in r.warnings
                   if w.startswith(("CONTAMINATED", "NOT CHECKED"))), ""]
     lines += [
         f"- model: {model}; base `{s.base_model}`",

@@ -14,6 +14,7 @@ scikit-learn and rouge-score come with the `train` extra and are imported inside
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,7 +114,9 @@ def classification_scores(y_true: Sequence[str], y_pred: Sequence[str], rule: st
     mp, mr, _, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes, average="macro", zero_division=0)
     _, _, weighted_f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes, average="weighted",
                                                            zero_division=0)
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    with warnings.catch_warnings():  # (sklearn warns on a single label even when `labels` lists them all)
+        warnings.simplefilter("ignore", UserWarning)
+        cm = confusion_matrix(y_true, y_pred, labels=labels)
     per_class = [ClassScore(label=c, precision=_r(p[i]), recall=_r(r[i]), f1=_r(f[i]), support=int(s[i]),
                             predicted=sum(1 for y in y_pred if y == c)) for i, c in enumerate(classes)]
     return ClassificationScores(

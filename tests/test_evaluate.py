@@ -202,3 +202,28 @@ def test_evaluation_modules_import_without_torch() -> None:
             "if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert res.stdout.strip() == "[]"
+
+
+def test_compare_labels_the_same_run_apart_and_notes_unchecked_and_retrained_sides(
+        run: Path, evaluated: dict[str, Any], tmp_path: Path) -> None:
+    """Two evaluations of one run get distinct labels; an unchecked side is called unchecked (not
+    contaminated); another adapter or prompt setting is noted."""
+    from swcdata.compare import compare
+    from swcdata.evaluate import EvalResults, markdown
+
+    res = EvalResults.model_validate(evaluated)
+    other = res.model_copy(deep=True)
+    other.settings.split = "validation"
+    other.settings.adapter_sha256 = "0" * 64
+    other.settings.system_prompt = "You audit Solidity."
+    other.contamination.checked, other.contamination.allowed = False, True
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(res.model_dump_json())
+    b.write_text(other.model_dump_json())
+    rep = compare(a, b)
+    assert rep.a_label != rep.b_label and "test" in rep.a_label and "validation" in rep.b_label
+    notes = " ".join(rep.notes)
+    assert "adapter weights differ" in notes and "different system_prompt" in notes
+    assert "not checked for contamination" in notes and "CONTAMINATED" not in notes
+    md = markdown(other)
+    assert "NOT CHECKED FOR CONTAMINATION" in md and "CONTAMINATED EVALUATION" not in md

@@ -219,6 +219,8 @@ def test_cli_push_dry_run_and_with_a_fake_api(home: Path, tmp_path: Path, monkey
 
 
 @pytest.mark.parametrize(("n", "label"), [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (54_321, "10K<n<100K"),
-                                          (100_000, "100K<n<1M"), (2_000_000, "1M<n<10M")])
+                                          (100_000, "100K<n<1M"), (2_000_000, "1M<n<10M"),
+                                          (5 * 10**9, "1B<n<10B"), (10**10, "10B<n<100B"), (10**11, "100B<n<1T"),
+                                          (10**12, "n>1T")])
 def test_size_category(n: int, label: str) -> None:
     assert size_category(n) == label
