@@ -19,9 +19,11 @@ Transforms (chosen per record and ``k`` by a hash of the seed and the record id,
 * ``reflow_layout``: whitespace between tokens only: one statement per line, indentation by depth
   (4 spaces, 2 spaces or tabs) and canonical spacing (after commas, around binary operators), or a
   compact one-line form without spaces inside brackets (only when there is no ``//`` comment).
-* ``toggle_comments``: removes every comment when the record's code has some, otherwise inserts
-  neutral comments (``// function withdraw``) above each declaration (inside the first body when
-  the code is not fenced, so that it still starts with code), or one for the whole snippet.
+* ``toggle_comments``: in the instruction's code only, removes every comment when it has some,
+  otherwise inserts neutral comments (``// function withdraw``) above each declaration (inside the
+  first body when the code is not fenced, so that it still starts with code), or one for the whole
+  snippet. The response is the answer: its comments often are the explanation (``// fixed: checks
+  before the call (SWC-107)``), so they are never touched.
 
 Every transformed span is parsed again with tree-sitter: when a span that parsed before does not
 parse after, the record is skipped for that transform (counted in ``skipped_parse_failures``) and
@@ -168,6 +170,8 @@ class AugmentReport(BaseModel):
         description="Per transform: records skipped for it because its result changed which code spans the text "
                     "holds (e.g. a comment in front of unfenced code hides the code from the extractor).")
     no_change: dict[str, int] = Field(description="Per transform: records it had nothing to change in.")
+    templates_dropped: int = Field(0, description="Variants whose template was dropped (the record's own wording "
+                                   "kept) because the templated text changed which code spans it holds.")
     duplicates_dropped: int
     warnings: list[str]
     seconds: float
@@ -184,6 +188,7 @@ _EXTRA_RESERVED = frozenset([
     "this", "super", "now", "msg", "block", "tx", "abi", "require", "assert", "revert", "keccak256", "sha3",
     "selfdestruct", "suicide", "type", "max", "min", "concat", "wrap", "unwrap", "_", "lock", "constructor",
     "receive", "fallback", "emit", "event", "modifier", "function", "returns", "let", "leave", "switch", "case",
+    "value", "gas", "salt",  # call options: `{value: v}`, `new C{salt: s}()`
 ])
 _WELL_KNOWN = frozenset([
     # ERC-20 / ERC-721 / ERC-1155 / ERC-2612
@@ -430,8 +435,10 @@ def _candidates(rec: _Rec, cache: _Cache) -> list[tuple[str, str]]:
                 or not name.isascii() or "$" in name):
             continue
         ps = parents[name]
-        if ps & _KEY_PARENTS and not ps & _DECL_PARENTS:
-            continue  # a field name of a struct or call option the code does not declare
+        if ps & _KEY_PARENTS and "struct_member" not in ps:
+            # a key (`Bid({bidder: bidder})`, `{salt: salt}`) of a struct the code does not declare, or of
+            # call options: renaming the variable of the same name would rename the key with it
+            continue
         if core.isupper() and any(c.isalpha() for c in core):
             if "user_defined_type" in ps and not ps & _TYPE_DECL_PARENTS:
                 continue  # ERC20, IERC721: an external type written in capitals
@@ -821,16 +828,16 @@ def _insert_comments(code: str, toks: list[Tok], style: tuple[str, str, str, str
 
 
 def _comments(rec: _Rec, key: int, cache: _Cache) -> _Edit | None:
-    if rec.has_comments is None:
-        rec.has_comments = any(k == _COMMENT for f in rec.fields for s in f.spans for k, _, _ in cache.tokens(s.text))
+    ins, resp = rec.fields
+    if rec.has_comments is None:  # (the instruction's: the response's comments are part of the answer)
+        rec.has_comments = any(k == _COMMENT for s in ins.spans for k, _, _ in cache.tokens(s.text))
     if rec.has_comments:
-        new = tuple([_strip_comments(s.text, cache.tokens(s.text)) for s in f.spans] for f in rec.fields)
+        new = [_strip_comments(s.text, cache.tokens(s.text)) for s in ins.spans]
     else:
         style = _COMMENT_STYLES[_h(key, "comments") % len(_COMMENT_STYLES)]
-        new = tuple([_insert_comments(s.text, cache.tokens(s.text), style, ls, s.shape == "fence") if _is_body(s)
-                     else s.text
-                     for s, ls in zip(f.spans, f.line_start, strict=True)] for f in rec.fields)
-    return _edit(rec, (new[0], new[1]))
+        new = [_insert_comments(s.text, cache.tokens(s.text), style, ls, s.shape == "fence") if _is_body(s)
+               else s.text for s, ls in zip(ins.spans, ins.line_start, strict=True)]
+    return _edit(rec, (new, [s.text for s in resp.spans]))
 
 
 _TRANSFORM_FNS: dict[str, Callable[[_Rec, int, _Cache], _Edit | None]] = {
@@ -893,12 +900,24 @@ def _frame(f: _Field) -> _Frame | None:
     return _Frame(i, a, b, generic)
 
 
-def _context(before: str, after: str) -> str:
-    """The instruction's prose without its main code: the text before it (a trailing colon made a full
-    stop) and the text after it (a leading full stop or comma dropped), as one paragraph when the
-    original ran on after the code, else as two."""
-    head = before.strip().rstrip(":").rstrip()
-    if head and head[-1] not in ".?!":
+_POINTS_AHEAD = re.compile(r"\b(?:following|below|as follows)\b", re.IGNORECASE)
+
+
+def _points_ahead(f: _Field, frame: _Frame) -> bool:
+    """Does the prose kept around the main code point ahead at it ("the following", "below", a colon)?"""
+    before = f.text[: frame.start]
+    return before.rstrip().endswith(":") or _POINTS_AHEAD.search(before + " " + f.text[frame.end :]) is not None
+
+
+def _context(before: str, after: str, colon: bool = False) -> str:
+    """The instruction's prose without its main code: the text before it (a trailing colon kept when
+    the code follows it in the template, ``colon``, else made a full stop) and the text after it (a
+    leading full stop or comma dropped), as one paragraph when the original ran on after the code,
+    else as two."""
+    head = before.strip()
+    if not (colon and head.endswith(":")):
+        head = head.rstrip(":").rstrip()
+    if head and head[-1] not in ".?!:":
         head += "."
     tail = after.strip().lstrip(".,;:").strip()
     if not tail:
@@ -912,7 +931,8 @@ def _instruction(f: _Field, new: list[str], prose: Callable[[str], str] | None, 
     if tpl is None or frame is None:
         return _rebuild(f, new, prose, 0, len(f.text))
     code = _rebuild(f, new, prose, frame.start, frame.end)
-    context = _context(_rebuild(f, new, prose, 0, frame.start), _rebuild(f, new, prose, frame.end, len(f.text)))
+    context = _context(_rebuild(f, new, prose, 0, frame.start), _rebuild(f, new, prose, frame.end, len(f.text)),
+                       colon=tpl.uses_context and not tpl.code_first)
     return tpl.render(code, context)
 
 
@@ -926,6 +946,7 @@ class _Tally:
     by_template: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     code_lost: Counter[str] = field(default_factory=Counter)
+    templates_dropped: int = 0
     no_change: Counter[str] = field(default_factory=Counter)
 
 
@@ -938,13 +959,14 @@ def _variants(row: dict[str, Any], cfg: AugmentConfig, cache: _Cache, tally: _Ta
     rec = _Rec(rid, (instr, resp), words)
     family = templates.family_for(row["instruction"], row["response"]) if cfg.templates else None
     frame = _frame(instr) if family else None
+    ahead = frame is not None and _points_ahead(instr, frame)
     order = sorted(cfg.transforms, key=lambda t: (_h(cfg.seed, rid, "transform", t), t))
     out: list[dict[str, Any]] = []
     no_effect = parse_failed = 0
     for k in range(cfg.factor):
         tpl = None
         if family and frame is not None:
-            tpl = templates.choose(rid, family, k, cfg.seed, generic=frame.generic)
+            tpl = templates.choose(rid, family, k, cfg.seed, generic=frame.generic, points_ahead=ahead)
         edit: _Edit | None = None
         used = NO_TRANSFORM
         failed = False
@@ -968,6 +990,12 @@ def _variants(row: dict[str, Any], cfg: AugmentConfig, cache: _Cache, tally: _Ta
         spans = edit.spans if edit else ([s.text for s in instr.spans], [s.text for s in resp.spans])
         prose = edit.prose if edit else None
         new_instr = _instruction(instr, spans[0], prose, frame, tpl)
+        if tpl is not None and sorted(x.text for x in solidity.extract_code(new_instr)) != sorted(spans[0]):
+            # the template's words changed where the extractor finds code (prose read as code after a
+            # truncated block): the variant keeps the record's own wording
+            tally.templates_dropped += 1
+            tpl = None
+            new_instr = _instruction(instr, spans[0], prose, frame, None)
         new_resp = texts[1] if edit else resp.text
         new_id = record_id(new_instr, new_resp)
         if new_id == rid:
@@ -1046,7 +1074,7 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
         variants_by_template=dict(sorted(tally.by_template.items())),
         skipped_parse_failures={t: tally.skipped[t] for t in cfg.transforms},
         skipped_code_lost={t: tally.code_lost[t] for t in cfg.transforms},
-        no_change={t: tally.no_change[t] for t in cfg.transforms},
+        no_change={t: tally.no_change[t] for t in cfg.transforms}, templates_dropped=tally.templates_dropped,
         duplicates_dropped=dropped_total, warnings=warnings,
         seconds=round(time.perf_counter() - t0, 3),
     )

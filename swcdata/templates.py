@@ -48,6 +48,11 @@ class Template:
     def uses_context(self) -> bool:
         return "{context}" in self.text
 
+    @property
+    def code_first(self) -> bool:
+        """A framing template that shows the code before the record's own words."""
+        return self.uses_context and self.text.index("{code}") < self.text.index("{context}")
+
     def render(self, code: str, context: str = "") -> str:
         return self.text.format(code=code, context=context)
 
@@ -235,10 +240,15 @@ def _rank(seed: int, record_id: str, family: str, template_id: str) -> int:
     return xxhash.xxh3_64_intdigest(f"template\x1f{seed}\x1f{record_id}\x1f{family}\x1f{template_id}".encode())
 
 
-def choose(record_id: str, family: str, k: int, seed: int = 0, *, generic: bool = True) -> Template:
+def choose(record_id: str, family: str, k: int, seed: int = 0, *, generic: bool = True,
+           points_ahead: bool = False) -> Template:
     """The template of variant ``k`` of a record: deterministic (a hash, never ``random``), and
     different for ``k = 0, 1, ...`` until the family's templates run out. ``generic=False`` (the
-    prose carries details the response may rely on) restricts the choice to framing templates."""
+    prose carries details the response may rely on) restricts the choice to framing templates.
+    ``points_ahead`` (the kept prose says "the following", "below", or ends with a colon) leaves out
+    the framing templates that put the code before it."""
     pool = templates(family) if generic else templates(family, free=False)
+    if points_ahead:
+        pool = tuple(t for t in pool if not t.uses_context or not t.code_first)
     order = sorted(pool, key=lambda t: (_rank(seed, record_id, family, t.id), t.id))
     return order[k % len(order)]

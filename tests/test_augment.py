@@ -216,6 +216,53 @@ def test_builtins_and_external_api_names_are_never_renamed() -> None:
         assert extract_code(v["response"])[-1].text == code_new, "instruction and response renamed alike"
 
 
+def _one(instruction: str, response: str) -> pa.Table:
+    from swcdata.records import RECORD_SCHEMA
+    from swcdata.text import record_id
+
+    return pa.Table.from_pylist([{"instruction": instruction, "response": response, "category": "SWC-107",
+                                  "id": record_id(instruction, response), "source": {"file": "x", "line": 1}}],
+                                schema=RECORD_SCHEMA)
+
+
+def test_struct_keys_and_call_options_keep_their_names() -> None:
+    """`Bid({bidder: bidder})` of a struct the code does not declare, and `{salt: salt}`: renaming the
+    variable must not rename the key (the code would no longer compile, though it still parses)."""
+    code = ("function placeBid(address bidder, uint256 amount, bytes32 salt) public {\n"
+            "    bids.push(Bid({bidder: bidder, amount: amount}));\n"
+            "    Wallet w = new Wallet{salt: salt}(bidder);\n"
+            "}")
+    table = _one(f"Find the bug:\n\n```solidity\n{code}\n```", f"Fixed:\n\n```solidity\n{code}\n```")
+    out, _ = augment({"train": table}, AugmentConfig(factor=3, transforms=["rename"], templates=False))
+    for v in _variants(out["train"]):
+        code_new = extract_code(v["instruction"])[-1].text
+        assert "Bid({bidder: bidder, amount: amount})" in code_new and "{salt: salt}" in code_new, code_new
+
+
+def test_comments_are_toggled_in_the_instruction_only() -> None:
+    """The response's comments are its explanation: never removed (nor added to)."""
+    code = "function add(uint a) public {\n    total += a; // adds a\n}"
+    fixed = "function add(uint a) public {\n    total = total + a; // Unchecked addition can overflow (SWC-101)\n}"
+    table = _one(f"What is wrong here?\n\n```solidity\n{code}\n```", f"Overflow:\n\n```solidity\n{fixed}\n```")
+    out, _ = augment({"train": table}, AugmentConfig(factor=1, transforms=["comments"], templates=False))
+    (v,) = _variants(out["train"])
+    assert "// adds a" not in v["instruction"] and v["response"] == table.column("response")[0].as_py()
+
+
+def test_code_first_templates_are_not_chosen_for_prose_that_points_ahead() -> None:
+    """'the following code:' read after the code (a code-first template) would point at nothing."""
+    code = ("function withdraw() public {\n    msg.sender.call{value: bal[msg.sender]}(\"\");\n"
+            "    bal[msg.sender] = 0;\n}")
+    table = _one(f"Explain the vulnerability in the following code:\n\n```solidity\n{code}\n```",
+                 "Reentrancy (SWC-107): the balance is cleared after the call.")
+    out, _ = augment({"train": table}, AugmentConfig(factor=16, transforms=["layout"]))
+    chosen = [templates._BY_ID[v["template"]] for v in _variants(out["train"]) if v["template"]]
+    assert chosen and not any(t.code_first for t in chosen)
+    for t, v in zip(chosen, [v for v in _variants(out["train"]) if v["template"]], strict=True):
+        if t.uses_context:  # the kept prose keeps its colon: the code follows it
+            assert "following code:" in v["instruction"], v["instruction"]
+
+
 def test_transformed_code_still_parses(sample_splits, sample_plain) -> None:
     out, rep = sample_plain
     parents = {r["id"]: r for r in sample_splits["train"].to_pylist()}
