@@ -229,6 +229,8 @@ def _load_for_stats(data: list[str], home: Path | None, json_out: bool):  # type
         splits[stem if stems.count(stem) == 1 else str(f)] = table
         quarantined += vrep.ledger.quarantined
     label = data[0] if len(data) == 1 else f"{len(data)} inputs"
+    order = {name: k for k, name in enumerate(("train", "validation", "test"))}  # (then the others, as read)
+    splits = dict(sorted(splits.items(), key=lambda kv: order.get(kv[0], len(order))))
     return splits, label, None, quarantined
 
 
