@@ -112,8 +112,9 @@ class DataSection(_Section):
         "auto", description="`chat`: the tokenizer's chat template (user turn = instruction, assistant turn = "
         "response); `instruction`: the seed notebooks' `Instruction:\\n...\\n\\nResponse:\\n...`; `auto`: chat "
         "when the tokenizer has a chat template, instruction otherwise.")
-    system_prompt: str | None = Field(None, description="Optional system message (chat format; dropped with a "
-                                      "warning in the report when the template has no system role).")
+    system_prompt: str | None = Field(None, description="Optional system message (chat format only: put at the "
+                                      "start of the user turn, with a note in the length report, when the template "
+                                      "has no system role; the instruction format has no place for it).")
     max_length: int = Field(1024, gt=0, description="Longest training sequence in tokens (prompt + response + EOS).")
     overlong: Literal["truncate_prompt", "drop"] = Field(
         "truncate_prompt", description="What to do with an example longer than max_length: cut the prompt from the "
