@@ -7,8 +7,6 @@ imported inside the command bodies (through `swcdata.finetune`), so `swcdata --h
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,27 +24,6 @@ OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Folder that hol
 
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
-
-
-@contextmanager
-def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a scheduler's or `timeout`'s stop, a launcher stopping its workers) ends the run the way
-    Ctrl-C does: the run is marked failed with the reason, and `--resume` continues it. The default
-    would kill the process with the run still marked running."""
-    import signal
-    import threading
-
-    def stop(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @handle_errors
@@ -98,9 +75,9 @@ def finetune_command(
         if main and not json_out:
             err.print(f"[dim]{escape(message)}[/]")
 
-    with _sigterm_stops_like_ctrl_c():
-        info = finetune(dd, ref, rec, output, run_id=run_id, resume=resume,
-                        progress=None if not json_out else False, log=log)
+    # (SIGTERM stops the run like Ctrl-C, marking it failed: see console.handle_errors)
+    info = finetune(dd, ref, rec, output, run_id=run_id, resume=resume,
+                    progress=None if not json_out else False, log=log)
     if not main:
         return
     if json_out:

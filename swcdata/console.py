@@ -77,6 +77,27 @@ def route_stdout(outputs: Iterable[tuple[str, Path | None]], json_out: bool) -> 
     out.file = sys.stderr
 
 
+_TERMINATED = "stopped by signal SIGTERM"
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM (`timeout`, a scheduler, systemd, a launcher stopping its workers) stops a command the
+    way Ctrl-C does: outputs not yet complete are removed, worker pools are shut down, a training run is
+    marked failed, and the exit code is 143. Python's default would kill the process with no cleanup,
+    leaving temporary files and orphaned pool workers. Returns the handler to restore (None off the
+    main thread, where no handler can be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(_TERMINATED)
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn user-facing errors into one red line on stderr and the right exit code (never a traceback)."""
 
@@ -86,6 +107,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
         from swcdata.errors import SwcdataError
 
+        previous = _stop_on_sigterm()
         try:
             return fn(*args, **kwargs)
         except SwcdataError as e:
@@ -93,14 +115,19 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             # (soft-wrapped: the terminal wraps it, a log keeps a path on one line)
             err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            terminated = bool(e.args) and e.args[0] == _TERMINATED
+            err.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]")
+            raise typer.Exit(143 if terminated else 130) from None
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0) from None
         finally:
             out.file = None  # type: ignore[assignment]  # (back to this process's stdout; see route_stdout)
+            if previous is not None:
+                import signal
+
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 

@@ -409,3 +409,30 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(args: list[s
     r = runner.invoke(app, [a.format(**names) for a in args])
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "sp").exists()
+
+
+def test_sigterm_stops_a_command_like_ctrl_c(tmp_path: Path) -> None:
+    """`timeout`/a scheduler sends SIGTERM: the command removes its unfinished outputs, stops its
+    worker processes and exits 143 with one line, instead of dying with temporary files and orphaned
+    workers left behind."""
+    import os
+    import signal
+
+    from conftest import DATASET_DIR
+
+    lines = (DATASET_DIR / "swc_sample.jsonl").read_bytes()
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(lines * 400)  # (about 40,000 records: seconds of work)
+    p = subprocess.Popen([sys.executable, "-m", "swcdata", "validate", str(big), "--out", str(tmp_path / "v.jsonl"),
+                          "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".v.jsonl.*.tmp")) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # (until it is writing its output: the signal then comes mid-run)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and err.strip().endswith("terminated") and "Traceback" not in err, err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["big.jsonl"]  # no output, no temporary file
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(p.pid, 0)  # no process of its group is left
