@@ -85,11 +85,14 @@ def write_format(table: pa.Table, path: Path, fmt: Format) -> int:
 
 def write_split_dir(splits: dict[str, pa.Table], directory: Path, fmt: Format) -> dict[str, Path]:
     """Write each split as ``<directory>/<split>.jsonl`` in ``fmt``."""
-    from swcdata.io import make_dir
+    from swcdata.io import atomic_outputs, make_dir
 
     make_dir(directory)
-    out: dict[str, Path] = {}
-    for name, table in splits.items():
-        out[name] = directory / f"{name}.jsonl"
-        write_format(table, out[name], fmt)
+    out = {name: directory / f"{name}.jsonl" for name in splits}
+    with atomic_outputs(list(out.values())) as files:  # (all moved in place together, or none)
+        for f, table in zip(files, splits.values(), strict=True):
+            if fmt == "records":
+                write_jsonl(table, f)
+            else:
+                f.writelines(orjson.dumps(obj) + b"\n" for obj in iter_rendered(table, fmt))
     return out

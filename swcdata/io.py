@@ -14,8 +14,8 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -157,6 +157,55 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         raise
     f.close()
     os.replace(tmp, target)
+
+
+@contextmanager
+def atomic_outputs(paths: Sequence[Path]) -> Iterator[list[BinaryIO]]:
+    """:func:`atomic_output` for several files that belong together (the splits of one folder): each is
+    written to its temporary file, and they are moved in place together only when the block ends without
+    an exception. An interrupted run leaves every file as it was, never a new train beside an old test."""
+    with ExitStack() as stack:
+        files: list[BinaryIO] = []
+        commits: list[Callable[[], None]] = []
+        for path in paths:
+            f, commit = stack.enter_context(_deferred_output(path))
+            files.append(f)
+            commits.append(commit)
+        yield files
+        for f in files:
+            f.flush()
+        for commit in commits:
+            commit()
+
+
+@contextmanager
+def _deferred_output(path: Path) -> Iterator[tuple[BinaryIO, Callable[[], None]]]:
+    """A temporary file beside `path` and the call that moves it in place (see atomic_outputs); the
+    temporary file is removed if the block ends before that call."""
+    why = _unwritable(path)
+    if why is not None:
+        raise InputError(f"cannot write {path}: {why}")
+    target = path.resolve() if path.is_symlink() else path
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "wb")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror}") from e
+    done = False
+
+    def commit() -> None:
+        nonlocal done
+        f.close()
+        os.replace(tmp, target)
+        done = True
+
+    try:
+        yield f, commit
+    finally:
+        if not done:
+            f.close()
+            tmp.unlink(missing_ok=True)
 
 
 def check_outputs(inputs: Sequence[Path], outputs: Sequence[tuple[str, Path | None]]) -> None:

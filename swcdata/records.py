@@ -130,15 +130,14 @@ SPLIT_NAMES = ("train", "validation", "test")
 
 def write_split_dir(splits: dict[str, pa.Table], directory: Path) -> dict[str, Path]:
     """Write each split as `<directory>/<split>.jsonl` (stored-record JSON, one per line)."""
-    from swcdata.io import make_dir
+    from swcdata.io import atomic_outputs, make_dir
 
     make_dir(directory)
-    return {name: _write(directory / f"{name}.jsonl", table) for name, table in splits.items()}
-
-
-def _write(path: Path, table: pa.Table) -> Path:
-    write_jsonl(table, path)
-    return path
+    paths = {name: directory / f"{name}.jsonl" for name in splits}
+    with atomic_outputs(list(paths.values())) as files:  # (all moved in place together, or none)
+        for f, table in zip(files, splits.values(), strict=True):
+            write_jsonl(table, f)
+    return paths
 
 
 def read_split_dir(directory: Path) -> dict[str, pa.Table]:

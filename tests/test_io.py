@@ -271,3 +271,22 @@ def test_outputs_can_go_to_stdout(target: str, tmp_path: Path) -> None:
     lines = dest.read_text().splitlines()
     assert len(lines) == 102 and all(line.startswith('{"id":') for line in lines)
     assert "Ledger" in r.stderr
+
+
+def test_split_files_are_moved_in_place_together_or_not_at_all(tmp_path: Path) -> None:
+    """An interrupted run never leaves a new train.jsonl beside an old test.jsonl."""
+    from swcdata.io import atomic_outputs
+
+    paths = [tmp_path / f"{n}.jsonl" for n in ("train", "validation", "test")]
+    for p in paths:
+        p.write_bytes(b"old\n")
+    with pytest.raises(KeyboardInterrupt), atomic_outputs(paths) as files:
+        files[0].write(b"new\n")
+        files[1].write(b"new\n")
+        raise KeyboardInterrupt  # (before test.jsonl is complete)
+    assert [p.read_bytes() for p in paths] == [b"old\n"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporary file
+    with atomic_outputs(paths) as files:
+        for f in files:
+            f.write(b"new\n")
+    assert [p.read_bytes() for p in paths] == [b"new\n"] * 3
