@@ -183,8 +183,8 @@ def _write_quarantine(path: Path | None, quarantined: list) -> None:  # type: ig
             f.write(orjson.dumps(q.to_json()) + b"\n")
 
 
-ThresholdOpt = Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0,
-                                                    help="Near-duplicate Jaccard threshold (default 0.7).")]
+ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="Near-duplicate Jaccard threshold, "
+                                                    "0 < T <= 1 (default 0.7).", show_default=False)]
 NumPermOpt = Annotated[int | None, typer.Option("--num-perm", min=16, max=1024, help="MinHash permutations (128).")]
 NgramOpt = Annotated[int | None, typer.Option("--ngram", min=1, max=32, help="Tokens per shingle (5).")]
 

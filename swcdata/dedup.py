@@ -172,8 +172,10 @@ class Removed(BaseModel):
     id: str
     source: Source
     kind: Literal["exact", "near"]
-    similarity: float = Field(description="1.0 for exact duplicates; estimated Jaccard with the kept record.")
-    duplicate_of: RecordRef
+    similarity: float = Field(description="1.0 for exact duplicates; estimated Jaccard with the kept record. A "
+                              "cluster is a chain of pairs at or above the threshold, so a member at the far end of "
+                              "a chain can be below it against the kept record.")
+    duplicate_of: RecordRef = Field(description="The kept record of the record's cluster.")
 
 
 class Cluster(BaseModel):
