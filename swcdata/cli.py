@@ -171,16 +171,22 @@ def _load_records(paths: list[str], *, json_out: bool, label: str = "read",  # t
     return table, vrep, quarantined
 
 
-def _write_quarantine(path: Path | None, quarantined: list) -> None:  # type: ignore[type-arg]
-    if path is None:
-        return
-    import orjson
+def _write_together(outputs: list[tuple[Path | None, Callable[[BinaryIO], object]]]) -> None:
+    """Write the given outputs (None paths skipped) so that the files move in place together when all
+    are written (io.atomic_outputs); an output to stdout (`-`) is written directly, first."""
+    import sys
 
-    with ExitStack() as stack:
-        f = _open_out(stack, path)
-        assert f is not None
-        for q in quarantined:
-            f.write(orjson.dumps(q.to_json()) + b"\n")
+    from swcdata.io import atomic_outputs
+
+    files = [(p, w) for p, w in outputs if p is not None and p.as_posix() not in ("-", "/dev/stdout")]
+    for p, write in outputs:
+        if p is not None and p.as_posix() in ("-", "/dev/stdout"):
+            sys.stdout.flush()
+            write(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+    with atomic_outputs([p for p, _ in files]) as handles:
+        for f, (_, write) in zip(handles, files, strict=True):
+            write(f)
 
 
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="Near-duplicate Jaccard threshold, "
@@ -242,10 +248,14 @@ def dedup(
     with signing_progress(show_progress(json_out)) as progress:
         kept, rep = run_dedup(table, cfg, progress=progress)
     rep = rep.model_copy(update={"input": vrep.ledger})
-    write_jsonl(kept, out_path)
-    _write_quarantine(quarantine, quarantined)
-    if report:
-        write_report(report, rep)
+    import orjson
+
+    from swcdata.console import _model_json
+
+    # kept records, quarantine and report move in place together (or, on an interrupt, none does)
+    _write_together([(out_path, lambda f: write_jsonl(kept, f)),
+                     (quarantine, lambda f: f.writelines(orjson.dumps(q.to_json()) + b"\n" for q in quarantined)),
+                     (report, lambda f: f.write(_model_json(rep) + b"\n"))])
     if json_out:
         print_json(rep)
     else:

@@ -436,3 +436,23 @@ def test_sigterm_stops_a_command_like_ctrl_c(tmp_path: Path) -> None:
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):
         os.killpg(p.pid, 0)  # no process of its group is left
+
+
+def test_dedup_outputs_move_in_place_together(tmp_path: Path) -> None:
+    """dedup's kept records, quarantine and report: a failure while writing the last leaves the
+    first two as they were (no new kept file beside an old report)."""
+    from swcdata.cli import _write_together
+
+    kept, rep = tmp_path / "k.jsonl", tmp_path / "r.json"
+    kept.write_bytes(b"old\n")
+    rep.write_bytes(b"old\n")
+
+    def fail(_f: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _write_together([(kept, lambda f: f.write(b"new\n")), (None, fail), (rep, fail)])
+    assert kept.read_bytes() == rep.read_bytes() == b"old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.jsonl", "r.json"]
+    _write_together([(kept, lambda f: f.write(b"new\n")), (rep, lambda f: f.write(b"new\n"))])
+    assert kept.read_bytes() == rep.read_bytes() == b"new\n"
