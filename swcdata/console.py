@@ -117,6 +117,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt as e:
             terminated = bool(e.args) and e.args[0] == _TERMINATED
+            if previous is not None:  # the command is over: a second SIGTERM must not interrupt the exit
+                import signal
+
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                previous = None
             err.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]")
             raise typer.Exit(143 if terminated else 130) from None
         except BrokenPipeError:
