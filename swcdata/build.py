@@ -195,6 +195,12 @@ def _counts(splits: dict[str, pa.Table]) -> dict[str, dict[str, int]]:
     return {name: dict(sorted(Counter(t.column("category").to_pylist()).items())) for name, t in splits.items()}
 
 
+def _quarantined_json(quarantined: list[Any], base: Path) -> list[dict[str, Any]]:
+    """Quarantined lines as the manifest lists them: source (relative to the config) and reasons."""
+    return [{"source": {"file": _rel(q.file, base), "line": q.line},
+             "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]} for q in quarantined]
+
+
 def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
               on_step: StepProgress | None = None) -> BuildResult:
     """Run every step and publish. `on_step(name)` is called as each step starts (for progress)."""
@@ -244,6 +250,14 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
     splits, srep = split(kept, split_cfg, holdout)
     pre_aug = {k: v.num_rows for k, v in splits.items()}
     lap("split")
+    if not pre_aug.get("train"):  # (checked before augmenting and auditing: nothing would come of them)
+        dups = drep.ledger.exact_duplicates + drep.ledger.near_duplicates
+        raise DataError(
+            f"nothing to publish: the train split is empty ({vrep.ledger.lines_read:,} line(s) read: "
+            f"{vrep.ledger.quarantined:,} quarantined, {dups:,} duplicate(s), "
+            f"{len(srep.decontaminated):,} removed as copies of the holdout, "
+            f"{sum(pre_aug.values()) - srep.holdout_records:,} kept)",
+            hint="swcdata validate names each problem of the inputs")
 
     aug_step: dict[str, Any] | None = None
     augmented = 0
@@ -297,22 +311,12 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
     steps.append({"name": "audit", "config": acfg_audit.model_dump(mode="json"), "summary": contamination})
     inputs = [{"path": _rel(i.path, base), "sha256": i.sha256, "bytes": i.bytes} for i in vrep.inputs]
     removed = {
-        "quarantined": [{"source": {"file": _rel(q.file, base), "line": q.line},
-                         "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]}
-                        for q in quarantined],
+        "quarantined": _quarantined_json(quarantined, base),
         "duplicates": [r.model_dump(mode="json") for r in drep.removed],
         "decontaminated": [d.model_dump(mode="json") for d in srep.decontaminated],
         "holdout_duplicates": [r.model_dump(mode="json") for r in srep.holdout_duplicates],
-        "holdout_quarantined": [{"source": {"file": _rel(q.file, base), "line": q.line},
-                                 "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]}
-                                for q in holdout_quarantined],
+        "holdout_quarantined": _quarantined_json(holdout_quarantined, base),
     }
-    if not splits.get("train") or not splits["train"].num_rows:
-        raise DataError(
-            f"nothing to publish: the train split is empty ({ledger.lines_read:,} line(s) read: "
-            f"{ledger.quarantined:,} quarantined, {ledger.exact_duplicates + ledger.near_duplicates:,} duplicate(s), "
-            f"{ledger.decontaminated:,} removed as copies of the holdout, {ledger.kept:,} kept)",
-            hint="swcdata validate names each problem of the inputs")
     registry = Registry(home)
     manifest, created = registry.publish(cfg.name, splits, {
         "steps": steps, "inputs": inputs, "ledger": ledger.model_dump() | {"contamination": contamination},

@@ -29,6 +29,7 @@ from swcdata.console import (
     print_json,
     route_stdout,
     write_report,
+    write_report_to,
 )
 
 app = typer.Typer(
@@ -89,7 +90,6 @@ def validate(
     does not match the content) keep it, as do notes on unknown fields (kept under metadata). Exit 0
     when clean, 1 when errors were found (or warnings with --strict), 2 on a usage error.
     """
-    import orjson
     import pyarrow as pa
 
     from swcdata.console import progress_bar, show_progress
@@ -109,8 +109,7 @@ def validate(
 
         def on_q(items: list[Quarantined]) -> None:
             if qf:
-                for q in items:
-                    qf.write(orjson.dumps(q.to_json()) + b"\n")
+                qf.writelines(q.to_line() for q in items)
 
         def on_batch(batch: pa.RecordBatch) -> None:
             from swcdata.records import iter_json_lines
@@ -173,19 +172,12 @@ def _load_records(paths: list[str], *, json_out: bool, label: str = "read",  # t
 
 def _write_together(outputs: list[tuple[Path | None, Callable[[BinaryIO], object]]]) -> None:
     """Write the given outputs (None paths skipped) so that the files move in place together when all
-    are written (io.atomic_outputs); an output to stdout (`-`) is written directly, first."""
-    import sys
-
+    are written (io.atomic_outputs; `-` is stdout)."""
     from swcdata.io import atomic_outputs
 
-    files = [(p, w) for p, w in outputs if p is not None and p.as_posix() not in ("-", "/dev/stdout")]
-    for p, write in outputs:
-        if p is not None and p.as_posix() in ("-", "/dev/stdout"):
-            sys.stdout.flush()
-            write(sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-    with atomic_outputs([p for p, _ in files]) as handles:
-        for f, (_, write) in zip(handles, files, strict=True):
+    present = [(p, write) for p, write in outputs if p is not None]
+    with atomic_outputs([p for p, _ in present]) as handles:
+        for f, (_, write) in zip(handles, present, strict=True):
             write(f)
 
 
@@ -248,14 +240,10 @@ def dedup(
     with signing_progress(show_progress(json_out)) as progress:
         kept, rep = run_dedup(table, cfg, progress=progress)
     rep = rep.model_copy(update={"input": vrep.ledger})
-    import orjson
-
-    from swcdata.console import _model_json
-
     # kept records, quarantine and report move in place together (or, on an interrupt, none does)
     _write_together([(out_path, lambda f: write_jsonl(kept, f)),
-                     (quarantine, lambda f: f.writelines(orjson.dumps(q.to_json()) + b"\n" for q in quarantined)),
-                     (report, lambda f: f.write(_model_json(rep) + b"\n"))])
+                     (quarantine, lambda f: f.writelines(q.to_line() for q in quarantined)),
+                     (report, lambda f: write_report_to(f, rep))])
     if json_out:
         print_json(rep)
     else:

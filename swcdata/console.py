@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, BinaryIO, Literal, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -186,10 +186,16 @@ def write_report(path: Path, report: Any) -> None:
 
     try:
         with atomic_output(path) as f:
-            f.write(_model_json(report))
-            f.write(b"\n")
+            write_report_to(f, report)
     except OSError as e:
         raise InputError(f"cannot write the report {path}: {e.strerror}") from None
+
+
+def write_report_to(f: BinaryIO, report: Any) -> None:
+    """A pydantic report as indented JSON into an open binary file (the newline written apart: adding
+    it to the bytes would copy the whole report)."""
+    f.write(_model_json(report))
+    f.write(b"\n")
 
 
 def show_progress(json_mode: bool) -> bool:

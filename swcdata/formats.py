@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import IO, Any, Literal, get_args
 
 import orjson
 import pyarrow as pa
@@ -70,16 +70,20 @@ def iter_rendered(table: pa.Table, fmt: Format) -> Iterator[dict[str, Any]]:
 
 def write_format(table: pa.Table, path: Path, fmt: Format) -> int:
     """Write a record table as JSONL in ``fmt`` (table order). Returns the number of lines written."""
-    rows = iter_rendered(table, fmt)  # raises on an unknown format before the file is created
+    iter_rendered(table, fmt)  # raises on an unknown format before the file is created
     from swcdata.io import atomic_output
 
-    if fmt == "records":  # (the stored-record JSON, metadata written as stored)
-        return write_jsonl(table, path)
-    n = 0
     with atomic_output(path) as f:
-        for obj in rows:
-            f.write(orjson.dumps(obj) + b"\n")
-            n += 1
+        return _write_rendered(table, f, fmt)
+
+
+def _write_rendered(table: pa.Table, f: IO[bytes], fmt: Format) -> int:
+    if fmt == "records":  # (the stored-record JSON, metadata written as stored)
+        return write_jsonl(table, f)
+    n = 0
+    for obj in iter_rendered(table, fmt):
+        f.write(orjson.dumps(obj) + b"\n")
+        n += 1
     return n
 
 
@@ -91,8 +95,5 @@ def write_split_dir(splits: dict[str, pa.Table], directory: Path, fmt: Format) -
     out = {name: directory / f"{name}.jsonl" for name in splits}
     with atomic_outputs(list(out.values())) as files:  # (all moved in place together, or none)
         for f, table in zip(files, splits.values(), strict=True):
-            if fmt == "records":
-                write_jsonl(table, f)
-            else:
-                f.writelines(orjson.dumps(obj) + b"\n" for obj in iter_rendered(table, fmt))
+            _write_rendered(table, f, fmt)
     return out

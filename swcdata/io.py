@@ -130,61 +130,41 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
     shell sends it to a file) or that is not a regular file (a FIFO) is written directly; a symbolic
     link's target is replaced, not the link. ``-`` and ``/dev/stdout`` write to this process's stdout
     itself (opening /dev/stdout again would start a second write position in the same file)."""
+    with _deferred_output(path) as (f, commit):
+        yield f
+        commit()
+
+
+@contextmanager
+def atomic_outputs(paths: Sequence[Path]) -> Iterator[list[BinaryIO]]:
+    """:func:`atomic_output` for several files that belong together (the splits of one folder, a
+    command's records and report): each is written to its temporary file, and they are moved in place
+    together only when the block ends without an exception. An interrupted run leaves every file as it
+    was, never a new train beside an old test."""
+    with ExitStack() as stack:
+        opened = [stack.enter_context(_deferred_output(path)) for path in paths]
+        yield [f for f, _ in opened]
+        for f, _ in opened:
+            f.flush()
+        for _, commit in opened:
+            commit()
+
+
+@contextmanager
+def _deferred_output(path: Path) -> Iterator[tuple[BinaryIO, Callable[[], None]]]:
+    """The file to write `path` through (see atomic_output) and the call that moves it in place; a
+    temporary file is removed if the block ends before that call."""
     if path.as_posix() in ("-", "/dev/stdout"):
         sys.stdout.flush()
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        yield sys.stdout.buffer, sys.stdout.buffer.flush
         return
     why = _unwritable(path)
     if why is not None:
         raise InputError(f"cannot write {path}: {why}")
     if path.as_posix().startswith(("/dev/", "/proc/")) or (path.exists() and not path.is_file()):
         with open(path, "wb") as direct:
-            yield direct
+            yield direct, direct.flush
         return
-    target = path.resolve() if path.is_symlink() else path
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        f = open(tmp, "wb")  # noqa: SIM115 - closed below on both paths
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror}") from e
-    try:
-        yield f
-    except BaseException:
-        f.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    f.close()
-    os.replace(tmp, target)
-
-
-@contextmanager
-def atomic_outputs(paths: Sequence[Path]) -> Iterator[list[BinaryIO]]:
-    """:func:`atomic_output` for several files that belong together (the splits of one folder): each is
-    written to its temporary file, and they are moved in place together only when the block ends without
-    an exception. An interrupted run leaves every file as it was, never a new train beside an old test."""
-    with ExitStack() as stack:
-        files: list[BinaryIO] = []
-        commits: list[Callable[[], None]] = []
-        for path in paths:
-            f, commit = stack.enter_context(_deferred_output(path))
-            files.append(f)
-            commits.append(commit)
-        yield files
-        for f in files:
-            f.flush()
-        for commit in commits:
-            commit()
-
-
-@contextmanager
-def _deferred_output(path: Path) -> Iterator[tuple[BinaryIO, Callable[[], None]]]:
-    """A temporary file beside `path` and the call that moves it in place (see atomic_outputs); the
-    temporary file is removed if the block ends before that call."""
-    why = _unwritable(path)
-    if why is not None:
-        raise InputError(f"cannot write {path}: {why}")
     target = path.resolve() if path.is_symlink() else path
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

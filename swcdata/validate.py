@@ -92,6 +92,10 @@ class Quarantined:
     raw: bytes | None
     reasons: list[tuple[str, str | None, str]]  # (rule, field, message)
 
+    def to_line(self) -> bytes:
+        """The quarantine file's line for it (JSONL)."""
+        return orjson.dumps(self.to_json()) + b"\n"
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "source": {"file": self.file, "line": self.line},
@@ -314,27 +318,25 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
         plain = len(obj) == 3
         # The usual record (the three fields, strings, not blank, a known category) has no field error;
         # anything else goes through every field check.
+        errs: list[tuple[str, str | None, str]] = []
         if not (plain and type(instruction) is str and type(response) is str and type(category) is str
                 and category in BY_ID and instruction and response
                 and not instruction.isspace() and not response.isspace()):
             errs = _check_fields(obj)
-            if errs:
-                quarantined.append(Quarantined(file, lineno, raw.decode("utf-8"), None, errs))
-                for rule, fld, msg in errs:
-                    add((rule, lineno, fld, msg))
-                continue
         meta_json: str | None = None
-        if not plain:
+        extra: list[str] = []
+        if not errs and not plain:
             extra = [k for k in obj if k not in KNOWN]
             if extra or obj.get("metadata"):
                 try:
                     meta_json = _metadata_json(raw, obj, extra)
                 except ValueError as e:
-                    msg = f"the metadata is {e} (the line is kept here verbatim)"
-                    quarantined.append(Quarantined(file, lineno, raw.decode("utf-8"), None,
-                                                   [("too-deep", "metadata", msg)]))
-                    add(("too-deep", lineno, "metadata", msg))
-                    continue
+                    errs = [("too-deep", "metadata", f"the metadata is {e} (the line is kept here verbatim)")]
+        if errs:
+            quarantined.append(Quarantined(file, lineno, raw.decode("utf-8"), None, errs))
+            for rule, fld, msg in errs:
+                add((rule, lineno, fld, msg))
+            continue
         row = len(linenos)
         linenos.append(lineno)
         ins_col.append(instruction)
@@ -347,9 +349,8 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
             given = obj.get("id")
             if given is not None:
                 given_ids.append((row, given))
-            for k in obj:
-                if k not in KNOWN:
-                    add(("extra-field", lineno, k, f"unknown field '{k}' kept under metadata"))
+            for k in extra:
+                add(("extra-field", lineno, k, f"unknown field '{k}' kept under metadata"))
             src = obj.get("source")
             src_files.append(src["file"] if src else file)
             src_lines.append(src["line"] if src else lineno)
