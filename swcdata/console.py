@@ -123,7 +123,14 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 previous = None
             err.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]")
-            raise typer.Exit(143 if terminated else 130) from None
+            if terminated:
+                # The command's own cleanup has run (outputs removed, pools shut down). Leave now: in
+                # some runs a KeyboardInterrupt came back during interpreter shutdown after SIGTERM and
+                # the process died by SIGINT (-2) instead of exiting 143.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(143)
+            raise typer.Exit(130) from None
         except BrokenPipeError:
             sys.stderr.close()
             raise typer.Exit(0) from None
