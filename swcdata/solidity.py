@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from swcdata._ext import fast as _fast
 
 __all__ = [
     "CodeSpan",
@@ -154,6 +157,16 @@ def _abstract_token(t: str, identifiers: bool, literals: bool) -> str:
     return t
 
 
+def _py_lex(code: str) -> list[str]:
+    """The raw tokens of ``code`` (the regex lexer; `_fast.lex` is the same in C)."""
+    if "//" in code or "/*" in code:
+        return list(filter(None, _TOKEN_C_RE.findall(code)))
+    return _TOKEN_RE.findall(code)
+
+
+_lex: Callable[[str], list[str]] = _fast.lex if _fast is not None else _py_lex
+
+
 def code_tokens(code: str, *, abstract_identifiers: bool = False, abstract_literals: bool = False) -> list[str]:
     """Lex ``code`` into tokens with a single regex (no tree-sitter).
 
@@ -164,8 +177,7 @@ def code_tokens(code: str, *, abstract_identifiers: bool = False, abstract_liter
     elementary type or builtin (``msg``, ``sender``, ``transfer``, ``keccak256``, ...) by
     ``"ID"``; ``abstract_literals`` replaces numbers by ``"NUM"`` and string literals by ``"STR"``.
     """
-    comments = "//" in code or "/*" in code
-    toks: list[str] = list(filter(None, _TOKEN_C_RE.findall(code))) if comments else _TOKEN_RE.findall(code)
+    toks = _lex(code)
     if not (abstract_identifiers or abstract_literals):
         return toks
     key = (abstract_identifiers, abstract_literals)

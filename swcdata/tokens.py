@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import xxhash
 
 from swcdata import minhash
+from swcdata._ext import fast as _fast
 from swcdata.solidity import _abstract_token, code_tokens, extract_code
 from swcdata.text import normalize_text
 
@@ -114,6 +116,8 @@ class _Tables:
         self.forms = _Forms()
         self.prose = _Lookup(self.forms, None)
         self.code: dict[tuple[bool, bool], _Lookup] = {}
+        # With the C extension: its caches in front of the lookups (never referenced by them, so no cycle)
+        self.fast: dict[int, Any] = {}
 
     def entries(self) -> int:
         return len(self.forms.ids) + len(self.prose) + sum(map(len, self.code.values()))
@@ -134,6 +138,24 @@ def _tables(ids: bool, lits: bool) -> tuple[_Forms, _Lookup, _Lookup]:
         code = t.code[(ids, lits)] = _Lookup(t.forms, (lambda tok: _abstract_token(tok, ids, lits)) if ids or lits
                                              else None)
     return t.forms, t.prose, code
+
+
+def _append_field_fast(text: str, out: bytearray, prose: Any, code: Any) -> None:
+    """`_append_field` with the C extension: the ids (native int64) go to `out`; `prose` and `code`
+    are the `_fast.IdTable`s of the two lookups."""
+    assert _fast is not None
+    spans = extract_code(text) if text else []
+    if text.isascii():
+        _fast.ascii_field_ids(text, spans, prose, code, out)
+        return
+    pos = 0
+    for span in spans:
+        if span.start > pos:
+            _fast.word_ids(_prose_tokens(text[pos : span.start]), prose, out)
+        _fast.code_ids(text, span.start, span.end, code, out)
+        pos = span.end
+    if len(text) > pos:
+        _fast.word_ids(_prose_tokens(text[pos:]), prose, out)
 
 
 def _append_field(text: str, out: list[int], prose: _Lookup, code: _Lookup) -> None:
@@ -167,14 +189,27 @@ def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstr
     `minhash.token_hashes(record_streams(...))`, several times faster."""
     forms, prose, code = _tables(abstract_identifiers, abstract_literals)
     sep = forms.id_of("\x00")
-    flat: list[int] = []
     ends: list[int] = []
-    for i, r in zip(instructions, responses, strict=True):
-        _append_field(i or "", flat, prose, code)
-        flat.append(sep)
-        _append_field(r or "", flat, prose, code)
-        ends.append(len(flat))
-    ids = np.fromiter(flat, dtype=np.int64, count=len(flat))
+    if _fast is not None:  # the same ids, found in C
+        fast = _TABLES.fast if _TABLES is not None else {}
+        ptab = fast.get(id(prose)) or fast.setdefault(id(prose), _fast.IdTable(prose))
+        ctab = fast.get(id(code)) or fast.setdefault(id(code), _fast.IdTable(code))
+        buf = bytearray()
+        sep_bytes = np.array([sep], dtype=np.int64).tobytes()
+        for i, r in zip(instructions, responses, strict=True):
+            _append_field_fast(i or "", buf, ptab, ctab)
+            buf += sep_bytes
+            _append_field_fast(r or "", buf, ptab, ctab)
+            ends.append(len(buf) >> 3)
+        ids = np.frombuffer(buf, dtype=np.int64)
+    else:
+        flat: list[int] = []
+        for i, r in zip(instructions, responses, strict=True):
+            _append_field(i or "", flat, prose, code)
+            flat.append(sep)
+            _append_field(r or "", flat, prose, code)
+            ends.append(len(flat))
+        ids = np.fromiter(flat, dtype=np.int64, count=len(flat))
     counts = forms.count[ids]
     # hashes per record: the counts summed up to each record's end
     cum = np.zeros(len(ids) + 1, dtype=np.int64)
@@ -194,3 +229,4 @@ def chunk_signatures(job: Job) -> minhash.U32:
     th, toff = token_hashes(instructions, responses, abstract_identifiers=ids, abstract_literals=lits)
     hashes, offsets = minhash.shingles_of_token_hashes(th, toff, ngram)
     return minhash.signatures(hashes, offsets, num_perm, seed)
+

@@ -1,0 +1,9 @@
+"""Builds the optional C speed-ups (swcdata/_fast.c); all metadata lives in pyproject.toml.
+
+`optional=True`: where no C compiler is available the install still succeeds and swcdata runs its
+pure-Python lexer (same results, slower); `python -c "import swcdata._fast"` tells which one you have.
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("swcdata._fast", ["swcdata/_fast.c"], optional=True, extra_compile_args=["-O2"])])

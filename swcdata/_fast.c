@@ -1,0 +1,639 @@
+/* swcdata._fast: the Solidity lexer of `swcdata.solidity.code_tokens` and the per-token lookups of
+ * `swcdata.tokens.token_hashes`, in C.
+ *
+ * Optional: the package works without it (pure Python, same results; `SWCDATA_NO_EXT=1` forces that
+ * path). The lexer reproduces the regex lexer of solidity.py token for token; tests/test_fast.py
+ * checks both against each other on the seed data, the generated corpus and random text.
+ *
+ * The regex it reproduces (re.ASCII, applied with findall from the start of the code):
+ *
+ *   \s*+(?://[^\n]*+|/\*[\s\S]*?(?:\*\/|\Z)|(TOKEN))
+ *
+ *   TOKEN = [(){};,\[\]] | [A-Za-z_]\w*+ | \d\w*+(?:\.\d\w*+)? | "string" | 'string'
+ *         | >>>=|>>>|<<=|>>=|\*\*=?|=>|->|==|!=|<=|>=|&&|\|\||\+\+|--|[-+*%&|^/]=|<<|>>|:=
+ *         | [^\s\w]
+ *
+ * with \s = [ \t\n\r\f\v], \w = [A-Za-z0-9_], \d = [0-9] (ASCII), and a string literal one line long:
+ * a quote, then characters other than the quote, a backslash or a newline, or a backslash followed by
+ * any character but a newline, then the quote. A comment yields no token.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static PyObject *str_start, *str_end;
+
+#define IS_SPACE(c) ((c) == ' ' || ((c) >= 0x09 && (c) <= 0x0D))
+#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+#define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define IS_WORD(c) (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '_')
+
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t end;
+} Text;
+
+#define AT(t, i) PyUnicode_READ((t)->kind, (t)->data, (i))
+
+/* End of the string literal opened by the quote at `i`, or -1 when it is not closed on its line. */
+static Py_ssize_t
+string_end(const Text *t, Py_ssize_t i, Py_UCS4 quote)
+{
+    Py_ssize_t j = i + 1;
+    while (j < t->end) {
+        Py_UCS4 c = AT(t, j);
+        if (c == quote)
+            return j + 1;
+        if (c == '\n')
+            return -1;
+        if (c == '\\') {
+            if (j + 1 >= t->end || AT(t, j + 1) == '\n')
+                return -1;
+            j += 2;
+            continue;
+        }
+        j++;
+    }
+    return -1;
+}
+
+/* Length of the operator starting at `i` (1 for any other single character). */
+static Py_ssize_t
+operator_len(const Text *t, Py_ssize_t i, Py_UCS4 c)
+{
+    Py_UCS4 n1 = i + 1 < t->end ? AT(t, i + 1) : 0;
+    Py_UCS4 n2 = i + 2 < t->end ? AT(t, i + 2) : 0;
+    switch (c) {
+    case '>':
+        if (n1 == '>' && n2 == '>')
+            return (i + 3 < t->end && AT(t, i + 3) == '=') ? 4 : 3;
+        if (n1 == '>' && n2 == '=')
+            return 3;
+        if (n1 == '=' || n1 == '>')
+            return 2;
+        return 1;
+    case '<':
+        if (n1 == '<' && n2 == '=')
+            return 3;
+        if (n1 == '=' || n1 == '<')
+            return 2;
+        return 1;
+    case '*':
+        if (n1 == '*')
+            return n2 == '=' ? 3 : 2;
+        return n1 == '=' ? 2 : 1;
+    case '=':
+        return (n1 == '>' || n1 == '=') ? 2 : 1;
+    case '-':
+        return (n1 == '>' || n1 == '-' || n1 == '=') ? 2 : 1;
+    case '+':
+        return (n1 == '+' || n1 == '=') ? 2 : 1;
+    case '&':
+        return (n1 == '&' || n1 == '=') ? 2 : 1;
+    case '|':
+        return (n1 == '|' || n1 == '=') ? 2 : 1;
+    case '!':
+    case '/':
+    case '%':
+    case '^':
+    case ':':
+        return n1 == '=' ? 2 : 1;
+    default:
+        return 1;
+    }
+}
+
+/* The next token at or after `*pos`: sets [*start, *stop) and advances *pos past it; returns 0 when
+ * only blanks and comments are left. */
+static int
+next_token(const Text *t, Py_ssize_t *pos, Py_ssize_t *start, Py_ssize_t *stop)
+{
+    Py_ssize_t i = *pos;
+    for (;;) {
+        while (i < t->end && IS_SPACE(AT(t, i)))
+            i++;
+        if (i >= t->end) {
+            *pos = i;
+            return 0;
+        }
+        Py_UCS4 c = AT(t, i);
+        if (c == '/' && i + 1 < t->end) {
+            Py_UCS4 n1 = AT(t, i + 1);
+            if (n1 == '/') { /* line comment: up to the newline */
+                i += 2;
+                while (i < t->end && AT(t, i) != '\n')
+                    i++;
+                continue;
+            }
+            if (n1 == '*') { /* block comment: through the first "*" "/" after it, or to the end */
+                Py_ssize_t j = i + 2;
+                while (j + 1 < t->end && !(AT(t, j) == '*' && AT(t, j + 1) == '/'))
+                    j++;
+                i = j + 1 < t->end ? j + 2 : t->end;
+                continue;
+            }
+        }
+        Py_ssize_t j;
+        if (c < 128 && IS_WORD(c)) {
+            j = i + 1;
+            while (j < t->end && AT(t, j) < 128 && IS_WORD(AT(t, j)))
+                j++;
+            if (IS_DIGIT(c) && j + 1 < t->end && AT(t, j) == '.' && IS_DIGIT(AT(t, j + 1))) {
+                j += 2;
+                while (j < t->end && AT(t, j) < 128 && IS_WORD(AT(t, j)))
+                    j++;
+            }
+        }
+        else if (c == '"' || c == '\'') {
+            j = string_end(t, i, c);
+            if (j < 0)
+                j = i + 1;
+        }
+        else {
+            j = i + operator_len(t, i, c);
+        }
+        *start = i;
+        *stop = j;
+        *pos = j;
+        return 1;
+    }
+}
+
+static int
+text_of(PyObject *s, Text *t, Py_ssize_t start, Py_ssize_t end, Py_ssize_t *from)
+{
+    if (!PyUnicode_Check(s)) {
+        PyErr_Format(PyExc_TypeError, "expected str, got %.100s", Py_TYPE(s)->tp_name);
+        return -1;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (end < 0 || end > n)
+        end = n;
+    if (start < 0)
+        start = 0;
+    if (start > end)
+        start = end;
+    t->kind = PyUnicode_KIND(s);
+    t->data = PyUnicode_DATA(s);
+    t->end = end;
+    *from = start;
+    return 0;
+}
+
+static int
+lex_into(PyObject *s, Py_ssize_t start, Py_ssize_t end, PyObject *out)
+{
+    Text t;
+    Py_ssize_t pos, a, b;
+    if (text_of(s, &t, start, end, &pos) < 0)
+        return -1;
+    while (next_token(&t, &pos, &a, &b)) {
+        PyObject *tok = PyUnicode_Substring(s, a, b);
+        if (tok == NULL || PyList_Append(out, tok) < 0) {
+            Py_XDECREF(tok);
+            return -1;
+        }
+        Py_DECREF(tok);
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(lex_doc,
+"lex(code, start=0, end=-1) -> list[str]\n\n"
+"The tokens of code[start:end], comments and blanks dropped: solidity.code_tokens without abstraction.");
+
+static PyObject *
+fast_lex(PyObject *self, PyObject *args)
+{
+    PyObject *s;
+    Py_ssize_t start = 0, end = -1;
+    if (!PyArg_ParseTuple(args, "U|nn:lex", &s, &start, &end))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    if (lex_into(s, start, end, out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * IdTable: a cache in front of a token -> id dict (a `tokens._Lookup`, whose __missing__ computes a
+ * new token's id). It finds the id of a token given as a piece of a text without making a str of it:
+ * a hit costs a hash over the token's characters and one comparison. A miss makes the str, asks the
+ * dict (which may run __missing__) and remembers the answer, so both always agree.
+ * ------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t h;
+    PyObject *key; /* NULL: empty slot */
+    int64_t id;
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *lookup;
+    Slot *slots;
+    Py_ssize_t mask; /* capacity - 1 (a power of two) */
+    Py_ssize_t used;
+} IdTable;
+
+static PyTypeObject IdTable_Type;
+
+#define LOWER(c) (((c) >= 'A' && (c) <= 'Z') ? (c) + 32 : (c))
+
+static uint64_t
+hash_piece(const Text *t, Py_ssize_t a, Py_ssize_t b, int lower)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over the code points */
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = AT(t, i);
+        if (lower)
+            c = LOWER(c);
+        h = (h ^ c) * 1099511628211ULL;
+    }
+    return h ^ (uint64_t)(b - a);
+}
+
+static int
+same_piece(PyObject *key, const Text *t, Py_ssize_t a, Py_ssize_t b, int lower)
+{
+    Py_ssize_t n = b - a;
+    if (PyUnicode_GET_LENGTH(key) != n)
+        return 0;
+    int kk = PyUnicode_KIND(key);
+    const void *kd = PyUnicode_DATA(key);
+    if (!lower && kk == t->kind)
+        return memcmp(kd, (const char *)t->data + a * t->kind, (size_t)(n * kk)) == 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = AT(t, a + i);
+        if (lower)
+            c = LOWER(c);
+        if (PyUnicode_READ(kk, kd, i) != c)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+table_grow(IdTable *tb)
+{
+    Py_ssize_t cap = (tb->mask + 1) * 2;
+    Slot *slots = PyMem_Calloc((size_t)cap, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i <= tb->mask; i++) {
+        Slot *o = &tb->slots[i];
+        if (o->key == NULL)
+            continue;
+        Py_ssize_t j = (Py_ssize_t)(o->h & (uint64_t)(cap - 1));
+        while (slots[j].key != NULL)
+            j = (j + 1) & (cap - 1);
+        slots[j] = *o;
+    }
+    PyMem_Free(tb->slots);
+    tb->slots = slots;
+    tb->mask = cap - 1;
+    return 0;
+}
+
+/* The id of text[a:b] (lower-cased when `lower`, ASCII only) in the table; -1 with an exception set
+ * on failure. */
+static int64_t
+table_id(IdTable *tb, PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, int lower)
+{
+    uint64_t h = hash_piece(t, a, b, lower);
+    Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)tb->mask);
+    for (;;) {
+        Slot *sl = &tb->slots[j];
+        if (sl->key == NULL)
+            break;
+        if (sl->h == h && same_piece(sl->key, t, a, b, lower))
+            return sl->id;
+        j = (j + 1) & tb->mask;
+    }
+    PyObject *key;
+    if (lower) {
+        key = PyUnicode_New(b - a, 127);
+        if (key == NULL)
+            return -1;
+        Py_UCS1 *d = PyUnicode_1BYTE_DATA(key);
+        for (Py_ssize_t i = a; i < b; i++)
+            d[i - a] = (Py_UCS1)LOWER(AT(t, i));
+    }
+    else {
+        key = PyUnicode_Substring(s, a, b);
+        if (key == NULL)
+            return -1;
+    }
+    PyObject *v = PyObject_GetItem(tb->lookup, key); /* a dict subscript; a miss runs __missing__ */
+    int64_t id = v == NULL ? -1 : PyLong_AsLongLong(v);
+    Py_XDECREF(v);
+    if (id < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "token ids must be non-negative integers");
+        Py_DECREF(key);
+        return -1;
+    }
+    Slot *sl = &tb->slots[j];
+    sl->h = h;
+    sl->key = key; /* the reference made above */
+    sl->id = id;
+    if (++tb->used * 2 > tb->mask + 1 && table_grow(tb) < 0)
+        return -1;
+    return id;
+}
+
+static PyObject *
+IdTable_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *lookup;
+    static char *kwlist[] = {"lookup", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:IdTable", kwlist, &PyDict_Type, &lookup))
+        return NULL;
+    IdTable *tb = (IdTable *)type->tp_alloc(type, 0);
+    if (tb == NULL)
+        return NULL;
+    tb->slots = PyMem_Calloc(1024, sizeof(Slot));
+    if (tb->slots == NULL) {
+        Py_DECREF(tb);
+        return PyErr_NoMemory();
+    }
+    tb->mask = 1023;
+    tb->used = 0;
+    Py_INCREF(lookup);
+    tb->lookup = lookup;
+    return (PyObject *)tb;
+}
+
+static void
+IdTable_dealloc(IdTable *tb)
+{
+    if (tb->slots != NULL) {
+        for (Py_ssize_t i = 0; i <= tb->mask; i++)
+            Py_XDECREF(tb->slots[i].key);
+        PyMem_Free(tb->slots);
+    }
+    Py_XDECREF(tb->lookup);
+    Py_TYPE(tb)->tp_free((PyObject *)tb);
+}
+
+static Py_ssize_t
+IdTable_len(IdTable *tb)
+{
+    return tb->used;
+}
+
+static PySequenceMethods IdTable_as_sequence = {
+    .sq_length = (lenfunc)IdTable_len,
+};
+
+static PyTypeObject IdTable_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "swcdata._fast.IdTable",
+    .tp_basicsize = sizeof(IdTable),
+    .tp_dealloc = (destructor)IdTable_dealloc,
+    .tp_as_sequence = &IdTable_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "IdTable(lookup: dict): token -> id, answered from a cache in front of `lookup` (see _fast.c).",
+    .tp_new = IdTable_new,
+};
+
+/* A growable buffer of int64 ids, appended to a bytearray at the end. */
+typedef struct {
+    int64_t *v;
+    Py_ssize_t n, cap;
+    int64_t small[512];
+} Ids;
+
+static int
+ids_push(Ids *o, int64_t id)
+{
+    if (o->n == o->cap) {
+        Py_ssize_t cap = o->cap * 2;
+        int64_t *v = o->v == o->small ? PyMem_Malloc((size_t)cap * sizeof(int64_t))
+                                       : PyMem_Realloc(o->v, (size_t)cap * sizeof(int64_t));
+        if (v == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (o->v == o->small)
+            memcpy(v, o->small, sizeof(o->small));
+        o->v = v;
+        o->cap = cap;
+    }
+    o->v[o->n++] = id;
+    return 0;
+}
+
+static void
+ids_init(Ids *o)
+{
+    o->v = o->small;
+    o->n = 0;
+    o->cap = (Py_ssize_t)(sizeof(o->small) / sizeof(int64_t));
+}
+
+/* Append the ids to `out` (a bytearray, native int64) and free the buffer; -1 on failure. */
+static int
+ids_flush(Ids *o, PyObject *out, int ok)
+{
+    int rc = ok;
+    if (ok == 0 && o->n) {
+        Py_ssize_t old = PyByteArray_GET_SIZE(out);
+        if (PyByteArray_Resize(out, old + o->n * (Py_ssize_t)sizeof(int64_t)) < 0)
+            rc = -1;
+        else
+            memcpy(PyByteArray_AS_STRING(out) + old, o->v, (size_t)o->n * sizeof(int64_t));
+    }
+    if (o->v != o->small)
+        PyMem_Free(o->v);
+    return rc;
+}
+
+static int
+code_ids_into(PyObject *s, const Text *whole, Py_ssize_t start, Py_ssize_t end, IdTable *tb, Ids *o)
+{
+    Text t = *whole;
+    t.end = end;
+    Py_ssize_t pos = start, a, b;
+    while (next_token(&t, &pos, &a, &b)) {
+        int64_t id = table_id(tb, s, &t, a, b, 0);
+        if (id < 0 || ids_push(o, id) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The ids of the lower-cased runs of [A-Za-z0-9_] in the ASCII text[a:b]. */
+static int
+word_ids_into(PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, IdTable *tb, Ids *o)
+{
+    const Py_UCS1 *data = t->data;
+    Py_ssize_t i = a;
+    while (i < b) {
+        while (i < b && !IS_WORD(data[i]))
+            i++;
+        if (i >= b)
+            break;
+        Py_ssize_t j = i;
+        while (j < b && IS_WORD(data[j]))
+            j++;
+        int64_t id = table_id(tb, s, t, i, j, 1);
+        if (id < 0 || ids_push(o, id) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(code_ids_doc,
+"code_ids(text, start, end, table, out) -> None\n\n"
+"Append (to the bytearray out, as native int64) the id of every token of text[start:end] in table.");
+
+static PyObject *
+fast_code_ids(PyObject *self, PyObject *args)
+{
+    PyObject *s, *out;
+    IdTable *tb;
+    Py_ssize_t start, end, pos;
+    if (!PyArg_ParseTuple(args, "UnnO!O!:code_ids", &s, &start, &end, &IdTable_Type, &tb, &PyByteArray_Type, &out))
+        return NULL;
+    Text t;
+    if (text_of(s, &t, start, end, &pos) < 0)
+        return NULL;
+    Ids o;
+    ids_init(&o);
+    if (ids_flush(&o, out, code_ids_into(s, &t, pos, t.end, tb, &o)) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(word_ids_doc,
+"word_ids(words, table, out) -> None\n\n"
+"Append (to the bytearray out, as native int64) the id of every str of the list words in table.");
+
+static PyObject *
+fast_word_ids(PyObject *self, PyObject *args)
+{
+    PyObject *words, *out;
+    IdTable *tb;
+    if (!PyArg_ParseTuple(args, "O!O!O!:word_ids", &PyList_Type, &words, &IdTable_Type, &tb, &PyByteArray_Type,
+                          &out))
+        return NULL;
+    Ids o;
+    ids_init(&o);
+    int rc = 0;
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(words) && rc == 0; k++) {
+        PyObject *w = PyList_GET_ITEM(words, k);
+        Text t;
+        Py_ssize_t pos;
+        if (text_of(w, &t, 0, -1, &pos) < 0) {
+            rc = -1;
+            break;
+        }
+        int64_t id = table_id(tb, w, &t, 0, t.end, 0);
+        rc = id < 0 ? -1 : ids_push(&o, id);
+    }
+    if (ids_flush(&o, out, rc) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+
+PyDoc_STRVAR(ascii_field_ids_doc,
+"ascii_field_ids(text, spans, prose, code, out) -> None\n\n"
+"For an ASCII field and its code spans (objects with start and end, in order): append (to the bytearray\n"
+"out, as native int64) the prose table's ids of the lower-cased words between the spans and the code\n"
+"table's ids of the tokens inside them, in text order.");
+
+static PyObject *
+fast_ascii_field_ids(PyObject *self, PyObject *args)
+{
+    PyObject *s, *spans, *out;
+    IdTable *prose, *code;
+    if (!PyArg_ParseTuple(args, "UO!O!O!O!:ascii_field_ids", &s, &PyList_Type, &spans, &IdTable_Type, &prose,
+                          &IdTable_Type, &code, &PyByteArray_Type, &out))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(s)) {
+        PyErr_SetString(PyExc_ValueError, "ascii_field_ids needs an ASCII text");
+        return NULL;
+    }
+    Text t;
+    Py_ssize_t pos;
+    if (text_of(s, &t, 0, -1, &pos) < 0)
+        return NULL;
+    Py_ssize_t n = t.end, count = PyList_GET_SIZE(spans);
+    Ids o;
+    ids_init(&o);
+    int rc = 0;
+    for (Py_ssize_t k = 0; k <= count && rc == 0; k++) {
+        Py_ssize_t a = n, b = n;
+        if (k < count) {
+            PyObject *span = PyList_GET_ITEM(spans, k);
+            PyObject *x = PyObject_GetAttr(span, str_start);
+            PyObject *y = x == NULL ? NULL : PyObject_GetAttr(span, str_end);
+            a = x == NULL ? -1 : PyLong_AsSsize_t(x);
+            b = y == NULL ? -1 : PyLong_AsSsize_t(y);
+            Py_XDECREF(x);
+            Py_XDECREF(y);
+            if (PyErr_Occurred()) {
+                rc = -1;
+                break;
+            }
+            if (a < pos || b < a || b > n) {
+                PyErr_SetString(PyExc_ValueError, "spans must be in order, non-overlapping and inside the text");
+                rc = -1;
+                break;
+            }
+        }
+        if (a > pos)
+            rc = word_ids_into(s, &t, pos, a, prose, &o);
+        if (rc == 0 && k < count) {
+            rc = code_ids_into(s, &t, a, b, code, &o);
+            pos = b;
+        }
+    }
+    if (ids_flush(&o, out, rc) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef fast_methods[] = {
+    {"lex", fast_lex, METH_VARARGS, lex_doc},
+    {"code_ids", fast_code_ids, METH_VARARGS, code_ids_doc},
+    {"word_ids", fast_word_ids, METH_VARARGS, word_ids_doc},
+    {"ascii_field_ids", fast_ascii_field_ids, METH_VARARGS, ascii_field_ids_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef fast_module = {
+    PyModuleDef_HEAD_INIT, "swcdata._fast",
+    "C versions of swcdata's Solidity lexer and token lookups (optional; same results as the Python code).",
+    -1, fast_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__fast(void)
+{
+    str_start = PyUnicode_InternFromString("start");
+    str_end = PyUnicode_InternFromString("end");
+    if (str_start == NULL || str_end == NULL || PyType_Ready(&IdTable_Type) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&fast_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&IdTable_Type);
+    if (PyModule_AddObject(m, "IdTable", (PyObject *)&IdTable_Type) < 0) {
+        Py_DECREF(&IdTable_Type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

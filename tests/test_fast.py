@@ -1,0 +1,169 @@
+"""The optional C speed-ups (swcdata/_fast.c) give exactly what the Python code they replace gives.
+
+The lexer is compared with the regex lexer on the seed data, on the generated corpus (renamed
+identifiers, reflowed layout, inserted comments) and on random text over the characters that matter
+to it; the token lookups through `tokens.token_hashes` with and without the extension.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from swcdata import solidity, tokens
+
+fast = pytest.importorskip("swcdata._fast", reason="the C extension is not built here (no C compiler at install)")
+
+
+def _fields(paths: list[Path]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        for line in p.read_bytes().splitlines():
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                out += [v for k in ("instruction", "response") if isinstance(v := obj.get(k), str)]
+    return out
+
+
+EDGES = [
+    "", " ", "\t\n\r\x0b\x0c", "\x1c", "a", "_", "$x", "0x1f", "1.5e3", "1.", "1..2", "1.a", "a.1", "x1.2",
+    '"', "'", '"abc', "'abc", '"a\\"b"', "'a\\'b'", '"a\\\nb"', '"a\\', "'\\\\'", '"a\nb"', '"" ""',
+    "//", "/", "/*", "/**/", "/*/", "/* a */ b", "a // b\nc", "a /* b", "a/=b", "a//=b", "x /*/ y */ z",
+    ">>>=", ">>>", ">>=", ">>", ">=", ">", "<<=", "<<", "<=", "<", "**=", "**", "*=", "=>", "==", "->", "--",
+    "-=", "!=", "&&", "&=", "||", "|=", "++", "+=", "%=", "^=", ":=", ">>>>=", "====", "a=>b", "!==",
+    "é", "x\u00a0y", "\u2028", "名前 = 1;", "\U0001f600", "a\u0301b", "٣", "ﬁ", "uint256 x = 10**18;",
+    'emit Transfer(msg.sender, to, amount); // note "quoted"',
+]
+
+
+@pytest.mark.parametrize("code", EDGES)
+def test_lex_edges(code: str) -> None:
+    assert fast.lex(code) == solidity._py_lex(code)
+
+
+def test_lex_random_text_agrees() -> None:
+    rng = random.Random(20261201)
+    alphabet = list(" \t\n\r\x0b\x0c\x1c/*\"'\\=<>!&|+-%^:.;(){}[]aZ_09xé€\U0001F600\u00a0\u2028")
+    for _ in range(60_000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert fast.lex(s) == solidity._py_lex(s), repr(s)
+
+
+def test_lex_bounds_are_a_slice() -> None:
+    text = "say `x += 1;` then // c\n y"
+    for a in range(len(text) + 1):
+        for b in range(a, len(text) + 1):
+            assert fast.lex(text, a, b) == solidity._py_lex(text[a:b])
+
+
+def test_lex_refuses_non_strings() -> None:
+    with pytest.raises(TypeError):
+        fast.lex(b"bytes")  # type: ignore[arg-type]
+
+
+def _assert_same_lexing(texts: list[str]) -> None:
+    assert texts
+    for t in texts:
+        assert fast.lex(t) == solidity._py_lex(t)
+        for s in solidity.extract_code(t):
+            assert fast.lex(t, s.start, s.end) == solidity._py_lex(s.text)
+
+
+def test_lex_agrees_on_the_seed_data(seed_files: list[Path]) -> None:
+    _assert_same_lexing(_fields(seed_files))
+
+
+def test_lex_agrees_on_the_embedded_sample() -> None:
+    _assert_same_lexing(_fields(sorted(Path(__file__).resolve().parents[1].joinpath("dataset").glob("*.jsonl"))))
+
+
+def _token_hashes(ins: list[str], res: list[str], monkeypatch: pytest.MonkeyPatch, ext: bool,
+                  **kw: bool) -> tuple[np.ndarray, np.ndarray]:
+    with monkeypatch.context() as m:
+        m.setattr(tokens, "_fast", fast if ext else None)
+        m.setattr(tokens, "_TABLES", None)  # fresh lookups: the misses go through both paths too
+        return tokens.token_hashes(ins, res, **kw)
+
+
+@pytest.mark.parametrize("kw", [{}, {"abstract_identifiers": False}, {"abstract_literals": True}])
+def test_token_hashes_agree_on_generated_corpus(seed_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                kw: dict[str, bool]) -> None:
+    from bench.corpus import generate
+
+    recs = [orjson.loads(line) for line in generate(1500, seed=7, seed_dir=seed_dir)]
+    ins = [r.get("instruction") or "" for r in recs]
+    res = [r.get("response") or "" for r in recs]
+    ins += ["Fix `x = y;` — naïve code: 'uint a = 1;'", "名前 `a = b;`", ""]  # non-ASCII fields, an empty one
+    res += ["« x += 1; »\n\nfunction f() public { y = 2; }", "ok", "   "]
+    h1, o1 = _token_hashes(ins, res, monkeypatch, True, **kw)
+    h0, o0 = _token_hashes(ins, res, monkeypatch, False, **kw)
+    assert np.array_equal(o1, o0)
+    assert np.array_equal(h1, h0)
+    # and both are the readable definition
+    ref_h, ref_o = tokens.minhash.token_hashes(tokens.record_streams(ins, res, **kw))
+    assert np.array_equal(h1, ref_h) and np.array_equal(o1, ref_o)
+
+
+def test_ascii_field_ids_checks_its_input() -> None:
+    ids: defaultdict[str, int] = defaultdict(int)
+    table = fast.IdTable(ids)
+    with pytest.raises(ValueError, match="ASCII"):
+        fast.ascii_field_ids("é", [], table, table, bytearray())
+    text = "a `x = 1;` b `y = 2;` c"
+    spans = solidity.extract_code(text)
+    assert len(spans) == 2
+    with pytest.raises(ValueError, match="in order"):
+        fast.ascii_field_ids(text, spans[::-1], table, table, bytearray())
+    out = bytearray()
+    fast.ascii_field_ids(text, spans, table, table, out)
+    assert len(out) == 8 * (3 + 4 + 4)  # the words a, b, c and the tokens x = 1 ; y = 2 ;
+
+
+def test_id_table_answers_as_its_lookup_does() -> None:
+    """Hits, misses, a table that grows, lower-casing, wide characters and a failing lookup."""
+    seen: dict[str, int] = {}
+
+    class Lookup(dict[str, int]):
+        def __missing__(self, key: str) -> int:
+            i = self[key] = seen.setdefault(key, len(seen))
+            return i
+
+    table = fast.IdTable(Lookup())
+    words = [f"w{k % 3000}" for k in range(20_000)] + ["é", "名前", "\U0001f600", "a" * 600]
+    out = bytearray()
+    fast.word_ids(words, table, out)
+    assert np.frombuffer(out, dtype=np.int64).tolist() == [seen[w] for w in words]
+    assert len(table) == len(seen)
+    out = bytearray()
+    fast.ascii_field_ids("Hello HELLO hello W1", [], table, table, out)
+    assert np.frombuffer(out, dtype=np.int64).tolist() == [seen["hello"]] * 3 + [seen["w1"]]
+
+    class Failing(dict[str, int]):
+        def __missing__(self, key: str) -> int:
+            raise KeyError(key)
+
+    with pytest.raises(KeyError):
+        fast.word_ids(["x"], fast.IdTable(Failing()), bytearray())
+    with pytest.raises(TypeError):
+        fast.IdTable([])  # type: ignore[arg-type]
+
+
+def test_no_ext_environment_variable_selects_the_python_lexer() -> None:
+    code = "from swcdata import solidity; print(solidity._lex is solidity._py_lex)"
+    env = {**os.environ, "SWCDATA_NO_EXT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    env["SWCDATA_NO_EXT"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
