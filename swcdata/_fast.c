@@ -17,25 +17,9 @@
  * a quote, then characters other than the quote, a backslash or a newline, or a backslash followed by
  * any character but a newline, then the quote. A comment yields no token.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "_fast.h"
 
 static PyObject *str_start, *str_end;
-
-#define IS_SPACE(c) ((c) == ' ' || ((c) >= 0x09 && (c) <= 0x0D))
-#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
-#define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
-#define IS_WORD(c) (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '_')
-
-typedef struct {
-    int kind;
-    const void *data;
-    Py_ssize_t end;
-} Text;
-
-#define AT(t, i) PyUnicode_READ((t)->kind, (t)->data, (i))
 
 /* End of the string literal opened by the quote at `i`, or -1 when it is not closed on its line. */
 static Py_ssize_t
@@ -609,6 +593,8 @@ static PyMethodDef fast_methods[] = {
     {"lex", fast_lex, METH_VARARGS, lex_doc},
     {"code_ids", fast_code_ids, METH_VARARGS, code_ids_doc},
     {"word_ids", fast_word_ids, METH_VARARGS, word_ids_doc},
+    {"extract_spans", fast_extract_spans, METH_VARARGS, extract_spans_doc},
+    {"extract_init", fast_extract_init, METH_VARARGS, extract_init_doc},
     {"ascii_field_ids", fast_ascii_field_ids, METH_VARARGS, ascii_field_ids_doc},
     {NULL, NULL, 0, NULL},
 };

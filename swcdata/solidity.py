@@ -856,14 +856,8 @@ def _scan_region(text: str, a: int, b: int, out: list[CodeSpan]) -> None:
         i = max(stop, content + 1)
 
 
-def extract_code(text: str) -> list[CodeSpan]:
-    """Every code span in ``text``, in order, non-overlapping (``text[s.start:s.end] == s.text``).
-
-    Shapes: ``fence`` (Markdown fences, language tag stripped; an unclosed fence runs to the end),
-    ``inline`` (backtick or single-quoted spans whose content is code-ish, see
-    :func:`is_codeish`; apostrophes in prose are not quotes), ``block`` (unquoted code starting
-    at the text start, a line start or after a colon, ending where prose resumes).
-    """
+def _py_extract_code(text: str) -> list[CodeSpan]:
+    """`extract_code` in Python (the C extension's `extract_spans` gives the same spans)."""
     if not text:
         return []
     out: list[CodeSpan] = []
@@ -880,6 +874,28 @@ def extract_code(text: str) -> list[CodeSpan]:
     if pos < n:
         _scan_region(text, pos, n, out)
     return out
+
+
+_SHAPES = ("fence", "inline", "block")  # the span shapes, in the order of _extract.c's shape codes
+if _fast is not None:
+    # The C scanner asks Python only whether a code start matches at a position and whether a
+    # candidate is code-ish; the rest (fences, quotes, brackets, prose tests) runs in C.
+    _fast.extract_init(_CODE_START_RE.match, _is_codeish_trimmed, is_codeish, _KEEP, _STOPWORDS, CodeSpan, _SHAPES)
+
+
+def extract_code(text: str) -> list[CodeSpan]:
+    """Every code span in ``text``, in order, non-overlapping (``text[s.start:s.end] == s.text``).
+
+    Shapes: ``fence`` (Markdown fences, language tag stripped; an unclosed fence runs to the end),
+    ``inline`` (backtick or single-quoted spans whose content is code-ish, see
+    :func:`is_codeish`; apostrophes in prose are not quotes), ``block`` (unquoted code starting
+    at the text start, a line start or after a colon, ending where prose resumes).
+    """
+    if not text:
+        return []
+    if _fast is None:
+        return _py_extract_code(text)
+    return _fast.extract_spans(text)
 
 
 # --------------------------------------------------------------------------------------------

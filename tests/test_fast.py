@@ -1,8 +1,10 @@
-"""The optional C speed-ups (swcdata/_fast.c) give exactly what the Python code they replace gives.
+"""The optional C speed-ups (swcdata/_fast.c, _extract.c) give exactly what the Python code they
+replace gives.
 
-The lexer is compared with the regex lexer on the seed data, on the generated corpus (renamed
-identifiers, reflowed layout, inserted comments) and on random text over the characters that matter
-to it; the token lookups through `tokens.token_hashes` with and without the extension.
+The lexer and the code extractor are compared with their Python versions on the seed data, on the
+generated corpus (renamed identifiers, reflowed layout, inserted comments) and on random text built
+from the characters and pieces that matter to them; the token lookups through `tokens.token_hashes`
+with and without the extension.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def _assert_same_lexing(texts: list[str]) -> None:
     assert texts
     for t in texts:
         assert fast.lex(t) == solidity._py_lex(t)
-        for s in solidity.extract_code(t):
+        spans = solidity.extract_code(t)
+        assert spans == solidity._py_extract_code(t), t[:300]
+        for s in spans:
             assert fast.lex(t, s.start, s.end) == solidity._py_lex(s.text)
 
 
@@ -86,6 +90,42 @@ def test_lex_agrees_on_the_seed_data(seed_files: list[Path]) -> None:
 
 def test_lex_agrees_on_the_embedded_sample() -> None:
     _assert_same_lexing(_fields(sorted(Path(__file__).resolve().parents[1].joinpath("dataset").glob("*.jsonl"))))
+
+
+def test_extract_agrees_on_the_generated_corpus(seed_dir: Path) -> None:
+    from bench.corpus import generate
+
+    texts = [v for line in generate(2000, seed=11, seed_dir=seed_dir)
+             for k in ("instruction", "response") if isinstance(v := orjson.loads(line).get(k), str)]
+    _assert_same_lexing(texts)
+
+
+PIECES = [
+    '`', '```', '```solidity\n', '``` sol x\n', "'", '"', '\n', '\n\n', ' ', '\t', ':', '. ', '? ', '! ', ';', '{',
+    '}', '(', ')', '[', ']', '//', '/*', '*/', '/', 'x = y;', 'function f() public {', 'return a;', 'msg.sender',
+    'The ', 'the ', 'is ', 'a ', 'uint256 x = 1;', 'emit E(a);', 'require(x);', 'Here’s ', "here's ",
+    'mapping(address => uint) b;', 'contract C {', 'if (a) {', '- ', '1. ', '# ', '**', '\\', 'é', '名前', '\xa0',
+    '\r\n', 'Fixed code:', 'This is the fix.', 'balances[msg.sender] -= amount;', '_;', '++i;', 'delete x;', '\u212a',
+    'İs', '\u2028', '$x', 'x.y(z);', 'Token(a) public {', 'address payable to;', 'Owner public x;', '٣. ', "'code'",
+    '`a + b`', "don't ",
+]
+
+
+def test_extract_random_pieces_agree() -> None:
+    rng = random.Random(7)
+    for _ in range(20_000):
+        t = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 30)))
+        assert solidity.extract_code(t) == solidity._py_extract_code(t), repr(t)
+
+
+def test_extract_spans_are_code_spans() -> None:
+    text = "Use `a = b;` here:\n\n```\nx = 1;\n```"
+    spans = fast.extract_spans(text)
+    assert [type(s) for s in spans] == [solidity.CodeSpan] * 2
+    assert [(s.text, s.shape) for s in spans] == [("a = b;", "inline"), ("x = 1;", "fence")]
+    assert all(text[s.start : s.end] == s.text for s in spans)
+    with pytest.raises(TypeError):
+        fast.extract_spans(None)  # type: ignore[arg-type]
 
 
 def _token_hashes(ins: list[str], res: list[str], monkeypatch: pytest.MonkeyPatch, ext: bool,

@@ -1,0 +1,1043 @@
+/* swcdata._fast.extract_spans: `swcdata.solidity.extract_code` in C.
+ *
+ * A line-for-line port of the Python extractor's scanner (extract_code, _scan_region, _scan_from and
+ * the prose tests they call), giving the same spans; tests/test_fast.py and bench/extraction_golden.py
+ * compare both. Two judgements stay in Python and are called back: whether a Solidity code start
+ * (solidity._CODE_START_RE) matches at a position, and is_codeish on a candidate's text. A code start
+ * is asked for only where a cheap necessary condition of that regex holds (see code_start), so
+ * prose rarely calls back.
+ *
+ * Character classes follow Python's str regexes (Unicode): \s is Py_UNICODE_ISSPACE, \w is
+ * Py_UNICODE_ISALNUM or "_", \d is Py_UNICODE_ISDECIMAL; str.isspace/strip use the same \s.
+ */
+#include "_fast.h"
+
+static PyObject *cb_code_start; /* _CODE_START_RE.match: (text, pos, end) -> Match | None */
+static PyObject *cb_codeish;    /* _is_codeish_trimmed: (str) -> bool */
+static PyObject *cb_is_codeish; /* is_codeish: (str) -> bool */
+static PyObject *keep_set;      /* solidity._KEEP */
+static PyTypeObject *span_type; /* solidity.CodeSpan, and the descriptors of its slots */
+static PyObject *span_slots[4]; /* text, start, end, shape */
+static PyObject *shape_names[3];
+
+#define MAX_STOP 64
+#define STOP_LEN 16
+static Py_UCS4 stopwords[MAX_STOP][STOP_LEN];
+static int stop_lens[MAX_STOP];
+static int n_stop;
+
+#define U_SPACE(c) Py_UNICODE_ISSPACE(c)
+#define U_WORD(c) (Py_UNICODE_ISALNUM(c) || (c) == '_')
+#define RSQUO 0x2019 /* ’ */
+
+typedef struct {
+    PyObject *s;
+    int kind;
+    const void *data;
+    Py_ssize_t n;
+    PyObject *out; /* list of CodeSpan */
+} Ex;
+
+#define CH(e, i) PyUnicode_READ((e)->kind, (e)->data, (i))
+
+enum { SHAPE_FENCE = 0, SHAPE_INLINE = 1, SHAPE_BLOCK = 2 };
+
+static int
+in_ascii_set(Py_UCS4 c, const char *set)
+{
+    return c != 0 && c < 128 && strchr(set, (int)c) != NULL;
+}
+
+static int
+is_blank(Py_UCS4 c) /* [ \t] */
+{
+    return c == ' ' || c == '\t';
+}
+
+static Py_ssize_t
+skip_blanks(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    while (p < end && is_blank(CH(e, p)))
+        p++;
+    return p;
+}
+
+static Py_ssize_t
+line_end(Ex *e, Py_ssize_t pos, Py_ssize_t end)
+{
+    for (Py_ssize_t i = pos; i < end; i++)
+        if (CH(e, i) == '\n')
+            return i;
+    return end;
+}
+
+static Py_ssize_t
+rstrip_end(Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    while (b > a && U_SPACE(CH(e, b - 1)))
+        b--;
+    return b;
+}
+
+/* _trimmed: strip blanks, then a sentence stop or comma right after ";", "}" or ")". */
+static void
+trimmed(Ex *e, Py_ssize_t *pa, Py_ssize_t *pb)
+{
+    Py_ssize_t a = *pa, b = *pb;
+    while (a < b && U_SPACE(CH(e, a)))
+        a++;
+    while (b > a && U_SPACE(CH(e, b - 1)))
+        b--;
+    while (b - 1 > a && in_ascii_set(CH(e, b - 1), ".,:") && in_ascii_set(CH(e, b - 2), ";})"))
+        b--;
+    *pa = a;
+    *pb = b;
+}
+
+static int
+has_any(Ex *e, Py_ssize_t a, Py_ssize_t b, const char *set)
+{
+    for (Py_ssize_t i = a; i < b; i++)
+        if (in_ascii_set(CH(e, i), set))
+            return 1;
+    return 0;
+}
+
+/* A Python predicate on text[a:b]: 1, 0, or -1 with an exception set. */
+static int
+call_pred(PyObject *fn, Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    PyObject *t = PyUnicode_Substring(e->s, a, b);
+    if (t == NULL)
+        return -1;
+    PyObject *r = PyObject_CallOneArg(fn, t);
+    Py_DECREF(t);
+    if (r == NULL)
+        return -1;
+    int ok = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return ok;
+}
+
+/* _is_codeish_trimmed(text[a:b]): the cheap tests here, the rest in Python. */
+static int
+codeish_trimmed(Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    if (b - a < 2)
+        return 0;
+    if (has_any(e, a, b, ";{}"))
+        return 1;
+    return call_pred(cb_codeish, e, a, b);
+}
+
+/* ------------------------------------------------------------------------------- code starts */
+
+static const char *const MODS[] = {"memory", "storage", "calldata", "public", "private", "internal", "external",
+                                   "constant", "immutable", "payable", "override", NULL};
+
+static int
+is_word_dollar(Py_UCS4 c)
+{
+    return U_WORD(c) || c == '$';
+}
+
+static int
+equals_ascii(Ex *e, Py_ssize_t a, Py_ssize_t b, const char *w)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(w);
+    if (b - a != n)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (CH(e, a + i) != (Py_UCS4)(unsigned char)w[i])
+            return 0;
+    return 1;
+}
+
+/* solidity._CODE_START_ID_GUARD at p (text[p] in [A-Za-z_$]): a necessary condition for every
+ * identifier-led branch of a code start. */
+static int
+id_guard(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    Py_ssize_t j = p + 1;
+    while (j < end && is_word_dollar(CH(e, j)))
+        j++;
+    Py_ssize_t k = j;
+    while (k < end && U_SPACE(CH(e, k)))
+        k++;
+    if (k < end && in_ascii_set(CH(e, k), "[.-+*/%|&^<>=({"))
+        return 1;
+    if (k == j || k >= end)
+        return 0;
+    Py_UCS4 c = CH(e, k);
+    if (!(IS_ALPHA(c) || c == '_' || c == '$'))
+        return 0;
+    Py_ssize_t m = k + 1;
+    while (m < end && is_word_dollar(CH(e, m)))
+        m++;
+    if (m < end && (U_SPACE(CH(e, m)) || CH(e, m) == '[')) {
+        for (const char *const *w = MODS; *w != NULL; w++)
+            if (equals_ascii(e, k, m, *w))
+                return 1;
+    }
+    while (m < end && U_SPACE(CH(e, m)))
+        m++;
+    return m < end && (CH(e, m) == '=' || CH(e, m) == ';');
+}
+
+/* Does solidity._CODE_START match at p (bounded by end)? Every keyword-led branch starts with one of
+ * [a-z(+\-_], every identifier-led one passes id_guard: elsewhere the answer is no without asking. */
+static int
+code_start(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    if (p >= end)
+        return 0;
+    Py_UCS4 c = CH(e, p);
+    int maybe;
+    if ((c >= 'a' && c <= 'z') || c == '(' || c == '+' || c == '-' || c == '_')
+        maybe = 1;
+    else if ((c >= 'A' && c <= 'Z') || c == '$')
+        maybe = id_guard(e, p, end);
+    else
+        maybe = 0;
+    if (!maybe)
+        return 0;
+    PyObject *args[3];
+    args[0] = e->s;
+    args[1] = PyLong_FromSsize_t(p);
+    args[2] = PyLong_FromSsize_t(end);
+    PyObject *r = NULL;
+    if (args[1] != NULL && args[2] != NULL)
+        r = PyObject_Vectorcall(cb_code_start, args, 3, NULL);
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
+    if (r == NULL)
+        return -1;
+    int ok = r != Py_None;
+    Py_DECREF(r);
+    return ok;
+}
+
+/* _CODE_START_RE.match(text, p, end): blanks, then a code start. */
+static int
+code_start_re(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    return code_start(e, skip_blanks(e, p, end), end);
+}
+
+/* ------------------------------------------------------------------------------- prose */
+
+/* A word of _WORD_RUN_RE at p: [A-Za-z0-9][\w.'’-]*; its end, or -1. */
+static Py_ssize_t
+word_at(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    if (p >= end)
+        return -1;
+    Py_UCS4 c = CH(e, p);
+    if (!(c < 128 && (IS_ALPHA(c) || IS_DIGIT(c))))
+        return -1;
+    p++;
+    while (p < end) {
+        c = CH(e, p);
+        if (!(U_WORD(c) || c == '.' || c == '\'' || c == RSQUO || c == '-'))
+            break;
+        p++;
+    }
+    return p;
+}
+
+/* w.lower().rstrip(".,") in _STOPWORDS. Only ASCII letters are lower-cased: the stop words are ASCII
+ * and "’", and no other character lower-cases to them (U+212A KELVIN SIGN gives "k", in no stop word;
+ * U+0130 gives "i" plus a combining dot). */
+static int
+is_stop(Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    while (b > a && (CH(e, b - 1) == '.' || CH(e, b - 1) == ','))
+        b--;
+    Py_ssize_t n = b - a;
+    if (n <= 0 || n >= STOP_LEN)
+        return 0;
+    Py_UCS4 w[STOP_LEN];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 c = CH(e, a + i);
+        w[i] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
+    }
+    for (int k = 0; k < n_stop; k++)
+        if (stop_lens[k] == n && memcmp(stopwords[k], w, (size_t)n * sizeof(Py_UCS4)) == 0)
+            return 1;
+    return 0;
+}
+
+/* _prose_at: does an English sentence start at pos (the line ending at end)? 1, 0 or -1. */
+static int
+prose_at(Ex *e, Py_ssize_t pos, Py_ssize_t end)
+{
+    Py_ssize_t ws[6], we[6];
+    Py_ssize_t q = word_at(e, pos, end);
+    if (q < 0)
+        return 0;
+    ws[0] = pos;
+    we[0] = q;
+    int nw = 1;
+    if (q < end && CH(e, q) == ',')
+        q++;
+    while (nw < 6) {
+        Py_ssize_t r = skip_blanks(e, q, end);
+        if (r == q)
+            break;
+        Py_ssize_t w = word_at(e, r, end);
+        if (w < 0)
+            break;
+        ws[nw] = r;
+        we[nw] = w;
+        nw++;
+        q = w;
+        if (q < end && CH(e, q) == ',')
+            q++;
+    }
+    if (nw < 3)
+        return 0;
+    int stops = 0;
+    for (int k = 0; k < nw; k++)
+        stops += is_stop(e, ws[k], we[k]);
+    if (stops >= 2)
+        return 1;
+    if (stops < 1)
+        return 0;
+    Py_UCS4 c0 = CH(e, ws[0]);
+    if (!(c0 >= 'A' && c0 <= 'Z'))
+        return 0;
+    PyObject *w0 = PyUnicode_Substring(e->s, ws[0], we[0]);
+    if (w0 == NULL)
+        return -1;
+    int in = PySet_Contains(keep_set, w0);
+    Py_DECREF(w0);
+    return in < 0 ? -1 : !in;
+}
+
+/* _LIST_MARK_RE.match on the line text[a:b]: a heading, bold, a bullet or a numbered item. */
+static int
+list_mark(Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    Py_UCS4 c = CH(e, a);
+    if (c == '#') {
+        Py_ssize_t p = a;
+        while (p < b && CH(e, p) == '#')
+            p++;
+        return p - a <= 6 && p < b && U_SPACE(CH(e, p));
+    }
+    if (c == '*' && a + 1 < b && CH(e, a + 1) == '*')
+        return 1;
+    if (c == '-' || c == '*' || c == '+') {
+        Py_ssize_t p = a + 1;
+        while (p < b && U_SPACE(CH(e, p)))
+            p++;
+        if (p == a + 1 || p >= b)
+            return 0;
+        Py_UCS4 d = CH(e, p);
+        return IS_ALPHA(d) || d == '*' || d == '`';
+    }
+    if (Py_UNICODE_ISDECIMAL(c)) {
+        Py_ssize_t p = a;
+        while (p < b && Py_UNICODE_ISDECIMAL(CH(e, p)))
+            p++;
+        if (p >= b || !(CH(e, p) == '.' || CH(e, p) == ')'))
+            return 0;
+        Py_ssize_t q = p + 1;
+        while (q < b && U_SPACE(CH(e, q)))
+            q++;
+        if (q == p + 1 || q >= b)
+            return 0;
+        Py_UCS4 d = CH(e, q);
+        return (d >= 'A' && d <= 'Z') || d == '*' || d == '`';
+    }
+    return 0;
+}
+
+/* _prose_line: is the line at pos (past its leading blanks) prose? */
+static int
+prose_line(Ex *e, Py_ssize_t pos, Py_ssize_t end, int top)
+{
+    Py_ssize_t le = line_end(e, pos, end);
+    if (!top)
+        return prose_at(e, pos, le);
+    Py_ssize_t r = rstrip_end(e, pos, le);
+    if (r == pos)
+        return 0;
+    Py_UCS4 c0 = CH(e, pos), c1 = r - pos > 1 ? CH(e, pos + 1) : 0;
+    int star2 = c0 == '*' && c1 == '*';
+    if (((c0 == '/' && (c1 == '/' || c1 == '*')) || c0 == '*') && !star2)
+        return 0;
+    if (CH(e, r - 1) == ':' || list_mark(e, pos, r))
+        return 1;
+    return prose_at(e, pos, le);
+}
+
+/* _codeish_line: does the line at pos look like code? */
+static int
+codeish_line(Ex *e, Py_ssize_t pos, Py_ssize_t end)
+{
+    Py_ssize_t le = line_end(e, pos, end);
+    Py_ssize_t a = pos, b = le;
+    while (a < b && U_SPACE(CH(e, a)))
+        a++;
+    while (b > a && U_SPACE(CH(e, b - 1)))
+        b--;
+    if (a == b)
+        return 0;
+    Py_UCS4 c0 = CH(e, a);
+    if (in_ascii_set(c0, "{}/*)") || (c0 == '_' && b - a > 1 && CH(e, a + 1) == ';'))
+        return 1;
+    int r = code_start_re(e, a, b);
+    if (r != 0)
+        return r;
+    Py_ssize_t core = b;
+    for (Py_ssize_t i = a; i + 1 < b; i++)
+        if (CH(e, i) == '/' && CH(e, i + 1) == '/') {
+            core = i;
+            break;
+        }
+    core = rstrip_end(e, a, core);
+    if (core == a || !in_ascii_set(CH(e, core - 1), ";{},("))
+        return 0;
+    return call_pred(cb_is_codeish, e, a, core);
+}
+
+/* _prose_after: blanks, an optional [.,:], blanks, then a sentence on the same line. */
+static int
+prose_after(Ex *e, Py_ssize_t pos, Py_ssize_t end)
+{
+    Py_ssize_t p = skip_blanks(e, pos, end);
+    if (p < end && in_ascii_set(CH(e, p), ".,:"))
+        p = skip_blanks(e, p + 1, end);
+    if (p >= end || CH(e, p) == '\n')
+        return 0;
+    return prose_at(e, p, line_end(e, p, end));
+}
+
+/* End of the one-line string literal opened at j (either quote), or -1. */
+static Py_ssize_t
+str_end(Ex *e, Py_ssize_t j, Py_ssize_t end, Py_UCS4 quote)
+{
+    Py_ssize_t k = j + 1;
+    while (k < end) {
+        Py_UCS4 c = CH(e, k);
+        if (c == quote)
+            return k + 1;
+        if (c == '\n')
+            return -1;
+        if (c == '\\') {
+            if (k + 1 >= end || CH(e, k + 1) == '\n')
+                return -1;
+            k += 2;
+            continue;
+        }
+        k++;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------- the scanner */
+
+/* the characters _scan_from visits: (){}[];"'`, newline and / */
+static const unsigned char scan_special[128] = {
+    ['('] = 1, [')'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1, [';'] = 1,
+    ['"'] = 1, ['\''] = 1, ['`'] = 1, ['\n'] = 1, ['/'] = 1,
+};
+
+typedef struct {
+    Py_ssize_t *v;
+    Py_ssize_t n, cap;
+} PosVec;
+
+static int
+posvec_push(PosVec *pv, Py_ssize_t x)
+{
+    if (pv->n == pv->cap) {
+        Py_ssize_t cap = pv->cap ? pv->cap * 2 : 16;
+        Py_ssize_t *v = PyMem_Realloc(pv->v, (size_t)cap * sizeof(Py_ssize_t));
+        if (v == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        pv->v = v;
+        pv->cap = cap;
+    }
+    pv->v[pv->n++] = x;
+    return 0;
+}
+
+/* _scan_from. Block mode (quote == 0): sets *stop to the end of the code, returns 1. Quote mode
+ * (quote == '\''): sets *stop to the closing quote and returns 1, or returns 0 when the quote does not
+ * close as code (quotes passed at depth 0 are added to `passed`). -1: an exception is set. */
+static int
+scan_from(Ex *e, Py_ssize_t pos, Py_ssize_t end, Py_UCS4 quote, PosVec *passed, Py_ssize_t *stop)
+{
+    Py_ssize_t depth = 0, closers = -1, i = pos, last_sig = pos;
+    for (;;) {
+        Py_ssize_t j = i;
+        Py_UCS4 c = 0;
+        for (; j < end; j++) {
+            c = CH(e, j);
+            if (c < 128 && scan_special[c])
+                break;
+        }
+        if (j >= end) {
+            if (quote)
+                return 0;
+            Py_ssize_t r = rstrip_end(e, pos, end);
+            *stop = depth > 0 ? end : (last_sig > r ? last_sig : r);
+            return 1;
+        }
+        if (c == '\n') {
+            if (j > i && !quote) {
+                Py_ssize_t r = rstrip_end(e, i, j);
+                if (r > i)
+                    last_sig = r;
+            }
+            /* _BLANK_LINES_RE: blank lines, then the next line's leading [ \t\r] */
+            Py_ssize_t k = j + 1, nxt = j + 1;
+            int blanks = 0;
+            for (;;) {
+                Py_ssize_t q = k;
+                while (q < end && (CH(e, q) == ' ' || CH(e, q) == '\t' || CH(e, q) == '\r'))
+                    q++;
+                if (q < end && CH(e, q) == '\n') {
+                    k = q + 1;
+                    blanks = 1;
+                    continue;
+                }
+                nxt = q;
+                break;
+            }
+            if (nxt >= end) {
+                if (quote)
+                    return 0;
+                *stop = rstrip_end(e, pos, j);
+                return 1;
+            }
+            int pl = prose_line(e, nxt, end, depth <= 0);
+            if (pl < 0)
+                return -1;
+            if (pl) {
+                if (quote)
+                    return 0;
+                *stop = rstrip_end(e, pos, j);
+                return 1;
+            }
+            if (!quote && depth == 0) {
+                Py_UCS4 prev = last_sig > pos ? CH(e, last_sig - 1) : 0;
+                int complete = prev == ';' || prev == '}';
+                if (blanks || complete) {
+                    int cl = codeish_line(e, nxt, end);
+                    if (cl < 0)
+                        return -1;
+                    if (!cl) {
+                        *stop = rstrip_end(e, pos, j);
+                        return 1;
+                    }
+                }
+            }
+            i = nxt;
+            continue;
+        }
+        if (c == '"') {
+            Py_ssize_t se = str_end(e, j, end, '"');
+            i = se >= 0 ? se : j + 1;
+            last_sig = i;
+            continue;
+        }
+        if (c == '\'') {
+            if (quote && depth <= 0) {
+                if (j + 1 >= end || !U_WORD(CH(e, j + 1))) {
+                    *stop = j;
+                    return 1;
+                }
+                if (passed != NULL && posvec_push(passed, j) < 0)
+                    return -1;
+                i = j + 1;
+                continue;
+            }
+            Py_ssize_t se = str_end(e, j, end, '\'');
+            if (se < 0 && !quote && depth == 0) {
+                *stop = rstrip_end(e, pos, j);
+                return 1;
+            }
+            i = se >= 0 ? se : j + 1;
+            last_sig = i;
+            continue;
+        }
+        if (c == '`') {
+            if (!quote) {
+                *stop = rstrip_end(e, pos, j);
+                return 1;
+            }
+            i = j + 1;
+            continue;
+        }
+        if (c == '/') {
+            Py_UCS4 nc = j + 1 < end ? CH(e, j + 1) : 0;
+            if (nc == '/') {
+                Py_ssize_t le = line_end(e, j, end);
+                if (quote && depth <= 0) {
+                    /* _closing_quote_in: a quote not followed by a word character */
+                    for (Py_ssize_t q = j + 2; q < le; q++)
+                        if (CH(e, q) == '\'' && !(q + 1 < le && U_WORD(CH(e, q + 1)))) {
+                            *stop = q;
+                            return 1;
+                        }
+                }
+                i = le;
+                continue;
+            }
+            if (nc == '*') {
+                Py_ssize_t q = j + 2;
+                while (q + 1 < end && !(CH(e, q) == '*' && CH(e, q + 1) == '/'))
+                    q++;
+                i = q + 1 < end ? q + 2 : end;
+                continue;
+            }
+            i = j + 1;
+            continue;
+        }
+        if (c == '(' || c == '[' || c == '{') {
+            depth++;
+            if (quote && depth > 2) {
+                if (closers < 0) {
+                    closers = 0;
+                    for (Py_ssize_t q = j; q < end; q++) {
+                        Py_UCS4 d = CH(e, q);
+                        closers += d == ')' || d == ']' || d == '}';
+                    }
+                }
+                if (depth > closers)
+                    return 0;
+            }
+            i = j + 1;
+            last_sig = i;
+            continue;
+        }
+        if (c == ')' || c == ']' || c == '}') {
+            depth--;
+            i = j + 1;
+            if (depth < 0) {
+                if (quote)
+                    return 0;
+                *stop = rstrip_end(e, pos, j);
+                return 1;
+            }
+            last_sig = i;
+            if (!quote && (depth == 0 || c == '}')) {
+                int pa = prose_after(e, i, end);
+                if (pa < 0)
+                    return -1;
+                if (pa) {
+                    *stop = i;
+                    return 1;
+                }
+            }
+            continue;
+        }
+        /* c == ';' */
+        i = j + 1;
+        last_sig = i;
+        if (!quote) {
+            int pa = prose_after(e, i, end);
+            if (pa < 0)
+                return -1;
+            if (pa) {
+                *stop = i;
+                return 1;
+            }
+        }
+    }
+}
+
+/* _scan: scan_from, and in quote mode, when it fails, mark the quotes it passed as failing too
+ * (failed: one flag per position of the region starting at `base`). */
+static int
+scan(Ex *e, Py_ssize_t pos, Py_ssize_t end, Py_UCS4 quote, char *failed, Py_ssize_t base, Py_ssize_t *stop)
+{
+    PosVec passed = {NULL, 0, 0};
+    int r = scan_from(e, pos, end, quote, quote ? &passed : NULL, stop);
+    if (r == 0 && failed != NULL)
+        for (Py_ssize_t k = 0; k < passed.n; k++)
+            failed[passed.v[k] - base] = 1;
+    PyMem_Free(passed.v);
+    return r;
+}
+
+/* Append CodeSpan(text[x:y], x, y, shape) to the output (made as solidity._span makes it: the
+ * frozen dataclass's slots set through their descriptors). */
+static int
+add_span(Ex *e, Py_ssize_t x, Py_ssize_t y, int shape)
+{
+    PyObject *values[4] = {PyUnicode_Substring(e->s, x, y), PyLong_FromSsize_t(x), PyLong_FromSsize_t(y),
+                           shape_names[shape]};
+    Py_XINCREF(values[3]);
+    PyObject *span = NULL;
+    int rc = -1;
+    if (values[0] != NULL && values[1] != NULL && values[2] != NULL) {
+        span = span_type->tp_alloc(span_type, 0);
+        if (span != NULL) {
+            rc = 0;
+            for (int k = 0; k < 4 && rc == 0; k++)
+                rc = Py_TYPE(span_slots[k])->tp_descr_set(span_slots[k], span, values[k]);
+            if (rc == 0)
+                rc = PyList_Append(e->out, span);
+        }
+    }
+    Py_XDECREF(span);
+    for (int k = 0; k < 4; k++)
+        Py_XDECREF(values[k]);
+    return rc;
+}
+
+enum { CAND_NONE = 0, CAND_TICK, CAND_QUOTE, CAND_BLOCK };
+
+/* The next candidate of _CAND in text[i:b]: its kind, start s, and for a backtick span the closing
+ * backtick (*aux), for a block the start of its code (*aux). -1 on error. */
+static int
+cand_search(Ex *e, Py_ssize_t i, Py_ssize_t b, Py_ssize_t *ps, Py_ssize_t *aux)
+{
+    for (Py_ssize_t s = i; s < b; s++) {
+        Py_UCS4 c = CH(e, s);
+        Py_ssize_t p;
+        switch (c) {
+        case '`':
+            for (Py_ssize_t t = s + 1; t < b; t++)
+                if (CH(e, t) == '`') {
+                    *ps = s;
+                    *aux = t;
+                    return CAND_TICK;
+                }
+            continue;
+        case '\'': {
+            if (s > 0) {
+                Py_UCS4 prev = CH(e, s - 1);
+                if (U_WORD(prev) || prev == '\'' || prev == RSQUO || prev == '`' || prev == '$')
+                    continue;
+            }
+            if (s + 1 >= b)
+                continue;
+            Py_UCS4 nc = CH(e, s + 1);
+            if (!U_SPACE(nc) && nc != '\'') {
+                *ps = s;
+                return CAND_QUOTE;
+            }
+            if (!is_blank(nc))
+                continue;
+            int r = code_start(e, skip_blanks(e, s + 1, b), b);
+            if (r < 0)
+                return -1;
+            if (r) {
+                *ps = s;
+                return CAND_QUOTE;
+            }
+            continue;
+        }
+        case '\n':
+        case ':':
+            p = s + 1;
+            break;
+        case '.':
+        case '?':
+        case '!':
+            if (!(s + 1 < b && CH(e, s + 1) == ' '))
+                continue;
+            p = s + 2;
+            break;
+        default:
+            continue;
+        }
+        p = skip_blanks(e, p, b);
+        int r = code_start(e, p, b);
+        if (r < 0)
+            return -1;
+        if (r) {
+            *ps = s;
+            *aux = p;
+            return CAND_BLOCK;
+        }
+    }
+    return CAND_NONE;
+}
+
+/* _SAME_LINE_QUOTE_RE.match(text, s, b): '([^'\n]+)'(?!\w); the closing quote, or -1. */
+static Py_ssize_t
+same_line_quote(Ex *e, Py_ssize_t s, Py_ssize_t b)
+{
+    for (Py_ssize_t t = s + 1; t < b; t++) {
+        Py_UCS4 c = CH(e, t);
+        if (c == '\n')
+            return -1;
+        if (c == '\'') {
+            if (t == s + 1 || (t + 1 < b && U_WORD(CH(e, t + 1))))
+                return -1;
+            return t;
+        }
+    }
+    return -1;
+}
+
+static int
+scan_region(Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    char *failed = NULL;
+    int rc = -1;
+    Py_ssize_t i = a, content = a;
+    int block_at = 0;
+    if (a < b && (a == 0 || CH(e, a - 1) == '\n')) {
+        Py_ssize_t p = skip_blanks(e, a, b);
+        int r = code_start(e, p, b);
+        if (r < 0)
+            goto done;
+        if (r) {
+            block_at = 1;
+            content = p;
+        }
+    }
+    while (i < b) {
+        int kind;
+        Py_ssize_t s = a, aux = 0;
+        if (block_at) {
+            kind = CAND_BLOCK;
+            block_at = 0;
+        }
+        else {
+            kind = cand_search(e, i, b, &s, &aux);
+            if (kind < 0)
+                goto done;
+            if (kind == CAND_NONE)
+                break;
+            if (kind == CAND_BLOCK)
+                content = aux;
+        }
+        if (kind == CAND_TICK) {
+            Py_ssize_t x = s + 1, y = aux;
+            trimmed(e, &x, &y);
+            if (y > x) {
+                int r = codeish_trimmed(e, x, y);
+                if (r < 0 || (r && add_span(e, x, y, SHAPE_INLINE) < 0))
+                    goto done;
+            }
+            i = aux + 1;
+            continue;
+        }
+        if (kind == CAND_QUOTE) {
+            Py_ssize_t close = s + 1;
+            int ok = 0;
+            if (failed == NULL) {
+                failed = PyMem_Calloc((size_t)(b - a), 1);
+                if (failed == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+            }
+            if (!failed[s - a]) {
+                ok = scan(e, s + 1, b, '\'', failed, a, &close);
+                if (ok < 0)
+                    goto done;
+            }
+            if (!ok) {
+                Py_ssize_t q = same_line_quote(e, s, b);
+                if (q >= 0) {
+                    close = q;
+                }
+                else {
+                    int r = code_start_re(e, s + 1, b);
+                    if (r < 0)
+                        goto done;
+                    if (!r) {
+                        i = s + 1;
+                        continue;
+                    }
+                    /* an unclosed (truncated) or comment-swallowed quote around code: a block */
+                    Py_ssize_t stop;
+                    if (scan(e, s + 1, b, 0, NULL, a, &stop) < 0)
+                        goto done;
+                    Py_ssize_t x = s + 1, y = stop;
+                    trimmed(e, &x, &y);
+                    if (y > x && CH(e, y - 1) == '\'')
+                        y = rstrip_end(e, x, y - 1);
+                    if (y > x) {
+                        int c = call_pred(cb_is_codeish, e, x, y);
+                        if (c < 0 || (c && add_span(e, x, y, SHAPE_BLOCK) < 0))
+                            goto done;
+                    }
+                    i = stop > s + 1 ? stop : s + 1;
+                    continue;
+                }
+            }
+            Py_ssize_t x = s + 1, y = close;
+            trimmed(e, &x, &y);
+            if (y > x) {
+                int r = codeish_trimmed(e, x, y);
+                if (r < 0 || (r && add_span(e, x, y, SHAPE_INLINE) < 0))
+                    goto done;
+            }
+            i = close + 1;
+            continue;
+        }
+        /* a block */
+        Py_ssize_t stop;
+        if (scan(e, content, b, 0, NULL, a, &stop) < 0)
+            goto done;
+        Py_ssize_t x = content, y = stop;
+        trimmed(e, &x, &y);
+        if (y - x > 1) {
+            int r = has_any(e, x, y, ";{}") ? 1 : codeish_trimmed(e, x, y);
+            if (r < 0 || (r && add_span(e, x, y, SHAPE_BLOCK) < 0))
+                goto done;
+        }
+        i = stop > content + 1 ? stop : content + 1;
+    }
+    rc = 0;
+done:
+    PyMem_Free(failed);
+    return rc;
+}
+
+static Py_ssize_t
+find_fence(Ex *e, Py_ssize_t from)
+{
+    for (Py_ssize_t i = from; i + 2 < e->n; i++)
+        if (CH(e, i) == '`' && CH(e, i + 1) == '`' && CH(e, i + 2) == '`')
+            return i;
+    return -1;
+}
+
+const char extract_spans_doc[] =
+    "extract_spans(text) -> list[CodeSpan]\n\n"
+    "Every code span of text: solidity.extract_code.";
+
+PyObject *
+fast_extract_spans(PyObject *self, PyObject *args)
+{
+    PyObject *s;
+    if (!PyArg_ParseTuple(args, "U:extract_spans", &s))
+        return NULL;
+    if (cb_code_start == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "extract_init was not called");
+        return NULL;
+    }
+    Ex e = {s, PyUnicode_KIND(s), PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s), PyList_New(0)};
+    if (e.out == NULL)
+        return NULL;
+    Py_ssize_t pos = 0, n = e.n;
+    Py_ssize_t f = n ? find_fence(&e, 0) : -1;
+    while (f >= 0) {
+        Py_ssize_t q = f + 3, cs = q;
+        /* an optional language line: [ \t]*[\w+#.-]*[ \t]*\n */
+        Py_ssize_t r = skip_blanks(&e, q, n);
+        while (r < n && (U_WORD(CH(&e, r)) || in_ascii_set(CH(&e, r), "+#.-")))
+            r++;
+        r = skip_blanks(&e, r, n);
+        if (r < n && CH(&e, r) == '\n')
+            cs = r + 1;
+        Py_ssize_t ce = find_fence(&e, cs), fend;
+        if (ce < 0) {
+            ce = n;
+            fend = n;
+        }
+        else {
+            fend = ce + 3;
+        }
+        if (f > pos && scan_region(&e, pos, f) < 0)
+            goto fail;
+        Py_ssize_t x = cs, y = ce;
+        trimmed(&e, &x, &y);
+        if (y > x && add_span(&e, x, y, SHAPE_FENCE) < 0)
+            goto fail;
+        pos = fend;
+        f = find_fence(&e, fend);
+    }
+    if (pos < n && scan_region(&e, pos, n) < 0)
+        goto fail;
+    return e.out;
+fail:
+    Py_DECREF(e.out);
+    return NULL;
+}
+
+const char extract_init_doc[] =
+    "extract_init(code_start_match, is_codeish_trimmed, is_codeish, keep, stopwords, span_type, shapes) -> None\n\n"
+    "The Python judgements extract_spans calls back, the word sets it uses and the spans it makes (see\n"
+    "solidity.py; span_type is a slotted class with text, start, end and shape, shapes the names of the\n"
+    "fence, inline and block shapes).";
+
+PyObject *
+fast_extract_init(PyObject *self, PyObject *args)
+{
+    PyObject *cs, *ct, *ci, *keep, *stops, *shapes;
+    PyTypeObject *st;
+    if (!PyArg_ParseTuple(args, "OOOO!OO!O!:extract_init", &cs, &ct, &ci, &PyFrozenSet_Type, &keep, &stops,
+                          &PyType_Type, &st, &PyTuple_Type, &shapes))
+        return NULL;
+    if (PyTuple_GET_SIZE(shapes) != 3) {
+        PyErr_SetString(PyExc_ValueError, "shapes: the names of the fence, inline and block shapes");
+        return NULL;
+    }
+    static const char *const slot_names[4] = {"text", "start", "end", "shape"};
+    PyObject *slots[4];
+    for (int k = 0; k < 4; k++) {
+        slots[k] = PyObject_GetAttrString((PyObject *)st, slot_names[k]);
+        if (slots[k] != NULL && (Py_TYPE(slots[k])->tp_descr_set == NULL)) {
+            Py_DECREF(slots[k]);
+            slots[k] = NULL;
+            PyErr_Format(PyExc_TypeError, "span_type.%s is not a slot", slot_names[k]);
+        }
+        if (slots[k] == NULL) {
+            for (int q = 0; q < k; q++)
+                Py_DECREF(slots[q]);
+            return NULL;
+        }
+    }
+    PyObject *it = PyObject_GetIter(stops);
+    if (it == NULL)
+        return NULL;
+    int n = 0;
+    PyObject *w;
+    while ((w = PyIter_Next(it)) != NULL) {
+        Py_ssize_t len = PyUnicode_Check(w) ? PyUnicode_GET_LENGTH(w) : -1;
+        if (len <= 0 || len >= STOP_LEN || n >= MAX_STOP) {
+            Py_DECREF(w);
+            Py_DECREF(it);
+            PyErr_SetString(PyExc_ValueError, "stop words: at most 64 non-empty strings of under 16 characters");
+            return NULL;
+        }
+        for (Py_ssize_t k = 0; k < len; k++) {
+            Py_UCS4 c = PyUnicode_READ_CHAR(w, k);
+            if (!((c < 128 && !(c >= 'A' && c <= 'Z')) || c == RSQUO)) {
+                Py_DECREF(w);
+                Py_DECREF(it);
+                PyErr_SetString(PyExc_ValueError, "stop words must be lower-case ASCII (or use the ’ apostrophe)");
+                return NULL;
+            }
+            stopwords[n][k] = c;
+        }
+        stop_lens[n++] = (int)len;
+        Py_DECREF(w);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    n_stop = n;
+    Py_INCREF(cs);
+    Py_INCREF(ct);
+    Py_INCREF(ci);
+    Py_INCREF(keep);
+    Py_XSETREF(cb_code_start, cs);
+    Py_XSETREF(cb_codeish, ct);
+    Py_XSETREF(cb_is_codeish, ci);
+    Py_XSETREF(keep_set, keep);
+    Py_INCREF(st);
+    Py_XSETREF(span_type, st);
+    for (int k = 0; k < 4; k++)
+        Py_XSETREF(span_slots[k], slots[k]);
+    for (int k = 0; k < 3; k++) {
+        PyObject *name = PyTuple_GET_ITEM(shapes, k);
+        Py_INCREF(name);
+        Py_XSETREF(shape_names[k], name);
+    }
+    Py_RETURN_NONE;
+}
