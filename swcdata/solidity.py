@@ -948,6 +948,13 @@ def _count_errors(root: Any) -> int:
     return count or 1  # pragma: no cover
 
 
+# Per wrapping: its name and the UTF-8 text before and after the code (the function wrapping's
+# second ending adds the ";" that makes a bare expression a statement); the one ParseResult of a
+# clean parse in it (results are frozen, so one object serves every span).
+_WRAPPED = tuple((name, pre.encode(), post.encode(), (";" + post).encode()) for name, pre, post in _WRAPPERS)
+_CLEAN = tuple(ParseResult(True, name, 0) for name, _, _ in _WRAPPERS)
+
+
 def _parse_in_order(code: str, order: tuple[int, ...]) -> tuple[ParseResult, Any, int]:
     """Parse `code` in the wrappings `order` names (indices into `_WRAPPERS`), stopping at the first
     without errors; else the attempt with the fewest ERROR+MISSING nodes. Returns the result, its
@@ -955,17 +962,20 @@ def _parse_in_order(code: str, order: tuple[int, ...]) -> tuple[ParseResult, Any
     ts = _TS or _ts()
     parse_bytes = ts["parser"].parse
     body = code.encode("utf-8")
-    bare_expr = not code.rstrip().endswith((";", "}"))
+    bare_expr: bool | None = None
     best: tuple[ParseResult, Any, int] | None = None
     for k in order:
-        name, pre, post = _WRAPPERS[k]
-        if k == 2 and bare_expr:
-            post = ";" + post  # an expression span (`a.b(c)`, `x + y`) becomes an expression statement
-        pre_b = pre.encode()
-        tree = parse_bytes(pre_b + body + post.encode())
-        errors = _count_errors(tree.root_node)
-        if errors == 0:
-            return ParseResult(True, name, 0), tree, len(pre_b)
+        _, pre_b, post_b, post_expr_b = _WRAPPED[k]
+        if k == 2:
+            if bare_expr is None:
+                bare_expr = not code.rstrip().endswith((";", "}"))
+            if bare_expr:  # an expression span (`a.b(c)`, `x + y`) becomes an expression statement
+                post_b = post_expr_b
+        tree = parse_bytes(pre_b + body + post_b)
+        root = tree.root_node
+        if not root.has_error:
+            return _CLEAN[k], tree, len(pre_b)
+        errors = _count_errors(root)
         if best is None or errors < best[0].error_count:
             best = (ParseResult(False, None, errors), tree, len(pre_b))
     assert best is not None

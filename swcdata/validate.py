@@ -169,15 +169,25 @@ def _check_fields(obj: dict[str, Any]) -> list[tuple[str, str | None, str]]:
 _CODE_BLANKS = b" \t\n\r\x0b\x0c"
 
 
+_SOLIDITY: Any = None
+
+
+def _solidity() -> Any:
+    """The Solidity module, imported on first use (the schema-level checks never need it)."""
+    global _SOLIDITY
+    from swcdata import solidity
+
+    _SOLIDITY = solidity
+    return solidity
+
+
 def _code_signature(code: str) -> bytes:
     """A necessary condition for two spans to have the same tokens (the no-op-fix comparison):
     spans with equal tokens have equal signatures. Without comments the tokens and the blanks
     between them make up the whole text, so the text less its blanks is the tokens joined less
     their blanks; only a span with comments needs the lexer."""
-    from swcdata import solidity
-
     if "//" in code or "/*" in code:
-        return "".join(solidity.code_tokens(code)).encode("utf-8").translate(None, _CODE_BLANKS)
+        return "".join((_SOLIDITY or _solidity()).code_tokens(code)).encode("utf-8").translate(None, _CODE_BLANKS)
     return code.encode("utf-8").translate(None, _CODE_BLANKS)
 
 
@@ -189,8 +199,7 @@ _PARSED_MAX = 50_000
 
 
 def _code_findings(instruction: str, response: str, cfg: ValidateConfig) -> list[tuple[str, str | None, str]]:
-    from swcdata import solidity
-
+    solidity = _SOLIDITY or _solidity()
     out: list[tuple[str, str | None, str]] = []
     ins_spans = solidity.extract_code(instruction)
     if not ins_spans:
