@@ -1,20 +1,15 @@
 /* swcdata._fast.extract_spans: `swcdata.solidity.extract_code` in C.
  *
  * A line-for-line port of the Python extractor's scanner (extract_code, _scan_region, _scan_from and
- * the prose tests they call), giving the same spans; tests/test_fast.py and bench/extraction_golden.py
- * compare both. Two judgements stay in Python and are called back: whether a Solidity code start
- * (solidity._CODE_START_RE) matches at a position, and is_codeish on a candidate's text. A code start
- * is asked for only where a cheap necessary condition of that regex holds (see code_start), so
- * prose rarely calls back.
+ * the prose tests they call, the code-start regex and the is_codeish tests), giving the same spans;
+ * tests/test_fast.py and bench/extraction_golden.py compare both, and the code-start and is_codeish
+ * tests with their regexes.
  *
  * Character classes follow Python's str regexes (Unicode): \s is Py_UNICODE_ISSPACE, \w is
  * Py_UNICODE_ISALNUM or "_", \d is Py_UNICODE_ISDECIMAL; str.isspace/strip use the same \s.
  */
 #include "_fast.h"
 
-static PyObject *cb_code_start; /* _CODE_START_RE.match: (text, pos, end) -> Match | None */
-static PyObject *cb_codeish;    /* _is_codeish_trimmed: (str) -> bool */
-static PyObject *cb_is_codeish; /* is_codeish: (str) -> bool */
 static PyObject *keep_set;      /* solidity._KEEP */
 static PyTypeObject *span_type; /* solidity.CodeSpan, and the descriptors of its slots */
 static PyObject *span_slots[4]; /* text, start, end, shape */
@@ -27,25 +22,51 @@ static int stop_lens[MAX_STOP];
 static int n_stop;
 
 #define U_SPACE(c) Py_UNICODE_ISSPACE(c)
-#define U_WORD(c) (Py_UNICODE_ISALNUM(c) || (c) == '_')
+#define U_WORD(c) ((c) < 128 ? IS_WORD(c) : Py_UNICODE_ISALNUM(c))
 #define RSQUO 0x2019 /* ’ */
 
 typedef struct {
     PyObject *s;
-    int kind;
-    const void *data;
+    const Py_UCS4 *data; /* the text as UCS-4 (one read per character, whatever the str's kind) */
     Py_ssize_t n;
     PyObject *out; /* list of CodeSpan */
 } Ex;
 
-#define CH(e, i) PyUnicode_READ((e)->kind, (e)->data, (i))
+#define CH(e, i) ((e)->data[(i)])
+
+/* Point e at s (as UCS-4: a copy unless s is stored that way); ex_done frees the copy. */
+static int
+ex_init(Ex *e, PyObject *s, PyObject *out)
+{
+    e->s = s;
+    e->n = PyUnicode_GET_LENGTH(s);
+    e->out = out;
+    if (PyUnicode_KIND(s) == PyUnicode_4BYTE_KIND) {
+        e->data = PyUnicode_4BYTE_DATA(s);
+        return 0;
+    }
+    e->data = PyUnicode_AsUCS4Copy(s);
+    return e->data == NULL ? -1 : 0;
+}
+
+static void
+ex_done(Ex *e)
+{
+    if (PyUnicode_KIND(e->s) != PyUnicode_4BYTE_KIND)
+        PyMem_Free((void *)e->data);
+}
 
 enum { SHAPE_FENCE = 0, SHAPE_INLINE = 1, SHAPE_BLOCK = 2 };
 
-static int
+static inline int
 in_ascii_set(Py_UCS4 c, const char *set)
 {
-    return c != 0 && c < 128 && strchr(set, (int)c) != NULL;
+    if (c == 0 || c >= 128)
+        return 0;
+    for (; *set; set++)
+        if ((Py_UCS4)(unsigned char)*set == c)
+            return 1;
+    return 0;
 }
 
 static int
@@ -103,35 +124,6 @@ has_any(Ex *e, Py_ssize_t a, Py_ssize_t b, const char *set)
     return 0;
 }
 
-/* A Python predicate on text[a:b]: 1, 0, or -1 with an exception set. */
-static int
-call_pred(PyObject *fn, Ex *e, Py_ssize_t a, Py_ssize_t b)
-{
-    PyObject *t = PyUnicode_Substring(e->s, a, b);
-    if (t == NULL)
-        return -1;
-    PyObject *r = PyObject_CallOneArg(fn, t);
-    Py_DECREF(t);
-    if (r == NULL)
-        return -1;
-    int ok = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    return ok;
-}
-
-/* _is_codeish_trimmed(text[a:b]): the cheap tests here, the rest in Python. */
-static int
-codeish_trimmed(Ex *e, Py_ssize_t a, Py_ssize_t b)
-{
-    if (b - a < 2)
-        return 0;
-    if (has_any(e, a, b, ";{}"))
-        return 1;
-    return call_pred(cb_codeish, e, a, b);
-}
-
-/* ------------------------------------------------------------------------------- code starts */
-
 static const char *const MODS[] = {"memory", "storage", "calldata", "public", "private", "internal", "external",
                                    "constant", "immutable", "payable", "override", NULL};
 
@@ -184,37 +176,590 @@ id_guard(Ex *e, Py_ssize_t p, Py_ssize_t end)
     return m < end && (CH(e, m) == '=' || CH(e, m) == ';');
 }
 
-/* Does solidity._CODE_START match at p (bounded by end)? Every keyword-led branch starts with one of
- * [a-z(+\-_], every identifier-led one passes id_guard: elsewhere the answer is no without asking. */
+/* ------------------------------------------------------------------------------- _CODE_START in C
+ *
+ * Each branch of solidity._CODE_START_KW / _CODE_START_ID as a yes/no test at p, bounded by end. Where
+ * a branch's regex could backtrack into another way of matching, the comment says why the test
+ * below covers every way (tests/test_fast.py compares these with the regex on random text). */
+
+static Py_ssize_t
+lit(Ex *e, Py_ssize_t p, Py_ssize_t end, const char *w) /* the end of the literal w at p, or -1 */
+{
+    for (; *w; w++, p++)
+        if (p >= end || CH(e, p) != (Py_UCS4)(unsigned char)*w)
+            return -1;
+    return p;
+}
+
+static Py_ssize_t
+ws0(Ex *e, Py_ssize_t p, Py_ssize_t end) /* \s* */
+{
+    while (p < end && U_SPACE(CH(e, p)))
+        p++;
+    return p;
+}
+
+static Py_ssize_t
+ws1(Ex *e, Py_ssize_t p, Py_ssize_t end) /* \s+, or -1 */
+{
+    Py_ssize_t q = ws0(e, p, end);
+    return q > p ? q : -1;
+}
+
+static int
+boundary(Ex *e, Py_ssize_t p, Py_ssize_t end) /* \b after a word character */
+{
+    return p >= end || !U_WORD(CH(e, p));
+}
+
+static int
+at(Ex *e, Py_ssize_t p, Py_ssize_t end, Py_UCS4 c)
+{
+    return p >= 0 && p < end && CH(e, p) == c;
+}
+
+static Py_ssize_t
+ident(Ex *e, Py_ssize_t p, Py_ssize_t end) /* [A-Za-z_]\w* (greedy: every use needs a non-word next) */
+{
+    if (p < 0 || p >= end)
+        return -1;
+    Py_UCS4 c = CH(e, p);
+    if (!(IS_ALPHA(c) || c == '_'))
+        return -1;
+    p++;
+    while (p < end && U_WORD(CH(e, p)))
+        p++;
+    return p;
+}
+
+static Py_ssize_t
+ident_dollar(Ex *e, Py_ssize_t p, Py_ssize_t end) /* [A-Za-z_$][\w$]* */
+{
+    if (p < 0 || p >= end)
+        return -1;
+    Py_UCS4 c = CH(e, p);
+    if (!(IS_ALPHA(c) || c == '_' || c == '$'))
+        return -1;
+    p++;
+    while (p < end && is_word_dollar(CH(e, p)))
+        p++;
+    return p;
+}
+
+static Py_ssize_t
+first_of(Ex *e, Py_ssize_t p, Py_ssize_t end, const char *set) /* the first character of set at or after p */
+{
+    while (p < end && !in_ascii_set(CH(e, p), set))
+        p++;
+    return p;
+}
+
+/* _LVALUE: a name, then [index] (one level of nesting, one line) and .member parts. Greedy is the
+ * only way: a shorter name or fewer parts leave "[", "." or a name character next, which no
+ * continuation accepts. */
+static Py_ssize_t
+lvalue(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    p = ident_dollar(e, p, end);
+    if (p < 0)
+        return -1;
+    for (;;) {
+        Py_ssize_t q = ws0(e, p, end);
+        if (at(e, q, end, '[')) {
+            Py_ssize_t k = q + 1;
+            for (;;) {
+                if (k >= end)
+                    return p;
+                Py_UCS4 c = CH(e, k);
+                if (c == ']')
+                    break;
+                if (c == '\n')
+                    return p;
+                if (c == '[') {
+                    Py_ssize_t r = first_of(e, k + 1, end, "[]\n");
+                    if (!at(e, r, end, ']'))
+                        return p;
+                    k = r + 1;
+                    continue;
+                }
+                k++;
+            }
+            p = k + 1;
+            continue;
+        }
+        if (at(e, p, end, '.')) {
+            Py_ssize_t r = ident_dollar(e, p + 1, end);
+            if (r < 0)
+                return p;
+            p = r;
+            continue;
+        }
+        return p;
+    }
+}
+
+/* "contract"/"library"/"interface" NAME \s* (?:is\b[^{};\n]*)? \{ from q (just past the keyword and its
+ * blanks). Besides the greedy name, the name may end in "is" that the optional part takes (the
+ * "is" then ends at the name's end: "contract Xis a {" matches as "X" + "is a "). */
+static int
+contract_rest(Ex *e, Py_ssize_t q, Py_ssize_t end)
+{
+    Py_ssize_t r = ident(e, q, end);
+    if (r < 0)
+        return 0;
+    Py_ssize_t t = ws0(e, r, end);
+    if (at(e, t, end, '{'))
+        return 1;
+    if (lit(e, t, end, "is") >= 0 && boundary(e, t + 2, end) && at(e, first_of(e, t + 2, end, "{};\n"), end, '{'))
+        return 1;
+    if (r - q >= 3 && CH(e, r - 2) == 'i' && CH(e, r - 1) == 's' && at(e, first_of(e, r, end, "{};\n"), end, '{'))
+        return 1;
+    return 0;
+}
+
+static int
+kw_branches(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    Py_ssize_t q;
+    switch (CH(e, p)) {
+    case 'p':
+        if ((q = lit(e, p, end, "pragma")) >= 0 && (q = ws1(e, q, end)) >= 0 && (q = lit(e, q, end, "solidity")) >= 0)
+            return boundary(e, q, end);
+        return 0;
+    case 'i':
+        if ((q = lit(e, p, end, "import")) >= 0 && (q = ws1(e, q, end)) >= 0)
+            return q < end && in_ascii_set(CH(e, q), "\"'{*");
+        if ((q = lit(e, p, end, "interface")) >= 0 && (q = ws1(e, q, end)) >= 0)
+            return contract_rest(e, q, end);
+        if ((q = lit(e, p, end, "if")) >= 0)
+            return at(e, ws0(e, q, end), end, '(');
+        return 0;
+    case 'a':
+        if ((q = lit(e, p, end, "abstract")) >= 0) {
+            if ((q = ws1(e, q, end)) >= 0 && (q = lit(e, q, end, "contract")) >= 0 && (q = ws1(e, q, end)) >= 0)
+                return contract_rest(e, q, end);
+            return 0;
+        }
+        if ((q = lit(e, p, end, "assert")) >= 0)
+            return at(e, ws0(e, q, end), end, '(');
+        if ((q = lit(e, p, end, "assembly")) >= 0)
+            return at(e, ws0(e, q, end), end, '{');
+        return 0;
+    case 'c':
+        if ((q = lit(e, p, end, "contract")) >= 0)
+            return (q = ws1(e, q, end)) >= 0 && contract_rest(e, q, end);
+        if ((q = lit(e, p, end, "constructor")) >= 0)
+            return at(e, ws0(e, q, end), end, '(');
+        return 0;
+    case 'l':
+        if ((q = lit(e, p, end, "library")) >= 0)
+            return (q = ws1(e, q, end)) >= 0 && contract_rest(e, q, end);
+        if ((q = lit(e, p, end, "let")) >= 0 && (q = ws1(e, q, end)) >= 0 && (q = ident(e, q, end)) >= 0) {
+            q = ws0(e, q, end);
+            return at(e, q, end, ':') && at(e, q + 1, end, '=');
+        }
+        return 0;
+    case 'f':
+        if ((q = lit(e, p, end, "function")) >= 0) {
+            /* \s*[A-Za-z_$]?[\w$]*\s*\( : any run of [\w$] between the blanks */
+            q = ws0(e, q, end);
+            while (q < end && is_word_dollar(CH(e, q)))
+                q++;
+            return at(e, ws0(e, q, end), end, '(');
+        }
+        if ((q = lit(e, p, end, "fallback")) >= 0 || (q = lit(e, p, end, "for")) >= 0)
+            return at(e, ws0(e, q, end), end, '(');
+        return 0;
+    case 'r':
+        if ((q = lit(e, p, end, "receive")) >= 0 && at(e, (q = ws0(e, q, end)), end, '('))
+            return at(e, ws0(e, q + 1, end), end, ')');
+        if ((q = lit(e, p, end, "require")) >= 0 || (q = lit(e, p, end, "revert")) >= 0)
+            return at(e, ws0(e, q, end), end, '(');
+        if ((q = lit(e, p, end, "return")) >= 0) {
+            /* return\b[^\n.]*; : a ";" before the line's first "." */
+            if (boundary(e, q, end) && at(e, first_of(e, q, end, "\n.;"), end, ';'))
+                return 1;
+            return at(e, ws0(e, q, end), end, '(');
+        }
+        return 0;
+    case 'm':
+        if ((q = lit(e, p, end, "modifier")) >= 0 && (q = ws1(e, q, end)) >= 0 && (q = ident(e, q, end)) >= 0) {
+            q = ws0(e, q, end);
+            return at(e, q, end, '(') || at(e, q, end, '{');
+        }
+        if ((q = lit(e, p, end, "mapping")) >= 0)
+            return at(e, ws0(e, q, end), end, '(');
+        return 0;
+    case 'e':
+        if ((q = lit(e, p, end, "event")) >= 0 || (q = lit(e, p, end, "emit")) >= 0)
+            return (q = ws1(e, q, end)) >= 0 && (q = ident(e, q, end)) >= 0 && at(e, ws0(e, q, end), end, '(');
+        if ((q = lit(e, p, end, "enum")) >= 0)
+            return (q = ws1(e, q, end)) >= 0 && (q = ident(e, q, end)) >= 0 && at(e, ws0(e, q, end), end, '{');
+        if ((q = lit(e, p, end, "else")) >= 0 && boundary(e, q, end)) {
+            q = ws0(e, q, end);
+            return at(e, q, end, '{') || at(e, q, end, 'i');
+        }
+        return 0;
+    case 's':
+        if ((q = lit(e, p, end, "struct")) >= 0)
+            return (q = ws1(e, q, end)) >= 0 && (q = ident(e, q, end)) >= 0 && at(e, ws0(e, q, end), end, '{');
+        return 0;
+    case 'u':
+        if ((q = lit(e, p, end, "using")) >= 0 && (q = ws1(e, q, end)) >= 0 && (q = ident(e, q, end)) >= 0 &&
+            (q = ws1(e, q, end)) >= 0 && (q = lit(e, q, end, "for")) >= 0)
+            return boundary(e, q, end);
+        if ((q = lit(e, p, end, "unchecked")) >= 0)
+            return at(e, ws0(e, q, end), end, '{');
+        return 0;
+    case 'w':
+        if ((q = lit(e, p, end, "while")) >= 0)
+            return at(e, ws0(e, q, end), end, '(');
+        return 0;
+    case 'd':
+        if ((q = lit(e, p, end, "do")) >= 0 && at(e, ws0(e, q, end), end, '{'))
+            return 1;
+        if ((q = lit(e, p, end, "delete")) >= 0 && (q = ws1(e, q, end)) >= 0 && (q = lvalue(e, q, end)) >= 0)
+            return at(e, ws0(e, q, end), end, ';');
+        return 0;
+    case 't':
+        if ((q = lit(e, p, end, "throw")) >= 0)
+            return at(e, ws0(e, q, end), end, ';');
+        return 0;
+    case '(': {
+        /* \(\s*(?:bool|uint\d*|bytes\d*|address)\b[^)\n]*\)\s*= */
+        q = ws0(e, p + 1, end);
+        Py_ssize_t r;
+        if ((r = lit(e, q, end, "bool")) < 0 && (r = lit(e, q, end, "address")) < 0) {
+            if ((r = lit(e, q, end, "uint")) < 0 && (r = lit(e, q, end, "bytes")) < 0)
+                return 0;
+            while (r < end && Py_UNICODE_ISDECIMAL(CH(e, r)))
+                r++;
+        }
+        if (!boundary(e, r, end))
+            return 0;
+        r = first_of(e, r, end, ")\n");
+        return at(e, r, end, ')') && at(e, ws0(e, r + 1, end), end, '=');
+    }
+    case '+':
+    case '-':
+        if (at(e, p + 1, end, CH(e, p)) && (q = lvalue(e, ws0(e, p + 2, end), end)) >= 0)
+            return at(e, ws0(e, q, end), end, ';');
+        return 0;
+    case '_':
+        return at(e, ws0(e, p + 1, end), end, ';');
+    default:
+        return 0;
+    }
+}
+
+static int
+is_mod(Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    for (const char *const *w = MODS; *w != NULL; w++)
+        if (equals_ascii(e, a, b, *w))
+            return 1;
+    return 0;
+}
+
+/* _TYPE's ends at p (a type can end in two places: "address" or "address payable"). */
+static int
+type_ends(Ex *e, Py_ssize_t p, Py_ssize_t end, Py_ssize_t *ends)
+{
+    int n = 0;
+    Py_ssize_t q;
+    Py_UCS4 c = CH(e, p);
+    if (c >= 'A' && c <= 'Z') {
+        q = p + 1;
+        while (q < end && U_WORD(CH(e, q)))
+            q++;
+        ends[n++] = q;
+        return n;
+    }
+    if ((q = lit(e, p, end, "uint")) >= 0 || (q = lit(e, p, end, "int")) >= 0 || (q = lit(e, p, end, "bytes")) >= 0) {
+        while (q < end && Py_UNICODE_ISDECIMAL(CH(e, q)))
+            q++;
+        ends[n++] = q;
+    }
+    if ((q = lit(e, p, end, "byte")) >= 0)
+        ends[n++] = q;
+    if ((q = lit(e, p, end, "address")) >= 0) {
+        ends[n++] = q;
+        Py_ssize_t r = ws1(e, q, end);
+        if (r >= 0 && (r = lit(e, r, end, "payable")) >= 0)
+            ends[n++] = r;
+    }
+    if ((q = lit(e, p, end, "bool")) >= 0 || (q = lit(e, p, end, "string")) >= 0 || (q = lit(e, p, end, "var")) >= 0)
+        ends[n++] = q;
+    if ((q = lit(e, p, end, "ufixed")) >= 0 || (q = lit(e, p, end, "fixed")) >= 0) {
+        while (q < end && (Py_UNICODE_ISDECIMAL(CH(e, q)) || CH(e, q) == 'x'))
+            q++;
+        ends[n++] = q;
+    }
+    if ((q = lit(e, p, end, "mapping")) >= 0 && at(e, (q = ws0(e, q, end)), end, '(')) {
+        q = first_of(e, q + 1, end, ")\n");
+        if (at(e, q, end, ')'))
+            ends[n++] = q + 1;
+    }
+    return n;
+}
+
+/* _TYPE \s+ _MODS NAME \s* [=;] : after the type (and its [] suffixes, greedy: fewer leave "[" next),
+ * blanks, then words: a run of modifier keywords (each followed by blanks) and a name followed by "=" or
+ * ";". Any modifier keyword may also be the name ("uint public = 1;"), so every split is tried. */
+static int
+decl_branch(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    Py_ssize_t ends[4];
+    int n = type_ends(e, p, end, ends);
+    for (int k = 0; k < n; k++) {
+        Py_ssize_t q = ends[k];
+        for (;;) { /* (?:\s*\[\w*\])* */
+            Py_ssize_t r = ws0(e, q, end);
+            if (!at(e, r, end, '['))
+                break;
+            r++;
+            while (r < end && U_WORD(CH(e, r)))
+                r++;
+            if (!at(e, r, end, ']'))
+                break;
+            q = r + 1;
+        }
+        if ((q = ws1(e, q, end)) < 0)
+            continue;
+        for (;;) {
+            Py_ssize_t r = ident_dollar(e, q, end);
+            if (r < 0)
+                break;
+            Py_ssize_t t = ws0(e, r, end);
+            if (at(e, t, end, '=') || at(e, t, end, ';'))
+                return 1;
+            if (!(is_mod(e, q, r) && r < end && U_SPACE(CH(e, r))))
+                break;
+            q = ws0(e, r, end);
+        }
+    }
+    return 0;
+}
+
+/* NAME(args) mods {  (an old-style constructor): the words and their (args) are possessive. */
+static int
+ctor_branch(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    Py_ssize_t q = ident(e, p, end);
+    if (q < 0 || !at(e, (q = ws0(e, q, end)), end, '('))
+        return 0;
+    q = first_of(e, q + 1, end, "()");
+    if (!at(e, q, end, ')'))
+        return 0;
+    q = ws0(e, q + 1, end);
+    for (;;) {
+        Py_ssize_t r = ident(e, q, end);
+        if (r < 0)
+            break;
+        if (at(e, r, end, '(')) {
+            Py_ssize_t c = first_of(e, r + 1, end, "()\n");
+            if (at(e, c, end, ')'))
+                r = c + 1;
+        }
+        q = ws0(e, r, end);
+    }
+    return at(e, q, end, '{');
+}
+
+static int
+id_branches(Ex *e, Py_ssize_t p, Py_ssize_t end)
+{
+    if (decl_branch(e, p, end))
+        return 1;
+    Py_ssize_t q = lvalue(e, p, end);
+    if (q >= 0) {
+        Py_ssize_t s = ws0(e, q, end);
+        if (s < end) {
+            Py_UCS4 c = CH(e, s);
+            /* (?:[-+*\/%|&^]|<<|>>)?=(?![=>]) */
+            Py_ssize_t eq = -1;
+            if (c == '=')
+                eq = s;
+            else if (in_ascii_set(c, "-+*/%|&^") && at(e, s + 1, end, '='))
+                eq = s + 1;
+            else if ((c == '<' || c == '>') && at(e, s + 1, end, c) && at(e, s + 2, end, '='))
+                eq = s + 2;
+            if (eq >= 0 && !(eq + 1 < end && (CH(e, eq + 1) == '=' || CH(e, eq + 1) == '>')))
+                return 1;
+            /* (?:\+\+|--)\s*; */
+            if ((c == '+' || c == '-') && at(e, s + 1, end, c) && at(e, ws0(e, s + 2, end), end, ';'))
+                return 1;
+            /* (?:\{[^{}\n]*\}\s*)?\([^\n]*\)\s*; : some ")" on the "(" line followed by blanks and ";" */
+            Py_ssize_t o = s;
+            if (c == '{') {
+                Py_ssize_t r = first_of(e, s + 1, end, "{}\n");
+                o = at(e, r, end, '}') ? ws0(e, r + 1, end) : -1;
+            }
+            if (o >= 0 && at(e, o, end, '(')) {
+                Py_ssize_t le = line_end(e, o + 1, end);
+                for (Py_ssize_t k = o + 1; k < le; k++)
+                    if (CH(e, k) == ')' && at(e, ws0(e, k + 1, end), end, ';'))
+                        return 1;
+            }
+        }
+    }
+    return ctor_branch(e, p, end);
+}
+
+/* Does solidity._CODE_START match at p (bounded by end)? The keyword-led branches start with one of
+ * [a-z(+\-_]; the identifier-led ones are behind id_guard (a lookahead of the regex). */
 static int
 code_start(Ex *e, Py_ssize_t p, Py_ssize_t end)
 {
     if (p >= end)
         return 0;
     Py_UCS4 c = CH(e, p);
-    int maybe;
-    if ((c >= 'a' && c <= 'z') || c == '(' || c == '+' || c == '-' || c == '_')
-        maybe = 1;
-    else if ((c >= 'A' && c <= 'Z') || c == '$')
-        maybe = id_guard(e, p, end);
-    else
-        maybe = 0;
-    if (!maybe)
+    if (((c >= 'a' && c <= 'z') || c == '(' || c == '+' || c == '-' || c == '_') && kw_branches(e, p, end))
+        return 1;
+    if ((IS_ALPHA(c) || c == '_' || c == '$') && id_guard(e, p, end))
+        return id_branches(e, p, end);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------- is_codeish
+ *
+ * solidity._is_codeish_trimmed on text[a:b] (a stripped string; every caller's candidate is one), the
+ * regexes of _CODEISH_RES as searches over that string. The isidentifier() test of the Python code
+ * is not needed: every test after the first needs a character that no identifier has. */
+
+static int
+word_or_close(Py_UCS4 c) /* [\w)\]] */
+{
+    return U_WORD(c) || c == ')' || c == ']';
+}
+
+static Py_ssize_t
+back_ws(Ex *e, Py_ssize_t a, Py_ssize_t q) /* the last non-blank at or before q (a - 1 if none) */
+{
+    while (q >= a && U_SPACE(CH(e, q)))
+        q--;
+    return q;
+}
+
+static int
+member_at(Ex *e, Py_ssize_t a, Py_ssize_t b, Py_ssize_t d) /* _MEMBER with its "." at d */
+{
+    Py_ssize_t k = d;
+    while (k > a && U_WORD(CH(e, k - 1)))
+        k--;
+    Py_UCS4 c = k < d ? CH(e, k) : 0;
+    if (d - k < 2 || !(IS_ALPHA(c) || c == '_') || (k > a && CH(e, k - 1) == '.'))
         return 0;
-    PyObject *args[3];
-    args[0] = e->s;
-    args[1] = PyLong_FromSsize_t(p);
-    args[2] = PyLong_FromSsize_t(end);
-    PyObject *r = NULL;
-    if (args[1] != NULL && args[2] != NULL)
-        r = PyObject_Vectorcall(cb_code_start, args, 3, NULL);
-    Py_XDECREF(args[1]);
-    Py_XDECREF(args[2]);
-    if (r == NULL)
-        return -1;
-    int ok = r != Py_None;
-    Py_DECREF(r);
-    return ok;
+    if (!(d + 2 < b && (IS_ALPHA(CH(e, d + 1)) || CH(e, d + 1) == '_') && U_WORD(CH(e, d + 2))))
+        return 0;
+    static const char *const exts[] = {"sol", "js", "ts", "md", "json", "txt", "py", NULL};
+    for (const char *const *x = exts; *x != NULL; x++) {
+        Py_ssize_t q = lit(e, d + 1, b, *x);
+        if (q >= 0 && boundary(e, q, b))
+            return 0;
+    }
+    return 1;
+}
+
+static int
+call_at(Ex *e, Py_ssize_t a, Py_ssize_t c) /* _CALL with its "(" at c */
+{
+    Py_ssize_t q = back_ws(e, a, c - 1);
+    if (q < a || !is_word_dollar(CH(e, q)))
+        return 0;
+    for (; q >= a && is_word_dollar(CH(e, q)); q--) {
+        Py_UCS4 d = CH(e, q);
+        if (IS_ALPHA(d) || d == '_' || d == '$')
+            return 1;
+    }
+    return 0;
+}
+
+static const char *const DECL_KW[] = {"address", "bool", "string", "mapping", "function", "contract", "library",
+                                      "interface", "modifier", "event", "emit", "struct", "enum", "return", "returns",
+                                      "throw", "var", "delete", "constructor", "pragma", "using", "byte", NULL};
+
+static int
+decl_at(Ex *e, Py_ssize_t b, Py_ssize_t m) /* _DECL at the word start m: keyword, blanks, a name */
+{
+    Py_ssize_t ends[4];
+    int n = 0;
+    Py_ssize_t q;
+    if ((q = lit(e, m, b, "uint")) >= 0 || (q = lit(e, m, b, "int")) >= 0 || (q = lit(e, m, b, "bytes")) >= 0) {
+        while (q < b && Py_UNICODE_ISDECIMAL(CH(e, q)))
+            q++;
+        ends[n++] = q;
+    }
+    for (const char *const *w = DECL_KW; *w != NULL; w++)
+        if ((q = lit(e, m, b, *w)) >= 0 && n < 4)
+            ends[n++] = q;
+    for (int k = 0; k < n; k++) {
+        Py_ssize_t r = ws1(e, ends[k], b);
+        if (r >= 0 && r < b && (IS_ALPHA(CH(e, r)) || CH(e, r) == '_'))
+            return 1;
+    }
+    return 0;
+}
+
+static int
+codeish_rest(Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = CH(e, i);
+        Py_UCS4 n1 = i + 1 < b ? CH(e, i + 1) : 0;
+        switch (c) {
+        case '.':
+            if (member_at(e, a, b, i))
+                return 1;
+            break;
+        case '(':
+            if (call_at(e, a, i))
+                return 1;
+            break;
+        case '[': {
+            Py_ssize_t q = back_ws(e, a, i - 1);
+            if (q >= a && U_WORD(CH(e, q)) && first_of(e, i + 1, b, "]") < b)
+                return 1;
+            break;
+        }
+        default:
+            break;
+        }
+        /* compound operators */
+        if (n1 && ((n1 == '=' && in_ascii_set(c, "=!<>+-*/%")) || (n1 == c && in_ascii_set(c, "&|+-<>*")) ||
+                   (c == '=' && n1 == '>')))
+            return 1;
+        if (c == '=') { /* [\w)\]]\s*=\s*[\w(\"'!-] */
+            Py_ssize_t q = back_ws(e, a, i - 1), r = ws0(e, i + 1, b);
+            if (q >= a && word_or_close(CH(e, q)) && r < b && (U_WORD(CH(e, r)) || in_ascii_set(CH(e, r), "(\"'!-")))
+                return 1;
+        }
+        if (in_ascii_set(c, "-+*/%<>")) {
+            /* [\w)\]]\s+[-+*\/%<>]\s+[\w(] */
+            if (i > a && U_SPACE(CH(e, i - 1)) && n1 && U_SPACE(n1)) {
+                Py_ssize_t q = back_ws(e, a, i - 1), r = ws0(e, i + 1, b);
+                if (q >= a && word_or_close(CH(e, q)) && r < b && (U_WORD(CH(e, r)) || CH(e, r) == '('))
+                    return 1;
+            }
+            /* [\w)\]][+*%<>][\w(] */
+            if (c != '-' && c != '/' && i > a && word_or_close(CH(e, i - 1)) && n1 && (U_WORD(n1) || n1 == '('))
+                return 1;
+        }
+        if (U_WORD(c) && (i == a || !U_WORD(CH(e, i - 1))) && decl_at(e, b, i))
+            return 1;
+    }
+    return 0;
+}
+
+/* _is_codeish_trimmed(text[a:b]) */
+static int
+codeish_trimmed(Ex *e, Py_ssize_t a, Py_ssize_t b)
+{
+    if (b - a < 2)
+        return 0;
+    if (has_any(e, a, b, ";{}"))
+        return 1;
+    return codeish_rest(e, a, b);
 }
 
 /* _CODE_START_RE.match(text, p, end): blanks, then a code start. */
@@ -399,7 +944,7 @@ codeish_line(Ex *e, Py_ssize_t pos, Py_ssize_t end)
     core = rstrip_end(e, a, core);
     if (core == a || !in_ascii_set(CH(e, core - 1), ";{},("))
         return 0;
-    return call_pred(cb_is_codeish, e, a, core);
+    return codeish_trimmed(e, a, core);
 }
 
 /* _prose_after: blanks, an optional [.,:], blanks, then a sentence on the same line. */
@@ -860,7 +1405,7 @@ scan_region(Ex *e, Py_ssize_t a, Py_ssize_t b)
                     if (y > x && CH(e, y - 1) == '\'')
                         y = rstrip_end(e, x, y - 1);
                     if (y > x) {
-                        int c = call_pred(cb_is_codeish, e, x, y);
+                        int c = codeish_trimmed(e, x, y);
                         if (c < 0 || (c && add_span(e, x, y, SHAPE_BLOCK) < 0))
                             goto done;
                     }
@@ -916,13 +1461,18 @@ fast_extract_spans(PyObject *self, PyObject *args)
     PyObject *s;
     if (!PyArg_ParseTuple(args, "U:extract_spans", &s))
         return NULL;
-    if (cb_code_start == NULL) {
+    if (span_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "extract_init was not called");
         return NULL;
     }
-    Ex e = {s, PyUnicode_KIND(s), PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s), PyList_New(0)};
-    if (e.out == NULL)
+    Ex e;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
         return NULL;
+    if (ex_init(&e, s, out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
     Py_ssize_t pos = 0, n = e.n;
     Py_ssize_t f = n ? find_fence(&e, 0) : -1;
     while (f >= 0) {
@@ -953,24 +1503,25 @@ fast_extract_spans(PyObject *self, PyObject *args)
     }
     if (pos < n && scan_region(&e, pos, n) < 0)
         goto fail;
+    ex_done(&e);
     return e.out;
 fail:
+    ex_done(&e);
     Py_DECREF(e.out);
     return NULL;
 }
 
 const char extract_init_doc[] =
-    "extract_init(code_start_match, is_codeish_trimmed, is_codeish, keep, stopwords, span_type, shapes) -> None\n\n"
-    "The Python judgements extract_spans calls back, the word sets it uses and the spans it makes (see\n"
-    "solidity.py; span_type is a slotted class with text, start, end and shape, shapes the names of the\n"
-    "fence, inline and block shapes).";
+    "extract_init(keep, stopwords, span_type, shapes) -> None\n\n"
+    "The word sets extract_spans uses and the spans it makes (see solidity.py; span_type is a slotted\n"
+    "class with text, start, end and shape, shapes the names of the fence, inline and block shapes).";
 
 PyObject *
 fast_extract_init(PyObject *self, PyObject *args)
 {
-    PyObject *cs, *ct, *ci, *keep, *stops, *shapes;
+    PyObject *keep, *stops, *shapes;
     PyTypeObject *st;
-    if (!PyArg_ParseTuple(args, "OOOO!OO!O!:extract_init", &cs, &ct, &ci, &PyFrozenSet_Type, &keep, &stops,
+    if (!PyArg_ParseTuple(args, "O!OO!O!:extract_init", &PyFrozenSet_Type, &keep, &stops,
                           &PyType_Type, &st, &PyTuple_Type, &shapes))
         return NULL;
     if (PyTuple_GET_SIZE(shapes) != 3) {
@@ -1022,13 +1573,7 @@ fast_extract_init(PyObject *self, PyObject *args)
     if (PyErr_Occurred())
         return NULL;
     n_stop = n;
-    Py_INCREF(cs);
-    Py_INCREF(ct);
-    Py_INCREF(ci);
     Py_INCREF(keep);
-    Py_XSETREF(cb_code_start, cs);
-    Py_XSETREF(cb_codeish, ct);
-    Py_XSETREF(cb_is_codeish, ci);
     Py_XSETREF(keep_set, keep);
     Py_INCREF(st);
     Py_XSETREF(span_type, st);
@@ -1040,4 +1585,46 @@ fast_extract_init(PyObject *self, PyObject *args)
         Py_XSETREF(shape_names[k], name);
     }
     Py_RETURN_NONE;
+}
+
+const char code_start_at_doc[] =
+    "code_start_at(text, pos, end) -> bool\n\n"
+    "Whether solidity._CODE_START matches at text[pos] with the text ending at end (for the tests).";
+
+PyObject *
+fast_code_start_at(PyObject *self, PyObject *args)
+{
+    PyObject *s;
+    Py_ssize_t pos, end;
+    if (!PyArg_ParseTuple(args, "Unn:code_start_at", &s, &pos, &end))
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (pos < 0 || end > n || pos > end) {
+        PyErr_SetString(PyExc_IndexError, "need 0 <= pos <= end <= len(text)");
+        return NULL;
+    }
+    Ex e;
+    if (ex_init(&e, s, NULL) < 0)
+        return NULL;
+    int r = code_start(&e, pos, end);
+    ex_done(&e);
+    return PyBool_FromLong(r);
+}
+
+const char codeish_doc[] =
+    "codeish(s) -> bool\n\n"
+    "solidity._is_codeish_trimmed(s) (for the tests; s without surrounding blanks).";
+
+PyObject *
+fast_codeish(PyObject *self, PyObject *args)
+{
+    PyObject *s;
+    if (!PyArg_ParseTuple(args, "U:codeish", &s))
+        return NULL;
+    Ex e;
+    if (ex_init(&e, s, NULL) < 0)
+        return NULL;
+    int r = codeish_trimmed(&e, 0, e.n);
+    ex_done(&e);
+    return PyBool_FromLong(r);
 }

@@ -595,6 +595,8 @@ static PyMethodDef fast_methods[] = {
     {"word_ids", fast_word_ids, METH_VARARGS, word_ids_doc},
     {"extract_spans", fast_extract_spans, METH_VARARGS, extract_spans_doc},
     {"extract_init", fast_extract_init, METH_VARARGS, extract_init_doc},
+    {"code_start_at", fast_code_start_at, METH_VARARGS, code_start_at_doc},
+    {"codeish", fast_codeish, METH_VARARGS, codeish_doc},
     {"ascii_field_ids", fast_ascii_field_ids, METH_VARARGS, ascii_field_ids_doc},
     {NULL, NULL, 0, NULL},
 };

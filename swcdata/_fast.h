@@ -25,5 +25,9 @@ extern const char extract_spans_doc[];
 extern const char extract_init_doc[];
 PyObject *fast_extract_spans(PyObject *self, PyObject *args);
 PyObject *fast_extract_init(PyObject *self, PyObject *args);
+extern const char code_start_at_doc[];
+PyObject *fast_code_start_at(PyObject *self, PyObject *args);
+extern const char codeish_doc[];
+PyObject *fast_codeish(PyObject *self, PyObject *args);
 
 #endif

@@ -878,9 +878,7 @@ def _py_extract_code(text: str) -> list[CodeSpan]:
 
 _SHAPES = ("fence", "inline", "block")  # the span shapes, in the order of _extract.c's shape codes
 if _fast is not None:
-    # The C scanner asks Python only whether a code start matches at a position and whether a
-    # candidate is code-ish; the rest (fences, quotes, brackets, prose tests) runs in C.
-    _fast.extract_init(_CODE_START_RE.match, _is_codeish_trimmed, is_codeish, _KEEP, _STOPWORDS, CodeSpan, _SHAPES)
+    _fast.extract_init(_KEEP, _STOPWORDS, CodeSpan, _SHAPES)
 
 
 def extract_code(text: str) -> list[CodeSpan]:

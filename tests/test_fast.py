@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -116,6 +117,53 @@ def test_extract_random_pieces_agree() -> None:
     for _ in range(20_000):
         t = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 30)))
         assert solidity.extract_code(t) == solidity._py_extract_code(t), repr(t)
+
+
+CODE_START_PIECES = [
+    "pragma", "solidity", "import", " ", "\t", "\n", '"', "'", "{", "}", "*", "abstract", "contract", "library",
+    "interface", "is", "Xis", "This", "A", "x", "_", "$", "function", "constructor", "fallback", "receive", "(", ")",
+    "modifier", "event", "struct", "enum", "using", "for", "mapping", "let", ":=", ":", "=", "require", "assert",
+    "revert", "if", "while", "do", "else", "unchecked", "assembly", "emit", "return", "throw", ";", ".", "delete", "[",
+    "]", "bool", "uint", "uint256", "bytes32", "address", "payable", "public", "memory", "++", "--", "+", "-", "=>",
+    "==", "<<", ">>", "<<=", ">>=", "+=", "int", "byte", "bytes", "string", "var", "fixed128x18", "ufixed", "Token",
+    "é", "٣", "x1", "a.b", ",", "0", "private", "view", "override", "\u00a0", "returns", "İ", "uint8[]", "ß",
+]
+
+
+def test_code_start_agrees_with_its_regex() -> None:
+    """The C code-start test against solidity._CODE_START at every position (and a cut end) of random text."""
+    regex = re.compile(solidity._CODE_START)
+    rng = random.Random(3)
+    for _ in range(4000):
+        t = "".join(rng.choice(CODE_START_PIECES) for _ in range(rng.randint(1, 12)))
+        for p in range(len(t)):
+            for end in (len(t), rng.randint(p, len(t))):
+                assert fast.code_start_at(t, p, end) == (regex.match(t, p, end) is not None), (t, p, end)
+    with pytest.raises(IndexError):
+        fast.code_start_at("abc", 2, 5)
+
+
+def test_code_start_agrees_on_the_seed_data(seed_files: list[Path]) -> None:
+    regex = re.compile(solidity._CODE_START)
+    for t in _fields(seed_files)[:400]:
+        for p in range(len(t)):
+            assert fast.code_start_at(t, p, len(t)) == (regex.match(t, p) is not None), (t[p : p + 80],)
+
+
+CODEISH_PIECES = [
+    "a", "x1", "_", "$", "$x", ".", "File.sol", "a.json", "a.js", "x.jsx", "msg.sender", "(", ")", "[", "]", "=", "==",
+    "!", "!=", "<", ">", "<=", ">=", "&", "&&", "|", "||", "+", "++", "+=", "-", "--", "-=", "*", "**", "*=", "/", "/=",
+    "%", "%=", "=>", "<<", ">>", " ", "\t", "\n", '"', "'", "é", "٣", "uint", "uint256", "int8", "bytes32", "byte",
+    "address", "bool", "string", "mapping", "function", "returns", "return", "emit", "var", "Transfer", "1", "ab.cd",
+    ".py", "k.md", "é.x", "f (", "a [", "\u00a0", "x.txt", "y.ts", "..", "A.b", "_.c", "ﬁ", "İ", ",",
+]
+
+
+def test_codeish_agrees_with_python() -> None:
+    rng = random.Random(5)
+    for _ in range(40_000):
+        t = "".join(rng.choice(CODEISH_PIECES) for _ in range(rng.randint(1, 10))).strip()
+        assert fast.codeish(t) == solidity._is_codeish_trimmed(t), repr(t)
 
 
 def test_extract_spans_are_code_spans() -> None:
