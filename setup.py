@@ -7,4 +7,4 @@ pure-Python lexer (same results, slower); `python -c "import swcdata._fast"` tel
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("swcdata._fast", ["swcdata/_fast.c", "swcdata/_extract.c"], depends=["swcdata/_fast.h"],
-                             optional=True, extra_compile_args=["-O2"])])
+                             optional=True, extra_compile_args=["-O3"])])

@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
+from swcdata._ext import fast as _fast
+
 U64 = npt.NDArray[np.uint64]
 U32 = npt.NDArray[np.uint32]
 I64 = npt.NDArray[np.int64]
@@ -126,6 +128,9 @@ def signatures(hashes: U64, offsets: I64, num_perm: int, seed: int, batch: int =
         return sig
     a, b = _perm_params(num_perm, seed)
     x_all = hashes.astype(np.uint32)  # low 32 bits of an avalanched hash
+    if _fast is not None:  # the same loop in C, permutations innermost
+        _fast.minhash_into(x_all, np.ascontiguousarray(offsets, dtype=np.int64), a, b, sig)
+        return sig
     counts = np.diff(offsets)
     lo = 0
     while lo < n:
@@ -239,6 +244,10 @@ def similarity(sig: U32, pairs: I64) -> npt.NDArray[np.float64]:
     if len(pairs) == 0:
         return np.zeros(0)
     out = np.empty(len(pairs))
+    if _fast is not None:  # the same shares, counted in C without gathering the rows
+        _fast.similarity_into(np.ascontiguousarray(sig, dtype=np.uint32), sig.shape[1],
+                              np.ascontiguousarray(pairs, dtype=np.int64), out)
+        return out
     for s in range(0, len(pairs), 1 << 16):
         p = pairs[s : s + (1 << 16)]
         out[s : s + len(p)] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)

@@ -255,3 +255,50 @@ def test_no_ext_environment_variable_selects_the_python_lexer() -> None:
     env["SWCDATA_NO_EXT"] = "0"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_minhash_into_equals_the_numpy_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swcdata import minhash
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 300, 3000)
+    counts[::7] = 0  # records without shingles keep EMPTY
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    hashes = rng.integers(0, 2**63, int(offsets[-1]), dtype=np.uint64)
+    for num_perm, seed in ((128, 1), (64, 7), (17, 3)):
+        with_c = minhash.signatures(hashes, offsets, num_perm, seed)
+        with monkeypatch.context() as m:
+            m.setattr(minhash, "_fast", None)
+            assert np.array_equal(minhash.signatures(hashes, offsets, num_perm, seed), with_c)
+    assert minhash.signatures(hashes[:0], offsets[:1], 128, 1).shape == (0, 128)
+
+
+def test_minhash_into_checks_its_arguments() -> None:
+    x = np.arange(10, dtype=np.uint32)
+    a = b = np.ones(4, dtype=np.uint32)
+    sig = np.zeros((2, 4), dtype=np.uint32)
+    with pytest.raises(ValueError, match="fit"):
+        fast.minhash_into(x, np.array([0, 5, 11], dtype=np.int64), a, b, sig)  # past the end of x
+    with pytest.raises(ValueError, match="fit"):
+        fast.minhash_into(x, np.array([0, 5, 10], dtype=np.int64), a, b, np.zeros((2, 3), dtype=np.uint32))
+    with pytest.raises(TypeError, match="bytes"):
+        fast.minhash_into(x.astype(np.uint64), np.array([0, 5, 10], dtype=np.int64), a, b, sig)
+    fast.minhash_into(x, np.array([0, 5, 10], dtype=np.int64), a, b, sig)
+    assert sig.tolist() == [[1] * 4, [6] * 4]  # min of x + 1 over each record
+
+
+def test_similarity_into_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swcdata import minhash
+
+    rng = np.random.default_rng(1)
+    sig = rng.integers(0, 6, (500, 128), dtype=np.uint32)
+    pairs = rng.integers(0, 500, (4000, 2), dtype=np.int64)
+    with monkeypatch.context() as m:
+        m.setattr(minhash, "_fast", None)
+        expected = minhash.similarity(sig, pairs)
+    assert np.array_equal(minhash.similarity(sig, pairs), expected)
+    half = sig[:, ::2]  # not contiguous: copied first
+    assert np.array_equal(minhash.similarity(half, pairs), (half[pairs[:, 0]] == half[pairs[:, 1]]).mean(1))
+    with pytest.raises(ValueError, match="fit"):
+        fast.similarity_into(sig, 128, np.array([[0, 500]], dtype=np.int64), np.empty(1))
