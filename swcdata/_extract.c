@@ -959,26 +959,12 @@ prose_after(Ex *e, Py_ssize_t pos, Py_ssize_t end)
     return prose_at(e, p, line_end(e, p, end));
 }
 
-/* End of the one-line string literal opened at j (either quote), or -1. */
+/* End of the one-line string literal opened at j (either quote), or -1: the lexer's string_end. */
 static Py_ssize_t
-str_end(Ex *e, Py_ssize_t j, Py_ssize_t end, Py_UCS4 quote)
+literal_end(Ex *e, Py_ssize_t j, Py_ssize_t end, Py_UCS4 quote)
 {
-    Py_ssize_t k = j + 1;
-    while (k < end) {
-        Py_UCS4 c = CH(e, k);
-        if (c == quote)
-            return k + 1;
-        if (c == '\n')
-            return -1;
-        if (c == '\\') {
-            if (k + 1 >= end || CH(e, k + 1) == '\n')
-                return -1;
-            k += 2;
-            continue;
-        }
-        k++;
-    }
-    return -1;
+    const Text t = {PyUnicode_4BYTE_KIND, e->data, end};
+    return string_end(&t, j, quote);
 }
 
 /* ------------------------------------------------------------------------------- the scanner */
@@ -1086,7 +1072,7 @@ scan_from(Ex *e, Py_ssize_t pos, Py_ssize_t end, Py_UCS4 quote, PosVec *passed, 
             continue;
         }
         if (c == '"') {
-            Py_ssize_t se = str_end(e, j, end, '"');
+            Py_ssize_t se = literal_end(e, j, end, '"');
             i = se >= 0 ? se : j + 1;
             last_sig = i;
             continue;
@@ -1102,7 +1088,7 @@ scan_from(Ex *e, Py_ssize_t pos, Py_ssize_t end, Py_UCS4 quote, PosVec *passed, 
                 i = j + 1;
                 continue;
             }
-            Py_ssize_t se = str_end(e, j, end, '\'');
+            Py_ssize_t se = literal_end(e, j, end, '\'');
             if (se < 0 && !quote && depth == 0) {
                 *stop = rstrip_end(e, pos, j);
                 return 1;

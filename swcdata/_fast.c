@@ -21,28 +21,6 @@
 
 static PyObject *str_start, *str_end;
 
-/* End of the string literal opened by the quote at `i`, or -1 when it is not closed on its line. */
-static Py_ssize_t
-string_end(const Text *t, Py_ssize_t i, Py_UCS4 quote)
-{
-    Py_ssize_t j = i + 1;
-    while (j < t->end) {
-        Py_UCS4 c = AT(t, j);
-        if (c == quote)
-            return j + 1;
-        if (c == '\n')
-            return -1;
-        if (c == '\\') {
-            if (j + 1 >= t->end || AT(t, j + 1) == '\n')
-                return -1;
-            j += 2;
-            continue;
-        }
-        j++;
-    }
-    return -1;
-}
-
 /* Length of the operator starting at `i` (1 for any other single character). */
 static Py_ssize_t
 operator_len(const Text *t, Py_ssize_t i, Py_UCS4 c)
@@ -595,9 +573,7 @@ fast_ascii_field_ids(PyObject *self, PyObject *args)
  * (an AVX2 clone where the CPU has it).
  * ------------------------------------------------------------------------------------------------ */
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+VECTOR_CLONES
 static void
 minhash_rows(const uint32_t *restrict x, const int64_t *restrict off, Py_ssize_t n, const uint32_t *restrict a,
              const uint32_t *restrict b, Py_ssize_t k, uint32_t *restrict sig)
@@ -619,15 +595,37 @@ minhash_rows(const uint32_t *restrict x, const int64_t *restrict off, Py_ssize_t
     }
 }
 
-static int
-get_buffer(PyObject *o, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *name)
+typedef struct {
+    PyObject *obj;
+    Py_ssize_t itemsize;
+    int writable;
+    const char *name;
+} BufSpec;
+
+static void
+release_buffers(Py_buffer *views, int n)
 {
-    if (PyObject_GetBuffer(o, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return -1;
-    if (view->itemsize != itemsize) {
-        PyErr_Format(PyExc_TypeError, "%s: expected items of %zd bytes, got %zd", name, itemsize, view->itemsize);
-        PyBuffer_Release(view);
-        return -1;
+    while (n-- > 0)
+        PyBuffer_Release(&views[n]);
+}
+
+/* The C-contiguous buffers of spec's objects, each with the item size it names (writable where
+ * asked); on failure none is held and an exception is set. */
+static int
+get_buffers(const BufSpec *spec, Py_buffer *views, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (spec[i].writable ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(spec[i].obj, &views[i], flags) < 0) {
+            release_buffers(views, i);
+            return -1;
+        }
+        if (views[i].itemsize != spec[i].itemsize) {
+            PyErr_Format(PyExc_TypeError, "%s: expected items of %zd bytes, got %zd", spec[i].name, spec[i].itemsize,
+                         views[i].itemsize);
+            release_buffers(views, i + 1);
+            return -1;
+        }
     }
     return 0;
 }
@@ -644,47 +642,30 @@ fast_minhash_into(PyObject *self, PyObject *args)
     PyObject *ox, *ooff, *oa, *ob, *osig;
     if (!PyArg_ParseTuple(args, "OOOOO:minhash_into", &ox, &ooff, &oa, &ob, &osig))
         return NULL;
-    Py_buffer x, off, a, b, sig;
-    if (get_buffer(ox, &x, 4, 0, "x") < 0)
+    Py_buffer v[5]; /* x, offsets, a, b, sig */
+    const BufSpec spec[5] = {{ox, 4, 0, "x"}, {ooff, 8, 0, "offsets"}, {oa, 4, 0, "a"}, {ob, 4, 0, "b"},
+                             {osig, 4, 1, "sig"}};
+    if (get_buffers(spec, v, 5) < 0)
         return NULL;
-    if (get_buffer(ooff, &off, 8, 0, "offsets") < 0)
-        goto fail_x;
-    if (get_buffer(oa, &a, 4, 0, "a") < 0)
-        goto fail_off;
-    if (get_buffer(ob, &b, 4, 0, "b") < 0)
-        goto fail_a;
-    if (get_buffer(osig, &sig, 4, 1, "sig") < 0)
-        goto fail_b;
-    Py_ssize_t n = off.len / 8 - 1, k = a.len / 4, nx = x.len / 4;
-    const int64_t *o = off.buf;
-    int ok = n >= 0 && b.len == a.len && sig.len == n * k * 4;
+    Py_ssize_t n = v[1].len / 8 - 1, k = v[2].len / 4, nx = v[0].len / 4;
+    const int64_t *o = v[1].buf;
+    int ok = n >= 0 && v[3].len == v[2].len && v[4].len == n * k * 4;
     for (Py_ssize_t r = 0; ok && r < n; r++)
         ok = o[r] >= 0 && o[r] <= o[r + 1] && o[r + 1] <= nx;
-    if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "minhash_into: offsets, a, b and sig do not fit together");
-    }
-    else {
+    if (ok) {
         Py_BEGIN_ALLOW_THREADS
-        minhash_rows(x.buf, o, n, a.buf, b.buf, k, sig.buf);
+        minhash_rows(v[0].buf, o, n, v[2].buf, v[3].buf, k, v[4].buf);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&sig);
-fail_b:
-    PyBuffer_Release(&b);
-fail_a:
-    PyBuffer_Release(&a);
-fail_off:
-    PyBuffer_Release(&off);
-fail_x:
-    PyBuffer_Release(&x);
-    if (PyErr_Occurred())
+    release_buffers(v, 5);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "minhash_into: offsets, a, b and sig do not fit together");
         return NULL;
+    }
     Py_RETURN_NONE;
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+VECTOR_CLONES
 static void
 similarity_rows(const uint32_t *restrict sig, Py_ssize_t k, const int64_t *restrict pairs, Py_ssize_t m,
                 double *restrict out)
@@ -710,33 +691,25 @@ fast_similarity_into(PyObject *self, PyObject *args)
     Py_ssize_t k;
     if (!PyArg_ParseTuple(args, "OnOO:similarity_into", &osig, &k, &opairs, &oout))
         return NULL;
-    Py_buffer sig, pairs, out;
-    if (get_buffer(osig, &sig, 4, 0, "sig") < 0)
+    Py_buffer v[3]; /* sig, pairs, out */
+    const BufSpec spec[3] = {{osig, 4, 0, "sig"}, {opairs, 8, 0, "pairs"}, {oout, 8, 1, "out"}};
+    if (get_buffers(spec, v, 3) < 0)
         return NULL;
-    if (get_buffer(opairs, &pairs, 8, 0, "pairs") < 0)
-        goto fail_sig;
-    if (get_buffer(oout, &out, 8, 1, "out") < 0)
-        goto fail_pairs;
-    Py_ssize_t m = out.len / 8, n = k > 0 ? sig.len / 4 / k : -1;
-    const int64_t *pp = pairs.buf;
-    int ok = k > 0 && sig.len == n * k * 4 && pairs.len == 2 * m * 8;
+    Py_ssize_t m = v[2].len / 8, n = k > 0 ? v[0].len / 4 / k : -1;
+    const int64_t *pp = v[1].buf;
+    int ok = k > 0 && v[0].len == n * k * 4 && v[1].len == 2 * m * 8;
     for (Py_ssize_t i = 0; ok && i < 2 * m; i++)
         ok = pp[i] >= 0 && pp[i] < n;
-    if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "similarity_into: sig, pairs and out do not fit together");
-    }
-    else {
+    if (ok) {
         Py_BEGIN_ALLOW_THREADS
-        similarity_rows(sig.buf, k, pp, m, out.buf);
+        similarity_rows(v[0].buf, k, pp, m, v[2].buf);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&out);
-fail_pairs:
-    PyBuffer_Release(&pairs);
-fail_sig:
-    PyBuffer_Release(&sig);
-    if (PyErr_Occurred())
+    release_buffers(v, 3);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "similarity_into: sig, pairs and out do not fit together");
         return NULL;
+    }
     Py_RETURN_NONE;
 }
 

@@ -21,6 +21,39 @@ typedef struct {
 
 #define AT(t, i) PyUnicode_READ((t)->kind, (t)->data, (i))
 
+/* A loop the compiler should vectorise: with GCC on x86-64, an AVX2 clone beside the default one,
+ * chosen at load time by the CPU. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* End of the one-line string literal opened by the quote at `i` (either quote), or -1 when it is not
+ * closed on its line: the quote, then characters other than it, a backslash or a newline, or a
+ * backslash followed by any character but a newline, then the quote. Shared by the lexer and the
+ * extractor's scanner. */
+static inline Py_ssize_t
+string_end(const Text *t, Py_ssize_t i, Py_UCS4 quote)
+{
+    Py_ssize_t j = i + 1;
+    while (j < t->end) {
+        Py_UCS4 c = AT(t, j);
+        if (c == quote)
+            return j + 1;
+        if (c == '\n')
+            return -1;
+        if (c == '\\') {
+            if (j + 1 >= t->end || AT(t, j + 1) == '\n')
+                return -1;
+            j += 2;
+            continue;
+        }
+        j++;
+    }
+    return -1;
+}
+
 extern const char extract_spans_doc[];
 extern const char extract_init_doc[];
 PyObject *fast_extract_spans(PyObject *self, PyObject *args);

@@ -116,8 +116,10 @@ class _Tables:
         self.forms = _Forms()
         self.prose = _Lookup(self.forms, None)
         self.code: dict[tuple[bool, bool], _Lookup] = {}
-        # With the C extension: its caches in front of the lookups (never referenced by them, so no cycle)
-        self.fast: dict[int, Any] = {}
+        # With the C extension, its IdTable in front of each lookup (held here, never by the lookups:
+        # no reference cycle); None without it
+        self.prose_ids: Any = _fast.IdTable(self.prose) if _fast is not None else None
+        self.code_ids: dict[tuple[bool, bool], Any] = {}
 
     def entries(self) -> int:
         return len(self.forms.ids) + len(self.prose) + sum(map(len, self.code.values()))
@@ -126,9 +128,10 @@ class _Tables:
 _TABLES: _Tables | None = None
 
 
-def _tables(ids: bool, lits: bool) -> tuple[_Forms, _Lookup, _Lookup]:
-    """This process's form table and its prose and code lookups. They start afresh (between chunks,
-    never inside one) once they hold _CACHE_MAX entries in all, which bounds their memory."""
+def _tables(ids: bool, lits: bool) -> tuple[_Tables, _Lookup]:
+    """This process's tables and its code lookup for the abstraction setting. They start afresh
+    (between chunks, never inside one) once they hold _CACHE_MAX entries in all, which bounds their
+    memory."""
     global _TABLES
     if _TABLES is None or _TABLES.entries() > _CACHE_MAX:
         _TABLES = _Tables()
@@ -137,7 +140,9 @@ def _tables(ids: bool, lits: bool) -> tuple[_Forms, _Lookup, _Lookup]:
     if code is None:
         code = t.code[(ids, lits)] = _Lookup(t.forms, (lambda tok: _abstract_token(tok, ids, lits)) if ids or lits
                                              else None)
-    return t.forms, t.prose, code
+        if _fast is not None:
+            t.code_ids[(ids, lits)] = _fast.IdTable(code)
+    return t, code
 
 
 def _append_field_fast(text: str, out: bytearray, prose: Any, code: Any) -> None:
@@ -187,13 +192,12 @@ def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstr
                  abstract_literals: bool = False) -> tuple[minhash.U64, minhash.I64]:
     """Token hashes of the records' streams (flat uint64 and per-record offsets): the same values as
     `minhash.token_hashes(record_streams(...))`, several times faster."""
-    forms, prose, code = _tables(abstract_identifiers, abstract_literals)
+    tables, code = _tables(abstract_identifiers, abstract_literals)
+    forms, prose = tables.forms, tables.prose
     sep = forms.id_of("\x00")
     ends: list[int] = []
     if _fast is not None:  # the same ids, found in C
-        fast = _TABLES.fast if _TABLES is not None else {}
-        ptab = fast.get(id(prose)) or fast.setdefault(id(prose), _fast.IdTable(prose))
-        ctab = fast.get(id(code)) or fast.setdefault(id(code), _fast.IdTable(code))
+        ptab, ctab = tables.prose_ids, tables.code_ids[(abstract_identifiers, abstract_literals)]
         buf = bytearray()
         sep_bytes = np.array([sep], dtype=np.int64).tobytes()
         for i, r in zip(instructions, responses, strict=True):
@@ -229,4 +233,3 @@ def chunk_signatures(job: Job) -> minhash.U32:
     th, toff = token_hashes(instructions, responses, abstract_identifiers=ids, abstract_literals=lits)
     hashes, offsets = minhash.shingles_of_token_hashes(th, toff, ngram)
     return minhash.signatures(hashes, offsets, num_perm, seed)
-
