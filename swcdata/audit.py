@@ -19,8 +19,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import minhash
-from swcdata.dedup import DedupConfig, Progress, RecordRef, table_signatures
-from swcdata.schema import Ledger, Source
+from swcdata.dedup import DedupConfig, Progress, table_signatures
+from swcdata.schema import Ledger, RecordRef, Source
 from swcdata.text import normalize_text
 
 _WORD = re.compile(r"\w+")

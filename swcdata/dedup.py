@@ -13,17 +13,15 @@ points at it.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from swcdata import minhash
 from swcdata.arrow import bools, int64s, to_numpy
-from swcdata.schema import Ledger, Source
+from swcdata.removed import RemovedList
+from swcdata.schema import Ledger, RecordRef, Source
 from swcdata.tokens import Job, chunk_signatures
 
 
@@ -157,27 +156,6 @@ def table_signatures(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int
 # --------------------------------------------------------------------------- report
 
 
-class RecordRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    source: Source
-
-
-class Removed(BaseModel):
-    """A removed record and the kept record it duplicates."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    source: Source
-    kind: Literal["exact", "near"]
-    similarity: float = Field(description="1.0 for exact duplicates; estimated Jaccard with the kept record. A "
-                              "cluster is a chain of pairs at or above the threshold, so a member at the far end of "
-                              "a chain can be below it against the kept record.")
-    duplicate_of: RecordRef = Field(description="The kept record of the record's cluster.")
-
-
 class Cluster(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -211,7 +189,8 @@ class DedupReport(BaseModel):
     rows: int
     ledger: DedupLedger
     clusters: list[Cluster]
-    removed: list[Removed]
+    removed: RemovedList = Field(description="Every removed record and the kept record it duplicates, in input "
+                                 "order (held as columns; read like a list of Removed).")
     category_conflicts: int = Field(description="Clusters whose members carry different categories.")
     candidate_pairs: int
     verified_pairs: int
@@ -220,9 +199,6 @@ class DedupReport(BaseModel):
 
 
 # --------------------------------------------------------------------------- the step
-
-_M = TypeVar("_M", bound=BaseModel)
-
 
 def _representatives(labels: npt.NDArray[np.int64], priority: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """For each element, the index of its group's representative: the element with the smallest
@@ -323,22 +299,7 @@ def dedup(table: pa.Table, config: DedupConfig | None = None, *,
     cfg = config or DedupConfig()
     t0 = time.perf_counter()
     c = cluster(table, cfg, progress=progress)
-    with _gc_paused():
-        return _report(table, cfg, c, t0)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a report's entries are built: one or two small
-    acyclic objects per removed record (millions at 1M records), whose allocations would otherwise
-    set off collections that walk every live object again and again."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+    return _report(table, cfg, c, t0)
 
 
 def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tuple[pa.Table, DedupReport]:
@@ -353,14 +314,8 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
     is_exact = final[gone] == exact_rep[gone]  # exact: the kept record is its exact twin
     sims = np.where(is_exact, 1.0, sim_to_rep[exact_rep[gone]])
     refs = _Refs(table, np.concatenate([gone, final[gone]]))
-    ids, files, lines = refs.ids, refs.files, refs.lines
-    removed = [
-        _model(Removed, _REMOVED_FIELDS, {"id": ids[k], "source": _model(Source, _SOURCE_FIELDS, {"file": files[k],
-               "line": lines[k]}), "kind": "exact" if ex else "near", "similarity": round(s, 4),
-               "duplicate_of": refs.ref(f)})
-        for k, f, ex, s in zip(refs.pos(gone).tolist(), final[gone].tolist(), is_exact.tolist(), sims.tolist(),
-                               strict=True)
-    ]
+    removed = RemovedList(refs.ids, refs.files, refs.lines, refs.pos(gone), refs.pos(final[gone]), is_exact,
+                          [round(s, 4) for s in sims.tolist()])
     n_exact = int(is_exact.sum())
     clusters = _clusters(table, final, exact_rep, sim_to_rep, refs)
     kept = table.filter(bools(kept_mask))
@@ -380,26 +335,6 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
     return kept, report
 
 
-# every field is set in these models, so one shared set of all field names is exact for each of
-# them (and stays exact: pydantic only ever adds field names to it)
-_REMOVED_FIELDS = set(Removed.model_fields)
-_SOURCE_FIELDS = set(Source.model_fields)
-_REF_FIELDS = set(RecordRef.model_fields)
-_set = object.__setattr__
-
-
-def _model(cls: type[_M], fields_set: set[str], values: dict[str, object]) -> _M:
-    """`cls.model_construct(**values)` without its per-call cost, for complete values built here
-    from validated records (a report names up to one entry per input record), with one shared
-    fields-set instead of a set per instance."""
-    m = cls.__new__(cls)
-    _set(m, "__dict__", values)
-    _set(m, "__pydantic_fields_set__", fields_set)
-    _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
-    return m
-
-
 class _Refs:
     """ids and sources of the rows a report names, read from the table once (not every row's)."""
 
@@ -414,19 +349,15 @@ class _Refs:
         names: list[str] = files.dictionary.to_pylist()  # one str object per file, shared by its rows
         self.files: list[str] = [names[k] for k in files.indices.to_pylist()]
         self.lines: list[int] = src.field("line").to_pylist()
-        self._refs: dict[int, RecordRef] = {}
 
     def pos(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return np.searchsorted(self._need, rows)
 
     def ref(self, i: int) -> RecordRef:
-        """One model per kept record, shared by every entry that points at it."""
-        r = self._refs.get(i)
-        if r is None:
-            k = int(self.pos(np.asarray([i]))[0])
-            src = _model(Source, _SOURCE_FIELDS, {"file": self.files[k], "line": self.lines[k]})
-            r = self._refs[i] = _model(RecordRef, _REF_FIELDS, {"id": self.ids[k], "source": src})
-        return r
+        """The reference of row i (one of the rows asked for)."""
+        k = int(self.pos(np.asarray([i]))[0])
+        return RecordRef.model_construct(id=self.ids[k], source=Source.model_construct(file=self.files[k],
+                                                                                       line=self.lines[k]))
 
 
 def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDArray[np.int64],

@@ -35,6 +35,15 @@ class Source(BaseModel):
     line: int = Field(ge=1)
 
 
+class RecordRef(BaseModel):
+    """A record named by its id and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    source: Source
+
+
 class StoredRecord(Record):
     """A record as swcdata stores and outputs it: with a stable id, its provenance and lineage."""
 

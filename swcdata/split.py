@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swcdata import minhash
 from swcdata.arrow import bools
-from swcdata.dedup import DedupConfig, Progress, RecordRef, cluster
-from swcdata.schema import Ledger, Source
+from swcdata.dedup import DedupConfig, Progress, cluster
+from swcdata.schema import Ledger, RecordRef, Source
 
 SPLITS = ("train", "validation", "test")
 

@@ -3,6 +3,7 @@ code is not merged, the output is deterministic and the counts add up."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import jsonschema as js
 import pyarrow as pa
 import pytest
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from swcdata.cli import app
@@ -206,6 +208,68 @@ def test_report_models_round_trip(swc_files: list[Path]) -> None:
     again = DedupReport.model_validate_json(rep.model_dump_json())
     assert again == rep and again.model_dump_json() == rep.model_dump_json()
     assert rep.removed[0].model_copy(update={"similarity": 0.5}).similarity == 0.5
+
+
+def test_report_json_is_pydantics_own_bytes(swc_files: list[Path]) -> None:
+    """The report writer splices the removed records in from orjson, in slices: the bytes are exactly
+    what pydantic writes for the same report (and for a list of the same entries)."""
+    from swcdata import removed as rm
+    from swcdata.console import write_report_to
+    from swcdata.removed import RemovedList
+
+    table, _, _ = load_valid(swc_files[:2], ValidateConfig(check_code=False))
+    _, rep = dedup(table)
+    assert isinstance(rep.removed, RemovedList) and len(rep.removed) > 3
+    own = rep.__pydantic_serializer__.to_json(rep, indent=2) + b"\n"
+    as_list = rep.model_copy(update={"removed": list(rep.removed)})
+    assert as_list.__pydantic_serializer__.to_json(as_list, indent=2) + b"\n" == own
+
+    def written(report: object) -> bytes:
+        buf = io.BytesIO()
+        write_report_to(buf, report)
+        return buf.getvalue()
+
+    assert written(rep) == own
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rm, "_SLICE", 2)  # many slices, and a last one of one entry or two
+        assert written(rep) == own
+    empty = rep.model_copy(update={"removed": RemovedList([], [], [], [], [], [], [])})
+    assert written(empty) == empty.__pydantic_serializer__.to_json(empty, indent=2) + b"\n"
+
+
+def test_removed_list_reads_like_a_list_of_entries(tmp_path: Path) -> None:
+    """Odd file names, both kinds, similarities that need rounding care: entries, equality,
+    slicing and the JSON bytes match a plain list of Removed models."""
+    from swcdata.console import write_report_to
+    from swcdata.removed import Removed, RemovedList
+    from swcdata.schema import RecordRef, Source
+
+    files = ['a "quoted" \\ file\t.jsonl', "données/ü.jsonl", "x.jsonl"]
+    rows = [("id0", files[0], 1), ("id1", files[1], 7), ("id2", files[2], 3), ("id3", files[0], 12)]
+    entries = RemovedList([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], at=[1, 2, 3],
+                          of=[0, 0, 2], exact=[True, False, False], similarity=[1.0, 0.0001, 0.0062])
+    plain = [Removed(id=rows[a][0], source=Source(file=rows[a][1], line=rows[a][2]), kind=k, similarity=s,
+                     duplicate_of=RecordRef(id=rows[o][0], source=Source(file=rows[o][1], line=rows[o][2])))
+             for a, o, k, s in ((1, 0, "exact", 1.0), (2, 0, "near", 0.0001), (3, 2, "near", 0.0062))]
+    assert entries == plain and plain == entries and list(entries) == plain and len(entries) == 3
+    assert entries[-1] == plain[-1] and entries[1:] == plain[1:] and entries != plain[:2]
+    assert RemovedList.of_entries(plain) == entries
+    with pytest.raises(IndexError):
+        entries[3]
+
+    class Holder(BaseModel):
+        count: int
+        removed: RemovedList
+        after: list[str]
+
+    held = Holder(count=3, removed=entries, after=["z"])
+    listed = Holder(count=3, removed=plain, after=["z"])  # a list is taken in as columns
+    assert isinstance(listed.removed, RemovedList) and listed == held
+    buf = io.BytesIO()
+    write_report_to(buf, held)
+    assert buf.getvalue() == held.__pydantic_serializer__.to_json(held, indent=2) + b"\n"
+    assert Holder.model_validate_json(buf.getvalue()) == held
+    assert json.loads(buf.getvalue())["removed"][0]["source"]["file"] == files[1]
 
 
 def test_signatures_do_not_depend_on_workers(swc_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
