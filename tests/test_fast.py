@@ -302,3 +302,49 @@ def test_similarity_into_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert np.array_equal(minhash.similarity(half, pairs), (half[pairs[:, 0]] == half[pairs[:, 1]]).mean(1))
     with pytest.raises(ValueError, match="fit"):
         fast.similarity_into(sig, 128, np.array([[0, 500]], dtype=np.int64), np.empty(1))
+
+
+def _lsh_both(sig: np.ndarray, bands: int, rows: int, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
+    from swcdata import minhash
+
+    with_c = minhash.candidate_pairs(sig, bands, rows)
+    with monkeypatch.context() as m:
+        m.setattr(minhash, "_fast", None)
+        expected = minhash.candidate_pairs(sig, bands, rows)
+    assert np.array_equal(with_c, expected), (bands, rows)
+    return with_c
+
+
+def test_lsh_star_keys_equal_the_sorted_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Buckets from hash tables give the pairs that sorting the band hashes gives: few distinct values
+    (many shared buckets, big and small), empty rows, bandings that leave slots unused."""
+    rng = np.random.default_rng(2)
+    sig = rng.integers(0, 3, (3000, 64), dtype=np.uint32)
+    sig[::11] = 0xFFFFFFFF  # no shingles: never a candidate
+    sig[5::13, :8] = 0xFFFFFFFF  # some empty slots only: still a candidate
+    for bands, rows in ((16, 4), (8, 8), (5, 3), (1, 64), (64, 1), (3, 7)):
+        pairs = _lsh_both(sig, bands, rows, monkeypatch)
+        assert (len(pairs) > 1000) == (rows < 64) and not np.isin(pairs, np.arange(0, 3000, 11)).any()
+    assert _lsh_both(sig[:1], 4, 4, monkeypatch).shape == (0, 2)
+    assert _lsh_both(np.full((5, 16), 0xFFFFFFFF, dtype=np.uint32), 4, 4, monkeypatch).shape == (0, 2)
+
+
+def test_lsh_star_keys_agree_on_seed_signatures(swc_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from swcdata.dedup import DedupConfig, table_signatures
+    from swcdata.validate import ValidateConfig, load_valid
+
+    table, _, _ = load_valid(swc_files, ValidateConfig(check_code=False))
+    sig = table_signatures(table, DedupConfig(workers=1))
+    for bands, rows in ((14, 9), (20, 5), (9, 13)):
+        assert len(_lsh_both(sig, bands, rows, monkeypatch)) > 100
+
+
+def test_lsh_star_keys_checks_its_arguments() -> None:
+    sig = np.zeros((4, 8), dtype=np.uint32)
+    for k, bands, rows in ((8, 3, 3), (0, 1, 1), (8, 0, 2), (8, 2, 0), (3, 1, 1)):
+        with pytest.raises(ValueError, match="fit"):
+            fast.lsh_star_keys(sig, k, bands, rows)
+    with pytest.raises(TypeError, match="bytes"):
+        fast.lsh_star_keys(sig.astype(np.uint64), 8, 2, 4)
+    keys = np.frombuffer(fast.lsh_star_keys(sig, 8, 2, 4), dtype=np.int64)
+    assert sorted(keys.tolist()) == [1, 2, 3]  # every row in one bucket with row 0: keys 0 * 4 + j
