@@ -158,7 +158,7 @@ def kv_table(rows: Iterable[tuple[str | Text, str | Text]], title: str | None = 
     return t
 
 
-def _model_json(model: Any) -> Iterator[bytes]:
+def _model_json(model: Any) -> Iterator[bytes | memoryview]:
     """A pydantic model as indented JSON, in pieces of bytes straight from pydantic's serializer: no
     Python dicts and no intermediate str. A top-level field whose value writes its own items
     (`json_items(depth)`, such as the removed records of a dedup report: a million entries at 1M
