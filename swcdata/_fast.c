@@ -575,24 +575,27 @@ fast_ascii_field_ids(PyObject *self, PyObject *args)
 
 VECTOR_CLONES
 static void
-minhash_rows(const uint32_t *restrict x, const int64_t *restrict off, Py_ssize_t n, const uint32_t *restrict a,
-             const uint32_t *restrict b, Py_ssize_t k, uint32_t *restrict sig)
+minhash_one(const uint32_t *restrict x, int64_t count, const uint32_t *restrict a, const uint32_t *restrict b,
+            Py_ssize_t k, uint32_t *restrict m)
 {
-    for (Py_ssize_t r = 0; r < n; r++) {
-        int64_t s = off[r], e = off[r + 1];
-        if (e <= s)
-            continue; /* no shingles: the row keeps what the caller put there */
-        uint32_t *m = sig + r * k;
-        for (Py_ssize_t j = 0; j < k; j++)
-            m[j] = UINT32_MAX;
-        for (int64_t i = s; i < e; i++) {
-            uint32_t v = x[i];
-            for (Py_ssize_t j = 0; j < k; j++) {
-                uint32_t h = a[j] * v + b[j];
-                m[j] = h < m[j] ? h : m[j];
-            }
+    for (Py_ssize_t j = 0; j < k; j++)
+        m[j] = UINT32_MAX;
+    for (int64_t i = 0; i < count; i++) {
+        uint32_t v = x[i];
+        for (Py_ssize_t j = 0; j < k; j++) {
+            uint32_t h = a[j] * v + b[j];
+            m[j] = h < m[j] ? h : m[j];
         }
     }
+}
+
+static void
+minhash_rows(const uint32_t *x, const int64_t *off, Py_ssize_t n, const uint32_t *a, const uint32_t *b, Py_ssize_t k,
+             uint32_t *sig)
+{
+    for (Py_ssize_t r = 0; r < n; r++)
+        if (off[r + 1] > off[r]) /* no shingles: the row keeps what the caller put there */
+            minhash_one(x + off[r], off[r + 1] - off[r], a, b, k, sig + r * k);
 }
 
 typedef struct {
@@ -833,6 +836,113 @@ fail:
     return -1;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * Signatures from token form ids: what tokens.token_hashes' expansion, minhash.shingles_of_token_hashes
+ * and minhash.signatures do in numpy, fused per record with no intermediate arrays. A record's token
+ * hashes are its forms' hashes in order; window j hashes the polynomial over tokens j..j+ngram-1
+ * (missing tokens past the record's end count as 0) with fmix64, and its low 32 bits enter the
+ * MinHash.
+ * ------------------------------------------------------------------------------------------------ */
+
+static int
+sign_forms_rows(const int64_t *ids, const int64_t *ends, Py_ssize_t n, const int64_t *start, const int64_t *count,
+                const uint64_t *pool, Py_ssize_t ngram, int short_whole, const uint32_t *a, const uint32_t *b,
+                Py_ssize_t k, uint32_t *sig)
+{
+    uint64_t *th = NULL;
+    uint32_t *x = NULL;
+    size_t cap = 0;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        size_t len = 0;
+        for (int64_t q = ends[r]; q < ends[r + 1]; q++)
+            len += (size_t)count[ids[q]];
+        if (len > cap) {
+            size_t want = len > 2 * cap ? len : 2 * cap;
+            uint64_t *t2 = realloc(th, want * sizeof(uint64_t));
+            if (t2 != NULL)
+                th = t2;
+            uint32_t *x2 = realloc(x, want * sizeof(uint32_t));
+            if (x2 != NULL)
+                x = x2;
+            if (t2 == NULL || x2 == NULL) {
+                free(th);
+                free(x);
+                return -1;
+            }
+            cap = want;
+        }
+        size_t at = 0;
+        for (int64_t q = ends[r]; q < ends[r + 1]; q++) {
+            memcpy(th + at, pool + start[ids[q]], (size_t)count[ids[q]] * sizeof(uint64_t));
+            at += (size_t)count[ids[q]];
+        }
+        size_t g = (size_t)ngram;
+        size_t windows = len >= g ? len - g + 1 : (short_whole && len > 0 ? 1 : 0);
+        for (size_t j = 0; j < windows; j++) {
+            uint64_t h = th[j];
+            for (size_t t = 1; t < g; t++)
+                h = h * 0x9E3779B97F4A7C15ULL + (j + t < len ? th[j + t] : 0);
+            x[j] = (uint32_t)fmix64(h);
+        }
+        if (windows > 0)
+            minhash_one(x, (int64_t)windows, a, b, k, sig + r * k);
+    }
+    free(th);
+    free(x);
+    return 0;
+}
+
+PyDoc_STRVAR(sign_forms_doc,
+"sign_forms(ids, ends, start, count, pool, ngram, short_whole, a, b, sig) -> None\\n\\n"
+"ids: int64 token form ids of n records, record r being ids[ends[r]:ends[r + 1]] (ends: n + 1 int64);\\n"
+"form f has the count[f] uint64 token hashes pool[start[f]:start[f] + count[f]]; a, b: uint32\\n"
+"permutation parameters (k each); sig: a C-contiguous (n, k) uint32 array whose rows of records with\\n"
+"at least one shingle are set to the MinHash of the records' ngram shingles (records shorter than\\n"
+"ngram: one shingle of all their tokens if short_whole, else none).");
+
+static PyObject *
+fast_sign_forms(PyObject *self, PyObject *args)
+{
+    PyObject *oids, *oends, *ostart, *ocount, *opool, *oa, *ob, *osig;
+    Py_ssize_t ngram;
+    int short_whole;
+    if (!PyArg_ParseTuple(args, "OOOOOnpOOO:sign_forms", &oids, &oends, &ostart, &ocount, &opool, &ngram,
+                          &short_whole, &oa, &ob, &osig))
+        return NULL;
+    Py_buffer v[8]; /* ids, ends, start, count, pool, a, b, sig */
+    const BufSpec spec[8] = {{oids, 8, 0, "ids"}, {oends, 8, 0, "ends"}, {ostart, 8, 0, "start"},
+                             {ocount, 8, 0, "count"}, {opool, 8, 0, "pool"}, {oa, 4, 0, "a"}, {ob, 4, 0, "b"},
+                             {osig, 4, 1, "sig"}};
+    if (get_buffers(spec, v, 8) < 0)
+        return NULL;
+    const int64_t *ids = v[0].buf, *ends = v[1].buf, *start = v[2].buf, *count = v[3].buf;
+    Py_ssize_t nids = v[0].len / 8, n = v[1].len / 8 - 1, forms = v[2].len / 8, npool = v[4].len / 8;
+    Py_ssize_t k = v[5].len / 4;
+    int ok = n >= 0 && ngram >= 1 && v[3].len == v[2].len && v[6].len == v[5].len && k > 0
+             && v[7].len == n * k * 4 && (n < 0 || ends[0] == 0);
+    for (Py_ssize_t r = 0; ok && r < n; r++)
+        ok = ends[r] <= ends[r + 1] && ends[r + 1] <= nids;
+    for (Py_ssize_t q = 0; ok && q < nids; q++) {
+        int64_t f = ids[q];
+        ok = f >= 0 && f < forms && start[f] >= 0 && count[f] >= 0 && start[f] <= npool - count[f];
+    }
+    int rc = 0;
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = sign_forms_rows(ids, ends, n, start, count, v[4].buf, ngram, short_whole, v[5].buf, v[6].buf, k,
+                             v[7].buf);
+        Py_END_ALLOW_THREADS
+    }
+    release_buffers(v, 8);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "sign_forms: ids, ends, forms, a, b and sig do not fit together");
+        return NULL;
+    }
+    if (rc < 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(lsh_star_keys_doc,
 "lsh_star_keys(sig, k, bands, rows) -> bytearray\n\n"
 "sig: a C-contiguous (n, k) uint32 signature array. The distinct keys i * n + j (native int64, in\n"
@@ -875,6 +985,7 @@ static PyMethodDef fast_methods[] = {
     {"similarity_into", fast_similarity_into, METH_VARARGS, similarity_into_doc},
     {"minhash_into", fast_minhash_into, METH_VARARGS, minhash_into_doc},
     {"lsh_star_keys", fast_lsh_star_keys, METH_VARARGS, lsh_star_keys_doc},
+    {"sign_forms", fast_sign_forms, METH_VARARGS, sign_forms_doc},
     {"lex", fast_lex, METH_VARARGS, lex_doc},
     {"code_ids", fast_code_ids, METH_VARARGS, code_ids_doc},
     {"word_ids", fast_word_ids, METH_VARARGS, word_ids_doc},

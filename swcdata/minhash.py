@@ -115,7 +115,8 @@ def shingles_of_token_hashes(th: U64, toff: I64, k: int, *, short_whole: bool = 
     return h[keep], offsets
 
 
-def _perm_params(num_perm: int, seed: int) -> tuple[U32, U32]:
+def perm_params(num_perm: int, seed: int) -> tuple[U32, U32]:
+    """The permutations' parameters (a odd, b) of `signatures` for a seed."""
     gen = np.random.default_rng(seed)
     a = gen.integers(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)  # odd: a bijection
     b = gen.integers(0, (1 << 32) - 1, num_perm, dtype=np.uint32, endpoint=True)
@@ -128,7 +129,7 @@ def signatures(hashes: U64, offsets: I64, num_perm: int, seed: int, batch: int =
     sig = np.full((n, num_perm), EMPTY, dtype=np.uint32)
     if n == 0 or len(hashes) == 0:
         return sig
-    a, b = _perm_params(num_perm, seed)
+    a, b = perm_params(num_perm, seed)
     x_all = hashes.astype(np.uint32)  # low 32 bits of an avalanched hash
     if _fast is not None:  # the same loop in C, permutations innermost
         _fast.minhash_into(x_all, np.ascontiguousarray(offsets, dtype=np.int64), a, b, sig)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import xxhash
 
 from swcdata import minhash
@@ -188,14 +189,14 @@ def _append_field(text: str, out: list[int], prose: _Lookup, code: _Lookup) -> N
             pos = span.end
 
 
-def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstract_identifiers: bool = True,
-                 abstract_literals: bool = False) -> tuple[minhash.U64, minhash.I64]:
-    """Token hashes of the records' streams (flat uint64 and per-record offsets): the same values as
-    `minhash.token_hashes(record_streams(...))`, several times faster."""
+def _form_ids(instructions: Sequence[str], responses: Sequence[str], abstract_identifiers: bool,
+              abstract_literals: bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], _Forms]:
+    """The form ids of the records' streams (flat int64), the n + 1 record boundaries into them, and
+    the form table they index."""
     tables, code = _tables(abstract_identifiers, abstract_literals)
     forms, prose = tables.forms, tables.prose
     sep = forms.id_of("\x00")
-    ends: list[int] = []
+    ends: list[int] = [0]
     if _fast is not None:  # the same ids, found in C
         ptab, ctab = tables.prose_ids, tables.code_ids[(abstract_identifiers, abstract_literals)]
         buf = bytearray()
@@ -214,11 +215,19 @@ def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstr
             _append_field(r or "", flat, prose, code)
             ends.append(len(flat))
         ids = np.fromiter(flat, dtype=np.int64, count=len(flat))
+    return ids, np.asarray(ends, dtype=np.int64), forms
+
+
+def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstract_identifiers: bool = True,
+                 abstract_literals: bool = False) -> tuple[minhash.U64, minhash.I64]:
+    """Token hashes of the records' streams (flat uint64 and per-record offsets): the same values as
+    `minhash.token_hashes(record_streams(...))`, several times faster."""
+    ids, ends, forms = _form_ids(instructions, responses, abstract_identifiers, abstract_literals)
     counts = forms.count[ids]
     # hashes per record: the counts summed up to each record's end
     cum = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(counts, out=cum[1:])
-    offsets = cum[np.asarray([0, *ends], dtype=np.int64)]
+    offsets = cum[ends]
     if len(ids) and counts.min() == 1 and counts.max() == 1:  # the usual case: one hash per form
         return forms.pool[forms.start[ids]], offsets
     pick = np.repeat(forms.start[ids] - cum[:-1], counts) + np.arange(int(cum[-1]), dtype=np.int64)
@@ -229,7 +238,15 @@ Job = tuple[list[str], list[str], bool, bool, int, int, int]
 
 
 def chunk_signatures(job: Job) -> minhash.U32:
+    """MinHash signatures `(n, num_perm)` of a chunk of records: token streams, ngram shingles and
+    signatures (`minhash.signatures(*minhash.shingles_of_token_hashes(*token_hashes(...), ngram), ...)`)."""
     instructions, responses, ids, lits, ngram, num_perm, seed = job
+    if _fast is not None:  # the same signatures, from the form ids in one C pass (no token or shingle arrays)
+        form_ids, ends, forms = _form_ids(instructions, responses, ids, lits)
+        sig = np.full((len(ends) - 1, num_perm), minhash.EMPTY, dtype=np.uint32)
+        a, b = minhash.perm_params(num_perm, seed)
+        _fast.sign_forms(form_ids, ends, forms.start, forms.count, forms.pool, ngram, True, a, b, sig)
+        return sig
     th, toff = token_hashes(instructions, responses, abstract_identifiers=ids, abstract_literals=lits)
     hashes, offsets = minhash.shingles_of_token_hashes(th, toff, ngram)
     return minhash.signatures(hashes, offsets, num_perm, seed)

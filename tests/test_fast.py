@@ -348,3 +348,43 @@ def test_lsh_star_keys_checks_its_arguments() -> None:
         fast.lsh_star_keys(sig.astype(np.uint64), 8, 2, 4)
     keys = np.frombuffer(fast.lsh_star_keys(sig, 8, 2, 4), dtype=np.int64)
     assert sorted(keys.tolist()) == [1, 2, 3]  # every row in one bucket with row 0: keys 0 * 4 + j
+
+
+def test_sign_forms_equals_the_numpy_path(seed_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """chunk_signatures through sign_forms gives the signatures of token_hashes + shingles + signatures,
+    for several shingle sizes and permutation counts, on generated records (multi-hash forms, short
+    and empty fields included)."""
+    from bench.corpus import generate
+    from swcdata import minhash
+    from swcdata.tokens import chunk_signatures, token_hashes
+
+    gen = [orjson.loads(line) for line in generate(1500, seed=5, seed_dir=seed_dir)]
+    gen = [r for r in gen if isinstance(r.get("instruction"), str) and isinstance(r.get("response"), str)]
+    ins = [r["instruction"] for r in gen] + ["", "a", "x = 1;", 'say "two words" twice']
+    res = [r["response"] for r in gen] + ["", "", "b c", "```solidity\nstring s = \"a b c\";\n```"]
+    for ngram, num_perm, ids, lits in ((5, 128, True, False), (1, 64, False, False), (3, 17, True, True),
+                                       (12, 128, False, True)):
+        got = chunk_signatures((ins, res, ids, lits, ngram, num_perm, 4))
+        th, toff = token_hashes(ins, res, abstract_identifiers=ids, abstract_literals=lits)
+        want = minhash.signatures(*minhash.shingles_of_token_hashes(th, toff, ngram), num_perm, 4)
+        assert np.array_equal(got, want), (ngram, num_perm)
+
+
+def test_sign_forms_checks_its_arguments() -> None:
+    from swcdata import minhash
+
+    a, b = minhash.perm_params(4, 1)
+    ids, ends = np.array([0, 1, 1], dtype=np.int64), np.array([0, 2, 3], dtype=np.int64)
+    start, count = np.array([0, 1], dtype=np.int64), np.array([1, 2], dtype=np.int64)
+    pool = np.arange(1, 4, dtype=np.uint64)
+    sig = np.full((2, 4), minhash.EMPTY, dtype=np.uint32)
+    fast.sign_forms(ids, ends, start, count, pool, 2, True, a, b, sig)
+    assert (sig != minhash.EMPTY).all()
+    bad = [(np.array([0, 2], dtype=np.int64), ends, start, count, pool),  # form 2 does not exist
+           (ids, np.array([0, 2, 4], dtype=np.int64), start, count, pool),  # past the end of ids
+           (ids, ends, start, np.array([1, 3], dtype=np.int64), pool)]  # past the end of the pool
+    for args in bad:
+        with pytest.raises(ValueError, match="fit"):
+            fast.sign_forms(*args, 2, True, a, b, sig)
+    with pytest.raises(ValueError, match="fit"):
+        fast.sign_forms(ids, ends, start, count, pool, 0, True, a, b, sig)
