@@ -568,6 +568,74 @@ fast_ascii_field_ids(PyObject *self, PyObject *args)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * The record id's key for ASCII fields: text.normalize_text(text._joined(instruction, response)) as
+ * bytes, which for ASCII text is the fields around " \x00 " (a NUL inside a field written NUL \x01)
+ * with every run of str.split's blanks made one space, stripped, lower-cased.
+ * ------------------------------------------------------------------------------------------------ */
+
+#define IS_SPLIT_BLANK(c) (((c) >= 9 && (c) <= 13) || ((c) >= 28 && (c) <= 32))
+
+static void
+key_put(char *out, Py_ssize_t *len, int *pending, Py_UCS1 c)
+{
+    if (IS_SPLIT_BLANK(c)) {
+        *pending = *len > 0;
+        return;
+    }
+    if (*pending) {
+        out[(*len)++] = ' ';
+        *pending = 0;
+    }
+    out[(*len)++] = (char)LOWER(c);
+}
+
+static void
+key_field(char *out, Py_ssize_t *len, int *pending, const Py_UCS1 *d, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        key_put(out, len, pending, d[i]);
+        if (d[i] == 0)
+            key_put(out, len, pending, 1);
+    }
+}
+
+PyDoc_STRVAR(ascii_key_doc,
+"ascii_key(instruction, response=None) -> bytes | None\n\n"
+"normalize_text(_joined(instruction, response)).encode() when both are ASCII str, else None; with\n"
+"one text, normalize_text(text).encode() when it is ASCII.");
+
+static PyObject *
+fast_ascii_key(PyObject *self, PyObject *args)
+{
+    PyObject *a, *b = NULL;
+    if (!PyArg_ParseTuple(args, "U|U:ascii_key", &a, &b))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(a) || (b != NULL && !PyUnicode_IS_ASCII(b)))
+        Py_RETURN_NONE;
+    Py_ssize_t na = PyUnicode_GET_LENGTH(a), nb = b == NULL ? 0 : PyUnicode_GET_LENGTH(b);
+    char *out = PyMem_Malloc((size_t)(2 * (na + nb) + 4));
+    if (out == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t len = 0;
+    int pending = 0;
+    if (b == NULL) { /* one text: normalised as it is (a NUL is a character like any other) */
+        const Py_UCS1 *d = PyUnicode_1BYTE_DATA(a);
+        for (Py_ssize_t i = 0; i < na; i++)
+            key_put(out, &len, &pending, d[i]);
+    }
+    else {
+        static const Py_UCS1 sep[3] = {' ', 0, ' '};
+        key_field(out, &len, &pending, PyUnicode_1BYTE_DATA(a), na);
+        for (int i = 0; i < 3; i++) /* the separator's NUL is not doubled: it is the one without a \x01 */
+            key_put(out, &len, &pending, sep[i]);
+        key_field(out, &len, &pending, PyUnicode_1BYTE_DATA(b), nb);
+    }
+    PyObject *key = PyBytes_FromStringAndSize(out, len);
+    PyMem_Free(out);
+    return key;
+}
+
+/* ------------------------------------------------------------------------------------------------
  * MinHash signatures: minhash.signatures' loop (sig[r, k] = min over the record's shingles x of
  * (a[k] * x + b[k]) mod 2^32) with the permutations innermost, so that the compiler vectorises it
  * (an AVX2 clone where the CPU has it).
@@ -986,6 +1054,7 @@ static PyMethodDef fast_methods[] = {
     {"minhash_into", fast_minhash_into, METH_VARARGS, minhash_into_doc},
     {"lsh_star_keys", fast_lsh_star_keys, METH_VARARGS, lsh_star_keys_doc},
     {"sign_forms", fast_sign_forms, METH_VARARGS, sign_forms_doc},
+    {"ascii_key", fast_ascii_key, METH_VARARGS, ascii_key_doc},
     {"lex", fast_lex, METH_VARARGS, lex_doc},
     {"code_ids", fast_code_ids, METH_VARARGS, code_ids_doc},
     {"word_ids", fast_word_ids, METH_VARARGS, word_ids_doc},

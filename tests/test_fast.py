@@ -388,3 +388,34 @@ def test_sign_forms_checks_its_arguments() -> None:
             fast.sign_forms(*args, 2, True, a, b, sig)
     with pytest.raises(ValueError, match="fit"):
         fast.sign_forms(ids, ends, start, count, pool, 0, True, a, b, sig)
+
+
+def test_ascii_key_gives_record_id(seed_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """record_ids through the C key equals record_id, and the numpy path, on the seed data and on
+    random texts made of blanks of every kind, NULs, case, typography and other non-ASCII."""
+    from swcdata import _ext
+    from swcdata.text import record_id, record_ids
+
+    rng = random.Random(3)
+    alphabet = ["a", "B", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x00", "\x01", "\x85",
+                "\xa0", "\u2019", "\u201c", "\u2014", "\u2026", "é", "K", "\u212a", "ß", "İ", "x_1", "{", "}", ";"]
+    ins = ["".join(rng.choices(alphabet, k=rng.randint(0, 30))) for _ in range(3000)]
+    res = ["".join(rng.choices(alphabet[:16], k=rng.randint(0, 30))) for _ in range(3000)]
+    for path in seed_files[:2]:
+        for line in path.read_bytes().splitlines()[:500]:
+            rec = orjson.loads(line)
+            if isinstance(rec.get("instruction"), str) and isinstance(rec.get("response"), str):
+                ins.append(rec["instruction"])
+                res.append(rec["response"])
+    got = record_ids(ins, res)
+    assert got == [record_id(i, r) for i, r in zip(ins, res, strict=True)]
+    monkeypatch.setattr(_ext, "fast", None)
+    assert record_ids(ins, res) == got
+
+
+def test_ascii_key_forms() -> None:
+    assert fast.ascii_key("  Hello\t World \n", "\x1fX\x00y ") == b"hello world \x00 x\x00\x01y"
+    assert fast.ascii_key("a\x00b") == b"a\x00b" and fast.ascii_key(" \n ") == b""
+    assert fast.ascii_key("é", "a") is None and fast.ascii_key("a", "\xa0") is None and fast.ascii_key("\u2019") is None
+    with pytest.raises(TypeError):
+        fast.ascii_key(b"a", "b")
