@@ -29,7 +29,9 @@ typedef struct {
     PyObject *s;
     const Py_UCS4 *data; /* the text as UCS-4 (one read per character, whatever the str's kind) */
     Py_ssize_t n;
-    PyObject *out; /* list of CodeSpan */
+    PyObject *out; /* list of CodeSpan, or NULL: spans go to ranges */
+    Py_ssize_t *ranges; /* [x, y) pairs of the spans, when out is NULL (PyMem) */
+    Py_ssize_t count, cap; /* pairs in ranges, pairs allocated */
 } Ex;
 
 #define CH(e, i) ((e)->data[(i)])
@@ -41,6 +43,8 @@ ex_init(Ex *e, PyObject *s, PyObject *out)
     e->s = s;
     e->n = PyUnicode_GET_LENGTH(s);
     e->out = out;
+    e->ranges = NULL;
+    e->count = e->cap = 0;
     if (PyUnicode_KIND(s) == PyUnicode_4BYTE_KIND) {
         e->data = PyUnicode_4BYTE_DATA(s);
         return 0;
@@ -1202,6 +1206,22 @@ scan(Ex *e, Py_ssize_t pos, Py_ssize_t end, Py_UCS4 quote, char *failed, Py_ssiz
 static int
 add_span(Ex *e, Py_ssize_t x, Py_ssize_t y, int shape)
 {
+    if (e->out == NULL) { /* ranges only */
+        if (e->count == e->cap) {
+            Py_ssize_t cap = e->cap ? 2 * e->cap : 8;
+            Py_ssize_t *grown = PyMem_Realloc(e->ranges, (size_t)cap * 2 * sizeof(Py_ssize_t));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            e->ranges = grown;
+            e->cap = cap;
+        }
+        e->ranges[2 * e->count] = x;
+        e->ranges[2 * e->count + 1] = y;
+        e->count++;
+        return 0;
+    }
     PyObject *values[4] = {PyUnicode_Substring(e->s, x, y), PyLong_FromSsize_t(x), PyLong_FromSsize_t(y),
                            shape_names[shape]};
     Py_XINCREF(values[3]);
@@ -1437,6 +1457,43 @@ find_fence(Ex *e, Py_ssize_t from)
     return -1;
 }
 
+/* Every code span of the text: fences, then the scan of the regions between them. */
+static int
+extract_all(Ex *e)
+{
+    Py_ssize_t pos = 0, n = e->n;
+    Py_ssize_t f = n ? find_fence(e, 0) : -1;
+    while (f >= 0) {
+        Py_ssize_t q = f + 3, cs = q;
+        /* an optional language line: [ \t]*[\w+#.-]*[ \t]*\n */
+        Py_ssize_t r = skip_blanks(e, q, n);
+        while (r < n && (U_WORD(CH(e, r)) || in_ascii_set(CH(e, r), "+#.-")))
+            r++;
+        r = skip_blanks(e, r, n);
+        if (r < n && CH(e, r) == '\n')
+            cs = r + 1;
+        Py_ssize_t ce = find_fence(e, cs), fend;
+        if (ce < 0) {
+            ce = n;
+            fend = n;
+        }
+        else {
+            fend = ce + 3;
+        }
+        if (f > pos && scan_region(e, pos, f) < 0)
+            return -1;
+        Py_ssize_t x = cs, y = ce;
+        trimmed(e, &x, &y);
+        if (y > x && add_span(e, x, y, SHAPE_FENCE) < 0)
+            return -1;
+        pos = fend;
+        f = find_fence(e, fend);
+    }
+    if (pos < n && scan_region(e, pos, n) < 0)
+        return -1;
+    return 0;
+}
+
 const char extract_spans_doc[] =
     "extract_spans(text) -> list[CodeSpan]\n\n"
     "Every code span of text: solidity.extract_code.";
@@ -1459,42 +1516,38 @@ fast_extract_spans(PyObject *self, PyObject *args)
         Py_DECREF(out);
         return NULL;
     }
-    Py_ssize_t pos = 0, n = e.n;
-    Py_ssize_t f = n ? find_fence(&e, 0) : -1;
-    while (f >= 0) {
-        Py_ssize_t q = f + 3, cs = q;
-        /* an optional language line: [ \t]*[\w+#.-]*[ \t]*\n */
-        Py_ssize_t r = skip_blanks(&e, q, n);
-        while (r < n && (U_WORD(CH(&e, r)) || in_ascii_set(CH(&e, r), "+#.-")))
-            r++;
-        r = skip_blanks(&e, r, n);
-        if (r < n && CH(&e, r) == '\n')
-            cs = r + 1;
-        Py_ssize_t ce = find_fence(&e, cs), fend;
-        if (ce < 0) {
-            ce = n;
-            fend = n;
-        }
-        else {
-            fend = ce + 3;
-        }
-        if (f > pos && scan_region(&e, pos, f) < 0)
-            goto fail;
-        Py_ssize_t x = cs, y = ce;
-        trimmed(&e, &x, &y);
-        if (y > x && add_span(&e, x, y, SHAPE_FENCE) < 0)
-            goto fail;
-        pos = fend;
-        f = find_fence(&e, fend);
+    int rc = extract_all(&e);
+    ex_done(&e);
+    if (rc < 0) {
+        Py_DECREF(out);
+        return NULL;
     }
-    if (pos < n && scan_region(&e, pos, n) < 0)
-        goto fail;
+    return out;
+}
+
+/* The code spans of s as [x, y) pairs (*ranges, PyMem_Malloc'ed, *count pairs; NULL when none), the
+ * spans extract_spans makes, without making them. -1 with an exception set on failure. */
+int
+extract_ranges(PyObject *s, Py_ssize_t **ranges, Py_ssize_t *count)
+{
+    if (span_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "extract_init was not called");
+        return -1;
+    }
+    Ex e;
+    *ranges = NULL;
+    *count = 0;
+    if (ex_init(&e, s, NULL) < 0)
+        return -1;
+    int rc = extract_all(&e);
     ex_done(&e);
-    return e.out;
-fail:
-    ex_done(&e);
-    Py_DECREF(e.out);
-    return NULL;
+    if (rc < 0) {
+        PyMem_Free(e.ranges);
+        return -1;
+    }
+    *ranges = e.ranges;
+    *count = e.count;
+    return 0;
 }
 
 const char extract_init_doc[] =

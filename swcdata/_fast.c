@@ -509,6 +509,36 @@ fast_word_ids(PyObject *self, PyObject *args)
 }
 
 
+/* The ids of an ASCII field's prose words and code tokens, in text order, given its code spans as
+ * [x, y) pairs (in order, inside the text), appended to the bytearray out. -1 with an exception set. */
+static int
+ranges_ids(PyObject *s, const Py_ssize_t *ranges, Py_ssize_t count, IdTable *prose, IdTable *code, PyObject *out)
+{
+    Text t;
+    Py_ssize_t pos;
+    if (text_of(s, &t, 0, -1, &pos) < 0)
+        return -1;
+    Py_ssize_t n = t.end;
+    Ids o;
+    ids_init(&o);
+    int rc = 0;
+    for (Py_ssize_t k = 0; k <= count && rc == 0; k++) {
+        Py_ssize_t a = k < count ? ranges[2 * k] : n, b = k < count ? ranges[2 * k + 1] : n;
+        if (a < pos || b < a || b > n) {
+            PyErr_SetString(PyExc_ValueError, "spans must be in order, non-overlapping and inside the text");
+            rc = -1;
+            break;
+        }
+        if (a > pos)
+            rc = word_ids_into(s, &t, pos, a, prose, &o);
+        if (rc == 0 && k < count) {
+            rc = code_ids_into(s, &t, a, b, code, &o);
+            pos = b;
+        }
+    }
+    return ids_flush(&o, out, rc);
+}
+
 PyDoc_STRVAR(ascii_field_ids_doc,
 "ascii_field_ids(text, spans, prose, code, out) -> None\n\n"
 "For an ASCII field and its code spans (objects with start and end, in order): append (to the bytearray\n"
@@ -527,44 +557,53 @@ fast_ascii_field_ids(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "ascii_field_ids needs an ASCII text");
         return NULL;
     }
-    Text t;
-    Py_ssize_t pos;
-    if (text_of(s, &t, 0, -1, &pos) < 0)
-        return NULL;
-    Py_ssize_t n = t.end, count = PyList_GET_SIZE(spans);
-    Ids o;
-    ids_init(&o);
+    Py_ssize_t count = PyList_GET_SIZE(spans);
+    Py_ssize_t *ranges = PyMem_Malloc((size_t)(count > 0 ? count : 1) * 2 * sizeof(Py_ssize_t));
+    if (ranges == NULL)
+        return PyErr_NoMemory();
     int rc = 0;
-    for (Py_ssize_t k = 0; k <= count && rc == 0; k++) {
-        Py_ssize_t a = n, b = n;
-        if (k < count) {
-            PyObject *span = PyList_GET_ITEM(spans, k);
-            PyObject *x = PyObject_GetAttr(span, str_start);
-            PyObject *y = x == NULL ? NULL : PyObject_GetAttr(span, str_end);
-            a = x == NULL ? -1 : PyLong_AsSsize_t(x);
-            b = y == NULL ? -1 : PyLong_AsSsize_t(y);
-            Py_XDECREF(x);
-            Py_XDECREF(y);
-            if (PyErr_Occurred()) {
-                rc = -1;
-                break;
-            }
-            if (a < pos || b < a || b > n) {
-                PyErr_SetString(PyExc_ValueError, "spans must be in order, non-overlapping and inside the text");
-                rc = -1;
-                break;
-            }
-        }
-        if (a > pos)
-            rc = word_ids_into(s, &t, pos, a, prose, &o);
-        if (rc == 0 && k < count) {
-            rc = code_ids_into(s, &t, a, b, code, &o);
-            pos = b;
-        }
+    for (Py_ssize_t k = 0; k < count && rc == 0; k++) {
+        PyObject *span = PyList_GET_ITEM(spans, k);
+        PyObject *x = PyObject_GetAttr(span, str_start);
+        PyObject *y = x == NULL ? NULL : PyObject_GetAttr(span, str_end);
+        ranges[2 * k] = x == NULL ? -1 : PyLong_AsSsize_t(x);
+        ranges[2 * k + 1] = y == NULL ? -1 : PyLong_AsSsize_t(y);
+        Py_XDECREF(x);
+        Py_XDECREF(y);
+        if (PyErr_Occurred())
+            rc = -1;
     }
-    if (ids_flush(&o, out, rc) < 0)
+    if (rc == 0)
+        rc = ranges_ids(s, ranges, count, prose, code, out);
+    PyMem_Free(ranges);
+    if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(field_ids_doc,
+"field_ids(text, prose, code, out) -> bool\n\n"
+"ascii_field_ids(text, extract_spans(text), prose, code, out) for an ASCII text, with the spans found\n"
+"but never made; False (and nothing appended) when text is not ASCII.");
+
+static PyObject *
+fast_field_ids(PyObject *self, PyObject *args)
+{
+    PyObject *s, *out;
+    IdTable *prose, *code;
+    if (!PyArg_ParseTuple(args, "UO!O!O!:field_ids", &s, &IdTable_Type, &prose, &IdTable_Type, &code,
+                          &PyByteArray_Type, &out))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(s))
+        Py_RETURN_FALSE;
+    Py_ssize_t *ranges, count;
+    if (extract_ranges(s, &ranges, &count) < 0)
+        return NULL;
+    int rc = ranges_ids(s, ranges, count, prose, code, out);
+    PyMem_Free(ranges);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_TRUE;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -575,28 +614,30 @@ fast_ascii_field_ids(PyObject *self, PyObject *args)
 
 #define IS_SPLIT_BLANK(c) (((c) >= 9 && (c) <= 13) || ((c) >= 28 && (c) <= 32))
 
+/* Appends the normalised d[0:n] to out[*len:]; *pending: a blank run waits to be written as one
+ * space (only once something non-blank follows it, and never at the start). NULs are written
+ * NUL \x01 when `nul_pair`. */
 static void
-key_put(char *out, Py_ssize_t *len, int *pending, Py_UCS1 c)
+key_run(char *restrict out, Py_ssize_t *len, int *pending, const Py_UCS1 *restrict d, Py_ssize_t n, int nul_pair)
 {
-    if (IS_SPLIT_BLANK(c)) {
-        *pending = *len > 0;
-        return;
-    }
-    if (*pending) {
-        out[(*len)++] = ' ';
-        *pending = 0;
-    }
-    out[(*len)++] = (char)LOWER(c);
-}
-
-static void
-key_field(char *out, Py_ssize_t *len, int *pending, const Py_UCS1 *d, Py_ssize_t n)
-{
+    Py_ssize_t k = *len;
+    int p = *pending;
     for (Py_ssize_t i = 0; i < n; i++) {
-        key_put(out, len, pending, d[i]);
-        if (d[i] == 0)
-            key_put(out, len, pending, 1);
+        Py_UCS1 c = d[i];
+        if (IS_SPLIT_BLANK(c)) {
+            p = k > 0;
+            continue;
+        }
+        if (p) {
+            out[k++] = ' ';
+            p = 0;
+        }
+        out[k++] = (char)LOWER(c);
+        if (c == 0 && nul_pair)
+            out[k++] = 1;
     }
+    *len = k;
+    *pending = p;
 }
 
 PyDoc_STRVAR(ascii_key_doc,
@@ -618,17 +659,13 @@ fast_ascii_key(PyObject *self, PyObject *args)
         return PyErr_NoMemory();
     Py_ssize_t len = 0;
     int pending = 0;
-    if (b == NULL) { /* one text: normalised as it is (a NUL is a character like any other) */
-        const Py_UCS1 *d = PyUnicode_1BYTE_DATA(a);
-        for (Py_ssize_t i = 0; i < na; i++)
-            key_put(out, &len, &pending, d[i]);
-    }
+    if (b == NULL) /* one text: normalised as it is (a NUL is a character like any other) */
+        key_run(out, &len, &pending, PyUnicode_1BYTE_DATA(a), na, 0);
     else {
-        static const Py_UCS1 sep[3] = {' ', 0, ' '};
-        key_field(out, &len, &pending, PyUnicode_1BYTE_DATA(a), na);
-        for (int i = 0; i < 3; i++) /* the separator's NUL is not doubled: it is the one without a \x01 */
-            key_put(out, &len, &pending, sep[i]);
-        key_field(out, &len, &pending, PyUnicode_1BYTE_DATA(b), nb);
+        static const Py_UCS1 sep[3] = {' ', 0, ' '}; /* its NUL is the one without a \x01 after it */
+        key_run(out, &len, &pending, PyUnicode_1BYTE_DATA(a), na, 1);
+        key_run(out, &len, &pending, sep, 3, 0);
+        key_run(out, &len, &pending, PyUnicode_1BYTE_DATA(b), nb, 1);
     }
     PyObject *key = PyBytes_FromStringAndSize(out, len);
     PyMem_Free(out);
@@ -1055,6 +1092,7 @@ static PyMethodDef fast_methods[] = {
     {"lsh_star_keys", fast_lsh_star_keys, METH_VARARGS, lsh_star_keys_doc},
     {"sign_forms", fast_sign_forms, METH_VARARGS, sign_forms_doc},
     {"ascii_key", fast_ascii_key, METH_VARARGS, ascii_key_doc},
+    {"field_ids", fast_field_ids, METH_VARARGS, field_ids_doc},
     {"lex", fast_lex, METH_VARARGS, lex_doc},
     {"code_ids", fast_code_ids, METH_VARARGS, code_ids_doc},
     {"word_ids", fast_word_ids, METH_VARARGS, word_ids_doc},

@@ -57,6 +57,7 @@ string_end(const Text *t, Py_ssize_t i, Py_UCS4 quote)
 extern const char extract_spans_doc[];
 extern const char extract_init_doc[];
 PyObject *fast_extract_spans(PyObject *self, PyObject *args);
+int extract_ranges(PyObject *s, Py_ssize_t **ranges, Py_ssize_t *count);
 PyObject *fast_extract_init(PyObject *self, PyObject *args);
 extern const char code_start_at_doc[];
 PyObject *fast_code_start_at(PyObject *self, PyObject *args);

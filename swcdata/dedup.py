@@ -32,7 +32,7 @@ from swcdata import minhash
 from swcdata.arrow import bools, int64s, to_numpy
 from swcdata.removed import RemovedList
 from swcdata.schema import Ledger, RecordRef, Source
-from swcdata.tokens import Job, chunk_signatures
+from swcdata.tokens import Job, Packed, chunk_signatures
 
 
 class DedupConfig(BaseModel):
@@ -85,8 +85,8 @@ Progress = Callable[[int, int], None]
 """A progress callback: `(records signed so far, records to sign)`, after each chunk."""
 
 
-def _signatures(n: int, fields: Callable[[int, int], tuple[list[str], list[str]]], cfg: DedupConfig,
-                progress: Progress | None = None) -> minhash.U32:
+def _signatures(n: int, fields: Callable[[int, int], tuple[list[str] | Packed, list[str] | Packed]],
+                cfg: DedupConfig, progress: Progress | None = None) -> minhash.U32:
     """MinHash signatures of n records whose (instructions, responses) for rows [lo, hi) come from
     `fields(lo, hi)`. Tokens, shingles and signatures are computed together in `cfg.workers` processes
     over chunks of `_STEP` records, with at most two chunks per worker in flight, so memory stays
@@ -136,21 +136,36 @@ def record_signatures(instructions: Sequence[str], responses: Sequence[str], cfg
 def table_signatures(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None = None,
                      progress: Progress | None = None) -> minhash.U32:
     """MinHash signatures of a record table's rows (all, or the given ascending row indices), chunk by
-    chunk."""
+    chunk. The chunks go to the workers packed (`tokens.Packed`): buffers, not lists of str."""
     ins_col, res_col = table.column("instruction"), table.column("response")
     if rows is None:
-        return _signatures(table.num_rows, lambda lo, hi: (ins_col.slice(lo, hi - lo).to_pylist(),
-                                                           res_col.slice(lo, hi - lo).to_pylist()), cfg, progress)
+        return _signatures(table.num_rows, lambda lo, hi: (_pack(ins_col.slice(lo, hi - lo)),
+                                                           _pack(res_col.slice(lo, hi - lo))), cfg, progress)
     sel = rows
 
-    def fields(lo: int, hi: int) -> tuple[list[str], list[str]]:
+    def fields(lo: int, hi: int) -> tuple[Packed, Packed]:
         # rows are ascending: slice the span they cover, then take within it (a take over the whole
         # chunked column would walk every chunk)
         a, b = int(sel[lo]), int(sel[hi - 1]) + 1
         idx = int64s(sel[lo:hi] - a)
-        return ins_col.slice(a, b - a).take(idx).to_pylist(), res_col.slice(a, b - a).take(idx).to_pylist()
+        return _pack(ins_col.slice(a, b - a).take(idx)), _pack(res_col.slice(a, b - a).take(idx))
 
     return _signatures(len(sel), fields, cfg, progress)
+
+
+def _pack(col: pa.ChunkedArray | pa.Array) -> Packed:
+    """A string column's values as `tokens.Packed` (offsets from 0, and only the bytes they span)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if arr.null_count:
+        raise ValueError("cannot sign null texts")
+    _, offsets_buf, data_buf = arr.buffers()
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=width)[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
+    if not len(offsets):
+        return np.zeros(1, dtype=np.int64), b""
+    start, end = int(offsets[0]), int(offsets[-1])
+    data = memoryview(data_buf)[start:end].tobytes() if data_buf is not None else b""
+    return offsets - start, data
 
 
 # --------------------------------------------------------------------------- report

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -150,10 +151,9 @@ def _append_field_fast(text: str, out: bytearray, prose: Any, code: Any) -> None
     """`_append_field` with the C extension: the ids (native int64) go to `out`; `prose` and `code`
     are the `_fast.IdTable`s of the two lookups."""
     assert _fast is not None
-    spans = extract_code(text) if text else []
-    if text.isascii():
-        _fast.ascii_field_ids(text, spans, prose, code, out)
+    if _fast.field_ids(text, prose, code, out):  # an ASCII field: spans found and lexed in C
         return
+    spans = extract_code(text)
     pos = 0
     for span in spans:
         if span.start > pos:
@@ -234,13 +234,27 @@ def token_hashes(instructions: Sequence[str], responses: Sequence[str], *, abstr
     return forms.pool[pick], offsets
 
 
-Job = tuple[list[str], list[str], bool, bool, int, int, int]
+Packed = tuple[npt.NDArray[np.int64], bytes]
+"""Strings packed for a worker process the way an Arrow string column holds them: n + 1 offsets into
+their UTF-8 bytes. Pickling one is a copy of two buffers, where a list of str pickles string by string."""
+
+
+def unpack(texts: list[str] | Packed) -> list[str]:
+    """The strings of a `Packed` (a list is returned as it is)."""
+    if isinstance(texts, list):
+        return texts
+    offsets, data = texts
+    return [data[a:b].decode("utf-8") for a, b in pairwise(offsets.tolist())]
+
+
+Job = tuple[list[str] | Packed, list[str] | Packed, bool, bool, int, int, int]
 
 
 def chunk_signatures(job: Job) -> minhash.U32:
     """MinHash signatures `(n, num_perm)` of a chunk of records: token streams, ngram shingles and
     signatures (`minhash.signatures(*minhash.shingles_of_token_hashes(*token_hashes(...), ngram), ...)`)."""
-    instructions, responses, ids, lits, ngram, num_perm, seed = job
+    packed_ins, packed_res, ids, lits, ngram, num_perm, seed = job
+    instructions, responses = unpack(packed_ins), unpack(packed_res)
     if _fast is not None:  # the same signatures, from the form ids in one C pass (no token or shingle arrays)
         form_ids, ends, forms = _form_ids(instructions, responses, ids, lits)
         sig = np.full((len(ends) - 1, num_perm), minhash.EMPTY, dtype=np.uint32)
