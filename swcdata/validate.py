@@ -304,7 +304,8 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
     # One scan of the whole chunk: "swc" in a field shows in the raw line unless a letter of it is
     # written as a JSON escape (\\u0073...); a chunk with either takes the per-field path.
     data = b"".join(raw for _, raw in lines)
-    lower_swc = b"swc" in data or b"Swc" in data or _LETTER_ESCAPE.search(data) is not None
+    lower_swc = (b"swc" in data or b"Swc" in data
+                 or (b"\\u00" in data and _LETTER_ESCAPE.search(data) is not None))  # (a cheap test first)
     for lineno, raw in lines:
         try:
             obj = loads(raw)
