@@ -983,7 +983,14 @@ sign_forms_rows(const int64_t *ids, const int64_t *ends, Py_ssize_t n, const int
         }
         size_t g = (size_t)ngram;
         size_t windows = len >= g ? len - g + 1 : (short_whole && len > 0 ? 1 : 0);
-        for (size_t j = 0; j < windows; j++) {
+        size_t full = len >= g ? len - g + 1 : 0; /* windows with all their tokens inside the record */
+        for (size_t j = 0; j < full; j++) {
+            uint64_t h = th[j];
+            for (size_t t = 1; t < g; t++)
+                h = h * 0x9E3779B97F4A7C15ULL + th[j + t];
+            x[j] = (uint32_t)fmix64(h);
+        }
+        for (size_t j = full; j < windows; j++) { /* a short record's one window */
             uint64_t h = th[j];
             for (size_t t = 1; t < g; t++)
                 h = h * 0x9E3779B97F4A7C15ULL + (j + t < len ? th[j + t] : 0);
