@@ -19,6 +19,13 @@
  */
 #include "_fast.h"
 
+/* IS_WORD of each byte, as a table (filled at import): one load in the per-character loops */
+static unsigned char word_byte[256];
+#define WORD_BYTE(c) (word_byte[(unsigned char)(c)])
+/* str.split's blanks among the bytes (\t \n \v \f \r, \x1c-\x1f and space), and each byte
+ * lower-cased (ASCII letters only, as LOWER) */
+static unsigned char key_blank[256], key_lower[256];
+
 static PyObject *str_start, *str_end;
 
 /* Length of the operator starting at `i` (1 for any other single character). */
@@ -98,13 +105,13 @@ next_token(const Text *t, Py_ssize_t *pos, Py_ssize_t *start, Py_ssize_t *stop)
             }
         }
         Py_ssize_t j;
-        if (c < 128 && IS_WORD(c)) {
+        if (c < 128 && WORD_BYTE(c)) {
             j = i + 1;
-            while (j < t->end && AT(t, j) < 128 && IS_WORD(AT(t, j)))
+            while (j < t->end && AT(t, j) < 128 && WORD_BYTE(AT(t, j)))
                 j++;
             if (IS_DIGIT(c) && j + 1 < t->end && AT(t, j) == '.' && IS_DIGIT(AT(t, j + 1))) {
                 j += 2;
-                while (j < t->end && AT(t, j) < 128 && IS_WORD(AT(t, j)))
+                while (j < t->end && AT(t, j) < 128 && WORD_BYTE(AT(t, j)))
                     j++;
             }
         }
@@ -212,6 +219,12 @@ static uint64_t
 hash_piece(const Text *t, Py_ssize_t a, Py_ssize_t b, int lower)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a over the code points */
+    if (t->kind == PyUnicode_1BYTE_KIND) { /* the usual text: no kind switch per character */
+        const Py_UCS1 *d = t->data;
+        for (Py_ssize_t i = a; i < b; i++)
+            h = (h ^ (lower ? key_lower[d[i]] : d[i])) * 1099511628211ULL;
+        return h ^ (uint64_t)(b - a);
+    }
     for (Py_ssize_t i = a; i < b; i++) {
         Py_UCS4 c = AT(t, i);
         if (lower)
@@ -440,12 +453,12 @@ word_ids_into(PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, IdTable *t
     const Py_UCS1 *data = t->data;
     Py_ssize_t i = a;
     while (i < b) {
-        while (i < b && !IS_WORD(data[i]))
+        while (i < b && !WORD_BYTE(data[i]))
             i++;
         if (i >= b)
             break;
         Py_ssize_t j = i;
-        while (j < b && IS_WORD(data[j]))
+        while (j < b && WORD_BYTE(data[j]))
             j++;
         int64_t id = table_id(tb, s, t, i, j, 1);
         if (id < 0 || ids_push(o, id) < 0)
@@ -614,6 +627,18 @@ fast_field_ids(PyObject *self, PyObject *args)
 
 #define IS_SPLIT_BLANK(c) (((c) >= 9 && (c) <= 13) || ((c) >= 28 && (c) <= 32))
 
+
+/* Fills the byte tables (word_byte, key_blank, key_lower) once, at import. */
+static void
+byte_tables_init(void)
+{
+    for (int c = 0; c < 256; c++) {
+        word_byte[c] = (unsigned char)(c < 128 && IS_WORD(c));
+        key_blank[c] = (unsigned char)IS_SPLIT_BLANK(c);
+        key_lower[c] = (unsigned char)LOWER(c);
+    }
+}
+
 /* Appends the normalised d[0:n] to out[*len:]; *pending: a blank run waits to be written as one
  * space (only once something non-blank follows it, and never at the start). NULs are written
  * NUL \x01 when `nul_pair`. */
@@ -624,15 +649,14 @@ key_run(char *restrict out, Py_ssize_t *len, int *pending, const Py_UCS1 *restri
     int p = *pending;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS1 c = d[i];
-        if (IS_SPLIT_BLANK(c)) {
+        if (key_blank[c]) {
             p = k > 0;
             continue;
         }
-        if (p) {
-            out[k++] = ' ';
-            p = 0;
-        }
-        out[k++] = (char)LOWER(c);
+        out[k] = ' '; /* kept only when a blank run is pending */
+        k += p;
+        p = 0;
+        out[k++] = (char)key_lower[c];
         if (c == 0 && nul_pair)
             out[k++] = 1;
     }
@@ -1120,6 +1144,7 @@ static struct PyModuleDef fast_module = {
 PyMODINIT_FUNC
 PyInit__fast(void)
 {
+    byte_tables_init();
     str_start = PyUnicode_InternFromString("start");
     str_end = PyUnicode_InternFromString("end");
     if (str_start == NULL || str_end == NULL || PyType_Ready(&IdTable_Type) < 0)
