@@ -26,7 +26,6 @@ static unsigned char word_byte[256];
  * lower-cased (ASCII letters only, as LOWER) */
 static unsigned char key_blank[256], key_lower[256];
 
-static PyObject *str_start, *str_end;
 
 /* Length of the operator starting at `i` (1 for any other single character). */
 static Py_ssize_t
@@ -219,12 +218,6 @@ static uint64_t
 hash_piece(const Text *t, Py_ssize_t a, Py_ssize_t b, int lower)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a over the code points */
-    if (t->kind == PyUnicode_1BYTE_KIND) { /* the usual text: no kind switch per character */
-        const Py_UCS1 *d = t->data;
-        for (Py_ssize_t i = a; i < b; i++)
-            h = (h ^ (lower ? key_lower[d[i]] : d[i])) * 1099511628211ULL;
-        return h ^ (uint64_t)(b - a);
-    }
     for (Py_ssize_t i = a; i < b; i++) {
         Py_UCS4 c = AT(t, i);
         if (lower)
@@ -552,52 +545,12 @@ ranges_ids(PyObject *s, const Py_ssize_t *ranges, Py_ssize_t count, IdTable *pro
     return ids_flush(&o, out, rc);
 }
 
-PyDoc_STRVAR(ascii_field_ids_doc,
-"ascii_field_ids(text, spans, prose, code, out) -> None\n\n"
-"For an ASCII field and its code spans (objects with start and end, in order): append (to the bytearray\n"
-"out, as native int64) the prose table's ids of the lower-cased words between the spans and the code\n"
-"table's ids of the tokens inside them, in text order.");
-
-static PyObject *
-fast_ascii_field_ids(PyObject *self, PyObject *args)
-{
-    PyObject *s, *spans, *out;
-    IdTable *prose, *code;
-    if (!PyArg_ParseTuple(args, "UO!O!O!O!:ascii_field_ids", &s, &PyList_Type, &spans, &IdTable_Type, &prose,
-                          &IdTable_Type, &code, &PyByteArray_Type, &out))
-        return NULL;
-    if (!PyUnicode_IS_ASCII(s)) {
-        PyErr_SetString(PyExc_ValueError, "ascii_field_ids needs an ASCII text");
-        return NULL;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(spans);
-    Py_ssize_t *ranges = PyMem_Malloc((size_t)(count > 0 ? count : 1) * 2 * sizeof(Py_ssize_t));
-    if (ranges == NULL)
-        return PyErr_NoMemory();
-    int rc = 0;
-    for (Py_ssize_t k = 0; k < count && rc == 0; k++) {
-        PyObject *span = PyList_GET_ITEM(spans, k);
-        PyObject *x = PyObject_GetAttr(span, str_start);
-        PyObject *y = x == NULL ? NULL : PyObject_GetAttr(span, str_end);
-        ranges[2 * k] = x == NULL ? -1 : PyLong_AsSsize_t(x);
-        ranges[2 * k + 1] = y == NULL ? -1 : PyLong_AsSsize_t(y);
-        Py_XDECREF(x);
-        Py_XDECREF(y);
-        if (PyErr_Occurred())
-            rc = -1;
-    }
-    if (rc == 0)
-        rc = ranges_ids(s, ranges, count, prose, code, out);
-    PyMem_Free(ranges);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 PyDoc_STRVAR(field_ids_doc,
 "field_ids(text, prose, code, out) -> bool\n\n"
-"ascii_field_ids(text, extract_spans(text), prose, code, out) for an ASCII text, with the spans found\n"
-"but never made; False (and nothing appended) when text is not ASCII.");
+"For an ASCII field: append (to the bytearray out, as native int64) the prose table's ids of the\n"
+"lower-cased words between its code spans (those of extract_spans, found but never made) and the code\n"
+"table's ids of the tokens inside them, in text order, and return True; False (and nothing appended)\n"
+"when text is not ASCII.");
 
 static PyObject *
 fast_field_ids(PyObject *self, PyObject *args)
@@ -1131,7 +1084,6 @@ static PyMethodDef fast_methods[] = {
     {"extract_init", fast_extract_init, METH_VARARGS, extract_init_doc},
     {"code_start_at", fast_code_start_at, METH_VARARGS, code_start_at_doc},
     {"codeish", fast_codeish, METH_VARARGS, codeish_doc},
-    {"ascii_field_ids", fast_ascii_field_ids, METH_VARARGS, ascii_field_ids_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1145,9 +1097,7 @@ PyMODINIT_FUNC
 PyInit__fast(void)
 {
     byte_tables_init();
-    str_start = PyUnicode_InternFromString("start");
-    str_end = PyUnicode_InternFromString("end");
-    if (str_start == NULL || str_end == NULL || PyType_Ready(&IdTable_Type) < 0)
+    if (PyType_Ready(&IdTable_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fast_module);
     if (m == NULL)

@@ -14,7 +14,6 @@ import random
 import re
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -203,19 +202,23 @@ def test_token_hashes_agree_on_generated_corpus(seed_dir: Path, monkeypatch: pyt
     assert np.array_equal(h1, ref_h) and np.array_equal(o1, ref_o)
 
 
-def test_ascii_field_ids_checks_its_input() -> None:
-    ids: defaultdict[str, int] = defaultdict(int)
-    table = fast.IdTable(ids)
-    with pytest.raises(ValueError, match="ASCII"):
-        fast.ascii_field_ids("é", [], table, table, bytearray())
-    text = "a `x = 1;` b `y = 2;` c"
-    spans = solidity.extract_code(text)
-    assert len(spans) == 2
-    with pytest.raises(ValueError, match="in order"):
-        fast.ascii_field_ids(text, spans[::-1], table, table, bytearray())
+def test_field_ids_takes_ascii_fields_in_text_order() -> None:
+    """Prose words (lower-cased) and code tokens in text order; a non-ASCII field is left to Python."""
+    numbers: dict[str, int] = {}
+
+    class Lookup(dict[str, int]):
+        def __missing__(self, key: str) -> int:
+            i = self[key] = numbers.setdefault(key, len(numbers))
+            return i
+
+    prose, code = fast.IdTable(Lookup()), fast.IdTable(Lookup())
     out = bytearray()
-    fast.ascii_field_ids(text, spans, table, table, out)
-    assert len(out) == 8 * (3 + 4 + 4)  # the words a, b, c and the tokens x = 1 ; y = 2 ;
+    assert fast.field_ids("é `x = 1;`", prose, code, out) is False and out == bytearray()
+    text = "A `x = 1;` b `y = 2;` c"
+    assert len(solidity.extract_code(text)) == 2
+    assert fast.field_ids(text, prose, code, out) is True
+    tokens = ["a", "x", "=", "1", ";", "b", "y", "=", "2", ";", "c"]
+    assert np.frombuffer(out, dtype=np.int64).tolist() == [numbers[t] for t in tokens]
 
 
 def test_id_table_answers_as_its_lookup_does() -> None:
@@ -234,7 +237,7 @@ def test_id_table_answers_as_its_lookup_does() -> None:
     assert np.frombuffer(out, dtype=np.int64).tolist() == [seen[w] for w in words]
     assert len(table) == len(seen)
     out = bytearray()
-    fast.ascii_field_ids("Hello HELLO hello W1", [], table, table, out)
+    assert fast.field_ids("Hello HELLO hello W1", table, table, out)
     assert np.frombuffer(out, dtype=np.int64).tolist() == [seen["hello"]] * 3 + [seen["w1"]]
 
     class Failing(dict[str, int]):
