@@ -1084,6 +1084,7 @@ static PyMethodDef fast_methods[] = {
     {"extract_init", fast_extract_init, METH_VARARGS, extract_init_doc},
     {"code_start_at", fast_code_start_at, METH_VARARGS, code_start_at_doc},
     {"codeish", fast_codeish, METH_VARARGS, codeish_doc},
+    {"removed_json", fast_removed_json, METH_VARARGS, removed_json_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1097,6 +1098,7 @@ PyMODINIT_FUNC
 PyInit__fast(void)
 {
     byte_tables_init();
+    json_init();
     if (PyType_Ready(&IdTable_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fast_module);

@@ -4,7 +4,8 @@ A dedup report names every removed record with the kept record it duplicates: ab
 entries when a million records go in. As pydantic models those cost two objects each to build and
 seconds to serialise; `RemovedList` keeps them as columns (row positions into shared id / source
 lists, kinds, similarities), builds a `Removed` model only for the entry that is read, and writes
-its JSON in large slices with orjson, byte for byte what pydantic writes for the same list.
+its JSON in slices straight from the columns (in C, `_json.c`; with orjson where the extension is
+not built), byte for byte what pydantic writes for the same list.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
+from swcdata._ext import fast as _fast
 from swcdata.schema import RecordRef, Source
 
 
@@ -38,6 +40,9 @@ class Removed(BaseModel):
 
 
 _SLICE = 1 << 16  # entries serialised per orjson call: bounded memory, few calls
+# entries per C call: about 3 MB of text, a size the allocator reuses from one call to the next (a
+# fresh block costs a page fault every 4 KB, which here costs as much as writing the text)
+_C_SLICE = 1 << 13
 
 
 class RemovedList(Sequence[Removed]):
@@ -51,9 +56,9 @@ class RemovedList(Sequence[Removed]):
     __slots__ = ("_at", "_exact", "_files", "_ids", "_lines", "_of", "_sim")
     __hash__ = None  # type: ignore[assignment]  # mutable-looking sequences are not hashable
 
-    def __init__(self, ids: list[str], files: list[str], lines: list[int], at: npt.ArrayLike, of: npt.ArrayLike,
-                 exact: npt.ArrayLike, similarity: npt.ArrayLike) -> None:
-        self._ids, self._files, self._lines = ids, files, lines
+    def __init__(self, ids: Sequence[str], files: Sequence[str], lines: Sequence[int], at: npt.ArrayLike,
+                 of: npt.ArrayLike, exact: npt.ArrayLike, similarity: npt.ArrayLike) -> None:
+        self._ids, self._files, self._lines = _as_list(ids), _as_list(files), _as_list(lines)
         self._at = np.asarray(at, dtype=np.int64)
         self._of = np.asarray(of, dtype=np.int64)
         self._exact = np.asarray(exact, dtype=bool)
@@ -116,16 +121,33 @@ class RemovedList(Sequence[Removed]):
     def json_items(self, depth: int) -> Iterator[bytes | memoryview]:
         """The entries as the items of an indented (2 spaces) JSON array whose items sit at `depth`:
         what pydantic's `to_json(indent=2)` writes between the brackets, in slices."""
+        if _fast is not None:  # the same bytes, written in C from the columns
+            yield from self._c_items(depth)
+            return
         pad = b"\n" + b"  " * (depth - 1)
         for lo in range(0, len(self), _SLICE):
+            if lo:
+                yield b",\n"
             with _gc_paused():
                 body = orjson.dumps(self.dicts(lo, lo + _SLICE), option=orjson.OPT_INDENT_2)
             # "[\n  {...},\n  {...}\n]" has its items at depth 1: shifting every line gives
             # "[" pad "  {...}," pad "  {...}" pad "]", whose middle is the items at `depth`
             shifted = body.replace(b"\n", pad)
+            yield memoryview(shifted)[2 : len(shifted) - len(pad) - 1]
+
+    def _c_items(self, depth: int) -> Iterator[bytes]:
+        """`json_items` by `_fast.removed_json`, in slices of `_C_SLICE` entries: each distinct
+        similarity is formatted once by orjson (which formats floats as pydantic does), the rest in C."""
+        assert _fast is not None
+        values, index = np.unique(self._sim, return_inverse=True)
+        texts = [orjson.dumps(v) for v in values.tolist()]
+        index = index.astype(np.int64).reshape(-1)
+        for lo in range(0, len(self), _C_SLICE):
+            hi = lo + _C_SLICE
             if lo:
                 yield b",\n"
-            yield memoryview(shifted)[2 : len(shifted) - len(pad) - 1]
+            yield _fast.removed_json(self._ids, self._files, self._lines, self._at[lo:hi], self._of[lo:hi],
+                                     self._exact[lo:hi], index[lo:hi], texts, depth)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -137,6 +159,10 @@ class RemovedList(Sequence[Removed]):
             serialization=core_schema.plain_serializer_function_ser_schema(list, return_schema=items),
         )
 
+
+
+def _as_list(values: Sequence[Any]) -> list[Any]:
+    return values if isinstance(values, list) else list(values)
 
 
 @contextmanager

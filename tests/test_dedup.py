@@ -230,9 +230,13 @@ def test_report_json_is_pydantics_own_bytes(swc_files: list[Path]) -> None:
         return buf.getvalue()
 
     assert written(rep) == own
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rm, "_SLICE", 2)  # many slices, and a last one of one entry or two
-        assert written(rep) == own
+    for writer in (rm._fast, None):  # the C writer and orjson's slices (builds without the extension)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(rm, "_fast", writer)
+            assert written(rep) == own
+            mp.setattr(rm, "_SLICE", 2)  # many slices, and a last one of one entry or two
+            mp.setattr(rm, "_C_SLICE", 2)
+            assert written(rep) == own
     empty = rep.model_copy(update={"removed": RemovedList([], [], [], [], [], [], [])})
     assert written(empty) == empty.__pydantic_serializer__.to_json(empty, indent=2) + b"\n"
 
@@ -240,11 +244,12 @@ def test_report_json_is_pydantics_own_bytes(swc_files: list[Path]) -> None:
 def test_removed_list_reads_like_a_list_of_entries(tmp_path: Path) -> None:
     """Odd file names, both kinds, similarities that need rounding care: entries, equality,
     slicing and the JSON bytes match a plain list of Removed models."""
+    from swcdata import removed as rm
     from swcdata.console import write_report_to
     from swcdata.removed import Removed, RemovedList
     from swcdata.schema import RecordRef, Source
 
-    files = ['a "quoted" \\ file\t.jsonl', "données/ü.jsonl", "x.jsonl"]
+    files = ['a "quoted" \\ file\t.jsonl', "données/ü.jsonl", "x\x00\x01\b\n\f\r\x1f\x7f\u2028\U0001f600/.jsonl"]
     rows = [("id0", files[0], 1), ("id1", files[1], 7), ("id2", files[2], 3), ("id3", files[0], 12)]
     entries = RemovedList([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], at=[1, 2, 3],
                           of=[0, 0, 2], exact=[True, False, False], similarity=[1.0, 0.0001, 0.0062])
@@ -265,9 +270,12 @@ def test_removed_list_reads_like_a_list_of_entries(tmp_path: Path) -> None:
     held = Holder(count=3, removed=entries, after=["z"])
     listed = Holder(count=3, removed=plain, after=["z"])  # a list is taken in as columns
     assert isinstance(listed.removed, RemovedList) and listed == held
-    buf = io.BytesIO()
-    write_report_to(buf, held)
-    assert buf.getvalue() == held.__pydantic_serializer__.to_json(held, indent=2) + b"\n"
+    for writer in (rm._fast, None):  # the C writer and orjson's slices
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(rm, "_fast", writer)
+            buf = io.BytesIO()
+            write_report_to(buf, held)
+            assert buf.getvalue() == held.__pydantic_serializer__.to_json(held, indent=2) + b"\n"
     assert Holder.model_validate_json(buf.getvalue()) == held
     assert json.loads(buf.getvalue())["removed"][0]["source"]["file"] == files[1]
 

@@ -422,3 +422,26 @@ def test_ascii_key_forms() -> None:
     assert fast.ascii_key("é", "a") is None and fast.ascii_key("a", "\xa0") is None and fast.ascii_key("\u2019") is None
     with pytest.raises(TypeError):
         fast.ascii_key(b"a", "b")
+
+
+def test_removed_json_refuses_bad_columns() -> None:
+    """The report writer checks what it is given (the bytes themselves are compared with pydantic's
+    in tests/test_dedup.py): rows and similarity indexes in range, columns of one length, str ids."""
+    i64 = np.array([0], dtype=np.int64)
+    yes = np.array([True])
+    args = (["a", "b"], ["f", "f"], [1, 2], i64, i64 + 1, yes, i64, [b"1.0"], 2)
+    assert fast.removed_json(*args).startswith(b'    {\n      "id": "a",')
+    with pytest.raises(IndexError, match="row 2"):
+        fast.removed_json(args[0], args[1], args[2], i64 + 2, *args[4:])
+    with pytest.raises(IndexError, match="similarity index 1"):
+        fast.removed_json(*args[:6], i64 + 1, *args[7:])
+    with pytest.raises(ValueError, match="differ in length"):
+        fast.removed_json(*args[:5], np.array([True, False]), *args[6:])
+    with pytest.raises(TypeError, match="expected str"):
+        fast.removed_json([1, "b"], *args[1:])
+    with pytest.raises(TypeError, match="expected int"):
+        fast.removed_json(args[0], args[1], ["1", 2], *args[3:])
+    with pytest.raises(TypeError, match="8 bytes"):
+        fast.removed_json(*args[:3], np.array([0], dtype=np.int32), *args[4:])
+    with pytest.raises(ValueError, match="depth must be in"):
+        fast.removed_json(*args[:8], -1)
