@@ -483,6 +483,23 @@ fast_code_ids(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The ids of the str items of the list `words` (each a whole word, already normalised). */
+static int
+words_into(PyObject *words, IdTable *tb, Ids *o)
+{
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(words); k++) {
+        PyObject *w = PyList_GET_ITEM(words, k);
+        Text t;
+        Py_ssize_t pos;
+        if (text_of(w, &t, 0, -1, &pos) < 0)
+            return -1;
+        int64_t id = table_id(tb, w, &t, 0, t.end, 0);
+        if (id < 0 || ids_push(o, id) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(word_ids_doc,
 "word_ids(words, table, out) -> None\n\n"
 "Append (to the bytearray out, as native int64) the id of every str of the list words in table.");
@@ -497,29 +514,94 @@ fast_word_ids(PyObject *self, PyObject *args)
         return NULL;
     Ids o;
     ids_init(&o);
-    int rc = 0;
-    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(words) && rc == 0; k++) {
-        PyObject *w = PyList_GET_ITEM(words, k);
-        Text t;
-        Py_ssize_t pos;
-        if (text_of(w, &t, 0, -1, &pos) < 0) {
-            rc = -1;
-            break;
-        }
-        int64_t id = table_id(tb, w, &t, 0, t.end, 0);
-        rc = id < 0 ? -1 : ids_push(&o, id);
-    }
-    if (ids_flush(&o, out, rc) < 0)
+    if (ids_flush(&o, out, words_into(words, tb, &o)) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
-
-/* The ids of an ASCII field's prose words and code tokens, in text order, given its code spans as
- * [x, y) pairs (in order, inside the text), appended to the bytearray out. -1 with an exception set. */
+/* Non-ASCII characters that typography folding (text._FOLD) turns into ASCII other than word
+ * characters: quotes, primes, dashes, the ellipsis and odd spaces. Between words they only
+ * separate them, as the ASCII they fold to would. (Characters folded to nothing, which would join
+ * two words, are not here: a segment with one goes to Python.) tests/test_fast.py checks this set
+ * against text._FOLD. */
 static int
-ranges_ids(PyObject *s, const Py_ssize_t *ranges, Py_ssize_t count, IdTable *prose, IdTable *code, PyObject *out)
+folds_to_separator(Py_UCS4 c)
 {
+    switch (c) {
+    case 0x2018: case 0x2019: case 0x201a: case 0x201b: case 0x2032: case 0x00b4: case 0x02bc: /* ' */
+    case 0x201c: case 0x201d: case 0x201e: case 0x201f: case 0x2033: case 0x00ab: case 0x00bb: /* " */
+    case 0x2010: case 0x2011: case 0x2012: case 0x2013: case 0x2014: case 0x2015: case 0x2212: /* - */
+    case 0x2026:                                                                               /* ... */
+    case 0x00a0: case 0x2009: case 0x200a: case 0x202f: case 0x3000:                           /* space */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The ids of the prose words of text[a:b] (a text that is not ASCII) when every character of it is
+ * ASCII or folds to a separator: its normalised words are then the lower-cased runs of [A-Za-z0-9_].
+ * Returns 1 when done, 0 (nothing pushed) when a character needs Python's normalisation, -1 on
+ * failure. */
+static int
+word_ids_folded(PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, IdTable *tb, Ids *o)
+{
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = AT(t, i);
+        if (c >= 128 && !folds_to_separator(c))
+            return 0;
+    }
+    Py_ssize_t i = a;
+    while (i < b) {
+        while (i < b && !(AT(t, i) < 128 && WORD_BYTE(AT(t, i))))
+            i++;
+        if (i >= b)
+            break;
+        Py_ssize_t j = i;
+        while (j < b && AT(t, j) < 128 && WORD_BYTE(AT(t, j)))
+            j++;
+        int64_t id = table_id(tb, s, t, i, j, 1);
+        if (id < 0 || ids_push(o, id) < 0)
+            return -1;
+        i = j;
+    }
+    return 1;
+}
+
+/* The prose words of text[a:b] of a field that is not ASCII: in C when word_ids_folded can, else
+ * the ids of the words that `prose_words(text[a:b])` (Python) returns. */
+static int
+prose_ids_any(PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, IdTable *tb, PyObject *prose_words, Ids *o)
+{
+    int r = word_ids_folded(s, t, a, b, tb, o);
+    if (r != 0)
+        return r < 0 ? -1 : 0;
+    PyObject *seg = PyUnicode_Substring(s, a, b);
+    if (seg == NULL)
+        return -1;
+    PyObject *words = PyObject_CallOneArg(prose_words, seg);
+    Py_DECREF(seg);
+    if (words == NULL)
+        return -1;
+    if (!PyList_Check(words)) {
+        PyErr_SetString(PyExc_TypeError, "prose_words must return a list of str");
+        Py_DECREF(words);
+        return -1;
+    }
+    int rc = words_into(words, tb, o);
+    Py_DECREF(words);
+    return rc;
+}
+
+
+/* The ids of a field's prose words and code tokens, in text order, given its code spans as [x, y)
+ * pairs (in order, inside the text), appended to the bytearray out. The prose of a field that is not
+ * ASCII goes through prose_ids_any (prose_words is then required). -1 with an exception set. */
+static int
+ranges_ids(PyObject *s, const Py_ssize_t *ranges, Py_ssize_t count, IdTable *prose, IdTable *code,
+           PyObject *prose_words, PyObject *out)
+{
+    int ascii = PyUnicode_IS_ASCII(s);
     Text t;
     Py_ssize_t pos;
     if (text_of(s, &t, 0, -1, &pos) < 0)
@@ -536,7 +618,8 @@ ranges_ids(PyObject *s, const Py_ssize_t *ranges, Py_ssize_t count, IdTable *pro
             break;
         }
         if (a > pos)
-            rc = word_ids_into(s, &t, pos, a, prose, &o);
+            rc = ascii ? word_ids_into(s, &t, pos, a, prose, &o)
+                       : prose_ids_any(s, &t, pos, a, prose, prose_words, &o);
         if (rc == 0 && k < count) {
             rc = code_ids_into(s, &t, a, b, code, &o);
             pos = b;
@@ -546,26 +629,32 @@ ranges_ids(PyObject *s, const Py_ssize_t *ranges, Py_ssize_t count, IdTable *pro
 }
 
 PyDoc_STRVAR(field_ids_doc,
-"field_ids(text, prose, code, out) -> bool\n\n"
-"For an ASCII field: append (to the bytearray out, as native int64) the prose table's ids of the\n"
-"lower-cased words between its code spans (those of extract_spans, found but never made) and the code\n"
-"table's ids of the tokens inside them, in text order, and return True; False (and nothing appended)\n"
-"when text is not ASCII.");
+"field_ids(text, prose, code, out, prose_words=None) -> bool\n\n"
+"Append (to the bytearray out, as native int64) the prose table's ids of the normalised words between\n"
+"the field's code spans (those of extract_spans, found but never made) and the code table's ids of the\n"
+"tokens inside them, in text order, and return True. An ASCII field's words are its lower-cased\n"
+"[A-Za-z0-9_] runs. Other fields need prose_words (segment -> list of its normalised words), called\n"
+"for the prose segments that have a character other than ASCII and typography that folds to a\n"
+"separator; without it, they are left alone: False, nothing appended.");
 
 static PyObject *
 fast_field_ids(PyObject *self, PyObject *args)
 {
-    PyObject *s, *out;
+    PyObject *s, *out, *prose_words = Py_None;
     IdTable *prose, *code;
-    if (!PyArg_ParseTuple(args, "UO!O!O!:field_ids", &s, &IdTable_Type, &prose, &IdTable_Type, &code,
-                          &PyByteArray_Type, &out))
+    if (!PyArg_ParseTuple(args, "UO!O!O!|O:field_ids", &s, &IdTable_Type, &prose, &IdTable_Type, &code,
+                          &PyByteArray_Type, &out, &prose_words))
         return NULL;
-    if (!PyUnicode_IS_ASCII(s))
+    if (!PyUnicode_IS_ASCII(s) && prose_words == Py_None)
         Py_RETURN_FALSE;
+    if (prose_words != Py_None && !PyCallable_Check(prose_words)) {
+        PyErr_SetString(PyExc_TypeError, "prose_words must be callable");
+        return NULL;
+    }
     Py_ssize_t *ranges, count;
     if (extract_ranges(s, &ranges, &count) < 0)
         return NULL;
-    int rc = ranges_ids(s, ranges, count, prose, code, out);
+    int rc = ranges_ids(s, ranges, count, prose, code, prose_words, out);
     PyMem_Free(ranges);
     if (rc < 0)
         return NULL;

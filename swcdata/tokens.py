@@ -149,19 +149,12 @@ def _tables(ids: bool, lits: bool) -> tuple[_Tables, _Lookup]:
 
 def _append_field_fast(text: str, out: bytearray, prose: Any, code: Any) -> None:
     """`_append_field` with the C extension: the ids (native int64) go to `out`; `prose` and `code`
-    are the `_fast.IdTable`s of the two lookups."""
+    are the `_fast.IdTable`s of the two lookups. Spans, code tokens and prose words are found in C;
+    only a prose segment with a character that typography folding does not turn into an ASCII
+    separator (a letter with an accent, an ideogram, a zero-width space) is normalised by
+    `_prose_tokens`."""
     assert _fast is not None
-    if _fast.field_ids(text, prose, code, out):  # an ASCII field: spans found and lexed in C
-        return
-    spans = extract_code(text)
-    pos = 0
-    for span in spans:
-        if span.start > pos:
-            _fast.word_ids(_prose_tokens(text[pos : span.start]), prose, out)
-        _fast.code_ids(text, span.start, span.end, code, out)
-        pos = span.end
-    if len(text) > pos:
-        _fast.word_ids(_prose_tokens(text[pos:]), prose, out)
+    _fast.field_ids(text, prose, code, out, _prose_tokens)
 
 
 def _append_field(text: str, out: list[int], prose: _Lookup, code: _Lookup) -> None:

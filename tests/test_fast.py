@@ -202,6 +202,39 @@ def test_token_hashes_agree_on_generated_corpus(seed_dir: Path, monkeypatch: pyt
     assert np.array_equal(h1, ref_h) and np.array_equal(o1, ref_o)
 
 
+def test_token_hashes_agree_on_fields_that_are_not_ascii(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fields that are not ASCII take the C path too: their prose words in C where every character
+    folds to a separator, through `_prose_tokens` otherwise. Random fields made of every character
+    of the typography fold (text._FOLD: those folded to a separator, to nothing, to "..."),
+    accented letters, ideograms and code pieces give the hashes of the Python path."""
+    from swcdata.text import _FOLD
+
+    rng = random.Random(11)
+    pieces = [*_FOLD, "é", "É", "ß", "名前", "\ufb01", " ", "  ", "\n", "word", "Word_1", "x", "'", '"', "-",
+              "`x = y;`", "`a`", "```solidity\nuint a = 1; // ’ note\n```", "function f() public { x += 1; }", "msg.sender",
+              "require(a == b);", "\n\n", "á\u0301", "\u00bd"]
+    ins = ["".join(rng.choices(pieces, k=rng.randint(0, 40))) for _ in range(1500)]
+    res = ["".join(rng.choices(pieces, k=rng.randint(0, 40))) for _ in range(1500)]
+    ins += [f"ab{c}cd {c}x{c} é{c}" for c in _FOLD]  # each folded character between two words
+    res += [f"`y{c}z = 1;` t{c}u" for c in _FOLD]
+    h1, o1 = _token_hashes(ins, res, monkeypatch, True)
+    h0, o0 = _token_hashes(ins, res, monkeypatch, False)
+    assert np.array_equal(o1, o0) and np.array_equal(h1, h0)
+
+
+def test_field_ids_needs_prose_words_for_fields_that_are_not_ascii() -> None:
+    prose, code = fast.IdTable(tokens._Lookup(tokens._Forms(), None)), fast.IdTable({})
+    with pytest.raises(TypeError, match="callable"):
+        fast.field_ids("é", prose, code, bytearray(), 3)
+    with pytest.raises(TypeError, match="list of str"):
+        fast.field_ids("é", prose, code, bytearray(), lambda seg: ("x",))
+    with pytest.raises(ZeroDivisionError):
+        fast.field_ids("é", prose, code, bytearray(), lambda seg: 1 / 0)
+    out = bytearray()
+    assert fast.field_ids("a\u2019b", prose, code, out, lambda seg: 1 / 0)  # folds to a separator: no call
+    assert len(out) == 16
+
+
 def test_field_ids_takes_ascii_fields_in_text_order() -> None:
     """Prose words (lower-cased) and code tokens in text order; a non-ASCII field is left to Python."""
     numbers: dict[str, int] = {}
