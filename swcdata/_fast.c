@@ -519,24 +519,37 @@ fast_word_ids(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* Non-ASCII characters that typography folding (text._FOLD) turns into ASCII other than word
- * characters: quotes, primes, dashes, the ellipsis and odd spaces. Between words they only
- * separate them, as the ASCII they fold to would. (Characters folded to nothing, which would join
- * two words, are not here: a segment with one goes to Python.) tests/test_fast.py checks this set
- * against text._FOLD. */
+/* What typography folding (text._FOLD) turns a non-ASCII character into: quotes, primes, dashes and
+ * the ellipsis into their ASCII, odd spaces into a space, zero-width characters and the soft hyphen
+ * into nothing; NULL for any other character. tests/test_fast.py checks it against text._FOLD. */
+static const char *
+typography_fold(Py_UCS4 c)
+{
+    switch (c) {
+    case 0x2018: case 0x2019: case 0x201a: case 0x201b: case 0x2032: case 0x00b4: case 0x02bc:
+        return "'";
+    case 0x201c: case 0x201d: case 0x201e: case 0x201f: case 0x2033: case 0x00ab: case 0x00bb:
+        return "\"";
+    case 0x2010: case 0x2011: case 0x2012: case 0x2013: case 0x2014: case 0x2015: case 0x2212:
+        return "-";
+    case 0x2026:
+        return "...";
+    case 0x00a0: case 0x2009: case 0x200a: case 0x202f: case 0x3000:
+        return " ";
+    case 0x200b: case 0x200c: case 0x200d: case 0xfeff: case 0x00ad: case 0x2060:
+        return "";
+    default:
+        return NULL;
+    }
+}
+
+/* A non-ASCII character that folds to ASCII other than word characters: between words it only
+ * separates them, as what it folds to would. (One folded to nothing would join two words.) */
 static int
 folds_to_separator(Py_UCS4 c)
 {
-    switch (c) {
-    case 0x2018: case 0x2019: case 0x201a: case 0x201b: case 0x2032: case 0x00b4: case 0x02bc: /* ' */
-    case 0x201c: case 0x201d: case 0x201e: case 0x201f: case 0x2033: case 0x00ab: case 0x00bb: /* " */
-    case 0x2010: case 0x2011: case 0x2012: case 0x2013: case 0x2014: case 0x2015: case 0x2212: /* - */
-    case 0x2026:                                                                               /* ... */
-    case 0x00a0: case 0x2009: case 0x200a: case 0x202f: case 0x3000:                           /* space */
-        return 1;
-    default:
-        return 0;
-    }
+    const char *r = typography_fold(c);
+    return r != NULL && *r != '\0';
 }
 
 /* The ids of the prose words of text[a:b] (a text that is not ASCII) when every character of it is
@@ -706,10 +719,64 @@ key_run(char *restrict out, Py_ssize_t *len, int *pending, const Py_UCS1 *restri
     *pending = p;
 }
 
+/* One byte of key_run's loop. */
+static inline void
+key_step(char *restrict out, Py_ssize_t *k, int *p, unsigned char c, int nul_pair)
+{
+    if (key_blank[c]) {
+        *p = *k > 0;
+        return;
+    }
+    out[*k] = ' ';
+    *k += *p;
+    *p = 0;
+    out[(*k)++] = (char)key_lower[c];
+    if (c == 0 && nul_pair)
+        out[(*k)++] = 1;
+}
+
+/* key_run over the characters of a str of one kind (T: its code unit) that are ASCII or fold to
+ * ASCII (typography_fold), each folded character going in as what it folds to; 0 (and *len left as
+ * it was) at the first one that does not: Python's normalisation (NFKC) is needed then. */
+#define KEY_RUN_FOLDED(T)                                                                              \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                               \
+        Py_UCS4 c = ((const T *)data)[i];                                                              \
+        if (c < 128) {                                                                                 \
+            key_step(out, &k, &p, (unsigned char)c, nul_pair);                                         \
+            continue;                                                                                  \
+        }                                                                                              \
+        const char *r = typography_fold(c);                                                            \
+        if (r == NULL)                                                                                 \
+            return 0;                                                                                  \
+        for (; *r; r++)                                                                                \
+            key_step(out, &k, &p, (unsigned char)*r, nul_pair);                                        \
+    }
+
+static int
+key_run_folded(char *restrict out, Py_ssize_t *len, int *pending, PyObject *s, int nul_pair)
+{
+    Py_ssize_t k = *len, n = PyUnicode_GET_LENGTH(s);
+    int p = *pending;
+    const void *data = PyUnicode_DATA(s);
+    switch (PyUnicode_KIND(s)) {
+    case PyUnicode_1BYTE_KIND:
+        KEY_RUN_FOLDED(Py_UCS1)
+        break;
+    case PyUnicode_2BYTE_KIND:
+        KEY_RUN_FOLDED(Py_UCS2)
+        break;
+    default:
+        KEY_RUN_FOLDED(Py_UCS4)
+    }
+    *len = k;
+    *pending = p;
+    return 1;
+}
+
 PyDoc_STRVAR(ascii_key_doc,
 "ascii_key(instruction, response=None) -> bytes | None\n\n"
-"normalize_text(_joined(instruction, response)).encode() when both are ASCII str, else None; with\n"
-"one text, normalize_text(text).encode() when it is ASCII.");
+"normalize_text(_joined(instruction, response)).encode() when both are ASCII str once typography is\n"
+"folded (text._FOLD), else None; with one text, normalize_text(text).encode() when it is.");
 
 static PyObject *
 fast_ascii_key(PyObject *self, PyObject *args)
@@ -717,9 +784,28 @@ fast_ascii_key(PyObject *self, PyObject *args)
     PyObject *a, *b = NULL;
     if (!PyArg_ParseTuple(args, "U|U:ascii_key", &a, &b))
         return NULL;
-    if (!PyUnicode_IS_ASCII(a) || (b != NULL && !PyUnicode_IS_ASCII(b)))
-        Py_RETURN_NONE;
     Py_ssize_t na = PyUnicode_GET_LENGTH(a), nb = b == NULL ? 0 : PyUnicode_GET_LENGTH(b);
+    if (!PyUnicode_IS_ASCII(a) || (b != NULL && !PyUnicode_IS_ASCII(b))) {
+        /* a character folds to 3 bytes at most, plus the space of a blank run before it */
+        char *out = PyMem_Malloc((size_t)(4 * (na + nb) + 8));
+        if (out == NULL)
+            return PyErr_NoMemory();
+        Py_ssize_t len = 0;
+        int pending = 0, ok;
+        if (b == NULL)
+            ok = key_run_folded(out, &len, &pending, a, 0);
+        else {
+            static const Py_UCS1 sep[3] = {' ', 0, ' '};
+            ok = key_run_folded(out, &len, &pending, a, 1);
+            if (ok) {
+                key_run(out, &len, &pending, sep, 3, 0);
+                ok = key_run_folded(out, &len, &pending, b, 1);
+            }
+        }
+        PyObject *key = ok ? PyBytes_FromStringAndSize(out, len) : Py_NewRef(Py_None);
+        PyMem_Free(out);
+        return key;
+    }
     char *out = PyMem_Malloc((size_t)(2 * (na + nb) + 4));
     if (out == NULL)
         return PyErr_NoMemory();

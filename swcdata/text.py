@@ -92,11 +92,12 @@ def record_ids(instructions: Sequence[str], responses: Sequence[str]) -> list[st
     numpy: for ASCII, ``" ".join(t.split()).casefold()`` is ``t`` with every run of the ten ASCII
     characters that ``str.split`` treats as blanks (``\\t \\n \\v \\f \\r \\x1c-\\x1f`` and space) turned
     into one space, stripped, lower-cased. Others take :func:`record_id`'s own path. With the C
-    extension, ``_fast.ascii_key`` makes each ASCII record's key instead.
+    extension, ``_fast.ascii_key`` makes the key of each record that is ASCII once its typography is
+    folded (the usual non-ASCII: a curly apostrophe, a dash, a non-breaking space) instead.
     """
     from swcdata._ext import fast
 
-    if fast is not None:  # the ASCII key made in C, one call a record
+    if fast is not None:  # the key made in C, one call a record
         key, h = fast.ascii_key, xxhash.xxh3_64_hexdigest
         return [h(k) if (k := key(i, r)) is not None else _record_id_folded(i, r, key)
                 for i, r in zip(instructions, responses, strict=True)]

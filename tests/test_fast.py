@@ -449,10 +449,29 @@ def test_ascii_key_gives_record_id(seed_files: list[Path], monkeypatch: pytest.M
     assert record_ids(ins, res) == got
 
 
+def test_ascii_key_folds_as_fold_typography() -> None:
+    """Every character of text._FOLD, alone, between words, next to blanks, a NUL and a letter that
+    needs NFKC: the C key is normalize_text's, or None where Python's normalisation is needed."""
+    from swcdata.text import _FOLD, _joined, normalize_text
+
+    for c in _FOLD:
+        for a, b in ((c, ""), (f"ab{c}cd", f" {c} x"), (f"{c}\x00{c}", f"Q{c}\t"), (f"{c}é", "z")):
+            key = fast.ascii_key(a, b)
+            want = normalize_text(_joined(a, b)).encode()
+            assert key == (None if "é" in a else want), (c, a, b)
+            assert fast.ascii_key(a + b) == (None if "é" in a else normalize_text(a + b).encode())
+    # and no other character is folded in C (Python's NFKC decides for those)
+    others = [chr(c) for c in range(0x80, 0x10000) if chr(c) not in _FOLD and not 0xD800 <= c < 0xE000]
+    assert all(fast.ascii_key(c) is None for c in others)
+
+
 def test_ascii_key_forms() -> None:
     assert fast.ascii_key("  Hello\t World \n", "\x1fX\x00y ") == b"hello world \x00 x\x00\x01y"
     assert fast.ascii_key("a\x00b") == b"a\x00b" and fast.ascii_key(" \n ") == b""
-    assert fast.ascii_key("é", "a") is None and fast.ascii_key("a", "\xa0") is None and fast.ascii_key("\u2019") is None
+    assert fast.ascii_key("é", "a") is None and fast.ascii_key("a", "\u2019é") is None and fast.ascii_key("名") is None
+    # typography that folds to ASCII is folded first: the key of the folded text
+    assert fast.ascii_key("a", "\xa0") == b"a \x00" and fast.ascii_key("Don\u2019t\u2026") == b"don't..."
+    assert fast.ascii_key("a\u200b b\u00ad\x00", "\u201cX\u201d \u2014") == b'a b\x00\x01 \x00 "x" -'
     with pytest.raises(TypeError):
         fast.ascii_key(b"a", "b")
 
