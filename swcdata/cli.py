@@ -160,8 +160,9 @@ def _load_records(paths: list[str], *, json_out: bool, label: str = "read",  # t
     route_stdout(outputs or [], json_out)
     total = sum(p.stat().st_size for p in files)
     with progress_bar(label, total, enabled=show_progress(json_out)) as advance:
+        # the callers keep the ledger of this report, never the inputs' digests: none is computed
         table, vrep, quarantined = load_valid([str(p) for p in files], ValidateConfig(check_code=False),
-                                              progress=_bytes_progress(advance))
+                                              progress=_bytes_progress(advance), digest=False)
     if quarantined and not json_out:
         keep = f"{kept_with} FILE writes them verbatim with their reasons; " if kept_with else ""
         which = "input" if label == "read" else label

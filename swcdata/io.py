@@ -280,60 +280,67 @@ class LineUnit:
     data: bytes | None = None
 
 
+_MIN_READ = 8 << 20  # bytes read at a time, at least
+
+
 def iter_units(path: Path, stats: FileStats, max_lines: int = 500, max_bytes: int = 1 << 20,
-               *, with_data: bool = False) -> Iterator[LineUnit]:
+               *, with_data: bool = False, digest: bool = True) -> Iterator[LineUnit]:
     """Cut a file into units of at most ``max_lines`` lines and (unless one line is longer)
     ``max_bytes`` bytes, at line ends, without looking at the lines themselves: the bytes are
-    hashed and the newlines counted at C speed, in bounded memory (one unit plus one read).
+    hashed and the newlines counted at C speed, in bounded memory (one buffer of a few reads).
 
-    Fills in `stats` (sha256, bytes, lines, BOM, final newline) except the per-line facts
-    (blank and CRLF lines), which :func:`split_unit` counts.
+    Fills in `stats` (sha256 unless `digest` is False, bytes, lines, BOM, final newline) except
+    the per-line facts (blank and CRLF lines), which :func:`split_unit` counts.
     """
-    h = hashlib.sha256()
+    h = hashlib.sha256() if digest else None
     name = str(path)
     try:
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finally
     except OSError as e:
         raise InputError(f"cannot open {path}: {e.strerror}") from e
-    buf = bytearray()
+    read_size = max(4 * max_bytes, _MIN_READ)
+    # One buffer for the whole file, read into in place: its bytes [0, size) are the file's from
+    # `base` on. (A fresh buffer per read costs a page fault every 4 KB, as much as the hashing.)
+    buf = bytearray(2 * read_size)
+    size = 0
     base = 0  # file offset of buf[0]
     p = 0  # start of the next unit in buf
     first_line = 1
     eof = False
     ends_with_newline = True
-    read_size = max(4 * max_bytes, 8 << 20)
 
     def more() -> bool:
-        """Read on: buf becomes its part from p on plus the next read (read in place, each byte
-        copied once more at most); False at the end of the file."""
-        nonlocal buf, base, p, eof, ends_with_newline
-        keep = len(buf) - p
-        new = bytearray(keep + read_size)
-        if keep:
-            with memoryview(buf) as old:
-                new[:keep] = old[p:]
-        with memoryview(new) as mv, mv[keep:] as tail:
-            got = f.readinto(tail) or 0
-            if got:
-                with tail[:got] as block:
-                    h.update(block)
+        """Read on: the bytes from p on move to the front of buf, the next read goes after them
+        (buf grows only for a line longer than the buffer); False at the end of the file."""
+        nonlocal buf, size, base, p, eof, ends_with_newline
+        keep = size - p
+        if keep + read_size > len(buf):
+            buf.extend(bytes(keep + read_size - len(buf)))
+        with memoryview(buf) as mv:
+            if keep and p:
+                mv[:keep] = mv[p:size]
+            base += p
+            size, p = keep, 0
+            with mv[keep : keep + read_size] as tail:
+                got = f.readinto(tail) or 0
+                if got and h is not None:
+                    with tail[:got] as block:
+                        h.update(block)
         if not got:
             eof = True
             return False
-        del new[keep + got:]
-        if stats.bytes == 0 and new.startswith(BOM):
+        if stats.bytes == 0 and buf.startswith(BOM):
             stats.had_bom = True
         stats.bytes += got
-        ends_with_newline = new[-1] == 10
-        base += p
-        buf, p = new, 0
+        size = keep + got
+        ends_with_newline = buf[size - 1] == 10
         return True
 
     try:
         while True:
-            if p >= len(buf) and (eof or not more()):
+            if p >= size and (eof or not more()):
                 break
-            limit = min(len(buf), p + max_bytes)
+            limit = min(size, p + max_bytes)
             # up to max_lines newlines before the byte limit, one C-speed find per line
             find = buf.find
             j = p - 1
@@ -344,21 +351,21 @@ def iter_units(path: Path, stats: FileStats, max_lines: int = 500, max_bytes: in
                     break
                 j = k
                 n += 1
-            if n == max_lines or (n and limit < len(buf)):
+            if n == max_lines or (n and limit < size):
                 end = j + 1
-            elif limit == len(buf):  # the data ran out before a limit: read on, or take the rest of the file
+            elif limit == size:  # the data ran out before a limit: read on, or take the rest of the file
                 if not eof and more():
                     continue
-                end = limit
+                end = size  # (more() may have moved the data to the front of buf, p with it)
                 if buf[end - 1] != 10:  # the final line, without a newline
                     n += 1
             else:  # a line longer than max_bytes: read on to its end
-                k = find(b"\n", limit)
+                k = buf.find(b"\n", limit, size)
                 while k < 0 and not eof:
-                    m = len(buf) - p
+                    m = size - p
                     if more():
-                        k = buf.find(b"\n", m)
-                end = k + 1 if k >= 0 else len(buf)
+                        k = buf.find(b"\n", m, size)
+                end = k + 1 if k >= 0 else size
                 n = 1
             yield LineUnit(name, base + p, end - p, first_line, n, bytes(buf[p:end]) if with_data else None)
             first_line += n
@@ -369,7 +376,7 @@ def iter_units(path: Path, stats: FileStats, max_lines: int = 500, max_bytes: in
         f.close()
     stats.lines = first_line - 1
     stats.final_newline = ends_with_newline
-    stats.sha256 = h.hexdigest()
+    stats.sha256 = h.hexdigest() if h is not None else ""
 
 
 def read_unit(unit: LineUnit) -> bytes:

@@ -144,14 +144,19 @@ def test_integers_beyond_64_bits_are_kept_exactly(tmp_path: Path) -> None:
 UNIT_PIECES = [b"", b" ", b"\t", b"abc", b'{"a":1}', b"x" * 50, b"\r", b"  \r", b"\xef\xbb\xbf", b"y" * 300]
 
 
-def test_units_give_exactly_the_lines_and_stats_of_the_line_reader(tmp_path: Path) -> None:
+def test_units_give_exactly_the_lines_and_stats_of_the_line_reader(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The byte-range units the validate pool works on: same lines, line numbers and file facts as
-    `iter_chunks`, whatever the unit limits (BOM, CRLF, lone CR, blank lines, no final newline, lines
-    longer than a unit)."""
+    `iter_chunks`, whatever the unit limits and read sizes (BOM, CRLF, lone CR, blank lines, no final
+    newline, lines longer than a unit or a read)."""
     import random
 
+    from swcdata import io as io_mod
+
     rng = random.Random(0)
-    for trial in range(150):
+    for trial in range(300):
+        # half the trials read a few bytes at a time: lines cross reads, and lines longer than a read
+        monkeypatch.setattr(io_mod, "_MIN_READ", 8 << 20 if trial < 150 else 1)
         lines = [b"".join(rng.choice(UNIT_PIECES) for _ in range(rng.randint(0, 3))) for _ in range(rng.randint(0, 25))]
         data = b"\n".join(lines)
         if data and rng.random() < 0.5:
@@ -176,6 +181,9 @@ def test_units_give_exactly_the_lines_and_stats_of_the_line_reader(tmp_path: Pat
                 st.crlf_lines += crlf
             assert got == ref, (trial, max_lines, max_bytes)
             assert st == ref_stats, (trial, max_lines, max_bytes)
+            st = FileStats(str(p))
+            assert sum(u.lines for u in iter_units(p, st, max_lines, max_bytes, digest=False)) == ref_stats.lines
+            assert st.sha256 == "" and st.bytes == ref_stats.bytes  # no digest asked for
 
 
 def test_duplicate_key_is_a_warning_not_an_error(tmp_path: Path) -> None:
