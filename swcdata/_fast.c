@@ -974,6 +974,67 @@ fast_similarity_into(PyObject *self, PyObject *args)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * Connected components (minhash.components): union-find over the edges, each root hooked under the
+ * smaller one, so a parent is never larger than its node and a root is its component's smallest
+ * node; paths are halved on the way. One pass in node order then gives every node its root (the
+ * parent of a node is an earlier node, already final).
+ * ------------------------------------------------------------------------------------------------ */
+
+static inline int64_t
+uf_root(int64_t *parent, int64_t x)
+{
+    while (parent[x] != x) {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    return x;
+}
+
+PyDoc_STRVAR(components_into_doc,
+"components_into(pairs, out) -> None\n\n"
+"pairs: a C-contiguous (m, 2) int64 array of edges between nodes 0..n-1; out: n int64, set to each\n"
+"node's component label, the smallest node of its component.");
+
+static PyObject *
+fast_components_into(PyObject *self, PyObject *args)
+{
+    PyObject *opairs, *oout;
+    if (!PyArg_ParseTuple(args, "OO:components_into", &opairs, &oout))
+        return NULL;
+    Py_buffer v[2];
+    const BufSpec spec[2] = {{opairs, 8, 0, "pairs"}, {oout, 8, 1, "out"}};
+    if (get_buffers(spec, v, 2) < 0)
+        return NULL;
+    Py_ssize_t n = v[1].len / 8, m = v[0].len / 16;
+    const int64_t *e = v[0].buf;
+    int64_t *parent = v[1].buf;
+    int ok = v[0].len == m * 16;
+    for (Py_ssize_t i = 0; ok && i < 2 * m; i++)
+        ok = e[i] >= 0 && e[i] < n;
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++)
+            parent[i] = i;
+        for (Py_ssize_t i = 0; i < m; i++) {
+            int64_t a = uf_root(parent, e[2 * i]), b = uf_root(parent, e[2 * i + 1]);
+            if (a < b)
+                parent[b] = a;
+            else if (b < a)
+                parent[a] = b;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            parent[i] = parent[parent[i]];
+        Py_END_ALLOW_THREADS
+    }
+    release_buffers(v, 2);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "components_into: pairs must be (m, 2) nodes of out");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------------------
  * LSH candidates: minhash.candidate_pairs' star mode. For each band, records whose band hash (the
  * fmix64 chain of minhash.band_hashes) is equal share a bucket; each member of a bucket is paired
  * with the bucket's lowest row. Buckets are found with one hash table per band (rows in ascending
@@ -1014,9 +1075,10 @@ pow2_at_least(size_t n)
  * bucket head (a hash table; the row's hash slot is overwritten with its head), then row by row the
  * distinct heads below the row, which are its pairs (so no key is ever produced twice). */
 static int
-star_keys(const uint32_t *sig, Py_ssize_t n, Py_ssize_t k, Py_ssize_t bands, Py_ssize_t rows, int64_t **out,
-          size_t *count)
+star_keys(const uint32_t *sig, Py_ssize_t n, Py_ssize_t k, Py_ssize_t band_lo, Py_ssize_t band_hi, Py_ssize_t rows,
+          int64_t **out, size_t *count)
 {
+    Py_ssize_t bands = band_hi - band_lo; /* the bands [band_lo, band_hi) */
     size_t nb = (size_t)n * (size_t)bands;
     uint64_t *bh = malloc((nb > 0 ? nb : 1) * sizeof(uint64_t));
     unsigned char *live = malloc(n > 0 ? (size_t)n : 1);
@@ -1032,11 +1094,11 @@ star_keys(const uint32_t *sig, Py_ssize_t n, Py_ssize_t k, Py_ssize_t bands, Py_
         for (Py_ssize_t j = 0; j < k; j++)
             all &= row[j];
         live[r] = all != UINT32_MAX; /* a row with every slot empty (no shingles) never matches */
-        for (Py_ssize_t band = 0; band < bands; band++) {
+        for (Py_ssize_t band = band_lo; band < band_hi; band++) {
             uint64_t h = (uint64_t)(band + 1) * 0x9E3779B97F4A7C15ULL;
             for (Py_ssize_t c = band * rows; c < (band + 1) * rows; c++)
                 h = fmix64(h ^ (uint64_t)row[c]);
-            bh[r * bands + band] = h;
+            bh[r * bands + band - band_lo] = h;
         }
     }
     for (Py_ssize_t band = 0; band < bands; band++) {
@@ -1208,25 +1270,28 @@ fast_sign_forms(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(lsh_star_keys_doc,
-"lsh_star_keys(sig, k, bands, rows) -> bytearray\n\n"
+"lsh_star_keys(sig, k, bands, rows, band_lo=0, band_hi=bands) -> bytearray\n\n"
 "sig: a C-contiguous (n, k) uint32 signature array. The distinct keys i * n + j (native int64, in\n"
 "ascending order of j) of the pairs i < j where j shares a bucket of some band (rows consecutive\n"
-"slots) with i, its lowest row; rows whose slots are all empty (0xFFFFFFFF) are left out.");
+"slots) of [band_lo, band_hi) with i, its lowest row; rows whose slots are all empty (0xFFFFFFFF) are\n"
+"left out. The GIL is released: threads may take a share of the bands each.");
 
 static PyObject *
 fast_lsh_star_keys(PyObject *self, PyObject *args)
 {
     PyObject *osig;
-    Py_ssize_t k, bands, rows;
-    if (!PyArg_ParseTuple(args, "Onnn:lsh_star_keys", &osig, &k, &bands, &rows))
+    Py_ssize_t k, bands, rows, band_lo = 0, band_hi = -1;
+    if (!PyArg_ParseTuple(args, "Onnn|nn:lsh_star_keys", &osig, &k, &bands, &rows, &band_lo, &band_hi))
         return NULL;
+    if (band_hi < 0)
+        band_hi = bands;
     Py_buffer v[1];
     const BufSpec spec[1] = {{osig, 4, 0, "sig"}};
     if (get_buffers(spec, v, 1) < 0)
         return NULL;
     Py_ssize_t n = k > 0 ? v[0].len / 4 / k : -1;
     if (k <= 0 || v[0].len != n * k * 4 || bands < 1 || rows < 1 || bands > k / rows
-        || (n > 0 && n > INT64_MAX / n)) {
+        || band_lo < 0 || band_hi <= band_lo || band_hi > bands || (n > 0 && n > INT64_MAX / n)) {
         release_buffers(v, 1);
         PyErr_SetString(PyExc_ValueError, "lsh_star_keys: sig, k, bands and rows do not fit together");
         return NULL;
@@ -1235,7 +1300,7 @@ fast_lsh_star_keys(PyObject *self, PyObject *args)
     size_t m = 0;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = star_keys(v[0].buf, n, k, bands, rows, &keys, &m);
+    rc = star_keys(v[0].buf, n, k, band_lo, band_hi, rows, &keys, &m);
     Py_END_ALLOW_THREADS
     release_buffers(v, 1);
     PyObject *out = NULL;
@@ -1247,6 +1312,7 @@ fast_lsh_star_keys(PyObject *self, PyObject *args)
 
 static PyMethodDef fast_methods[] = {
     {"similarity_into", fast_similarity_into, METH_VARARGS, similarity_into_doc},
+    {"components_into", fast_components_into, METH_VARARGS, components_into_doc},
     {"minhash_into", fast_minhash_into, METH_VARARGS, minhash_into_doc},
     {"lsh_star_keys", fast_lsh_star_keys, METH_VARARGS, lsh_star_keys_doc},
     {"sign_forms", fast_sign_forms, METH_VARARGS, sign_forms_doc},

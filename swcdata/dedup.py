@@ -330,7 +330,7 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
     sims = np.where(is_exact, 1.0, sim_to_rep[exact_rep[gone]])
     refs = _Refs(table, np.concatenate([gone, final[gone]]))
     removed = RemovedList(refs.ids, refs.files, refs.lines, refs.pos(gone), refs.pos(final[gone]), is_exact,
-                          [round(s, 4) for s in sims.tolist()])
+                          _rounded(sims))
     n_exact = int(is_exact.sum())
     clusters = _clusters(table, final, exact_rep, sim_to_rep, refs)
     kept = table.filter(bools(kept_mask))
@@ -348,6 +348,14 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
         records_per_second=round(n / total, 1) if total > 0 else 0.0,
     )
     return kept, report
+
+
+def _rounded(values: npt.NDArray[np.float64], digits: int = 4) -> npt.NDArray[np.float64]:
+    """Python's `round(v, digits)` of each value (correctly rounded, unlike `np.round`), computed
+    once per distinct value: similarities are shares of 128 slots, so a million of them hold a few
+    hundred distinct values."""
+    distinct, index = np.unique(values, return_inverse=True)
+    return np.array([round(v, digits) for v in distinct.tolist()], dtype=np.float64)[index.reshape(-1)]
 
 
 class _Refs:

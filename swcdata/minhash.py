@@ -18,7 +18,10 @@ all records of a batch at once instead of one record at a time).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -197,8 +200,7 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
     never match."""
     n = sig.shape[0]
     if _fast is not None and not all_pairs and n:  # the same keys from hash tables, not sorts
-        raw = _fast.lsh_star_keys(np.ascontiguousarray(sig, dtype=np.uint32), sig.shape[1], bands, rows)
-        return _pairs_of_keys(np.sort(np.frombuffer(raw, dtype=np.int64)), n)
+        return _pairs_of_keys(_star_keys(np.ascontiguousarray(sig, dtype=np.uint32), bands, rows), n)
     valid = (sig != EMPTY).any(axis=1)
     idx = np.flatnonzero(valid)
     bh = band_hashes(sig[valid] if len(idx) < n else sig, bands, rows)
@@ -233,6 +235,28 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
     return _pairs_of_keys(unique(np.concatenate(keys)) if len(keys) > 1 else keys[0], n)
 
 
+_PARALLEL_MIN = 100_000  # rows (or pairs) from which the C loops below share the work out among threads
+
+
+def _threads(items: int) -> int:
+    return max(1, min(os.cpu_count() or 1, 4)) if items >= _PARALLEL_MIN else 1
+
+
+def _star_keys(sig: U32, bands: int, rows: int) -> I64:
+    """`_fast.lsh_star_keys` of all bands, sorted: in threads that take a share of the bands each
+    (the C loop runs without the GIL), their keys merged."""
+    assert _fast is not None
+    threads = min(_threads(len(sig)), bands)
+    if threads == 1:
+        return np.sort(np.frombuffer(_fast.lsh_star_keys(sig, sig.shape[1], bands, rows), dtype=np.int64))
+    cuts = np.linspace(0, bands, threads + 1).round().astype(int).tolist()
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(lambda lo_hi: np.frombuffer(_fast.lsh_star_keys(sig, sig.shape[1], bands, rows,
+                                                                                *lo_hi), dtype=np.int64),
+                              pairwise(cuts)))
+    return unique(np.concatenate(parts))  # a pair found in two shares is one pair
+
+
 def _pairs_of_keys(key: I64, n: int) -> I64:
     """Pairs (i, j) from their keys i * n + j, as rows of an (k, 2) array."""
     return np.stack([key // n, key % n], axis=1)
@@ -250,9 +274,15 @@ def similarity(sig: U32, pairs: I64) -> npt.NDArray[np.float64]:
     if len(pairs) == 0:
         return np.zeros(0)
     out = np.empty(len(pairs))
-    if _fast is not None:  # the same shares, counted in C without gathering the rows
-        _fast.similarity_into(np.ascontiguousarray(sig, dtype=np.uint32), sig.shape[1],
-                              np.ascontiguousarray(pairs, dtype=np.int64), out)
+    if _fast is not None:  # the same shares, counted in C without gathering the rows, in threads
+        sig, pairs = np.ascontiguousarray(sig, dtype=np.uint32), np.ascontiguousarray(pairs, dtype=np.int64)
+        cuts = np.linspace(0, len(pairs), _threads(len(pairs)) + 1).round().astype(int).tolist()
+        if len(cuts) == 2:
+            _fast.similarity_into(sig, sig.shape[1], pairs, out)
+            return out
+        with ThreadPoolExecutor(len(cuts) - 1) as pool:
+            list(pool.map(lambda lo_hi: _fast.similarity_into(sig, sig.shape[1], pairs[lo_hi[0] : lo_hi[1]],
+                                                              out[lo_hi[0] : lo_hi[1]]), pairwise(cuts)))
         return out
     for s in range(0, len(pairs), 1 << 16):
         p = pairs[s : s + (1 << 16)]
@@ -272,6 +302,9 @@ def components(pairs: I64, n: int) -> I64:
     dropped as soon as they are found."""
     parent = np.arange(n, dtype=np.int64)
     if not len(pairs):
+        return parent
+    if _fast is not None:  # the same labels, by sequential union-find in C
+        _fast.components_into(np.ascontiguousarray(pairs, dtype=np.int64), parent)
         return parent
     u, v = pairs[:, 0], pairs[:, 1]
     while True:

@@ -9,6 +9,7 @@ with and without the extension.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import re
@@ -497,3 +498,48 @@ def test_removed_json_refuses_bad_columns() -> None:
         fast.removed_json(*args[:3], np.array([0], dtype=np.int32), *args[4:])
     with pytest.raises(ValueError, match="depth must be in"):
         fast.removed_json(*args[:8], -1)
+
+
+def test_lsh_star_keys_by_band_shares_are_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands taken in shares (as threads take them) give, merged, the keys of all bands at once;
+    candidate_pairs in threads gives the pairs of one thread."""
+    from swcdata import minhash
+
+    rng = np.random.default_rng(5)
+    sig = rng.integers(0, 4, (4000, 64), dtype=np.uint32)
+    sig[::17] = 0xFFFFFFFF
+    whole = np.sort(np.frombuffer(fast.lsh_star_keys(sig, 64, 16, 4), dtype=np.int64))
+    for cuts in ((0, 8, 16), (0, 1, 15, 16), (0, 5, 6, 11, 16)):
+        parts = [np.frombuffer(fast.lsh_star_keys(sig, 64, 16, 4, lo, hi), dtype=np.int64)
+                 for lo, hi in itertools.pairwise(cuts)]
+        assert np.array_equal(np.unique(np.concatenate(parts)), whole)
+    serial = minhash.candidate_pairs(sig, 16, 4)
+    monkeypatch.setattr(minhash, "_PARALLEL_MIN", 1)
+    assert np.array_equal(minhash.candidate_pairs(sig, 16, 4), serial)
+    pairs = np.stack([rng.integers(0, 4000, 5000), rng.integers(0, 4000, 5000)], axis=1)
+    threaded = minhash.similarity(sig, pairs)
+    monkeypatch.setattr(minhash, "_PARALLEL_MIN", 10**12)
+    assert np.array_equal(threaded, minhash.similarity(sig, pairs))
+    for lo, hi in ((0, 0), (3, 2), (-1, 4), (0, 17)):
+        with pytest.raises(ValueError, match="fit"):
+            fast.lsh_star_keys(sig, 64, 16, 4, lo, hi)
+
+
+def test_components_into_equals_the_numpy_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Union-find in C labels every node with its component's smallest node, as the numpy rounds do:
+    random graphs (chains, stars, self-loops, repeated edges, isolated nodes)."""
+    from swcdata import minhash
+
+    rng = np.random.default_rng(9)
+    for n, m in ((1, 0), (10, 30), (2000, 1500), (5000, 20000)):
+        pairs = rng.integers(0, n, (m, 2)).astype(np.int64)
+        got = minhash.components(pairs, n)
+        with monkeypatch.context() as mp:
+            mp.setattr(minhash, "_fast", None)
+            assert np.array_equal(got, minhash.components(pairs, n)), (n, m)
+    chain = np.array([[k + 1, k] for k in range(999)][::-1], dtype=np.int64)
+    assert (minhash.components(chain, 1000) == 0).all()
+    with pytest.raises(ValueError, match="nodes of out"):
+        fast.components_into(np.array([[0, 5]], dtype=np.int64), np.zeros(5, dtype=np.int64))
+    with pytest.raises(ValueError, match="nodes of out"):
+        fast.components_into(np.array([[0, -1]], dtype=np.int64), np.zeros(5, dtype=np.int64))
