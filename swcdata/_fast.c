@@ -208,6 +208,11 @@ typedef struct {
     Slot *slots;
     Py_ssize_t mask; /* capacity - 1 (a power of two) */
     Py_ssize_t used;
+    /* Identifier abstraction (a code table with identifiers abstracted; keep NULL otherwise): a new
+     * ASCII identifier that is not in `keep` and not a fixed-point type is `abstract_id`, stored without
+     * asking the lookup (renamed copies bring new names all the time: no Python call for each). */
+    PyObject *keep;
+    int64_t abstract_id;
 } IdTable;
 
 static PyTypeObject IdTable_Type;
@@ -271,6 +276,40 @@ table_grow(IdTable *tb)
     return 0;
 }
 
+/* u?fixed\d+x\d+ (solidity._FIXED_RE): the fixed-point types, which abstraction keeps. */
+static int
+is_fixed_type(const Text *t, Py_ssize_t a, Py_ssize_t b)
+{
+    Py_ssize_t i = a;
+    if (i < b && AT(t, i) == 'u')
+        i++;
+    static const char fixed[] = "fixed";
+    for (int k = 0; k < 5; k++, i++)
+        if (i >= b || AT(t, i) != (Py_UCS4)fixed[k])
+            return 0;
+    Py_ssize_t d = i;
+    while (i < b && IS_DIGIT(AT(t, i)))
+        i++;
+    if (i == d || i >= b || AT(t, i) != 'x')
+        return 0;
+    d = ++i;
+    while (i < b && IS_DIGIT(AT(t, i)))
+        i++;
+    return i > d && i == b;
+}
+
+/* An ASCII identifier, [A-Za-z_][A-Za-z0-9_]*, as the lexer makes them. */
+static int
+is_identifier(const Text *t, Py_ssize_t a, Py_ssize_t b)
+{
+    if (a >= b || !(IS_ALPHA(AT(t, a)) || AT(t, a) == '_'))
+        return 0;
+    for (Py_ssize_t i = a + 1; i < b; i++)
+        if (!(AT(t, i) < 128 && IS_WORD(AT(t, i))))
+            return 0;
+    return 1;
+}
+
 /* The id of text[a:b] (lower-cased when `lower`, ASCII only) in the table; -1 with an exception set
  * on failure. */
 static int64_t
@@ -287,7 +326,20 @@ table_id(IdTable *tb, PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, in
         j = (j + 1) & tb->mask;
     }
     PyObject *key;
-    if (lower) {
+    int64_t id = -1;
+    if (tb->keep != NULL && !lower && is_identifier(t, a, b)) {
+        key = PyUnicode_Substring(s, a, b);
+        if (key == NULL)
+            return -1;
+        int kept = PySet_Contains(tb->keep, key);
+        if (kept < 0) {
+            Py_DECREF(key);
+            return -1;
+        }
+        if (!kept && !is_fixed_type(t, a, b))
+            id = tb->abstract_id; /* stored below, without asking the lookup */
+    }
+    else if (lower) {
         key = PyUnicode_New(b - a, 127);
         if (key == NULL)
             return -1;
@@ -300,9 +352,11 @@ table_id(IdTable *tb, PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, in
         if (key == NULL)
             return -1;
     }
-    PyObject *v = PyObject_GetItem(tb->lookup, key); /* a dict subscript; a miss runs __missing__ */
-    int64_t id = v == NULL ? -1 : PyLong_AsLongLong(v);
-    Py_XDECREF(v);
+    if (id < 0) {
+        PyObject *v = PyObject_GetItem(tb->lookup, key); /* a dict subscript; a miss runs __missing__ */
+        id = v == NULL ? -1 : PyLong_AsLongLong(v);
+        Py_XDECREF(v);
+    }
     if (id < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "token ids must be non-negative integers");
@@ -321,10 +375,16 @@ table_id(IdTable *tb, PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, in
 static PyObject *
 IdTable_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *lookup;
-    static char *kwlist[] = {"lookup", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:IdTable", kwlist, &PyDict_Type, &lookup))
+    PyObject *lookup, *keep = NULL;
+    long long abstract_id = -1;
+    static char *kwlist[] = {"lookup", "keep", "abstract_id", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|O!L:IdTable", kwlist, &PyDict_Type, &lookup,
+                                     &PyFrozenSet_Type, &keep, &abstract_id))
         return NULL;
+    if ((keep != NULL) != (abstract_id >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "keep and abstract_id (>= 0) go together");
+        return NULL;
+    }
     IdTable *tb = (IdTable *)type->tp_alloc(type, 0);
     if (tb == NULL)
         return NULL;
@@ -337,6 +397,9 @@ IdTable_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     tb->used = 0;
     Py_INCREF(lookup);
     tb->lookup = lookup;
+    Py_XINCREF(keep);
+    tb->keep = keep;
+    tb->abstract_id = abstract_id;
     return (PyObject *)tb;
 }
 
@@ -349,6 +412,7 @@ IdTable_dealloc(IdTable *tb)
         PyMem_Free(tb->slots);
     }
     Py_XDECREF(tb->lookup);
+    Py_XDECREF(tb->keep);
     Py_TYPE(tb)->tp_free((PyObject *)tb);
 }
 
@@ -369,7 +433,9 @@ static PyTypeObject IdTable_Type = {
     .tp_dealloc = (destructor)IdTable_dealloc,
     .tp_as_sequence = &IdTable_as_sequence,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "IdTable(lookup: dict): token -> id, answered from a cache in front of `lookup` (see _fast.c).",
+    .tp_doc = "IdTable(lookup: dict, keep: frozenset = None, abstract_id: int = -1): token -> id, answered from a\n"
+              "cache in front of `lookup`; with keep, an ASCII identifier not in keep (nor a fixed-point type) is\n"
+              "abstract_id, without asking `lookup` (see _fast.c).",
     .tp_new = IdTable_new,
 };
 

@@ -21,7 +21,7 @@ import xxhash
 
 from swcdata import minhash
 from swcdata._ext import fast as _fast
-from swcdata.solidity import _abstract_token, code_tokens, extract_code
+from swcdata.solidity import _KEEP, _abstract_token, code_tokens, extract_code
 from swcdata.text import normalize_text
 
 _WORD = re.compile(r"\w+")
@@ -124,7 +124,9 @@ class _Tables:
         self.code_ids: dict[tuple[bool, bool], Any] = {}
 
     def entries(self) -> int:
-        return len(self.forms.ids) + len(self.prose) + sum(map(len, self.code.values()))
+        # (a C table may hold tokens its lookup never saw: abstracted identifiers)
+        code = self.code_ids.values() if self.code_ids else self.code.values()
+        return len(self.forms.ids) + len(self.prose) + sum(map(len, code))
 
 
 _TABLES: _Tables | None = None
@@ -142,8 +144,9 @@ def _tables(ids: bool, lits: bool) -> tuple[_Tables, _Lookup]:
     if code is None:
         code = t.code[(ids, lits)] = _Lookup(t.forms, (lambda tok: _abstract_token(tok, ids, lits)) if ids or lits
                                              else None)
-        if _fast is not None:
-            t.code_ids[(ids, lits)] = _fast.IdTable(code)
+        if _fast is not None:  # identifiers abstracted: answered in C, never stored (see _fast.IdTable)
+            t.code_ids[(ids, lits)] = (_fast.IdTable(code, keep=frozenset(_KEEP), abstract_id=t.forms.id_of("ID"))
+                                       if ids else _fast.IdTable(code))
     return t, code
 
 

@@ -543,3 +543,26 @@ def test_components_into_equals_the_numpy_rounds(monkeypatch: pytest.MonkeyPatch
         fast.components_into(np.array([[0, 5]], dtype=np.int64), np.zeros(5, dtype=np.int64))
     with pytest.raises(ValueError, match="nodes of out"):
         fast.components_into(np.array([[0, -1]], dtype=np.int64), np.zeros(5, dtype=np.int64))
+
+
+def test_id_table_abstracts_identifiers_without_storing_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code table with identifiers abstracted answers a new identifier in C (the abstract id),
+    without a lookup entry; kept words (keywords, types, builtins, fixed-point types) still go through
+    the lookup. Same hashes as the Python path."""
+    code = ("fixed128x18 ufixed8x1 fixedx1 fixed1x ufixed fixed uint256 x _ _a1 msg.sender Transfer ID "
+            "fixed12x3y function f() { a1 += b_2; }")
+    ins, res = [f"`{code}`", "names: `alpha beta` and `fixed8x8`"], [f"```\n{code}\n```", "`gamma`"]
+    h1, o1 = _token_hashes(ins, res, monkeypatch, True)
+    h0, o0 = _token_hashes(ins, res, monkeypatch, False)
+    assert np.array_equal(h1, h0) and np.array_equal(o1, o0)
+
+    lookup = tokens._Lookup(tokens._Forms(), lambda tok: solidity._abstract_token(tok, True, False))
+    table = fast.IdTable(lookup, keep=frozenset(solidity._KEEP), abstract_id=lookup.forms.id_of("ID"))
+    out = bytearray()
+    fast.code_ids("x = y1 + fixed8x8 + uint8 + zz;", 0, 100, table, out)
+    ids = np.frombuffer(out, dtype=np.int64)
+    assert ids[0] == ids[2] == ids[-2] == lookup.forms.id_of("ID")
+    assert set(lookup) == {"=", "+", "fixed8x8", "uint8", ";"} and len(table) == 8
+    for bad in ({"keep": frozenset()}, {"abstract_id": 3}, {"keep": {"a"}, "abstract_id": 1}):
+        with pytest.raises((ValueError, TypeError)):
+            fast.IdTable({}, **bad)
