@@ -1040,6 +1040,66 @@ fast_similarity_into(PyObject *self, PyObject *args)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * SWC mentions: catalogue._UPPER_MENTION.findall, the regex SWC[\s\-_]?(1[0-3]\d)(?!\d) (Unicode
+ * \s and \d, as re has them: Py_UNICODE_ISSPACE and Py_UNICODE_ISDECIMAL), matches taken left to
+ * right without overlap. The optional separator can only be given back to no avail (a digit "1"
+ * must follow), so a separator is taken when there is one.
+ * ------------------------------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(swc_upper_doc,
+"swc_upper(text) -> list[str]\n\n"
+"catalogue._UPPER_MENTION.findall(text): the three digits of each SWC mention (SWC-107, SWC 107, SWC107).");
+
+static PyObject *
+fast_swc_upper(PyObject *self, PyObject *args)
+{
+    PyObject *s;
+    if (!PyArg_ParseTuple(args, "U:swc_upper", &s))
+        return NULL;
+    Text t;
+    Py_ssize_t pos;
+    if (text_of(s, &t, 0, -1, &pos) < 0)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t n = t.end, i = 0;
+    while (i <= n - 4) { /* a mention is 6 characters at least */
+        if (t.kind == PyUnicode_1BYTE_KIND) { /* skip to the next S at C speed */
+            const Py_UCS1 *d = t.data;
+            const Py_UCS1 *hit = memchr(d + i, 'S', (size_t)(n - i));
+            if (hit == NULL)
+                break;
+            i = hit - d;
+            if (i > n - 4)
+                break;
+        }
+        if (AT(&t, i) != 'S' || AT(&t, i + 1) != 'W' || AT(&t, i + 2) != 'C') {
+            i++;
+            continue;
+        }
+        Py_ssize_t p = i + 3;
+        Py_UCS4 c = AT(&t, p);
+        if (c == '-' || c == '_' || Py_UNICODE_ISSPACE(c))
+            p++;
+        if (p + 3 <= n && AT(&t, p) == '1' && AT(&t, p + 1) >= '0' && AT(&t, p + 1) <= '3'
+            && Py_UNICODE_ISDECIMAL(AT(&t, p + 2)) && (p + 3 == n || !Py_UNICODE_ISDECIMAL(AT(&t, p + 3)))) {
+            PyObject *m = PyUnicode_Substring(s, p, p + 3);
+            if (m == NULL || PyList_Append(out, m) < 0) {
+                Py_XDECREF(m);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(m);
+            i = p + 3;
+            continue;
+        }
+        i++;
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------------
  * Connected components (minhash.components): union-find over the edges, each root hooked under the
  * smaller one, so a parent is never larger than its node and a root is its component's smallest
  * node; paths are halved on the way. One pass in node order then gives every node its root (the
@@ -1379,6 +1439,7 @@ fast_lsh_star_keys(PyObject *self, PyObject *args)
 static PyMethodDef fast_methods[] = {
     {"similarity_into", fast_similarity_into, METH_VARARGS, similarity_into_doc},
     {"components_into", fast_components_into, METH_VARARGS, components_into_doc},
+    {"swc_upper", fast_swc_upper, METH_VARARGS, swc_upper_doc},
     {"minhash_into", fast_minhash_into, METH_VARARGS, minhash_into_doc},
     {"lsh_star_keys", fast_lsh_star_keys, METH_VARARGS, lsh_star_keys_doc},
     {"sign_forms", fast_sign_forms, METH_VARARGS, sign_forms_doc},

@@ -566,3 +566,20 @@ def test_id_table_abstracts_identifiers_without_storing_them(monkeypatch: pytest
     for bad in ({"keep": frozenset()}, {"abstract_id": 3}, {"keep": {"a"}, "abstract_id": 1}):
         with pytest.raises((ValueError, TypeError)):
             fast.IdTable({}, **bad)
+
+
+def test_swc_upper_is_the_regex_findall(seed_files: list[Path]) -> None:
+    """The C scan gives catalogue._UPPER_MENTION.findall's matches: random text of the pieces that
+    matter (separators, Unicode blanks and digits, overlaps, the text's ends) and the seed data."""
+    from swcdata.catalogue import _UPPER_MENTION
+
+    rng = random.Random(4)
+    pieces = ["SWC", "SW", "S", "C", "-", "_", " ", "\u2003", "\x1c", "\n", "1", "0", "3", "4", "7", "9", "\u0663",
+              "x", "SWC-107", "SWC1071", "SWCSWC-110", "é", "名", "\x00", "swc", "SWC--107", "SWC 13"]
+    texts = ["".join(rng.choices(pieces, k=rng.randint(0, 20))) for _ in range(20000)]
+    texts += ["SWC107", "SWC10", "SWC-13", "xSWC-135", "SWC-1\u06637", "SWC-10\u0663", "SWC-107\u0663"]
+    texts += _fields(seed_files)[:3000]
+    for t in texts:
+        assert fast.swc_upper(t) == _UPPER_MENTION.findall(t), t
+    with pytest.raises(TypeError):
+        fast.swc_upper(b"SWC-107")
