@@ -300,8 +300,12 @@ def iter_units(path: Path, stats: FileStats, max_lines: int = 500, max_bytes: in
         raise InputError(f"cannot open {path}: {e.strerror}") from e
     read_size = max(4 * max_bytes, _MIN_READ)
     # One buffer for the whole file, read into in place: its bytes [0, size) are the file's from
-    # `base` on. (A fresh buffer per read costs a page fault every 4 KB, as much as the hashing.)
-    buf = bytearray(2 * read_size)
+    # `base` on. (A fresh buffer per read costs a page fault every 4 KB, as much as the hashing.) A
+    # small file gets a buffer of its size.
+    try:
+        buf = bytearray(min(2 * read_size, os.fstat(f.fileno()).st_size + 1))
+    except OSError:
+        buf = bytearray(2 * read_size)
     size = 0
     base = 0  # file offset of buf[0]
     p = 0  # start of the next unit in buf
@@ -314,14 +318,16 @@ def iter_units(path: Path, stats: FileStats, max_lines: int = 500, max_bytes: in
         (buf grows only for a line longer than the buffer); False at the end of the file."""
         nonlocal buf, size, base, p, eof, ends_with_newline
         keep = size - p
-        if keep + read_size > len(buf):
-            buf.extend(bytes(keep + read_size - len(buf)))
+        room = min(len(buf) - keep, read_size)
+        if room < 1:  # the buffer holds one unfinished line: grow it
+            buf.extend(bytes(read_size))
+            room = read_size
         with memoryview(buf) as mv:
             if keep and p:
                 mv[:keep] = mv[p:size]
             base += p
             size, p = keep, 0
-            with mv[keep : keep + read_size] as tail:
+            with mv[keep : keep + room] as tail:
                 got = f.readinto(tail) or 0
                 if got and h is not None:
                     with tail[:got] as block:
