@@ -760,32 +760,8 @@ byte_tables_init(void)
     }
 }
 
-/* Appends the normalised d[0:n] to out[*len:]; *pending: a blank run waits to be written as one
- * space (only once something non-blank follows it, and never at the start). NULs are written
- * NUL \x01 when `nul_pair`. */
-static void
-key_run(char *restrict out, Py_ssize_t *len, int *pending, const Py_UCS1 *restrict d, Py_ssize_t n, int nul_pair)
-{
-    Py_ssize_t k = *len;
-    int p = *pending;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS1 c = d[i];
-        if (key_blank[c]) {
-            p = k > 0;
-            continue;
-        }
-        out[k] = ' '; /* kept only when a blank run is pending */
-        k += p;
-        p = 0;
-        out[k++] = (char)key_lower[c];
-        if (c == 0 && nul_pair)
-            out[k++] = 1;
-    }
-    *len = k;
-    *pending = p;
-}
-
-/* One byte of key_run's loop. */
+/* One byte of the key: a blank leaves a space pending (once something was written), any other byte
+ * writes the pending space and itself lower-cased (a NUL followed by \x01 when `nul_pair`). */
 static inline void
 key_step(char *restrict out, Py_ssize_t *k, int *p, unsigned char c, int nul_pair)
 {
@@ -799,6 +775,20 @@ key_step(char *restrict out, Py_ssize_t *k, int *p, unsigned char c, int nul_pai
     out[(*k)++] = (char)key_lower[c];
     if (c == 0 && nul_pair)
         out[(*k)++] = 1;
+}
+
+/* Appends the normalised d[0:n] to out[*len:]; *pending: a blank run waits to be written as one
+ * space (only once something non-blank follows it, and never at the start). NULs are written
+ * NUL \x01 when `nul_pair`. */
+static void
+key_run(char *restrict out, Py_ssize_t *len, int *pending, const Py_UCS1 *restrict d, Py_ssize_t n, int nul_pair)
+{
+    Py_ssize_t k = *len;
+    int p = *pending;
+    for (Py_ssize_t i = 0; i < n; i++)
+        key_step(out, &k, &p, d[i], nul_pair);
+    *len = k;
+    *pending = p;
 }
 
 /* key_run over the characters of a str of one kind (T: its code unit) that are ASCII or fold to

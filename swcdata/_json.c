@@ -203,6 +203,19 @@ ref_of(PyObject *ids, PyObject *files, PyObject *lines, int64_t r, Ref *ref)
     return 0;
 }
 
+/* A reference's id, file and line, each after its fixed text: the segments `id_seg` (SEG_ID or
+ * SEG_DUP_ID) and the two that follow it. */
+static char *
+put_ref(char *o, const Segments *sg, int id_seg, const Ref *r)
+{
+    o = put_bytes(o, sg->text[id_seg], sg->len[id_seg]);
+    o = put_string(o, r->id, r->id_n);
+    o = put_bytes(o, sg->text[id_seg + 1], sg->len[id_seg + 1]);
+    o = put_string(o, r->file, r->file_n);
+    o = put_bytes(o, sg->text[id_seg + 2], sg->len[id_seg + 2]);
+    return put_int(o, r->line);
+}
+
 const char removed_json_doc[] =
     "removed_json(ids, files, lines, at, of, exact, sim, sim_texts, depth) -> bytes\n\n"
     "The entries of a dedup report's removed list as the items of an indented (2 spaces) JSON array whose\n"
@@ -272,22 +285,12 @@ fast_removed_json(PyObject *self, PyObject *args)
             *o++ = ',';
             *o++ = '\n';
         }
-        o = put_bytes(o, sg.text[SEG_ID], sg.len[SEG_ID]);
-        o = put_string(o, a.id, a.id_n);
-        o = put_bytes(o, sg.text[SEG_FILE], sg.len[SEG_FILE]);
-        o = put_string(o, a.file, a.file_n);
-        o = put_bytes(o, sg.text[SEG_LINE], sg.len[SEG_LINE]);
-        o = put_int(o, a.line);
+        o = put_ref(o, &sg, SEG_ID, &a);
         o = put_bytes(o, sg.text[SEG_KIND], sg.len[SEG_KIND]);
         o = exact[k] ? put_bytes(o, "exact", 5) : put_bytes(o, "near", 4);
         o = put_bytes(o, sg.text[SEG_SIM], sg.len[SEG_SIM]);
         o = put_bytes(o, PyBytes_AS_STRING(st), (size_t)PyBytes_GET_SIZE(st));
-        o = put_bytes(o, sg.text[SEG_DUP_ID], sg.len[SEG_DUP_ID]);
-        o = put_string(o, d.id, d.id_n);
-        o = put_bytes(o, sg.text[SEG_DUP_FILE], sg.len[SEG_DUP_FILE]);
-        o = put_string(o, d.file, d.file_n);
-        o = put_bytes(o, sg.text[SEG_DUP_LINE], sg.len[SEG_DUP_LINE]);
-        o = put_int(o, d.line);
+        o = put_ref(o, &sg, SEG_DUP_ID, &d);
         o = put_bytes(o, sg.text[SEG_END], sg.len[SEG_END]);
         n = (size_t)(o - scratch);
     }

@@ -144,8 +144,8 @@ def _tables(ids: bool, lits: bool) -> tuple[_Tables, _Lookup]:
     if code is None:
         code = t.code[(ids, lits)] = _Lookup(t.forms, (lambda tok: _abstract_token(tok, ids, lits)) if ids or lits
                                              else None)
-        if _fast is not None:  # identifiers abstracted: answered in C, never stored (see _fast.IdTable)
-            t.code_ids[(ids, lits)] = (_fast.IdTable(code, keep=frozenset(_KEEP), abstract_id=t.forms.id_of("ID"))
+        if _fast is not None:  # identifiers abstracted: a new name is stored as "ID" in C (see _fast.IdTable)
+            t.code_ids[(ids, lits)] = (_fast.IdTable(code, keep=_KEEP, abstract_id=t.forms.id_of("ID"))
                                        if ids else _fast.IdTable(code))
     return t, code
 

@@ -236,16 +236,22 @@ def test_field_ids_needs_prose_words_for_fields_that_are_not_ascii() -> None:
     assert len(out) == 16
 
 
+class _Numbering(dict[str, int]):
+    """A token lookup that numbers tokens in order of first sight, in a numbering it may share."""
+
+    def __init__(self, numbers: dict[str, int]) -> None:
+        super().__init__()
+        self.numbers = numbers
+
+    def __missing__(self, key: str) -> int:
+        i = self[key] = self.numbers.setdefault(key, len(self.numbers))
+        return i
+
+
 def test_field_ids_takes_ascii_fields_in_text_order() -> None:
     """Prose words (lower-cased) and code tokens in text order; a non-ASCII field is left to Python."""
     numbers: dict[str, int] = {}
-
-    class Lookup(dict[str, int]):
-        def __missing__(self, key: str) -> int:
-            i = self[key] = numbers.setdefault(key, len(numbers))
-            return i
-
-    prose, code = fast.IdTable(Lookup()), fast.IdTable(Lookup())
+    prose, code = fast.IdTable(_Numbering(numbers)), fast.IdTable(_Numbering(numbers))
     out = bytearray()
     assert fast.field_ids("é `x = 1;`", prose, code, out) is False and out == bytearray()
     text = "A `x = 1;` b `y = 2;` c"
@@ -258,13 +264,7 @@ def test_field_ids_takes_ascii_fields_in_text_order() -> None:
 def test_id_table_answers_as_its_lookup_does() -> None:
     """Hits, misses, a table that grows, lower-casing, wide characters and a failing lookup."""
     seen: dict[str, int] = {}
-
-    class Lookup(dict[str, int]):
-        def __missing__(self, key: str) -> int:
-            i = self[key] = seen.setdefault(key, len(seen))
-            return i
-
-    table = fast.IdTable(Lookup())
+    table = fast.IdTable(_Numbering(seen))
     words = [f"w{k % 3000}" for k in range(20_000)] + ["é", "名前", "\U0001f600", "a" * 600]
     out = bytearray()
     fast.word_ids(words, table, out)
