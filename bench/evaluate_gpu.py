@@ -72,6 +72,10 @@ def load_model(model_dir: Path, quant: str, device: str) -> Any:
                                                            bnb_4bit_compute_dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     model.config.use_cache = True
+    if not cuda:  # the CPU kernel policy of `swcdata evaluate` (the tiny shape's 16-wide k/v cannot be packed)
+        from swcdata.finetune.bnb_cpu import configure
+
+        configure(model, training=False, compute_dtype=dtype)
     return model.eval()
 
 

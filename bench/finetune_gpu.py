@@ -51,7 +51,7 @@ SHAPES: dict[str, dict[str, int]] = {
     "gemma-7b": {"vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576, "num_hidden_layers": 28,
                  "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256},
     "tiny": {"vocab_size": 0, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16},
+             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32},  # widths bitsandbytes packs
 }
 
 

@@ -21,7 +21,7 @@ SCHEMAS = REPO / "schemas"
 runner = CliRunner()
 
 # the tiny recipe, smaller and shorter (as in test_finetune.py): 2 steps are enough to have an adapter
-FAST = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=172", "model.tiny.num_hidden_layers=2",
+FAST = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=192", "model.tiny.num_hidden_layers=2",
         "model.tiny.num_attention_heads=4", "model.tiny.num_key_value_heads=2", "model.tiny.vocab_size=768",
         "data.max_length=384", "training.per_device_train_batch_size=2", "training.learning_rate=5e-3",
         "training.max_steps=2", "data.eval_split=null", "training.save_steps=100"]

@@ -19,7 +19,7 @@ SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
 PY = sys.executable
 
 # a smaller tiny model than the recipe's, so the default suite stays quick
-FAST = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=172", "model.tiny.num_hidden_layers=2",
+FAST = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=192", "model.tiny.num_hidden_layers=2",
         "model.tiny.num_attention_heads=4", "model.tiny.num_key_value_heads=2", "model.tiny.vocab_size=768",
         "data.max_length=384", "training.per_device_train_batch_size=2", "training.learning_rate=5e-3",
         "training.logging_steps=2", "data.max_eval_examples=8"]

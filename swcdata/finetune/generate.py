@@ -39,9 +39,11 @@ def load_model(run_dir: Path, info: RunInfo, recipe: Recipe, *, base_only: bool 
                ) -> tuple[Any, PreTrainedTokenizerBase]:
     """(model in eval mode, left-padding tokenizer): the run's base model loaded as in training (4-bit NF4 when
     the recipe says so), with the run's LoRA adapter on top unless `base_only`."""
-    from transformers import AutoTokenizer
-
+    from swcdata.finetune import bnb_cpu
     from swcdata.finetune import model as M
+
+    bnb_cpu.quiet_hub_kernel()  # before transformers imports bitsandbytes
+    from transformers import AutoTokenizer
 
     adapter = run_dir / ADAPTER_DIR
     if recipe.model.source == "tiny":
@@ -80,6 +82,9 @@ def load_model(run_dir: Path, info: RunInfo, recipe: Recipe, *, base_only: bool 
             except Exception as e:  # a damaged adapter file: a data problem of the run, not a crash
                 raise DataError(f"run {info.run_id}: cannot load the adapter in {adapter}: {type(e).__name__}: {e}",
                                 hint="the run's adapter files are damaged; train the run again") from None
+    if next(model.parameters()).device.type == "cpu":
+        # the packed AVX-512 BF16 kernel only for bf16 compute and shapes it accepts (see bnb_cpu)
+        bnb_cpu.configure(model, training=False, compute_dtype=M.resolve_dtype(recipe.quantization.compute_dtype))
     return model.eval(), tok
 
 

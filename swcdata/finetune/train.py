@@ -269,6 +269,9 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
     from accelerate import PartialState
     from transformers import set_seed
 
+    from swcdata.finetune.bnb_cpu import quiet_hub_kernel
+
+    quiet_hub_kernel()  # before anything imports bitsandbytes
     log = log or (lambda _m: None)
     # transformers 5.2x renamed gradient checkpointing to activation checkpointing; peft and the Trainer
     # still call the old names internally, which the user can do nothing about
@@ -332,6 +335,7 @@ def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_d
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
+    from swcdata.finetune import bnb_cpu
     from swcdata.finetune import model as M
 
     state = PartialState()
@@ -355,6 +359,12 @@ def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_d
         f"attention {attn}); LoRA r={recipe.lora.r} on {', '.join(targets)}")
     model = M.load_base_model(base, recipe, attn=attn)
     quantized = M.count_4bit_layers(model)
+    if quantized:  # (a no-op off the CPU)
+        # (the packed AVX-512 BF16 kernel would drop gradients after the first evaluation: see bnb_cpu)
+        log("4-bit on CPU: " + bnb_cpu.configure(model, training=True, compute_dtype=M.resolve_dtype(
+            recipe.quantization.compute_dtype)).line())
+        if bnb_cpu.hub_kernel_skipped():
+            log(bnb_cpu.HUB_KERNEL_NOTE)
     model = M.attach_lora(model, recipe, targets)
 
     args = sft_config(recipe, run_dir, has_eval=eval_ds is not None, progress=progress)
