@@ -1,10 +1,20 @@
-"""Builds the optional C speed-ups (swcdata/_fast.c, _extract.c, _json.c); all metadata lives in pyproject.toml.
+"""Builds the optional C speed-ups (swcdata/_fast.c, _extract.c, _json.c) and ships the recipes; all other
+metadata lives in pyproject.toml.
 
 `optional=True`: where no C compiler is available the install still succeeds and swcdata runs its
 pure-Python lexer (same results, slower); `python -c "import swcdata._fast"` tells which one you have.
+
+The fine-tuning recipes live in the top-level `finetune/` folder; they are installed as package data
+of `swcdata.recipes` (`package_dir` maps that package to `finetune/`), so a wheel holds them under
+`swcdata/recipes/*.yaml` and `swcdata finetune --recipe NAME` finds them outside the repository.
 """
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
-setup(ext_modules=[Extension("swcdata._fast", ["swcdata/_fast.c", "swcdata/_extract.c", "swcdata/_json.c"],
-                             depends=["swcdata/_fast.h"], optional=True, extra_compile_args=["-O3"])])
+setup(
+    packages=[*find_packages(include=["swcdata*"]), "swcdata.recipes"],
+    package_dir={"swcdata.recipes": "finetune"},
+    package_data={"swcdata.recipes": ["*.yaml"]},
+    ext_modules=[Extension("swcdata._fast", ["swcdata/_fast.c", "swcdata/_extract.c", "swcdata/_json.c"],
+                           depends=["swcdata/_fast.h"], optional=True, extra_compile_args=["-O3"])],
+)

@@ -1,4 +1,5 @@
-"""Training commands: `finetune` (QLoRA on a dataset version) and `runs` (list fine-tuning runs).
+"""Training commands: `finetune` (QLoRA on a dataset version), `runs` (list fine-tuning runs) and
+`recipes` (list the recipes `--recipe NAME` finds).
 
 Registered by `swcdata.cli`. Nothing heavy at module level: torch, transformers, peft and trl are
 imported inside the command bodies (through `swcdata.finetune`), so `swcdata --help` stays fast.
@@ -16,6 +17,8 @@ from rich.table import Table
 
 from swcdata.console import JsonOpt, err, handle_errors, kv_table, out, print_json
 
+DEFAULT_RECIPE = "tiny-cpu"  # (= swcdata.finetune.recipe.DEFAULT_RECIPE, not imported here: --help stays light)
+
 if TYPE_CHECKING:
     from swcdata.finetune.runs import RunInfo
 
@@ -31,9 +34,10 @@ def finetune_command(
     dataset: Annotated[str, typer.Argument(help="Dataset version NAME@vN (also name@latest, name@<hash>), or a "
                                            "folder holding a saved DatasetDict or <split>.jsonl files.",
                                            show_default=False)],
-    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Recipe YAML, or the name of one in finetune/ "
-                                        "(tiny-cpu, gemma-2b, gemma-7b, codegemma-7b, "
-                                        "llama-3.2-korean-bllossom-3b).")] = "finetune/tiny-cpu.yaml",
+    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Recipe YAML, or a recipe name: one in "
+                                        "./finetune/ or shipped with swcdata (tiny-cpu, gemma-2b, gemma-7b, "
+                                        "codegemma-7b, llama-3.2-korean-bllossom-3b); `swcdata recipes` lists "
+                                        "them.")] = DEFAULT_RECIPE,
     output: OutputOpt = Path("runs"),
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe value: key=value, dotted "
                                                        "path, value parsed as YAML (--set lora.r=8). Repeatable.")
@@ -139,6 +143,34 @@ def runs_command(output: OutputOpt = Path("runs"), json_out: JsonOpt = False) ->
     out.print(t)
 
 
+@handle_errors
+def recipes_command(json_out: JsonOpt = False) -> None:
+    """List the fine-tuning recipes `--recipe NAME` finds: ./finetune/*.yaml, then those shipped with swcdata.
+
+    One line each: name, base model, description, and where it was found (a name in ./finetune/
+    hides a packaged recipe of the same name). A recipe that does not validate is listed with its error.
+    """
+    from swcdata.finetune.recipe import list_recipes
+
+    recipes = list_recipes()
+    if json_out:
+        print_json([r.model_dump(mode="json") for r in recipes])
+        return
+    if not recipes:
+        err.print("no recipes found")
+        return
+    t = Table(title="recipes", title_justify="left")
+    for col in ("name", "base model", "description", "source"):
+        t.add_column(col)
+    for r in recipes:
+        if r.error is None:
+            t.add_row(escape(r.name), escape(r.base_model or "-"), escape(r.description), r.source)
+        else:
+            t.add_row(escape(r.name), "[red]invalid[/]", f"[red]{escape(r.error)}[/]", f"{r.source} ({escape(r.path)})")
+    out.print(t)
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="finetune")(finetune_command)
     app.command(name="runs")(runs_command)
+    app.command(name="recipes")(recipes_command)

@@ -22,9 +22,15 @@ from swcdata.errors import ConfigError, InputError
 TRAIN_MODULES = ("torch", "transformers", "peft", "accelerate", "trl")
 GENERATE_MODULES = ("torch", "transformers", "peft")
 
-RECIPE_DIR = Path("finetune")  # relative to the working directory; the repository's copy is the fallback
-PACKAGED_RECIPE_DIR = Path(__file__).resolve().parents[2] / "finetune"
+# Where `--recipe NAME` looks, in order (see `recipe_dirs`): the user's own recipes in ./finetune/ (relative
+# to the working directory), then the recipes shipped with the package: swcdata/recipes/ in an installed
+# wheel (package data, mapped from the repository's top-level finetune/ by setup.py), or, in an editable
+# install or a checkout, where that folder does not exist, the repository's finetune/ itself.
+RECIPE_DIR = Path("finetune")
+PACKAGED_RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
+REPO_RECIPE_DIR = Path(__file__).resolve().parents[2] / "finetune"
 DEFAULT_RECIPE = "tiny-cpu"
+RecipeSource = Literal["./finetune", "packaged"]
 
 DType = Literal["auto", "bfloat16", "float16", "float32"]
 
@@ -39,7 +45,8 @@ class TinyModel(_Section):
     vocab_size: int = Field(2048, ge=64, le=65536, description="Vocabulary size of the BPE tokenizer trained on the "
                             "dataset (the trained vocabulary can be a little smaller).")
     hidden_size: int = Field(128, gt=0, description="Model width.")
-    intermediate_size: int = Field(344, gt=0, description="MLP width.")
+    intermediate_size: int = Field(384, gt=0, description="MLP width (keep widths multiples of 64: the shapes "
+                                   "every bitsandbytes CPU kernel accepts).")
     num_hidden_layers: int = Field(2, gt=0, description="Decoder layers.")
     num_attention_heads: int = Field(4, gt=0, description="Query heads (must divide hidden_size).")
     num_key_value_heads: int = Field(2, gt=0, description="Key/value heads (must divide num_attention_heads).")
@@ -266,19 +273,74 @@ def recipe_from_dict(data: dict[str, Any], *, source: str | None = None) -> Reci
         raise ConfigError(problems_of(e), source=source) from None
 
 
+def recipe_dirs() -> list[tuple[RecipeSource, Path]]:
+    """The folders a recipe name is looked up in, in order, as (source, folder): `./finetune` (the working
+    directory's finetune/, the user's own recipes) then `packaged` (those shipped with swcdata). A working
+    directory's finetune/ that is the packaged folder itself (the repository root) is listed once, as packaged."""
+    packaged = PACKAGED_RECIPE_DIR if PACKAGED_RECIPE_DIR.is_dir() else REPO_RECIPE_DIR
+    dirs: list[tuple[RecipeSource, Path]] = [("packaged", packaged)]
+    try:
+        same = RECIPE_DIR.resolve() == packaged.resolve()
+    except OSError:
+        same = False
+    if not same:
+        dirs.insert(0, ("./finetune", RECIPE_DIR))
+    return dirs
+
+
+def _named_recipes() -> dict[str, tuple[RecipeSource, Path]]:
+    """name -> (source, path) of every recipe reachable by name; the first folder holding a name wins."""
+    found: dict[str, tuple[RecipeSource, Path]] = {}
+    for source, d in recipe_dirs():
+        if d.is_dir():
+            for x in sorted(d.glob("*.yaml")):
+                if x.is_file():
+                    found.setdefault(x.stem, (source, x))
+    return found
+
+
 def resolve_recipe_path(recipe: str | Path | None) -> Path:
-    """A path as given, or a bare name looked up as `finetune/<name>.yaml`."""
+    """A recipe file path as given; else a bare name looked up as `<name>.yaml` in ./finetune/ (the working
+    directory's), then in the recipes shipped with swcdata (see `recipe_dirs`)."""
     recipe = DEFAULT_RECIPE if recipe is None else recipe
     p = Path(recipe)
     if p.is_file():
         return p
-    for d in (RECIPE_DIR, PACKAGED_RECIPE_DIR):
+    for _, d in recipe_dirs():
+        # (`d / p.name`: an old-style `finetune/tiny-cpu.yaml` resolves from any working directory too)
         for cand in (d / f"{recipe}.yaml", d / p.name):
             if cand.is_file():
                 return cand
-    known = sorted({x.stem for d in (RECIPE_DIR, PACKAGED_RECIPE_DIR) if d.is_dir() for x in d.glob("*.yaml")})
+    known = sorted(_named_recipes())
     raise InputError(f"recipe not found: {recipe}",
                      hint=f"give a YAML path or one of: {', '.join(known)}" if known else "give a YAML path")
+
+
+class RecipeEntry(BaseModel):
+    """One line of `swcdata recipes`."""
+
+    name: str = Field(description="What `--recipe` takes (the file name without .yaml).")
+    base_model: str | None = Field(None, description="`model.name`, or `tiny (built locally)` for "
+                                   "`model.source: tiny`; null when the recipe does not validate.")
+    description: str = Field("", description="The recipe's one-line description.")
+    source: RecipeSource = Field(description="Where it was found.")
+    path: str = Field(description="The YAML file.")
+    error: str | None = Field(None, description="Why the recipe does not validate (null when it does).")
+
+
+def list_recipes() -> list[RecipeEntry]:
+    """Every recipe reachable by name, sorted by name, each validated; one that fails is listed with its error."""
+    entries = []
+    for name, (source, path) in sorted(_named_recipes().items()):
+        try:
+            rec = load_recipe(path)
+        except (ConfigError, InputError, ValueError) as e:  # (ValueError: a file that is not UTF-8)
+            entries.append(RecipeEntry(name=name, source=source, path=str(path), error=str(e)))
+            continue
+        base = "tiny (built locally)" if rec.model.source == "tiny" else rec.model.name
+        entries.append(RecipeEntry(name=name, base_model=base, description=rec.description,
+                                   source=source, path=str(path)))
+    return entries
 
 
 def load_recipe(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
