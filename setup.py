@@ -14,7 +14,7 @@ from setuptools import Extension, find_packages, setup
 setup(
     packages=[*find_packages(include=["swcdata*"]), "swcdata.recipes"],
     package_dir={"swcdata.recipes": "finetune"},
-    package_data={"swcdata.recipes": ["*.yaml"]},
+    package_data={"swcdata.recipes": ["*.yaml", "deepspeed/*.json"]},
     ext_modules=[Extension("swcdata._fast", ["swcdata/_fast.c", "swcdata/_extract.c", "swcdata/_json.c"],
                            depends=["swcdata/_fast.h"], optional=True, extra_compile_args=["-O3"])],
 )

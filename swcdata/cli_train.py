@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -20,6 +20,7 @@ from swcdata.console import JsonOpt, err, handle_errors, kv_table, out, print_js
 DEFAULT_RECIPE = "tiny-cpu"  # (= swcdata.finetune.recipe.DEFAULT_RECIPE, not imported here: --help stays light)
 
 if TYPE_CHECKING:
+    from swcdata.finetune.plan import RunPlan
     from swcdata.finetune.runs import RunInfo
 
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Folder that holds the runs.")]
@@ -48,8 +49,22 @@ def finetune_command(
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name of the run folder (default: "
                                                "<time>-<recipe>-<name>-v<N>); with --resume, the run to continue.")
                       ] = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", min=1, help="Start N training processes on this node "
+                                              "(one per GPU; gloo on CPU) by re-running the command under "
+                                              "torchrun; default: the recipe's distributed.nproc, else one. "
+                                              "Ignored when already started by torchrun / accelerate launch.",
+                                              show_default=False)] = None,
     home: Annotated[Path | None, typer.Option("--home", help="Registry folder (default: $SWCDATA_HOME, else "
                                               "./registry).", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Load no weights and train nothing: print the resolved "
+                                          "recipe (with the source of each value), the token-length histogram and "
+                                          "truncation per split, packing, steps, LoRA targets and a GPU memory "
+                                          "estimate. Runs on a CPU in seconds.")] = False,
+    gpu_memory: Annotated[float, typer.Option("--gpu-memory", min=0.1, help="With --dry-run: the GPU memory (GiB) "
+                                              "to check the estimate against.")] = 24.0,
+    device: Annotated[str, typer.Option("--device", help="auto: a GPU when one is visible; cuda: fail when none is "
+                                        "(instead of the warning a GPU recipe gives); cpu: train on the CPU.")
+                      ] = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Fine-tune a model on a dataset version with QLoRA and write runs/<run-id>/.
@@ -58,8 +73,38 @@ def finetune_command(
     trains on the response tokens only, packs examples without cross-attention, loads the base
     model in 4-bit NF4, attaches LoRA to every attention/MLP linear layer, and records the adapter,
     resolved recipe, dataset version + hash, metrics and environment. The recipe is checked in full
-    before anything is loaded (exit 2 on any problem). Runs under `accelerate launch` for DDP.
+    before anything is loaded (exit 2 on any problem). Runs under `accelerate launch` or `torchrun`
+    for DDP, FSDP or DeepSpeed (recipe section `distributed`), or starts them itself with --nproc N.
     """
+    if not dry_run:  # --nproc N: re-run this command as N processes under torchrun, forward the exit code
+        import sys
+
+        from swcdata.finetune.distributed import finetune_args, launcher_command, plan_launch, run_launcher
+        from swcdata.finetune.recipe import load_recipe as _load
+
+        launch_rec = _load(recipe, overrides or [])
+        n, note = plan_launch(launch_rec, nproc)
+        if note and _is_main_process():
+            err.print(f"[yellow]{escape(note)}[/]")
+        if n is not None:
+            args = finetune_args(sys.argv)
+            if args is None:
+                from swcdata.errors import InputError
+
+                raise InputError("cannot re-launch: `finetune` is not on this process's command line",
+                                 hint="start it with torchrun --nproc_per_node N -m swcdata finetune ...")
+            # the usual mistakes as one error line here (exit 2), not as N workers' failures in torchrun's report
+            from swcdata.errors import require_extra
+            from swcdata.finetune.recipe import TRAIN_MODULES
+            from swcdata.finetune.source import load_dataset
+
+            require_extra("train", TRAIN_MODULES, "fine-tuning")
+            if run_id and not resume:
+                from swcdata.finetune.train import check_run_id
+
+                check_run_id(run_id)
+            load_dataset(dataset, home)
+            raise typer.Exit(run_launcher(launcher_command(launch_rec, n, args)))
     from swcdata.errors import require_extra
     from swcdata.finetune.recipe import TRAIN_MODULES, load_recipe
 
@@ -68,7 +113,14 @@ def finetune_command(
     from swcdata.finetune.source import load_dataset
     from swcdata.finetune.train import finetune
 
+    if device not in ("auto", "cuda", "cpu"):
+        from swcdata.errors import InputError
+
+        raise InputError(f"--device {device!r}: expected auto, cuda or cpu")
     dd, ref = load_dataset(dataset, home)
+    if dry_run:
+        _dry_run(dd, ref, rec, recipe, overrides or [], gpu_memory, json_out, nproc)
+        return
     if resume:
         from swcdata.finetune.train import resume_recipe
 
@@ -79,15 +131,92 @@ def finetune_command(
         if main and not json_out:
             err.print(f"[dim]{escape(message)}[/]")
 
-    # (SIGTERM stops the run like Ctrl-C, marking it failed: see console.handle_errors)
-    info = finetune(dd, ref, rec, output, run_id=run_id, resume=resume,
-                    progress=None if not json_out else False, log=log)
+    def warn(message: str) -> None:
+        if main:  # (also with --json: stderr)
+            err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+    # (the first Ctrl-C or SIGTERM saves a checkpoint at the end of the step, then marks the run failed)
+    info = finetune(dd, ref, rec, output, run_id=run_id, resume=resume, device=device,
+                    progress=None if not json_out else False, log=log, warn=warn)
     if not main:
         return
     if json_out:
         print_json(info)
     else:
         render_run(info, output)
+
+
+def _dry_run(dd: Any, ref: Any, rec: Any, recipe: str, overrides: list[str], gpu_memory: float,
+             json_out: bool, nproc: int | None) -> None:
+    from swcdata.finetune.plan import plan_run
+    from swcdata.finetune.recipe import resolve_recipe_path
+
+    # the processes the run would have: --nproc, the recipe's distributed.nproc, or the launcher's WORLD_SIZE
+    world = nproc or rec.distributed.nproc or int(os.environ.get("WORLD_SIZE", "0") or 0) or 1
+    plan = plan_run(dd, ref, rec, recipe_file=resolve_recipe_path(recipe), overrides=overrides, world_size=world,
+                    gpu_memory_gib=gpu_memory, log=(lambda m: None) if json_out else
+                    (lambda m: err.print(f"[dim]{escape(m)}[/]")))
+    if json_out:
+        print_json(plan)
+    else:
+        render_plan(plan)
+
+
+def render_plan(plan: RunPlan) -> None:
+    """The dry run as tables: recipe values (non-defaults first), lengths per split, steps, model, memory."""
+    vt = Table(title=f"recipe {plan.recipe} ({plan.recipe_file or 'resolved'})", title_justify="left")
+    for col in ("key", "value", "source"):
+        vt.add_column(col)
+    order = {"--set": 0, "recipe": 1, "default": 2}
+    for v in sorted(plan.values, key=lambda v: order[v.source]):
+        colour = {"--set": "yellow", "recipe": "", "default": "dim"}[v.source]
+        vt.add_row(escape(v.key), escape(str(v.value)), f"[{colour}]{v.source}[/]" if colour else v.source)
+    out.print(vt)
+    for sp in plan.splits:
+        r = sp.lengths
+        ht = Table(title=f"{r.split}: token lengths ({plan.prompt_format} format, max_length {r.max_length})",
+                   title_justify="left")
+        for col, just in (("tokens", "right"), ("examples", "right"), ("", "left")):
+            ht.add_column(col, justify=just)  # type: ignore[arg-type]
+        most = max((b.examples for b in r.histogram), default=0) or 1
+        for b in r.histogram:
+            span = f"{b.low}-{b.high}" if b.high is not None else f"> {r.max_length}"
+            ht.add_row(span, f"{b.examples:,}", "#" * round(30 * b.examples / most))
+        out.print(ht)
+        out.print(kv_table([
+            ("examples", f"{r.kept:,} of {r.examples:,} kept; {r.over_max_length} over max_length: "
+                         f"{r.truncated_prompt} prompt-truncated ({r.prompt_tokens_cut:,} tokens cut), "
+                         f"{r.dropped_policy + r.dropped_response_too_long} dropped"),
+            ("tokens", f"{r.tokens:,} ({r.loss_tokens:,} with a loss); mean {r.mean_length:,.0f}, p95 "
+                       f"{r.p95_length:,}, longest {r.longest:,}"),
+            ("packed rows", f"{sp.rows:,} (packing efficiency {sp.packing_efficiency:.0%})"),
+        ]))
+    m = plan.model
+    rows = [
+        ("tokenizer", plan.tokenizer_source),
+        ("steps", f"{_num(plan.steps_per_epoch, '{:,}')} per epoch, {_num(plan.total_steps, '{:,}')} in total "
+                  f"({_num(plan.epochs)} epochs)"),
+        ("per step", f"{plan.sequences_per_step} rows ({plan.per_device_train_batch_size} x "
+                     f"{plan.gradient_accumulation_steps} accumulation x {plan.world_size} process(es)); "
+                     f"{_num(plan.tokens_per_step, '{:,.0f}')} tokens on average, at most "
+                     f"{plan.max_tokens_per_step:,}"),
+        ("model", f"{m.name}: {m.architecture or '?'} ({_num(m.parameters, '{:,}')} parameters), config from "
+                  f"{m.config_source}"),
+        ("LoRA", f"{', '.join(m.target_modules) or '-'}; {_num(m.lora_parameters, '{:,}')} trainable"),
+    ]
+    if plan.memory is not None:
+        mem = plan.memory
+        rows.append(("GPU memory", f"about {mem.total:.2f} GiB of {mem.gpu_memory:g} "
+                                   f"({'fits' if mem.fits else 'does NOT fit'}): 4-bit weights {mem.weights_4bit:.2f}, "
+                                   f"other weights {mem.weights_other:.2f}, LoRA + optimiser + gradients "
+                                   f"{mem.lora_and_saved_modules + mem.optimizer + mem.gradients:.2f}, activations "
+                                   f"{mem.activations_with_checkpointing:.2f} with checkpointing / "
+                                   f"{mem.activations_without_checkpointing:.2f} without, logits {mem.logits:.2f}"))
+    out.print(kv_table(rows, "plan"))
+    for n in plan.notes:
+        err.print(f"[dim]note: {escape(n)}[/]")
+    for w in plan.warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}")
 
 
 def _num(v: float | int | None, fmt: str = "{:,.4g}") -> str:
@@ -120,11 +249,12 @@ def render_run(info: RunInfo, output: Path) -> None:
 @handle_errors
 def runs_command(output: OutputOpt = Path("runs"), json_out: JsonOpt = False) -> None:
     """List fine-tuning runs: dataset version, status, losses, speed, newest first."""
-    from swcdata.finetune.runs import list_runs
+    from swcdata.finetune.runs import list_runs, steps_done
 
     runs = list_runs(output)
     if json_out:
-        print_json([r.model_dump(mode="json", exclude={"length_reports"}) for r in runs])
+        print_json([{**r.model_dump(mode="json", exclude={"length_reports"}),
+                     "steps_done": steps_done(output / r.run_id, r)} for r in runs])
         return
     if not runs:
         err.print(f"no runs in {output}")
@@ -137,7 +267,7 @@ def runs_command(output: OutputOpt = Path("runs"), json_out: JsonOpt = False) ->
     for r in runs:
         colour = {"completed": "green", "failed": "red"}.get(r.status, "yellow")
         t.add_row(escape(r.run_id), f"[{colour}]{r.status}[/]", escape(r.recipe), escape(r.dataset),
-                  r.dataset_hash[:12], _num(r.global_steps, "{:,}"),
+                  r.dataset_hash[:12], _num(steps_done(output / r.run_id, r), "{:,}"),
                   f"{_num(r.first_train_loss)} -> {_num(r.final_train_loss)}",
                   _num(r.final_eval_loss), _num(r.tokens_per_s, "{:,.0f}"), _num(r.wall_time_s, "{:,.1f}"))
     out.print(t)

@@ -28,6 +28,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "augment-report": ("swcdata.augment", "AugmentReport"),
     "build-result": ("swcdata.build", "BuildResult"),
     "run-info": ("swcdata.finetune.runs", "RunInfo"),
+    "run-plan": ("swcdata.finetune.plan", "RunPlan"),
 }
 
 

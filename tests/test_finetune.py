@@ -440,3 +440,211 @@ def test_ddp_two_cpu_processes(tmp_path: Path, sample_dd: Any) -> None:
     assert res.stdout.count('"run_id"') == 1
     assert info["world_size"] == 2 and info["global_steps"] == 2 and info["status"] == "completed"
     assert info["dataset"] == "splits@vlocal" and (tmp_path / "runs" / "ddp" / "adapter").is_dir()
+
+
+# ---- dry run: what a run will do, before it runs -------------------------------------------------
+
+def test_dry_run_counts_are_what_the_run_then_logs(registry_home: Path, tmp_path: Path) -> None:
+    """One epoch (no max_steps): the dry run's truncation and step counts equal the real run's."""
+    from typer.testing import CliRunner
+
+    from swcdata.cli import app
+
+    sets = [*FAST, "training.per_device_train_batch_size=3", "training.gradient_accumulation_steps=2",
+            "data.max_length=256", "training.save_minutes=null"]
+    base = ["finetune", "sample@v1", "--home", str(registry_home), "--json"]
+    for s in sets:
+        base += ["--set", s]
+    res = CliRunner().invoke(app, [*base, "--dry-run", "--output", str(tmp_path / "none")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout[res.stdout.index("{"):])
+    assert not (tmp_path / "none").exists()  # a dry run writes nothing
+    sources = {v["key"]: v["source"] for v in plan["values"]}
+    assert sources["data.max_length"] == "--set" and sources["model.source"] == "recipe"
+    assert sources["lora.bias"] == "default"
+    train = plan["splits"][0]["lengths"]
+    assert train["over_max_length"] > 0 and train["truncated_prompt"] > 0  # max_length 256 cuts some
+    assert sum(b["examples"] for b in train["histogram"]) == train["examples"]
+    assert train["histogram"][-1]["examples"] == train["over_max_length"]
+    assert 0 < plan["splits"][0]["packing_efficiency"] <= 1
+    assert plan["model"]["target_modules"] == ALL_LINEAR and plan["model"]["config_source"] == "the tiny recipe's shape"
+    assert plan["memory"]["fits"] and plan["memory"]["total"] > 0
+
+    res = CliRunner().invoke(app, [*base, "--output", str(tmp_path / "runs"), "--run-id", "epoch"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout[res.stdout.index("{"):])
+    assert info["global_steps"] == plan["total_steps"] == plan["steps_per_epoch"]
+    for planned, ran in zip(plan["splits"], info["length_reports"], strict=True):
+        assert planned["lengths"] == ran
+    assert (tmp_path / "runs" / "epoch" / "checkpoints").is_dir()  # checkpoints by steps by default
+
+
+def test_dry_run_says_when_a_hub_config_cannot_be_reached(registry_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    from typer.testing import CliRunner
+
+    from swcdata.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    res = CliRunner().invoke(app, ["finetune", "sample@v1", "--home", str(registry_home), "--recipe", "gemma-2b",
+                                   "--dry-run", "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout[res.stdout.index("{"):])
+    assert plan["model"]["config_source"].startswith("unreachable:") and plan["memory"] is None
+    assert plan["tokenizer_source"].startswith("unreachable:") and plan["steps_per_epoch"] is None
+    assert any("could not be read from a local folder or the Hub cache" in w for w in plan["warnings"])
+
+
+def test_memory_estimate_of_gemma_2b_shape_against_the_gpu_size(tmp_path: Path) -> None:
+    """Gemma-2B's config from a local folder: 4-bit weights about 1.1 GiB, 256k-vocab logits dominate."""
+    from transformers import GemmaConfig
+
+    from swcdata.finetune.plan import _model_plan, estimate_memory
+    from swcdata.finetune.recipe import load_recipe
+
+    GemmaConfig(vocab_size=256000, hidden_size=2048, intermediate_size=16384, num_hidden_layers=18,
+                num_attention_heads=8, num_key_value_heads=1, head_dim=256).save_pretrained(tmp_path)
+    recipe = load_recipe("gemma-2b", [f"model.name={tmp_path}"])
+    warnings: list[str] = []
+    plan, (config, _, saved) = _model_plan(recipe, None, warnings)
+    assert not warnings and plan.config_source == f"local folder {tmp_path}"
+    assert plan.target_modules == ALL_LINEAR and plan.lora_parameters and plan.lora_parameters > 10_000_000
+    big = estimate_memory(recipe, plan, config, saved, 80.0)
+    small = estimate_memory(recipe, plan, config, saved, 8.0)
+    assert 0.8 < big.weights_4bit < 1.3 and big.weights_other > 0.9  # 2.0B quantised; 524M embeddings in bf16
+    assert big.fits and not small.fits and big.total == small.total
+    assert big.activations_without_checkpointing > big.activations_with_checkpointing
+
+
+# ---- runs that survive and say where they are --------------------------------------------------------
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path: Path, sample_dd: Any) -> None:
+    import signal
+    import time
+
+    from swcdata.records import write_split_dir
+
+    write_split_dir({k: v.data.table for k, v in sample_dd.items()}, tmp_path / "splits")
+    cmd = [PY, "-m", "swcdata", "finetune", str(tmp_path / "splits"), "--output", str(tmp_path / "runs"),
+           "--run-id", "stopped"]
+    sets = [*FAST, "training.max_steps=5000", "training.save_steps=4000", "training.eval_steps=4000",
+            "training.logging_steps=1"]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / "stopped" / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "saving a checkpoint" in stderr and "Traceback" not in stderr
+    run = json.loads((tmp_path / "runs" / "stopped" / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"].startswith("stopped by SIGTERM at step ")
+    step = int(run["error"].split("at step ")[1].split(";")[0])
+    assert (tmp_path / "runs" / "stopped" / "checkpoints" / f"checkpoint-{step}").is_dir()
+    assert f"checkpoint-{step} saved: continue with --resume" in run["error"]
+
+    listed = subprocess.run([PY, "-m", "swcdata", "runs", "--output", str(tmp_path / "runs"), "--json"],
+                            capture_output=True, text=True, cwd=REPO, check=True)
+    assert json.loads(listed.stdout)[0]["steps_done"] >= step
+
+    resume = [PY, "-m", "swcdata", "finetune", str(tmp_path / "splits"), "--output", str(tmp_path / "runs"),
+              "--resume", "--json", "--set", f"training.max_steps={step + 2}"]
+    res = subprocess.run(resume, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads(res.stdout[res.stdout.index("{"):])
+    assert info["status"] == "completed" and info["global_steps"] == step + 2
+    assert info["resumed_from"].endswith(f"checkpoint-{step}")
+
+
+def test_a_failed_start_leaves_no_run_folder(registry_home: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from swcdata.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runs = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["finetune", "sample@v1", "--home", str(registry_home), "--output", str(runs),
+                                   "--set", "model.source=hub", "--set", f"model.name={tmp_path / 'missing'}"])
+    assert res.exit_code == 2 and "cannot load the base model" in res.output
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_device_choice() -> None:
+    from swcdata.finetune.train import resolve_device
+
+    assert resolve_device("auto", "auto", cuda=False) == (True, None)
+    assert resolve_device("auto", "auto", cuda=True) == (False, None)
+    assert resolve_device("cpu", "auto", cuda=True) == (True, None)
+    cpu, why = resolve_device("cuda", "auto", cuda=False)
+    assert cpu and why and "GPU recipe" in why and "--device cuda" in why
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+        resolve_device("cuda", "cuda", cuda=False)
+    assert resolve_device("cuda", "cpu", cuda=True) == (True, None)
+
+
+def test_a_gpu_recipe_on_the_cpu_warns_and_device_cuda_refuses(registry_home: Path, tmp_path: Path) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from swcdata.cli import app
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    args = ["finetune", "sample@v1", "--home", str(registry_home), "--output", str(tmp_path / "runs"),
+            "--run-id", "gpu-on-cpu", "--set", "training.device=cuda", "--set", "training.max_steps=1"]
+    for s in FAST:
+        args += ["--set", s]
+    res = CliRunner().invoke(app, [*args, "--device", "cuda"])
+    assert res.exit_code == 2 and "--device cuda: no CUDA GPU is visible" in res.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "this is a GPU recipe (training.device: cuda) but no CUDA GPU is visible" in res.output
+    assert "first evaluation batch ok" in res.output and "estimated from that batch" in res.output
+
+
+def test_checkpoint_every_minutes_uses_the_clock() -> None:
+    from types import SimpleNamespace
+
+    from swcdata.finetune.callbacks import CheckpointEvery
+
+    now = [0.0]
+    cb = CheckpointEvery(5, clock=lambda: now[0])
+    control = SimpleNamespace(should_save=False)
+    now[0] = 299.0
+    cb.on_step_end(None, None, control)
+    assert not control.should_save
+    now[0] = 300.0
+    cb.on_step_end(None, None, control)
+    assert control.should_save
+    cb.on_save(None, None, control)
+    control.should_save = False
+    now[0] = 420.0
+    cb.on_step_end(None, None, control)
+    assert not control.should_save
+
+
+def test_progress_bar_shows_step_loss_and_eta() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from swcdata.finetune.callbacks import RichProgress
+
+    console = Console(record=True, force_terminal=True, width=120)
+    bar = RichProgress(console=console)
+    state = SimpleNamespace(is_world_process_zero=True, max_steps=10, global_step=0)
+    bar.on_train_begin(None, state, None)
+    state.global_step = 4
+    bar.on_step_end(None, state, None)
+    bar.on_log(None, state, None, logs={"loss": 1.2345})
+    bar.close()
+    text = console.export_text()
+    assert "training" in text and "4/10" in text and "loss 1.234" in text and "ETA" in text

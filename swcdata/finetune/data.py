@@ -12,7 +12,7 @@ response alone leaves fewer than `min_prompt_tokens` for the prompt is always dr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,6 +24,25 @@ if TYPE_CHECKING:
 
 IGNORE_INDEX = -100
 INSTRUCTION_TEMPLATE = "Instruction:\n{instruction}\n\nResponse:\n"
+
+
+class LengthBin(BaseModel):
+    """Examples whose length (prompt + response + EOS, in tokens) is in [low, high]; high None: above max_length."""
+
+    low: int
+    high: int | None
+    examples: int
+
+
+def length_histogram(lengths: list[int], max_length: int, bins: int = 8) -> list[LengthBin]:
+    """`bins` equal bins up to `max_length`, then one bin for longer examples."""
+    width = max(1, -(-max_length // bins))
+    counts = [0] * (bins + 1)
+    for n in lengths:
+        counts[bins if n > max_length else min((max(n, 1) - 1) // width, bins - 1)] += 1
+    out = [LengthBin(low=i * width + 1, high=min((i + 1) * width, max_length), examples=counts[i])
+           for i in range(bins)]
+    return [*out, LengthBin(low=max_length + 1, high=None, examples=counts[bins])]
 
 
 class LengthReport(BaseModel):
@@ -46,6 +65,8 @@ class LengthReport(BaseModel):
     longest: int = Field(description="Longest sequence before any truncation.")
     mean_length: float
     p95_length: int
+    histogram: list[LengthBin] = Field(default_factory=list, description="Examples per token-length bin (before "
+                                       "truncation): eight bins of max_length/8, then one for the over-long.")
     notes: list[str] = Field(default_factory=list)
 
     def summary(self) -> str:
@@ -168,13 +189,7 @@ def build_split(records: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, c
         dropped_response_too_long=counts["response"], dropped_ids=dropped,
         tokens=sum(map(len, ids_out)), loss_tokens=sum(sum(1 for x in lab if x != IGNORE_INDEX) for lab in labels_out),
         longest=int(arr.max()), mean_length=round(float(arr.mean()), 1), p95_length=int(np.percentile(arr, 95)),
-        notes=sorted(notes),
+        histogram=length_histogram(lengths, cfg.max_length), notes=sorted(notes),
     )
     ds = hfd.Dataset.from_dict({"input_ids": ids_out, "labels": labels_out})
     return ds, report
-
-
-def response_mask_matches(example: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> bool:
-    """True when the labelled tokens decode to a suffix of the sequence (a helper for tests and debugging)."""
-    lab = [t for t in example["labels"] if t != IGNORE_INDEX]
-    return example["input_ids"][len(example["input_ids"]) - len(lab):] == lab

@@ -175,24 +175,42 @@ def meta_model(name: str, *, revision: str | None = None, trust_remote_code: boo
 
 # ---- loading ---------------------------------------------------------------------------------
 
-def bnb_config(recipe: Recipe) -> Any:
+def bnb_config(recipe: Recipe, *, quant_storage: str | None = None) -> Any:
+    """4-bit NF4 config; `quant_storage` (a dtype name) packs the 4-bit weights into a float dtype that FSDP /
+    ZeRO-3 can shard (see `distributed.model_load_kwargs`); None keeps bitsandbytes' uint8."""
     from transformers import BitsAndBytesConfig
 
     q = recipe.quantization
+    extra = {"bnb_4bit_quant_storage": quant_storage} if quant_storage else {}
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
                               bnb_4bit_use_double_quant=q.double_quant,
-                              bnb_4bit_compute_dtype=resolve_dtype(q.compute_dtype))
+                              bnb_4bit_compute_dtype=resolve_dtype(q.compute_dtype), **extra)
 
 
 def load_base_model(name: str, recipe: Recipe, *, attn: str) -> PreTrainedModel:
     """`from_pretrained` with 4-bit NF4 (when the recipe asks), the chosen attention and dtype."""
+    import os
+
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM
 
+    from swcdata.finetune import distributed as D
+
+    # per mode: device_map {"": device} for one process / DDP; none under FSDP / DeepSpeed, where sharded 4-bit
+    # weights are stored in the compute dtype (bnb_4bit_quant_storage) and the other weights with them
+    dev = device_map()[""]
+    per_mode = D.model_load_kwargs(recipe, world_size=PartialState().num_processes,
+                                   compute_dtype_name=str(resolve_dtype(recipe.quantization.compute_dtype))
+                                   .removeprefix("torch."), device_index=dev if isinstance(dev, int) else None)
+    storage = per_mode.pop("bnb_4bit_quant_storage", None)
+    if "dtype" in per_mode:
+        per_mode["dtype"] = resolve_dtype(per_mode["dtype"])
+    os.environ.update(D.loading_env(recipe))
     kwargs: dict[str, Any] = {
         "dtype": resolve_dtype(recipe.model.dtype),
         "attn_implementation": attn,
-        "device_map": device_map(),
         "trust_remote_code": recipe.model.trust_remote_code,
+        **per_mode,
     }
     if recipe.model.revision and recipe.model.source == "hub":
         kwargs["revision"] = recipe.model.revision
@@ -200,7 +218,7 @@ def load_base_model(name: str, recipe: Recipe, *, attn: str) -> PreTrainedModel:
         if find_spec("bitsandbytes") is None:
             raise ConfigError(["quantization.load_in_4bit: bitsandbytes is not installed (pip install swcdata[train]) "
                                "- or set quantization.load_in_4bit=false"])
-        kwargs["quantization_config"] = bnb_config(recipe)
+        kwargs["quantization_config"] = bnb_config(recipe, quant_storage=storage)
     model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     model.config.use_cache = False
     return model

@@ -11,6 +11,7 @@ This module imports neither torch nor transformers (it is registered in `swcdata
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,9 +160,80 @@ class TrainingSection(_Section):
                                          "supports it.")
     logging_steps: int = Field(10, gt=0, description="Log train loss every N steps.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps; null: once per epoch.")
-    save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps; null: once per epoch.")
+    save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps; null: ten times per run "
+                                   "(every tenth of the total steps).")
+    save_minutes: float | None = Field(10.0, gt=0, description="Also checkpoint when this many minutes have passed "
+                                       "since the last checkpoint (long CPU runs); null: by steps only.")
     save_total_limit: int | None = Field(2, gt=0, description="Keep at most this many checkpoints.")
     dataloader_num_workers: int = Field(0, ge=0, description="Data-loading worker processes.")
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="Where the recipe is meant to run: `cuda` marks a GPU recipe (started without a visible "
+        "GPU it warns and trains on the CPU; `swcdata finetune --device cuda` makes that an error); `cpu` trains on "
+        "the CPU even where a GPU is visible; `auto`: a GPU when one is visible.")
+
+
+class DistributedSection(_Section):
+    """Several processes (GPUs): DDP, FSDP or DeepSpeed (resolved in `swcdata.finetune.distributed`)."""
+
+    mode: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
+        "auto", description="`auto`: DDP when started as several processes (--nproc N, torchrun, accelerate "
+        "launch), plain single-process training otherwise; `ddp`: the same, named; `fsdp`: PyTorch FSDP shards "
+        "the (4-bit) model across the processes (FSDP-QLoRA: 4-bit storage = the compute dtype, no device_map); "
+        "`deepspeed`: DeepSpeed ZeRO with `deepspeed_config`.")
+    nproc: int | None = Field(None, ge=1, description="Processes per node when `swcdata finetune` is not started "
+                              "by a launcher (one per GPU); `--nproc` overrides it; null: one process (fsdp and "
+                              "deepspeed then need --nproc or a launcher).")
+    fsdp_version: Literal[1, 2] = Field(2, description="FSDP2 (per-parameter sharding; transformers 5.x's default) "
+                                        "or the deprecated FSDP1.")
+    fsdp_sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard"] = Field(
+        "full_shard", description="`full_shard`: parameters, gradients and optimiser state sharded, parameters "
+        "re-gathered for backward; `shard_grad_op`: parameters kept gathered between forward and backward (more "
+        "memory, less communication); `hybrid_shard`: full_shard within a node, replicated across nodes "
+        "(FSDP1 only).")
+    fsdp_offload_params: bool = Field(False, description="Offload parameters and gradients to CPU RAM between "
+                                      "uses (PEFT: lets 70B QLoRA fit 2x24 GB GPUs; slower).")
+    fsdp_cpu_ram_efficient_loading: bool = Field(True, description="Only the first process reads the checkpoint; "
+                                                 "the others receive the weights by broadcast (a 4-bit model is "
+                                                 "loaded by each process regardless).")
+    fsdp_use_orig_params: bool = Field(False, description="FSDP1 only: keep the original parameters visible; "
+                                       "false (PEFT's QLoRA setting) flattens them and realises the memory "
+                                       "savings. FSDP2 always shards the original parameters.")
+    fsdp_layer_cls: list[str] | None = Field(None, description="Class names of the transformer layers to wrap "
+                                             "as FSDP units (e.g. [LlamaDecoderLayer]); null: the model's own "
+                                             "`_no_split_modules`.")
+    deepspeed_config: str | None = Field(None, min_length=1, description="DeepSpeed JSON for mode deepspeed; a "
+                                         "relative path is looked up beside the recipe file, then among the "
+                                         "shipped recipes: deepspeed/zero2.json (optimiser state + gradients "
+                                         "sharded) or deepspeed/zero3.json (parameters too). Their `auto` "
+                                         "values are filled from the training section.")
+
+
+def _distributed_problems(r: Recipe) -> list[str]:
+    """Cross-section checks of the `distributed` section, each `path: message`."""
+    d = r.distributed
+    problems = []
+    if d.mode == "fsdp":
+        if "8bit" in r.training.optim:
+            problems.append(f"training.optim: paged 8-bit optimisers cannot be used under FSDP (nor other "
+                            f"bitsandbytes 8-bit ones; got {r.training.optim}): their state does not shard and "
+                            "saving a checkpoint fails (PEFT's FSDP guide); use adamw_torch or adamw_torch_fused")
+        if d.fsdp_sharding == "hybrid_shard" and d.fsdp_version != 1:
+            problems.append("distributed.fsdp_sharding: hybrid_shard needs distributed.fsdp_version: 1 (FSDP2 "
+                            "offers full_shard and shard_grad_op)")
+        c, m = r.quantization.compute_dtype, r.model.dtype
+        if r.quantization.load_in_4bit and "auto" not in (c, m):
+            storage = "float32" if c == "float16" else c  # = distributed.quant_storage_dtype
+            if m != storage:
+                problems.append(f"model.dtype: under FSDP-QLoRA the non-quantised weights are stored like the "
+                                f"4-bit ones, in {storage} (from quantization.compute_dtype: {c}); set "
+                                f"model.dtype to {storage} or auto")
+    if d.mode == "deepspeed" and d.deepspeed_config is None:
+        problems.append("distributed.deepspeed_config: required when distributed.mode is deepspeed (e.g. "
+                        "deepspeed/zero2.json or deepspeed/zero3.json, shipped with the recipes)")
+    if d.mode != "deepspeed" and d.deepspeed_config is not None:
+        problems.append(f"distributed.deepspeed_config: only used with distributed.mode: deepspeed (mode is "
+                        f"{d.mode}); remove it or set the mode")
+    return problems
 
 
 class Recipe(BaseModel):
@@ -176,11 +248,16 @@ class Recipe(BaseModel):
     lora: LoraSection = Field(default_factory=LoraSection)
     data: DataSection = Field(default_factory=DataSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    distributed: DistributedSection = Field(default_factory=DistributedSection)
 
     @model_validator(mode="after")
     def _cross(self) -> Recipe:
         if self.model.source == "tiny" and self.data.max_length > self.model.tiny.max_position_embeddings:
             raise ValueError("data.max_length must be <= model.tiny.max_position_embeddings")
+        # several problems at once, one per line, each with its own path (see problems_of)
+        problems = _distributed_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def to_yaml(self) -> str:
@@ -219,11 +296,20 @@ def _path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(recipe)"
 
 
+_PATHED = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
+
+
 def problems_of(e: ValidationError) -> list[str]:
     """Every validation error as `path: message`, deduplicated, in order."""
     seen: dict[str, None] = {}
     for err in e.errors():
-        seen.setdefault(f"{_path(tuple(err['loc']))}: {_message(dict(err))}", None)
+        path, message = _path(tuple(err["loc"])), _message(dict(err))
+        lines = message.splitlines()
+        if path == "(recipe)" and err["type"] == "value_error" and all(_PATHED.match(m) for m in lines):
+            for m in lines:  # a cross-section check: each problem carries its own path
+                seen.setdefault(m, None)
+            continue
+        seen.setdefault(f"{path}: {message}", None)
     return list(seen)
 
 
@@ -358,4 +444,13 @@ def load_recipe(recipe: str | Path | None = None, overrides: list[str] | None = 
         raise ConfigError(["a recipe is a YAML mapping with sections model, quantization, lora, data, training"],
                           source=str(path))
     data = apply_overrides(data, overrides or [])
-    return recipe_from_dict(data, source=str(path))
+    rec = recipe_from_dict(data, source=str(path))
+    if rec.distributed.deepspeed_config is not None:  # resolved against this file's folder, made absolute
+        from swcdata.finetune.distributed import resolve_config_path
+
+        try:
+            found = resolve_config_path(rec.distributed.deepspeed_config, path.parent)
+        except ConfigError as e:
+            raise ConfigError(e.problems, source=str(path)) from None
+        rec.distributed.deepspeed_config = str(found)
+    return rec

@@ -118,3 +118,28 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = [p for p in (run_dir / CHECKPOINT_DIR).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+
+
+def steps_done(run_dir: Path, info: RunInfo) -> int | None:
+    """Optimiser steps a run has done: its recorded total, else (running or stopped) the last logged step
+    or checkpoint, whichever is further."""
+    if info.global_steps is not None:
+        return info.global_steps
+    logged = max((int(m.get("step", 0)) for m in _tail_metrics(run_dir)), default=0)
+    ckpt = latest_checkpoint(run_dir)
+    done = max(logged, int(ckpt.name.split("-")[-1]) if ckpt else 0)
+    return done or None
+
+
+def _tail_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    try:
+        return read_metrics(run_dir)
+    except (OSError, ValueError):  # a line cut by a kill: the steps before it still count
+        p = run_dir / METRICS_FILE
+        rows = []
+        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+        return rows

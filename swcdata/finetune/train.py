@@ -8,7 +8,7 @@ run folder (and the tiny base model) and every process agrees on the run id.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import re
 import sys
 import time
@@ -119,8 +119,8 @@ def _check_resume_compatible(run_dir: Path, recipe: Recipe, ref: DatasetRef) -> 
                         f"({ref.content_hash[:12]})")
     old = yaml.safe_load((run_dir / RECIPE_FILE).read_text(encoding="utf-8"))
     new = recipe.model_dump(mode="json")
-    for section in ("model", "quantization", "lora", "data"):
-        if old.get(section) != new.get(section):
+    for section in ("model", "quantization", "lora", "data", "distributed"):
+        if section in old and old.get(section) != new.get(section):  # (runs older than a section keep its defaults)
             problems.append(f"{section}: differs from the run's recipe.yaml (only `training` may change on resume)")
     if problems:
         raise ConfigError(problems, source=f"--resume {run_dir.name}")
@@ -199,24 +199,8 @@ def _peak_memory() -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
 
 
-def _metrics_callback(path: Path) -> Any:
-    from transformers import TrainerCallback
-
-    class MetricsJsonl(TrainerCallback):
-        """Appends every Trainer log (loss, eval_loss, learning rate, ...) to metrics.jsonl, main process only."""
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-                   **kwargs: Any) -> None:
-            if not state.is_world_process_zero or not logs:
-                return
-            row = {"step": state.global_step, "epoch": state.epoch, "time": utc_now(), **logs}
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row, default=float) + "\n")
-
-    return MetricsJsonl()
-
-
-def sft_config(recipe: Recipe, run_dir: Path, *, has_eval: bool, progress: bool) -> Any:
+def sft_config(recipe: Recipe, run_dir: Path, *, has_eval: bool, progress: bool, use_cpu: bool | None = None
+               ) -> Any:
     """TRL SFTConfig from the recipe's training section (pre-tokenized data, BFD packing, padding-free)."""
     import torch
     from trl import SFTConfig
@@ -228,13 +212,20 @@ def sft_config(recipe: Recipe, run_dir: Path, *, has_eval: bool, progress: bool)
     fp16 = (torch.cuda.is_available() and not bf16 and resolve_dtype(recipe.quantization.compute_dtype)
             == torch.float16)
     eval_strategy = "no" if not has_eval else ("steps" if t.eval_steps else "epoch")
-    save_strategy = "steps" if t.save_steps else "epoch"
+    # checkpoints by steps by default (every tenth of the run: the Trainer reads a float < 1 as a ratio), so that a
+    # stopped run resumes near where it was; CheckpointEvery adds one every save_minutes
+    save_steps: float = t.save_steps or 0.1
     # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns)
     ckpt = "activation_checkpointing" if "activation_checkpointing" in {f.name for f in dataclasses.fields(SFTConfig)} \
         else "gradient_checkpointing"
     checkpointing = {ckpt: t.gradient_checkpointing,
                      f"{ckpt}_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None}
+    from swcdata.finetune import distributed as D
+
+    # FSDP: fsdp + fsdp_config; DeepSpeed: deepspeed=<json> (load_recipe made its path absolute); else nothing
+    per_mode = D.trainer_kwargs(recipe)
     return SFTConfig(
+        **per_mode,
         output_dir=str(run_dir / CHECKPOINT_DIR),
         seed=t.seed, data_seed=t.seed,
         num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
@@ -244,11 +235,11 @@ def sft_config(recipe: Recipe, run_dir: Path, *, has_eval: bool, progress: bool)
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_ratio,
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=t.optim,
         **checkpointing,
-        bf16=bf16, fp16=fp16, use_cpu=not torch.cuda.is_available(),
+        bf16=bf16, fp16=fp16, use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,
         logging_steps=t.logging_steps, logging_first_step=True,
         eval_strategy=eval_strategy, eval_steps=t.eval_steps,
-        save_strategy=save_strategy, save_steps=t.save_steps, save_total_limit=t.save_total_limit,
-        report_to="none", disable_tqdm=not progress,
+        save_strategy="steps", save_steps=save_steps, save_total_limit=t.save_total_limit,
+        report_to="none", disable_tqdm=True,  # (RichProgress draws the bar on a terminal)
         dataloader_num_workers=t.dataloader_num_workers,
         ddp_find_unused_parameters=False,
         # data: already tokenized with labels; TRL packs (best-fit decreasing) into padding-free rows
@@ -258,13 +249,39 @@ def sft_config(recipe: Recipe, run_dir: Path, *, has_eval: bool, progress: bool)
     )
 
 
+def resolve_device(recipe_device: str, requested: str, cuda: bool) -> tuple[bool, str | None]:
+    """(train on the CPU?, warning) from the recipe's `training.device`, `--device` and whether CUDA is visible."""
+    if requested == "cuda" and not cuda:
+        raise ConfigError(["--device cuda: no CUDA GPU is visible to torch (a CPU-only torch build, or "
+                           "CUDA_VISIBLE_DEVICES hides the GPUs); use --device auto to train on the CPU"])
+    if requested == "cpu" or (requested == "auto" and recipe_device == "cpu"):
+        return True, None
+    if not cuda and recipe_device == "cuda":
+        return True, ("this is a GPU recipe (training.device: cuda) but no CUDA GPU is visible: training on the "
+                      "CPU, which is very slow for a real base model (pass --device cuda to make this an error)")
+    return not cuda, None
+
+
+class RunStopped(KeyboardInterrupt):
+    """Training stopped by a signal after saving a checkpoint (the run is marked failed, ready for --resume)."""
+
+    def __init__(self, signal_name: str, detail: str) -> None:
+        from swcdata.console import _TERMINATED
+
+        # (console.handle_errors exits 143 for SIGTERM and 130 for Ctrl-C, from args[0])
+        super().__init__(_TERMINATED if signal_name == "SIGTERM" else detail)
+        self.detail = detail
+
+
 def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, output: Path = Path("runs"), *,
              run_id: str | None = None, resume: bool = False, progress: bool | None = None,
-             log: Log | None = None) -> RunInfo:
+             device: str = "auto", log: Log | None = None, warn: Log | None = None) -> RunInfo:
     """Fine-tune `recipe`'s base model with QLoRA on `dataset` and write `output/<run-id>/`.
 
     Returns the run's `RunInfo` (also written to `run.json`). Raises ConfigError / InputError /
-    DataError for user mistakes; a failure during training marks the run `failed` and re-raises.
+    DataError for user mistakes; a start that fails before the first step leaves no run folder (a
+    resumed run keeps its own); a failure or a signal during training marks the run `failed` and
+    re-raises (a signal first saves a checkpoint: `RunStopped`).
     """
     from accelerate import PartialState
     from transformers import set_seed
@@ -273,6 +290,7 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
 
     quiet_hub_kernel()  # before anything imports bitsandbytes
     log = log or (lambda _m: None)
+    warn = warn or log
     # transformers 5.2x renamed gradient checkpointing to activation checkpointing; peft and the Trainer
     # still call the old names internally, which the user can do nothing about
     warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated",
@@ -281,9 +299,15 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
     t0 = time.perf_counter()
     import torch
 
+    use_cpu, why = resolve_device(recipe.training.device, device, torch.cuda.is_available())
+    if why:
+        warn(why)
+    if use_cpu and recipe.training.optim.startswith("paged_"):
+        warn(f"training.optim {recipe.training.optim} is a GPU optimiser (bitsandbytes pages it to GPU memory); "
+             "on the CPU it runs unpaged: set training.optim=adamw_torch for a CPU run")
     # the first PartialState fixes the distributed setup: on CPU it must be told, or torchrun's processes
     # would each train alone instead of forming a gloo process group (DDP on CPU)
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=use_cpu)
     main = state.is_main_process
     if recipe.data.train_split not in dataset:
         raise ConfigError([f"data.train_split: {ref} has no split {recipe.data.train_split!r} "
@@ -312,6 +336,7 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
         info = RunInfo(run_id=rid, recipe=recipe.name, base_model=recipe.model.name, dataset=str(ref),
                        dataset_hash=ref.content_hash, created=utc_now(), versions=library_versions(),
                        world_size=state.num_processes)
+    created = main and not resume and not run_dir.exists()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / RECIPE_FILE).write_text(recipe.to_yaml(), encoding="utf-8")
@@ -319,24 +344,50 @@ def finetune(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, out
     state.wait_for_everyone()
     log(f"run {info.run_id} -> {run_dir}")
 
+    started: list[bool] = []  # _train appends once the first step is about to run
     try:
-        return _train(dataset, ref, recipe, run_dir, info, resumed_from, progress, log, t0)
+        return _train(dataset, ref, recipe, run_dir, info, resumed_from, progress, log, t0, use_cpu, started)
     except BaseException as e:
-        if main:
-            write_run(run_dir, info.model_copy(update={"status": "failed", "error": f"{type(e).__name__}: {e}",
-                                                        "finished": utc_now()}))
+        if main and created and not started:
+            # nothing was trained: leave no folder behind (a resumed run keeps its own)
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif main:
+            error = e.detail if isinstance(e, RunStopped) else f"{type(e).__name__}: {e}"
+            write_run(run_dir, info.model_copy(update={"status": "failed", "error": error, "finished": utc_now()}))
         raise
 
 
+def _first_batch_check(trainer: Any, has_eval: bool) -> tuple[float, int]:
+    """One no-grad evaluation batch, before the first step: an error in evaluation, packing or the 4-bit
+    kernels shows in seconds instead of after an epoch. Returns (seconds, tokens in the batch)."""
+    import torch
+
+    loader = trainer.get_eval_dataloader() if has_eval else trainer.get_train_dataloader()
+    batch = next(iter(loader))
+    model = trainer.model
+    model.eval()
+    t = time.perf_counter()
+    try:
+        with torch.no_grad():
+            trainer.prediction_step(model, batch, prediction_loss_only=True)
+    finally:
+        model.train()
+    return time.perf_counter() - t, int(batch["input_ids"].numel())
+
+
 def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_dir: Path, info: RunInfo,
-           resumed_from: str | None, progress: bool, log: Log, t0: float) -> RunInfo:
+           resumed_from: str | None, progress: bool, log: Log, t0: float, use_cpu: bool,
+           started: list[bool]) -> RunInfo:
     import torch
     from accelerate import PartialState
-    from transformers import PrinterCallback
+    from transformers import PrinterCallback, ProgressCallback
     from trl import SFTTrainer
 
     from swcdata.finetune import bnb_cpu
     from swcdata.finetune import model as M
+    from swcdata.finetune.callbacks import CheckpointEvery, GracefulStop, MetricsJsonl, RichProgress, format_seconds
 
     state = PartialState()
     if not progress:  # (no terminal, or --json: the weight-loading and packing bars would only fill a log)
@@ -367,12 +418,18 @@ def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_d
             log(bnb_cpu.HUB_KERNEL_NOTE)
     model = M.attach_lora(model, recipe, targets)
 
-    args = sft_config(recipe, run_dir, has_eval=eval_ds is not None, progress=progress)
-    metrics_path = run_dir / METRICS_FILE
+    args = sft_config(recipe, run_dir, has_eval=eval_ds is not None, progress=progress, use_cpu=use_cpu)
+    stop = GracefulStop(log)
+    callbacks: list[Any] = [MetricsJsonl(run_dir / METRICS_FILE), stop]
+    if recipe.training.save_minutes:
+        callbacks.append(CheckpointEvery(recipe.training.save_minutes))
+    bar = RichProgress() if progress else None
+    if bar is not None:
+        callbacks.append(bar)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[_metrics_callback(metrics_path)])
-    if not progress:
-        trainer.remove_callback(PrinterCallback)
+                         processing_class=tokenizer, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # (raw {'loss': ...} dicts; RichProgress shows the loss)
+    trainer.remove_callback(ProgressCallback)
     # TRL casts adapters to bf16 for quantised models (QLoRA paper); keep them fp32 where compute is not bf16
     compute = M.resolve_dtype(recipe.quantization.compute_dtype)
     if compute != torch.bfloat16:
@@ -381,9 +438,33 @@ def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_d
                 p.data = p.data.float()
     trainable, total = trainer.model.get_nb_trainable_parameters()
 
-    if torch.cuda.is_available():
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+    if not sharded:  # (an FSDP / ZeRO-3 model holds its weights only once the Trainer has wrapped it)
+        seconds, batch_tokens = _first_batch_check(trainer, eval_ds is not None)
+        from swcdata.finetune.plan import steps_per_epoch
+
+        t = recipe.training
+        per_epoch = steps_per_epoch(len(trainer.train_dataset), state.num_processes,
+                                    t.per_device_train_batch_size, t.gradient_accumulation_steps)
+        steps = t.max_steps if t.max_steps > 0 else math.ceil(t.num_train_epochs * per_epoch)
+        # a training step is a forward and a backward: about 3 forwards' work, 4 with recomputed activations
+        step_tokens = sum(map(len, train_ds["input_ids"])) / per_epoch
+        per_step = seconds * (4 if t.gradient_checkpointing else 3) * step_tokens / max(batch_tokens, 1)
+        log(f"first evaluation batch ok ({seconds:.2f} s); training {steps:,} steps ({per_epoch:,} per epoch), "
+            f"about {format_seconds(per_step * steps)} estimated from that batch")
+    if torch.cuda.is_available() and not use_cpu:
         torch.cuda.reset_peak_memory_stats()
-    result = trainer.train(resume_from_checkpoint=resumed_from)
+    started.append(True)
+    try:
+        with stop:
+            result = trainer.train(resume_from_checkpoint=resumed_from)
+    finally:
+        if bar is not None:
+            bar.close()
+    if stop.stopped_by:
+        ckpt = latest_checkpoint(run_dir)
+        raise RunStopped(stop.stopped_by, f"stopped by {stop.stopped_by} at step {trainer.state.global_step}; "
+                         + (f"{ckpt.name} saved: continue with --resume" if ckpt else "no checkpoint was saved"))
     eval_loss = None
     if eval_ds is not None:
         last = [h for h in trainer.state.log_history if "eval_loss" in h]
@@ -392,9 +473,12 @@ def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_d
         else:
             eval_loss = trainer.evaluate().get("eval_loss")
 
+    # (under FSDP / DeepSpeed every process takes part in gathering the adapter; one process writes it)
+    from swcdata.finetune.distributed import save_adapter
+
+    adapter = run_dir / ADAPTER_DIR
+    save_adapter(trainer, adapter, state.is_main_process)
     if state.is_main_process:
-        adapter = run_dir / ADAPTER_DIR
-        trainer.save_model(str(adapter))
         tokenizer.save_pretrained(adapter)
     state.wait_for_everyone()
 
