@@ -76,51 +76,25 @@ def finetune_command(
     before anything is loaded (exit 2 on any problem). Runs under `accelerate launch` or `torchrun`
     for DDP, FSDP or DeepSpeed (recipe section `distributed`), or starts them itself with --nproc N.
     """
-    if not dry_run:  # --nproc N: re-run this command as N processes under torchrun, forward the exit code
-        import sys
-
-        from swcdata.finetune.distributed import finetune_args, launcher_command, plan_launch, run_launcher
-        from swcdata.finetune.recipe import load_recipe as _load
-
-        launch_rec = _load(recipe, overrides or [])
-        n, note = plan_launch(launch_rec, nproc)
-        if note and _is_main_process():
-            err.print(f"[yellow]{escape(note)}[/]")
-        if n is not None:
-            args = finetune_args(sys.argv)
-            if args is None:
-                from swcdata.errors import InputError
-
-                raise InputError("cannot re-launch: `finetune` is not on this process's command line",
-                                 hint="start it with torchrun --nproc_per_node N -m swcdata finetune ...")
-            # the usual mistakes as one error line here (exit 2), not as N workers' failures in torchrun's report
-            from swcdata.errors import require_extra
-            from swcdata.finetune.recipe import TRAIN_MODULES
-            from swcdata.finetune.source import load_dataset
-
-            require_extra("train", TRAIN_MODULES, "fine-tuning")
-            if run_id and not resume:
-                from swcdata.finetune.train import check_run_id
-
-                check_run_id(run_id)
-            load_dataset(dataset, home)
-            raise typer.Exit(run_launcher(launcher_command(launch_rec, n, args)))
     from swcdata.errors import require_extra
     from swcdata.finetune.recipe import TRAIN_MODULES, load_recipe
 
     rec = load_recipe(recipe, overrides or [])  # every recipe problem at once, before data or model
     require_extra("train", TRAIN_MODULES, "fine-tuning")
-    from swcdata.finetune.source import load_dataset
-    from swcdata.finetune.train import finetune
-
     if device not in ("auto", "cuda", "cpu"):
         from swcdata.errors import InputError
 
         raise InputError(f"--device {device!r}: expected auto, cuda or cpu")
-    dd, ref = load_dataset(dataset, home)
+    from swcdata.finetune.source import load_dataset
+    from swcdata.finetune.train import check_run_id, finetune
+
+    if run_id and not resume:
+        check_run_id(run_id)
+    dd, ref = load_dataset(dataset, home)  # (a wrong name is one error line here, not N workers' tracebacks)
     if dry_run:
         _dry_run(dd, ref, rec, recipe, overrides or [], gpu_memory, json_out, nproc)
         return
+    _launch_if_asked(rec, nproc)  # --nproc N: this command again as N processes under torchrun
     if resume:
         from swcdata.finetune.train import resume_recipe
 
@@ -144,6 +118,27 @@ def finetune_command(
         print_json(info)
     else:
         render_run(info, output)
+
+
+def _launch_if_asked(rec: Any, nproc: int | None) -> None:
+    """With --nproc N (or a recipe's distributed.nproc, or FSDP/DeepSpeed), re-run this command as N processes
+    under torchrun and exit with its code; inside a launcher (torchrun, accelerate launch) do nothing."""
+    import sys
+
+    from swcdata.finetune.distributed import finetune_args, launcher_command, plan_launch, run_launcher
+
+    n, note = plan_launch(rec, nproc)
+    if note and _is_main_process():
+        err.print(f"[yellow]{escape(note)}[/]")
+    if n is None:
+        return
+    args = finetune_args(sys.argv)
+    if args is None:
+        from swcdata.errors import InputError
+
+        raise InputError("cannot re-launch: `finetune` is not on this process's command line",
+                         hint="start it with torchrun --nproc_per_node N -m swcdata finetune ...")
+    raise typer.Exit(run_launcher(launcher_command(rec, n, args)))
 
 
 def _dry_run(dd: Any, ref: Any, rec: Any, recipe: str, overrides: list[str], gpu_memory: float,
