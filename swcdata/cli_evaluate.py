@@ -56,8 +56,11 @@ def evaluate_command(
     where it stopped. Scores: the SWC class named by each answer (the seed's rule and a stricter one:
     accuracy, macro/weighted F1, per-class precision/recall, confusion matrix), ROUGE-L and TF-IDF cosine
     to the reference, and the share of answers with parseable Solidity that differs from the vulnerable
-    input. Writes results.json, report.md and confusion.png. Refuses (exit 1) when the split duplicates
-    records of the run's training split, unless --allow-contaminated.
+    input. Beside them, the reference ceiling: each rule applied to the reference answers themselves
+    (the best a model can score by it). Empty, repetitive ("......") and identical answers are counted,
+    with a warning above the scores when their share is high. Writes results.json, report.md and
+    confusion.png. Refuses (exit 1) when the split duplicates records of the run's training split,
+    unless --allow-contaminated.
     """
     from swcdata.console import progress_bar, show_progress
     from swcdata.evaluate import evaluate
@@ -73,11 +76,15 @@ def evaluate_command(
                            max_new_tokens=max_new_tokens, limit=limit, base_only=base_only,
                            allow_contaminated=allow_contaminated, restart=restart, home=home,
                            progress=lambda n: advance(n), on_total=lambda n: advance(0, total=n), log=log)
+    from swcdata.evaluate import DEGENERATE
+
     if json_out:
         print_json(results)
     else:
-        render_results(results)
+        render_results(results)  # (degenerate-output warnings first, above the table)
     for w in results.warnings:
+        if w.startswith(DEGENERATE) and not json_out:
+            continue
         err.print(f"[bold red]WARNING:[/] {escape(w)}" if w.startswith(("CONTAMINATED", "NOT CHECKED"))
                   else f"[yellow]warning:[/] {escape(w)}")
 
@@ -87,13 +94,21 @@ def _pct(x: float | None) -> str:
 
 
 def render_results(r: EvalResults) -> None:
+    """The scores as tables, with a warning above them (on stdout, the report's first lines) when the answers
+    are degenerate."""
     s = r.settings
+    if r.degenerate is not None:
+        for w in r.degenerate.warnings:
+            out.print(f"[bold red]WARNING:[/] {escape(w)}")
     t = Table(title=f"evaluation of {r.run_id}{'' if s.adapter else ' (base model only)'}: split {s.split} of "
               f"{s.dataset}, {r.records} records", title_justify="left")
     for col in ("rule", "accuracy", "macro F1", "weighted F1", "no class"):
         t.add_column(col, justify="left" if col == "rule" else "right")
     for rule, cs in r.classification.items():
         t.add_row(rule, _pct(cs.accuracy), f"{cs.macro_f1:.3f}", f"{cs.weighted_f1:.3f}", str(cs.no_class))
+    for rule, cs in r.reference_classification.items():
+        t.add_row(f"{rule}: reference ceiling", _pct(cs.accuracy), f"{cs.macro_f1:.3f}", f"{cs.weighted_f1:.3f}",
+                  str(cs.no_class), style="dim")
     out.print(t)
     c = r.contamination
     contamination = Text()
@@ -109,6 +124,9 @@ def render_results(r: EvalResults) -> None:
                                           f"{_pct(r.code.differs_from_input)} (references: "
                                           f"{_pct(r.reference_code.parseable)} parse)"),
         ("contamination", contamination),
+        *([("degenerate: empty / repetitive / identical",
+            Text(f"{_pct(d.empty_share)} / {_pct(d.repetitive_share)} / {_pct(d.identical_share)}",
+                 "bold red" if d.warnings else ""))] if (d := r.degenerate) is not None else []),
         ("speed", f"{r.timing.seconds_per_record:.4f} s/record, batch {r.timing.batch_size}, {r.timing.device}; "
                   f"{r.timing.records_generated} generated, {r.timing.records_resumed} resumed"),
         ("files", f"{Path(r.files['results']).parent}/ (results.json, report.md, confusion.png)"),
@@ -121,16 +139,31 @@ def compare_command(
     a: Annotated[Path, typer.Argument(help="Evaluation A: a run folder, an eval folder or a results.json.",
                                       show_default=False)],
     b: Annotated[Path, typer.Argument(help="Evaluation B (differences are B - A).", show_default=False)],
+    resamples: Annotated[int, typer.Option("--resamples", min=0, help="Bootstrap resamples for the confidence "
+                                           "intervals of the differences (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the comparison as Markdown to this "
+                                                  "file.", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Put two evaluations side by side: every metric of A and B and the difference B - A.
+    """Put two evaluations side by side: every metric of A and B, the difference B - A and its 95% interval.
 
-    A run folder stands for its evaluation of the test split with the adapter; name an eval folder
-    (runs/<id>/eval/test-base) to pick another, e.g. to compare a run with its base model.
+    The intervals come from a paired bootstrap over the records both evaluations answered (their
+    scored.jsonl): records resampled with replacement, both sides scored on each resample; an
+    interval that excludes 0 is marked *. A run folder stands for its evaluation of the test split
+    with the adapter; name an eval folder (runs/<id>/eval/test-base) to pick another, e.g. to
+    compare a run with its base model.
     """
-    from swcdata.compare import compare
+    from swcdata.compare import compare, compare_markdown
 
-    rep = compare(a, b)
+    rep = compare(a, b, resamples=resamples, seed=seed)
+    if markdown is not None:
+        from swcdata.errors import InputError
+
+        try:
+            markdown.write_text(compare_markdown(rep), encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"cannot write {markdown}: {e.strerror}") from None
     if json_out:
         print_json(rep)
     else:
@@ -144,11 +177,16 @@ def _fmt(v: float | None) -> str:
 
 
 def render_compare(rep: CompareReport) -> None:
-    t = Table(title=f"A = {rep.a_label}   B = {rep.b_label}", title_justify="left")
+    from swcdata.compare import bootstrap_caption, interval
+
+    t = Table(title=f"A = {rep.a_label}   B = {rep.b_label}", title_justify="left",
+              caption=bootstrap_caption(rep) or None, caption_justify="left")
     t.add_column("metric")
     t.add_column("A", justify="right")
     t.add_column("B", justify="right")
     t.add_column("B - A", justify="right")
+    if rep.bootstrap is not None:
+        t.add_column(f"{rep.bootstrap.confidence:.0%} CI", justify="right")
     for row in rep.rows:
         d = row.diff
         if d is None or d == 0:
@@ -156,7 +194,10 @@ def render_compare(rep: CompareReport) -> None:
         else:
             good = (d > 0) == row.higher_is_better
             diff = f"[{'green' if good else 'red'}]{'+' if d > 0 else ''}{_fmt(d)}[/]"
-        t.add_row(row.metric, _fmt(row.a), _fmt(row.b), diff)
+        cells = [row.metric, _fmt(row.a), _fmt(row.b), diff]
+        if rep.bootstrap is not None:
+            cells.append(Text(interval(row), "bold" if row.excludes_zero else "dim"))
+        t.add_row(*cells)
     out.print(t)
     for n in rep.notes:
         err.print(f"[yellow]note:[/] {escape(n)}")

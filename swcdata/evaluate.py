@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata.errors import DataError, InputError
 from swcdata.finetune.runs import utc_now
-from swcdata.metrics import ClassificationScores, CodeScores, SimilarityScores
+from swcdata.metrics import ClassificationScores, CodeScores, DegenerateConfig, DegenerateSummary, SimilarityScores
 from swcdata.schema import Source
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 CONFUSION_FILE = "confusion.png"
 LEAKS_LISTED = 50
+DEGENERATE = "DEGENERATE OUTPUT: "  # the prefix of degenerate-output warnings
 
 Log = Callable[[str], None]
 
@@ -54,7 +55,8 @@ class LeakedRecord(BaseModel):
 
     id: str
     source: Source
-    status: str = Field(description="exact | near")
+    status: str = Field(description="exact | near | code (its code is a training record's code, inside it, holds "
+                        "it, or nearly copies it)")
     train_id: str
     train_source: Source
     similarity: float | None = None
@@ -67,9 +69,11 @@ class ContaminationCheck(BaseModel):
                           "--allow-contaminated let the evaluation go on).")
     reference: str = Field(description="The training data checked against: NAME@vN:split.")
     candidates: int
-    leaked: int = Field(description="Evaluated records that exactly or nearly duplicate a training record.")
+    leaked: int = Field(description="Evaluated records that exactly or nearly duplicate a training record, or whose "
+                        "code matches a training record's code.")
     exact: int
     near: int
+    code: int = Field(0, description="Records matched at the code level only (their prose differs).")
     ngram_only: int = Field(description="Records sharing only a 13-gram with training (reported, not a leak).")
     allowed: bool = Field(False, description="True when --allow-contaminated let a leaky evaluation run.")
     leaked_records: list[LeakedRecord] = Field(default_factory=list, description=f"The first {LEAKS_LISTED}.")
@@ -126,9 +130,16 @@ class EvalResults(BaseModel):
                                                             "catalogue keyword found, in registry order) and `strict` "
                                                             "(an explicit SWC id first, then the earliest catalogue "
                                                             "word).")
+    reference_classification: dict[str, ClassificationScores] = Field(
+        default_factory=dict, description="The reference ceiling: each rule applied to the reference answers "
+        "themselves, as if they were the model's; the best a model can score by that rule on these records (empty "
+        "in results written before it was recorded).")
     similarity: SimilarityScores
     code: CodeScores
     reference_code: CodeScores = Field(description="The same code checks on the reference answers (a ceiling).")
+    degenerate: DegenerateSummary | None = Field(None, description="Empty, repetitive and identical answers, with a "
+                                                 "warning per share above its threshold (None in results written "
+                                                 "before it was recorded).")
     timing: Timing
     files: dict[str, str]
     warnings: list[str] = Field(default_factory=list)
@@ -185,18 +196,24 @@ def as_table(ds: datasets.Dataset) -> pa.Table:
 
 
 def contamination(train: pa.Table, candidates: pa.Table, reference: str) -> tuple[ContaminationCheck, AuditReport]:
-    """Audit `candidates` against `train`: exact and near duplicates are leaks."""
+    """Audit `candidates` against `train`: exact and near duplicates and code-level matches are leaks."""
     from swcdata.audit import audit
 
     cols = ["id", "instruction", "response", "source"]
+    if "category" in train.column_names and "category" in candidates.column_names:
+        cols.append("category")  # (the code-level rule compares categories: label conflicts)
     rep = audit(train.select(cols), candidates.select(cols))
     leaks = rep.leaked
-    listed = [LeakedRecord(id=c.id, source=c.source, status=c.status, train_id=c.match.id,
-                           train_source=c.match.source, similarity=c.similarity)
-              for c in leaks[:LEAKS_LISTED] if c.match is not None]
+    listed = []
+    for c in leaks[:LEAKS_LISTED]:
+        m = c.match or c.code_match
+        if m is not None:
+            listed.append(LeakedRecord(id=c.id, source=c.source, status=c.status, train_id=m.id, train_source=m.source,
+                                       similarity=c.similarity if c.match is not None else c.code_similarity))
     s = rep.summary
     return ContaminationCheck(checked=True, reference=reference, candidates=s.candidate_records, leaked=s.leaked,
-                              exact=s.exact, near=s.near, ngram_only=s.ngram_only, leaked_records=listed), rep
+                              exact=s.exact, near=s.near, code=s.code, ngram_only=s.ngram_only,
+                              leaked_records=listed), rep
 
 
 def leak_message(check: ContaminationCheck, evaluated: str, shown: int = 5) -> str:
@@ -205,7 +222,7 @@ def leak_message(check: ContaminationCheck, evaluated: str, shown: int = 5) -> s
                       for r in check.leaked_records[:shown])
     more = f"; and {check.leaked - shown} more" if check.leaked > shown else ""
     return (f"{evaluated} is contaminated: {check.leaked} of {check.candidates} records duplicate the training "
-            f"split {check.reference} ({check.exact} exact, {check.near} near): {items}{more}")
+            f"split {check.reference} ({check.exact} exact, {check.near} near, {check.code} code): {items}{more}")
 
 
 # ---- partial results ---------------------------------------------------------------------------
@@ -309,7 +326,7 @@ def evaluate(run_dir: Path, *, dataset: str | None = None, split: str = "test", 
              max_new_tokens: int = 200, limit: int | None = None, base_only: bool = False,
              allow_contaminated: bool = False, restart: bool = False, home: Path | None = None,
              progress: Callable[[int], None] | None = None, on_total: Callable[[int], None] | None = None,
-             log: Log | None = None) -> EvalResults:
+             log: Log | None = None, degenerate_config: DegenerateConfig | None = None) -> EvalResults:
     """Answer `split` of `dataset` (default: the run's own version) with the run's model and score the answers.
 
     Raises InputError for a missing run, split or dataset; DataError when the split leaks from the training
@@ -436,7 +453,7 @@ def evaluate(run_dir: Path, *, dataset: str | None = None, split: str = "test", 
         new_tokens_per_record=round(sum(r.get("new_tokens", 0) for r in rows) / len(rows), 1),
         truncated_prompts=sum(1 for r in rows if r.get("truncated")), wall_seconds=0.0)
     results = score(info.run_id, run_dir, settings, ids, instructions, responses, categories, answers, check,
-                    timing, limit, warnings, folder)
+                    timing, limit, warnings, folder, degenerate_config=degenerate_config)
     results.timing.wall_seconds = round(time.perf_counter() - t_start, 2)
     write_outputs(results, folder)
     return results
@@ -444,8 +461,10 @@ def evaluate(run_dir: Path, *, dataset: str | None = None, split: str = "test", 
 
 def score(run_id: str, run_dir: Path, settings: GenerationSettings, ids: list[str], instructions: list[str],
           responses: list[str], categories: list[str], answers: list[str], check: ContaminationCheck,
-          timing: Timing, limit: int | None, warnings: list[str], folder: Path) -> EvalResults:
-    """Every metric of `answers` against the references; writes the per-record `scored.jsonl`."""
+          timing: Timing, limit: int | None, warnings: list[str], folder: Path, *,
+          degenerate_config: DegenerateConfig | None = None) -> EvalResults:
+    """Every metric of `answers` against the references, the reference ceiling of each class rule, and the
+    degenerate-output checks; writes the per-record `scored.jsonl`."""
     from swcdata import metrics as M
     from swcdata.finetune.train import library_versions
 
@@ -454,11 +473,16 @@ def score(run_id: str, run_dir: Path, settings: GenerationSettings, ids: list[st
     rl = M.rouge_l(answers, responses)
     tc = M.tfidf_cosine(answers, responses)
     flags = [M.code_flags(a, i) for a, i in zip(answers, instructions, strict=True)]
+    dcfg = degenerate_config or M.DegenerateConfig()
+    dflags = M.degenerate_flags(answers, instructions, dcfg)
     with open(folder / SCORED_FILE, "w", encoding="utf-8") as f:
         for k, rid in enumerate(ids):
             f.write(json.dumps({"id": rid, "category": categories[k], "seed": preds["seed"][k],
                                 "strict": preds["strict"][k], "rouge_l": round(rl[k], 4),
-                                "tfidf_cosine": round(tc[k], 4), **flags[k].model_dump()}) + "\n")
+                                "tfidf_cosine": round(tc[k], 4), **flags[k].model_dump(),
+                                **dflags[k].model_dump()}) + "\n")
+    reference = {rule: M.classification_scores(categories, M.predict(responses, rule), rule) for rule in M.RULES}
+    degenerate = M.degenerate_summary(answers, instructions, dcfg, flags=dflags)
     import statistics
 
     similarity = M.SimilarityScores(rouge_l=round(statistics.fmean(rl), 4), tfidf_cosine=round(statistics.fmean(tc), 4),
@@ -469,6 +493,7 @@ def score(run_id: str, run_dir: Path, settings: GenerationSettings, ids: list[st
                         parseable=round(sum(x.parses for x in flags) / n, 4),
                         differs_from_input=round(sum(x.differs for x in flags) / n, 4),
                         parseable_and_differs=round(sum(x.parses and x.differs for x in flags) / n, 4))
+    warnings.extend(degenerate.warnings)
     if timing.truncated_prompts:
         warnings.append(f"{timing.truncated_prompts} prompt(s) were cut from the left to fit the context window")
     files = {"results": str(folder / RESULTS_FILE), "report": str(folder / REPORT_FILE),
@@ -476,8 +501,9 @@ def score(run_id: str, run_dir: Path, settings: GenerationSettings, ids: list[st
              "scored": str(folder / SCORED_FILE)}
     return EvalResults(run_id=run_id, run_dir=str(run_dir), created=utc_now(), settings=settings, records=len(ids),
                        limit=limit, classes=sorted(set(categories)), contamination=check,
-                       classification=classification, similarity=similarity, code=code,
-                       reference_code=M.code_scores(responses, instructions), timing=timing, files=files,
+                       classification=classification, reference_classification=reference, similarity=similarity,
+                       code=code, reference_code=M.code_scores(responses, instructions), degenerate=degenerate,
+                       timing=timing, files=files,
                        warnings=warnings, versions=library_versions())
 
 
@@ -509,6 +535,9 @@ def markdown(r: EvalResults) -> str:
         head = "CONTAMINATED EVALUATION" if c.checked else "EVALUATION NOT CHECKED FOR CONTAMINATION"
         lines += [f"> **WARNING: {head}.** " + " ".join(w for w in r.warnings
                   if w.startswith(("CONTAMINATED", "NOT CHECKED"))), ""]
+    if r.degenerate is not None and r.degenerate.warnings:
+        lines += ["> **WARNING: DEGENERATE OUTPUT.** The scores below describe broken answers:", ">",
+                  *[f"> - {w.removeprefix(DEGENERATE)}" for w in r.degenerate.warnings], ""]
     lines += [
         f"- model: {model}; base `{s.base_model}`",
         f"- data: split `{s.split}` of `{s.dataset}` (`{s.dataset_hash[:12]}`), {r.records} records"
@@ -529,9 +558,14 @@ def markdown(r: EvalResults) -> str:
     for rule, cs in r.classification.items():
         lines.append(f"| {rule} | {_pct(cs.accuracy)} | {cs.macro_f1:.3f} | {cs.weighted_f1:.3f} | "
                      f"{cs.macro_precision:.3f} | {cs.macro_recall:.3f} | {cs.no_class} |")
+    for rule, cs in r.reference_classification.items():
+        lines.append(f"| {rule}: reference ceiling | {_pct(cs.accuracy)} | {cs.macro_f1:.3f} | {cs.weighted_f1:.3f} | "
+                     f"{cs.macro_precision:.3f} | {cs.macro_recall:.3f} | {cs.no_class} |")
     lines += ["", "`seed`: the first catalogue keyword found, scanning the catalogue in registry order (the seed "
               "project's rule). `strict`: an explicit SWC id first, then the catalogue keyword that occurs earliest "
-              "in the answer.", ""]
+              "in the answer."
+              + (" `reference ceiling`: the rule applied to the reference answers themselves, the best a model can "
+                 "score by that rule on these records." if r.reference_classification else ""), ""]
     for rule, cs in r.classification.items():
         lines += [f"### Per class ({rule})", "", "| class | precision | recall | F1 | support | predicted |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -555,9 +589,23 @@ def markdown(r: EvalResults) -> str:
         f"| code differs from the vulnerable input | {_pct(code.differs_from_input)} | "
         f"{_pct(ref.differs_from_input)} |",
         f"| parses and differs | {_pct(code.parseable_and_differs)} | {_pct(ref.parseable_and_differs)} |", "",
-        f"![confusion matrices]({CONFUSION_FILE})", "",
     ]
-    other = [w for w in r.warnings if not w.startswith(("CONTAMINATED", "NOT CHECKED"))]
+    if r.degenerate is not None:
+        d, cfg = r.degenerate, r.degenerate.config
+        lines += ["## Degenerate output", "",
+                  "| answers | count | share | warn above | first records |", "| --- | ---: | ---: | ---: | --- |"]
+        for kind, what, limit in (("empty", "empty", cfg.empty_share),
+                                  ("repetitive", "mostly one token or short pattern repeated", cfg.repetitive_share),
+                                  ("identical", "the same as the answer to a different prompt", cfg.identical_share)):
+            ex = getattr(d, f"{kind}_examples")
+            lines.append(f"| {what} | {getattr(d, kind)} | {_pct(getattr(d, f'{kind}_share'))} | {_pct(limit)} | "
+                         f"{', '.join(map(str, ex)) or '-'} |")
+        if d.most_common_answer is not None:
+            shown = d.most_common_answer.replace("`", "'").replace("\n", " ")
+            lines += ["", f"Most common answer ({d.most_common_count} times): `{shown}`"]
+        lines.append("")
+    lines += [f"![confusion matrices]({CONFUSION_FILE})", ""]
+    other = [w for w in r.warnings if not w.startswith(("CONTAMINATED", "NOT CHECKED", DEGENERATE))]
     if other:
         lines += ["## Warnings", "", *[f"- {w}" for w in other], ""]
     return "\n".join(lines)

@@ -14,8 +14,10 @@ scikit-learn and rouge-score come with the `train` extra and are imported inside
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -227,3 +229,212 @@ def code_scores(answers: Sequence[str], instructions: Sequence[str]) -> CodeScor
                       parseable=_r(sum(f.parses for f in flags) / n),
                       differs_from_input=_r(sum(f.differs for f in flags) / n),
                       parseable_and_differs=_r(sum(f.parses and f.differs for f in flags) / n))
+
+
+# ---- degenerate output -------------------------------------------------------------------------
+
+class DegenerateConfig(BaseModel):
+    """When answers count as degenerate, and the shares above which an evaluation is flagged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    empty_share: float = Field(0.10, ge=0, le=1, description="Warn when more than this share of answers is empty.")
+    repetitive_share: float = Field(0.10, ge=0, le=1, description="Warn when more than this share of answers is "
+                                    "repetitive.")
+    identical_share: float = Field(0.25, ge=0, le=1, description="Warn when more than this share of answers repeats, "
+                                   "word for word, the answer to a different prompt.")
+    repeat_coverage: float = Field(0.85, gt=0, le=1, description="An answer is repetitive when at least this share "
+                                   "of its tokens (or of its non-blank characters) is one token, or repeats the token "
+                                   "`p` places before for one period `p <= max_pattern` (the seed data's answers and "
+                                   "instructions reach 0.72 at most).")
+    max_pattern: int = Field(16, ge=1, description="Longest repeated pattern looked for, in tokens (in characters for "
+                             "the character check).")
+    min_tokens: int = Field(8, ge=2, description="Shorter answers are never called repetitive (and a pattern must "
+                            "occur at least 3 times).")
+
+
+class DegenerateFlags(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    empty: bool
+    repetitive: bool
+    identical: bool
+
+
+class DegenerateSummary(BaseModel):
+    """Answers that are empty, one token or short pattern over and over, or the same text for different prompts:
+    the signs of a broken model or decoding that the class scores alone do not show (they are just low)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: int
+    empty: int = Field(description="Answers with no visible character.")
+    repetitive: int = Field(description="Answers that are mostly one repeated token or a repeated short pattern.")
+    identical: int = Field(description="Non-empty answers whose text (whitespace and case aside) is also the answer "
+                           "to a different prompt.")
+    empty_share: float
+    repetitive_share: float
+    identical_share: float
+    empty_examples: list[int] = Field(default_factory=list, description="Positions (0-based) of the first 3.")
+    repetitive_examples: list[int] = Field(default_factory=list)
+    identical_examples: list[int] = Field(default_factory=list)
+    most_common_answer: str | None = Field(None, description="The most frequent non-empty answer (first 120 "
+                                           "characters), when it occurs more than once.")
+    most_common_count: int = 0
+    config: DegenerateConfig = Field(default_factory=DegenerateConfig)
+    warnings: list[str] = Field(default_factory=list, description="One per share above its threshold.")
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
+
+
+def _best_agreement(ids: Any, max_pattern: int) -> float:
+    """The largest share of positions i with ids[i] == ids[i - p] over periods p <= max_pattern (a pattern
+    must fit 3 times), or the share of the most common id, whichever is larger."""
+    import numpy as np
+
+    n = len(ids)
+    best = float(np.bincount(np.unique(ids, return_inverse=True)[1]).max()) / n
+    for p in range(1, min(max_pattern, n // 3) + 1):
+        best = max(best, float(np.count_nonzero(ids[p:] == ids[:-p])) / (n - p))
+    return best
+
+
+def is_repetitive(text: str, config: DegenerateConfig | None = None) -> bool:
+    """Whether `text` is mostly one token or a short pattern over and over ("......", "the the the",
+    "SWC-101 SWC-101 ..."), by its tokens (words and single punctuation marks, case folded) or by its
+    non-blank characters (a run of one long "word")."""
+    import numpy as np
+
+    cfg = config or DegenerateConfig()
+    tokens = [t.casefold() for t in _TOKEN.findall(text)]
+    if len(tokens) >= cfg.min_tokens:
+        vocab: dict[str, int] = {}
+        ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.int64, count=len(tokens))
+        if _best_agreement(ids, cfg.max_pattern) >= cfg.repeat_coverage:
+            return True
+    chars = "".join(text.split())
+    if len(chars) >= 3 * cfg.min_tokens:
+        codes = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32)
+        return _best_agreement(codes, cfg.max_pattern) >= cfg.repeat_coverage
+    return False
+
+
+def _key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def degenerate_flags(answers: Sequence[str], prompts: Sequence[str],
+                     config: DegenerateConfig | None = None) -> list[DegenerateFlags]:
+    """Per answer: empty, repetitive, and identical to the answer given to a different prompt (prompts compared
+    after whitespace and case are folded, so a prompt asked twice may get the same answer twice)."""
+    cfg = config or DegenerateConfig()
+    if len(answers) != len(prompts):
+        raise ValueError(f"{len(answers)} answers but {len(prompts)} prompts")
+    keys = [_key(a) for a in answers]
+    asked: dict[str, set[str]] = {}
+    for k, p in zip(keys, prompts, strict=True):
+        if k:
+            asked.setdefault(k, set()).add(_key(p))
+    return [DegenerateFlags(empty=not k, repetitive=bool(k) and is_repetitive(a, cfg),
+                            identical=bool(k) and len(asked[k]) > 1)
+            for a, k in zip(answers, keys, strict=True)]
+
+
+def degenerate_summary(answers: Sequence[str], prompts: Sequence[str], config: DegenerateConfig | None = None,
+                       flags: Sequence[DegenerateFlags] | None = None) -> DegenerateSummary:
+    """Counts, shares and first examples of empty, repetitive and identical answers, with a warning for each
+    share above its threshold in `config`."""
+    from collections import Counter
+
+    cfg = config or DegenerateConfig()
+    flags = list(flags) if flags is not None else degenerate_flags(answers, prompts, cfg)
+    n = len(flags)
+    idx = {kind: [i for i, f in enumerate(flags) if getattr(f, kind)] for kind in ("empty", "repetitive",
+                                                                                    "identical")}
+    share = {kind: (len(v) / n if n else 0.0) for kind, v in idx.items()}
+    counts = Counter(k for k in map(_key, answers) if k)
+    common, common_n = counts.most_common(1)[0] if counts else ("", 0)
+    first_common = next((i for i, a in enumerate(answers) if _key(a) == common), 0) if common_n > 1 else None
+    shown = answers[first_common][:120] if first_common is not None else None
+
+    def snippet(i: int) -> str:
+        a = answers[i]
+        return repr(a[:60] + ("..." if len(a) > 60 else ""))
+
+    warnings = []
+    if share["empty"] > cfg.empty_share:
+        warnings.append(f"DEGENERATE OUTPUT: {len(idx['empty'])} of {n} answers ({share['empty']:.0%}) are empty "
+                        f"(threshold {cfg.empty_share:.0%}); first at records {_list(idx['empty'])}")
+    if share["repetitive"] > cfg.repetitive_share:
+        warnings.append(f"DEGENERATE OUTPUT: {len(idx['repetitive'])} of {n} answers ({share['repetitive']:.0%}) are "
+                        f"mostly one repeated token or short pattern (threshold {cfg.repetitive_share:.0%}), e.g. "
+                        f"record {idx['repetitive'][0]}: {snippet(idx['repetitive'][0])}")
+    if share["identical"] > cfg.identical_share:
+        warnings.append(f"DEGENERATE OUTPUT: {len(idx['identical'])} of {n} answers ({share['identical']:.0%}) are "
+                        f"word for word the answer to a different prompt (threshold {cfg.identical_share:.0%}); the "
+                        f"most common answer, {common_n} times: {snippet(first_common or 0)}")
+    return DegenerateSummary(
+        records=n, empty=len(idx["empty"]), repetitive=len(idx["repetitive"]), identical=len(idx["identical"]),
+        empty_share=_r(share["empty"]), repetitive_share=_r(share["repetitive"]),
+        identical_share=_r(share["identical"]),
+        empty_examples=idx["empty"][:3], repetitive_examples=idx["repetitive"][:3],
+        identical_examples=idx["identical"][:3], most_common_answer=shown,
+        most_common_count=common_n if shown is not None else 0, config=cfg, warnings=warnings)
+
+
+def _list(ix: list[int]) -> str:
+    return ", ".join(str(i) for i in ix[:3]) + (", ..." if len(ix) > 3 else "")
+
+
+# ---- paired bootstrap ------------------------------------------------------------------------------
+
+BOOTSTRAP_CHUNK = 500  # resamples drawn and scored together (memory: chunk x records integers)
+
+
+def class_scores_resampled(y_true: Any, y_pred: Any, n_classes: int, idx: Any) -> dict[str, Any]:
+    """Accuracy, macro F1 and weighted F1 (arrays of shape (R,)) and F1 per class (R, C) of each resample.
+
+    `y_true` holds class codes 0..C-1, `y_pred` codes 0..C-1 or C for any other prediction (no class, or a class
+    no reference has); `idx` (R, n) the record indices of R resamples. As `classification_scores` on each resample:
+    the averages run over the classes that occur in the resample's references (sklearn's zero_division=0).
+    """
+    import numpy as np
+
+    c, k = n_classes, n_classes + 1
+    codes = np.asarray(y_true, dtype=np.int64) * k + np.asarray(y_pred, dtype=np.int64)
+    r, n = idx.shape
+    flat = (np.arange(r, dtype=np.int64)[:, None] * (c * k) + codes[idx]).ravel()
+    cm = np.bincount(flat, minlength=r * c * k).reshape(r, c, k)  # cm[r, true, predicted]
+    diag = np.arange(c)
+    tp = cm[:, diag, diag].astype(np.float64)
+    support = cm.sum(axis=2)
+    denom = support + cm[:, :, :c].sum(axis=1)  # true + predicted: F1 = 2 tp / (support + predicted)
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = support > 0
+    return {"accuracy": tp.sum(axis=1) / n, "macro_f1": (f1 * present).sum(axis=1) / present.sum(axis=1),
+            "weighted_f1": (f1 * support).sum(axis=1) / support.sum(axis=1), "f1": f1}
+
+
+def paired_bootstrap(n: int, statistic: Callable[[Any], dict[str, Any]], *, resamples: int = 1000, seed: int = 0,
+                     confidence: float = 0.95, chunk: int = BOOTSTRAP_CHUNK) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of the statistics `statistic(idx)` computes (name -> array of shape (R,)) from
+    `resamples` resamples of the record indices 0..n-1 drawn with replacement (numpy's default_rng(seed),
+    `chunk` resamples at a time: the same draws as `scipy.stats.bootstrap(..., paired=True, batch=chunk)`).
+    For a paired comparison, `statistic` returns B - A on the same indices."""
+    import numpy as np
+
+    if n < 1 or resamples < 1:
+        raise ValueError("a bootstrap needs at least one record and one resample")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[Any]] = {}
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, n, (min(chunk, resamples - start), n))
+        for name, values in statistic(idx).items():
+            parts.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
+    alpha = (1 - confidence) / 2
+    out = {}
+    for name, chunks in parts.items():
+        low, high = np.percentile(np.concatenate(chunks), [100 * alpha, 100 * (1 - alpha)])
+        out[name] = (float(low), float(high))
+    return out

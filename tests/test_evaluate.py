@@ -97,11 +97,19 @@ def test_evaluate_writes_json_markdown_and_png(run: Path, evaluated: dict[str, A
     c = r["contamination"]
     assert c["checked"] and c["leaked"] == 0 and c["reference"] == "sample@v1:train" and not c["allowed"]
     assert r["reference_code"]["parseable"] > 0.5  # the reference answers hold parseable fixes
+    ceiling = r["reference_classification"]
+    assert set(ceiling) == {"seed", "strict"} and ceiling["strict"]["records"] == 6
+    assert ceiling["strict"]["accuracy"] >= ceiling["seed"]["accuracy"]
+    d = r["degenerate"]
+    assert d["records"] == 6 and d["config"]["empty_share"] == 0.1
+    assert [w for w in r["warnings"] if w.startswith("DEGENERATE")] == d["warnings"]
     scored = [json.loads(x) for x in (folder / "scored.jsonl").read_text().splitlines()]
     assert len(scored) == 6 and {"seed", "strict", "rouge_l", "tfidf_cosine", "parses", "differs"} <= set(scored[0])
     md = (folder / "report.md").read_text()
     assert md.startswith("# Evaluation of `tiny`") and "| seed |" in md and "| strict |" in md
     assert "ROUGE-L" in md and "TF-IDF cosine" in md and "confusion.png" in md
+    assert "| strict: reference ceiling |" in md and "## Degenerate output" in md
+    assert {"empty", "repetitive", "identical"} <= set(scored[0])
 
 
 def test_interrupted_evaluation_resumes_and_skips_answered_records(run: Path, home: Path,
@@ -152,6 +160,9 @@ def test_base_only_and_compare(run: Path, home: Path, evaluated: dict[str, Any])
     assert rows["seed: macro F1"]["a"] == base["classification"]["seed"]["macro_f1"]
     assert rows["seed: macro F1"]["b"] == evaluated["classification"]["seed"]["macro_f1"]
     assert rows["records"]["diff"] == 0 and not [n for n in rep["notes"] if "different" in n]
+    assert rep["bootstrap"]["records"] == 6 and rep["bootstrap"]["resamples"] == 1000
+    for name in ("seed: macro F1", "strict: accuracy", "ROUGE-L"):
+        assert rows[name]["ci_low"] <= rows[name]["ci_high"] and rows[name]["excludes_zero"] is not None
     table = runner.invoke(app, ["compare", str(run / "eval" / "test-base"), str(run)])
     assert table.exit_code == 0 and "B - A" in table.output and "strict: macro F1" in table.output
 

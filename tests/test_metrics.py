@@ -138,3 +138,113 @@ def test_every_registry_title_is_its_own_class_by_the_strict_rule() -> None:
 ])
 def test_keywords_match_their_inflections_but_short_ones_only_as_words(text: str, cls: str | None) -> None:
     assert M.strict_class(text) == cls and M.seed_class(text) == cls
+
+
+# ---- the reference ceiling on the real evaluation set --------------------------------------------------
+
+def _seed_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_reference_ceiling_of_the_seed_test_set(seed_test_file: Path) -> None:
+    """The seed test set's reference answers scored as a model's answers (what `evaluate` records as the
+    reference ceiling): the seed's keyword rule cannot exceed macro F1 0.762 on its own references, the strict
+    rule reaches 0.964. (All 1000 lines; the 999 distinct records give the same figures to 3 decimals.)"""
+    rows = _seed_rows(seed_test_file)
+    assert len(rows) == 1000
+    truth = [r["category"] for r in rows]
+    got = {rule: M.classification_scores(truth, M.predict([r["response"] for r in rows], rule), rule)
+           for rule in M.RULES}
+    assert (got["seed"].accuracy, round(got["seed"].macro_f1, 3), round(got["seed"].weighted_f1, 3)) == (
+        0.709, 0.762, 0.757)
+    assert (got["strict"].accuracy, round(got["strict"].macro_f1, 3), round(got["strict"].weighted_f1, 3)) == (
+        0.938, 0.964, 0.964)
+    assert (got["seed"].no_class, got["strict"].no_class) == (128, 53)
+    # nor are the references degenerate: no empty, repetitive or identical answer, no warning
+    d = M.degenerate_summary([r["response"] for r in rows], [r["instruction"] for r in rows])
+    assert (d.empty, d.repetitive, d.identical, d.warnings) == (0, 0, 0, [])
+
+
+# ---- degenerate output ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "." * 200, "the the the the the the the the the", "SWC-101 " * 30, "a" * 200, "-=" * 50,
+    "Reentrancy. " + "The contract is vulnerable. " * 20, "\n\n" + "!" * 40 + "\n",
+    "The answer is " + ". " * 150,
+])
+def test_repetitive_answers(text: str) -> None:
+    assert M.is_repetitive(text)
+
+
+@pytest.mark.parametrize("text", [
+    "", "...", "SWC-107", "ok ok ok", "The withdraw function sends ether before it updates the balance, so an "
+    "attacker can re-enter it (SWC-107). Update the balance first, then transfer, and add a reentrancy guard.",
+    INSTRUCTION, "```solidity\nuint a; uint b; uint c; uint d; uint e;\n```",
+])
+def test_normal_and_short_answers_are_not_repetitive(text: str) -> None:
+    assert not M.is_repetitive(text)
+
+
+def test_no_seed_text_is_repetitive(seed_files: list[Path]) -> None:
+    """Every response and instruction of the six seed files: none is called repetitive (the most periodic,
+    a list of transfers to different addresses, repeats 72% of its tokens, under the 85% threshold)."""
+    texts = [r[k] for f in seed_files for r in _seed_rows(f) for k in ("response", "instruction")
+             if isinstance(r.get(k), str)]
+    assert len(texts) > 11_000
+    assert [t[:80] for t in texts if M.is_repetitive(t)] == []
+
+
+def test_degenerate_summary_counts_shares_and_warnings() -> None:
+    prompts = [f"prompt {i}" for i in range(20)]
+    normal = [f"Answer {i}: function f{i} can overflow (SWC-101); use checked arithmetic." for i in range(20)]
+    d = M.degenerate_summary(normal, prompts)
+    assert (d.empty, d.repetitive, d.identical, d.warnings, d.most_common_answer) == (0, 0, 0, [], None)
+
+    answers = ["", " \n", "." * 200, "." * 200, "same words", "same words", "same words", *normal[7:]]
+    d = M.degenerate_summary(answers, prompts)
+    assert (d.empty, d.repetitive, d.identical) == (2, 2, 5)  # the dots are identical too
+    assert (d.empty_share, d.repetitive_share, d.identical_share) == (0.1, 0.1, 0.25)
+    assert d.empty_examples == [0, 1] and d.repetitive_examples == [2, 3] and d.identical_examples == [2, 3, 4]
+    assert d.most_common_answer == "same words" and d.most_common_count == 3
+    assert d.warnings == []  # every share at its threshold, none above it
+    strict = M.DegenerateConfig(empty_share=0.05, repetitive_share=0.05, identical_share=0.2)
+    d = M.degenerate_summary(answers, prompts, strict)
+    assert len(d.warnings) == 3 and all(w.startswith("DEGENERATE OUTPUT: ") for w in d.warnings)
+    assert "2 of 20 answers (10%) are empty" in d.warnings[0] and "records 0, 1" in d.warnings[0]
+    assert "repeated token or short pattern" in d.warnings[1]
+    assert "5 of 20 answers (25%)" in d.warnings[2] and "3 times: 'same words'" in d.warnings[2]
+
+
+def test_the_same_answer_to_the_same_prompt_asked_twice_is_not_identical() -> None:
+    flags = M.degenerate_flags(["A reentrancy bug.", "A reentrancy  bug.", "A reentrancy bug."],
+                               ["Audit f()", "audit  f()", "Audit g()"])
+    assert [f.identical for f in flags] == [True, True, True]
+    flags = M.degenerate_flags(["A reentrancy bug.", "a reentrancy bug."], ["Audit f()", "audit  f()"])
+    assert [f.identical for f in flags] == [False, False]
+
+
+# ---- the bootstrap's class scores ------------------------------------------------------------------------
+
+def test_resampled_class_scores_equal_classification_scores_on_each_resample() -> None:
+    import random
+
+    import numpy as np
+
+    rng = random.Random(0)
+    classes = ["SWC-101", "SWC-107", "SWC-110"]
+    y_true = [rng.choice(classes) for _ in range(60)]
+    y_pred = [t if rng.random() < 0.6 else rng.choice([*classes, M.NONE, "SWC-136"]) for t in y_true]
+    code = {c: i for i, c in enumerate(classes)}
+    t = np.array([code[y] for y in y_true])
+    p = np.array([code.get(y, len(classes)) for y in y_pred])
+    idx = np.random.default_rng(1).integers(0, 8, (40, 8))  # small resamples: classes go missing in some
+    for rows in (np.arange(60)[None, :], np.random.default_rng(2).integers(0, 60, (20, 60)), idx):
+        got = M.class_scores_resampled(t, p, len(classes), rows)
+        for k, ix in enumerate(rows):
+            want = M.classification_scores([y_true[i] for i in ix], [y_pred[i] for i in ix])
+            assert got["accuracy"][k] == pytest.approx(want.accuracy, abs=5e-5)
+            assert got["macro_f1"][k] == pytest.approx(want.macro_f1, abs=5e-5)
+            assert got["weighted_f1"][k] == pytest.approx(want.weighted_f1, abs=5e-5)
+            by = {c.label: c.f1 for c in want.per_class}
+            for c, i in code.items():
+                assert got["f1"][k, i] == pytest.approx(by.get(c, 0.0), abs=5e-5)
