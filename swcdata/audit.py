@@ -1,10 +1,19 @@
 """`audit`: is a candidate set (a test split, an evaluation file) contaminated by a reference set?
 
-For every candidate record: whether it exactly matches a reference record (same id), nearly
-matches one (MinHash estimate of the code-aware token stream at or above the threshold, the same
-features as `dedup`), and its longest word n-gram shared with any reference record -- the
-13-gram decontamination rule of GPT-3 and lm-evaluation-harness -- with the match's id and
-source each time. The summary gives the contamination rate.
+For every candidate record, four rules, each with the match's id and source:
+
+- **exact**: the same record (same id);
+- **near**: the MinHash estimate of the whole record's code-aware token stream is at or above the
+  threshold (the same features as `dedup`);
+- **code**: its Solidity code is inside a reference record's code, holds one, or is a near copy of it,
+  whatever the prose around it says (`swcdata.codematch`); a code match with another category is a
+  label conflict, listed apart;
+- **ngram**: its longest word n-gram shared with any reference record -- the 13-gram rule of GPT-3
+  and lm-evaluation-harness.
+
+`leak_rules` says which of them make a leak (default: exact, near and code; the 13-gram rule is
+reported, and counts only when asked, since templated prose shares 13-grams everywhere). The summary
+gives the contamination rate.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import minhash
+from swcdata.codematch import CodeMatchConfig, CodePairs, code_pairs, record_code
 from swcdata.dedup import DedupConfig, Progress, table_signatures
 from swcdata.schema import Ledger, RecordRef, Source
 from swcdata.text import normalize_text
@@ -26,15 +36,33 @@ from swcdata.text import normalize_text
 _WORD = re.compile(r"\w+")
 
 
-class AuditConfig(BaseModel):
+Rule = Literal["exact", "near", "code", "ngram"]
+STRICT_RULES: list[Rule] = ["exact", "near", "code"]
+
+
+class LeakRules(BaseModel):
+    """Which matches make a leak, and the code-level rule's knobs (shared by split, build and audit)."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    near: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate features and threshold.")
+    leak_rules: list[Rule] = Field(default_factory=lambda: list(STRICT_RULES), description="The matches that count "
+                                   "as a leak: exact (same record), near (whole-record MinHash), code (the Solidity "
+                                   "code alone: contained or near), ngram (a shared overlap_n-gram of words). "
+                                   "Default: the strict setting, exact + near + code.")
+    code: CodeMatchConfig = Field(default_factory=CodeMatchConfig, description="The code-level rule.")
     overlap_n: int = Field(13, ge=4, le=64, description="Word n-gram length of the overlap rule (GPT-3: 13).")
-    ngram_counts_as_leak: bool = Field(False, description="Also count a shared n-gram (not only exact/near) as a leak.")
+    ngram_counts_as_leak: bool = Field(False, description="Also count a shared n-gram as a leak (the same as adding "
+                                       "`ngram` to leak_rules).")
+
+    def counts(self, rule: Rule) -> bool:
+        return rule in self.leak_rules or (rule == "ngram" and self.ngram_counts_as_leak)
 
 
-Status = Literal["exact", "near", "ngram", "clean"]
+class AuditConfig(LeakRules):
+    near: DedupConfig = Field(default_factory=DedupConfig, description="Near-duplicate features and threshold.")
+
+
+Status = Literal["exact", "near", "code", "ngram", "clean"]
 
 
 class CandidateResult(BaseModel):
@@ -49,6 +77,26 @@ class CandidateResult(BaseModel):
                                "(0 when no overlap_n-gram is shared).")
     ngram_match: RecordRef | None = None
     shared_text: str | None = Field(None, description="The longest shared span (first 300 characters).")
+    code_match: RecordRef | None = Field(None, description="A reference record whose code matches this record's "
+                                         "code (contained, containing, or near), if any.")
+    code_kind: Literal["contained", "contains", "near"] | None = Field(
+        None, description="contained: this record's code is inside the reference's; contains: the reference's code "
+        "is inside this record's; near: estimated similarity of the code at or above the code threshold.")
+    code_similarity: float | None = None
+    code_matches: int = Field(0, description="Reference records whose code matches this record's.")
+    leak: bool = Field(False, description="A leak under the configured leak_rules.")
+
+
+class LabelConflict(BaseModel):
+    """The same code under two categories: a candidate and a reference record whose code matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidate: RecordRef
+    candidate_category: str
+    reference: RecordRef
+    reference_category: str
+    kind: Literal["contained", "contains", "near"]
 
 
 class AuditSummary(BaseModel):
@@ -58,6 +106,10 @@ class AuditSummary(BaseModel):
     candidate_records: int
     exact: int
     near: int
+    code: int = Field(0, description="Candidates matched at the code level only (no exact or near whole-record match).")
+    code_pairs: int = Field(0, description="(candidate, reference) pairs whose code matches, counted apart from "
+                            "whole-record matches.")
+    label_conflicts: int = Field(0, description="Code pairs whose two records carry different categories.")
     ngram_only: int
     clean: int
     leaked: int
@@ -71,6 +123,8 @@ class AuditReport(BaseModel):
     config: AuditConfig
     summary: AuditSummary
     candidates: list[CandidateResult]
+    label_conflicts: list[LabelConflict] = Field(default_factory=list, description="Every code pair with two "
+                                                 "different categories.")
     timings: dict[str, float]
     reference_input: Ledger | None = Field(None, description="How the reference lines were read (set when audit "
                                            "read files).")
@@ -84,10 +138,7 @@ class AuditReport(BaseModel):
 
     @property
     def leaked(self) -> list[CandidateResult]:
-        return [c for c in self.candidates if self._is_leak(c)]
-
-    def _is_leak(self, c: CandidateResult) -> bool:
-        return c.status in ("exact", "near") or (self.config.ngram_counts_as_leak and c.status == "ngram")
+        return [c for c in self.candidates if c.leak]
 
 
 def _words(table: pa.Table) -> list[str]:
@@ -218,6 +269,12 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         timings["lsh"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    r_codes = record_code(reference.column("instruction").to_pylist(), cfg.code)
+    c_codes = record_code(candidate.column("instruction").to_pylist(), cfg.code)
+    cp = code_pairs(c_codes, r_codes, cfg.code)
+    timings["code"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     cand_words = _words(candidate)
     longest, ngram_ref, ngram_start = _longest_overlap(_words(reference), cand_words, cfg.overlap_n)
     timings["ngram"] = time.perf_counter() - t
@@ -225,6 +282,8 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
     def ref(i: int) -> RecordRef:
         return RecordRef(id=r_ids[i], source=Source(**r_src[i]))
 
+    best_code = _best_code_match(cp, nc)
+    n_code = np.bincount(cp.i, minlength=nc) if len(cp) else np.zeros(nc, dtype=np.int64)
     results: list[CandidateResult] = []
     for j in range(nc):
         status: Status
@@ -232,8 +291,11 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
             status, match, sim = "exact", ref(int(exact[j])), 1.0
         elif near[j] >= 0:
             status, match, sim = "near", ref(int(near[j])), round(float(near_sim[j]), 4)
+        elif best_code[j] >= 0:
+            status, match, sim = "code", None, None
         else:
             status, match, sim = ("ngram" if longest[j] else "clean"), None, None
+        k = int(best_code[j])
         shared = None
         if longest[j]:
             words = cand_words[j].split()
@@ -241,15 +303,43 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         results.append(CandidateResult(
             id=c_ids[j], source=Source(**c_src[j]), status=status, match=match, similarity=sim,
             longest_ngram=int(longest[j]), ngram_match=ref(int(ngram_ref[j])) if ngram_ref[j] >= 0 else None,
-            shared_text=shared))
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("exact", "near", "ngram", "clean")}
-    leaked = counts["exact"] + counts["near"] + (counts["ngram"] if cfg.ngram_counts_as_leak else 0)
+            shared_text=shared, code_match=ref(int(cp.j[k])) if k >= 0 else None,
+            code_kind=cp.kind[k] if k >= 0 else None,
+            code_similarity=float(cp.similarity[k]) if k >= 0 else None, code_matches=int(n_code[j]),
+            leak=bool((exact[j] >= 0 and cfg.counts("exact")) or (near[j] >= 0 and cfg.counts("near"))
+                      or (k >= 0 and cfg.counts("code")) or (longest[j] and cfg.counts("ngram")))))
+    conflicts: list[LabelConflict] = []
+    if "category" in reference.column_names and "category" in candidate.column_names:
+        r_cat: list[str] = reference.column("category").to_pylist()
+        c_cat: list[str] = candidate.column("category").to_pylist()
+        conflicts = [LabelConflict(candidate=RecordRef(id=c_ids[a], source=Source(**c_src[a])),
+                                   candidate_category=c_cat[a], reference=ref(b), reference_category=r_cat[b],
+                                   kind=kind)
+                     for a, b, kind in zip(cp.i.tolist(), cp.j.tolist(), cp.kind, strict=True)
+                     if c_cat[a] != r_cat[b]]
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("exact", "near", "code", "ngram", "clean")}
+    leaked = sum(1 for r in results if r.leak)
     timings["total"] = time.perf_counter() - t0
     summary = AuditSummary(
-        reference_records=nr, candidate_records=nc, exact=counts["exact"], near=counts["near"],
+        reference_records=nr, candidate_records=nc, exact=counts["exact"], near=counts["near"], code=counts["code"],
+        code_pairs=len(cp), label_conflicts=len(conflicts),
         ngram_only=counts["ngram"], clean=counts["clean"], leaked=leaked,
         contamination_rate=round(leaked / nc, 4) if nc else 0.0,
         ngram_overlap_rate=round(int((longest > 0).sum()) / nc, 4) if nc else 0.0,
     )
-    return AuditReport(config=cfg, summary=summary, candidates=results,
+    return AuditReport(config=cfg, summary=summary, candidates=results, label_conflicts=conflicts,
                        timings={k: round(v, 3) for k, v in timings.items()})
+
+
+def _best_code_match(cp: CodePairs, n: int) -> npt.NDArray[np.int64]:
+    """Per candidate, the index into `cp` of its strongest code match (containment before near, then the
+    highest similarity, then the lowest reference index), or -1."""
+    best = np.full(n, -1, dtype=np.int64)
+    if not len(cp):
+        return best
+    rank = np.array([0 if k != "near" else 1 for k in cp.kind])
+    order = np.lexsort((cp.j, -cp.similarity, rank, cp.i))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = cp.i[order][1:] != cp.i[order][:-1]
+    best[cp.i[order][first]] = order[first]
+    return best

@@ -9,26 +9,47 @@ duplicate or by decontamination, or quarantined -- and the numbers add up.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from swcdata.arrow import strings
+from swcdata.audit import LeakRules
 from swcdata.dedup import DedupConfig
 from swcdata.errors import ConfigError, DataError, InputError
 from swcdata.split import SplitConfig
 from swcdata.validate import ValidateConfig
 
 DEFAULT_CONFIG = Path("swcdata.toml")
+# A license id as the Hub's dataset cards take it (mit, apache-2.0, cc-by-4.0; 'unknown' is published as 'other')
+LICENSE_ID = r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$"
+
+
+_LEAK_KEYS = frozenset(LeakRules.model_fields)
 
 
 class SplitStep(SplitConfig):
     holdout: list[str] = Field(default_factory=list, description="Existing test set files (become the test split).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rules_live_in_audit(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (_LEAK_KEYS & data.keys()):
+            keys = ", ".join(sorted(_LEAK_KEYS & data.keys()))
+            raise ValueError(f"{keys}: set the leak rules in [audit]; they decide the split's decontamination and "
+                             "grouping and the audit alike")
+        return data
+
+
+class AuditStep(LeakRules):
+    """The leak rules of the whole build: decontamination against the holdout, grouping inside the split, and the
+    audit between the published splits (the near rule's features come from [dedup])."""
 
 
 class AugmentStep(BaseModel):
@@ -53,6 +74,8 @@ class BuildConfig(BaseModel):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     split: SplitStep = Field(default_factory=SplitStep)
     augment: AugmentStep = Field(default_factory=AugmentStep)
+    audit: AuditStep = Field(default_factory=AuditStep)
+    license: str = Field("unknown", pattern=LICENSE_ID, description="SPDX-like id of the data's license, or 'unknown'.")
 
 
 def _problems(e: ValidationError) -> list[str]:
@@ -168,36 +191,78 @@ class BuildResult(BaseModel):
 StepProgress = Callable[[str], None]
 
 
-def _rel(path: str, base: Path) -> str:
-    """A path as the manifest stores it: relative to the config's folder, with forward slashes."""
-    import os
-
-    p = Path(path)
+def _inside(path: Path, base: Path) -> str | None:
+    """`path` relative to `base` (forward slashes) when it lies inside `base`, else None."""
     try:
-        return Path(os.path.relpath(p.resolve(), base.resolve())).as_posix()
+        rel = Path(os.path.relpath(path, base))
     except ValueError:  # another drive (Windows)
-        return p.as_posix()
+        return None
+    if rel.is_absolute() or ".." in rel.parts or rel.as_posix() == ".":
+        return None
+    return rel.as_posix()
 
 
-def relative_sources(table: pa.Table, base: Path) -> pa.Table:
-    """Rewrite `source.file` relative to the config's folder, so that the same build gives the same
-    content hash wherever the repository lives."""
-    import pyarrow.compute as pc
+class PublishedNames:
+    """The name a published version gives each input file (in `source.file`, the manifest, the card): its
+    path relative to the config's folder when the file is inside that folder, else its file name alone, or
+    the shortest suffix of its path that tells it apart from the other inputs (`a/x.jsonl`, `b/x.jsonl`).
+    Never an absolute path, never a `..`: where a checkout or a data folder lives stays on the machine, and
+    the same build gives the same content hash from any checkout."""
 
-    src = table.column("source")
-    files = [_rel(f, base) if f is not None else f for f in pc.struct_field(src, "file").to_pylist()]
-    lines = pc.struct_field(src, "line")
-    new = pa.StructArray.from_arrays([strings(files), lines.combine_chunks()], names=["file", "line"])
-    return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
+    def __init__(self, files: Iterable[str | os.PathLike[str]], base: Path) -> None:
+        base_abs, base_real = Path(os.path.abspath(base)), base.resolve()
+        self._names: dict[str, str] = {}
+        outside: dict[str, tuple[str, ...]] = {}
+        for f in files:
+            key = os.path.abspath(f)
+            if key in self._names or key in outside:
+                continue
+            # (as written, then with symlinks resolved: a linked data folder inside the project is inside)
+            rel = _inside(Path(key), base_abs) or _inside(Path(f).resolve(), base_real)
+            if rel is not None:
+                self._names[key] = rel
+            else:
+                p = Path(key)
+                outside[key] = p.relative_to(p.anchor).parts or (p.name or "input",)
+        taken = set(self._names.values())
+        depth = dict.fromkeys(outside, 1)
+        while True:
+            cand = {k: "/".join(parts[-depth[k]:]) for k, parts in outside.items()}
+            seen = Counter(cand.values())
+            clash = [k for k, c in cand.items() if (seen[c] > 1 or c in taken) and depth[k] < len(outside[k])]
+            if not clash:
+                break
+            for k in clash:
+                depth[k] += 1
+        for k in sorted(cand, key=lambda key: (cand[key], key)):  # full paths that still clash: a fixed prefix
+            name = cand[k]
+            while name in taken:
+                name = f"external/{name}"
+            taken.add(name)
+            self._names[k] = name
+
+    def __call__(self, path: str) -> str:
+        """The published name of an input file (one not given to the constructor: its file name)."""
+        return self._names.get(os.path.abspath(path)) or Path(path).name
+
+    def table(self, table: pa.Table) -> pa.Table:
+        """`table` with `source.file` rewritten to the published names."""
+        import pyarrow.compute as pc
+
+        src = table.column("source")
+        files = [self(f) if f is not None else f for f in pc.struct_field(src, "file").to_pylist()]
+        lines = pc.struct_field(src, "line")
+        new = pa.StructArray.from_arrays([strings(files), lines.combine_chunks()], names=["file", "line"])
+        return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
 
 
 def _counts(splits: dict[str, pa.Table]) -> dict[str, dict[str, int]]:
     return {name: dict(sorted(Counter(t.column("category").to_pylist()).items())) for name, t in splits.items()}
 
 
-def _quarantined_json(quarantined: list[Any], base: Path) -> list[dict[str, Any]]:
-    """Quarantined lines as the manifest lists them: source (relative to the config) and reasons."""
-    return [{"source": {"file": _rel(q.file, base), "line": q.line},
+def _quarantined_json(quarantined: list[Any], names: PublishedNames) -> list[dict[str, Any]]:
+    """Quarantined lines as the manifest lists them: source (the file's published name) and reasons."""
+    return [{"source": {"file": names(q.file), "line": q.line},
              "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]} for q in quarantined]
 
 
@@ -230,9 +295,11 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
         return resolve_inputs([p if Path(p).is_absolute() else str(base / p) for p in paths])
 
     files = resolve(cfg.inputs)
+    holdout_files = resolve(cfg.split.holdout) if cfg.split.holdout else []
+    names = PublishedNames([*files, *holdout_files], base)
     step("validate")
     table, vrep, quarantined = load_valid([str(f) for f in files], cfg.validate_)
-    table = relative_sources(table, base)
+    table = names.table(table)
     lap("validate")
 
     step("dedup")
@@ -240,13 +307,16 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
     lap("dedup")
 
     step("split")
-    split_cfg = SplitConfig(**cfg.split.model_dump(exclude={"holdout", "seed"}), seed=cfg.seed)
+    split_cfg = SplitConfig(**cfg.split.model_dump(exclude={"holdout", "seed", *_LEAK_KEYS}), seed=cfg.seed,
+                            **cfg.audit.model_dump())
     holdout = None
     holdout_quarantined: list[Any] = []
+    holdout_inputs: list[Any] = []
     if cfg.split.holdout:
-        holdout, _, holdout_quarantined = load_valid([str(f) for f in resolve(cfg.split.holdout)],
-                                                     ValidateConfig(check_code=False))
-        holdout = relative_sources(holdout, base)
+        holdout, hrep, holdout_quarantined = load_valid([str(f) for f in holdout_files],
+                                                        ValidateConfig(check_code=False))
+        holdout_inputs = hrep.inputs
+        holdout = names.table(holdout)
     splits, srep = split(kept, split_cfg, holdout)
     pre_aug = {k: v.num_rows for k, v in splits.items()}
     lap("split")
@@ -274,11 +344,13 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
 
     step("audit")
     contamination: dict[str, dict[str, Any]] = {}
-    acfg_audit = AuditConfig(near=cfg.dedup)
+    acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
     for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
         if a in splits and b in splits and splits[a].num_rows and splits[b].num_rows:
             s = audit(splits[a], splits[b], acfg_audit).summary
-            contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "ngram_only": s.ngram_only,
+            contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "code": s.code,
+                                             "code_pairs": s.code_pairs, "label_conflicts": s.label_conflicts,
+                                             "ngram_only": s.ngram_only, "leaked": s.leaked,
                                              "contamination_rate": s.contamination_rate,
                                              "ngram_overlap_rate": s.ngram_overlap_rate}
     lap("audit")
@@ -302,25 +374,30 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
         {"name": "dedup", "config": cfg.dedup.model_dump(mode="json"),
          "summary": {"ledger": drep.ledger.model_dump(), "clusters": len(drep.clusters),
                      "category_conflicts": drep.category_conflicts}},
-        {"name": "split", "config": split_cfg.model_dump(mode="json") | {"holdout": cfg.split.holdout},
+        {"name": "split", "config": split_cfg.model_dump(mode="json") | {"holdout": [names(str(f))
+                                                                                  for f in holdout_files]},
          "summary": {"sizes": srep.sizes, "within_tolerance": srep.within_tolerance, "groups": srep.groups,
-                     "decontaminated": len(srep.decontaminated)}},
+                     "decontaminated": len(srep.decontaminated),
+                     "decontaminated_by_rule": dict(Counter(d.kind for d in srep.decontaminated)),
+                     "label_conflicts": len(srep.label_conflicts), "code_groups": srep.code_groups}},
     ]
     if aug_step is not None:
         steps.append(aug_step)
     steps.append({"name": "audit", "config": acfg_audit.model_dump(mode="json"), "summary": contamination})
-    inputs = [{"path": _rel(i.path, base), "sha256": i.sha256, "bytes": i.bytes} for i in vrep.inputs]
+    inputs = [{"path": names(i.path), "sha256": i.sha256, "bytes": i.bytes, "role": role}
+              for role, files_of in (("input", vrep.inputs), ("holdout", holdout_inputs)) for i in files_of]
     removed = {
-        "quarantined": _quarantined_json(quarantined, base),
+        "quarantined": _quarantined_json(quarantined, names),
         "duplicates": [r.model_dump(mode="json") for r in drep.removed],
         "decontaminated": [d.model_dump(mode="json") for d in srep.decontaminated],
+        "label_conflicts": [c.model_dump(mode="json") for c in srep.label_conflicts],
         "holdout_duplicates": [r.model_dump(mode="json") for r in srep.holdout_duplicates],
-        "holdout_quarantined": _quarantined_json(holdout_quarantined, base),
+        "holdout_quarantined": _quarantined_json(holdout_quarantined, names),
     }
     registry = Registry(home)
     manifest, created = registry.publish(cfg.name, splits, {
         "steps": steps, "inputs": inputs, "ledger": ledger.model_dump() | {"contamination": contamination},
-        "removed": removed, "seed": cfg.seed,
+        "removed": removed, "seed": cfg.seed, "license": cfg.license,
     })
     lap("publish")
     return BuildResult(

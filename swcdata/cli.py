@@ -265,6 +265,14 @@ def audit(
     overlap_n: Annotated[int, typer.Option("--overlap-n", min=4, max=64,
                                            help="Word n-gram length of the overlap rule (GPT-3: 13).")] = 13,
     ngram_leak: Annotated[bool, typer.Option("--ngram-leak", help="Count a shared n-gram as a leak too.")] = False,
+    rules: Annotated[str, typer.Option("--rules", help="The matches that count as a leak, comma-separated: exact, "
+                                       "near, code, ngram (default: the strict exact,near,code).")
+                     ] = "exact,near,code",
+    code_threshold: Annotated[float, typer.Option("--code-threshold", min=0.01, max=1.0, help="Estimated similarity "
+                                                  "of two pieces of code at or above which they are near copies.")
+                              ] = 0.8,
+    code_min_tokens: Annotated[int, typer.Option("--code-min-tokens", min=8, help="Code of fewer tokens is not "
+                                                 "matched at the code level.")] = 20,
     fail_on_leak: Annotated[bool, typer.Option("--fail-on-leak", help="Exit 1 if any candidate leaks, or if a "
                                                "candidate line could not be checked (it fails the schema checks), "
                                                "or if there are no candidates.")] = False,
@@ -273,17 +281,27 @@ def audit(
 ) -> None:
     """Prove a test set is clean: match every candidate record against a reference set.
 
-    Each candidate gets its exact or near match in the reference (with id and source) and its
-    longest shared word n-gram (the 13-gram decontamination rule of GPT-3 and
-    lm-evaluation-harness). The summary gives the contamination rate.
+    Each candidate gets its exact or near match in the reference (with id and source), its code
+    match (its Solidity code inside a reference record's, holding one, or a near copy, whatever the
+    prose says; the same code under another category is listed as a label conflict) and its longest
+    shared word n-gram (the 13-gram decontamination rule of GPT-3 and lm-evaluation-harness). The
+    summary gives the contamination rate under --rules.
     """
     from swcdata.audit import AuditConfig
     from swcdata.audit import audit as run_audit
+    from swcdata.codematch import CodeMatchConfig
     from swcdata.console import show_progress, signing_progress
+    from swcdata.errors import ConfigError
     from swcdata.render import render_audit
 
+    names = [r.strip() for r in rules.split(",") if r.strip()]
+    wrong = [r for r in names if r not in ("exact", "near", "code", "ngram")]
+    if wrong or not names:
+        raise ConfigError([f"--rules: {', '.join(wrong) or '(empty)'}: expected a comma-separated list of exact, "
+                           "near, code, ngram"])
     cfg = AuditConfig(near=_dedup_config(threshold, num_perm, ngram), overlap_n=overlap_n,
-                      ngram_counts_as_leak=ngram_leak)
+                      ngram_counts_as_leak=ngram_leak, leak_rules=names,  # type: ignore[arg-type]
+                      code=CodeMatchConfig(threshold=code_threshold, min_tokens=code_min_tokens))
     ref_table, ref_v, _ = _load_records(reference, json_out=json_out, label="reference",
                                         outputs=[("--report", report)])
     cand_table, cand_v, _ = _load_records(candidate, json_out=json_out, label="candidate",

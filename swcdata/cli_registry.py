@@ -65,7 +65,8 @@ def render_manifest(m: Manifest) -> None:
     out.print()
     out.print(kv_table([("version", m.ref), ("content hash", m.content_hash), ("parent", m.parent or "-"),
                         ("created", m.created_at), ("tool", f"swcdata {m.tool_version}"),
-                        ("seed", "-" if m.seed is None else str(m.seed))], "Lineage"))
+                        ("seed", "-" if m.seed is None else str(m.seed)),
+                        ("license", "-" if m.license is None else m.license)], "Lineage"))
     out.print()
     if m.steps:
         import json
@@ -83,10 +84,11 @@ def render_manifest(m: Manifest) -> None:
     if m.inputs:
         t = Table(title="Inputs", title_justify="left")
         t.add_column("path", overflow="fold")
+        t.add_column("role")
         t.add_column("bytes", justify="right")
         t.add_column("sha256", overflow="fold")
         for i in m.inputs:
-            t.add_row(escape(i.path), f"{i.bytes:,}", i.sha256)
+            t.add_row(escape(i.path), i.role, f"{i.bytes:,}", i.sha256)
         out.print(t)
         out.print()
     if m.removed:
@@ -285,6 +287,10 @@ def push(
                                           "nothing (no token needed).")] = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Staging folder (new or empty; default: a "
                                                  "temporary folder).", show_default=False)] = None,
+    license_id: Annotated[str | None, typer.Option("--license", help="The card's license id (e.g. mit, "
+                                                   "cc-by-4.0), instead of the one the version's build config "
+                                                   "declared ('unknown' is published as 'other').",
+                                                   show_default=False)] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -294,7 +300,7 @@ def push(
     """
     from swcdata import hub
 
-    rep = hub.push(ref, repo, private=private, dry_run=dry_run, work_dir=out_dir, home=home,
+    rep = hub.push(ref, repo, private=private, dry_run=dry_run, work_dir=out_dir, home=home, license=license_id,
                    api_factory=hub.make_api)  # looked up now, so tests can replace the factory
     if json_out:
         print_json(rep)

@@ -90,11 +90,13 @@ def finetune_command(
 
     if run_id and not resume:
         check_run_id(run_id)
+    launch = None if dry_run else _launch_plan(rec, nproc)  # (a distributed config error, before the data)
     dd, ref = load_dataset(dataset, home)  # (a wrong name is one error line here, not N workers' tracebacks)
     if dry_run:
         _dry_run(dd, ref, rec, recipe, overrides or [], gpu_memory, json_out, nproc)
         return
-    _launch_if_asked(rec, nproc)  # --nproc N: this command again as N processes under torchrun
+    if launch is not None:  # --nproc N: this command again as N processes under torchrun
+        _launch(rec, launch)
     if resume:
         from swcdata.finetune.train import resume_recipe
 
@@ -120,18 +122,23 @@ def finetune_command(
         render_run(info, output)
 
 
-def _launch_if_asked(rec: Any, nproc: int | None) -> None:
-    """With --nproc N (or a recipe's distributed.nproc, or FSDP/DeepSpeed), re-run this command as N processes
-    under torchrun and exit with its code; inside a launcher (torchrun, accelerate launch) do nothing."""
-    import sys
-
-    from swcdata.finetune.distributed import finetune_args, launcher_command, plan_launch, run_launcher
+def _launch_plan(rec: Any, nproc: int | None) -> int | None:
+    """The processes to start: --nproc N, a recipe's distributed.nproc, or what FSDP/DeepSpeed need; None inside a
+    launcher (torchrun, accelerate launch) or for one plain process. A distributed config error raises here."""
+    from swcdata.finetune.distributed import plan_launch
 
     n, note = plan_launch(rec, nproc)
     if note and _is_main_process():
         err.print(f"[yellow]{escape(note)}[/]")
-    if n is None:
-        return
+    return n
+
+
+def _launch(rec: Any, n: int) -> None:
+    """Re-run this command as `n` processes under torchrun and exit with its code."""
+    import sys
+
+    from swcdata.finetune.distributed import finetune_args, launcher_command, run_launcher
+
     args = finetune_args(sys.argv)
     if args is None:
         from swcdata.errors import InputError

@@ -83,9 +83,13 @@ class InputRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str
+    path: str = Field(description="The file's published name: relative to the build config's folder, or its "
+                      "file name (with the shortest distinguishing suffix of its path) when outside it.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
+    role: Literal["input", "holdout"] = Field("input", description="'input': a training input; 'holdout': the "
+                                              "existing test set that became the test split. (Manifests "
+                                              "written before roles were recorded list inputs only.)")
 
 
 class SplitCounts(BaseModel):
@@ -109,6 +113,8 @@ class Manifest(BaseModel):
     created_at: str = Field(description="ISO 8601, UTC.")
     tool_version: str
     seed: int | None = None
+    license: str | None = Field(None, description="The data's license as the build config declares it (an "
+                                "SPDX-like id, or 'unknown'); None in manifests written before it was recorded.")
     steps: list[Step] = Field(default_factory=list)
     inputs: list[InputRef] = Field(default_factory=list)
     counts: dict[str, SplitCounts] = Field(description="Per split, in the order the splits are stored.")
@@ -130,6 +136,13 @@ class Manifest(BaseModel):
         import orjson
 
         fields = self.model_dump(mode="json", exclude={"manifest_digest"})
+        # Fields added after the first manifests are left out at their 'absent' value (no license; an input's
+        # role 'input'), so that the manifests written before them keep their digests.
+        if fields.get("license") is None:
+            fields.pop("license", None)
+        for i in fields.get("inputs", []):
+            if i.get("role") == "input":
+                del i["role"]
         return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
     @property
@@ -582,9 +595,9 @@ class Registry:
                 manifest_fields: Mapping[str, Any] | None = None) -> tuple[Manifest, bool]:
         """Publish `splits` as the next version of `name`. Returns (manifest, created).
 
-        When a version of `name` already holds the same content hash and the same step configs it is
+        When a version of `name` already holds the same content hash, step configs and license it is
         returned with created=False and nothing is written. `manifest_fields` carries what the caller
-        knows: parent, seed, steps, inputs, ledger, removed (parent defaults to the latest version)."""
+        knows: parent, seed, license, steps, inputs, ledger, removed (parent defaults to the latest version)."""
         from filelock import FileLock, Timeout
 
         from swcdata import __version__
@@ -619,8 +632,9 @@ class Registry:
                     _rmtree(stale)
                 existing = self.versions(name) if self._version_dirs(name) else []
                 for m in reversed(existing):
-                    if m.content_hash == hash_ and m.steps_key() == steps_key:
-                        # The same content is published already; it is only reused if it is intact.
+                    if m.content_hash == hash_ and m.steps_key() == steps_key and m.license == fields.get("license"):
+                        # The same content is published already (same steps, same license); it is only reused
+                        # if it is intact.
                         where = self.path(m)
                         bad, _extra, _n = self._check_files(m, where)
                         problems = self._manifest_problems(m, where) + [f"{b.path} differs" for b in bad]

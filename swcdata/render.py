@@ -106,13 +106,16 @@ def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -
     s = report.summary
     style = "red" if s.leaked else "green"
     counts = (("reference records", s.reference_records), ("candidate records", s.candidate_records),
-              ("exact matches", s.exact), ("near matches", s.near),
-              (f"shared {report.config.overlap_n}-gram only", s.ngram_only), ("clean", s.clean))
+              ("exact matches", s.exact), ("near matches", s.near), ("code matches only", s.code),
+              (f"shared {report.config.overlap_n}-gram only", s.ngram_only), ("clean", s.clean),
+              ("code pairs (candidate, reference)", s.code_pairs), ("label conflicts (same code)", s.label_conflicts))
     set_aside: list[tuple[str, str | Text]] = [
         (f"{which} lines set aside", Text(f"{ledger.quarantined:,}", style="red" if which == "candidate" else ""))
         for which, ledger in (("reference", report.reference_input), ("candidate", report.candidate_input))
         if ledger is not None and ledger.quarantined]
     console.print(kv_table([*((name, f"{n:,}") for name, n in counts), *set_aside,
+                            ("leak rules", ", ".join(r for r in ("exact", "near", "code", "ngram")
+                                                     if report.config.counts(r))),  # type: ignore[arg-type]
                             ("contamination rate", Text(f"{s.contamination_rate:.1%}", style=style)),
                             (f"{report.config.overlap_n}-gram overlap rate", f"{s.ngram_overlap_rate:.1%}")],
                            "Contamination audit", justify="right"))
@@ -124,11 +127,25 @@ def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -
         for col in ("candidate", "status", "matches", "similarity", "longest n-gram"):
             lt.add_column(col, overflow="fold")
         for c in leaks[:max_rows]:
-            m = c.match or c.ngram_match
+            m = c.match or c.code_match or c.ngram_match
             where = escape(f"{Path(m.source.file).name}:{m.source.line}") if m else ""
-            lt.add_row(escape(f"{Path(c.source.file).name}:{c.source.line}"), c.status, where,
-                       "" if c.similarity is None else f"{c.similarity:.2f}", str(c.longest_ngram))
+            status = f"code ({c.code_kind})" if c.status == "code" else c.status
+            sim = c.similarity if c.similarity is not None else c.code_similarity
+            lt.add_row(escape(f"{Path(c.source.file).name}:{c.source.line}"), status, where,
+                       "" if sim is None else f"{sim:.2f}", str(c.longest_ngram))
         console.print(lt)
+    if report.label_conflicts:
+        ct = Table(title=f"Label conflicts: the same code under two categories (first "
+                         f"{min(len(report.label_conflicts), max_rows)} of {len(report.label_conflicts)})",
+                   title_justify="left")
+        for col in ("candidate", "category", "reference", "category ", "code"):
+            ct.add_column(col, overflow="fold")
+        for lc in report.label_conflicts[:max_rows]:
+            ct.add_row(escape(f"{Path(lc.candidate.source.file).name}:{lc.candidate.source.line}"),
+                       lc.candidate_category,
+                       escape(f"{Path(lc.reference.source.file).name}:{lc.reference.source.line}"),
+                       lc.reference_category, lc.kind)
+        console.print(ct)
 
 
 def render_split(report: SplitReport, console: Console) -> None:
@@ -194,11 +211,12 @@ def render_build(result: BuildResult, console: Console) -> None:
     console.print()
     if result.contamination:
         ct = Table(title="Contamination audit between splits", title_justify="left")
-        for col in ("pair", "exact", "near", "13-gram only"):
+        for col in ("pair", "exact", "near", "code", "13-gram only", "label conflicts"):
             ct.add_column(col, justify="left" if col == "pair" else "right")
         for pair, s in result.contamination.items():
-            style = "red" if s["exact"] or s["near"] else "green"
-            ct.add_row(pair, f"[{style}]{s['exact']}[/]", f"[{style}]{s['near']}[/]", f"{s['ngram_only']:,}")
+            style = "red" if s.get("leaked", s["exact"] + s["near"]) else "green"
+            ct.add_row(pair, f"[{style}]{s['exact']}[/]", f"[{style}]{s['near']}[/]", f"[{style}]{s.get('code', 0)}[/]",
+                       f"{s['ngram_only']:,}", f"{s.get('label_conflicts', 0):,}")
         console.print(ct)
         console.print()
     if result.created:

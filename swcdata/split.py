@@ -8,8 +8,13 @@ that category (ties broken by a seeded order), so per-category proportions land 
 couple of points of the targets wherever the group sizes allow it.
 
 With a holdout (an existing test set), the holdout *is* the test split: every record that
-exactly or nearly duplicates a holdout record is removed from train and validation
-(decontamination) and each removal is reported with the holdout record it matches.
+matches a holdout record under the leak rules (by default exact, near, and code: its Solidity code
+holds, sits inside, or nearly copies a holdout record's code, whatever the prose says) is removed
+from train and validation (decontamination); each removal is reported with the holdout record it
+matches, and a code match under another category is listed as a label conflict.
+
+The code rule also groups: records whose code matches share a group, so one piece of code never
+lands in two splits.
 """
 
 from __future__ import annotations
@@ -25,14 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swcdata import minhash
 from swcdata.arrow import bools
+from swcdata.audit import LabelConflict, LeakRules
+from swcdata.codematch import code_pairs, record_code
 from swcdata.dedup import DedupConfig, Progress, cluster
 from swcdata.schema import Ledger, RecordRef, Source
 
 SPLITS = ("train", "validation", "test")
 
 
-class SplitConfig(BaseModel):
-    """Every knob of the split step."""
+class SplitConfig(LeakRules):
+    """Every knob of the split step (the leak rules decide decontamination against a holdout and grouping)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -72,7 +79,9 @@ class Decontaminated(BaseModel):
 
     id: str
     source: Source
-    kind: Literal["exact", "near"]
+    kind: Literal["exact", "near", "code", "ngram"]
+    code_kind: Literal["contained", "contains", "near"] | None = Field(None, description="For a code match: how the "
+                                                                       "two pieces of code relate.")
     similarity: float
     matches: RecordRef
 
@@ -95,6 +104,9 @@ class SplitReport(BaseModel):
     holdout_duplicates: list[RecordRef] = Field(default_factory=list, description="Exact copies inside the holdout "
                                                 "set, dropped from the test split (the first copy stays).")
     decontaminated: list[Decontaminated] = Field(default_factory=list)
+    label_conflicts: list[LabelConflict] = Field(default_factory=list, description="Records whose code matches a "
+                                                 "holdout record's under another category (removed with the rest).")
+    code_groups: int = Field(0, description="Groups joined because their records share code (the code rule).")
     seconds: float
     input: Ledger | None = Field(None, description="How the input lines were read (set when split read files).")
     holdout_input: Ledger | None = Field(None, description="How the --holdout lines were read (set when split "
@@ -162,17 +174,27 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     t0 = time.perf_counter()
     decontaminated: list[Decontaminated] = []
     ratios = cfg.ratios
+    label_conflicts: list[LabelConflict] = []
     if holdout is not None:
         from swcdata.audit import AuditConfig, audit
 
-        rep = audit(holdout, table, AuditConfig(near=cfg.near.model_copy(update={"threshold": cfg.group_threshold})),
-                    progress=progress)
-        leaked = [c for c in rep.candidates if c.status in ("exact", "near")]
+        acfg = AuditConfig(near=cfg.near.model_copy(update={"threshold": cfg.group_threshold}),
+                           **cfg.model_dump(include=set(LeakRules.model_fields)))
+        rep = audit(holdout, table, acfg, progress=progress)
+        leaked = rep.leaked
+        label_conflicts = rep.label_conflicts
         drop = {(c.source.file, c.source.line, c.id) for c in leaked}
         for c in leaked:
-            assert c.match is not None
-            decontaminated.append(Decontaminated(id=c.id, source=c.source, kind=c.status,  # type: ignore[arg-type]
-                                                 similarity=c.similarity or 1.0, matches=c.match))
+            # the strongest rule that both matched and counts as a leak names the removal
+            matched = {"exact": c.status == "exact", "near": c.status == "near", "code": c.code_match is not None,
+                       "ngram": c.longest_ngram > 0}
+            kind = next(r for r in ("exact", "near", "code", "ngram") if matched[r] and acfg.counts(r))  # type: ignore[arg-type]
+            match = {"exact": c.match, "near": c.match, "code": c.code_match, "ngram": c.ngram_match}[kind]
+            sim = {"exact": 1.0, "near": c.similarity, "code": c.code_similarity, "ngram": None}[kind]
+            assert match is not None
+            decontaminated.append(Decontaminated(id=c.id, source=c.source, kind=kind,  # type: ignore[arg-type]
+                                                 code_kind=c.code_kind if kind == "code" else None,
+                                                 similarity=sim if sim is not None else 1.0, matches=match))
         if drop:
             keys = [(s["file"], s["line"], i) for s, i in zip(table.column("source").to_pylist(),
                                                                table.column("id").to_pylist(), strict=True)]
@@ -184,6 +206,16 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     sensitive = minhash.lsh_params(0.5, cfg.near.num_perm)
     groups = cluster(table, cfg.near, all_pairs=True, verify_threshold=cfg.group_threshold,
                      extra_bandings=[sensitive], progress=progress).final
+    code_groups = 0
+    if cfg.counts("code") and n:
+        # one piece of code never lands in two splits: records whose code matches join one group
+        cp = code_pairs(record_code(table.column("instruction").to_pylist(), cfg.code), None, cfg.code)
+        if len(cp):
+            before = len(np.unique(groups))
+            edges = np.concatenate([np.stack([np.arange(n, dtype=np.int64), groups.astype(np.int64)], axis=1),
+                                    np.stack([cp.i, cp.j], axis=1)])
+            groups = minhash.components(edges, n)
+            code_groups = before - len(np.unique(groups))
     ids: list[str] = table.column("id").to_pylist()
     categories: list[str] = table.column("category").to_pylist()
     which = assign_groups(groups, categories, ids, ratios, cfg.seed, cfg.stratify == "category")
@@ -225,6 +257,7 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
         sizes=sizes, shares={k: round(v / total, 4) for k, v in sizes.items()}, targets=targets,
         categories=cat_rows, within_tolerance=ok,
         holdout_records=holdout.num_rows if holdout is not None else 0, holdout_duplicates=holdout_duplicates,
-        decontaminated=decontaminated, seconds=round(time.perf_counter() - t0, 3),
+        decontaminated=decontaminated, label_conflicts=label_conflicts, code_groups=code_groups,
+        seconds=round(time.perf_counter() - t0, 3),
     )
     return out, report

@@ -3,15 +3,18 @@ changes, config errors, and the Hub export of a built version."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.build import load_config, run_build
+from swcdata.build import PublishedNames, load_config, run_build
 from swcdata.cli import app
 from swcdata.errors import ConfigError
 from swcdata.registry import Registry
@@ -227,3 +230,192 @@ def test_run_build_without_augment_keeps_splits_unaugmented(tmp_path: Path) -> N
     res = run_build(cfg, base, home=proj / "registry")
     assert res.ledger.augmented == 0 and res.ledger.balanced
     assert sum(res.ledger.splits.values()) == res.ledger.kept == 102
+
+
+# ---- published data carries no local path ---------------------------------------------------
+
+
+def toml_list(paths: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(p) for p in paths) + "]"
+
+
+def write_config(folder: Path, inputs: list[str], holdout: list[str], extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = folder / "swcdata.toml"
+    cfg.write_text(f'name = "swc"\ninputs = {toml_list(inputs)}\n{extra}\n[split]\nholdout = {toml_list(holdout)}\n',
+                   encoding="utf-8")
+    return cfg
+
+
+def build_at(cfg: Path, home: Path) -> dict[str, Any]:
+    res = runner.invoke(app, ["build", "--config", str(cfg), "--home", str(home), "--json"])
+    assert res.exit_code == 0, res.output
+    out: dict[str, Any] = json.loads(res.stdout[res.stdout.index("{"):])
+    return out
+
+
+def push_dry_run(ref: str, home: Path, out: Path) -> str:
+    res = runner.invoke(app, ["push", ref, "--repo", "you/swc", "--dry-run", "--out", str(out), "--home", str(home)])
+    assert res.exit_code == 0, res.output
+    return (out / "README.md").read_text(encoding="utf-8")
+
+
+def assert_no_local_path(folders: list[Path], local: list[str]) -> None:
+    """No file under `folders` holds one of the `local` path prefixes; no text file holds a `../`; no string
+    of a JSON file is an absolute path or has a `..` component."""
+    def strings(v: Any) -> list[str]:
+        if isinstance(v, dict):
+            return [s for x in (*v.keys(), *v.values()) for s in strings(x)]
+        if isinstance(v, list):
+            return [s for x in v for s in strings(x)]
+        return [v] if isinstance(v, str) else []
+
+    files = [p for f in folders for p in sorted(f.rglob("*")) if p.is_file()]
+    assert any(p.name == "manifest.json" for p in files)
+    for p in files:
+        data = p.read_bytes()
+        for prefix in local:
+            assert prefix.encode() not in data, (p, prefix)
+        if p.suffix in (".json", ".md"):  # (binary data files: their records' sources are checked by value)
+            assert b"../" not in data and b"..\\" not in data, p
+        if p.suffix == ".json":
+            for s in strings(json.loads(data)):
+                assert not s.startswith("/") and ".." not in Path(s).parts, (p, s)
+
+
+def source_files(dd: Any) -> set[str]:
+    return {src["file"] for split in dd for src in dd[split]["source"]}
+
+
+def test_published_names_are_relative_inside_and_short_suffixes_outside(tmp_path: Path) -> None:
+    base = tmp_path / "proj"
+    inside = [base / "data" / "x.jsonl", base / "y.jsonl"]
+    outside = [tmp_path / "p" / "a" / "x.jsonl", tmp_path / "q" / "a" / "x.jsonl", tmp_path / "p" / "b" / "x.jsonl",
+               tmp_path / "other" / "y.jsonl", tmp_path / "solo.jsonl"]
+    names = PublishedNames([*inside, *outside], base)
+    assert [names(str(p)) for p in inside] == ["data/x.jsonl", "y.jsonl"]
+    # the shortest suffix that tells the outside files apart (from each other and from the inside names)
+    assert [names(str(p)) for p in outside] == ["p/a/x.jsonl", "q/a/x.jsonl", "b/x.jsonl", "other/y.jsonl",
+                                                "solo.jsonl"]
+    assert names(str(base / "data" / ".." / "y.jsonl")) == "y.jsonl"  # (the same file written another way)
+    # the order of the inputs changes nothing; neither does the folder all of it lives in
+    again = PublishedNames([*reversed(outside), *inside], base)
+    assert [again(str(p)) for p in [*inside, *outside]] == [names(str(p)) for p in [*inside, *outside]]
+    moved = tmp_path / "elsewhere" / "deeper"
+    there = PublishedNames([moved / p.relative_to(tmp_path) for p in [*inside, *outside]], moved / "proj")
+    assert [there(str(moved / p.relative_to(tmp_path))) for p in [*inside, *outside]] == \
+        [names(str(p)) for p in [*inside, *outside]]
+    # a symlinked data folder inside the project is inside
+    (base / "linked").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "z.jsonl").write_text("{}\n")
+    os.symlink(tmp_path / "real", base / "linked")
+    assert PublishedNames([base / "linked" / "z.jsonl"], base)(str(base / "linked" / "z.jsonl")) == "linked/z.jsonl"
+
+
+def sample_halves() -> tuple[str, str]:
+    lines = (ROOT / "dataset" / "swc_sample.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    return "".join(lines[:90]), "".join(lines[90:])
+
+
+def test_inputs_outside_the_config_folder_publish_file_names_only(tmp_path: Path) -> None:
+    """Two layouts of the same files, both outside the config's folder (one reached with `..`, one with absolute
+    paths): the same records, the same content hash, and not one local path in the version or the card."""
+    train, hold = sample_halves()
+    a_data, b_data = tmp_path / "A" / "data", tmp_path / "B" / "somewhere" / "else"
+    for d in (a_data / "hold", b_data):
+        d.mkdir(parents=True)
+    (a_data / "train.jsonl").write_text(train, encoding="utf-8")
+    (a_data / "hold" / "holdout.jsonl").write_text(hold, encoding="utf-8")
+    (b_data / "train.jsonl").write_text(train, encoding="utf-8")
+    (b_data / "holdout.jsonl").write_text(hold, encoding="utf-8")
+    cfg_a = write_config(tmp_path / "A" / "project" / "conf", ["../../data/train.jsonl"],
+                         ["../../data/hold/holdout.jsonl"], extra='license = "mit"')
+    cfg_b = write_config(tmp_path / "B" / "x" / "y" / "z", [str(b_data / "train.jsonl")],
+                         [str(b_data / "holdout.jsonl")])
+    ra, rb = build_at(cfg_a, tmp_path / "A" / "registry"), build_at(cfg_b, tmp_path / "B" / "registry")
+    assert ra["content_hash"] == rb["content_hash"]
+    dd, m = Registry(tmp_path / "A" / "registry").load("swc@v1")
+    mb = Registry(tmp_path / "B" / "registry").resolve("swc@v1")
+    assert source_files(dd) == {"train.jsonl", "holdout.jsonl"}
+    assert source_files({"test": dd["test"]}) == {"holdout.jsonl"}
+    assert [(i.path, i.role) for i in m.inputs] == [("train.jsonl", "input"), ("holdout.jsonl", "holdout")]
+    assert m.inputs[1].sha256 == hashlib.sha256(hold.encode()).hexdigest() and m.inputs[1].bytes == len(hold.encode())
+    assert m.steps_key() == mb.steps_key() and m.inputs == mb.inputs
+    assert (m.license, mb.license) == ("mit", "unknown")
+    card_a = push_dry_run("swc@v1", tmp_path / "A" / "registry", tmp_path / "A" / "hub")
+    card_b = push_dry_run("swc@v1", tmp_path / "B" / "registry", tmp_path / "B" / "hub")
+    assert "\nlicense: mit\n" in card_a and "\nlicense: other\n" in card_b
+    assert "license of this data is **unknown**" in card_b and "unknown" not in card_a
+    for side in ("A", "B"):
+        assert_no_local_path([tmp_path / side / "registry" / "swc" / "v1", tmp_path / side / "hub"], [str(tmp_path)])
+
+
+def test_outside_inputs_with_one_file_name_keep_apart(tmp_path: Path) -> None:
+    first, second = sample_halves()
+    for sub, text in (("a", first), ("b", second)):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        (tmp_path / "in" / sub / "x.jsonl").write_text(text, encoding="utf-8")
+    cfg = write_config(tmp_path / "cfg", ["../in/a/x.jsonl", "../in/b/x.jsonl"], [])
+    build_at(cfg, tmp_path / "registry")
+    dd, m = Registry(tmp_path / "registry").load("swc@v1")
+    assert [i.path for i in m.inputs] == ["a/x.jsonl", "b/x.jsonl"]
+    assert source_files(dd) == {"a/x.jsonl", "b/x.jsonl"}
+    assert_no_local_path([tmp_path / "registry" / "swc" / "v1"], [str(tmp_path)])
+
+
+@pytest.fixture(scope="module")
+def seed_build(tmp_path_factory: pytest.TempPathFactory, swc_files: list[Path],
+               seed_test_file: Path) -> tuple[Path, str]:
+    """The user's build: the five SWC files and test_data.jsonl as the holdout, reached from the config's folder
+    with `../..` paths; then a push --dry-run. Returns (the tmp folder, the card)."""
+    root = tmp_path_factory.mktemp("seed")
+    conf = root / "a" / "b" / "conf"
+    conf.mkdir(parents=True)
+    rel = [os.path.relpath(f, conf) for f in swc_files]
+    assert all(r.startswith("..") for r in rel)
+    cfg = write_config(conf, rel, [os.path.relpath(seed_test_file, conf)])
+    build_at(cfg, root / "registry")
+    return root, push_dry_run("swc@v1", root / "registry", root / "hub")
+
+
+def test_seed_build_publishes_no_local_path(seed_build: tuple[Path, str], swc_files: list[Path],
+                                            seed_test_file: Path) -> None:
+    root, _card = seed_build
+    assert_no_local_path([root / "registry" / "swc" / "v1", root / "hub"],
+                         [str(root), str(seed_test_file.parent), str(seed_test_file.parent.resolve())])
+    dd, m = Registry(root / "registry").load("swc@v1")
+    names = {f.name for f in swc_files}
+    assert source_files({s: dd[s] for s in ("train", "validation")}) == names
+    assert source_files({"test": dd["test"]}) == {"test_data.jsonl"}
+    hub = datasets.load_dataset(str(root / "hub"))
+    assert source_files(hub) == names | {"test_data.jsonl"}
+    removed = json.dumps(m.removed)
+    assert "test_data.jsonl" in removed and "solidity_vunerability_SWC-107_Reentrancy.jsonl" in removed
+    assert next(s for s in m.steps if s.name == "split").config["holdout"] == ["test_data.jsonl"]
+
+
+def test_seed_holdout_is_an_input_of_the_manifest(seed_build: tuple[Path, str], swc_files: list[Path],
+                                                  seed_test_file: Path) -> None:
+    root, card = seed_build
+    m = Registry(root / "registry").resolve("swc@v1")
+    assert [(i.path, i.role) for i in m.inputs] == [*((f.name, "input") for f in swc_files),
+                                                    ("test_data.jsonl", "holdout")]
+    [h] = [i for i in m.inputs if i.role == "holdout"]
+    assert h.sha256 == hashlib.sha256(seed_test_file.read_bytes()).hexdigest()
+    assert f"| test_data.jsonl | holdout | {h.bytes:,} | `{h.sha256}` |" in card
+    assert h.bytes == seed_test_file.stat().st_size
+    assert m.license == "unknown" and m.manifest_digest == m.compute_digest()
+
+
+def test_seed_card_reads_once_through(seed_build: tuple[Path, str]) -> None:
+    _root, card = seed_build
+    assert "\nlicense: other\n" in card and "apache" not in card.lower()
+    assert card.count("## Contamination audit") == 1
+    assert card.count("| test vs train |") == 1 and card.count("| validation vs train |") == 1
+    body = card.split("\n---\n", 1)[1]
+    order = ["# swc v1", "## Splits and categories", "## Lineage", "### Input files", "## Ledger",
+             "## Removed records", "## Contamination audit", "## License"]
+    assert [body.index(h) for h in order] == sorted(body.index(h) for h in order)
+    assert "The ledger adds up" in card and "| test_data.jsonl | holdout |" in card
+    assert max(len(line) for line in body.splitlines()) < 400  # no JSON dumps of the removed records

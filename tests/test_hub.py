@@ -147,7 +147,7 @@ def test_card_front_matter_declares_configs_sizes_and_tags(home: Path, tmp_path:
     assert fm["configs"] == [{"config_name": "default", "data_files": [
         {"split": "train", "path": "data/train-*"}, {"split": "validation", "path": "data/validation-*"},
         {"split": "test", "path": "data/test-*"}]}]
-    assert fm["license"] == "apache-2.0" and fm["task_categories"] == ["text-generation"]
+    assert fm["license"] == "other" and fm["task_categories"] == ["text-generation"]  # (no license recorded)
     assert fm["language"] == ["en"] and fm["tags"] == ["solidity", "smart-contracts", "security", "swc"]
     assert fm["size_categories"] == ["n<1K"]
     assert [(s["name"], s["num_examples"]) for s in fm["dataset_info"]["splits"]] == [
@@ -156,8 +156,9 @@ def test_card_front_matter_declares_configs_sizes_and_tags(home: Path, tmp_path:
     # the body: counts, lineage, inputs, the contamination audit
     assert "| **all** | **80** | **12** | **12** | **104** |" in card
     assert rep.content_hash in card and "swc@v1" in card and '"seed": 3' in card
-    assert "ab" * 32 in card
-    assert "Contamination audit between splits" in card and "`contamination.near` | 0" in card
+    assert "| dataset/swc_sample.jsonl | input | 1,234 | `" + "ab" * 32 + "` |" in card
+    assert card.count("Contamination audit between splits") == 1 and "| `near` | 0 |" in card
+    assert "license of this data is **unknown**" in card and rep.license == "other"
 
 
 def test_missing_token_fails_with_a_clear_message(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,3 +225,68 @@ def test_cli_push_dry_run_and_with_a_fake_api(home: Path, tmp_path: Path, monkey
                                           (10**12, "n>1T")])
 def test_size_category(n: int, label: str) -> None:
     assert size_category(n) == label
+
+
+PAIRS = {"validation vs train": {"exact": 0, "near": 1, "ngram_only": 5, "contamination_rate": 0.0833,
+                                 "ngram_overlap_rate": 0.5},
+         "test vs train": {"exact": 0, "near": 0, "ngram_only": 7, "contamination_rate": 0.0,
+                           "ngram_overlap_rate": 0.5833}}
+
+
+def test_card_of_a_built_manifest_reads_top_to_bottom(tmp_path: Path, splits: dict[str, pa.Table]) -> None:
+    """The way `build` records a version: the audit in the ledger and as the audit step's summary (shown once),
+    removed records as lists (counted per kind, not dumped), the holdout among the inputs, a license."""
+    home = tmp_path / "registry"
+    src = {"file": "swc_sample.jsonl", "line": 3}
+    dup = {"id": "a" * 16, "source": src, "similarity": 1.0, "duplicate_of": {"id": "b" * 16, "source": src}}
+    Registry(home).publish("swc", splits, {
+        "license": "cc-by-4.0", "seed": 0,
+        "steps": [{"name": "split", "config": {"holdout": ["test_data.jsonl"]}},
+                  {"name": "audit", "config": {"overlap_n": 13}, "summary": PAIRS}],
+        "ledger": {"lines_read": 10, "blank_lines": 1, "quarantined": 1, "exact_duplicates": 2, "near_duplicates": 1,
+                   "decontaminated": 1, "kept": 4, "holdout": 12, "augmented": 0, "splits": {"train": 80},
+                   "contamination": PAIRS},
+        "removed": {"quarantined": [{"source": src, "reasons": []}],
+                    "duplicates": [dup | {"kind": "exact"}, dup | {"kind": "exact"}, dup | {"kind": "near"}],
+                    "decontaminated": [dup | {"kind": "near"}], "holdout_duplicates": [],
+                    "code_matches": "removed/code_matches.jsonl"},
+        "inputs": [{"path": "swc_sample.jsonl", "sha256": "ab" * 32, "bytes": 10, "role": "input"},
+                   {"path": "test_data.jsonl", "sha256": "cd" * 32, "bytes": 20, "role": "holdout"}]})
+    out = tmp_path / "stage"
+    rep = push("swc@v1", "me/swc", dry_run=True, work_dir=out, home=home)
+    card = (out / "README.md").read_text()
+    assert front_matter(card)["license"] == "cc-by-4.0" == rep.license and "`cc-by-4.0`, as the build" in card
+    # one contamination table, after the ledger; the ledger does not repeat it
+    assert card.count("Contamination audit") == 1 and card.count("| test vs train |") == 1
+    assert "| validation vs train | 0 | 1 | 5 | 8.33% | 50.00% |" in card
+    assert "n-gram of 13 words" in card and "contamination." not in card
+    heads = [ln for ln in card.splitlines() if ln.startswith("## ")]
+    assert heads == ["## Splits and categories", "## Fields", "## Lineage", "## Ledger", "## Removed records",
+                     "## Contamination audit between splits", "## License"]
+    assert "The ledger adds up: 10 lines read = 1 + 1 + 2 + 1 + 1 + 4" in card
+    # removed records: counts per kind and where they are listed, never a JSON dump
+    for row in ("| quarantined (failed the schema checks) | 1 | `manifest.json` |",
+                "| exact duplicates | 2 | `manifest.json` |", "| near duplicates | 1 | `manifest.json` |",
+                "| decontaminated (copies of a holdout record) | 1 | `manifest.json` |",
+                "| holdout duplicates (exact copies inside the holdout) | 0 | `manifest.json` |",
+                "| code matches |  | `removed/code_matches.jsonl` |"):
+        assert row in card, row
+    assert '"similarity"' not in card and "duplicate_of" not in card
+    assert "| test_data.jsonl | holdout | 20 | `" + "cd" * 32 + "` |" in card
+    assert "test is the holdout set `test_data.jsonl` (12 records)" in card
+
+
+def test_push_license_overrides_the_manifest(home: Path, tmp_path: Path) -> None:
+    rep = push("swc@v1", "me/swc", dry_run=True, work_dir=tmp_path / "a", license="MIT")
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert front_matter(card)["license"] == "mit" == rep.license and "unknown" not in card
+    rep = push("swc@v1", "me/swc", dry_run=True, work_dir=tmp_path / "b", license="unknown")
+    assert front_matter((tmp_path / "b" / "README.md").read_text())["license"] == "other" == rep.license
+    with pytest.raises(InputError, match="invalid license id"):
+        push("swc@v1", "me/swc", dry_run=True, work_dir=tmp_path / "c", license="see LICENSE file")
+    assert not (tmp_path / "c").exists()
+    r = runner.invoke(app, ["push", "swc@v1", "--repo", "me/swc", "--dry-run", "--out", str(tmp_path / "d"),
+                            "--license", "apache-2.0", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["license"] == "apache-2.0"
+    assert front_matter((tmp_path / "d" / "README.md").read_text())["license"] == "apache-2.0"

@@ -115,6 +115,46 @@ def test_same_content_with_a_different_step_config_is_a_new_version(home: Path, 
     assert (m3.ref, created3) == ("swc@v1", False)
 
 
+def test_same_content_under_another_license_is_a_new_version(home: Path, table: pa.Table) -> None:
+    reg = Registry()
+    m1, _ = reg.publish("swc", make_splits(table), fields(license="unknown"))
+    m2, created = reg.publish("swc", make_splits(table), fields(license="mit"))
+    assert created and (m1.license, m2.license) == ("unknown", "mit") and m2.content_hash == m1.content_hash
+    assert reg.publish("swc", make_splits(table), fields(license="mit")) == (m2, False)
+
+
+def test_holdout_role_is_covered_by_the_digest_and_old_manifests_stay_valid(home: Path, table: pa.Table) -> None:
+    """Input roles and the license came after the first manifests: one written without them (no `role`, no
+    `license` key) still verifies, reads its inputs as plain inputs, and shows; a holdout marked in a new
+    manifest cannot be unmarked without breaking its digest."""
+    import orjson
+
+    reg = Registry()
+    inputs = [{"path": "train.jsonl", "sha256": "ab" * 32, "bytes": 1, "role": "input"},
+              {"path": "holdout.jsonl", "sha256": "cd" * 32, "bytes": 2, "role": "holdout"}]
+    m, _ = reg.publish("swc", make_splits(table), fields(inputs=inputs, license="mit"))
+    on_disk = json.loads((reg.path(m) / "manifest.json").read_text())
+    assert [(i["path"], i["role"]) for i in on_disk["inputs"]] == [("train.jsonl", "input"),
+                                                                   ("holdout.jsonl", "holdout")]
+    assert on_disk["license"] == "mit" and reg.verify("swc@v1").ok
+    _edit_manifest(reg.path(m), lambda d: d["inputs"][1].update(role="input"))
+    assert not reg.verify("swc@v1").ok
+
+    def as_written_before(d: dict[str, Any]) -> None:  # the fields and digest of a manifest of the first format
+        del d["license"]
+        d["inputs"] = [{k: v for k, v in i.items() if k != "role"} for i in d["inputs"]]
+        body = {k: v for k, v in d.items() if k != "manifest_digest"}
+        d["manifest_digest"] = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    _edit_manifest(reg.path(m), as_written_before)
+    rep = reg.verify("swc@v1")
+    assert rep.ok, rep.problems
+    old = reg.resolve("swc@v1")
+    assert old.license is None and [i.role for i in old.inputs] == ["input", "input"]
+    r = runner.invoke(app, ["show", "swc@v1"])
+    assert r.exit_code == 0 and "holdout.jsonl" in r.output, r.output
+
+
 def test_changed_record_makes_v2_and_diff_shows_exactly_that(home: Path, table: pa.Table) -> None:
     reg = Registry()
     reg.publish("swc", make_splits(table), fields())
