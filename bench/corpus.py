@@ -352,8 +352,11 @@ def write_corpus(
                 fh.write(buf)
                 size += len(buf)
         else:
+            from swcdata.workers import init_worker  # (workers that die with this process, even by kill -9)
+
             ctx = mp.get_context("fork")
-            with ctx.Pool(workers, initializer=_worker_init, initargs=(str(seed_dir),)) as pool:
+            with ctx.Pool(workers, initializer=init_worker,
+                          initargs=(os.getpid(), _worker_init, (str(seed_dir),))) as pool:
                 for i, buf in enumerate(pool.imap(_worker_chunk, tasks, chunksize=1)):
                     if i == len(tasks) - 1 and not final_newline:
                         buf = buf[: -len(eol)]

@@ -270,8 +270,10 @@ class FloorB:
 
 
 def floor_tree_sitter(chunks: list[list[bytes]], processes: int, spans_per_record: float) -> FloorB:
+    from swcdata.workers import init_worker  # (workers that die with this process, even by kill -9)
+
     ctx = mp.get_context("spawn")
-    with ctx.Pool(processes, initializer=_init_parser) as pool:
+    with ctx.Pool(processes, initializer=init_worker, initargs=(os.getpid(), _init_parser)) as pool:
         pool.map(_parse_chunk, [[b"contract A {}"]] * processes * 2)  # warm up: start and import
         t0 = time.perf_counter()
         results = pool.map(_parse_chunk, chunks, chunksize=1)
@@ -466,7 +468,9 @@ def extract_spans(path: Path, processes: int) -> tuple[int, int, list[bytes]]:
 
     n_rec = n_all = 0
     spans: list[bytes] = []
-    with mp.get_context("spawn").Pool(processes) as pool:
+    from swcdata.workers import init_worker
+
+    with mp.get_context("spawn").Pool(processes, initializer=init_worker, initargs=(os.getpid(),)) as pool:
         for r, a, s in pool.imap(_extract_lines, groups()):
             n_rec += r
             n_all += a

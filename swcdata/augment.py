@@ -33,6 +33,12 @@ so later steps (validate, dedup, audit) still see the variant's code as code. A 
 moves line breaks is no change here: record ids ignore whitespace runs, so such a variant would be
 the same record; a transform counts as changing a record only when the id can see it.
 
+tree-sitter is C and can crash on pathological code, so a record with a code span longer than
+``max_parse_chars`` is not parsed and not augmented (``too_large``), and the work on the records runs
+in a single-use child process (:func:`swcdata.isolate.stream_isolated`): a record during which it
+dies is kept but not augmented (``parser_crashed``) and a fresh child goes on with the next one. Both
+are named in the report's warnings.
+
 Variants are then deduplicated by id against every record of every split and against each other;
 what was dropped is counted. Records that already carry lineage are kept but not augmented again.
 Splits that are not targeted come back unchanged. The function does no I/O and prints nothing.
@@ -43,7 +49,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,6 +58,7 @@ import xxhash
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from swcdata import solidity, templates
+from swcdata.isolate import ChildCrashed, stream_isolated
 from swcdata.records import table_from_rows
 from swcdata.solidity import CodeSpan
 from swcdata.text import record_id
@@ -109,6 +116,9 @@ class AugmentConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of every choice; the same seed gives identical output.")
     splits: list[str] = Field(default_factory=lambda: ["train"], min_length=1, description="Splits to augment.")
     allow_eval_splits: bool = Field(False, description="Allow augmenting validation/test splits (with a warning).")
+    max_parse_chars: int = Field(solidity.MAX_PARSE_CHARS, ge=1,
+                                 description="A record with a code span longer than this (characters) is not "
+                                             "augmented: tree-sitter can crash on huge spans.")
 
     @field_validator("transforms", mode="before")
     @classmethod
@@ -148,6 +158,10 @@ class SplitAugment(BaseModel):
     no_effect: int = Field(0, description="Variants that no transform and no template could change.")
     parse_failed: int = Field(0, description="Variants for which every transform that changed something broke a "
                                              "parse (or hid the code) and no template applied.")
+    too_large: int = Field(0, description="Records kept but not augmented (not sources): a code span is longer "
+                                          "than max_parse_chars.")
+    parser_crashed: int = Field(0, description="Records kept but not augmented (not sources): working on their "
+                                               "code crashed the process (a tree-sitter crash).")
     records_out: int
 
     @property
@@ -329,10 +343,11 @@ def _h(*parts: object) -> int:
 class _Cache:
     """Lexing, parsing and identifier lookups, memoised by span text for one `augment` call."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_parse_chars: int = solidity.MAX_PARSE_CHARS) -> None:
         self.toks: dict[str, list[Tok]] = {}
         self.ok: dict[str, bool] = {}
         self.idents: dict[str, list[solidity.Identifier]] = {}
+        self.max_chars = max_parse_chars
 
     def tokens(self, code: str) -> list[Tok]:
         t = self.toks.get(code)
@@ -343,13 +358,21 @@ class _Cache:
     def parses(self, code: str) -> bool:
         ok = self.ok.get(code)
         if ok is None:
-            ok = self.ok[code] = solidity.parse(code).ok
+            try:
+                ok = solidity.parse(code, max_chars=self.max_chars).ok
+            except solidity.CodeTooLarge:  # (a transform grew a span past the bound: it cannot be checked)
+                ok = False
+            self.ok[code] = ok
         return ok
 
     def identifiers(self, code: str) -> list[solidity.Identifier]:
         ids = self.idents.get(code)
         if ids is None:
-            ids = self.idents[code] = solidity.identifier_nodes(code)
+            try:
+                ids = solidity.identifier_nodes(code, max_chars=self.max_chars)
+            except solidity.CodeTooLarge:  # (records with such spans are not augmented: see _variants)
+                ids = []
+            self.idents[code] = ids
         return ids
 
 
@@ -949,12 +972,21 @@ class _Tally:
     templates_dropped: int = 0
     no_change: Counter[str] = field(default_factory=Counter)
 
+    def add(self, other: _Tally) -> None:
+        """Add another tally's counts (one record's, from the child process that augmented it)."""
+        for name in ("by_transform", "by_family", "by_template", "skipped", "code_lost", "no_change"):
+            getattr(self, name).update(getattr(other, name))
+        self.templates_dropped += other.templates_dropped
+
 
 def _variants(row: dict[str, Any], cfg: AugmentConfig, cache: _Cache, tally: _Tally
-              ) -> tuple[list[dict[str, Any]], int, int]:
-    """The variants of one record, plus how many produced nothing (no effect, parse failure)."""
+              ) -> tuple[list[dict[str, Any]] | None, int, int]:
+    """The variants of one record, plus how many produced nothing (no effect, parse failure); None
+    for the variants when a code span of the record is too long to parse (it is not augmented)."""
     rid = row["id"]
     instr, resp = _Field.of(row["instruction"]), _Field.of(row["response"])
+    if any(len(s.text) > cfg.max_parse_chars for f in (instr, resp) for s in f.spans):
+        return None, 0, 0
     words = {w.casefold() for w in _WORDS_RE.findall(row["instruction"] + " " + row["response"])}
     rec = _Rec(rid, (instr, resp), words)
     family = templates.family_for(row["instruction"], row["response"]) if cfg.templates else None
@@ -1009,6 +1041,38 @@ def _variants(row: dict[str, Any], cfg: AugmentConfig, cache: _Cache, tally: _Ta
     return out, no_effect, parse_failed
 
 
+_Out = tuple[list[dict[str, Any]] | None, int, int, _Tally]  # _variants's result and the record's tally
+
+
+def _variants_stream(rows: list[dict[str, Any]], cfg: AugmentConfig) -> Iterator[_Out]:
+    """Isolated child: the variants of each row in turn (see `_each_variants`)."""
+    cache = _Cache(cfg.max_parse_chars)
+    for row in rows:
+        tally = _Tally()
+        variants, no_effect, parse_failed = _variants(row, cfg, cache, tally)
+        yield variants, no_effect, parse_failed, tally
+
+
+def _each_variants(rows: list[dict[str, Any]], cfg: AugmentConfig) -> Iterator[_Out | ChildCrashed]:
+    """`_variants` of every row, in order, computed in a single-use child process (tree-sitter runs
+    there: a crash in it costs the child, not the command). A row during which the child dies comes
+    back as the ChildCrashed, and a fresh child goes on with the next row."""
+    i = 0
+    while i < len(rows):
+        try:
+            for out in stream_isolated(_variants_stream, rows[i:], cfg):
+                i += 1
+                yield out
+        except ChildCrashed as e:
+            i += 1
+            yield e
+
+
+def _not_augmented(what: str, name: str, ids: list[str]) -> str:
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5:,} more" if len(ids) > 5 else "")
+    return f"{len(ids):,} record(s) of {name!r} {what}: kept, not augmented (ids: {shown})"
+
+
 def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
             ) -> tuple[dict[str, pa.Table], AugmentReport]:
     """Augment the targeted splits (``config.splits``); return every split (untouched ones as they
@@ -1026,7 +1090,6 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
     seen: set[str] = set()
     for table in splits.values():
         seen.update(table.column("id").to_pylist())
-    cache = _Cache()
     tally = _Tally()
     out: dict[str, pa.Table] = {}
     counts: dict[str, SplitAugment] = {}
@@ -1038,13 +1101,28 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
             continue
         rows: list[dict[str, Any]] = []
         sources = added = dropped = no_effect = parse_failed = lineage = 0
-        for row in table.to_pylist():
+        too_large: list[str] = []
+        crashed: list[str] = []
+        why: set[str] = set()
+        given = table.to_pylist()
+        # (already a variant: augmenting it again would compound transforms)
+        results = _each_variants([row for row in given if row.get("parent_id") is None], cfg)
+        for row in given:
             rows.append(row)
             if row.get("parent_id") is not None:
-                lineage += 1  # already a variant: augmenting it again would compound transforms
+                lineage += 1
+                continue
+            got = next(results)
+            if isinstance(got, ChildCrashed):
+                crashed.append(row["id"])
+                why.add(got.why)
+                continue
+            variants, ne, pf, t = got
+            if variants is None:
+                too_large.append(row["id"])
                 continue
             sources += 1
-            variants, ne, pf = _variants(row, cfg, cache, tally)
+            tally.add(t)
             no_effect += ne
             parse_failed += pf
             for v in variants:
@@ -1060,12 +1138,18 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
         if lineage:
             warnings.append(f"{lineage} record(s) of {name!r} already carry lineage (parent_id); "
                             "they were kept but not augmented again")
+        if too_large:
+            warnings.append(_not_augmented(f"have a code span over max_parse_chars ({cfg.max_parse_chars:,} "
+                                           "characters), which is not parsed", name, too_large))
+        if crashed:
+            warnings.append(_not_augmented(f"crashed the process working on their code ({', '.join(sorted(why))})",
+                                           name, crashed))
         dropped_total += dropped
         out[name] = table_from_rows(rows)
         counts[name] = SplitAugment(
             records_in=table.num_rows, augmented=True, sources=sources, variants_attempted=sources * cfg.factor,
             variants_added=added, duplicates_dropped=dropped, no_effect=no_effect, parse_failed=parse_failed,
-            records_out=len(rows),
+            too_large=len(too_large), parser_crashed=len(crashed), records_out=len(rows),
         )
     report = AugmentReport(
         config=cfg, splits=counts,

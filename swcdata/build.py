@@ -65,7 +65,8 @@ class BuildConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="BuildConfig", allow_inf_nan=False)
 
-    name: str = Field("swc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Dataset name in the registry.")
+    name: str = Field("swc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+                      description="Dataset name in the registry (at most 100 characters).")
     inputs: list[str] = Field(default_factory=lambda: ["dataset/"], min_length=1,
                               description="JSONL files, folders or globs (relative to the config file).")
     seed: int = Field(0, ge=0, le=2**63 - 1,
@@ -111,6 +112,10 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> t
             raise ConfigError([f"not valid TOML: {e}"], source=str(path)) from None
         base = path.resolve().parent
     for key, value in (overrides or {}).items():
+        if isinstance(value, dict):  # (`--set dedup={}` would silently reset every key of the table to its default)
+            raise ConfigError([f"--set {key}={{...}}: a whole table cannot be set; set its keys one at a time "
+                               f"(e.g. --set {key}.<key>=value; `swcdata schema build-config` lists them)"],
+                              source="--set")
         node = data
         *parents, leaf = key.split(".")
         for k, p in enumerate(parents):
@@ -266,6 +271,19 @@ def _quarantined_json(quarantined: list[Any], names: PublishedNames) -> list[dic
              "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]} for q in quarantined]
 
 
+def check_writable(home: Path) -> None:
+    """The registry folder can be created and written (a probe file is made and removed), or an InputError."""
+    import tempfile
+
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot write the registry {home}: {e.strerror or e}",
+                         hint="point --home or SWCDATA_HOME at a folder you can write") from None
+
+
 def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
               on_step: StepProgress | None = None) -> BuildResult:
     """Run every step and publish. `on_step(name)` is called as each step starts (for progress)."""
@@ -296,6 +314,7 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
 
     files = resolve(cfg.inputs)
     holdout_files = resolve(cfg.split.holdout) if cfg.split.holdout else []
+    check_writable(Registry(home).home)  # before any work: a registry we cannot write fails now, not at publish
     names = PublishedNames([*files, *holdout_files], base)
     step("validate")
     table, vrep, quarantined = load_valid([str(f) for f in files], cfg.validate_)

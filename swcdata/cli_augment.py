@@ -54,11 +54,13 @@ def _render(rep: AugmentReport, console: Console, out_dir: Path, fmt: str) -> No
     from rich.table import Table
 
     t = Table(title="Augment ledger", title_justify="left")
-    for col in ("split", "in", "augmented", "added", "skipped", "no effect", "duplicates", "out"):
+    for col in ("split", "in", "augmented", "added", "skipped", "no effect", "duplicates", "not augmented", "out"):
         t.add_column(col, justify="left" if col in ("split", "augmented") else "right")
     for name, s in rep.splits.items():
+        # (not augmented: records whose code is too large to parse or crashed the parser; the warnings name them)
         t.add_row(name, f"{s.records_in:,}", "[bold]yes[/]" if s.augmented else "no", *(f"{n:,}" for n in (
-            s.variants_added, s.parse_failed, s.no_effect, s.duplicates_dropped, s.records_out)))
+            s.variants_added, s.parse_failed, s.no_effect, s.duplicates_dropped, s.too_large + s.parser_crashed,
+            s.records_out)))
     console.print(t)
     console.print()
     tt = Table(title="Transforms", title_justify="left")
@@ -113,7 +115,9 @@ def augment_command(
     code or toggles its comments, and rephrases the instruction with a
     template of its task family (find, explain and fix, classify, rewrite).
     Transformed code is parsed again with tree-sitter: a record whose code
-    would stop parsing is skipped for that transform, and counted. Every
+    would stop parsing is skipped for that transform, and counted. A record
+    with a code span over 100,000 characters, or whose code crashes the
+    parser, is kept as it is and named in a warning. Every
     variant carries parent_id, transform and template; a variant that
     duplicates any record of any split is dropped. Only train is augmented
     unless --splits and --allow-eval-splits say otherwise.

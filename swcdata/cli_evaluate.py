@@ -64,6 +64,9 @@ def evaluate_command(
     """
     from swcdata.console import progress_bar, show_progress
     from swcdata.evaluate import evaluate
+    from swcdata.io import refuse_inside_registry
+
+    refuse_inside_registry([("RUN_DIR", run_dir)], home)  # (the evaluation is written into the run folder)
 
     def log(message: str) -> None:
         if message.startswith("warning:"):
@@ -159,7 +162,9 @@ def compare_command(
     rep = compare(a, b, resamples=resamples, seed=seed)
     if markdown is not None:
         from swcdata.errors import InputError
+        from swcdata.io import refuse_inside_registry
 
+        refuse_inside_registry([("--markdown", markdown)])
         try:
             markdown.write_text(compare_markdown(rep), encoding="utf-8")
         except OSError as e:
@@ -223,8 +228,10 @@ def stats_command(
     repeated instructions per split, ids shared between splits, and the transform and template
     shares of augmented records; a table, --json, or PNG histograms with --plots DIR.
     """
+    from swcdata.io import refuse_inside_registry
     from swcdata.stats import StatsConfig, stats, write_plots
 
+    refuse_inside_registry([("--plots", plots), ("--report", report)], home)
     splits, source, content_hash, quarantined = _load_for_stats(data, home, json_out)
     rep, lengths = stats(splits, StatsConfig(tokenizer=tokenizer), source=source, content_hash=content_hash,
                          quarantined=quarantined)

@@ -92,10 +92,26 @@ def render_manifest(m: Manifest) -> None:
         out.print(t)
         out.print()
     if m.removed:
-        # (counts here; `show --json` lists every removed line with its source and reason)
-        out.print(_kv("Removed (--json: each)",
-                      {k: len(v) if isinstance(v, list) else v for k, v in m.removed.items()}))
+        # (counts here; each removed line, with its source and reason, is in the version's removed/<kind>.parquet,
+        # or in `show --json` for a manifest that lists them inline: schema_version 1)
+        out.print(_kv("Removed (records; listed in)", {k: _removed_cell(v) for k, v in m.removed.items()}))
         out.print()
+
+
+def _removed_cell(v: Any) -> Any:
+    if isinstance(v, list):
+        return f"{len(v):,} (manifest.json)"
+    if isinstance(v, Mapping) and isinstance(v.get("records"), int):
+        kinds = v.get("by_kind")
+        by = (" = " + " + ".join(f"{n:,} {k}" for k, n in kinds.items())) if isinstance(kinds, Mapping) and \
+            len(kinds) > 1 else ""
+        return f"{v['records']:,}{by}" + (f" ({v['path']})" if v.get("path") else "")
+    return v
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
 
 
 def render_diff(rep: DiffReport, limit: int) -> None:
@@ -145,6 +161,7 @@ def render_verify(rep: VerifyReport) -> None:
         err.print(f"[red]problem:[/] {escape(p)}")
     for x in rep.extra_files:
         err.print(f"[yellow]warning:[/] unexpected file in the version folder: {escape(str(x))}")
+    _print_warnings(rep.warnings)
 
 
 def render_push(rep: PushReport) -> None:
@@ -189,7 +206,7 @@ def versions(
     reg = _registry(home)
     broken: list[str] = []
     ms = reg.versions(name, broken=broken)
-    for why in broken:  # (listed, never hidden: `verify` says more)
+    for why in [*reg.warnings, *broken]:  # (listed, never hidden: `verify` says more)
         err.print(f"[yellow]warning:[/] {escape(why)}", soft_wrap=True)
     if json_out:
         print_json([m.model_dump(mode="json") for m in ms])
@@ -215,7 +232,9 @@ def versions(
 @handle_errors
 def show(ref: RefArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Show a version's manifest: ledger, counts per split and category, lineage, steps, inputs."""
-    m = _registry(home).resolve(ref)
+    reg = _registry(home)
+    m = reg.resolve(ref)
+    _print_warnings(reg.warnings)
     if json_out:
         print_json(m)
         return
@@ -243,9 +262,12 @@ def diff(
 def verify(ref: RefArg, home: HomeOpt = None, json_out: JsonOpt = False) -> None:
     """Prove a version is untouched: every data file's sha256 and the content hash match the manifest.
 
-    The manifest is checked too: its own digest (an edited count, ledger or step), its place (the
-    folder of the version it names) and its record counts against the data. Exit 0 when all hold,
-    1 when the version was modified after publishing.
+    The manifest is checked too: its own digest (required: an edited count, ledger or step), its place
+    (the folder of the version it names), its paths (relative, inside the version folder, no link out
+    of it), the registry log <home>/<name>/log.jsonl (a manifest replaced with a recomputed digest),
+    its parent's digest (a parent replaced later) and its record counts against the data. Exit 0 when
+    all hold, 1 when the version was modified after publishing. A version published before the log
+    existed is a warning, not a failure.
     """
     rep = _registry(home).verify(ref)
     if json_out:
@@ -299,7 +321,9 @@ def push(
     The token comes from HF_TOKEN or `hf auth login`; swcdata never reads or prints it.
     """
     from swcdata import hub
+    from swcdata.io import refuse_inside_registry
 
+    refuse_inside_registry([("--out", out_dir)], _registry(home).home)  # (staging in the registry: refused)
     rep = hub.push(ref, repo, private=private, dry_run=dry_run, work_dir=out_dir, home=home, license=license_id,
                    api_factory=hub.make_api)  # looked up now, so tests can replace the factory
     if json_out:

@@ -81,6 +81,9 @@ def finetune_command(
 
     rec = load_recipe(recipe, overrides or [])  # every recipe problem at once, before data or model
     require_extra("train", TRAIN_MODULES, "fine-tuning")
+    from swcdata.io import refuse_inside_registry
+
+    refuse_inside_registry([("--output", output)], home)  # (runs are never written into the registry)
     if device not in ("auto", "cuda", "cpu"):
         from swcdata.errors import InputError
 

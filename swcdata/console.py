@@ -50,7 +50,26 @@ PathsArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout (no tables, no progress).")]
 ReportOpt = Annotated[Path | None, typer.Option("--report", help="Also write the full report as JSON to this file.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives byte-identical output.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Worker processes; 0 = one per CPU core.")]
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _cap_workers(value: int) -> int:
+    """More worker processes than cores only adds memory and switching: capped, with a note on stderr."""
+    cpus = usable_cpus()
+    if value > cpus:
+        err.print(f"[dim]note: --workers {value} capped at {cpus}, the CPU cores this process may use[/]")
+        return cpus
+    return value
+
+
+WorkersOpt = Annotated[int, typer.Option("--workers", min=0, callback=_cap_workers,
+                                         help="Worker processes; 0 = one per CPU core (more than the cores are "
+                                              "capped).")]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -19,7 +19,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +33,7 @@ from swcdata.arrow import bools, int64s, to_numpy
 from swcdata.removed import RemovedList
 from swcdata.schema import Ledger, RecordRef, Source
 from swcdata.tokens import Job, Packed, chunk_signatures
+from swcdata.workers import process_pool
 
 
 class DedupConfig(BaseModel):
@@ -114,7 +115,7 @@ def _signatures(n: int, fields: Callable[[int, int], tuple[list[str] | Packed, l
             place(lo, chunk_signatures(job(lo)))
         return sig
     pending: deque[tuple[int, Future[minhash.U32]]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+    with process_pool(workers, _pool_context()) as pool:  # (workers that die with this process)
         for lo in range(0, n, _STEP):
             pending.append((lo, pool.submit(chunk_signatures, job(lo))))
             while len(pending) > 2 * workers or (pending and pending[0][1].done()):

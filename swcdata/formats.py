@@ -88,10 +88,10 @@ def _write_rendered(table: pa.Table, f: IO[bytes], fmt: Format) -> int:
 
 
 def write_split_dir(splits: dict[str, pa.Table], directory: Path, fmt: Format) -> dict[str, Path]:
-    """Write each split as ``<directory>/<split>.jsonl`` in ``fmt``."""
-    from swcdata.io import atomic_outputs, make_dir
+    """Write each split as ``<directory>/<split>.jsonl`` in ``fmt``: all the files or none (an
+    interrupted run leaves the folder as it was, and no folder where there was none)."""
+    from swcdata.io import atomic_outputs
 
-    make_dir(directory)
     out = {name: directory / f"{name}.jsonl" for name in splits}
     with atomic_outputs(list(out.values())) as files:  # (all moved in place together, or none)
         for f, table in zip(files, splits.values(), strict=True):

@@ -237,7 +237,7 @@ def _ledger_section(ledger: Mapping[str, Any]) -> list[str]:
 def _removed_section(removed: Mapping[str, Any]) -> list[str]:
     """Counts per kind of removed record, and where the per-record lists are."""
     rows: list[tuple[str, str, str]] = []
-    inline = False
+    inline = in_files = False
     for key, v in removed.items():
         label = _REMOVED_KINDS.get(key, key.replace("_", " "))
         where = "`manifest.json`"
@@ -250,10 +250,16 @@ def _removed_section(removed: Mapping[str, Any]) -> list[str]:
             rows.append((label, f"{len(v):,}", where))
         elif isinstance(v, str):  # a file of the version that lists them
             rows.append((label, "", f"`{_md_cell(v)}`"))
-        elif isinstance(v, Mapping):
+        elif isinstance(v, Mapping):  # (the registry's {records, path, by_kind}: the list in a file of the version)
             n = next((v[k] for k in ("records", "count") if isinstance(v.get(k), int)), None)
             f = next((v[k] for k in ("path", "file") if isinstance(v.get(k), str)), None)
-            rows.append((label, "" if n is None else f"{n:,}", f"`{_md_cell(f)}`" if f else "-"))
+            listed = f"`{_md_cell(f)}`" if f else "-"
+            in_files = in_files or f is not None
+            by_kind = v.get("by_kind")
+            if key == "duplicates" and isinstance(by_kind, Mapping) and by_kind and set(by_kind) <= {"exact", "near"}:
+                rows += [(f"{kind} duplicates", f"{by_kind.get(kind, 0):,}", listed) for kind in ("exact", "near")]
+                continue
+            rows.append((label, "" if n is None else f"{n:,}", listed))
         else:
             rows.append((label, _num(v), "-"))
     if not rows:
@@ -263,6 +269,10 @@ def _removed_section(removed: Mapping[str, Any]) -> list[str]:
     if inline:
         lines += ["", "Each removed record is listed in the registry version's `manifest.json` (`removed`) with its "
                   "input file and line and the reason: the rules it failed, or the kept record it duplicates."]
+    elif in_files:
+        lines += ["", "Each removed record is listed, with its input file and line and the reason (the rules it "
+                  "failed, or the kept record it duplicates), in the Parquet file named above, in the registry "
+                  "version's folder."]
     return lines
 
 
@@ -428,17 +438,26 @@ def stage(dd: datasets.DatasetDict | Mapping[str, Any], m: Manifest, folder: Pat
 
 
 def _prepare_dir(work_dir: Path | None) -> tuple[Path, bool]:
-    """(folder, is_temporary). A given folder must be empty or new: everything in it gets uploaded."""
+    """(folder, is_temporary). A given folder must be empty or new: everything in it gets uploaded. It
+    is not made here: staging fills a temporary sibling that becomes it at the end (io.atomic_folder)."""
     if work_dir is None:
         return Path(tempfile.mkdtemp(prefix="swcdata-push-")), True
     if work_dir.exists() and (not work_dir.is_dir() or any(work_dir.iterdir())):
         raise InputError(f"{work_dir} exists and is not an empty folder",
                          hint="the whole staging folder is uploaded: give a new or empty --out folder")
-    try:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create {work_dir}: {e.strerror}") from None
     return work_dir, False
+
+
+def _stage_into(dd: datasets.DatasetDict | Mapping[str, Any], m: Manifest, folder: Path, temporary: bool,
+                repo_id: str, license: str | None) -> list[StagedFile]:
+    """`stage` into `folder`: a given --out folder is made all at once (every file or none; an interrupted
+    run leaves no half-staged folder, so that a rerun with the same --out works)."""
+    if temporary:
+        return stage(dd, m, folder, repo_id, license)
+    from swcdata.io import atomic_folder
+
+    with atomic_folder(folder) as staging:
+        return stage(dd, m, staging, repo_id, license)
 
 
 def _call(step: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -474,7 +493,7 @@ def push(ref: str, repo_id: str, *, private: bool = False, dry_run: bool = False
     api = None if dry_run else api_factory()  # (no token: refused before anything is staged)
     folder, temporary = _prepare_dir(work_dir)
     try:
-        files = stage(dd, m, folder, repo_id, license)
+        files = _stage_into(dd, m, folder, temporary, repo_id, license)
         tag = f"v{m.version}"
         message = f"swcdata: {m.ref} ({m.content_hash[:12]})"
         description = (f"Registry version {m.ref}, content hash {m.content_hash}"

@@ -129,10 +129,10 @@ SPLIT_NAMES = ("train", "validation", "test")
 
 
 def write_split_dir(splits: dict[str, pa.Table], directory: Path) -> dict[str, Path]:
-    """Write each split as `<directory>/<split>.jsonl` (stored-record JSON, one per line)."""
-    from swcdata.io import atomic_outputs, make_dir
+    """Write each split as `<directory>/<split>.jsonl` (stored-record JSON, one per line): all the files
+    or none (an interrupted run leaves the folder as it was, and no folder where there was none)."""
+    from swcdata.io import atomic_outputs
 
-    make_dir(directory)
     paths = {name: directory / f"{name}.jsonl" for name in splits}
     with atomic_outputs(list(paths.values())) as files:  # (all moved in place together, or none)
         for f, table in zip(files, splits.values(), strict=True):

@@ -5,10 +5,17 @@ counts, ledger).
 Contracts:
 - Determinism: the same tables give byte-identical data files and the same content hash on any machine
   (rows are re-encoded canonically, shards are fixed by row count, the `datasets` fingerprint comes from
-  the content hash, splits are written in a fixed order). Only the manifest's `created_at` differs.
+  the content hash, splits are written in a fixed order). Only the manifest's `created_at` differs (and the
+  digests that cover it: its own, its children's parent_digest).
 - Immutability: a version is written into a temporary folder, fsynced, then renamed into place under a
   file lock; published files are made read-only and never rewritten. Loading checks the file hashes and
   the content hash.
+- Tamper evidence: the manifest's digest is required; a manifest records its parent's digest (the chain);
+  every publish appends a line to the registry log `<home>/<name>/log.jsonl` (fsync'd, under the lock), so a
+  replaced manifest is caught even with a recomputed digest; manifest paths stay inside the version folder.
+  A version number is never given twice; folders under a name that are not versions are ignored (warned).
+- Size: per-record lists of removed records are Parquet files of the version (`removed/<kind>.parquet`,
+  hashed in the manifest's file list); the manifest holds their counts and paths, so it stays small.
 - Provenance: the manifest names the parent version, every step with its full config, and the input files
   with their sha256.
 
@@ -43,7 +50,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
+LOG_FILE = "log.jsonl"  # <home>/<name>/log.jsonl: one line per published version (see Registry._append_log)
+REMOVED_DIR = "removed"  # <version>/removed/<kind>.parquet: the per-record lists of the manifest's `removed`
+# 1: the first manifests (from 2026-12-01 with a manifest_digest; the earlier ones, without it, are refused);
+# 2: parent_digest (the chain), removed records in Parquet files instead of inline lists.
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)
 HASH_FORMAT = b"swcdata-content-hash/1\n"
 ROWS_PER_SHARD = 250_000
 LOCK_TIMEOUT_S = 600.0
@@ -52,17 +64,27 @@ MIN_HASH_PREFIX = 4
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 _SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name
-_VERSION_DIR_RE = re.compile(r"^v(\d+)$")
+_VERSION_DIR_RE = re.compile(r"^v([1-9]\d*)$")  # (no v0, no v01: one folder name per version number)
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 _SPLIT_ORDER = ("train", "validation", "test")
 _COMPUTED = ("schema_version", "name", "version", "content_hash", "created_at", "tool_version", "counts", "files",
-             "manifest_digest")
+             "manifest_digest", "parent_digest")
+_KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a `removed` kind stored as removed/<kind>.parquet
 
 
 def registry_home() -> Path:
     """The registry folder: `$SWCDATA_HOME`, or `./registry`."""
     env = os.environ.get("SWCDATA_HOME")
-    return Path(env).expanduser() if env else Path("registry")
+    return expand_home(env, "SWCDATA_HOME") if env else Path("registry")
+
+
+def expand_home(path: str | Path, what: str) -> Path:
+    """`~` and `~user` expanded, or an InputError naming `what` (`~nouser/x` has no home to expand to)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise InputError(f"{what}={str(path)!r}: cannot expand '~': no such user or no home directory",
+                         hint="give an absolute path, or a path relative to the working directory") from None
 
 
 # ---- manifest ---------------------------------------------------------------------------------
@@ -110,6 +132,10 @@ class Manifest(BaseModel):
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$",
                               description="sha256 over the split names and every row's canonical JSON.")
     parent: str | None = Field(None, description="The version this one was derived from, e.g. 'swc@v1'.")
+    parent_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                      description="The parent's manifest_digest when this version was published "
+                                      "(schema_version 2; covered by this manifest's own digest): a parent manifest "
+                                      "replaced later no longer matches it. None without a parent.")
     created_at: str = Field(description="ISO 8601, UTC.")
     tool_version: str
     seed: int | None = None
@@ -119,13 +145,18 @@ class Manifest(BaseModel):
     inputs: list[InputRef] = Field(default_factory=list)
     counts: dict[str, SplitCounts] = Field(description="Per split, in the order the splits are stored.")
     ledger: dict[str, Any] = Field(default_factory=dict, description="The build's conservation ledger.")
-    removed: dict[str, Any] = Field(default_factory=dict, description="What was removed, and why.")
+    removed: dict[str, Any] = Field(default_factory=dict, description="What was removed, and why, per kind "
+                                    "(quarantined, duplicates, ...). Schema version 2: {records, path, by_kind}, the "
+                                    "records listed in the Parquet file `path` of the version (in `files`, so covered "
+                                    "by the digest); schema version 1: the list of records itself.")
     files: dict[str, str] = Field(default_factory=dict,
                                   description="sha256 of every data file of the version, by relative path.")
     _folder: Path | None = PrivateAttr(None)  # the folder it was read from (a moved manifest must not mislead)
     manifest_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                         description="sha256 of this manifest's other fields (sorted-key compact "
-                                        "JSON): an edited manifest no longer matches it.")
+                                        "JSON): an edited manifest no longer matches it. Required: verify and load "
+                                        "refuse a manifest without one (only schema_version 1 manifests written "
+                                        "before 2026-12-01 lack it). The registry log records it at publish.")
 
     def __eq__(self, other: object) -> bool:  # the fields, not where the manifest was read from
         return isinstance(other, Manifest) and self.model_dump() == other.model_dump()
@@ -136,10 +167,11 @@ class Manifest(BaseModel):
         import orjson
 
         fields = self.model_dump(mode="json", exclude={"manifest_digest"})
-        # Fields added after the first manifests are left out at their 'absent' value (no license; an input's
-        # role 'input'), so that the manifests written before them keep their digests.
-        if fields.get("license") is None:
-            fields.pop("license", None)
+        # Fields added after the first manifests are left out at their 'absent' value (no license, no parent
+        # digest; an input's role 'input'), so that the manifests written before them keep their digests.
+        for key in ("license", "parent_digest"):
+            if fields.get(key) is None:
+                fields.pop(key, None)
         for i in fields.get("inputs", []):
             if i.get("role") == "input":
                 del i["role"]
@@ -189,7 +221,11 @@ class VerifyReport(BaseModel):
     files: list[FileCheck] = Field(description="Files that differ, are missing or were added (all checked).")
     extra_files: list[str] = Field(default_factory=list,
                                    description="Files in the version folder the manifest does not list (a warning).")
-    problems: list[str]
+    problems: list[str] = Field(description="Each failure: the file, the field, what was expected and what was found.")
+    warnings: list[str] = Field(default_factory=list,
+                                description="What could not be checked and does not fail the version: not in the "
+                                "registry log (published before the log existed), a parent no longer in the "
+                                "registry, folders under the name that are not versions.")
 
 
 class ChangedRecord(BaseModel):
@@ -355,6 +391,71 @@ def _data_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
 
 
+def _unsafe_path(rel: str, root: Path) -> str | None:
+    """Why the manifest path `rel` is not a plain relative path inside the (resolved) version folder `root`,
+    judged without reading it; None when it is one."""
+    from pathlib import PurePosixPath
+
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", rel) or rel.startswith("\\"):
+        return "is an absolute path (only relative paths inside the version folder are allowed)"
+    if ".." in pure.parts:
+        return "contains '..' (only relative paths inside the version folder are allowed)"
+    if not rel or "\\" in rel or "\x00" in rel or pure.as_posix() != rel:
+        return "is not a plain relative path (a/b/c, '/' between the parts)"
+    real = (root / rel).resolve()
+    if root not in real.parents:
+        return f"leads outside the version folder (through a link, to {real})"
+    return None
+
+
+def _log_entry(m: Manifest, event: Literal["published", "adopted"]) -> dict[str, Any]:
+    return {"event": event, "name": m.name, "version": m.version, "content_hash": m.content_hash,
+            "manifest_digest": m.manifest_digest, "parent": m.parent, "parent_digest": m.parent_digest,
+            "records": m.records, "created_at": m.created_at, "logged_at": _now_utc(), "tool_version": m.tool_version}
+
+
+def _removed_files(removed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+    """The manifest's `removed` section and the tables to store: each list of records becomes
+    `removed/<kind>.parquet` and, in the manifest, {records, path, by_kind} (path only when there are records;
+    by_kind when every record has a `kind`); any other value stays as it is."""
+    summary: dict[str, Any] = {}
+    tables: dict[str, pa.Table] = {}
+    for kind, value in removed.items():
+        if not isinstance(value, list | tuple):
+            summary[kind] = value
+            continue
+        entry: dict[str, Any] = {"records": len(value)}
+        if value:
+            tables[kind] = _removed_table(value)
+            entry["path"] = f"{REMOVED_DIR}/{kind}.parquet"
+        kinds = Counter(e.get("kind") for e in value if isinstance(e, Mapping) and isinstance(e.get("kind"), str))
+        if value and sum(kinds.values()) == len(value):
+            entry["by_kind"] = dict(sorted(kinds.items()))
+        summary[kind] = entry
+    return summary, tables
+
+
+_REMOVED_META = b"swcdata.removed"
+
+
+def _removed_table(entries: list[Any] | tuple[Any, ...]) -> pa.Table:
+    """Records as columns (one per key of any record, null where a record lacks it); records Arrow cannot type
+    alike (mixed value types) as one column of their JSON."""
+    import orjson
+    import pyarrow as pa
+
+    if all(isinstance(e, Mapping) for e in entries):
+        try:
+            arr = pa.array(list(entries))
+            if pa.types.is_struct(arr.type) and arr.type.num_fields:
+                return pa.Table.from_struct_array(arr).replace_schema_metadata({_REMOVED_META: b"rows"})
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            pass
+    text = [orjson.dumps(e, option=orjson.OPT_SORT_KEYS, default=str).decode() for e in entries]
+    return pa.table({"json": pa.array(text, pa.string())}).replace_schema_metadata({_REMOVED_META: b"json"})
+
+
 def _fsync_tree(folder: Path) -> None:
     for root, _dirs, files in os.walk(folder):
         for f in files:
@@ -430,18 +531,22 @@ def _fingerprint(hash_: str, split: str) -> str:
 def write_parquet(table: pa.Table, path: Path) -> Path:
     """Write one split as parquet with fixed settings (deterministic bytes) and the `datasets` features in
     the schema metadata, so `load_dataset("parquet")` restores the record types."""
+    from swcdata.io import atomic_output
+
+    with atomic_output(path) as f:
+        write_parquet_to(table, f)
+    return path
+
+
+def write_parquet_to(table: pa.Table, f: Any) -> None:
+    """`write_parquet` to an open binary file (one of several written together: see `export`)."""
     import pyarrow.parquet as pq
 
     from swcdata.records import RECORD_SCHEMA
 
     meta = {"huggingface": json.dumps({"info": {"features": _features().to_dict()}})}
     table = _as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
-    from swcdata.io import atomic_output
-
-    with atomic_output(path) as f:
-        pq.write_table(table, f, compression="zstd", row_group_size=10_000, use_dictionary=True,
-                       write_statistics=True)
-    return path
+    pq.write_table(table, f, compression="zstd", row_group_size=10_000, use_dictionary=True, write_statistics=True)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -462,7 +567,12 @@ class Registry:
     """Versions under one registry folder (`home`, default `registry_home()`)."""
 
     def __init__(self, home: Path | str | None = None) -> None:
-        self.home = Path(home).expanduser() if home is not None else registry_home()
+        self.home = expand_home(home, "--home") if home is not None else registry_home()
+        self.warnings: list[str] = []  # what reading the registry ignored (each once); the CLI prints them
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -473,18 +583,52 @@ class Registry:
                       if p.is_dir() and not p.name.startswith(".") and self._version_dirs(p.name))
 
     def _version_dirs(self, name: str) -> dict[int, Path]:
+        """The versions of `name`: its `v<N>` folders that hold a manifest.json (or a link in their place, which
+        reading refuses). Any other folder under the name (not `v<N>`, or a `v<N>` without a manifest: debris,
+        never a publish, which renames a complete folder into place) is ignored with a warning; dot-folders
+        (publishes in progress) and files (the lock, the log) silently."""
         folder = self.home / name
         if not folder.is_dir():
             return {}
         out = {}
         for p in folder.iterdir():
+            if p.name.startswith(".") or not (p.is_dir() or p.is_symlink()):
+                continue
             m = _VERSION_DIR_RE.match(p.name)
-            if m and p.is_dir():  # (one without a readable manifest is a broken version: reading it says so)
+            if m is None:
+                self._warn(f"{p}: not a version folder (v<N>): ignored")
+            elif not p.is_symlink() and not (p / MANIFEST_FILE).exists() and not (p / MANIFEST_FILE).is_symlink():
+                self._warn(f"{p}: no {MANIFEST_FILE}, so not a version: ignored (publishing never leaves one; move "
+                           "it out of the registry)")
+            else:
                 out[int(m.group(1))] = p
         return dict(sorted(out.items()))
 
+    def _taken_numbers(self, name: str) -> set[int]:
+        """Every version number used under `name`: `v<N>` folders (stray ones too, so that a new version never
+        lands on one) and the versions in the registry log (a number is never given twice)."""
+        folder = self.home / name
+        taken = {int(mm.group(1)) for p in folder.iterdir() if (mm := _VERSION_DIR_RE.match(p.name))}
+        return taken | set(self._read_log(name)[0])
+
+    def _leaves_registry(self, folder: Path) -> str | None:
+        """Why a version folder (or its manifest) leads outside the registry through a link, else None."""
+        real = folder.resolve()
+        expected = self.home.resolve() / folder.parent.name / folder.name
+        if real != expected:
+            return (f"{folder} leads outside the registry (to {real}): a version must be a folder inside "
+                    f"{self.home}, not a link; refused, nothing read from it")
+        manifest = folder / MANIFEST_FILE
+        if manifest.is_symlink():
+            return (f"{manifest} is a symbolic link (to {manifest.resolve()}): a published manifest is a file of its "
+                    "version folder; refused, not read")
+        return None
+
     def _read_manifest(self, folder: Path) -> Manifest:
         path = folder / MANIFEST_FILE
+        why = self._leaves_registry(folder)
+        if why is not None:
+            raise DataError(why, hint="move the version's files into the registry folder itself, or the link out")
         try:
             m = Manifest.model_validate_json(path.read_bytes())
             m._folder = folder
@@ -502,7 +646,7 @@ class Registry:
         A version whose manifest cannot be read is left out; `broken` (when given) collects why."""
         if name is not None:
             self._check_name(name)
-            if name not in self.names():
+            if not self._version_dirs(name):  # (not names(): that would warn about every other name's folders)
                 raise self._unknown_name(name)
         names = [name] if name is not None else self.names()
         out = []
@@ -516,16 +660,154 @@ class Registry:
         return out
 
     def _manifest_problems(self, m: Manifest, folder: Path) -> list[str]:
-        """What is wrong with a version's manifest itself: edited after publishing (its digest), or
-        naming another version than the folder it is in."""
-        problems = []
+        return self._manifest_checks(m, folder)[0]
+
+    def _manifest_checks(self, m: Manifest, folder: Path) -> tuple[list[str], list[str]]:
+        """(problems, warnings) of a version's manifest itself: its schema version, its place (the folder of
+        the version it names), its digest (required: an edited field breaks it), its paths (relative, inside
+        the version folder), the registry log (a manifest replaced with a recomputed digest) and the chain
+        to its parent (a parent replaced after this version was published)."""
+        where = folder / MANIFEST_FILE
+        problems: list[str] = []
+        if m.schema_version not in SCHEMA_VERSIONS:
+            problems.append(f"{where}: schema_version is {m.schema_version}; this swcdata reads "
+                            f"{', '.join(map(str, SCHEMA_VERSIONS))} (written by a newer swcdata?)")
         if (folder.parent.name, folder.name) != (m.name, f"v{m.version}"):
-            problems.append(f"{folder / MANIFEST_FILE} describes {m.ref}, but it is in {folder.parent.name}/"
-                            f"{folder.name}")
-        if m.manifest_digest is not None and m.compute_digest() != m.manifest_digest:
-            problems.append(f"{folder / MANIFEST_FILE} was edited after publishing (its fields no longer match "
-                            "its manifest_digest)")
+            problems.append(f"{where} describes {m.ref}, but it is in {folder.parent.name}/{folder.name}")
+        if m.manifest_digest is None:
+            problems.append(
+                f"{where}: manifest_digest is missing, so nothing shows the manifest is as published: refused "
+                + ("(every schema_version 2 manifest has one: it was deleted)" if m.schema_version >= 2 else
+                   "(schema_version 1 manifests written before 2026-12-01 lack it; any since have one: "
+                   "republish the version with this swcdata)"))
+        else:
+            actual = m.compute_digest()
+            if actual != m.manifest_digest:
+                problems.append(f"{where} was edited after publishing: its fields hash to {actual}, its "
+                                f"manifest_digest says {m.manifest_digest}")
+        problems += self._path_problems(m, folder)
+        warnings: list[str] = []
+        for check in (self._log_checks, self._chain_checks):
+            p, w = check(m, folder)
+            problems += p
+            warnings += w
+        return problems, warnings
+
+    def _path_problems(self, m: Manifest, folder: Path) -> list[str]:
+        """The manifest's file paths that are not plain relative paths inside the version folder (such files
+        are never read), and removed-record files that the file list (so the digest) does not cover."""
+        where = folder / MANIFEST_FILE
+        root = folder.resolve()
+        problems = [f"{where}: files entry {rel!r} {why}; not read" for rel in m.files
+                    if (why := _unsafe_path(rel, root)) is not None]
+        for kind, v in m.removed.items():
+            path = v.get("path") if isinstance(v, Mapping) else None
+            if path is None:
+                continue
+            if not isinstance(path, str) or (why := _unsafe_path(path, root)) is not None:
+                problems.append(f"{where}: removed.{kind}.path {path!r} is not a path inside the version folder")
+            elif path not in m.files:
+                problems.append(f"{where}: removed.{kind}.path {path!r} is not in the manifest's files (its sha256 "
+                                "is not recorded)")
         return problems
+
+    def _log_checks(self, m: Manifest, folder: Path) -> tuple[list[str], list[str]]:
+        """The manifest against the registry log's line for its version (by folder)."""
+        mm = _VERSION_DIR_RE.match(folder.name)
+        if mm is None:
+            return [], []
+        name, version = folder.parent.name, int(mm.group(1))
+        ref = f"{name}@v{version}"
+        log = self.home / name / LOG_FILE
+        entries, bad = self._read_log(name)
+        warnings = [f"{log}: line {n} is not a log entry: ignored" for n in bad]
+        if not entries:
+            warnings.append(f"{ref} is not in the registry log (published before the log existed; {log} starts "
+                            f"with the next publish of {name} and then records the versions already there)")
+            return [], warnings
+        e = entries.get(version)
+        if e is None:
+            return [f"{ref} is not in the registry log {log}, which records every version of {name} since the log "
+                    "began: it was not published by swcdata in this registry (copied in?)"], warnings
+        problems = []
+        for key in ("content_hash", "parent", "parent_digest", "manifest_digest"):
+            if key in e and e[key] != getattr(m, key):
+                problems.append(f"{folder / MANIFEST_FILE}: {key} is {getattr(m, key)!r}, but the registry log "
+                                f"{log} recorded {e[key]!r} when {ref} was {e.get('event', 'published')}: the "
+                                "manifest was replaced after publishing")
+        return problems, warnings
+
+    def _chain_checks(self, m: Manifest, folder: Path) -> tuple[list[str], list[str]]:
+        """A schema_version 2 manifest records its parent's digest: the parent must still have it."""
+        if m.schema_version < 2 or m.parent is None:
+            return [], []
+        where = folder / MANIFEST_FILE
+        if m.parent_digest is None:
+            return [f"{where}: parent_digest is missing (a schema_version 2 manifest with a parent records the "
+                    f"parent's manifest_digest)"], []
+        try:
+            parent = self.resolve(m.parent)
+        except InputError as e:
+            return [], [f"the parent {m.parent} is not in the registry ({e.message}): the chain to it was not "
+                        "checked"]
+        except DataError as e:
+            return [f"the parent {m.parent} cannot be read ({e.message}), so {where}'s parent_digest cannot be "
+                    "matched"], []
+        if parent.manifest_digest != m.parent_digest:
+            return [f"{where}: parent_digest is {m.parent_digest}, but the parent {m.parent}'s manifest now has "
+                    f"manifest_digest {parent.manifest_digest}: {m.parent}'s manifest was replaced after {m.ref} was "
+                    "published"], []
+        return [], []
+
+    # -- the registry log -----------------------------------------------------------------------
+
+    def _read_log(self, name: str) -> tuple[dict[int, dict[str, Any]], list[int]]:
+        """The registry log of `name`: its entries by version (the last line of a version wins; a number is
+        never given twice, so there is one), and the numbers of the lines that are not entries."""
+        import orjson
+
+        entries: dict[int, dict[str, Any]] = {}
+        bad: list[int] = []
+        try:
+            data = (self.home / name / LOG_FILE).read_bytes()
+        except OSError:
+            return entries, bad
+        for n, line in enumerate(data.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                e = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                bad.append(n)
+                continue
+            if isinstance(e, dict) and isinstance(e.get("version"), int) and e.get("name") == name:
+                entries[e["version"]] = e
+            else:
+                bad.append(n)
+        return entries, bad
+
+    def _append_log(self, folder: Path, entries: list[dict[str, Any]]) -> None:
+        """Append lines to `<home>/<name>/log.jsonl` and fsync it (under the publish lock). One line per
+        version: event ('published'; 'adopted' for the versions already there when the log began), name,
+        version, content hash, manifest digest, parent and its digest, creation and logging times."""
+        import orjson
+
+        path = folder / LOG_FILE
+        data = b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n" for e in entries)
+        new = not path.exists()
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a line torn by a crash stays one bad line
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            _fsync_dir(folder)
 
     def path(self, ref: str | Manifest) -> Path:
         m = ref if isinstance(ref, Manifest) else self.resolve(ref)
@@ -618,6 +900,11 @@ class Registry:
             raise ConfigError([f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()],
                               source="manifest_fields") from None
         steps_key = _steps_key([Step.model_validate(s) for s in fields.get("steps", [])])
+        bad_kinds = [k for k, v in (fields.get("removed") or {}).items()
+                     if isinstance(v, list | tuple) and not _KIND_RE.match(k)]
+        if bad_kinds:
+            raise ConfigError([f"removed.{k}: a kind with a list of records is stored as {REMOVED_DIR}/<kind>.parquet:"
+                               " use letters, digits, '.', '_' and '-'" for k in bad_kinds], source="manifest_fields")
 
         folder = self.home / name
         try:
@@ -645,19 +932,39 @@ class Registry:
                                 hint=f"restore {where} from a copy, or move it out of the registry to publish "
                                      "this content again")
                         return m, False
-                taken = [int(mm.group(1)) for p in folder.iterdir() if (mm := _VERSION_DIR_RE.match(p.name))]
-                version = max(taken, default=0) + 1
-                if "parent" not in fields:
-                    fields["parent"] = existing[-1].ref if existing else None
-                manifest = self._write_version(folder, name, version, tables, hash_, counts, fields, __version__)
+                version = max(self._taken_numbers(name), default=0) + 1
+                parent = existing[-1] if existing else None
+                if fields.get("parent") is not None:
+                    try:
+                        parent = self.resolve(fields["parent"])
+                    except (InputError, DataError) as e:
+                        raise ConfigError([f"parent: {fields['parent']!r} is not a readable version of this registry "
+                                           f"({e.message})"], source="manifest_fields") from None
+                elif "parent" in fields:  # (parent=None: no parent)
+                    parent = None
+                fields["parent"] = parent.ref if parent is not None else None
+                # the parent's fields as they are now (its digest, when it is intact): replacing its manifest later
+                # breaks the chain
+                fields["parent_digest"] = parent.compute_digest() if parent is not None else None
+                log_first = []
+                if not self._read_log(name)[0]:  # the log begins: it records the (intact) versions already there
+                    log_first = [_log_entry(m, "adopted") for m in existing if not self._manifest_problems(m, m._folder
+                                 or self.path(m))]
+                manifest = self._write_version(folder, name, version, tables, hash_, counts, fields, __version__,
+                                               log_first)
                 return manifest, True
         except Timeout:
             raise DataError(f"another process has held the registry lock {folder / '.lock'} for over "
                             f"{LOCK_TIMEOUT_S:.0f}s", hint="wait for the other publish to finish") from None
 
     def _write_version(self, folder: Path, name: str, version: int, tables: dict[str, pa.Table], hash_: str,
-                       counts: dict[str, SplitCounts], fields: dict[str, Any], tool_version: str) -> Manifest:
+                       counts: dict[str, SplitCounts], fields: dict[str, Any], tool_version: str,
+                       log_first: list[dict[str, Any]]) -> Manifest:
+        """Write the version into a temporary folder, log it (after `log_first`), then rename it into place. The
+        log line comes first: a crash between the two leaves a logged number without a folder (never given
+        again), never a published version missing from the log."""
         import datasets
+        import pyarrow.parquet as pq
 
         final = folder / f"v{version}"
         tmp = folder / f".tmp-v{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -671,15 +978,21 @@ class Registry:
             shards = {split: max(1, -(-t.num_rows // ROWS_PER_SHARD)) for split, t in tables.items()}
             with _quiet_datasets():
                 dd.save_to_disk(str(tmp), num_shards=shards)
+            removed, removed_tables = _removed_files(fields.get("removed") or {})
+            for kind, table in removed_tables.items():
+                (tmp / REMOVED_DIR).mkdir(exist_ok=True)
+                pq.write_table(table, tmp / removed[kind]["path"], compression="zstd", row_group_size=65_536,
+                               use_dictionary=True, write_statistics=False)
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _data_files(tmp)}
             manifest = Manifest(name=name, version=version, content_hash=hash_, created_at=_now_utc(),
-                                tool_version=tool_version, counts=counts, files=files, **fields)
+                                tool_version=tool_version, counts=counts, files=files, **{**fields, "removed": removed})
             manifest.manifest_digest = manifest.compute_digest()
             (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
             _make_read_only(tmp)
             _fsync_tree(tmp)
-            if final.exists():  # cannot happen under the lock; never write into an existing version
+            if final.exists() or final.is_symlink():  # cannot happen under the lock (numbers stay above every v<N>)
                 raise DataError(f"{final} already exists; refusing to overwrite a published version")
+            self._append_log(folder, [*log_first, _log_entry(manifest, "published")])
             os.rename(tmp, final)
             _fsync_dir(folder)
             manifest._folder = final
@@ -692,16 +1005,22 @@ class Registry:
     # -- loading and checking -------------------------------------------------------------------
 
     def _check_files(self, m: Manifest, folder: Path) -> tuple[list[FileCheck], list[str], int]:
-        """(bad files, extra files, files checked) against the manifest's file hashes."""
+        """(bad files, extra files, files checked) against the manifest's file hashes. A path that is not a plain
+        relative path inside the version folder is never read (the manifest checks name it)."""
         bad: list[FileCheck] = []
+        root = folder.resolve()
+        checked = 0
         for rel, expected in m.files.items():
+            if _unsafe_path(rel, root) is not None:
+                continue
+            checked += 1
             p = folder / rel
             actual = sha256_file(p) if p.is_file() else None
             if actual != expected:
                 bad.append(FileCheck(path=rel, expected=expected, actual=actual, ok=False))
         on_disk = {p.relative_to(folder).as_posix() for p in _data_files(folder)}
         extra = sorted(on_disk - set(m.files))
-        return bad, extra, len(m.files)
+        return bad, extra, checked
 
     def _load_dd(self, m: Manifest, folder: Path, keep_in_memory: bool) -> datasets.DatasetDict:
         import datasets
@@ -749,11 +1068,14 @@ class Registry:
         m = self.resolve(ref)
         folder = self.path(m)
         bad, extra, n = self._check_files(m, folder)
-        problems = self._manifest_problems(m, folder)
+        problems, warnings = self._manifest_checks(m, folder)
+        unsafe = bool(self._path_problems(m, folder))
         problems += [f"{b.path}: {'missing' if b.actual is None else 'modified'} "
                      f"(expected sha256 {b.expected}, actual {b.actual or '-'})" for b in bad]
         actual: str | None = None
-        if not bad:  # never parse files known to be altered: a corrupt Arrow buffer may not fail cleanly
+        # never parse files known to be altered (a corrupt Arrow buffer may not fail cleanly), nor a version whose
+        # manifest names paths outside it
+        if not bad and not unsafe:
             try:
                 dd = self._load_dd(m, folder, keep_in_memory=True)
                 actual = content_hash(dd)
@@ -768,7 +1090,40 @@ class Registry:
         if not m.files:
             problems.append("the manifest lists no data files")
         return VerifyReport(ref=m.ref, path=str(folder), ok=not problems, expected=m.content_hash, actual=actual,
-                            files_checked=n, files=bad, extra_files=extra, problems=problems)
+                            files_checked=n, files=bad, extra_files=extra, problems=problems,
+                            warnings=[*self.warnings, *warnings])
+
+    def removed_records(self, ref: str | Manifest, kind: str) -> list[dict[str, Any]]:
+        """The records of one kind of the manifest's `removed` section (quarantined, duplicates, ...): read from
+        the version's `removed/<kind>.parquet` (its sha256 checked against the manifest first), or the manifest's
+        own list (schema_version 1)."""
+        import orjson
+        import pyarrow.parquet as pq
+
+        m = ref if isinstance(ref, Manifest) else self.resolve(ref)
+        if kind not in m.removed:
+            raise InputError(f"{m.ref} records no removed {kind!r}",
+                             hint="it records: " + (", ".join(m.removed) or "nothing"))
+        value = m.removed[kind]
+        if isinstance(value, list):
+            return value
+        if not isinstance(value, Mapping) or not isinstance(value.get("records"), int):
+            raise DataError(f"{m.ref}: removed.{kind} is not a list of records ({value!r})")
+        rel = value.get("path")
+        if rel is None:
+            return []
+        folder = self.path(m)
+        problems = self._path_problems(m, folder)
+        if problems:
+            raise DataError(problems[0], hint=f"run `swcdata verify {m.ref}`")
+        actual = sha256_file(folder / rel) if (folder / rel).is_file() else None
+        if actual != m.files[rel]:
+            raise DataError(f"{m.ref}: {rel} was modified after publishing: expected sha256 {m.files[rel]}, actual "
+                            f"{actual or 'missing'}", hint=f"run `swcdata verify {m.ref}`")
+        table = pq.read_table(folder / rel)
+        if (table.schema.metadata or {}).get(_REMOVED_META) == b"json":
+            return [orjson.loads(t) for t in table.column("json").to_pylist()]
+        return table.to_pylist()
 
     # -- comparing and exporting ----------------------------------------------------------------
 
@@ -804,27 +1159,31 @@ class Registry:
                           config_changes=_config_changes(ma.steps, mb.steps))
 
     def export(self, ref: str, fmt: Literal["parquet", "jsonl"], out: Path) -> list[Path]:
-        """Write one file per split: `<out>/<split>.parquet` or `<out>/<split>.jsonl` (stored-record JSON)."""
-        from swcdata.io import check_outputs, make_dir
+        """Write one file per split: `<out>/<split>.parquet` or `<out>/<split>.jsonl` (stored-record JSON).
+        All or nothing, as `split --out` writes its folder (io.atomic_outputs): the files move in place
+        together at the end, so an interrupted or failed export leaves `out` as it was (no v2 train beside
+        v1's test), and a folder made for it is removed again."""
+        from swcdata.io import atomic_outputs, check_outputs
         from swcdata.records import write_jsonl
 
         if fmt not in ("parquet", "jsonl"):
             raise InputError(f"unknown export format {fmt!r}", hint="choose parquet or jsonl")
         if out.as_posix() in ("-", "/dev/stdout"):
             raise InputError("--out names a folder (one file per split), not stdout")
+        from swcdata.io import refuse_inside_registry
+
+        refuse_inside_registry([("--out", out)], self.home)  # (--home's registry; check_outputs: the default one)
         # every file is checked before any is written, so a failure leaves no half-done export
         check_outputs([], [("--out", out / f"{split}.{fmt}") for split in self.resolve(ref).counts])
         dd, _m = self.load(ref)
-        make_dir(out)
-        written = []
-        for split in dd:
-            table = _as_arrow(dd[split])
-            path = out / f"{split}.{fmt}"
-            if fmt == "parquet":
-                write_parquet(table, path)
-            else:
-                write_jsonl(table, path)
-            written.append(path)
+        written = [out / f"{split}.{fmt}" for split in dd]
+        with atomic_outputs(written) as files:
+            for f, split in zip(files, dd, strict=True):
+                table = _as_arrow(dd[split])
+                if fmt == "parquet":
+                    write_parquet_to(table, f)
+                else:
+                    write_jsonl(table, f)
         return written
 
 

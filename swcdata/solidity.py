@@ -9,7 +9,8 @@ Three independent tools live here:
   layout- and comment-insensitive comparison key (used by dedup on ~1M records).
 * :func:`parse` checks a span with tree-sitter-solidity, trying it as a source unit, inside a
   contract body and inside a function body. The parser is created lazily so importing this
-  module stays cheap.
+  module stays cheap. A span longer than :data:`MAX_PARSE_CHARS` (or the caller's own bound) is
+  never handed to tree-sitter: :class:`CodeTooLarge` is raised instead (see there why).
 
 :func:`looks_like_code` is a deliberately separate, cheap detector ("does this text contain
 Solidity at all?") used as the denominator when measuring extraction coverage.
@@ -23,10 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from swcdata import isolate as _isolate
 from swcdata._ext import fast as _fast
 
 __all__ = [
+    "MAX_PARSE_CHARS",
     "CodeSpan",
+    "CodeTooLarge",
     "Identifier",
     "ParseResult",
     "code_tokens",
@@ -908,6 +912,25 @@ _WRAPPERS: tuple[tuple[str, str, str], ...] = (
 
 _TS: dict[str, Any] = {}
 
+# The longest span (characters) handed to tree-sitter. tree-sitter 0.26 / tree-sitter-solidity 1.2.13
+# overflow the C stack (SIGSEGV, in the GLR stack's recursive stack_node_add_link) on a long run of
+# comments after a syntax error: a contract declared inside the function wrapping followed by
+# ~58,300 line comments crashes with the usual 8 MiB stack (~29,000 with 4 MiB, ~116,000 with 16 MiB:
+# the count scales with the stack, not with the comments' length). The shortest comment is 3
+# characters (``//`` and a newline), so 100,000 characters hold at most ~33,300 of them: under the
+# crash with 8 MiB, with 1.75x to spare. Real spans are far below it (fields over 16,384 characters
+# are already outliers); a longer span is not parsed (validate says ``code-too-large``, augment leaves
+# the record as it is).
+MAX_PARSE_CHARS = 100_000
+
+
+class CodeTooLarge(ValueError):
+    """A span longer than the parse bound: tree-sitter is not run on it (see MAX_PARSE_CHARS)."""
+
+    def __init__(self, chars: int, limit: int) -> None:
+        super().__init__(f"a code span of {chars:,} characters is over the parse bound of {limit:,}")
+        self.chars, self.limit = chars, limit
+
 
 def _ts() -> dict[str, Any]:
     """Lazily build (once) the tree-sitter parser and error query."""
@@ -953,10 +976,15 @@ _WRAPPED = tuple((name, pre.encode(), post.encode(), (";" + post).encode()) for 
 _CLEAN = tuple(ParseResult(True, name, 0) for name, _, _ in _WRAPPERS)
 
 
-def _parse_in_order(code: str, order: tuple[int, ...]) -> tuple[ParseResult, Any, int]:
+def _parse_in_order(code: str, order: tuple[int, ...], max_chars: int) -> tuple[ParseResult, Any, int]:
     """Parse `code` in the wrappings `order` names (indices into `_WRAPPERS`), stopping at the first
     without errors; else the attempt with the fewest ERROR+MISSING nodes. Returns the result, its
-    tree and the byte offset of `code` in the parsed text."""
+    tree and the byte offset of `code` in the parsed text. Raises CodeTooLarge when `code` is longer
+    than `max_chars` (it never reaches tree-sitter then). Every parse of this module comes here."""
+    if len(code) > max_chars:
+        raise CodeTooLarge(len(code), max_chars)
+    if _isolate.test_crash_mark is not None:  # (a test-only hook, armed in worker processes only)
+        _isolate.test_crash(code)
     ts = _TS or _ts()
     parse_bytes = ts["parser"].parse
     body = code.encode("utf-8")
@@ -980,11 +1008,13 @@ def _parse_in_order(code: str, order: tuple[int, ...]) -> tuple[ParseResult, Any
     return best
 
 
-def _parse_best(code: str) -> tuple[ParseResult, Any, int]:
+def _parse_best(code: str, max_chars: int) -> tuple[ParseResult, Any, int]:
     # Every top-level/contract-level Solidity item ends with ';' or '}', so for a bare expression only
     # the function wrapping can succeed: try it first (same ok/wrapper answer, one parse instead of three).
+    if len(code) > max_chars:  # (before the rstrip below, which copies the span)
+        raise CodeTooLarge(len(code), max_chars)
     bare_expr = not code.rstrip().endswith((";", "}"))
-    return _parse_in_order(code, (2, 0, 1) if bare_expr else (0, 1, 2))
+    return _parse_in_order(code, (2, 0, 1) if bare_expr else (0, 1, 2), max_chars)
 
 
 # Cheap lexical cues (on the first word after blanks and comments) for the wrapping most likely to
@@ -1011,7 +1041,7 @@ def _wrapper_order(code: str) -> tuple[int, ...]:
     return _ORDER_STATEMENT
 
 
-def parse_check(code: str) -> ParseResult:
+def parse_check(code: str, *, max_chars: int = MAX_PARSE_CHARS) -> ParseResult:
     """``ok`` and ``error_count`` exactly as :func:`parse` gives them, usually with a single parse.
 
     Whether some wrapping parses without errors, and the smallest error count when none does, do
@@ -1019,12 +1049,15 @@ def parse_check(code: str) -> ParseResult:
     source unit first for ``pragma``/``import``/``contract``..., contract body first for members
     (``function``, ``modifier``, ``mapping``, state variables...), function body first for anything
     else (statements, expressions). ``wrapper`` is the wrapping that parsed, which may differ from
-    :func:`parse`'s (the first in its fixed order) when several do.
+    :func:`parse`'s (the first in its fixed order) when several do. Raises :class:`CodeTooLarge`
+    for a span longer than ``max_chars``.
     """
-    return _parse_in_order(code, _wrapper_order(code))[0]
+    if len(code) > max_chars:  # (before the cue regexes scan it)
+        raise CodeTooLarge(len(code), max_chars)
+    return _parse_in_order(code, _wrapper_order(code), max_chars)[0]
 
 
-def parse(code: str) -> ParseResult:
+def parse(code: str, *, max_chars: int = MAX_PARSE_CHARS) -> ParseResult:
     """Parse ``code`` with tree-sitter-solidity, as-is, then inside ``contract __C { ... }``,
     then inside ``contract __C { function __f() public { ... } }``.
 
@@ -1032,17 +1065,19 @@ def parse(code: str) -> ParseResult:
     ``error_count`` is the smallest ERROR+MISSING count over the three attempts. In the
     function wrapping a ``;`` is appended when the code does not end with ``;`` or ``}``, so
     that an inline expression (``msg.sender.transfer(x)``) parses as an expression statement.
+    A span longer than ``max_chars`` is not parsed: :class:`CodeTooLarge` is raised.
     """
-    return _parse_best(code)[0]
+    return _parse_best(code, max_chars)[0]
 
 
-def identifier_nodes(code: str) -> list[Identifier]:
+def identifier_nodes(code: str, *, max_chars: int = MAX_PARSE_CHARS) -> list[Identifier]:
     """Identifiers of ``code`` (from the best wrapping's tree), in source order.
 
     Identifiers introduced by the wrapper (``__C``, ``__f``) are excluded; offsets refer to
-    ``code`` itself (characters and UTF-8 bytes).
+    ``code`` itself (characters and UTF-8 bytes). Raises :class:`CodeTooLarge` for a span longer
+    than ``max_chars`` (it is not parsed).
     """
-    _, tree, offset = _parse_best(code)
+    _, tree, offset = _parse_best(code, max_chars)
     body = code.encode("utf-8")
     nbytes = len(body)
     ascii_only = nbytes == len(code)

@@ -9,6 +9,11 @@ outlier length, an id that does not match the content.
 The work is split into chunks of lines checked by a pure function (`check_lines`), in this
 process or in a pool of worker processes when the code checks (tree-sitter parsing) are on.
 Results come back in input order, so the output is the same whatever the number of workers.
+
+tree-sitter is C, and a crash in it (SIGSEGV) kills its process. So a code span longer than
+`max_parse_chars` is never parsed (`code-too-large`), the code checks always run in workers (with
+`--workers 1` too), and a task whose worker died is checked again line by line in single-use child
+processes (`_recover_units`): the line during which one dies gets `parser-crashed` and the run goes on.
 """
 
 from __future__ import annotations
@@ -18,14 +23,13 @@ import re
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from swcdata import __version__
 from swcdata.arrow import int64s, strings
@@ -40,8 +44,10 @@ from swcdata.io import (
     resolve_inputs,
     split_unit,
 )
+from swcdata.isolate import ChildCrashed, CrashTolerantPool, arm_test_crash, stream_isolated
 from swcdata.schema import Finding, InputFile, Ledger, RuleCount, Severity, ValidationReport
 from swcdata.text import record_ids
+from swcdata.workers import process_pool
 
 REQUIRED = ("instruction", "response", "category")
 KNOWN = (*REQUIRED, "id", "source", "metadata", "parent_id", "transform", "template")
@@ -57,6 +63,9 @@ RULES: dict[str, tuple[Severity, str]] = {
     "unknown-category": (Severity.error, "the category is not an SWC registry id (SWC-100 to SWC-136)"),
     "no-code": (Severity.warning, "the instruction contains no Solidity code"),
     "code-parse-error": (Severity.warning, "a code span does not parse as Solidity"),
+    "code-too-large": (Severity.warning, "a code span is longer than max_parse_chars and was not parsed"),
+    "parser-crashed": (Severity.warning, "checking the record's code crashed the worker process; the code was "
+                                         "not checked (the record is kept)"),
     "noop-fix": (Severity.warning, "the response repeats the vulnerable code unchanged as its fix"),
     "category-contradiction": (Severity.warning, "the text names another SWC class than the category"),
     "duplicate-key": (Severity.warning, "a key appears twice in the object (the last value is used)"),
@@ -64,6 +73,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "id-mismatch": (Severity.warning, "the record's id does not match its content (recomputed)"),
     "extra-field": (Severity.info, "an unknown top-level field (kept under metadata)"),
     "too-deep": (Severity.error, "metadata nested too deeply to be stored"),
+    "check-crashed": (Severity.error, "checking the line crashed the worker process even without the code checks"),
 }
 
 
@@ -78,7 +88,15 @@ class ValidateConfig(BaseModel):
     noop_min_tokens: int = Field(12, ge=1, description="Smallest code span (tokens) considered by the no-op-fix rule.")
     workers: int = Field(0, ge=0, description="Worker processes for the code checks; 0 = one per CPU core.")
     chunk_size: int = Field(500, ge=1, description="Lines per unit of work.")
+    max_parse_chars: int = Field(100_000, ge=1, description="A code span longer than this (characters) is not "
+                                 "parsed (rule code-too-large): tree-sitter can crash on huge spans.")
     max_findings_per_rule: int = Field(1000, ge=0, description="Findings listed per rule (all are counted).")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ValidateConfig:
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        return self
 
 
 # --------------------------------------------------------------------------- per-chunk checking
@@ -145,7 +163,7 @@ def _check_fields(obj: dict[str, Any]) -> list[tuple[str, str | None, str]]:
         if not ID_PATTERN.match(cat):
             import re
 
-            m = re.search(r"(?i)swc[\s_\-]*(\d{3})", cat)
+            m = re.search(r"(?i)swc[\s_\-]*0*(\d{3})(?!\d)", cat)
             hint = f"; did you mean 'SWC-{m.group(1)}'?" if m else ""
             errs.append(("malformed-category", "category", f"category {cat!r} is not of the form SWC-NNN{hint}"))
         elif cat not in BY_ID:
@@ -156,9 +174,11 @@ def _check_fields(obj: dict[str, Any]) -> list[tuple[str, str | None, str]]:
         errs.append(("wrong-type", "metadata", f"'metadata' must be an object, got {_type_name(md)}"))
     src = obj.get("source")
     if src is not None and not (
-        isinstance(src, dict) and isinstance(src.get("file"), str) and isinstance(src.get("line"), int)
+        isinstance(src, dict) and isinstance(src.get("file"), str) and type(src.get("line")) is int
+        and src["line"] >= 1 and src["file"].strip()
     ):
-        errs.append(("wrong-type", "source", "'source' must be an object {\"file\": string, \"line\": integer}"))
+        errs.append(("wrong-type", "source", "'source' must be an object {\"file\": non-empty string, \"line\": "
+                     f"integer >= 1}}, got {orjson.dumps(src).decode()[:120]}"))
     for name in ("id", "parent_id", "transform", "template"):
         if obj.get(name) is not None and not isinstance(obj[name], str):
             errs.append(("wrong-type", name, f"'{name}' must be a string, got {_type_name(obj[name])}"))
@@ -213,12 +233,19 @@ def _code_findings(instruction: str, response: str, cfg: ValidateConfig) -> list
             # Inline fragments quoted in prose (`+=`, `>= 0`, `f(bytes32 s)`) are not meant to parse on
             # their own; statements and blocks are.
             if span.shape != "inline" or ";" in text or "{" in text:
-                res = parsed.get(text)
-                if res is None:
-                    if len(parsed) >= _PARSED_MAX:
-                        parsed.clear()
-                    res = parsed[text] = solidity.parse_check(text)
-                if not res.ok:
+                if len(text) > cfg.max_parse_chars:  # never handed to tree-sitter (see solidity.MAX_PARSE_CHARS)
+                    out.append(("code-too-large", fname,
+                                f"code span {k} of {len(spans)} ({span.shape}, chars {span.start}-{span.end}) has "
+                                f"{len(text):,} characters, over max_parse_chars ({cfg.max_parse_chars:,}): "
+                                "not parsed"))
+                    res = None
+                else:
+                    res = parsed.get(text)
+                    if res is None:
+                        if len(parsed) >= _PARSED_MAX:
+                            parsed.clear()
+                        res = parsed[text] = solidity.parse_check(text, max_chars=cfg.max_parse_chars)
+                if res is not None and not res.ok:
                     out.append(("code-parse-error", fname,
                                 f"code span {k} of {len(spans)} ({span.shape}, chars {span.start}-{span.end}) does "
                                 f"not parse as Solidity ({res.error_count} syntax error(s))"))
@@ -424,13 +451,89 @@ def check_unit(unit: LineUnit, cfg: ValidateConfig, data: bytes | None = None, *
 
 def _check_units(args: tuple[list[LineUnit], ValidateConfig, bool]) -> list[ChunkResult]:
     """Worker task: consecutive units of one file, read with one call."""
+    arm_test_crash()  # (a test-only hook: swcdata.isolate)
     units, cfg, batch = args
     first, last = units[0], units[-1]
-    data = read_unit(LineUnit(first.file, first.offset, last.offset + last.size - first.offset, first.first_line, 0))
+    data = read_unit(LineUnit(first.file, first.offset, last.offset + last.size - first.offset, first.first_line, 0,
+                              stamp=first.stamp))
     out = []
     for u in units:
         a = u.offset - first.offset
         out.append(check_unit(u, cfg, data[a:a + u.size] if len(units) > 1 else data, batch=batch))
+    return out
+
+
+# ---- a task whose worker died (a crash in native code: tree-sitter) ----
+
+
+def _check_each(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, batch: bool) -> Iterator[ChunkResult]:
+    """Isolated child: check the lines one at a time, so that the parent knows which one a crash hit."""
+    for line in lines:
+        yield check_lines(file, [line], cfg, batch=batch)
+
+
+def _crashed_line(file: str, line: tuple[int, bytes], cfg: ValidateConfig, batch: bool, why: str) -> ChunkResult:
+    """The result for a line whose checks killed the process: checked again without the code checks
+    (in a fresh child too), with a `parser-crashed` finding; quarantined (`check-crashed`) when even
+    that dies."""
+    lineno, raw = line
+    try:
+        [res] = stream_isolated(_check_each, file, [line], cfg.model_copy(update={"check_code": False}), batch)
+    except ChildCrashed as again:
+        msg = (f"checking this line killed the worker process ({why}), and again without the code checks "
+               f"({again.why}): quarantined")
+        res = _merge(file, 1, [], batch)  # (no valid record)
+        try:
+            text, rest = raw.decode("utf-8"), None
+        except UnicodeDecodeError:
+            text, rest = None, raw
+        res.quarantined.append(Quarantined(file, lineno, text, rest, [("check-crashed", None, msg)]))
+        res.findings.append(("check-crashed", lineno, None, msg))
+        return res
+    res.findings.append(("parser-crashed", lineno, None,
+                         f"checking this record's code killed the worker process ({why}): its code is not checked"))
+    return res
+
+
+def _merge(file: str, n_lines: int, parts: list[ChunkResult], batch: bool) -> ChunkResult:
+    """One result for consecutive lines checked in parts (findings stay in line order)."""
+    res = ChunkResult(file, n_lines)
+    batches = []
+    for p in parts:
+        res.valid += p.valid
+        res.quarantined += p.quarantined
+        res.findings += p.findings
+        if p.batch is not None and p.batch.num_rows:
+            batches.append(p.batch)
+    if batch:
+        from swcdata.records import RECORD_SCHEMA
+
+        table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks()
+        res.batch = table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=RECORD_SCHEMA)
+    return res
+
+
+def _recover_units(args: tuple[list[LineUnit], ValidateConfig, bool]) -> list[ChunkResult]:
+    """A task lost with a worker that died (CrashTolerantPool): its lines are checked again in
+    single-use child processes; a line during which a child dies gets a finding (see `_crashed_line`)
+    and the next child goes on after it. Same results as `_check_units` for every other line."""
+    units, cfg, batch = args
+    out = []
+    for u in units:
+        lines, blank, crlf = split_unit(read_unit(u), u.first_line, u.offset == 0)
+        parts: list[ChunkResult] = []
+        i = 0
+        while i < len(lines):
+            try:
+                for r in stream_isolated(_check_each, u.file, lines[i:], cfg, batch):
+                    parts.append(r)
+                    i += 1
+            except ChildCrashed as e:  # line i killed it
+                parts.append(_crashed_line(u.file, lines[i], cfg, batch, e.why))
+                i += 1
+        res = _merge(u.file, len(lines), parts, batch)
+        res.blank_lines, res.crlf_lines = blank, crlf
+        out.append(res)
     return out
 
 
@@ -462,9 +565,11 @@ _UNIT_BYTES = 4 << 20
 def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
          progress: Progress | None, batch: bool, digest: bool = True) -> Iterator[ChunkResult]:
     workers = cfg.workers or (os.cpu_count() or 1)
-    # Schema-only checks on small inputs are faster in-process than the cost of starting a pool.
+    # Schema-only checks on small inputs are faster in-process than the cost of starting a pool. The
+    # code checks run tree-sitter, whose crash (SIGSEGV) no process survives: always in workers, even
+    # with --workers 1, so that a crash costs a worker (see CrashTolerantPool), not the command.
     small = not cfg.check_code and sum(p.stat().st_size for p in files) < 16 << 20
-    in_process = workers <= 1 or small
+    in_process = small or (workers <= 1 and not cfg.check_code)
 
     def units() -> Iterator[LineUnit]:
         for p in files:
@@ -509,15 +614,17 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
 
         solidity.parse_check("contract A {}")
         solidity.extract_code("x = 1;")
-    # Bounded, ordered pipelining: at most `2 * workers` tasks in flight, results in input order.
-    pending: deque[Future[list[ChunkResult]]] = deque()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Bounded, ordered pipelining: at most `2 * workers` tasks in flight, results in input order. A
+    # task whose worker died is checked again line by line in single-use processes (_recover_units).
+    pending: deque[Any] = deque()
+    # (workers that die with this process: swcdata.workers)
+    with CrashTolerantPool(lambda: process_pool(workers), _check_units, _recover_units) as pool:
         for args in tasks():
-            pending.append(pool.submit(_check_units, args))
+            pending.append(pool.submit(args))
             if len(pending) >= workers * 2:
-                yield from map(done, pending.popleft().result())
+                yield from map(done, pool.result(pending.popleft()))
         while pending:
-            yield from map(done, pending.popleft().result())
+            yield from map(done, pool.result(pending.popleft()))
 
 
 class Validation:

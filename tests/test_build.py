@@ -67,9 +67,10 @@ def test_fresh_build_publishes_v1_with_a_balanced_ledger(built: Path) -> None:
     assert sum(led["splits"].values()) == led["kept"] + led["augmented"]
     assert [s.name for s in m.steps] == ["validate", "dedup", "split", "augment", "audit"]
     assert [i.path for i in m.inputs] == ["dataset/swc_sample.jsonl"]
-    removed = m.removed
-    assert [q["source"]["line"] for q in removed["quarantined"]] == [14]
-    dups = {d["source"]["line"]: d["duplicate_of"]["source"]["line"] for d in removed["duplicates"]}
+    assert (m.removed["quarantined"]["records"], m.removed["duplicates"]["records"]) == (1, 2)
+    assert m.removed["duplicates"]["by_kind"] == {"exact": 1, "near": 1}
+    assert [q["source"]["line"] for q in reg.removed_records(m, "quarantined")] == [14]
+    dups = {d["source"]["line"]: d["duplicate_of"]["source"]["line"] for d in reg.removed_records(m, "duplicates")}
     assert dups == {38: 21, 76: 41}
     for pair, c in led["contamination"].items():
         assert (c["exact"], c["near"]) == (0, 0), pair
@@ -206,7 +207,9 @@ def test_a_holdout_keeps_one_copy_of_each_record_and_its_ledger_adds_up(tmp_path
     dd, m = Registry(proj / "registry").load("hz@v1")
     ids = dd["test"]["id"]
     assert len(ids) == len(set(ids)) == res["ledger"]["holdout"]
-    assert len(m.removed["holdout_duplicates"]) == 1 and len(m.removed["holdout_quarantined"]) == 1
+    reg = Registry(proj / "registry")
+    assert len(reg.removed_records(m, "holdout_duplicates")) == 1
+    assert len(reg.removed_records(m, "holdout_quarantined")) == 1
 
 
 def test_built_version_pushes_as_a_folder_that_load_dataset_reads(built: Path, tmp_path: Path) -> None:
@@ -280,6 +283,13 @@ def assert_no_local_path(folders: list[Path], local: list[str]) -> None:
             assert b"../" not in data and b"..\\" not in data, p
         if p.suffix == ".json":
             for s in strings(json.loads(data)):
+                assert not s.startswith("/") and ".." not in Path(s).parts, (p, s)
+        if p.suffix == ".parquet" and p.parent.name == "removed":  # (compressed: checked as the records it holds)
+            import pyarrow.parquet as pq
+
+            text = json.dumps(pq.read_table(p).to_pylist())
+            assert not any(prefix in text for prefix in local), p
+            for s in strings(json.loads(text)):
                 assert not s.startswith("/") and ".." not in Path(s).parts, (p, s)
 
 
@@ -390,7 +400,7 @@ def test_seed_build_publishes_no_local_path(seed_build: tuple[Path, str], swc_fi
     assert source_files({"test": dd["test"]}) == {"test_data.jsonl"}
     hub = datasets.load_dataset(str(root / "hub"))
     assert source_files(hub) == names | {"test_data.jsonl"}
-    removed = json.dumps(m.removed)
+    removed = json.dumps([Registry(root / "registry").removed_records(m, k) for k in m.removed])
     assert "test_data.jsonl" in removed and "solidity_vunerability_SWC-107_Reentrancy.jsonl" in removed
     assert next(s for s in m.steps if s.name == "split").config["holdout"] == ["test_data.jsonl"]
 

@@ -265,12 +265,15 @@ def test_card_of_a_built_manifest_reads_top_to_bottom(tmp_path: Path, splits: di
                      "## Contamination audit between splits", "## License"]
     assert "The ledger adds up: 10 lines read = 1 + 1 + 2 + 1 + 1 + 4" in card
     # removed records: counts per kind and where they are listed, never a JSON dump
-    for row in ("| quarantined (failed the schema checks) | 1 | `manifest.json` |",
-                "| exact duplicates | 2 | `manifest.json` |", "| near duplicates | 1 | `manifest.json` |",
-                "| decontaminated (copies of a holdout record) | 1 | `manifest.json` |",
-                "| holdout duplicates (exact copies inside the holdout) | 0 | `manifest.json` |",
+    # (the registry stores each list as removed/<kind>.parquet in the version, the manifest its count and path)
+    for row in ("| quarantined (failed the schema checks) | 1 | `removed/quarantined.parquet` |",
+                "| exact duplicates | 2 | `removed/duplicates.parquet` |",
+                "| near duplicates | 1 | `removed/duplicates.parquet` |",
+                "| decontaminated (copies of a holdout record) | 1 | `removed/decontaminated.parquet` |",
+                "| holdout duplicates (exact copies inside the holdout) | 0 | - |",
                 "| code matches |  | `removed/code_matches.jsonl` |"):
         assert row in card, row
+    assert "in the Parquet file named above" in card
     assert '"similarity"' not in card and "duplicate_of" not in card
     assert "| test_data.jsonl | holdout | 20 | `" + "cd" * 32 + "` |" in card
     assert "test is the holdout set `test_data.jsonl` (12 records)" in card

@@ -141,12 +141,14 @@ def test_holdout_role_is_covered_by_the_digest_and_old_manifests_stay_valid(home
     assert not reg.verify("swc@v1").ok
 
     def as_written_before(d: dict[str, Any]) -> None:  # the fields and digest of a manifest of the first format
-        del d["license"]
+        del d["license"], d["parent_digest"]
+        d["schema_version"] = 1
         d["inputs"] = [{k: v for k, v in i.items() if k != "role"} for i in d["inputs"]]
         body = {k: v for k, v in d.items() if k != "manifest_digest"}
         d["manifest_digest"] = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     _edit_manifest(reg.path(m), as_written_before)
+    (home / "swc" / "log.jsonl").unlink()  # (published before the registry log existed: a warning, not a failure)
     rep = reg.verify("swc@v1")
     assert rep.ok, rep.problems
     old = reg.resolve("swc@v1")
@@ -270,7 +272,7 @@ def test_published_files_are_read_only_and_never_touched_again(home: Path, table
     assert m2.version == 2
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in v1.rglob("*") if p.is_file()}
     assert after == before
-    assert sorted(p.name for p in (home / "swc").iterdir()) == [".lock", "v1", "v2"]
+    assert sorted(p.name for p in (home / "swc").iterdir()) == [".lock", "log.jsonl", "v1", "v2"]
 
 
 def test_stale_temporary_folders_are_cleaned_and_never_become_versions(home: Path, table: pa.Table) -> None:
@@ -331,7 +333,9 @@ def test_concurrent_publishers_end_with_consistent_versions(tmp_path: Path) -> N
     assert all(len(refs) == 1 for refs in by_variant.values())
     for m in ms:
         assert reg.verify(m.ref).ok
-    assert sorted(p.name for p in (home / "swc").iterdir()) == [".lock", "v1", "v2"]
+    assert sorted(p.name for p in (home / "swc").iterdir()) == [".lock", "log.jsonl", "v1", "v2"]
+    log = [json.loads(x) for x in (home / "swc" / "log.jsonl").read_text().splitlines()]
+    assert [(e["version"], e["manifest_digest"]) for e in log] == [(m.version, m.manifest_digest) for m in ms]
 
 
 # ---- resolve ----------------------------------------------------------------------------------
@@ -513,6 +517,9 @@ def test_content_changed_behind_the_file_hashes_fails_the_content_check(home: Pa
     forged.manifest_digest = forged.compute_digest()  # (a forger who recomputes the manifest's digest)
     path.chmod(0o644)
     path.write_text(forged.model_dump_json(indent=2))
+    with pytest.raises(DataError, match=r"content_hash is '0000.*but the registry log .* recorded"):
+        reg.load("swc@v1")  # the registry log knows the published content hash
+    (home / "swc" / "log.jsonl").unlink()  # a registry from before the log: the content hash still catches it
     with pytest.raises(DataError) as e:
         reg.load("swc@v1")
     msg = str(e.value)
@@ -534,6 +541,7 @@ def test_unreadable_data_with_matching_hashes_is_a_data_error(home: Path, table:
     forged = m.model_copy(update={"files": files})
     forged.manifest_digest = forged.compute_digest()
     (folder / "manifest.json").write_text(forged.model_dump_json())
+    (home / "swc" / "log.jsonl").unlink()  # (else the log names the forged manifest first)
     with pytest.raises(DataError, match="swc@v1: cannot read the data"):
         reg.load("swc@v1")
     rep = reg.verify("swc@v1")

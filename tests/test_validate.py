@@ -153,3 +153,34 @@ def test_contradiction_chunk_fast_path_agrees() -> None:
            b'"response": "It is an integer overflow, not that.", "category": "SWC-101"}')
     found = check_lines("f", [(1, rec)], ValidateConfig(check_code=False), batch=False).findings
     assert [f[0] for f in found] == ["category-contradiction"] and "SWC-110" in found[0][3]
+
+
+def test_every_rule_is_in_the_readmes_rules_table() -> None:
+    """The README's "validate: the rules" table names every rule of the RULES table (and its severity)."""
+    import re
+
+    from swcdata.validate import RULES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### validate: the rules", 1)[1].split("\n\n", 2)[1]
+    rows = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for name in re.findall(r"`([a-z0-9-]+)`", cells[0]):
+            rows[name] = cells[1]
+    assert {name: sev.value for name, (sev, _) in RULES.items()} == rows
+
+
+def test_a_span_over_max_parse_chars_is_not_parsed() -> None:
+    import orjson
+
+    from swcdata.validate import check_lines
+
+    code = "contract A {\n" + "    uint x;\n" * 12 + "}"
+    rec = orjson.dumps({"instruction": f"Find the bug:\n\n```solidity\n{code}\n```",
+                        "response": "Fixed:\n```solidity\ncontract B { uint y; }\n```", "category": "SWC-101"})
+    small = ValidateConfig(max_parse_chars=len(code) - 1)
+    found = check_lines("f", [(1, rec)], small, batch=False).findings
+    assert [(f[0], f[2]) for f in found] == [("code-too-large", "instruction")]
+    assert f"has {len(code)} characters, over max_parse_chars ({len(code) - 1})" in found[0][3]
+    assert check_lines("f", [(1, rec)], ValidateConfig(), batch=False).findings == []
