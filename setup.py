@@ -1,4 +1,4 @@
-"""Builds the optional C speed-ups (swcdata/_fast.c, _extract.c, _json.c) and ships the recipes; all other
+"""Builds the optional C speed-ups (swcdata/_fast.c, _extract.c) and ships the recipes; all other
 metadata lives in pyproject.toml.
 
 `optional=True`: where no C compiler is available the install still succeeds and swcdata runs its
@@ -9,12 +9,17 @@ of `swcdata.recipes` (`package_dir` maps that package to `finetune/`), so a whee
 `swcdata/recipes/*.yaml` and `swcdata finetune --recipe NAME` finds them outside the repository.
 """
 
+import os
+
 from setuptools import Extension, find_packages, setup
+
+# -O3, unless CFLAGS names an optimisation level of its own (the AddressSanitizer build of .ci/run: -O1)
+OPTIMISE = [] if any(f.startswith("-O") for f in os.environ.get("CFLAGS", "").split()) else ["-O3"]
 
 setup(
     packages=[*find_packages(include=["swcdata*"]), "swcdata.recipes"],
     package_dir={"swcdata.recipes": "finetune"},
     package_data={"swcdata.recipes": ["*.yaml", "deepspeed/*.json"]},
-    ext_modules=[Extension("swcdata._fast", ["swcdata/_fast.c", "swcdata/_extract.c", "swcdata/_json.c"],
-                           depends=["swcdata/_fast.h"], optional=True, extra_compile_args=["-O3"])],
+    ext_modules=[Extension("swcdata._fast", ["swcdata/_fast.c", "swcdata/_extract.c"],
+                           depends=["swcdata/_fast.h"], optional=True, extra_compile_args=OPTIMISE)],
 )

@@ -167,10 +167,16 @@ def recall(labels_by_line: dict[int, Any], groups: dict[int, list[int]]) -> floa
 
 
 def swcdata_labels(report: dict[str, Any], path: Path) -> dict[int, Any]:
-    """0-based line -> cluster label (the kept record's line) from a dedup report."""
+    """0-based line -> cluster label (the kept record's line) from a dedup report (its removed records: the
+    Parquet file its `lists.removed` names, made absolute by bench_swcdata)."""
+    import pyarrow.parquet as pq
+
+    removed = pq.read_table(report["lists"]["removed"], columns=["source", "duplicate_of"])
+    lines = removed.column("source").combine_chunks().field("line").to_pylist()
+    kept = removed.column("duplicate_of").combine_chunks().field("source").field("line").to_pylist()
     labels: dict[int, Any] = {}
-    for r in report["removed"]:
-        labels[r["source"]["line"] - 1] = r["duplicate_of"]["source"]["line"] - 1
+    for line, of in zip(lines, kept, strict=True):
+        labels[line - 1] = of - 1
     with open(path, "rb") as f:
         for i, _ in enumerate(f):
             labels.setdefault(i, i)
@@ -186,6 +192,7 @@ def bench_swcdata(path: Path, tmp: Path) -> dict[str, Any]:
            "--workers", "0"]
     m = run_measured(cmd)
     rep = json.loads(rep_path.read_text())
+    rep["lists"]["removed"] = str(rep_path.parent / rep["lists"]["removed"])  # (beside the report)
     lines = rep["input"]["lines_read"]
     return {"tool": "swcdata dedup", "records": lines, "kept": rep["ledger"]["kept"], "wall": m["wall"],
             "rps": lines / m["wall"], "peak_rss_mb": m["peak_rss_mb"], "report": rep}

@@ -538,8 +538,10 @@ def clusters_of(table: pa.Table, cfg: DedupConfig) -> tuple[np.ndarray, float]:
     if len(row_of) != len(ids):
         raise ValueError("record ids are not unique in the planted table")
     label = np.arange(len(ids))
-    for rm in rep.removed:
-        label[row_of[rm.id]] = row_of[rm.duplicate_of.id]
+    removed = rep.removed_table
+    dup_of = removed.column("duplicate_of").combine_chunks().field("id").to_pylist()
+    for rid, of in zip(removed.column("id").to_pylist(), dup_of, strict=True):
+        label[row_of[rid]] = row_of[of]
     return label, seconds
 
 

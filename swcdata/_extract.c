@@ -1555,6 +1555,9 @@ const char extract_init_doc[] =
     "The word sets extract_spans uses and the spans it makes (see solidity.py; span_type is a slotted\n"
     "class with text, start, end and shape, shapes the names of the fence, inline and block shapes).";
 
+/* All or nothing: the new state (slot descriptors, stop words) is built in locals and swapped in only
+ * once every argument has been checked; on failure the old state is left as it was and every
+ * reference taken here is released. */
 PyObject *
 fast_extract_init(PyObject *self, PyObject *args)
 {
@@ -1568,62 +1571,65 @@ fast_extract_init(PyObject *self, PyObject *args)
         return NULL;
     }
     static const char *const slot_names[4] = {"text", "start", "end", "shape"};
-    PyObject *slots[4];
+    PyObject *slots[4] = {NULL, NULL, NULL, NULL};
+    PyObject *it = NULL, *w = NULL;
+    Py_UCS4 words[MAX_STOP][STOP_LEN];
+    int lens[MAX_STOP];
+    int n = 0;
     for (int k = 0; k < 4; k++) {
         slots[k] = PyObject_GetAttrString((PyObject *)st, slot_names[k]);
-        if (slots[k] != NULL && (Py_TYPE(slots[k])->tp_descr_set == NULL)) {
-            Py_DECREF(slots[k]);
-            slots[k] = NULL;
+        if (slots[k] == NULL)
+            goto fail;
+        if (Py_TYPE(slots[k])->tp_descr_set == NULL) {
             PyErr_Format(PyExc_TypeError, "span_type.%s is not a slot", slot_names[k]);
-        }
-        if (slots[k] == NULL) {
-            for (int q = 0; q < k; q++)
-                Py_DECREF(slots[q]);
-            return NULL;
+            goto fail;
         }
     }
-    PyObject *it = PyObject_GetIter(stops);
+    it = PyObject_GetIter(stops);
     if (it == NULL)
-        return NULL;
-    int n = 0;
-    PyObject *w;
+        goto fail;
     while ((w = PyIter_Next(it)) != NULL) {
         Py_ssize_t len = PyUnicode_Check(w) ? PyUnicode_GET_LENGTH(w) : -1;
         if (len <= 0 || len >= STOP_LEN || n >= MAX_STOP) {
-            Py_DECREF(w);
-            Py_DECREF(it);
             PyErr_SetString(PyExc_ValueError, "stop words: at most 64 non-empty strings of under 16 characters");
-            return NULL;
+            goto fail;
         }
         for (Py_ssize_t k = 0; k < len; k++) {
             Py_UCS4 c = PyUnicode_READ_CHAR(w, k);
             if (!((c < 128 && !(c >= 'A' && c <= 'Z')) || c == RSQUO)) {
-                Py_DECREF(w);
-                Py_DECREF(it);
                 PyErr_SetString(PyExc_ValueError, "stop words must be lower-case ASCII (or use the ’ apostrophe)");
-                return NULL;
+                goto fail;
             }
-            stopwords[n][k] = c;
+            words[n][k] = c;
         }
-        stop_lens[n++] = (int)len;
-        Py_DECREF(w);
+        lens[n++] = (int)len;
+        Py_CLEAR(w);
     }
-    Py_DECREF(it);
     if (PyErr_Occurred())
-        return NULL;
+        goto fail;
+    Py_CLEAR(it);
+    /* every argument checked: swap the new state in */
+    memcpy(stopwords, words, (size_t)n * sizeof(words[0]));
+    memcpy(stop_lens, lens, (size_t)n * sizeof(lens[0]));
     n_stop = n;
     Py_INCREF(keep);
     Py_XSETREF(keep_set, keep);
     Py_INCREF(st);
     Py_XSETREF(span_type, st);
     for (int k = 0; k < 4; k++)
-        Py_XSETREF(span_slots[k], slots[k]);
+        Py_XSETREF(span_slots[k], slots[k]); /* the reference taken above */
     for (int k = 0; k < 3; k++) {
         PyObject *name = PyTuple_GET_ITEM(shapes, k);
         Py_INCREF(name);
         Py_XSETREF(shape_names[k], name);
     }
     Py_RETURN_NONE;
+fail:
+    Py_XDECREF(w);
+    Py_XDECREF(it);
+    for (int k = 0; k < 4; k++)
+        Py_XDECREF(slots[k]);
+    return NULL;
 }
 
 const char code_start_at_doc[] =

@@ -1,11 +1,21 @@
-/* swcdata._fast: the Solidity lexer of `swcdata.solidity.code_tokens` and the per-token lookups of
- * `swcdata.tokens.token_hashes`, in C.
+/* swcdata._fast: the few hot loops of swcdata that earned a place in C by a measured share of their
+ * command's wall time (README, "What is in C and why"; bench/ext_pieces.py). Each has exactly one
+ * Python reference, which tests/test_fast.py holds it to:
  *
- * Optional: the package works without it (pure Python, same results; `SWCDATA_NO_EXT=1` forces that
- * path). The lexer reproduces the regex lexer of solidity.py token for token; tests/test_fast.py
- * checks both against each other on the seed data, the generated corpus and random text.
+ *   lex                                   solidity._py_lex (the regex lexer below)
+ *   IdTable, field_ids (code_ids,         tokens._append_field: a field's token ids, from cached
+ *     word_ids: the table's test hooks)     lookups in front of the token -> id dicts
+ *   sign_forms                            tokens.chunk_signatures' numpy path (shingles, MinHash)
+ *   lsh_star_keys                         minhash.candidate_pairs' sorted bands (star pairs)
+ *   similarity_into                       minhash.similarity's numpy path
+ *   extract_spans (in _extract.c)         solidity._py_extract_code
  *
- * The regex it reproduces (re.ASCII, applied with findall from the start of the code):
+ * Optional: the package works without it (same results, slower). swcdata/_ext.py is the one switch:
+ * `SWCDATA_NO_EXT=1` runs every Python reference, `SWCDATA_NO_EXT=lex,lsh` those pieces only.
+ *
+ * The lexer reproduces the regex lexer of solidity.py token for token; tests/test_fast.py checks both
+ * against each other on the seed data, the generated corpus and random text. The regex it reproduces
+ * (re.ASCII, applied with findall from the start of the code):
  *
  *   \s*+(?://[^\n]*+|/\*[\s\S]*?(?:\*\/|\Z)|(TOKEN))
  *
@@ -22,9 +32,6 @@
 /* IS_WORD of each byte, as a table (filled at import): one load in the per-character loops */
 static unsigned char word_byte[256];
 #define WORD_BYTE(c) (word_byte[(unsigned char)(c)])
-/* str.split's blanks among the bytes (\t \n \v \f \r, \x1c-\x1f and space), and each byte
- * lower-cased (ASCII letters only, as LOWER) */
-static unsigned char key_blank[256], key_lower[256];
 
 
 /* Length of the operator starting at `i` (1 for any other single character). */
@@ -353,15 +360,34 @@ table_id(IdTable *tb, PyObject *s, const Text *t, Py_ssize_t a, Py_ssize_t b, in
             return -1;
     }
     if (id < 0) {
-        PyObject *v = PyObject_GetItem(tb->lookup, key); /* a dict subscript; a miss runs __missing__ */
+        if (tb->lookup == NULL) { /* cleared by the garbage collector (tp_clear) */
+            PyErr_SetString(PyExc_RuntimeError, "IdTable: its lookup was cleared");
+            Py_DECREF(key);
+            return -1;
+        }
+        /* A dict subscript; a miss runs __missing__, Python code that may use this table too (and
+         * grow it): no slot found before this call is used after it, the slot is looked up again
+         * below, by the key alone (the text `t` reads may be gone by then). */
+        PyObject *v = PyObject_GetItem(tb->lookup, key);
         id = v == NULL ? -1 : PyLong_AsLongLong(v);
         Py_XDECREF(v);
-    }
-    if (id < 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "token ids must be non-negative integers");
-        Py_DECREF(key);
-        return -1;
+        if (id < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "token ids must be non-negative integers");
+            Py_DECREF(key);
+            return -1;
+        }
+        j = (Py_ssize_t)(h & (uint64_t)tb->mask);
+        for (;;) {
+            Slot *sl = &tb->slots[j];
+            if (sl->key == NULL)
+                break;
+            if (sl->h == h && PyUnicode_Compare(sl->key, key) == 0) { /* the callback stored it */
+                Py_DECREF(key);
+                return id;
+            }
+            j = (j + 1) & tb->mask;
+        }
     }
     Slot *sl = &tb->slots[j];
     sl->h = h;
@@ -385,35 +411,59 @@ IdTable_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "keep and abstract_id (>= 0) go together");
         return NULL;
     }
-    IdTable *tb = (IdTable *)type->tp_alloc(type, 0);
+    /* (not a base type: `type` is IdTable_Type) */
+    IdTable *tb = PyObject_GC_New(IdTable, &IdTable_Type);
     if (tb == NULL)
         return NULL;
+    tb->lookup = tb->keep = NULL;
+    tb->mask = -1;
+    tb->used = 0;
+    tb->abstract_id = abstract_id;
     tb->slots = PyMem_Calloc(1024, sizeof(Slot));
     if (tb->slots == NULL) {
         Py_DECREF(tb);
         return PyErr_NoMemory();
     }
     tb->mask = 1023;
-    tb->used = 0;
-    Py_INCREF(lookup);
-    tb->lookup = lookup;
-    Py_XINCREF(keep);
-    tb->keep = keep;
-    tb->abstract_id = abstract_id;
+    tb->lookup = Py_NewRef(lookup);
+    tb->keep = Py_XNewRef(keep);
+    PyObject_GC_Track(tb);
     return (PyObject *)tb;
+}
+
+/* The table holds Python objects (its lookup, keep, the slots' keys), and the lookup, a dict subclass,
+ * may hold the table: a cycle the garbage collector must see (Py_TPFLAGS_HAVE_GC). */
+static int
+IdTable_traverse(IdTable *tb, visitproc visit, void *arg)
+{
+    Py_VISIT(tb->lookup);
+    Py_VISIT(tb->keep);
+    if (tb->slots != NULL)
+        for (Py_ssize_t i = 0; i <= tb->mask; i++)
+            Py_VISIT(tb->slots[i].key);
+    return 0;
+}
+
+/* Drops every reference (a cleared table is empty, and refuses a token it would ask its lookup for). */
+static int
+IdTable_clear(IdTable *tb)
+{
+    Py_CLEAR(tb->lookup);
+    Py_CLEAR(tb->keep);
+    if (tb->slots != NULL)
+        for (Py_ssize_t i = 0; i <= tb->mask; i++)
+            Py_CLEAR(tb->slots[i].key);
+    tb->used = 0;
+    return 0;
 }
 
 static void
 IdTable_dealloc(IdTable *tb)
 {
-    if (tb->slots != NULL) {
-        for (Py_ssize_t i = 0; i <= tb->mask; i++)
-            Py_XDECREF(tb->slots[i].key);
-        PyMem_Free(tb->slots);
-    }
-    Py_XDECREF(tb->lookup);
-    Py_XDECREF(tb->keep);
-    Py_TYPE(tb)->tp_free((PyObject *)tb);
+    PyObject_GC_UnTrack(tb);
+    IdTable_clear(tb);
+    PyMem_Free(tb->slots);
+    PyObject_GC_Del(tb);
 }
 
 static Py_ssize_t
@@ -432,7 +482,10 @@ static PyTypeObject IdTable_Type = {
     .tp_basicsize = sizeof(IdTable),
     .tp_dealloc = (destructor)IdTable_dealloc,
     .tp_as_sequence = &IdTable_as_sequence,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)IdTable_traverse,
+    .tp_clear = (inquiry)IdTable_clear,
+    .tp_free = PyObject_GC_Del,
     .tp_doc = "IdTable(lookup: dict, keep: frozenset = None, abstract_id: int = -1): token -> id, answered from a\n"
               "cache in front of `lookup`; with keep, an ASCII identifier not in keep (nor a fixed-point type) is\n"
               "abstract_id, without asking `lookup` (see _fast.c).",
@@ -740,156 +793,24 @@ fast_field_ids(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
-/* ------------------------------------------------------------------------------------------------
- * The record id's key for ASCII fields: text.normalize_text(text._joined(instruction, response)) as
- * bytes, which for ASCII text is the fields around " \x00 " (a NUL inside a field written NUL \x01)
- * with every run of str.split's blanks made one space, stripped, lower-cased.
- * ------------------------------------------------------------------------------------------------ */
-
-#define IS_SPLIT_BLANK(c) (((c) >= 9 && (c) <= 13) || ((c) >= 28 && (c) <= 32))
-
-
-/* Fills the byte tables (word_byte, key_blank, key_lower) once, at import. */
+/* Fills the byte table word_byte once, at import. */
 static void
 byte_tables_init(void)
 {
-    for (int c = 0; c < 256; c++) {
+    for (int c = 0; c < 256; c++)
         word_byte[c] = (unsigned char)(c < 128 && IS_WORD(c));
-        key_blank[c] = (unsigned char)IS_SPLIT_BLANK(c);
-        key_lower[c] = (unsigned char)LOWER(c);
-    }
-}
-
-/* One byte of the key: a blank leaves a space pending (once something was written), any other byte
- * writes the pending space and itself lower-cased (a NUL followed by \x01 when `nul_pair`). */
-static inline void
-key_step(char *restrict out, Py_ssize_t *k, int *p, unsigned char c, int nul_pair)
-{
-    if (key_blank[c]) {
-        *p = *k > 0;
-        return;
-    }
-    out[*k] = ' ';
-    *k += *p;
-    *p = 0;
-    out[(*k)++] = (char)key_lower[c];
-    if (c == 0 && nul_pair)
-        out[(*k)++] = 1;
-}
-
-/* Appends the normalised d[0:n] to out[*len:]; *pending: a blank run waits to be written as one
- * space (only once something non-blank follows it, and never at the start). NULs are written
- * NUL \x01 when `nul_pair`. */
-static void
-key_run(char *restrict out, Py_ssize_t *len, int *pending, const Py_UCS1 *restrict d, Py_ssize_t n, int nul_pair)
-{
-    Py_ssize_t k = *len;
-    int p = *pending;
-    for (Py_ssize_t i = 0; i < n; i++)
-        key_step(out, &k, &p, d[i], nul_pair);
-    *len = k;
-    *pending = p;
-}
-
-/* key_run over the characters of a str of one kind (T: its code unit) that are ASCII or fold to
- * ASCII (typography_fold), each folded character going in as what it folds to; 0 (and *len left as
- * it was) at the first one that does not: Python's normalisation (NFKC) is needed then. */
-#define KEY_RUN_FOLDED(T)                                                                              \
-    for (Py_ssize_t i = 0; i < n; i++) {                                                               \
-        Py_UCS4 c = ((const T *)data)[i];                                                              \
-        if (c < 128) {                                                                                 \
-            key_step(out, &k, &p, (unsigned char)c, nul_pair);                                         \
-            continue;                                                                                  \
-        }                                                                                              \
-        const char *r = typography_fold(c);                                                            \
-        if (r == NULL)                                                                                 \
-            return 0;                                                                                  \
-        for (; *r; r++)                                                                                \
-            key_step(out, &k, &p, (unsigned char)*r, nul_pair);                                        \
-    }
-
-static int
-key_run_folded(char *restrict out, Py_ssize_t *len, int *pending, PyObject *s, int nul_pair)
-{
-    Py_ssize_t k = *len, n = PyUnicode_GET_LENGTH(s);
-    int p = *pending;
-    const void *data = PyUnicode_DATA(s);
-    switch (PyUnicode_KIND(s)) {
-    case PyUnicode_1BYTE_KIND:
-        KEY_RUN_FOLDED(Py_UCS1)
-        break;
-    case PyUnicode_2BYTE_KIND:
-        KEY_RUN_FOLDED(Py_UCS2)
-        break;
-    default:
-        KEY_RUN_FOLDED(Py_UCS4)
-    }
-    *len = k;
-    *pending = p;
-    return 1;
-}
-
-PyDoc_STRVAR(ascii_key_doc,
-"ascii_key(instruction, response=None) -> bytes | None\n\n"
-"normalize_text(_joined(instruction, response)).encode() when both are ASCII str once typography is\n"
-"folded (text._FOLD), else None; with one text, normalize_text(text).encode() when it is.");
-
-static PyObject *
-fast_ascii_key(PyObject *self, PyObject *args)
-{
-    PyObject *a, *b = NULL;
-    if (!PyArg_ParseTuple(args, "U|U:ascii_key", &a, &b))
-        return NULL;
-    Py_ssize_t na = PyUnicode_GET_LENGTH(a), nb = b == NULL ? 0 : PyUnicode_GET_LENGTH(b);
-    if (!PyUnicode_IS_ASCII(a) || (b != NULL && !PyUnicode_IS_ASCII(b))) {
-        /* a character folds to 3 bytes at most, plus the space of a blank run before it */
-        char *out = PyMem_Malloc((size_t)(4 * (na + nb) + 8));
-        if (out == NULL)
-            return PyErr_NoMemory();
-        Py_ssize_t len = 0;
-        int pending = 0, ok;
-        if (b == NULL)
-            ok = key_run_folded(out, &len, &pending, a, 0);
-        else {
-            static const Py_UCS1 sep[3] = {' ', 0, ' '};
-            ok = key_run_folded(out, &len, &pending, a, 1);
-            if (ok) {
-                key_run(out, &len, &pending, sep, 3, 0);
-                ok = key_run_folded(out, &len, &pending, b, 1);
-            }
-        }
-        PyObject *key = ok ? PyBytes_FromStringAndSize(out, len) : Py_NewRef(Py_None);
-        PyMem_Free(out);
-        return key;
-    }
-    char *out = PyMem_Malloc((size_t)(2 * (na + nb) + 4));
-    if (out == NULL)
-        return PyErr_NoMemory();
-    Py_ssize_t len = 0;
-    int pending = 0;
-    if (b == NULL) /* one text: normalised as it is (a NUL is a character like any other) */
-        key_run(out, &len, &pending, PyUnicode_1BYTE_DATA(a), na, 0);
-    else {
-        static const Py_UCS1 sep[3] = {' ', 0, ' '}; /* its NUL is the one without a \x01 after it */
-        key_run(out, &len, &pending, PyUnicode_1BYTE_DATA(a), na, 1);
-        key_run(out, &len, &pending, sep, 3, 0);
-        key_run(out, &len, &pending, PyUnicode_1BYTE_DATA(b), nb, 1);
-    }
-    PyObject *key = PyBytes_FromStringAndSize(out, len);
-    PyMem_Free(out);
-    return key;
 }
 
 /* ------------------------------------------------------------------------------------------------
- * MinHash signatures: minhash.signatures' loop (sig[r, k] = min over the record's shingles x of
- * (a[k] * x + b[k]) mod 2^32) with the permutations innermost, so that the compiler vectorises it
- * (an AVX2 clone where the CPU has it).
+ * One record's MinHash (sign_forms below): minhash.signatures' loop (sig[r, k] = min over the record's
+ * shingles x of (a[k] * x + b[k]) mod 2^32) with the permutations innermost, so that the compiler
+ * vectorises it (an AVX2 clone where the CPU has it).
  * ------------------------------------------------------------------------------------------------ */
 
 VECTOR_CLONES
 static void
-minhash_one(const uint32_t *restrict x, int64_t count, const uint32_t *restrict a, const uint32_t *restrict b,
-            Py_ssize_t k, uint32_t *restrict m)
+minhash_one(const uint32_t *SWC_RESTRICT x, int64_t count, const uint32_t *SWC_RESTRICT a,
+            const uint32_t *SWC_RESTRICT b, Py_ssize_t k, uint32_t *SWC_RESTRICT m)
 {
     for (Py_ssize_t j = 0; j < k; j++)
         m[j] = UINT32_MAX;
@@ -900,15 +821,6 @@ minhash_one(const uint32_t *restrict x, int64_t count, const uint32_t *restrict 
             m[j] = h < m[j] ? h : m[j];
         }
     }
-}
-
-static void
-minhash_rows(const uint32_t *x, const int64_t *off, Py_ssize_t n, const uint32_t *a, const uint32_t *b, Py_ssize_t k,
-             uint32_t *sig)
-{
-    for (Py_ssize_t r = 0; r < n; r++)
-        if (off[r + 1] > off[r]) /* no shingles: the row keeps what the caller put there */
-            minhash_one(x + off[r], off[r + 1] - off[r], a, b, k, sig + r * k);
 }
 
 typedef struct {
@@ -946,45 +858,10 @@ get_buffers(const BufSpec *spec, Py_buffer *views, int n)
     return 0;
 }
 
-PyDoc_STRVAR(minhash_into_doc,
-"minhash_into(x, offsets, a, b, sig) -> None\n\n"
-"x: uint32 shingle values; offsets: int64, n + 1 record boundaries into x; a, b: uint32 permutation\n"
-"parameters (k each); sig: a C-contiguous (n, k) uint32 array, whose rows of records with shingles are\n"
-"set to min over the record's x of (a[j] * x + b[j]) mod 2^32.");
-
-static PyObject *
-fast_minhash_into(PyObject *self, PyObject *args)
-{
-    PyObject *ox, *ooff, *oa, *ob, *osig;
-    if (!PyArg_ParseTuple(args, "OOOOO:minhash_into", &ox, &ooff, &oa, &ob, &osig))
-        return NULL;
-    Py_buffer v[5]; /* x, offsets, a, b, sig */
-    const BufSpec spec[5] = {{ox, 4, 0, "x"}, {ooff, 8, 0, "offsets"}, {oa, 4, 0, "a"}, {ob, 4, 0, "b"},
-                             {osig, 4, 1, "sig"}};
-    if (get_buffers(spec, v, 5) < 0)
-        return NULL;
-    Py_ssize_t n = v[1].len / 8 - 1, k = v[2].len / 4, nx = v[0].len / 4;
-    const int64_t *o = v[1].buf;
-    int ok = n >= 0 && v[3].len == v[2].len && v[4].len == n * k * 4;
-    for (Py_ssize_t r = 0; ok && r < n; r++)
-        ok = o[r] >= 0 && o[r] <= o[r + 1] && o[r + 1] <= nx;
-    if (ok) {
-        Py_BEGIN_ALLOW_THREADS
-        minhash_rows(v[0].buf, o, n, v[2].buf, v[3].buf, k, v[4].buf);
-        Py_END_ALLOW_THREADS
-    }
-    release_buffers(v, 5);
-    if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "minhash_into: offsets, a, b and sig do not fit together");
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
 VECTOR_CLONES
 static void
-similarity_rows(const uint32_t *restrict sig, Py_ssize_t k, const int64_t *restrict pairs, Py_ssize_t m,
-                double *restrict out)
+similarity_rows(const uint32_t *SWC_RESTRICT sig, Py_ssize_t k, const int64_t *SWC_RESTRICT pairs, Py_ssize_t m,
+                double *SWC_RESTRICT out)
 {
     for (Py_ssize_t p = 0; p < m; p++) {
         const uint32_t *u = sig + pairs[2 * p] * k, *v = sig + pairs[2 * p + 1] * k;
@@ -1024,127 +901,6 @@ fast_similarity_into(PyObject *self, PyObject *args)
     release_buffers(v, 3);
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "similarity_into: sig, pairs and out do not fit together");
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-/* ------------------------------------------------------------------------------------------------
- * SWC mentions: catalogue._UPPER_MENTION.findall, the regex SWC[\s\-_]?(1[0-3]\d)(?!\d) (Unicode
- * \s and \d, as re has them: Py_UNICODE_ISSPACE and Py_UNICODE_ISDECIMAL), matches taken left to
- * right without overlap. The optional separator can only be given back to no avail (a digit "1"
- * must follow), so a separator is taken when there is one.
- * ------------------------------------------------------------------------------------------------ */
-
-PyDoc_STRVAR(swc_upper_doc,
-"swc_upper(text) -> list[str]\n\n"
-"catalogue._UPPER_MENTION.findall(text): the three digits of each SWC mention (SWC-107, SWC 107, SWC107).");
-
-static PyObject *
-fast_swc_upper(PyObject *self, PyObject *args)
-{
-    PyObject *s;
-    if (!PyArg_ParseTuple(args, "U:swc_upper", &s))
-        return NULL;
-    Text t;
-    Py_ssize_t pos;
-    if (text_of(s, &t, 0, -1, &pos) < 0)
-        return NULL;
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    Py_ssize_t n = t.end, i = 0;
-    while (i <= n - 4) { /* a mention is 6 characters at least */
-        if (t.kind == PyUnicode_1BYTE_KIND) { /* skip to the next S at C speed */
-            const Py_UCS1 *d = t.data;
-            const Py_UCS1 *hit = memchr(d + i, 'S', (size_t)(n - i));
-            if (hit == NULL)
-                break;
-            i = hit - d;
-            if (i > n - 4)
-                break;
-        }
-        if (AT(&t, i) != 'S' || AT(&t, i + 1) != 'W' || AT(&t, i + 2) != 'C') {
-            i++;
-            continue;
-        }
-        Py_ssize_t p = i + 3;
-        Py_UCS4 c = AT(&t, p);
-        if (c == '-' || c == '_' || Py_UNICODE_ISSPACE(c))
-            p++;
-        if (p + 3 <= n && AT(&t, p) == '1' && AT(&t, p + 1) >= '0' && AT(&t, p + 1) <= '3'
-            && Py_UNICODE_ISDECIMAL(AT(&t, p + 2)) && (p + 3 == n || !Py_UNICODE_ISDECIMAL(AT(&t, p + 3)))) {
-            PyObject *m = PyUnicode_Substring(s, p, p + 3);
-            if (m == NULL || PyList_Append(out, m) < 0) {
-                Py_XDECREF(m);
-                Py_DECREF(out);
-                return NULL;
-            }
-            Py_DECREF(m);
-            i = p + 3;
-            continue;
-        }
-        i++;
-    }
-    return out;
-}
-
-/* ------------------------------------------------------------------------------------------------
- * Connected components (minhash.components): union-find over the edges, each root hooked under the
- * smaller one, so a parent is never larger than its node and a root is its component's smallest
- * node; paths are halved on the way. One pass in node order then gives every node its root (the
- * parent of a node is an earlier node, already final).
- * ------------------------------------------------------------------------------------------------ */
-
-static inline int64_t
-uf_root(int64_t *parent, int64_t x)
-{
-    while (parent[x] != x) {
-        parent[x] = parent[parent[x]];
-        x = parent[x];
-    }
-    return x;
-}
-
-PyDoc_STRVAR(components_into_doc,
-"components_into(pairs, out) -> None\n\n"
-"pairs: a C-contiguous (m, 2) int64 array of edges between nodes 0..n-1; out: n int64, set to each\n"
-"node's component label, the smallest node of its component.");
-
-static PyObject *
-fast_components_into(PyObject *self, PyObject *args)
-{
-    PyObject *opairs, *oout;
-    if (!PyArg_ParseTuple(args, "OO:components_into", &opairs, &oout))
-        return NULL;
-    Py_buffer v[2];
-    const BufSpec spec[2] = {{opairs, 8, 0, "pairs"}, {oout, 8, 1, "out"}};
-    if (get_buffers(spec, v, 2) < 0)
-        return NULL;
-    Py_ssize_t n = v[1].len / 8, m = v[0].len / 16;
-    const int64_t *e = v[0].buf;
-    int64_t *parent = v[1].buf;
-    int ok = v[0].len == m * 16;
-    for (Py_ssize_t i = 0; ok && i < 2 * m; i++)
-        ok = e[i] >= 0 && e[i] < n;
-    if (ok) {
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; i++)
-            parent[i] = i;
-        for (Py_ssize_t i = 0; i < m; i++) {
-            int64_t a = uf_root(parent, e[2 * i]), b = uf_root(parent, e[2 * i + 1]);
-            if (a < b)
-                parent[b] = a;
-            else if (b < a)
-                parent[a] = b;
-        }
-        for (Py_ssize_t i = 0; i < n; i++)
-            parent[i] = parent[parent[i]];
-        Py_END_ALLOW_THREADS
-    }
-    release_buffers(v, 2);
-    if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "components_into: pairs must be (m, 2) nodes of out");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1221,7 +977,7 @@ star_keys(const uint32_t *sig, Py_ssize_t n, Py_ssize_t k, Py_ssize_t band_lo, P
         memset(table, 0xFF, cap * sizeof(Bucket));
         for (Py_ssize_t r = 0; r < n; r++) {
             if (r + LOOKAHEAD < n)
-                __builtin_prefetch(&table[bh[(r + LOOKAHEAD) * bands + band] & (cap - 1)]);
+                SWC_PREFETCH(&table[bh[(r + LOOKAHEAD) * bands + band] & (cap - 1)]);
             uint64_t *slot = &bh[r * bands + band];
             if (!live[r])
                 continue;
@@ -1428,12 +1184,8 @@ fast_lsh_star_keys(PyObject *self, PyObject *args)
 
 static PyMethodDef fast_methods[] = {
     {"similarity_into", fast_similarity_into, METH_VARARGS, similarity_into_doc},
-    {"components_into", fast_components_into, METH_VARARGS, components_into_doc},
-    {"swc_upper", fast_swc_upper, METH_VARARGS, swc_upper_doc},
-    {"minhash_into", fast_minhash_into, METH_VARARGS, minhash_into_doc},
     {"lsh_star_keys", fast_lsh_star_keys, METH_VARARGS, lsh_star_keys_doc},
     {"sign_forms", fast_sign_forms, METH_VARARGS, sign_forms_doc},
-    {"ascii_key", fast_ascii_key, METH_VARARGS, ascii_key_doc},
     {"field_ids", fast_field_ids, METH_VARARGS, field_ids_doc},
     {"lex", fast_lex, METH_VARARGS, lex_doc},
     {"code_ids", fast_code_ids, METH_VARARGS, code_ids_doc},
@@ -1442,13 +1194,12 @@ static PyMethodDef fast_methods[] = {
     {"extract_init", fast_extract_init, METH_VARARGS, extract_init_doc},
     {"code_start_at", fast_code_start_at, METH_VARARGS, code_start_at_doc},
     {"codeish", fast_codeish, METH_VARARGS, codeish_doc},
-    {"removed_json", fast_removed_json, METH_VARARGS, removed_json_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef fast_module = {
     PyModuleDef_HEAD_INIT, "swcdata._fast",
-    "C versions of swcdata's Solidity lexer and token lookups (optional; same results as the Python code).",
+    "swcdata's measured hot loops in C (optional; each gives what its Python reference gives: see swcdata._ext).",
     -1, fast_methods, NULL, NULL, NULL, NULL,
 };
 
@@ -1456,7 +1207,6 @@ PyMODINIT_FUNC
 PyInit__fast(void)
 {
     byte_tables_init();
-    json_init();
     if (PyType_Ready(&IdTable_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fast_module);

@@ -21,6 +21,20 @@ typedef struct {
 
 #define AT(t, i) PyUnicode_READ((t)->kind, (t)->data, (i))
 
+/* Compiler extensions, spelled once so that every compiler builds the extension: SWC_PREFETCH(p) asks
+ * for the cache line of p (GCC and Clang; nothing elsewhere, MSVC included), SWC_RESTRICT is C99's
+ * restrict (MSVC spells it __restrict, and C++ compilers have only that spelling). */
+#if defined(__GNUC__) || defined(__clang__)
+#define SWC_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define SWC_PREFETCH(p) ((void)0)
+#endif
+#if defined(_MSC_VER) || defined(__cplusplus)
+#define SWC_RESTRICT __restrict
+#else
+#define SWC_RESTRICT restrict
+#endif
+
 /* A loop the compiler should vectorise: with GCC on x86-64, an AVX2 clone beside the default one,
  * chosen at load time by the CPU. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
@@ -58,9 +72,6 @@ extern const char extract_spans_doc[];
 extern const char extract_init_doc[];
 PyObject *fast_extract_spans(PyObject *self, PyObject *args);
 int extract_ranges(PyObject *s, Py_ssize_t **ranges, Py_ssize_t *count);
-extern const char removed_json_doc[];
-void json_init(void);
-PyObject *fast_removed_json(PyObject *self, PyObject *args);
 PyObject *fast_extract_init(PyObject *self, PyObject *args);
 extern const char code_start_at_doc[];
 PyObject *fast_code_start_at(PyObject *self, PyObject *args);

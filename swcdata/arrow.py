@@ -10,6 +10,7 @@ equals what `pa.array` makes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -53,10 +54,24 @@ def int64s(values: Sequence[int] | npt.NDArray[np.integer]) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(arr), [None, pa.py_buffer(arr)])
 
 
+def float64s(values: Sequence[float] | npt.NDArray[np.floating]) -> pa.Array:
+    """``pa.array(values, pa.float64())`` for values without nulls (NaN is a value)."""
+    arr = np.ascontiguousarray(values, dtype=np.float64)
+    return pa.Array.from_buffers(pa.float64(), len(arr), [None, pa.py_buffer(arr)])
+
+
 def bools(mask: Sequence[bool] | npt.NDArray[np.bool_]) -> pa.Array:
     """``pa.array(mask, pa.bool_())`` for a mask without nulls (for ``Table.filter``)."""
     arr = np.asarray(mask, dtype=bool)
     return pa.Array.from_buffers(pa.bool_(), len(arr), [None, pa.py_buffer(np.packbits(arr, bitorder="little"))])
+
+
+def write_parquet(table: pa.Table, f: BinaryIO) -> None:
+    """A table as Parquet into an open binary file (zstd, dictionary-encoded, 65,536 rows a group: the
+    settings of the registry's removed-record files)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, f, compression="zstd", row_group_size=65_536, use_dictionary=True, write_statistics=False)
 
 
 def to_numpy(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.generic]:

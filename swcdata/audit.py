@@ -27,10 +27,10 @@ import numpy.typing as npt
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from swcdata import minhash
+from swcdata import _ext, minhash
 from swcdata.codematch import CodeMatchConfig, CodePairs, code_pairs, record_code
 from swcdata.dedup import DedupConfig, Progress, table_signatures
-from swcdata.schema import Ledger, RecordRef, Source
+from swcdata.schema import BACKEND_DOC, Ledger, RecordRef, Source
 from swcdata.text import normalize_text
 
 _WORD = re.compile(r"\w+")
@@ -126,6 +126,7 @@ class AuditReport(BaseModel):
     label_conflicts: list[LabelConflict] = Field(default_factory=list, description="Every code pair with two "
                                                  "different categories.")
     timings: dict[str, float]
+    backend: str = Field(description=BACKEND_DOC)
     reference_input: Ledger | None = Field(None, description="How the reference lines were read (set when audit "
                                            "read files).")
     candidate_input: Ledger | None = Field(None, description="How the candidate lines were read: a quarantined "
@@ -328,7 +329,7 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         ngram_overlap_rate=round(int((longest > 0).sum()) / nc, 4) if nc else 0.0,
     )
     return AuditReport(config=cfg, summary=summary, candidates=results, label_conflicts=conflicts,
-                       timings={k: round(v, 3) for k, v in timings.items()})
+                       timings={k: round(v, 3) for k, v in timings.items()}, backend=_ext.backend())
 
 
 def _best_code_match(cp: CodePairs, n: int) -> npt.NDArray[np.int64]:

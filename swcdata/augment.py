@@ -3,15 +3,24 @@
 For every record of a targeted split (``train`` unless told otherwise) the step makes ``factor``
 variants. Variant ``k`` applies one code-preserving transform to every code span of *both* fields
 (the same way in the instruction and the response) and, where the record's task family is
-recognised, rephrases the instruction with a template of that family (see
-:mod:`swcdata.templates`). The response keeps answering the same question, and the category never
-changes.
+recognised and its request can be said in other words without losing a detail, rewrites the
+request with a template of that family (see :mod:`swcdata.templates`: the topic, the focus and the
+specific questions of the record's own request are kept; a request that says more than a template
+can keeps its own wording). The response keeps answering the same question, and the category never
+changes. Records with a validate warning named in ``skip_findings`` (``noop-fix`` by default: the
+"fix" repeats the vulnerable code) are kept but not augmented.
 
 Transforms (chosen per record and ``k`` by a hash of the seed and the record id, never ``random``):
 
 * ``rename_identifiers``: a consistent renaming of the contract's own identifiers (found with
-  tree-sitter) to names from a curated pool, in the code of both fields and where the prose quotes
-  them (`` `name` ``, ``'name'``, ``name()``, camelCase/snake_case names). Never renamed: keywords,
+  tree-sitter) to names from the pool of their type and role (:mod:`swcdata.namepools`: a ``bool``
+  gets a flag of the same sense, an ``address`` a party, a ``uint`` an amount, a time, a rate or a
+  count, a constant an UPPER_CASE name of its type, a function a verb phrase...; a name whose type
+  neither its declaration nor its use tells is not renamed), in the code of both fields and where the
+  prose quotes them (`` `name` ``, ``'name'``, ``name()``, camelCase/snake_case names). A name the
+  prose refers to in plain words ("updates the external dependencies" for
+  ``setExternalDependencies``) is not renamed, nor is a function the code calls without declaring
+  it (unless its name says it only reads). Never renamed: keywords,
   types, built-ins (``msg.sender``, ``block``, ``transfer``, ``keccak256``, ``this``, ...), any name
   used after a ``.`` (members of external objects: ``token.transfer``, ``s.level``), external
   types and events (capitalised names the code does not declare: ``IERC20``, ``Transfer``) and the
@@ -19,11 +28,15 @@ Transforms (chosen per record and ``k`` by a hash of the seed and the record id,
 * ``reflow_layout``: whitespace between tokens only: one statement per line, indentation by depth
   (4 spaces, 2 spaces or tabs) and canonical spacing (after commas, around binary operators), or a
   compact one-line form without spaces inside brackets (only when there is no ``//`` comment).
-* ``toggle_comments``: in the instruction's code only, removes every comment when it has some,
-  otherwise inserts neutral comments (``// function withdraw``) above each declaration (inside the
-  first body when the code is not fenced, so that it still starts with code), or one for the whole
-  snippet. The response is the answer: its comments often are the explanation (``// fixed: checks
-  before the call (SWC-107)``), so they are never touched.
+* ``toggle_comments``: in the instruction's code only, removes every comment when it has some (the
+  rest keeps its indentation), otherwise writes a NatSpec comment (``/// @notice``, ``/// @dev``,
+  ``/** @dev */``) on the line above each function, modifier and constructor, indented like it, that
+  says what tree-sitter shows about it: who may call it and what its body does ("Callable by anyone;
+  it updates storage and sends ether."), never its name. Code that starts with the declaration and
+  is not in a Markdown fence is shown in one (outside a fence, a leading comment would hide the
+  code from the extractor) when it stands apart from the sentence around it. The response is the
+  answer: its comments often are the explanation (``// fixed: checks before the call (SWC-107)``),
+  so they are never touched.
 
 Every transformed span is parsed again with tree-sitter: when a span that parsed before does not
 parse after, the record is skipped for that transform (counted in ``skipped_parse_failures``) and
@@ -41,11 +54,14 @@ are named in the report's warnings.
 
 Variants are then deduplicated by id against every record of every split and against each other;
 what was dropped is counted. Records that already carry lineage are kept but not augmented again.
-Splits that are not targeted come back unchanged. The function does no I/O and prints nothing.
+Splits that are not targeted come back unchanged. The report ends with the quality of the added
+variants (:mod:`swcdata.augment_quality`: template and transform shares, header-only variants, parse
+rates, renames by type, five before/after pairs). The function does no I/O and prints nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import Counter
@@ -57,7 +73,7 @@ import pyarrow as pa
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from swcdata import solidity, templates
+from swcdata import augment_quality, declarations, namepools, solidity, templates
 from swcdata.isolate import ChildCrashed, stream_isolated
 from swcdata.records import table_from_rows
 from swcdata.solidity import CodeSpan
@@ -119,6 +135,22 @@ class AugmentConfig(BaseModel):
     max_parse_chars: int = Field(solidity.MAX_PARSE_CHARS, ge=1,
                                  description="A record with a code span longer than this (characters) is not "
                                              "augmented: tree-sitter can crash on huge spans.")
+    skip_findings: list[str] = Field(default_factory=lambda: ["noop-fix"],
+                                     description="Validate warning rules (swcdata validate's rule names) whose "
+                                                 "records are kept but not augmented: by default noop-fix, a "
+                                                 "'fix' that repeats the vulnerable code (its variants would "
+                                                 "teach the same wrong answer three more times).")
+
+    @field_validator("skip_findings")
+    @classmethod
+    def _warning_rules(cls, v: list[str]) -> list[str]:
+        from swcdata.validate import warning_rules
+
+        known = warning_rules()
+        bad = [r for r in v if r not in known]
+        if bad:
+            raise ValueError(f"not a validate warning rule: {', '.join(map(repr, bad))} (rules: {', '.join(known)})")
+        return list(dict.fromkeys(v))
 
     @field_validator("transforms", mode="before")
     @classmethod
@@ -162,6 +194,8 @@ class SplitAugment(BaseModel):
                                           "than max_parse_chars.")
     parser_crashed: int = Field(0, description="Records kept but not augmented (not sources): working on their "
                                                "code crashed the process (a tree-sitter crash).")
+    skipped_by_finding: int = Field(0, description="Records kept but not augmented (not sources): they have a "
+                                                   "validate warning named in skip_findings.")
     records_out: int
 
     @property
@@ -187,6 +221,11 @@ class AugmentReport(BaseModel):
     templates_dropped: int = Field(0, description="Variants whose template was dropped (the record's own wording "
                                    "kept) because the templated text changed which code spans it holds.")
     duplicates_dropped: int
+    skipped_by_finding: dict[str, int] = Field(default_factory=dict, description="Records not augmented per "
+                                               "skip_findings rule (a record with two such rules counts in both).")
+    quality: augment_quality.AugmentQuality = Field(description="How good the added variants are: template and "
+                                                    "transform shares, header-only variants, parse rates, renames "
+                                                    "by type, and a few before/after pairs to read.")
     warnings: list[str]
     seconds: float
 
@@ -220,7 +259,8 @@ _WELL_KNOWN = frozenset([
     # Ownable / AccessControl / Pausable / ReentrancyGuard / Context
     "owner", "onlyOwner", "transferOwnership", "renounceOwnership", "OwnershipTransferred", "nonReentrant",
     "whenNotPaused", "whenPaused", "paused", "onlyRole", "hasRole", "grantRole", "revokeRole", "renounceRole",
-    "getRoleAdmin", "_msgSender", "_msgData", "_mint", "_burn", "_transfer", "_approve", "_safeMint",
+    "getRoleAdmin", "_msgSender", "_msgData", "Ownable", "ReentrancyGuard", "Pausable", "SafeMath", "SafeERC20",
+    "Context", "Initializable", "AccessControl", "_mint", "_burn", "_transfer", "_approve", "_safeMint",
     "_safeTransfer", "_setupRole", "_grantRole", "_revokeRole", "_checkOwner", "_checkRole", "_beforeTokenTransfer",
     "_afterTokenTransfer", "_spendAllowance", "_pause", "_unpause", "_transferOwnership", "_setApprovalForAll",
     "_exists", "_isApprovedOrOwner", "_setTokenURI", "_baseURI", "initializer", "onlyInitializing",
@@ -242,68 +282,6 @@ _TYPE_DECL_PARENTS = frozenset([
 ])
 _KEY_PARENTS = frozenset(["call_struct_argument", "struct_field_assignment"])
 
-# fmt: off
-_POOLS: dict[str, tuple[str, ...]] = {
-    "func": (
-        "processPayment", "settleAccount", "executePayout", "claimReward", "releaseFunds", "distributeShares",
-        "updateLedger", "handleDeposit", "finalizeRound", "collectFees", "redeemShares", "payoutWinner",
-        "refundBidder", "sweepBalance", "allocateTokens", "registerMember", "closePosition", "rebalancePool",
-        "withdrawStake", "depositCollateral", "settleTrade", "creditAccount", "debitAccount", "startAuction",
-        "endAuction", "placeBid", "buyTickets", "drawWinner", "lockFunds", "unlockFunds", "harvestYield",
-        "liquidatePosition", "repayLoan", "borrowAssets", "mintShares", "burnShares", "setRate", "updatePrice",
-        "configureFees", "pauseSale", "resumeSale", "forwardPayment", "splitRevenue", "vestTokens",
-        "releaseVested", "swapAssets", "bridgeOut", "bridgeIn", "submitOrder", "cancelOrder",
-    ),
-    "modifier": (
-        "onlyAdmin", "onlyOperator", "onlyManager", "onlyGovernor", "whenActive", "whenOpen", "onlyKeeper",
-        "onlyTreasurer", "onlyController", "whenLive", "onlyCurator", "onlyGuardian", "onlyMinter", "whenUnlocked",
-    ),
-    "bool": (
-        "success", "sent", "paid", "done", "settled", "approved", "isActive", "isOpen", "locked", "finalized",
-        "enabled", "valid", "accepted", "delivered", "executed", "claimedFlag",
-    ),
-    "addr": (
-        "recipient", "beneficiary", "account", "operator", "treasuryWallet", "feeRecipient", "winner", "bidder",
-        "seller", "buyer", "payee", "admin", "manager", "target", "receiver", "custodian", "depositor", "claimant",
-    ),
-    "num": (
-        "payout", "stake", "credit", "feeAmount", "shareAmount", "quota", "limitAmount", "total", "remaining",
-        "pending", "bidAmount", "entryFee", "roundId", "unitPrice", "supplyCap", "owed", "collateral", "debt",
-        "principal", "interest", "deadline", "startTime", "endTime", "allocation", "epoch", "ticketPrice", "jackpot",
-        "prizePool", "highestBid", "minBid", "totalStaked", "totalDeposits", "delta", "fee", "rate", "amountDue",
-        "reward", "netAmount", "grossAmount", "cap",
-    ),
-    "map": (
-        "deposits", "holdings", "creditOf", "stakeOf", "depositOf", "rewardOf", "lastClaim", "owedTo", "sharesOf",
-        "claimedBy", "ledger", "escrowOf", "pendingOf", "allowanceOf", "contributions", "refunds",
-    ),
-    "list": (
-        "participants", "payees", "members", "recipientList", "bidders", "holderList", "queue", "entries", "orders",
-        "tickets", "claims", "investors",
-    ),
-    "var": (
-        "payout", "stake", "credit", "reserve", "treasury", "vault", "ledger", "counter", "total", "remaining",
-        "pending", "escrow", "collateral", "position", "record", "entry", "details", "config", "snapshot", "pool",
-        "target", "recipient", "account", "beneficiary", "operator", "winner", "quota", "allocation", "holding",
-        "deposit", "claim", "order", "ticket", "round", "share",
-    ),
-    "const": (
-        "MAX_PAYOUT", "FEE_RATE", "MIN_DEPOSIT", "LOCK_PERIOD", "TREASURY_ADDRESS", "BASE_UNIT", "REWARD_RATE",
-        "MAX_SUPPLY_CAP", "ROUND_LENGTH", "GRACE_PERIOD", "PRECISION", "MIN_STAKE", "MAX_BID", "TICKET_PRICE",
-        "FEE_DENOMINATOR", "VESTING_PERIOD", "MAX_PARTICIPANTS", "DEFAULT_RATE",
-    ),
-    "type": (
-        "Vault", "Treasury", "Escrow", "Crowdsale", "Lottery", "Auction", "Registry", "StakingPool", "Marketplace",
-        "Exchange", "Fundraiser", "Wallet", "Ledger", "Bank", "Raffle", "Game", "Distributor", "Splitter",
-        "Position", "Order", "Bid", "Ticket", "Member", "Round",
-    ),
-    "event": (
-        "FundsReleased", "PaymentMade", "Deposited", "Withdrawn", "RewardClaimed", "RoundClosed", "BidPlaced",
-        "WinnerPaid", "SharesMinted", "FeesCollected", "PositionClosed", "OrderFilled", "StakeUpdated",
-        "RefundIssued", "PriceUpdated",
-    ),
-}
-# fmt: on
 
 _LEX = re.compile(
     r"""
@@ -320,15 +298,13 @@ Tok = tuple[int, int, int]  # kind, start, end
 _WORDS_RE = re.compile(r"\w+")
 _CODE_SHAPED = re.compile(r"[a-z0-9][A-Z]|_|\d")
 _CODE_ITEM = re.compile(r"\s+(?:function|modifier|variable|mapping|event|array|contract|parameter|constant|struct)\b")
-_DECL_KW = {"function": "function", "modifier": "modifier", "constructor": "", "receive": "", "fallback": "",
-            "contract": "contract", "interface": "interface", "library": "library"}
-
-# (line comment, block comment, snippet line comment, snippet block comment)
-_COMMENT_STYLES: tuple[tuple[str, str, str, str], ...] = (
-    ("// {kind} {name}", "/* {kind} {name} */", "// code under review", "/* code under review */"),
-    ("/// @dev {kind} {name}", "/** @dev {kind} {name} */", "// excerpt", "/* excerpt */"),
-    ("// ---- {name} ----", "/* ---- {name} ---- */", "// ---- snippet ----", "/* ---- snippet ---- */"),
-    ("// {name}", "/* {name} */", "// Solidity excerpt", "/* Solidity excerpt */"),
+# NatSpec forms of an added comment: (first line, continuation, last line) around the text; one-line forms
+# have only the first. `{ind}` is the declaration's indentation.
+_NATSPEC: tuple[tuple[str, ...], ...] = (
+    ("/// @notice {text}",),
+    ("/// @dev {text}",),
+    ("/** @dev {text} */",),
+    ("/**", "{ind} * @dev {text}", "{ind} */"),
 )
 _LAYOUT_STYLES: tuple[tuple[str, str], ...] = (("expand", "    "), ("expand", "  "), ("expand", "\t"), ("compact", ""))
 
@@ -346,7 +322,8 @@ class _Cache:
     def __init__(self, max_parse_chars: int = solidity.MAX_PARSE_CHARS) -> None:
         self.toks: dict[str, list[Tok]] = {}
         self.ok: dict[str, bool] = {}
-        self.idents: dict[str, list[solidity.Identifier]] = {}
+        self.fcts: dict[str, declarations.Facts] = {}
+        self.bfcts: dict[str, declarations.Facts] = {}
         self.max_chars = max_parse_chars
 
     def tokens(self, code: str) -> list[Tok]:
@@ -357,6 +334,8 @@ class _Cache:
 
     def parses(self, code: str) -> bool:
         ok = self.ok.get(code)
+        if ok is None and code in self.fcts:
+            ok = self.ok[code] = self.fcts[code].ok
         if ok is None:
             try:
                 ok = solidity.parse(code, max_chars=self.max_chars).ok
@@ -366,26 +345,30 @@ class _Cache:
         return ok
 
     def identifiers(self, code: str) -> list[solidity.Identifier]:
-        ids = self.idents.get(code)
-        if ids is None:
+        return self.facts(code).idents  # (records with spans over the bound are not augmented: see _variants)
+
+    def facts(self, code: str, bodies: bool = False) -> declarations.Facts:
+        """The declarations, callables and identifiers of a span (tree-sitter), memoised; ``bodies``: with
+        the callables' body facts (what comments are written from)."""
+        memo = self.bfcts if bodies else self.fcts
+        f = memo.get(code) or (None if bodies else self.bfcts.get(code))
+        if f is None:
             try:
-                ids = solidity.identifier_nodes(code, max_chars=self.max_chars)
-            except solidity.CodeTooLarge:  # (records with such spans are not augmented: see _variants)
-                ids = []
-            self.idents[code] = ids
-        return ids
+                f = declarations.facts(code, max_chars=self.max_chars, bodies=bodies)
+            except solidity.CodeTooLarge:
+                f = declarations.Facts([], [], False)
+            memo[code] = f
+        return f
 
 
 @dataclass(slots=True)
 class _Field:
     text: str
     spans: list[CodeSpan]
-    line_start: list[bool]  # does the span start a line of the text?
 
     @classmethod
     def of(cls, text: str) -> _Field:
-        spans = solidity.extract_code(text)
-        return cls(text, spans, [s.start == 0 or text[s.start - 1] == "\n" for s in spans])
+        return cls(text, solidity.extract_code(text))
 
 
 def _is_body(s: CodeSpan) -> bool:
@@ -407,6 +390,7 @@ class _Edit:
     spans: tuple[list[str], list[str]]  # new text of each span of the instruction / the response
     prose: Callable[[str], str] | None = None  # applied to the prose between spans (renaming)
     changed: list[tuple[str, str]] = field(default_factory=list)  # (before, after) of every changed span
+    fence: frozenset[int] = frozenset()  # instruction spans to show in a Markdown fence (see _fenceable)
 
 
 def _edit(rec: _Rec, new: tuple[list[str], list[str]], prose: Callable[[str], str] | None = None) -> _Edit | None:
@@ -421,14 +405,194 @@ def _edit(rec: _Rec, new: tuple[list[str], list[str]], prose: Callable[[str], st
 # ------------------------------------------------------------------------------ rename_identifiers
 
 
+def _prose_stems(rec: _Rec, cache: _Cache) -> set[str]:
+    """Word stems of what the record says in plain words: its prose outside the code, and the comments in
+    the code. Quoted names (`x`, 'x'), camelCase/snake_case words and names followed by "function",
+    "variable"... are left out: the renaming rewrites those with the code."""
+    parts: list[str] = []
+    for f in rec.fields:
+        pos = 0
+        for s in f.spans:
+            parts.append(f.text[pos : s.start])
+            pos = s.end
+            parts += [s.text[a:b] for k, a, b in cache.tokens(s.text) if k == _COMMENT]
+        parts.append(f.text[pos:])
+    text = _QUOTED_NAME.sub(" ", " ".join(parts))
+    text = _ITEM_MENTION.sub(" ", text)
+    return {_stem(w.lower()) for w in set(_WORDS_RE.findall(text)) if not _CODE_SHAPED.search(w)}
+
+
+_QUOTED_NAME = re.compile(r"`[^`\n]*`|'[\w.$()]*'|\"[\w.$()]*\"|\b\w+\(\)")
+_ITEM_MENTION = re.compile(r"\b\w+(?=\s+(?:function|modifier|variable|mapping|event|array|contract|parameter|constant"
+                           r"|struct)\b)")
+_NAME_STOP = frozenset(["get", "set", "is", "has", "can", "do", "the", "of", "for", "and", "to", "on", "by", "new",
+                        "old", "tmp", "temp", "my", "all", "from", "with", "val", "var", "num", "str"])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _stem(w: str) -> str:
+    for suf, rep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            w = w[: len(w) - len(suf)] + rep
+            break
+    return w[:-1] if w.endswith("e") and len(w) > 3 else w
+
+
+def _named_in_prose(name: str, stems: set[str]) -> bool:
+    """Does the prose refer to `name` in plain words: every content word of the name (camelCase and
+    snake_case split, short and filler words left out) among the prose's words? ("updates the external
+    dependencies" refers to `setExternalDependencies`.)"""
+    words = [w for w in namepools.split_words(name) if len(w) >= 3 and w not in _NAME_STOP]
+    return bool(words) and all(_stem(w) in stems for w in words)
+
+
+@dataclass(slots=True)
+class _Usage:
+    """How the code uses a name: the evidence for the type of a name it does not declare."""
+
+    bool_: int = 0
+    addr: int = 0
+    time: int = 0
+    num: int = 0
+    map_: int = 0
+    list_: int = 0
+
+
+_ARITH = frozenset(["+", "-", "*", "/", "%", "+=", "-=", "*=", "/=", "<", ">", "<=", ">=", "**"])
+_COND = frozenset(["if", "require", "assert", "while"])
+
+
+def _use(code: str, toks: list[Tok], j: int, u: _Usage) -> None:
+    """Add what token j's use says about its name: `x.length`/`x.push` (array), `x[k]` (mapping),
+    `payable(x)`, `x.transfer(v)`, `x == msg.sender`, `x != address(0)` (address), `!x`, `x && y`,
+    `if (x)`, `x = true` (bool), `x + 1`, `x -= y` (number), `now > x`, `x = block.timestamp` (time)."""
+    def tx(i: int) -> str:
+        return code[toks[i][1] : toks[i][2]] if 0 <= i < len(toks) else ""
+
+    prev, prev2, nxt, nxt2 = tx(j - 1), tx(j - 2), tx(j + 1), tx(j + 2)
+    if nxt == "." and nxt2 in ("length", "push", "pop"):
+        u.list_ += 1
+    elif nxt == "[":
+        u.map_ += 1
+    if (prev == "(" and prev2 == "payable") or (nxt == "." and nxt2 in ("transfer", "send", "call", "balance",
+                                                                         "delegatecall")):
+        u.addr += 1
+    if (nxt in ("=", "==", "!=") and nxt2 in ("msg", "tx") and tx(j + 4) in ("sender", "origin")) or (
+            prev in ("==", "!=") and prev2 in ("sender", "origin") and tx(j - 4) in ("msg", "tx")):
+        u.addr += 1
+    if nxt in ("==", "!=") and nxt2 == "address":
+        u.addr += 1
+    if nxt not in (".", "[", "(") and (prev == "!" or nxt in ("&&", "||") or prev in ("&&", "||")
+                                       or (nxt in ("=", "==", "!=") and nxt2 in ("true", "false"))
+                                       or (prev == "(" and prev2 in _COND and nxt == ")")):
+        u.bool_ += 1
+    if ((nxt in _ARITH or nxt == "=") and (nxt2 == "now" or (nxt2 == "block" and tx(j + 4) == "timestamp"))) or (
+            prev in _ARITH and (prev2 == "now" or (prev2 == "timestamp" and tx(j - 4) == "block"))):
+        u.time += 1
+    if (nxt in _ARITH or prev in _ARITH) and nxt not in (".", "[", "("):
+        u.num += 1
+
+
+_AMOUNT_WORDS = frozenset(["balance", "balances", "deposit", "deposits", "amount", "amounts", "token", "tokens",
+                           "fund", "funds", "allowed", "allowance", "share", "shares", "stake", "stakes",
+                           "contribution", "contributions", "credit", "credits", "reward", "rewards", "bid", "bids",
+                           "payment", "payments", "invested", "spent", "paid", "ether", "eth", "wei"])
+_FLAG_WORDS = frozenset(["is", "has", "whitelist", "whitelisted", "blacklist", "blacklisted", "approved", "frozen",
+                         "registered", "claimed", "voted", "allowlisted", "banned", "authorized", "admins",
+                         "enabled"])
+
+
+def _guess_role(name: str, u: _Usage) -> str | None:
+    """The pool of a name the code does not declare, from its uses; None when they do not tell."""
+    if u.map_ or u.list_:
+        if u.list_ or u.bool_ or u.addr:
+            return None  # (an array of what? or a mapping used as something else)
+        words = set(namepools.split_words(name))
+        if words & _FLAG_WORDS:
+            return "map_flag"
+        if words & _AMOUNT_WORDS:
+            return "map_amount"
+        return None
+    if u.bool_ and not (u.addr or u.num or u.time):
+        return namepools.bool_role(name)
+    if u.addr and not (u.bool_ or u.num or u.time):
+        return "addr"
+    if (u.num or u.time) and not (u.bool_ or u.addr):
+        return namepools.num_role(name, u.time > 0)
+    return None
+
+
+def _value_kind(type_text: str) -> str | None:
+    """The kind of a mapping's innermost value or an array's element."""
+    t = type_text.strip()
+    while t.startswith("mapping") and "=>" in t:
+        t = t[t.index("=>") + 2 : t.rindex(")") if ")" in t else len(t)].strip()
+    if t.endswith("]"):
+        t = t[: t.index("[")].strip()
+    return declarations.type_kind(t)
+
+
+def _var_role(name: str, decls: list[declarations.Decl], structs: set[str], u: _Usage) -> str | None:
+    """The pool of a declared variable from its declared type (and, for numbers, its name and use)."""
+    kinds = set()
+    for d in decls:
+        tk = declarations.type_kind(d.type)
+        vk = _value_kind(d.type) if tk in ("mapping", "array") and d.type else None
+        if tk == "user" and d.type and d.type.split()[0] in structs:
+            tk = "struct"
+        kinds.add((tk, d.constant, vk))
+    if len(kinds) != 1:
+        return None  # (declared with different types in different places: not worth the risk)
+    tk, constant, vk = next(iter(kinds))
+    core = name.lstrip("_")
+    if constant or (core.isupper() and any(c.isalpha() for c in core)):
+        if tk in ("uint", "int"):
+            r = namepools.num_role(name, u.time > 0)
+            return "const_" + ("time" if r.startswith("time") else r if r == "rate" else "amount")
+        return "const_addr" if tk == "address" else None
+    if tk == "struct":
+        return "record"
+    roles = namepools.allowed_roles(tk, False, vk)
+    if not roles:
+        return None
+    if tk == "bool":
+        return namepools.bool_role(name)
+    if len(roles) > 1:  # a number: an amount, a time, a rate or a count
+        return namepools.num_role(name, u.time > 0)
+    return next(iter(roles))
+
+
+_VIEW_PREFIXES = ("get", "calc", "calculate", "compute", "current", "total", "view", "pending", "query", "read")
+_CHECK_PREFIXES = ("is", "has", "can", "should", "check")
+
+
+def _func_role(name: str, callables: list[declarations.Callable_]) -> str:
+    if callables:
+        view = any(c.mutability in ("view", "pure", "constant") for c in callables)
+        if view:
+            return "func_check" if any(c.returns_bool for c in callables) else "func_view"
+        return "func_action"
+    first = namepools.split_words(name)[:1]
+    if first and first[0] in _CHECK_PREFIXES:
+        return "func_check"
+    if first and first[0] in _VIEW_PREFIXES:
+        return "func_view"
+    return "func_action"
+
+
 def _candidates(rec: _Rec, cache: _Cache) -> list[tuple[str, str]]:
-    """The record's renameable identifiers with their role (func, modifier, var, const, type, event)."""
+    """The record's renameable identifiers with the pool each takes its new name from (see
+    swcdata.namepools), in first-appearance order. The pool comes from what tree-sitter says the code
+    declares (`bool`, `address`, `uint`, `mapping(...)`, a function, an event, a contract...), or, for a
+    name the code uses without declaring it, from how it is used; a name neither tells is not renamed, nor
+    is a name that the prose refers to in plain words."""
     members: set[str] = set()
     called: set[str] = set()
-    typed: dict[str, str] = {}
-    used_as: dict[str, str] = {}
+    usage: dict[str, _Usage] = {}
     parents: dict[str, set[str]] = {}
     order: dict[str, None] = {}
+    decls: dict[str, list[declarations.Decl]] = {}
+    callables: dict[str, list[declarations.Callable_]] = {}
     for f in rec.fields:
         for s in f.spans:
             code = s.text
@@ -436,25 +600,29 @@ def _candidates(rec: _Rec, cache: _Cache) -> list[tuple[str, str]]:
             for j, (kind, a, b) in enumerate(toks):
                 if kind != _WORD:
                     continue
+                w = code[a:b]
+                if w in _RESERVED:
+                    continue
                 if j > 0 and code[toks[j - 1][1] : toks[j - 1][2]] == ".":
-                    members.add(code[a:b])
+                    members.add(w)
                 if j + 1 < len(toks) and code[toks[j + 1][1] : toks[j + 1][2]] == "(":
-                    called.add(code[a:b])
-                if code[a:b] not in typed:
-                    vtype = _declared_type(code, toks, j)
-                    if vtype:
-                        typed[code[a:b]] = vtype
-                    else:
-                        guess = _usage_type(code, toks, j)
-                        if guess:
-                            used_as.setdefault(code[a:b], guess)
+                    called.add(w)
+                _use(code, toks, j, usage.setdefault(w, _Usage()))
             for ident in cache.identifiers(code):
                 parents.setdefault(ident.name, set()).add(ident.parent)
                 order.setdefault(ident.name)
+            fx = cache.facts(code)
+            for d in fx.decls:
+                decls.setdefault(d.name, []).append(d)
+            for c in fx.callables:
+                if c.name:
+                    callables.setdefault(c.name, []).append(c)
+    structs = {n for n, ds in decls.items() if any(d.kind == "struct" for d in ds)}
+    stems: set[str] | None = None
     out: list[tuple[str, str]] = []
     for name in order:
         core = name.lstrip("_")
-        if (len(name) < 2 or not core or name in _RESERVED or name in _WELL_KNOWN or name in members
+        if (len(core) < 3 or name in _RESERVED or name in _WELL_KNOWN or name in members
                 or not name.isascii() or "$" in name):
             continue
         ps = parents[name]
@@ -462,81 +630,47 @@ def _candidates(rec: _Rec, cache: _Cache) -> list[tuple[str, str]]:
             # a key (`Bid({bidder: bidder})`, `{salt: salt}`) of a struct the code does not declare, or of
             # call options: renaming the variable of the same name would rename the key with it
             continue
-        if core.isupper() and any(c.isalpha() for c in core):
-            if "user_defined_type" in ps and not ps & _TYPE_DECL_PARENTS:
-                continue  # ERC20, IERC721: an external type written in capitals
-            role = "const"
+        ds = decls.get(name, [])
+        kinds = {d.kind for d in ds}
+        u = usage.get(name, _Usage())
+        role: str | None
+        if kinds & {"contract", "struct", "enum", "event", "error", "modifier", "function"}:
+            if len(kinds) > 1:
+                continue
+            (k,) = kinds
+            if k == "function":
+                role = _func_role(name, callables.get(name, []))
+            elif k == "modifier":
+                role = "modifier_only" if core.startswith("only") else "modifier_state"
+            elif k == "error":
+                role = None
+            else:
+                role = k
+        elif ds:
+            role = _var_role(name, ds, structs, u)
         elif core[0].isupper():
-            if not ps & _TYPE_DECL_PARENTS:
-                continue  # an external type, interface or event: part of an API the code does not own
-            role = "event" if "event_definition" in ps else "type"
-        elif ps & {"modifier_definition", "modifier_invocation"}:
-            role = "modifier"
-        elif "function_definition" in ps or name in called:
-            role = "func"
+            if core.isupper() and any(c.isalpha() for c in core) and "user_defined_type" not in ps:
+                guess = _guess_role(name, u) or ""  # an UPPER_CASE constant declared elsewhere
+                role = ("const_addr" if guess == "addr" else "const_time" if guess.startswith("time")
+                        else "const_rate" if guess == "rate"
+                        else "const_amount" if guess in ("amount", "count", "index") else None)
+            else:
+                role = None  # an external type, interface or event: part of an API the code does not own
+        elif "modifier_invocation" in ps:
+            role = "modifier_only" if core.startswith("only") else "modifier_state"
+        elif name in called:  # a function the code does not declare: renamed only when its name says it reads
+            role = _func_role(name, [])
+            role = role if role != "func_action" else None  # (`sqrt(x)` must not become `releaseFunds(x)`)
         else:
-            role = typed.get(name) or used_as.get(name, "var")
+            role = _guess_role(name, u)
+        if role is None:
+            continue
+        if stems is None:
+            stems = _prose_stems(rec, cache)
+        if _named_in_prose(name, stems):
+            continue  # the prose says what it is in plain words: a new name would contradict it
         out.append((name, role))
     return out
-
-
-_DECL_SKIP = frozenset(["public", "private", "internal", "external", "constant", "immutable", "memory", "storage",
-                        "calldata", "payable", "indexed", "override", "transient"])
-_NUM_TYPE = re.compile(r"u?int\d*\Z")
-
-
-def _declared_type(code: str, toks: list[Tok], j: int) -> str | None:
-    """The pool for a name declared at token j (`bool ok`, `address payable to`, `uint256 public x`,
-    `mapping(...) balances`, `uint[] list`), from the tokens before it; None when it is not a declaration."""
-    i = j - 1
-    while i >= 0 and toks[i][0] == _WORD and code[toks[i][1] : toks[i][2]] in _DECL_SKIP:
-        i -= 1
-    if i < 0:
-        return None
-    t = code[toks[i][1] : toks[i][2]]
-    if t == "bool":
-        return "bool"
-    if t == "address":
-        return "addr"
-    if _NUM_TYPE.match(t):
-        return "num"
-    if t == "]":
-        return "list"
-    if t == ")":
-        depth = 0
-        while i >= 0:
-            c = code[toks[i][1] : toks[i][2]]
-            depth += c == ")"
-            depth -= c == "("
-            if depth == 0:
-                break
-            i -= 1
-        if i > 0 and code[toks[i - 1][1] : toks[i - 1][2]] == "mapping":
-            return "map"
-    return None
-
-
-_ARITH = frozenset(["+", "-", "*", "/", "%", "+=", "-=", "*=", "/=", "<", ">", "<=", ">=", "**"])
-
-
-def _usage_type(code: str, toks: list[Tok], j: int) -> str | None:
-    """A guess of the pool for an undeclared name from how token j uses it: `x.length` (list), `x[k]`
-    (map), `payable(x)`, `x.transfer(...)`, `x = msg.sender` (addr), `x + 1`, `x -= y` (num)."""
-    def tx(i: int) -> str:
-        return code[toks[i][1] : toks[i][2]] if 0 <= i < len(toks) else ""
-
-    nxt, nxt2 = tx(j + 1), tx(j + 2)
-    if nxt == "." and nxt2 == "length":
-        return "list"
-    if nxt == "[":
-        return "map"
-    if (tx(j - 1) == "(" and tx(j - 2) == "payable") or (nxt == "." and nxt2 in ("transfer", "send", "call")):
-        return "addr"
-    if nxt == "=" and tx(j + 2) in ("msg", "tx") and tx(j + 4) in ("sender", "origin"):
-        return "addr"
-    if nxt in _ARITH or tx(j - 1) in _ARITH:
-        return "num"
-    return None
 
 
 def _rename_map(rec: _Rec, key: int, cands: list[tuple[str, str]]) -> dict[str, str]:
@@ -546,7 +680,7 @@ def _rename_map(rec: _Rec, key: int, cands: list[tuple[str, str]]) -> dict[str, 
     for name, role in cands:
         pool = orders.get(role)
         if pool is None:
-            pool = orders[role] = sorted(_POOLS[role], key=lambda n: (_h(key, role, n), n))
+            pool = orders[role] = sorted(namepools.POOLS[role], key=lambda n: (_h(key, role, n), n))
         prefix = name[: len(name) - len(name.lstrip("_"))]
         new = None
         for suffix in ("", "2", "3", "4", "5", "6", "7", "8", "9"):
@@ -789,78 +923,161 @@ def _strip_comments(code: str, toks: list[Tok]) -> str:
     out_toks: list[str] = []
     out_gaps = [gaps[0]]
     last_kept = max((i for i, t in enumerate(toks) if t[0] != _COMMENT), default=-1)
+    lead = ""  # the indentation of the first kept token when comments before it went
     for i, (kind, a, b) in enumerate(toks):
         if kind == _COMMENT:
+            if not out_toks and "\n" in gaps[i + 1]:
+                lead = gaps[i + 1].rsplit("\n", 1)[-1]
             out_gaps[-1] = _merge_gap(out_gaps[-1], gaps[i + 1], not out_toks, i > last_kept)
         else:
             out_toks.append(code[a:b])
             out_gaps.append(gaps[i + 1])
-    return "".join(g + t for g, t in zip(out_gaps, [*out_toks, ""], strict=True)).strip()
+    out = "".join(g + t for g, t in zip(out_gaps, [*out_toks, ""], strict=True)).strip()
+    return _dedent_rest(out, lead) if lead and not lead.strip() else out
 
 
-def _insert_comments(code: str, toks: list[Tok], style: tuple[str, str, str, str], line_start: bool,
-                     fence: bool) -> str:
-    """Neutral comments above each declaration (function, modifier, constructor, contract, ...), or one
-    for the whole snippet. Outside a Markdown fence the code must still start with code (the extractor
-    finds unfenced code by its first token), so a comment due at the very start goes inside the first
-    body instead, right after its `{`."""
-    line_fmt, block_fmt, snip_line, snip_block = style
-    sig = [t for t in toks if t[0] != _COMMENT]
-    if not sig:
+def _dedent_rest(code: str, ind: str) -> str:
+    """`code` whose first line lost the indentation `ind` (a comment line before it went, and spans are
+    trimmed): the other lines lose it too, so that the nesting reads as before."""
+    lines = code.split("\n")
+    if not all(ln.startswith(ind) or not ln.strip() for ln in lines[1:]):
         return code
-    inserts: list[tuple[int, str, str]] = []  # position, line form, block form
-    for j, (kind, a, b) in enumerate(sig):
-        word = code[a:b]
-        if kind != _WORD or word not in _DECL_KW:
-            continue
-        if j > 0 and code[sig[j - 1][1] : sig[j - 1][2]] not in ("{", "}", ";"):
-            continue
-        nxt = code[sig[j + 1][1] : sig[j + 1][2]] if j + 1 < len(sig) else ""
-        if word in ("constructor", "receive", "fallback"):
-            kind_s, name = "", word
-        elif j + 1 < len(sig) and sig[j + 1][0] == _WORD:
-            kind_s, name = _DECL_KW[word], nxt
-        elif word == "function" and nxt == "(":
-            kind_s, name = "", "fallback"
-        else:
-            continue
-        fill = {"kind": kind_s, "name": name}
-        inserts.append((a, " ".join(line_fmt.format(**fill).split()), " ".join(block_fmt.format(**fill).split())))
-    if not inserts:
-        inserts.append((sig[0][1], snip_line, snip_block))
-    if not fence and inserts[0][0] == sig[0][1]:
-        _, line_c, block_c = inserts.pop(0)
-        brace = next((a for k, a, b in sig if k == _PUNCT and code[a:b] == "{"), None)
-        if brace is not None and (not inserts or brace < inserts[0][0]):
-            inserts.insert(0, (brace + 1, "", block_c))
+    return "\n".join([lines[0], *(ln[len(ind):] if ln.strip() else ln for ln in lines[1:])])
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _describe(c: declarations.Callable_) -> str:
+    """What a comment above a callable says: who may call it and what its body does, from the facts
+    tree-sitter gives (never its name repeated)."""
+    if c.kind == "constructor":
+        who = "Runs once, when the contract is deployed"
+    elif c.kind == "modifier":
+        who = "Guards the functions it modifies"
+        if c.checks_sender:
+            who += " and reverts unless the caller passes its check"
+        elif c.checks:
+            who += " and reverts when its condition fails"
+    elif c.kind == "receive":
+        who = "Runs when the contract receives plain ether"
+    elif c.kind == "fallback":
+        who = "Runs when a call matches no function" + (" or brings plain ether" if c.mutability == "payable"
+                                                        else "")
+    elif c.modifiers:
+        who = "Restricted by " + _and([f"`{m}`" for m in c.modifiers[:3]])
+    elif c.visibility in ("internal", "private"):
+        who = "Internal helper"
+    else:
+        who = "Callable by anyone"
+    does: list[str] = []
+    if c.mutability == "view" or c.mutability == "constant":
+        does.append("reads state without changing it")
+    elif c.mutability == "pure":
+        does.append("computes a value without reading state")
+    elif c.mutability == "payable" and c.kind not in ("receive", "fallback"):
+        does.append("accepts ether")
+    if c.writes and c.mutability not in ("view", "pure", "constant"):
+        does.append("updates storage")
+    if c.sends_ether:
+        does.append("sends ether")
+    if c.calls_out and not (c.sends_ether and c.destroys):
+        does.append("calls another contract")
+    if c.emits:
+        does.append("emits " + _and([f"`{e}`" for e in dict.fromkeys(c.emits[:2])]))
+    if c.loops:
+        does.append("loops")
+    if c.destroys:
+        does.append("can destroy the contract")
+    if c.kind == "modifier":
+        does = []
+    text = who + ("; it " + _and(does) if does else "")
+    return text + "."
+
+
+def _fenceable(f: _Field, i: int) -> bool:
+    """Can span i of the text be shown in a Markdown fence without breaking the sentence around it? It
+    must stand apart: after a colon, a full stop or a line break (or at the start) and before a line
+    break, a full stop or the end (its quotes, if any, go)."""
+    s = f.spans[i]
+    if s.shape == "fence":
+        return False
+    before, after = f.text[: s.start], f.text[s.end :]
+    q = before[-1:] if before[-1:] in ("'", "`", '"') and after[:1] == before[-1:] else ""
+    if q:
+        before, after = before[:-1], after[1:]
+    b = before.rstrip(" \t")
+    a = after.lstrip(" \t")
+    return (not b or b.endswith(("\n", ":", ".", "?", "!"))) and (not a or a[0] == "\n" or (
+        a[0] in ".," and (len(a) == 1 or a[1] in " \n")))
+
+
+def _fence_pieces(before: str, code: str, after: str) -> tuple[str, str, str]:
+    """The prose before, the fenced code and the prose after, for a span shown in a fence (see _fenceable)."""
+    q = before[-1:] if before[-1:] in ("'", "`", '"') and after[:1] == before[-1:] else ""
+    if q:
+        before, after = before[:-1], after[1:]
+    b = before.rstrip()
+    a = after.lstrip(" \t")
+    if a[:1] in (".", ","):
+        a = a[1:]
+    a = a.strip()
+    return (b + "\n\n" if b else ""), f"```solidity\n{code}\n```", ("\n\n" + a if a else "")
+
+
+def _insert_comments(code: str, cs: list[declarations.Callable_], key: int, fence_ok: bool, fenced: bool
+                     ) -> tuple[str, bool]:
+    """A NatSpec comment on the line above each callable that starts a line of the code, indented like it
+    and saying what the facts say (see _describe). A callable at the very start of code that is not in a
+    fence gets one only when ``fence_ok`` (the span is then shown in a fence: outside one, a comment at its
+    start would hide the code from the extractor). Returns the code and whether it needs the fence."""
+    form = _NATSPEC[key % len(_NATSPEC)]
     out: list[str] = []
     pos = 0
-    for p, line_c, block_c in inserts:
+    need_fence = False
+    for c in cs:
+        p = c.start
+        if not c.has_body or p < pos:
+            continue
         ls = code.rfind("\n", 0, p) + 1
-        prefix = code[ls:p]
-        out.append(code[pos:p])
-        if line_c and prefix.strip() == "" and (ls > 0 or line_start):
-            out.append(f"{line_c}\n{prefix}")
-        elif code[p - 1 : p] == "{":  # inside a body, right after its brace
-            out.append(f" {block_c}")
-        else:
-            out.append(f"{block_c} ")
+        ind = code[ls:p]
+        if ind.strip():
+            continue  # not the first thing on its line: there is no line above it to write on
+        if p == 0 and not fenced:
+            if not fence_ok:
+                continue
+            need_fence = True
+        text = _describe(c)
+        lines = [form[0].format(text=text, ind=ind), *(x.format(text=text, ind=ind) for x in form[1:])]
+        out += [code[pos:p], ("\n" + ind).join(lines) + "\n" + ind]
         pos = p
     out.append(code[pos:])
-    return "".join(out)
+    return "".join(out), need_fence
 
 
 def _comments(rec: _Rec, key: int, cache: _Cache) -> _Edit | None:
     ins, resp = rec.fields
     if rec.has_comments is None:  # (the instruction's: the response's comments are part of the answer)
         rec.has_comments = any(k == _COMMENT for s in ins.spans for k, _, _ in cache.tokens(s.text))
+    fence: set[int] = set()
     if rec.has_comments:
         new = [_strip_comments(s.text, cache.tokens(s.text)) for s in ins.spans]
     else:
-        style = _COMMENT_STYLES[_h(key, "comments") % len(_COMMENT_STYLES)]
-        new = [_insert_comments(s.text, cache.tokens(s.text), style, ls, s.shape == "fence") if _is_body(s)
-               else s.text for s, ls in zip(ins.spans, ins.line_start, strict=True)]
-    return _edit(rec, (new, [s.text for s in resp.spans]))
+        new = []
+        for i, s in enumerate(ins.spans):
+            if not _is_body(s):
+                new.append(s.text)
+                continue
+            cs = cache.facts(s.text, bodies=True).callables
+            text, need = _insert_comments(s.text, cs, _h(key, "comments", i), _fenceable(ins, i), s.shape == "fence")
+            new.append(text)
+            if need:
+                fence.add(i)
+    e = _edit(rec, (new, [s.text for s in resp.spans]))
+    if e is not None:
+        e.fence = frozenset(fence)
+    return e
 
 
 _TRANSFORM_FNS: dict[str, Callable[[_Rec, int, _Cache], _Edit | None]] = {
@@ -873,36 +1090,40 @@ _TRANSFORM_FNS: dict[str, Callable[[_Rec, int, _Cache], _Edit | None]] = {
 # ------------------------------------------------------------------------------ assembling a variant
 
 
-def _rebuild(f: _Field, new: list[str], prose: Callable[[str], str] | None, a: int, b: int) -> str:
+def _rebuild(f: _Field, new: list[str], prose: Callable[[str], str] | None, a: int, b: int,
+             fence: frozenset[int] = frozenset()) -> str:
+    """Characters a..b of the field with each span replaced by its new text, the prose between them passed
+    through `prose` (renaming), and the spans named in `fence` shown in a Markdown fence."""
     out: list[str] = []
+    fenced: list[int] = []
     pos = a
-    for s, t in zip(f.spans, new, strict=True):
+    for i, (s, t) in enumerate(zip(f.spans, new, strict=True)):
         if s.start < a or s.end > b:
             continue
         out += [f.text[pos : s.start], t]
+        if i in fence:
+            fenced.append(len(out) - 1)
         pos = s.end
     out.append(f.text[pos:b])
     if prose is not None:
         out = [prose(x) if i % 2 == 0 else x for i, x in enumerate(out)]
+    for k in fenced:
+        out[k - 1], out[k], out[k + 1] = _fence_pieces(out[k - 1], out[k], out[k + 1])
     return "".join(out)
-
-
-_DETAIL_RE = re.compile(r"\bline|\bfocus|specific|particular|\bcalled\b|\bnamed\b|\bvariable|\bparameter|\bmapping"
-                        r"|\bstatement|\bcall\b|\bcalls\b|`|'[\w.]+'|\"[\w.]+\"|“|‘", re.I)
 
 
 @dataclass(slots=True)
 class _Frame:
-    """Where the instruction's main code sits: the code region (with its fence or quotes), the span index,
-    and whether the prose around it is a generic request that a free template may replace."""
+    """Where the instruction's main code sits: the span index and the code region (with its fence or
+    quotes)."""
 
     span: int
     start: int
     end: int
-    generic: bool
 
 
 def _frame(f: _Field) -> _Frame | None:
+    """The instruction's main code: its one span with statements (None when it has none or several)."""
     bodies = [i for i, s in enumerate(f.spans) if _is_body(s)]
     if len(bodies) != 1:
         return None
@@ -915,48 +1136,49 @@ def _frame(f: _Field) -> _Frame | None:
         b = len(text) if close < 0 else close + 3
     elif a > 0 and b < len(text) and text[a - 1] in "'`\"" and text[b] == text[a - 1]:
         a, b = a - 1, b + 1
-    before, after = text[:a], text[b:]
-    others = len(f.spans) > 1
-    prose = before + " " + after
-    generic = (not others and len(prose.split()) <= 30 and not _DETAIL_RE.search(prose)
-               and not after.strip(" \t\n.,;:!?"))
-    return _Frame(i, a, b, generic)
+    return _Frame(i, a, b)
 
 
-_POINTS_AHEAD = re.compile(r"\b(?:following|below|as follows)\b", re.IGNORECASE)
+_OBJ = {"function": "function", "constructor": "constructor", "modifier": "modifier", "fallback": "fallback function",
+        "receive": "receive function"}
 
 
-def _points_ahead(f: _Field, frame: _Frame) -> bool:
-    """Does the prose kept around the main code point ahead at it ("the following", "below", a colon)?"""
-    before = f.text[: frame.start]
-    return before.rstrip().endswith(":") or _POINTS_AHEAD.search(before + " " + f.text[frame.end :]) is not None
+def _obj(code: str, cache: _Cache) -> str:
+    """What a template calls the main code: function, modifier, constructor, contract or code."""
+    fx = cache.facts(code)
+    contracts = sum(d.kind == "contract" for d in fx.decls)
+    if contracts:
+        return "contract" if contracts == 1 and code.lstrip().startswith(("contract", "library", "interface",
+                                                                          "abstract")) else "code"
+    if len(fx.callables) == 1 and code.lstrip().startswith(("function", "modifier", "constructor", "fallback",
+                                                             "receive")):
+        c = fx.callables[0]
+        return "fallback function" if c.kind == "function" and not c.name else _OBJ[c.kind]
+    return "code"
 
 
-def _context(before: str, after: str, colon: bool = False) -> str:
-    """The instruction's prose without its main code: the text before it (a trailing colon kept when
-    the code follows it in the template, ``colon``, else made a full stop) and the text after it (a
-    leading full stop or comma dropped), as one paragraph when the original ran on after the code,
-    else as two."""
-    head = before.strip()
-    if not (colon and head.endswith(":")):
-        head = head.rstrip(":").rstrip()
-    if head and head[-1] not in ".?!:":
-        head += "."
-    tail = after.strip().lstrip(".,;:").strip()
-    if not tail:
-        return head
-    sep = "\n\n" if "\n" in after[: len(after) - len(after.lstrip())] else " "
-    return head + sep + tail if head else tail
+@dataclass(slots=True)
+class _Plan:
+    """How the record's instruction is rewritten: its family, main code, request and what the code is."""
+
+    family: str
+    frame: _Frame
+    request: templates.Request
+    obj: str
 
 
-def _instruction(f: _Field, new: list[str], prose: Callable[[str], str] | None, frame: _Frame | None,
-                 tpl: templates.Template | None) -> str:
-    if tpl is None or frame is None:
-        return _rebuild(f, new, prose, 0, len(f.text))
-    code = _rebuild(f, new, prose, frame.start, frame.end)
-    context = _context(_rebuild(f, new, prose, 0, frame.start), _rebuild(f, new, prose, frame.end, len(f.text)),
-                       colon=tpl.uses_context and not tpl.code_first)
-    return tpl.render(code, context)
+def _instruction(f: _Field, new: list[str], prose: Callable[[str], str] | None, plan: _Plan | None,
+                 tpl: templates.Template | None, fence: frozenset[int], key: int) -> str:
+    if tpl is None or plan is None:
+        return _rebuild(f, new, prose, 0, len(f.text), fence)
+    frame, req = plan.frame, plan.request
+
+    def text(parts: tuple[templates.Part, ...]) -> str:
+        return "".join(p if isinstance(p, str) else _rebuild(f, new, prose, p[0], p[1]) for p in parts)
+
+    code = _rebuild(f, new, prose, frame.start, frame.end, fence)
+    return templates.render(tpl, code, obj=plan.obj, topics=req.topics, focus=[text(x) for x in req.focus],
+                            before=[text(x) for x in req.before], after=[text(x) for x in req.after], key=key)
 
 
 # ------------------------------------------------------------------------------ the step
@@ -979,29 +1201,60 @@ class _Tally:
         self.templates_dropped += other.templates_dropped
 
 
-def _variants(row: dict[str, Any], cfg: AugmentConfig, cache: _Cache, tally: _Tally
-              ) -> tuple[list[dict[str, Any]] | None, int, int]:
-    """The variants of one record, plus how many produced nothing (no effect, parse failure); None
-    for the variants when a code span of the record is too long to parse (it is not augmented)."""
+@dataclass(slots=True)
+class _Result:
+    """What became of one record: its variants (None: not augmented, see `skipped` and `too_large`) and
+    how many attempts produced nothing. Each variant carries its quality under "_q" (taken off by the
+    parent): swcdata.augment_quality.VariantQuality.as_tuple()."""
+
+    variants: list[dict[str, Any]] | None
+    no_effect: int = 0
+    parse_failed: int = 0
+    skipped: tuple[str, ...] = ()  # the skip_findings rules the record has (then it is not augmented)
+
+
+def _findings(row: dict[str, Any], cfg: AugmentConfig) -> set[str]:
+    """The validate rules the record's content breaks (`swcdata.validate.check_lines` on it)."""
+    import orjson
+
+    from swcdata.validate import ValidateConfig, check_lines
+
+    line = orjson.dumps({"instruction": row["instruction"], "response": row["response"], "category": row["category"]})
+    vcfg = ValidateConfig(max_parse_chars=cfg.max_parse_chars, workers=1, max_chars=10**9, min_chars=0)
+    return {rule for rule, *_ in check_lines("augment", [(1, line)], vcfg, batch=False).findings}
+
+
+def _variants(row: dict[str, Any], cfg: AugmentConfig, cache: _Cache, tally: _Tally) -> _Result:
+    """The variants of one record (see _Result). A record with a code span too long to parse, or with a
+    validate finding named in ``skip_findings``, is not augmented."""
     rid = row["id"]
     instr, resp = _Field.of(row["instruction"]), _Field.of(row["response"])
     if any(len(s.text) > cfg.max_parse_chars for f in (instr, resp) for s in f.spans):
-        return None, 0, 0
+        return _Result(None)
+    if cfg.skip_findings:
+        hit = _findings(row, cfg) & set(cfg.skip_findings)
+        if hit:
+            return _Result(None, skipped=tuple(sorted(hit)))
     words = {w.casefold() for w in _WORDS_RE.findall(row["instruction"] + " " + row["response"])}
     rec = _Rec(rid, (instr, resp), words)
+    plan: _Plan | None = None
     family = templates.family_for(row["instruction"], row["response"]) if cfg.templates else None
     frame = _frame(instr) if family else None
-    ahead = frame is not None and _points_ahead(instr, frame)
+    if family and frame is not None:
+        req = templates.analyse(instr.text, instr.spans, frame.span, (frame.start, frame.end), family)
+        if req is not None:
+            plan = _Plan(family, frame, req, _obj(instr.spans[frame.span].text, cache))
     order = sorted(cfg.transforms, key=lambda t: (_h(cfg.seed, rid, "transform", t), t))
     out: list[dict[str, Any]] = []
-    no_effect = parse_failed = 0
+    res = _Result(out)
     for k in range(cfg.factor):
         tpl = None
-        if family and frame is not None:
-            tpl = templates.choose(rid, family, k, cfg.seed, generic=frame.generic, points_ahead=ahead)
+        if plan is not None:
+            tpl = templates.choose(rid, plan.family, k, cfg.seed, code_first=not plan.request.before)
         edit: _Edit | None = None
         used = NO_TRANSFORM
         failed = False
+        texts: list[str] = []
         for t in order[k % len(order) :] + order[: k % len(order)]:
             e = _TRANSFORM_FNS[t](rec, _h(cfg.seed, rid, k, t), cache)
             if e is None:
@@ -1011,7 +1264,8 @@ def _variants(row: dict[str, Any], cfg: AugmentConfig, cache: _Cache, tally: _Ta
                 tally.skipped[t] += 1
                 failed = True
                 continue
-            texts = [_rebuild(f, ns, e.prose, 0, len(f.text)) for f, ns in zip(rec.fields, e.spans, strict=True)]
+            texts = [_rebuild(f, ns, e.prose, 0, len(f.text), e.fence if i == 0 else frozenset())
+                     for i, (f, ns) in enumerate(zip(rec.fields, e.spans, strict=True))]
             if any([x.text for x in solidity.extract_code(text)] != ns
                    for text, ns in zip(texts, e.spans, strict=True)):
                 tally.code_lost[t] += 1  # the text's code is no longer found as the same spans
@@ -1021,27 +1275,31 @@ def _variants(row: dict[str, Any], cfg: AugmentConfig, cache: _Cache, tally: _Ta
             break
         spans = edit.spans if edit else ([s.text for s in instr.spans], [s.text for s in resp.spans])
         prose = edit.prose if edit else None
-        new_instr = _instruction(instr, spans[0], prose, frame, tpl)
+        fence = edit.fence if edit else frozenset()
+        key = _h(cfg.seed, rid, k, "focus")
+        new_instr = _instruction(instr, spans[0], prose, plan, tpl, fence, key)
         if tpl is not None and sorted(x.text for x in solidity.extract_code(new_instr)) != sorted(spans[0]):
             # the template's words changed where the extractor finds code (prose read as code after a
             # truncated block): the variant keeps the record's own wording
             tally.templates_dropped += 1
             tpl = None
-            new_instr = _instruction(instr, spans[0], prose, frame, None)
+            new_instr = _instruction(instr, spans[0], prose, plan, None, fence, key)
         new_resp = texts[1] if edit else resp.text
         new_id = record_id(new_instr, new_resp)
         if new_id == rid:
             if failed:
-                parse_failed += 1
+                res.parse_failed += 1
             else:
-                no_effect += 1
+                res.no_effect += 1
             continue
-        out.append({**row, "id": new_id, "instruction": new_instr, "response": new_resp, "parent_id": rid,
-                    "transform": used, "template": tpl.id if tpl else None})
-    return out, no_effect, parse_failed
+        variant = {**row, "id": new_id, "instruction": new_instr, "response": new_resp, "parent_id": rid,
+                   "transform": used, "template": tpl.id if tpl else None}
+        variant["_q"] = augment_quality.measure(row, variant, cache.parses, cache.facts).as_tuple()
+        out.append(variant)
+    return res
 
 
-_Out = tuple[list[dict[str, Any]] | None, int, int, _Tally]  # _variants's result and the record's tally
+_Out = tuple[_Result, _Tally]  # _variants's result and the record's tally
 
 
 def _variants_stream(rows: list[dict[str, Any]], cfg: AugmentConfig) -> Iterator[_Out]:
@@ -1049,8 +1307,7 @@ def _variants_stream(rows: list[dict[str, Any]], cfg: AugmentConfig) -> Iterator
     cache = _Cache(cfg.max_parse_chars)
     for row in rows:
         tally = _Tally()
-        variants, no_effect, parse_failed = _variants(row, cfg, cache, tally)
-        yield variants, no_effect, parse_failed, tally
+        yield _variants(row, cfg, cache, tally), tally
 
 
 def _each_variants(rows: list[dict[str, Any]], cfg: AugmentConfig) -> Iterator[_Out | ChildCrashed]:
@@ -1091,6 +1348,8 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
     for table in splits.values():
         seen.update(table.column("id").to_pylist())
     tally = _Tally()
+    by_finding: Counter[str] = Counter()
+    measured: list[tuple[dict[str, Any], dict[str, Any], augment_quality.VariantQuality]] = []
     out: dict[str, pa.Table] = {}
     counts: dict[str, SplitAugment] = {}
     dropped_total = 0
@@ -1100,7 +1359,7 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
             counts[name] = SplitAugment(records_in=table.num_rows, augmented=False, records_out=table.num_rows)
             continue
         rows: list[dict[str, Any]] = []
-        sources = added = dropped = no_effect = parse_failed = lineage = 0
+        sources = added = dropped = no_effect = parse_failed = lineage = skipped = 0
         too_large: list[str] = []
         crashed: list[str] = []
         why: set[str] = set()
@@ -1117,20 +1376,26 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
                 crashed.append(row["id"])
                 why.add(got.why)
                 continue
-            variants, ne, pf, t = got
-            if variants is None:
+            result, t = got
+            if result.skipped:
+                skipped += 1
+                by_finding.update(result.skipped)
+                continue
+            if result.variants is None:
                 too_large.append(row["id"])
                 continue
             sources += 1
             tally.add(t)
-            no_effect += ne
-            parse_failed += pf
-            for v in variants:
+            no_effect += result.no_effect
+            parse_failed += result.parse_failed
+            for v in result.variants:
+                q = v.pop("_q")
                 if v["id"] in seen:
                     dropped += 1
                     continue
                 seen.add(v["id"])
                 rows.append(v)
+                measured.append((row, v, augment_quality.VariantQuality.of(q)))
                 added += 1
                 tally.by_transform[v["transform"]] += 1
                 tally.by_template[v["template"] or "none"] += 1
@@ -1149,7 +1414,7 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
         counts[name] = SplitAugment(
             records_in=table.num_rows, augmented=True, sources=sources, variants_attempted=sources * cfg.factor,
             variants_added=added, duplicates_dropped=dropped, no_effect=no_effect, parse_failed=parse_failed,
-            too_large=len(too_large), parser_crashed=len(crashed), records_out=len(rows),
+            too_large=len(too_large), parser_crashed=len(crashed), skipped_by_finding=skipped, records_out=len(rows),
         )
     report = AugmentReport(
         config=cfg, splits=counts,
@@ -1159,7 +1424,8 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
         skipped_parse_failures={t: tally.skipped[t] for t in cfg.transforms},
         skipped_code_lost={t: tally.code_lost[t] for t in cfg.transforms},
         no_change={t: tally.no_change[t] for t in cfg.transforms}, templates_dropped=tally.templates_dropped,
-        duplicates_dropped=dropped_total, warnings=warnings,
+        duplicates_dropped=dropped_total, skipped_by_finding=dict(sorted(by_finding.items())),
+        quality=augment_quality.summarise(measured, cfg.seed), warnings=warnings,
         seconds=round(time.perf_counter() - t0, 3),
     )
     return out, report

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from swcdata import _ext
 from swcdata.arrow import strings
 from swcdata.audit import LeakRules
 from swcdata.dedup import DedupConfig
@@ -170,6 +171,10 @@ class BuildLedger(BaseModel):
     holdout_duplicates: int = Field(0, description="Exact copies inside the holdout set, dropped.")
     holdout_quarantined: int = Field(0, description="Holdout lines that fail the schema checks, set aside.")
     augmented: int = Field(0, description="Variants added by augmentation (train only).")
+    quarantined_by_finding: int = Field(0, description="Of the quarantined lines: records with a warning named in "
+                                        "validate.drop_findings (their quarantine reasons say so).")
+    not_augmented_by_finding: int = Field(0, description="Records kept but not augmented: a warning named in "
+                                          "augment.skip_findings (the augment step's summary counts them per rule).")
     splits: dict[str, int] = Field(default_factory=dict, description="Records per split in the published version.")
 
     @property
@@ -349,7 +354,7 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
             hint="swcdata validate names each problem of the inputs")
 
     aug_step: dict[str, Any] | None = None
-    augmented = 0
+    augmented = not_augmented = 0
     if cfg.augment.enabled:
         from swcdata.augment import AugmentConfig, augment
 
@@ -357,6 +362,7 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
         acfg = AugmentConfig(**{"seed": cfg.seed, **(cfg.augment.model_extra or {})})
         splits, arep = augment(splits, acfg)
         augmented = sum(v.num_rows for v in splits.values()) - sum(pre_aug.values())
+        not_augmented = sum(s.skipped_by_finding for s in arep.splits.values())
         aug_step = {"name": "augment", "config": acfg.model_dump(mode="json"),
                     "summary": arep.model_dump(mode="json", exclude={"config"})}
         lap("augment")
@@ -381,6 +387,9 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
         decontaminated=len(srep.decontaminated), kept=sum(pre_aug.values()) - holdout_n, holdout=holdout_n,
         holdout_duplicates=len(srep.holdout_duplicates), holdout_quarantined=len(holdout_quarantined),
         augmented=augmented, splits={k: v.num_rows for k, v in splits.items()},
+        quarantined_by_finding=sum(1 for q in quarantined
+                                   if any(r in cfg.validate_.drop_findings for r, _, _ in q.reasons)),
+        not_augmented_by_finding=not_augmented,
     )
     if not ledger.balanced:  # a bug, never a user error: refuse to publish an inconsistent version
         raise AssertionError(f"conservation ledger does not add up: {ledger}")
@@ -391,7 +400,7 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
          "summary": {"ledger": vrep.ledger.model_dump(), "errors": vrep.errors, "warnings": vrep.warnings,
                      "rules": {r.rule: r.count for r in vrep.rules}}},
         {"name": "dedup", "config": cfg.dedup.model_dump(mode="json"),
-         "summary": {"ledger": drep.ledger.model_dump(), "clusters": len(drep.clusters),
+         "summary": {"ledger": drep.ledger.model_dump(), "clusters": drep.clusters,
                      "category_conflicts": drep.category_conflicts}},
         {"name": "split", "config": split_cfg.model_dump(mode="json") | {"holdout": [names(str(f))
                                                                                   for f in holdout_files]},
@@ -403,11 +412,15 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
     if aug_step is not None:
         steps.append(aug_step)
     steps.append({"name": "audit", "config": acfg_audit.model_dump(mode="json"), "summary": contamination})
+    for entry in steps:  # which code ran the step's hot loops (one switch, swcdata._ext, for the whole process);
+        entry["summary"] = {**entry["summary"], "backend": _ext.backend()}  # (a version's identity: its configs)
     inputs = [{"path": names(i.path), "sha256": i.sha256, "bytes": i.bytes, "role": role}
               for role, files_of in (("input", vrep.inputs), ("holdout", holdout_inputs)) for i in files_of]
     removed = {
         "quarantined": _quarantined_json(quarantined, names),
-        "duplicates": [r.model_dump(mode="json") for r in drep.removed],
+        # (the dedup step's table, stored as it is; its cluster numbers name the clusters of a report this build
+        # does not keep)
+        "duplicates": drep.removed_table.drop_columns(["cluster"]),
         "decontaminated": [d.model_dump(mode="json") for d in srep.decontaminated],
         "label_conflicts": [c.model_dump(mode="json") for c in srep.label_conflicts],
         "holdout_duplicates": [r.model_dump(mode="json") for r in srep.holdout_duplicates],

@@ -9,11 +9,8 @@ that order and takes the first class whose keyword occurs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-
-from swcdata._ext import fast as _fast
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +98,7 @@ def mentioned_ids(text: str) -> set[str]:
 
 def upper_mentions(text: str) -> set[str]:
     """:func:`mentioned_ids` of a text that contains neither "swc" nor "Swc" (the caller knows)."""
-    return {i for m in _upper_findall(text) if (i := f"SWC-{m}") in BY_ID}
-
-
-# The same matches found in C where the extension is built (the validate step runs this on every record)
-_upper_findall: Callable[[str], list[str]] = _fast.swc_upper if _fast is not None else _UPPER_MENTION.findall
+    return {i for m in _UPPER_MENTION.findall(text) if (i := f"SWC-{m}") in BY_ID}
 
 
 # A keyword also matches with an inflection ("overflows", "re-entered", "race conditions"): the text

@@ -202,12 +202,42 @@ def _dedup_config(threshold: float | None, num_perm: int | None, ngram: int | No
         raise ConfigError([f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]) from None
 
 
+def _lists_beside(report: Path | None) -> tuple[Path, Path] | tuple[None, None]:
+    """The Parquet files of dedup's per-record lists beside its --report file: `NAME.removed.parquet` and
+    `NAME.clusters.parquet`, NAME being the report's file name less `.json`. None, None where the report is no
+    file in a folder (none, stdout, a device, a FIFO): the lists are then not written."""
+    if report is None or report.as_posix() == "-" or report.as_posix().startswith(("/dev/", "/proc/")) or (
+            report.exists() and not report.is_file()):
+        return None, None
+    stem = report.name[: -len(".json")] if report.name.lower().endswith(".json") and report.name != ".json" \
+        else report.name
+    return report.with_name(f"{stem}.removed.parquet"), report.with_name(f"{stem}.clusters.parquet")
+
+
+def _dedup_lists(report: Path | None, removed: Path | None, clusters: Path | None):  # type: ignore[no-untyped-def]
+    """The report's `lists`: where the per-record lists went (paths relative to the report's folder), in words too."""
+    from swcdata.dedup import NOT_WRITTEN, DedupLists
+
+    if removed is not None and clusters is not None:
+        return DedupLists(removed=removed.name, clusters=clusters.name,
+                          note=f"The per-record lists are Parquet files beside the report (paths relative to its "
+                               f"folder): the removed records in {removed.name}, the clusters in {clusters.name}.")
+    if report is not None:
+        return DedupLists(note=f"The per-record lists (removed records, clusters) were not written: the report goes "
+                               f"to {report}, not to a file in a folder that could hold them beside it. "
+                               "--report FILE writes them as Parquet beside FILE.")
+    return DedupLists(note=NOT_WRITTEN)
+
+
 @app.command()
 @handle_errors
 def dedup(
     paths: PathsArg,
     out_path: Annotated[Path, typer.Option("--out", help="Write the kept records (with id and source) here (JSONL).")],
-    report: ReportOpt = None,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Also write the summary as JSON to this file, and the per-record lists as Parquet beside "
+        "it: NAME.removed.parquet (every removed record and the kept record it duplicates) and "
+        "NAME.clusters.parquet (every cluster), NAME being the file's name less .json.")] = None,
     quarantine: Annotated[
         Path | None, typer.Option("--quarantine", help="Write lines that fail the schema checks here (JSONL).")
     ] = None,
@@ -227,7 +257,11 @@ def dedup(
     Exact duplicates share the normalised text of instruction + response; near duplicates are
     found on the extracted Solidity code (comments and layout removed, identifiers abstracted)
     and the prose around it. Every removed record names the kept record it duplicates.
+
+    The report (--report, --json) is a summary: the ledger, counts, the largest clusters. The
+    per-record lists go beside the --report file, in Parquet; without --report they are not written.
     """
+    from swcdata.arrow import write_parquet
     from swcdata.console import show_progress, signing_progress
     from swcdata.dedup import dedup as run_dedup
     from swcdata.records import write_jsonl
@@ -235,21 +269,30 @@ def dedup(
 
     cfg = _dedup_config(threshold, num_perm, ngram, keep=keep, near=not exact_only,
                         abstract_identifiers=not no_abstract, workers=workers)
+    removed_path, clusters_path = _lists_beside(report)
     table, vrep, quarantined = _load_records(paths, json_out=json_out, kept_with=None if quarantine else "--quarantine",
                                              outputs=[("--out", out_path), ("--quarantine", quarantine),
-                                                      ("--report", report)])
+                                                      ("--report", report), ("--report", removed_path),
+                                                      ("--report", clusters_path)])
     with signing_progress(show_progress(json_out)) as progress:
         kept, rep = run_dedup(table, cfg, progress=progress)
-    rep = rep.model_copy(update={"input": vrep.ledger})
-    # kept records, quarantine and report move in place together (or, on an interrupt, none does)
+    rep = rep.model_copy(update={"input": vrep.ledger, "lists": _dedup_lists(report, removed_path, clusters_path)})
+    # kept records, quarantine, report and its lists move in place together (or, on an interrupt, none does)
     _write_together([(out_path, lambda f: write_jsonl(kept, f)),
                      (quarantine, lambda f: f.writelines(q.to_line() for q in quarantined)),
-                     (report, lambda f: write_report_to(f, rep))])
+                     (report, lambda f: write_report_to(f, rep)),
+                     (removed_path, lambda f: write_parquet(rep.removed_table, f)),
+                     (clusters_path, lambda f: write_parquet(rep.clusters_table, f))])
+    if report is not None and removed_path is None:
+        err.print(f"[yellow]note:[/] {escape(rep.lists.note)}")
     if json_out:
         print_json(rep)
     else:
         render_dedup(rep, out)
         err.print(f"[dim]kept records written to {escape(str(out_path))}[/]")
+        if removed_path is not None:
+            err.print(f"[dim]removed records and clusters written to {escape(str(removed_path))} and "
+                      f"{escape(str(clusters_path))}[/]")
 
 
 @app.command()

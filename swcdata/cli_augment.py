@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from swcdata.augment import AugmentConfig, AugmentReport
+    from swcdata.augment_quality import AugmentQuality
 
 
 def _split_list(value: str) -> list[str]:
@@ -25,7 +26,7 @@ def _split_list(value: str) -> list[str]:
 
 
 def _config(factor: int, seed: int, transforms: str, templates: bool, splits: str, allow_eval: bool,
-            fmt: str) -> AugmentConfig:
+            fmt: str, skip_findings: str = "noop-fix") -> AugmentConfig:
     """Build the config, listing every problem at once (exit 2) before any data is read."""
     from pydantic import ValidationError
 
@@ -38,7 +39,8 @@ def _config(factor: int, seed: int, transforms: str, templates: bool, splits: st
         problems.append(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
     try:
         cfg = AugmentConfig(factor=factor, seed=seed, transforms=_split_list(transforms), templates=templates,
-                            splits=_split_list(splits), allow_eval_splits=allow_eval)
+                            splits=_split_list(splits), allow_eval_splits=allow_eval,
+                            skip_findings=_split_list(skip_findings))
     except ValidationError as e:
         for x in e.errors():
             loc = ".".join(str(p) for p in x["loc"]) or "config"
@@ -78,11 +80,57 @@ def _render(rep: AugmentReport, console: Console, out_dir: Path, fmt: str) -> No
         ft.add_row(fam, f"{n:,}")
     console.print(ft)
     console.print()
+    render_quality(rep.quality, console)
+    if rep.skipped_by_finding:
+        console.print("not augmented (skip_findings): " + ", ".join(f"{r} {n:,}" for r, n in
+                                                                   rep.skipped_by_finding.items()))
     added = sum(s.variants_added for s in rep.splits.values())
     total = sum(s.records_out for s in rep.splits.values())
     status = "[green]balanced[/]" if rep.balanced else "[bold red]NOT balanced[/]"
     console.print(f"{added:,} variant(s) added, {rep.duplicates_dropped:,} duplicate(s) dropped; {total:,} records "
                   f"written to {escape(str(out_dir))} as {fmt} ({rep.seconds:.2f} s, ledger {status})")
+
+
+def render_quality(q: AugmentQuality, console: Console, samples: bool = True) -> None:
+    """The augmentation quality report: template shares against their fair share, the checks, and the
+    before/after pairs (shared with `swcdata stats`)."""
+    from rich.table import Table
+
+    from swcdata import templates
+
+    if not q.variants:
+        return
+    t = Table(title=f"Templates ({q.templated:,} of {q.variants:,} variants rewritten)", title_justify="left")
+    for col in ("template", "share", "x fair share"):
+        t.add_column(col, justify="left" if col == "template" else "right")
+    fam_share: dict[str, float] = {}
+    for name, share in q.template_shares.items():
+        fam_share[name.split("/")[0]] = fam_share.get(name.split("/")[0], 0.0) + share
+    for name, share in sorted(q.template_shares.items()):
+        fam = name.split("/")[0]
+        fair = fam_share[fam] / len(templates.TEMPLATES[fam]) if fam in templates.TEMPLATES else 0.0
+        t.add_row(escape(name), f"{share:.1%}", f"{share / fair:.2f}" if fair else "-")
+    console.print(t)
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    console.print(
+        f"header-only variants: {q.header_only:,} ({pct(q.header_only_share)}); most used template: "
+        f"{escape(str(q.max_template))} at {q.max_template_over_fair:.2f}x its fair share\n"
+        f"code that parses: {pct(q.parse_rate_before)} before, {pct(q.parse_rate_after)} after\n"
+        f"renamed identifiers: {q.renames:,}; with a declared type: {q.renames_typed:,}, of which "
+        f"{pct(q.type_pool_match_rate)} got a name of that type"
+        + (f"; [bold red]bool renamed off type: {escape(', '.join(q.bool_renamed_off_type[:5]))}[/]"
+           if q.bool_renamed_off_type else ""))
+    if samples:
+        for k, smp in enumerate(q.samples, 1):
+            console.print(f"\n[bold]sample {k}[/] ({escape(smp.transform or 'none')}, "
+                          f"{escape(smp.template or 'own wording')}): before")
+            console.print(escape(smp.instruction_before), soft_wrap=True)
+            console.print("[bold]after[/]")
+            console.print(escape(smp.instruction_after), soft_wrap=True)
+    console.print()
 
 
 @handle_errors
@@ -103,6 +151,9 @@ def augment_command(
     allow_eval_splits: Annotated[bool, typer.Option("--allow-eval-splits", help="Allow augmenting validation/test "
                                                     "splits (their scores then stop measuring generalisation).")]
         = False,
+    skip_findings: Annotated[str, typer.Option("--skip-findings", help="Comma-separated validate warning rules "
+                                               "whose records are kept but not augmented ('' for none).")]
+        = "noop-fix",
     fmt: Annotated[str, typer.Option("--format", help="Output format: records (ids + lineage), seed "
                                                       "(Instruction:/Response: text), alpaca, chat.")] = "records",
     report: ReportOpt = None,
@@ -111,9 +162,15 @@ def augment_command(
     """Grow the train split with variants: new wording, same code, same answer.
 
     Each record gets --factor variants. A variant renames the contract's own
-    identifiers (the same way in instruction and response), re-lays-out the
-    code or toggles its comments, and rephrases the instruction with a
-    template of its task family (find, explain and fix, classify, rewrite).
+    identifiers to names of the same type and role (the same way in
+    instruction and response; names the prose describes are kept),
+    re-lays-out the code or toggles NatSpec comments written from what the
+    code does, and rewrites the request with a template of its task family
+    (find, review, explain and fix, classify, rewrite), keeping the focus
+    and details it names. Records with a --skip-findings warning (default:
+    noop-fix) are kept but not augmented. The report ends with a quality
+    summary: template shares, header-only variants, parse rates, renames by
+    type, and five before/after pairs.
     Transformed code is parsed again with tree-sitter: a record whose code
     would stop parsing is skipped for that transform, and counted. A record
     with a code span over 100,000 characters, or whose code crashes the
@@ -128,7 +185,7 @@ def augment_command(
     from swcdata.io import check_outputs
     from swcdata.records import read_split_dir, write_split_dir
 
-    cfg = _config(factor, seed, transforms, not no_templates, splits, allow_eval_splits, fmt)
+    cfg = _config(factor, seed, transforms, not no_templates, splits, allow_eval_splits, fmt, skip_findings)
     if out_dir.resolve() == split_dir.resolve():
         raise InputError(f"--out {out_dir} is the input split directory", hint="write the augmented splits to a "
                          "new folder, so the input stays as it is")

@@ -317,8 +317,12 @@ def render_stats(rep: StatsReport) -> None:
         for name, k in rep.total.transforms.items():
             at.add_row("transform", name, f"{k:,}", f"{k / n:.1%}")
         for name, k in rep.total.template_families.items():
-            at.add_row("template", name, f"{k:,}", f"{k / n:.1%}")
+            at.add_row("template family", name, f"{k:,}", f"{k / n:.1%}")
         out.print(at)
+        if rep.total.augmentation is not None:
+            from swcdata.cli_augment import render_quality
+
+            render_quality(rep.total.augmentation, out)
     notes = [f"{rep.cross_split_duplicate_ids:,} id(s) occur in more than one split"]
     if rep.quarantined:
         notes.append(f"{rep.quarantined:,} input line(s) failed the schema checks and are not counted")

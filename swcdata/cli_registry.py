@@ -1,4 +1,4 @@
-"""Registry commands: versions, show, diff, verify, export, push. Thin: resolve, call, render.
+"""Registry commands: versions, show, diff, verify, export, push, pull. Thin: resolve, call, render.
 
 Nothing heavy is imported at module level: `swcdata --help` must not import datasets or pyarrow.
 """
@@ -14,10 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from swcdata.console import JsonOpt, err, handle_errors, kv_table, out, print_json
+from swcdata.console import JsonOpt, ReportOpt, err, handle_errors, kv_table, out, print_json, write_report
 
 if TYPE_CHECKING:
-    from swcdata.hub import PushReport
+    from swcdata.hub import PullReport, PushReport
     from swcdata.registry import DiffReport, Manifest, Registry, VerifyReport
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Registry folder (default: $SWCDATA_HOME, else "
@@ -165,8 +165,16 @@ def render_verify(rep: VerifyReport) -> None:
 
 
 def render_push(rep: PushReport) -> None:
-    rows = [*((s, f"{n:,} records") for s, n in rep.records.items()), ("content hash", rep.content_hash),
-            ("tag", rep.tag), ("private", "yes" if rep.private else "no")]
+    rows = [*((s, f"{n:,} records in {rep.shards.get(s, 1):,} shard{'s' if rep.shards.get(s, 1) != 1 else ''}")
+              for s, n in rep.records.items()),
+            ("content hash", rep.content_hash), ("staged", f"{rep.bytes:,} bytes"),
+            ("content-defined chunking", "yes" if rep.content_defined_chunking else "no (pyarrow < 21)"),
+            ("tag", rep.tag + (" (already there: this version was pushed before)" if rep.tag_existed else "")),
+            ("private", "yes" if rep.private else "no")]
+    if len(rep.commits) > 1:
+        rows.append(("commits", ", ".join(c[:12] for c in rep.commits)))
+    if rep.deleted:
+        rows.append(("deleted", f"{len(rep.deleted):,} file(s) of an earlier version"))
     if rep.commit_oid:
         rows.append(("commit", rep.commit_oid))
     if rep.commit_url:
@@ -186,10 +194,27 @@ def render_push(rep: PushReport) -> None:
     ot.add_column("call", style="bold")
     ot.add_column("arguments", overflow="fold")
     for i, op in enumerate(rep.operations, 1):
-        ot.add_row(str(i), op.method, escape(", ".join(f"{k}={v!r}" for k, v in op.kwargs.items())))
+        ot.add_row(str(i), op.method, escape(", ".join(f"{k}={_short(v)}" for k, v in op.kwargs.items())))
     out.print(ot)
     if rep.staging_dir:
         err.print(f"[dim]staging folder: {escape(str(rep.staging_dir))}[/]")
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list) and len(v) > 6:
+        return f"[{', '.join(map(repr, v[:5]))}, ... ({len(v):,} in all)]"
+    return repr(v)
+
+
+def render_pull(rep: PullReport) -> None:
+    status = Text.from_markup("[green]registered[/]" if rep.registered else "already in the registry (checked)")
+    rows: list[tuple[str, str | Text]] = [
+        ("version", rep.ref), ("content hash", rep.content_hash), ("commit", rep.commit), ("status", status),
+        *((s, f"{n:,} records") for s, n in rep.records.items()), ("folder", rep.path)]
+    if rep.downloaded:
+        rows.append(("downloaded", f"{len(rep.downloaded):,} files, {sum(f.bytes for f in rep.downloaded):,} bytes"))
+    out.print(kv_table(rows, f"pulled {rep.repo_id}@{rep.revision} -> {rep.ref}"))
+    _print_warnings(rep.warnings)
 
 
 # ---- commands ---------------------------------------------------------------------------------
@@ -313,23 +338,65 @@ def push(
                                                    "cc-by-4.0), instead of the one the version's build config "
                                                    "declared ('unknown' is published as 'other').",
                                                    show_default=False)] = None,
+    max_shard_size: Annotated[str, typer.Option("--max-shard-size", help="Largest Parquet shard, in Arrow "
+                                                "bytes as `datasets` counts them: 500MB, 1GB, 256MiB or bytes.")
+                              ] = "500MB",
+    max_commit_size: Annotated[str, typer.Option("--max-commit-size", help="Above this many staged bytes the data "
+                                                 "goes in several commits, the card and manifest last.")] = "5GB",
     home: HomeOpt = None,
+    report: ReportOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Push a version to the Hugging Face Hub: parquet shards + dataset card in one commit, tagged vN.
+    """Push a version to the Hugging Face Hub: parquet shards, dataset card and manifest, tagged vN.
 
-    The token comes from HF_TOKEN or `hf auth login`; swcdata never reads or prints it.
+    Files of an earlier version under data/ and swcdata/ are deleted in the same (last) commit. Files the
+    Hub holds already are not sent again: a push that failed half-way resumes when run again. The token
+    comes from HF_TOKEN or `hf auth login`; swcdata never reads or prints it.
     """
     from swcdata import hub
-    from swcdata.io import refuse_inside_registry
+    from swcdata.io import check_outputs, refuse_inside_registry
 
-    refuse_inside_registry([("--out", out_dir)], _registry(home).home)  # (staging in the registry: refused)
+    outputs = [("--out", out_dir), ("--report", report)]
+    refuse_inside_registry(outputs, _registry(home).home)  # (staging or a report in the registry: refused)
+    check_outputs([], [("--report", report)])
     rep = hub.push(ref, repo, private=private, dry_run=dry_run, work_dir=out_dir, home=home, license=license_id,
+                   max_shard_size=max_shard_size, max_commit_size=max_commit_size,
                    api_factory=hub.make_api)  # looked up now, so tests can replace the factory
+    if report:
+        write_report(report, rep)
     if json_out:
         print_json(rep)
         return
     render_push(rep)
+
+
+@handle_errors
+def pull(
+    spec: Annotated[str, typer.Argument(metavar="OWNER/NAME[@vN|@REVISION]", help="The Hub dataset a push wrote, "
+                                        "at a version tag (vN), a branch (default main) or a commit.",
+                                        show_default=False)],
+    home: HomeOpt = None,
+    report: ReportOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download a pushed version and register it here as the same name@vN, checked against its manifest.
+
+    Refused, with nothing written, when the data on the Hub does not match the manifest that travels with it
+    (content hash, counts, file hashes, the manifest's digest) or when this registry holds another version under
+    that number. A public repo needs no token; a private one reads HF_TOKEN or `hf auth login`.
+    """
+    from swcdata import hub
+    from swcdata.io import check_outputs, refuse_inside_registry
+
+    refuse_inside_registry([("--report", report)], _registry(home).home)
+    check_outputs([], [("--report", report)])
+    rep = hub.pull(spec, home=home, api_factory=lambda: hub.make_api(write=False))
+    if report:
+        write_report(report, rep)
+    if json_out:
+        print_json(rep)
+        return
+    render_pull(rep)
 
 
 def register(app: typer.Typer) -> None:
@@ -339,3 +406,4 @@ def register(app: typer.Typer) -> None:
     app.command(name="verify")(verify)
     app.command(name="export")(export)
     app.command(name="push")(push)
+    app.command(name="pull")(pull)

@@ -177,32 +177,6 @@ def kv_table(rows: Iterable[tuple[str | Text, str | Text]], title: str | None = 
     return t
 
 
-def _model_json(model: Any) -> Iterator[bytes | memoryview]:
-    """A pydantic model as indented JSON, in pieces of bytes straight from pydantic's serializer: no
-    Python dicts and no intermediate str. A top-level field whose value writes its own items
-    (`json_items(depth)`, such as the removed records of a dedup report: a million entries at 1M
-    records) is written by it, spliced where pydantic puts the field. Callers write the final
-    newline themselves."""
-    dump = model.__pydantic_serializer__.to_json
-    big = [name for name in type(model).model_fields if hasattr(getattr(model, name), "json_items")]
-    if not big:
-        yield dump(model, indent=2)
-        return
-    text: bytes = dump(model.model_copy(update={name: [] for name in big}), indent=2)
-    for name in big:
-        # a top-level key sits at depth 1, and no string holds a raw newline: the key is found once
-        key = b'\n  "' + name.encode() + b'": ['
-        at = text.index(key + b"]") + len(key)
-        yield text[:at]
-        values = getattr(model, name)
-        if len(values):
-            yield b"\n"
-            yield from values.json_items(2)
-            yield b"\n  "
-        text = text[at:]
-    yield text
-
-
 def print_json(data: Any) -> None:
     """Machine output: indented JSON on stdout, nothing else. A pydantic model is serialised by
     pydantic itself; anything else (lists, dicts of plain values) by the json module."""
@@ -210,10 +184,10 @@ def print_json(data: Any) -> None:
         buffer = getattr(sys.stdout, "buffer", None)
         sys.stdout.flush()
         if buffer is None:  # a text-only stream (a notebook's): write the text
-            sys.stdout.write(b"".join(_model_json(data)).decode("utf-8") + "\n")
+            sys.stdout.write(_report_bytes(data).decode("utf-8"))
             sys.stdout.flush()
         else:
-            write_report_to(buffer, data)
+            buffer.write(_report_bytes(data))
             buffer.flush()
         return
     import json
@@ -223,7 +197,7 @@ def print_json(data: Any) -> None:
 
 
 def write_report(path: Path, report: Any) -> None:
-    """Write a pydantic report as indented JSON (see _model_json)."""
+    """Write a pydantic report as indented JSON, atomically (see io.atomic_output)."""
     from swcdata.errors import InputError
     from swcdata.io import atomic_output
 
@@ -235,10 +209,15 @@ def write_report(path: Path, report: Any) -> None:
 
 
 def write_report_to(f: BinaryIO, report: Any) -> None:
-    """A pydantic report as indented JSON into an open binary file, piece by piece (see _model_json)."""
-    for piece in _model_json(report):
-        f.write(piece)
-    f.write(b"\n")
+    """A pydantic report as indented JSON into an open binary file (one of several written together)."""
+    f.write(_report_bytes(report))
+
+
+def _report_bytes(model: Any) -> bytes:
+    """A pydantic model as indented JSON and a final newline, straight from pydantic's serializer (no
+    Python dicts, no intermediate str). Reports hold summaries only: per-record lists go beside them, in
+    Parquet (see `swcdata dedup --report`)."""
+    return model.__pydantic_serializer__.to_json(model, indent=2) + b"\n"
 
 
 def show_progress(json_mode: bool) -> bool:

@@ -9,6 +9,11 @@ prose around it. LSH candidates are verified against the threshold with the sign
 connected components of the verified pairs are the clusters. Each cluster keeps one deterministic
 representative (the first in input order, or the longest); every other member is removed and
 points at it.
+
+The report is a summary (counts, the largest clusters); its per-record lists, every removed record
+with the kept record it duplicates and every cluster, are Arrow tables built from the step's arrays
+(`DedupReport.removed_table`, `clusters_table`; no Python object per record), which
+`swcdata dedup --report` writes as Parquet beside the report's JSON.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from swcdata import minhash
-from swcdata.arrow import bools, int64s, to_numpy
-from swcdata.removed import RemovedList
-from swcdata.schema import Ledger, RecordRef, Source
+from swcdata import _ext, minhash
+from swcdata.arrow import bools, float64s, int64s, strings, to_numpy
+from swcdata.records import SOURCE_TYPE
+from swcdata.schema import BACKEND_DOC, Ledger, RecordRef
 from swcdata.tokens import Job, Packed, chunk_signatures
 from swcdata.workers import process_pool
 
@@ -173,14 +178,56 @@ def _pack(col: pa.ChunkedArray | pa.Array) -> Packed:
 
 
 class Cluster(BaseModel):
+    """A cluster of more than one record: one row of the clusters table (the report's JSON holds the
+    largest ones)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    representative: RecordRef
+    cluster: int = Field(description="The cluster's number: its row in the clusters table, and the `cluster` of "
+                         "its removed records. Clusters are numbered in the input order of their kept records.")
+    representative: RecordRef = Field(description="The kept record.")
     size: int
     exact: int = Field(description="Members removed as exact duplicates.")
     near: int = Field(description="Members removed as near duplicates.")
     min_similarity: float
     categories: list[str] = Field(description="Distinct categories in the cluster (more than one = label conflict).")
+
+
+LARGEST_CLUSTERS = 20  # clusters a report's JSON names (the clusters table holds them all)
+
+# The per-record lists of a dedup, as Arrow tables (`DedupReport.removed_table`, `clusters_table`) and as the
+# Parquet files beside a report: one row per removed record, one row per cluster of more than one record.
+REF_TYPE = pa.struct([pa.field("id", pa.string()), pa.field("source", SOURCE_TYPE)])
+REMOVED_SCHEMA = pa.schema([
+    pa.field("id", pa.string()), pa.field("source", SOURCE_TYPE), pa.field("kind", pa.string()),
+    pa.field("similarity", pa.float64()), pa.field("duplicate_of", REF_TYPE), pa.field("cluster", pa.int64()),
+])
+CLUSTERS_SCHEMA = pa.schema([
+    pa.field("cluster", pa.int64()), pa.field("representative", REF_TYPE), pa.field("size", pa.int64()),
+    pa.field("exact", pa.int64()), pa.field("near", pa.int64()), pa.field("min_similarity", pa.float64()),
+    pa.field("categories", pa.list_(pa.string())),
+])
+
+NOT_WRITTEN = ("The per-record lists (removed records, clusters) were not written: `swcdata dedup --report FILE` "
+               "writes them as Parquet files beside FILE (in Python: the report's removed_table and clusters_table).")
+
+
+class DedupLists(BaseModel):
+    """Where the per-record lists of a dedup went: Parquet files beside the report, named in it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    removed: str | None = Field(None, description="Parquet file of the removed records, relative to the report's "
+                                "folder: one row per removed record (id, source {file, line}, kind exact|near, "
+                                "similarity, duplicate_of {id, source}: the kept record of its cluster, cluster), in "
+                                "input order; null when not written. similarity: 1.0 for exact duplicates, else the "
+                                "estimated Jaccard with the kept record (a cluster is a chain of pairs at or above "
+                                "the threshold, so a member at the far end of a chain can be below it).")
+    clusters: str | None = Field(None, description="Parquet file of the clusters of more than one record, relative "
+                                 "to the report's folder: one row per cluster (cluster, representative {id, source}, "
+                                 "size, exact, near, min_similarity, categories), in the input order of their kept "
+                                 "records; null when not written.")
+    note: str = Field(NOT_WRITTEN, description="Where the lists are, in words.")
 
 
 class DedupLedger(BaseModel):
@@ -197,6 +244,10 @@ class DedupLedger(BaseModel):
 
 
 class DedupReport(BaseModel):
+    """The summary of a dedup. Its per-record lists (every removed record with the kept record it
+    duplicates, every cluster) are Arrow tables held beside the fields (`removed_table`,
+    `clusters_table`: not part of the JSON), written as Parquet beside the report by the CLI."""
+
     model_config = ConfigDict(extra="forbid", title="DedupReport")
 
     config: DedupConfig
@@ -204,14 +255,35 @@ class DedupReport(BaseModel):
     bands: int
     rows: int
     ledger: DedupLedger
-    clusters: list[Cluster]
-    removed: RemovedList = Field(description="Every removed record and the kept record it duplicates, in input "
-                                 "order (held as columns; read like a list of Removed).")
+    clusters: int = Field(description="Clusters of more than one record (rows of the clusters file).")
+    largest_clusters: list[Cluster] = Field(description=f"The {LARGEST_CLUSTERS} largest clusters: size "
+                                            "descending, then in the input order of their kept records.")
     category_conflicts: int = Field(description="Clusters whose members carry different categories.")
     candidate_pairs: int
     verified_pairs: int
     timings: dict[str, float]
     records_per_second: float
+    backend: str = Field(description=BACKEND_DOC)
+    lists: DedupLists = Field(default_factory=DedupLists, description="Where the per-record lists went.")
+
+    _removed: pa.Table | None = PrivateAttr(None)
+    _clusters: pa.Table | None = PrivateAttr(None)
+
+    @property
+    def removed_table(self) -> pa.Table:
+        """Every removed record and the kept record it duplicates, in input order (`REMOVED_SCHEMA`)."""
+        return self._table(self._removed, "removed")
+
+    @property
+    def clusters_table(self) -> pa.Table:
+        """Every cluster of more than one record, in the input order of the kept records (`CLUSTERS_SCHEMA`)."""
+        return self._table(self._clusters, "clusters")
+
+    def _table(self, table: pa.Table | None, what: str) -> pa.Table:
+        if table is None:
+            raise ValueError(f"this report holds no {what} table (a report read back from JSON holds the summary "
+                             f"only): read the Parquet file its lists.{what} names")
+        return table
 
 
 # --------------------------------------------------------------------------- the step
@@ -310,7 +382,8 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
 def dedup(table: pa.Table, config: DedupConfig | None = None, *,
           progress: Progress | None = None) -> tuple[pa.Table, DedupReport]:
     """Remove exact and near duplicates from a record table. Returns the kept records (input order)
-    and a report that names, for every removed record, the kept record it duplicates. `progress`
+    and a report whose `removed_table` names, for every removed record, the kept record it duplicates
+    (`clusters_table`: every cluster). `progress`
     follows the signing of the records (the long part)."""
     cfg = config or DedupConfig()
     t0 = time.perf_counter()
@@ -324,16 +397,23 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
     exact_rep, final, sim_to_rep, timings = c.exact_rep, c.final, c.sim_to_rep, c.timings
     bands, rows, n_candidates, n_verified = c.bands, c.rows, c.candidate_pairs, c.verified_pairs
     t = time.perf_counter()
+    import pyarrow.compute as pc
+
     positions = np.arange(n)
     kept_mask = final == positions
     gone = np.flatnonzero(~kept_mask)
-    is_exact = final[gone] == exact_rep[gone]  # exact: the kept record is its exact twin
+    of = final[gone]
+    is_exact = of == exact_rep[gone]  # exact: the kept record is its exact twin
     sims = np.where(is_exact, 1.0, sim_to_rep[exact_rep[gone]])
-    refs = _Refs(table, np.concatenate([gone, final[gone]]))
-    removed = RemovedList(refs.ids, refs.files, refs.lines, refs.pos(gone), refs.pos(final[gone]), is_exact,
-                          _rounded(sims))
+    clusters, reps = _clusters(table, final, exact_rep, sim_to_rep)
+    removed = pa.Table.from_arrays(
+        [_column(table, "id", gone), _column(table, "source", gone),
+         strings(["near", "exact"]).take(int64s(is_exact)), float64s(_rounded(sims)), _refs(table, of),
+         int64s(np.searchsorted(reps, of))],
+        schema=REMOVED_SCHEMA)
     n_exact = int(is_exact.sum())
-    clusters = _clusters(table, final, exact_rep, sim_to_rep, refs)
+    largest = np.lexsort((np.arange(len(reps)), -to_numpy(clusters.column("size"))))[:LARGEST_CLUSTERS]
+    n_categories = to_numpy(pc.list_value_length(clusters.column("categories")))
     kept = table.filter(bools(kept_mask))
     timings["report"] = time.perf_counter() - t
     total = time.perf_counter() - t0
@@ -342,12 +422,13 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
         config=cfg, bands=bands, rows=rows,
         ledger=DedupLedger(records=n, kept=int(kept_mask.sum()), exact_duplicates=n_exact,
                            near_duplicates=len(gone) - n_exact),
-        clusters=clusters, removed=removed,  # type: ignore[arg-type]  # clusters: validated here, in one call
-        category_conflicts=sum(1 for c in clusters if len(c["categories"]) > 1),  # type: ignore[arg-type]
+        clusters=len(reps), largest_clusters=clusters.take(int64s(largest)).to_pylist(),  # type: ignore[arg-type]
+        category_conflicts=int(np.count_nonzero(n_categories > 1)),
         candidate_pairs=n_candidates, verified_pairs=n_verified,
         timings={k: round(v, 3) for k, v in timings.items()},
-        records_per_second=round(n / total, 1) if total > 0 else 0.0,
+        records_per_second=round(n / total, 1) if total > 0 else 0.0, backend=_ext.backend(),
     )
+    report._removed, report._clusters = removed, clusters
     return kept, report
 
 
@@ -359,39 +440,26 @@ def _rounded(values: npt.NDArray[np.float64], digits: int = 4) -> npt.NDArray[np
     return np.array([round(v, digits) for v in distinct.tolist()], dtype=np.float64)[index.reshape(-1)]
 
 
-class _Refs:
-    """ids and sources of the rows a report names, read from the table once (not every row's)."""
+def _column(table: pa.Table, name: str, rows: npt.NDArray[np.int64]) -> pa.Array:
+    """A column's values at the given rows, as one array."""
+    return table.column(name).take(int64s(rows)).combine_chunks()
 
-    def __init__(self, table: pa.Table, rows: npt.NDArray[np.int64]) -> None:
-        import pyarrow.compute as pc
 
-        self._need = minhash.unique(rows)
-        sub = table.select(["id", "source"]).take(int64s(self._need))
-        src = sub.column("source").combine_chunks()
-        self.ids: list[str] = sub.column("id").to_pylist()
-        files = pc.dictionary_encode(src.field("file"))
-        names: list[str] = files.dictionary.to_pylist()  # one str object per file, shared by its rows
-        self.files: list[str] = [names[k] for k in files.indices.to_pylist()]
-        self.lines: list[int] = src.field("line").to_pylist()
-
-    def pos(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return np.searchsorted(self._need, rows)
-
-    def ref(self, i: int) -> RecordRef:
-        """The reference of row i (one of the rows asked for)."""
-        k = int(self.pos(np.asarray([i]))[0])
-        return RecordRef.model_construct(id=self.ids[k], source=Source.model_construct(file=self.files[k],
-                                                                                       line=self.lines[k]))
+def _refs(table: pa.Table, rows: npt.NDArray[np.int64]) -> pa.StructArray:
+    """The {id, source} of the given rows (`REF_TYPE`), taken as columns."""
+    return pa.StructArray.from_arrays([_column(table, "id", rows), _column(table, "source", rows)],
+                                      fields=list(REF_TYPE))
 
 
 def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDArray[np.int64],
-              sim: npt.NDArray[np.float64], refs: _Refs) -> list[dict[str, object]]:
-    """One entry per cluster of more than one record, ordered by the representative's position."""
+              sim: npt.NDArray[np.float64]) -> tuple[pa.Table, npt.NDArray[np.int64]]:
+    """The clusters table (`CLUSTERS_SCHEMA`: one row per cluster of more than one record, ordered by the
+    representative's position, numbered from 0 in that order) and the representatives' positions."""
+    import pyarrow.compute as pc
+
     n = len(final)
     sizes = np.bincount(final, minlength=n)
     reps = np.flatnonzero(sizes > 1)
-    if not len(reps):
-        return []
     others = np.flatnonzero(final != np.arange(n))  # members other than their representative
     owner = final[others]
     ex = exact_rep[others] == owner
@@ -399,21 +467,21 @@ def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDAr
     n_exact = np.bincount(owner, weights=ex, minlength=n).astype(np.int64)
     min_sim = np.ones(n)
     np.minimum.at(min_sim, owner, member_sim)
-    # distinct categories per cluster: unique (representative, category code) pairs
+    # distinct categories per cluster, in name order: unique (representative, category rank) pairs
     members = np.flatnonzero(sizes[final] > 1)
-    import pyarrow.compute as pc
-
-    enc = pc.dictionary_encode(table.column("category").take(int64s(members))).combine_chunks()
-    names: list[str] = enc.dictionary.to_pylist()
-    codes = to_numpy(enc.indices).astype(np.int64)
+    enc = pc.dictionary_encode(_column(table, "category", members))
+    names: list[str] = enc.dictionary.to_pylist()  # (the distinct categories: a few)
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    codes = rank[to_numpy(enc.indices).astype(np.int64)] if len(members) else np.zeros(0, dtype=np.int64)
     n_names = max(len(names), 1)
     pair = minhash.unique(final[members] * n_names + codes)
-    cat_rep, cat_code = pair // n_names, pair % n_names
-    bounds = [*np.searchsorted(cat_rep, reps, side="left").tolist(), len(pair)]
-    out: list[dict[str, object]] = []
-    for k, rep in enumerate(reps.tolist()):
-        cats = sorted(names[c] for c in cat_code[bounds[k] : bounds[k + 1]].tolist())
-        size, exact = int(sizes[rep]), int(n_exact[rep])
-        out.append({"representative": refs.ref(rep), "size": size, "exact": exact, "near": size - 1 - exact,
-                    "min_similarity": round(float(min_sim[rep]), 4), "categories": cats})
-    return out
+    offsets = np.append(np.searchsorted(pair // n_names, reps, side="left"), len(pair))
+    categories = pa.ListArray.from_arrays(int64s(offsets).cast(pa.int32()),
+                                          strings([names[k] for k in order]).take(int64s(pair % n_names)))
+    size, exact = sizes[reps].astype(np.int64), n_exact[reps]
+    out = pa.Table.from_arrays(
+        [int64s(np.arange(len(reps))), _refs(table, reps), int64s(size), int64s(exact), int64s(size - 1 - exact),
+         float64s(_rounded(min_sim[reps])), categories], schema=CLUSTERS_SCHEMA)
+    return out, reps

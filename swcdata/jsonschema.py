@@ -20,6 +20,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "verify-report": ("swcdata.registry", "VerifyReport"),
     "diff-report": ("swcdata.registry", "DiffReport"),
     "push-report": ("swcdata.hub", "PushReport"),
+    "pull-report": ("swcdata.hub", "PullReport"),
     "split-report": ("swcdata.split", "SplitReport"),
     "build-config": ("swcdata.build", "BuildConfig"),
     "eval-results": ("swcdata.evaluate", "EvalResults"),

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
+from swcdata import _ext
 from swcdata._ext import fast as _fast
 
 U64 = npt.NDArray[np.uint64]
@@ -134,9 +135,6 @@ def signatures(hashes: U64, offsets: I64, num_perm: int, seed: int, batch: int =
         return sig
     a, b = perm_params(num_perm, seed)
     x_all = hashes.astype(np.uint32)  # low 32 bits of an avalanched hash
-    if _fast is not None:  # the same loop in C, permutations innermost
-        _fast.minhash_into(x_all, np.ascontiguousarray(offsets, dtype=np.int64), a, b, sig)
-        return sig
     counts = np.diff(offsets)
     lo = 0
     while lo < n:
@@ -199,7 +197,7 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
     up to `max_bucket` members (larger buckets still give their star). Records with no shingles
     never match."""
     n = sig.shape[0]
-    if _fast is not None and not all_pairs and n:  # the same keys from hash tables, not sorts
+    if _fast is not None and _ext.on("lsh") and not all_pairs and n:  # the same keys from hash tables, not sorts
         return _pairs_of_keys(_star_keys(np.ascontiguousarray(sig, dtype=np.uint32), bands, rows), n)
     valid = (sig != EMPTY).any(axis=1)
     idx = np.flatnonzero(valid)
@@ -274,7 +272,7 @@ def similarity(sig: U32, pairs: I64) -> npt.NDArray[np.float64]:
     if len(pairs) == 0:
         return np.zeros(0)
     out = np.empty(len(pairs))
-    if _fast is not None:  # the same shares, counted in C without gathering the rows, in threads
+    if _fast is not None and _ext.on("similarity"):  # the same shares, counted in C, in threads
         sig, pairs = np.ascontiguousarray(sig, dtype=np.uint32), np.ascontiguousarray(pairs, dtype=np.int64)
         cuts = np.linspace(0, len(pairs), _threads(len(pairs)) + 1).round().astype(int).tolist()
         if len(cuts) == 2:
@@ -302,9 +300,6 @@ def components(pairs: I64, n: int) -> I64:
     dropped as soon as they are found."""
     parent = np.arange(n, dtype=np.int64)
     if not len(pairs):
-        return parent
-    if _fast is not None:  # the same labels, by sequential union-find in C
-        _fast.components_into(np.ascontiguousarray(pairs, dtype=np.int64), parent)
         return parent
     u, v = pairs[:, 0], pairs[:, 1]
     while True:

@@ -409,28 +409,47 @@ def _unsafe_path(rel: str, root: Path) -> str | None:
     return None
 
 
-def _log_entry(m: Manifest, event: Literal["published", "adopted"]) -> dict[str, Any]:
+def _log_entry(m: Manifest, event: Literal["published", "adopted", "pulled"]) -> dict[str, Any]:
     return {"event": event, "name": m.name, "version": m.version, "content_hash": m.content_hash,
             "manifest_digest": m.manifest_digest, "parent": m.parent, "parent_digest": m.parent_digest,
             "records": m.records, "created_at": m.created_at, "logged_at": _now_utc(), "tool_version": m.tool_version}
+
+
+def _is_record_list(value: Any) -> bool:
+    """Whether a value of the manifest's `removed` is a list of records: a list or tuple of them, or an Arrow
+    table (one row each, such as a dedup report's `removed_table`, stored as it is)."""
+    import pyarrow as pa
+
+    return isinstance(value, list | tuple | pa.Table)
 
 
 def _removed_files(removed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, pa.Table]]:
     """The manifest's `removed` section and the tables to store: each list of records becomes
     `removed/<kind>.parquet` and, in the manifest, {records, path, by_kind} (path only when there are records;
     by_kind when every record has a `kind`); any other value stays as it is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     summary: dict[str, Any] = {}
     tables: dict[str, pa.Table] = {}
     for kind, value in removed.items():
-        if not isinstance(value, list | tuple):
+        if not _is_record_list(value):
             summary[kind] = value
             continue
-        entry: dict[str, Any] = {"records": len(value)}
-        if value:
+        n = value.num_rows if isinstance(value, pa.Table) else len(value)
+        entry: dict[str, Any] = {"records": n}
+        if n:
             tables[kind] = _removed_table(value)
             entry["path"] = f"{REMOVED_DIR}/{kind}.parquet"
-        kinds = Counter(e.get("kind") for e in value if isinstance(e, Mapping) and isinstance(e.get("kind"), str))
-        if value and sum(kinds.values()) == len(value):
+        if not isinstance(value, pa.Table):
+            kinds = Counter(e.get("kind") for e in value if isinstance(e, Mapping) and isinstance(e.get("kind"), str))
+        elif "kind" in value.column_names and pa.types.is_string(value.schema.field("kind").type):
+            counts = pc.value_counts(value.column("kind"))  # (the distinct kinds, without a row each)
+            kinds = Counter({k: c for k, c in zip(counts.field("values").to_pylist(),
+                                                 counts.field("counts").to_pylist(), strict=True) if k is not None})
+        else:
+            kinds = Counter()
+        if n and sum(kinds.values()) == n:
             entry["by_kind"] = dict(sorted(kinds.items()))
         summary[kind] = entry
     return summary, tables
@@ -439,12 +458,14 @@ def _removed_files(removed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
 _REMOVED_META = b"swcdata.removed"
 
 
-def _removed_table(entries: list[Any] | tuple[Any, ...]) -> pa.Table:
+def _removed_table(entries: list[Any] | tuple[Any, ...] | pa.Table) -> pa.Table:
     """Records as columns (one per key of any record, null where a record lacks it); records Arrow cannot type
-    alike (mixed value types) as one column of their JSON."""
+    alike (mixed value types) as one column of their JSON. An Arrow table is stored as it is."""
     import orjson
     import pyarrow as pa
 
+    if isinstance(entries, pa.Table):
+        return entries.replace_schema_metadata({_REMOVED_META: b"rows"})
     if all(isinstance(e, Mapping) for e in entries):
         try:
             arr = pa.array(list(entries))
@@ -526,6 +547,22 @@ def _features() -> datasets.Features:
 
 def _fingerprint(hash_: str, split: str) -> str:
     return hashlib.sha256(f"{hash_}:{split}".encode()).hexdigest()[:16]
+
+
+def _save_tables(folder: Path, tables: Mapping[str, pa.Table], hash_: str) -> None:
+    """Write canonical split tables into `folder` with `datasets.save_to_disk`, as every version's data is written
+    (shards fixed by row count, the fingerprint from the content hash): the same tables give the same bytes."""
+    import datasets
+
+    features = _features()
+    dd = datasets.DatasetDict({
+        split: datasets.Dataset(table, info=datasets.DatasetInfo(features=features),
+                                split=datasets.NamedSplit(split), fingerprint=_fingerprint(hash_, split))
+        for split, table in tables.items()
+    })
+    shards = {split: max(1, -(-t.num_rows // ROWS_PER_SHARD)) for split, t in tables.items()}
+    with _quiet_datasets():
+        dd.save_to_disk(str(folder), num_shards=shards)
 
 
 def write_parquet(table: pa.Table, path: Path) -> Path:
@@ -901,7 +938,7 @@ class Registry:
                               source="manifest_fields") from None
         steps_key = _steps_key([Step.model_validate(s) for s in fields.get("steps", [])])
         bad_kinds = [k for k, v in (fields.get("removed") or {}).items()
-                     if isinstance(v, list | tuple) and not _KIND_RE.match(k)]
+                     if _is_record_list(v) and not _KIND_RE.match(k)]
         if bad_kinds:
             raise ConfigError([f"removed.{k}: a kind with a list of records is stored as {REMOVED_DIR}/<kind>.parquet:"
                                " use letters, digits, '.', '_' and '-'" for k in bad_kinds], source="manifest_fields")
@@ -963,21 +1000,12 @@ class Registry:
         """Write the version into a temporary folder, log it (after `log_first`), then rename it into place. The
         log line comes first: a crash between the two leaves a logged number without a folder (never given
         again), never a published version missing from the log."""
-        import datasets
         import pyarrow.parquet as pq
 
         final = folder / f"v{version}"
         tmp = folder / f".tmp-v{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        features = _features()
         try:
-            dd = datasets.DatasetDict({
-                split: datasets.Dataset(table, info=datasets.DatasetInfo(features=features),
-                                        split=datasets.NamedSplit(split), fingerprint=_fingerprint(hash_, split))
-                for split, table in tables.items()
-            })
-            shards = {split: max(1, -(-t.num_rows // ROWS_PER_SHARD)) for split, t in tables.items()}
-            with _quiet_datasets():
-                dd.save_to_disk(str(tmp), num_shards=shards)
+            _save_tables(tmp, tables, hash_)
             removed, removed_tables = _removed_files(fields.get("removed") or {})
             for kind, table in removed_tables.items():
                 (tmp / REMOVED_DIR).mkdir(exist_ok=True)
@@ -997,6 +1025,118 @@ class Registry:
             _fsync_dir(folder)
             manifest._folder = final
             return manifest
+        except BaseException:
+            if tmp.exists():
+                _rmtree(tmp)
+            raise
+
+    def register(self, manifest: Manifest, splits: Mapping[str, pa.Table], files: Mapping[str, Path],
+                 origin: str) -> tuple[Manifest, bool]:
+        """Add a version published by another registry (pulled from the Hub) as the same `name@vN`, with its own
+        manifest. Its data is written as `publish` writes it; `files` (manifest path -> a local file) are its other
+        files, copied: the removed-record lists and the `datasets` metadata. Nothing is written unless the manifest
+        matches its digest, the tables its content hash and counts, every file of the new folder the manifest's
+        sha256 (no file missing or added), and a parent that is here the recorded parent digest. Published under
+        the lock, atomically, with a 'pulled' log line naming `origin`.
+
+        Returns (manifest, created). A version of that number already here with the same content hash is returned
+        as it is (created=False); with another hash it is refused, and so is a number this registry gave before."""
+        from filelock import FileLock, Timeout
+
+        m, name, n = manifest, manifest.name, manifest.version
+        self._check_name(name)
+        hint = "the copy on the Hub is not the version that was pushed: push it again from the registry that holds it"
+        if m.schema_version not in SCHEMA_VERSIONS:
+            raise DataError(f"{m.ref} from {origin}: manifest schema_version {m.schema_version}; this swcdata reads "
+                            f"{', '.join(map(str, SCHEMA_VERSIONS))}", hint="upgrade swcdata")
+        if m.manifest_digest is None or m.compute_digest() != m.manifest_digest:
+            raise DataError(f"{m.ref} from {origin}: the manifest does not match its manifest_digest (edited after "
+                            "publishing); refused", hint=hint)
+        tables, hash_, counts = _canonical(splits)
+        if hash_ != m.content_hash:
+            raise DataError(f"{m.ref} from {origin}: the data does not match its manifest: content hash {hash_}, the "
+                            f"manifest says {m.content_hash} (altered or partly uploaded); refused", hint=hint)
+        if counts != m.counts:
+            raise DataError(f"{m.ref} from {origin}: the record counts of the data do not match the manifest's; "
+                            "refused", hint=hint)
+        folder = self.home / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create {folder}: {e.strerror}",
+                             hint="point --home / SWCDATA_HOME at a writable folder") from None
+        try:
+            with FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S):
+                for stale in folder.glob(".tmp-*"):  # left by a publisher that died; we hold the lock
+                    _rmtree(stale)
+                dirs = self._version_dirs(name)
+                if n in dirs:
+                    here = self._read_manifest(dirs[n])
+                    if here.content_hash != m.content_hash:
+                        raise DataError(f"{m.ref} is already in the registry at {self.home} with content hash "
+                                        f"{here.content_hash[:12]}, and {origin} holds {m.content_hash[:12]} under "
+                                        "the same number: refused (a version number names one content)",
+                                        hint="pull into another registry (--home or SWCDATA_HOME)")
+                    bad, _extra, _k = self._check_files(here, dirs[n])
+                    problems = self._manifest_problems(here, dirs[n]) + [f"{b.path} differs" for b in bad]
+                    if problems:
+                        raise DataError(f"{here.ref} is in the registry but was modified after publishing "
+                                        f"({problems[0]})", hint=f"run `swcdata verify {here.ref}`")
+                    return here, False
+                if n in self._taken_numbers(name):
+                    raise DataError(f"{m.ref}: this registry gave the number v{n} before (its log {folder / LOG_FILE} "
+                                    "records it), so it cannot hold another version under it: refused",
+                                    hint="pull into another registry (--home or SWCDATA_HOME)")
+                chain, _warnings = self._chain_checks(m, folder / f"v{n}")
+                if chain:
+                    raise DataError(f"{m.ref} from {origin}: {chain[0]}", hint="pull into another registry (--home "
+                                    "or SWCDATA_HOME), or pull its parent into an empty one first")
+                existing = self.versions(name) if dirs else []
+                log_first = []
+                if not self._read_log(name)[0]:  # the log begins: it records the (intact) versions already there
+                    log_first = [_log_entry(v, "adopted") for v in existing
+                                 if not self._manifest_problems(v, v._folder or self.path(v))]
+                return self._write_pulled(folder, m, tables, files, origin, log_first), True
+        except Timeout:
+            raise DataError(f"another process has held the registry lock {folder / '.lock'} for over "
+                            f"{LOCK_TIMEOUT_S:.0f}s", hint="wait for the other publish to finish") from None
+
+    def _write_pulled(self, folder: Path, m: Manifest, tables: dict[str, pa.Table], files: Mapping[str, Path],
+                      origin: str, log_first: list[dict[str, Any]]) -> Manifest:
+        """`register`'s write: the data and files into a temporary folder, every file checked against the manifest,
+        the log line, then the rename (as `_write_version`)."""
+        final = folder / f"v{m.version}"
+        tmp = folder / f".tmp-v{m.version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            _save_tables(tmp, tables, m.content_hash)
+            root = tmp.resolve()
+            for rel, src in files.items():
+                why = _unsafe_path(rel, root)
+                if why is not None or rel not in m.files:
+                    raise DataError(f"{m.ref} from {origin}: file {rel!r} " + (why or "is not in the manifest"))
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, tmp / rel)
+            written = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _data_files(tmp)}
+            for rel in sorted(set(written) | set(m.files)):
+                if written.get(rel) != m.files.get(rel):
+                    what = ("missing" if rel not in written else "not in the manifest" if rel not in m.files
+                            else f"sha256 {written[rel]}, the manifest says {m.files[rel]}")
+                    raise DataError(
+                        f"{m.ref} from {origin}: {rel} of the rebuilt version does not match the manifest ({what}); "
+                        "refused", hint="the data matched its content hash: this file differs when another version "
+                        f"of swcdata or `datasets` writes it (published with swcdata {m.tool_version})"
+                        if rel.endswith(".arrow") else "the copy on the Hub is incomplete or altered: push it again")
+            (tmp / MANIFEST_FILE).write_text(m.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            _make_read_only(tmp)
+            _fsync_tree(tmp)
+            if final.exists() or final.is_symlink():  # cannot happen under the lock (checked by the caller)
+                raise DataError(f"{final} already exists; refusing to overwrite a published version")
+            self._append_log(folder, [*log_first, {**_log_entry(m, "pulled"), "origin": origin}])
+            os.rename(tmp, final)
+            _fsync_dir(folder)
+            out = m.model_copy()
+            out._folder = final
+            return out
         except BaseException:
             if tmp.exists():
                 _rmtree(tmp)

@@ -82,11 +82,9 @@ def render_dedup(report: DedupReport, console: Console, *, max_clusters: int = 1
              ("near duplicates", lg.near_duplicates)]
     console.print(ledger_table("Ledger", rows, balanced))
     console.print()
-    if report.clusters:
-        big = sorted(report.clusters, key=lambda c: (-c.size, c.representative.source.file,
-                                                     c.representative.source.line))[:max_clusters]
-        t = Table(title=f"Largest clusters ({min(len(report.clusters), max_clusters)} of {len(report.clusters)})",
-                  title_justify="left")
+    if report.largest_clusters:
+        big = report.largest_clusters[:max_clusters]  # (largest first)
+        t = Table(title=f"Largest clusters ({len(big)} of {report.clusters:,})", title_justify="left")
         for col in ("kept record", "size", "exact", "near", "min sim", "categories"):
             t.add_column(col, justify="left" if col in ("kept record", "categories") else "right", overflow="fold")
         for c in big:
@@ -96,7 +94,7 @@ def render_dedup(report: DedupReport, console: Console, *, max_clusters: int = 1
                       f"{c.min_similarity:.2f}", cats if len(c.categories) == 1 else f"[yellow]{cats}[/]")
         console.print(t)
         console.print()
-    console.print(f"{len(report.clusters):,} clusters, {report.category_conflicts:,} with conflicting categories; "
+    console.print(f"{report.clusters:,} clusters, {report.category_conflicts:,} with conflicting categories; "
                   f"LSH {report.bands}x{report.rows}, {report.candidate_pairs:,} candidate pairs, "
                   f"{report.verified_pairs:,} verified at >= {report.config.threshold}; "
                   f"{report.timings.get('total', 0):.2f} s ({report.records_per_second:,.0f} records/s)")

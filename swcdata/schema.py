@@ -115,6 +115,11 @@ class RuleCount(BaseModel):
     by_file: dict[str, int]
 
 
+BACKEND_DOC = ("Which code ran the hot loops (swcdata._ext): 'c' (the C extension), 'python' (its Python "
+               "references: not built, or SWCDATA_NO_EXT=1), or 'c (python: PIECES)' where SWCDATA_NO_EXT "
+               "named pieces.")
+
+
 class ValidationReport(BaseModel):
     """What `swcdata validate` found, as data. Rendered as tables by the CLI or dumped with --json."""
 
@@ -133,3 +138,4 @@ class ValidationReport(BaseModel):
     seconds: float
     records_per_second: float
     status: str = Field(description="'clean', 'warnings' or 'errors'.")
+    backend: str = Field(description=BACKEND_DOC)

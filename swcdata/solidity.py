@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from swcdata import _ext
 from swcdata import isolate as _isolate
 from swcdata._ext import fast as _fast
 
@@ -168,7 +169,7 @@ def _py_lex(code: str) -> list[str]:
     return _TOKEN_RE.findall(code)
 
 
-_lex: Callable[[str], list[str]] = _fast.lex if _fast is not None else _py_lex
+_lex: Callable[[str], list[str]] = _fast.lex if _fast is not None and _ext.on("lex") else _py_lex
 
 
 def code_tokens(code: str, *, abstract_identifiers: bool = False, abstract_literals: bool = False) -> list[str]:
@@ -881,8 +882,9 @@ def _py_extract_code(text: str) -> list[CodeSpan]:
 
 
 _SHAPES = ("fence", "inline", "block")  # the span shapes, in the order of _extract.c's shape codes
-if _fast is not None:
+if _fast is not None:  # (also where extract runs in Python: the C token ids find spans with it)
     _fast.extract_init(_KEEP, _STOPWORDS, CodeSpan, _SHAPES)
+_C_EXTRACT = _ext.on("extract")
 
 
 def extract_code(text: str) -> list[CodeSpan]:
@@ -895,7 +897,7 @@ def extract_code(text: str) -> list[CodeSpan]:
     """
     if not text:
         return []
-    if _fast is None:
+    if _fast is None or not _C_EXTRACT:
         return _py_extract_code(text)
     return _fast.extract_spans(text)
 

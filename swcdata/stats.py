@@ -1,5 +1,6 @@
 """`stats`: what a dataset holds, per split: records per class, character and token lengths, duplicates,
-and for augmented records the shares of each transform and template.
+and for augmented records the shares of each transform and template and the augmentation's quality
+(header-only variants, parse rates, renames by type, a few before/after pairs: swcdata.augment_quality).
 
 A step like the others: `stats(splits, config) -> (StatsReport, Lengths)`; the report is what the CLI
 prints or writes as JSON, the raw lengths are what `--plots` draws. Tokens are counted with a
@@ -13,10 +14,11 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from swcdata.augment_quality import AugmentQuality
 from swcdata.errors import DataError, InputError
 from swcdata.text import normalize_text
 
@@ -60,6 +62,9 @@ class SplitStats(BaseModel):
                                               "family (the template name before `/`).")
     transform_shares: dict[str, float] = Field(default_factory=dict, description="transforms / augmented.")
     template_shares: dict[str, float] = Field(default_factory=dict, description="templates / augmented.")
+    augmentation: AugmentQuality | None = Field(None, description="How good the augmented records are, measured "
+                                                "against their parents in the same split (as the augment step's "
+                                                "report measures them); null without augmented records.")
 
 
 class StatsReport(BaseModel):
@@ -178,8 +183,13 @@ def stats(splits: Mapping[str, pa.Table], config: StatsConfig | None = None, *, 
     per: list[SplitStats] = []
     lengths: Lengths = {}
     where: dict[str, set[str]] = {}
+    measured: list[Any] = []
     for name, table in splits.items():
         s, lens = _split_stats(name, table, count_tokens)
+        if s.augmented:
+            triples = _augmentation(table)
+            measured += triples
+            s.augmentation = _summarise(triples)
         per.append(s)
         lengths[name] = lens
         for i in set(_col(table, "id")) - {None}:
@@ -188,10 +198,31 @@ def stats(splits: Mapping[str, pa.Table], config: StatsConfig | None = None, *, 
             if all(c in t.column_names for t in splits.values())]
     everything = pa.concat_tables([t.select(cols) for t in splits.values()], promote_options="permissive")
     total, _ = _split_stats("all", everything, count_tokens)
+    if total.augmented:
+        total.augmentation = _summarise(measured)
     report = StatsReport(source=source, content_hash=content_hash, tokenizer=tok_name, splits=per, total=total,
                          cross_split_duplicate_ids=sum(1 for s in where.values() if len(s) > 1),
                          quarantined=quarantined)
     return report, lengths
+
+
+def _augmentation(table: pa.Table) -> list[Any]:
+    """(parent, variant, quality) of every augmented record whose parent is in the same split; the quality
+    is measured in isolated children (tree-sitter runs there, see swcdata.augment_quality)."""
+    from swcdata.augment_quality import measure_isolated
+
+    cols = [c for c in ("id", "instruction", "response", "parent_id", "transform", "template")
+            if c in table.column_names]
+    rows = table.select(cols).to_pylist()
+    by_id = {r["id"]: r for r in rows if r.get("parent_id") is None}
+    pairs = [(by_id[r["parent_id"]], r) for r in rows if r.get("parent_id") is not None and r["parent_id"] in by_id]
+    return [(p, v, q) for (p, v), q in zip(pairs, measure_isolated(pairs), strict=True)]
+
+
+def _summarise(triples: list[Any]) -> AugmentQuality:
+    from swcdata.augment_quality import summarise
+
+    return summarise(triples)
 
 
 def write_plots(report: StatsReport, lengths: Lengths, folder: Path) -> list[Path]:

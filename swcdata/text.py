@@ -9,7 +9,7 @@ share an id, on every machine (xxh3 is specified bit for bit).
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import xxhash
 
@@ -65,16 +65,6 @@ def record_id(instruction: str, response: str) -> str:
     return xxhash.xxh3_64_hexdigest(key.encode("utf-8"))
 
 
-def _record_id_folded(instruction: str, response: str, ascii_key: Callable[[str], bytes | None]) -> str:
-    """`record_id` of fields that are not both ASCII: typography folded first, and a text that is
-    ASCII then normalised by `ascii_key` (the C extension's), the rest by `normalize_text`."""
-    t = fold_typography(_joined(instruction, response))
-    key = ascii_key(t)
-    if key is None:
-        key = " ".join(t.split()).casefold().encode("utf-8")
-    return xxhash.xxh3_64_hexdigest(key)
-
-
 def _joined(instruction: str, response: str) -> str:
     """The two fields around the separator NUL. A NUL inside a field is written NUL + \x01 (which
     normalisation keeps together), so the separator is the one NUL without a \x01 after it and two
@@ -91,16 +81,9 @@ def record_ids(instructions: Sequence[str], responses: Sequence[str]) -> list[st
     Texts that are ASCII (after folding typography) are normalised together in one buffer with
     numpy: for ASCII, ``" ".join(t.split()).casefold()`` is ``t`` with every run of the ten ASCII
     characters that ``str.split`` treats as blanks (``\\t \\n \\v \\f \\r \\x1c-\\x1f`` and space) turned
-    into one space, stripped, lower-cased. Others take :func:`record_id`'s own path. With the C
-    extension, ``_fast.ascii_key`` makes the key of each record that is ASCII once its typography is
-    folded (the usual non-ASCII: a curly apostrophe, a dash, a non-breaking space) instead.
+    into one space, stripped, lower-cased. Others take :func:`record_id`'s own path. (A C version of
+    the key saved under 5 % of any command's wall time: measured and removed, bench/RESULTS.md.)
     """
-    from swcdata._ext import fast
-
-    if fast is not None:  # the key made in C, one call a record
-        key, h = fast.ascii_key, xxhash.xxh3_64_hexdigest
-        return [h(k) if (k := key(i, r)) is not None else _record_id_folded(i, r, key)
-                for i, r in zip(instructions, responses, strict=True)]
     import numpy as np
 
     n = len(instructions)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from swcdata import minhash
+from swcdata import _ext, minhash
 from swcdata._ext import fast as _fast
 from swcdata.solidity import _KEEP, _abstract_token, code_tokens, extract_code
 from swcdata.text import normalize_text
@@ -98,6 +98,11 @@ class _Forms:
         return i
 
 
+def _c_field_ids() -> bool:
+    """Whether a field's token ids are found in C (`_fast.field_ids` and its IdTables)."""
+    return _fast is not None and _ext.on("field_ids")
+
+
 class _Lookup(dict[str, int]):
     """Raw token -> form id; a missing token gets its form's id (`form` maps the token to its form)."""
 
@@ -120,7 +125,7 @@ class _Tables:
         self.code: dict[tuple[bool, bool], _Lookup] = {}
         # With the C extension, its IdTable in front of each lookup (held here, never by the lookups:
         # no reference cycle); None without it
-        self.prose_ids: Any = _fast.IdTable(self.prose) if _fast is not None else None
+        self.prose_ids: Any = _fast.IdTable(self.prose) if _c_field_ids() else None
         self.code_ids: dict[tuple[bool, bool], Any] = {}
 
     def entries(self) -> int:
@@ -144,7 +149,7 @@ def _tables(ids: bool, lits: bool) -> tuple[_Tables, _Lookup]:
     if code is None:
         code = t.code[(ids, lits)] = _Lookup(t.forms, (lambda tok: _abstract_token(tok, ids, lits)) if ids or lits
                                              else None)
-        if _fast is not None:  # identifiers abstracted: a new name is stored as "ID" in C (see _fast.IdTable)
+        if _c_field_ids():  # identifiers abstracted: a new name is stored as "ID" in C (see _fast.IdTable)
             t.code_ids[(ids, lits)] = (_fast.IdTable(code, keep=_KEEP, abstract_id=t.forms.id_of("ID"))
                                        if ids else _fast.IdTable(code))
     return t, code
@@ -193,7 +198,7 @@ def _form_ids(instructions: Sequence[str], responses: Sequence[str], abstract_id
     forms, prose = tables.forms, tables.prose
     sep = forms.id_of("\x00")
     ends: list[int] = [0]
-    if _fast is not None:  # the same ids, found in C
+    if _c_field_ids():  # the same ids, found in C
         ptab, ctab = tables.prose_ids, tables.code_ids[(abstract_identifiers, abstract_literals)]
         buf = bytearray()
         sep_bytes = np.array([sep], dtype=np.int64).tobytes()
@@ -251,7 +256,7 @@ def chunk_signatures(job: Job) -> minhash.U32:
     signatures (`minhash.signatures(*minhash.shingles_of_token_hashes(*token_hashes(...), ngram), ...)`)."""
     packed_ins, packed_res, ids, lits, ngram, num_perm, seed = job
     instructions, responses = unpack(packed_ins), unpack(packed_res)
-    if _fast is not None:  # the same signatures, from the form ids in one C pass (no token or shingle arrays)
+    if _fast is not None and _ext.on("sign_forms"):  # the same signatures from the form ids in one C pass
         form_ids, ends, forms = _form_ids(instructions, responses, ids, lits)
         sig = np.full((len(ends) - 1, num_perm), minhash.EMPTY, dtype=np.uint32)
         a, b = minhash.perm_params(num_perm, seed)

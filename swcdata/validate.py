@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from swcdata import __version__
+from swcdata import __version__, _ext
 from swcdata.arrow import int64s, strings
 from swcdata.catalogue import BY_ID, ID_PATTERN, mentioned_ids, upper_mentions
 from swcdata.io import (
@@ -77,6 +77,12 @@ RULES: dict[str, tuple[Severity, str]] = {
 }
 
 
+def warning_rules() -> list[str]:
+    """The rules whose records are kept with a warning: the ones drop_findings (and augment's
+    skip_findings) may name."""
+    return [r for r, (sev, _) in RULES.items() if sev is Severity.warning]
+
+
 class ValidateConfig(BaseModel):
     """Every knob of the validate step."""
 
@@ -91,11 +97,18 @@ class ValidateConfig(BaseModel):
     max_parse_chars: int = Field(100_000, ge=1, description="A code span longer than this (characters) is not "
                                  "parsed (rule code-too-large): tree-sitter can crash on huge spans.")
     max_findings_per_rule: int = Field(1000, ge=0, description="Findings listed per rule (all are counted).")
+    drop_findings: list[str] = Field(default_factory=list, description="Warning rules whose records are quarantined "
+                                     "instead of kept (the quarantine gives the rule and says it was dropped by "
+                                     "drop_findings), e.g. ['noop-fix'].")
 
     @model_validator(mode="after")
     def _bounds(self) -> ValidateConfig:
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        bad = [r for r in self.drop_findings if r not in warning_rules()]
+        if bad:
+            raise ValueError(f"drop_findings: not a warning rule: {', '.join(map(repr, bad))} (warning rules: "
+                             f"{', '.join(warning_rules())})")
         return self
 
 
@@ -411,6 +424,14 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
         if check_code:
             for rule, fld, msg in _code_findings(instruction, response, cfg):
                 add((rule, lineno, fld, msg))
+    if cfg.drop_findings:  # (records with a warning the config drops: quarantined with it as the reason)
+        keep = _drop_by_finding(file, dict(lines), linenos, findings, quarantined, set(cfg.drop_findings))
+        if keep is not None:
+            new_row = {old: new for new, old in enumerate(keep)}
+            linenos, ins_col, resp_col, cat_col, src_files, src_lines = (
+                [col[r] for r in keep] for col in (linenos, ins_col, resp_col, cat_col, src_files, src_lines))
+            given_ids = [(new_row[r], v) for r, v in given_ids if r in new_row]
+            optional = {k: [(new_row[r], v) for r, v in vs if r in new_row] for k, vs in optional.items()}
     n = res.valid = len(linenos)
     ids = record_ids(ins_col, resp_col) if batch else None
     rows = [row for row, _ in given_ids]
@@ -439,6 +460,23 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
             columns[name] = strings(col)
     res.batch = pa.RecordBatch.from_arrays([columns[f.name] for f in RECORD_SCHEMA], schema=RECORD_SCHEMA)
     return res
+
+
+def _drop_by_finding(file: str, raw: dict[int, bytes], linenos: list[int], findings: list[Any],
+                     quarantined: list[Quarantined], drop: set[str]) -> list[int] | None:
+    """Quarantine the valid records that have a warning named in drop_findings; the rows to keep, or None
+    when none is dropped."""
+    hits: dict[int, list[tuple[str, str | None, str]]] = {}
+    valid = set(linenos)
+    for rule, line, fld, msg in findings:
+        if rule in drop and line in valid:
+            hits.setdefault(line, []).append((rule, fld, f"dropped by validate.drop_findings: {msg}"))
+    if not hits:
+        return None
+    for line, reasons in hits.items():
+        quarantined.append(Quarantined(file, line, raw[line].decode("utf-8"), None, reasons))
+    quarantined.sort(key=lambda q: q.line)
+    return [r for r, line in enumerate(linenos) if line not in hits]
 
 
 def check_unit(unit: LineUnit, cfg: ValidateConfig, data: bytes | None = None, *, batch: bool = True) -> ChunkResult:
@@ -708,6 +746,7 @@ class Validation:
             seconds=round(seconds, 3),
             records_per_second=round(ledger.records / seconds, 1) if seconds > 0 else 0.0,
             status="errors" if n_err else ("warnings" if n_warn else "clean"),
+            backend=_ext.backend(),
         )
 
 

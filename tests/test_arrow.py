@@ -44,6 +44,9 @@ def test_numbers_and_masks_equal_pa_array() -> None:
         assert arrow.int64s(ints).equals(pa.array(ints, pa.int64()))
         assert arrow.int64s(ints.tolist()).equals(pa.array(ints, pa.int64()))
         assert arrow.bools(mask).equals(pa.array(mask, pa.bool_()))
+        floats = rng.random(n) * 3 - 1
+        assert arrow.float64s(floats).equals(pa.array(floats, pa.float64()))
+        assert arrow.float64s(floats.tolist()).equals(pa.array(floats, pa.float64()))
 
 
 @pytest.mark.parametrize("kind", [pa.int8(), pa.int32(), pa.int64(), pa.uint32(), pa.bool_()])
@@ -81,7 +84,7 @@ print("LOADED=" + ",".join(m for m in ("pandas", "scipy") if m in sys.modules))
 
 @pytest.mark.parametrize("command", [
     ["validate", "{sample}", "--out", "{tmp}/valid.jsonl", "--json"],
-    ["dedup", "{sample}", "--out", "{tmp}/kept.jsonl", "--json"],
+    ["dedup", "{sample}", "--out", "{tmp}/kept.jsonl", "--report", "{tmp}/dedup.json", "--json"],  # (+ Parquet)
     ["audit", "--reference", "{sample}", "--candidate", "{sample}", "--json"],
     ["split", "{sample}", "--out", "{tmp}/splits", "--json"],
 ])

@@ -14,6 +14,7 @@ import datasets
 import pytest
 from typer.testing import CliRunner
 
+from swcdata import _ext
 from swcdata.build import PublishedNames, load_config, run_build
 from swcdata.cli import app
 from swcdata.errors import ConfigError
@@ -66,6 +67,7 @@ def test_fresh_build_publishes_v1_with_a_balanced_ledger(built: Path) -> None:
         + led["near_duplicates"] + led["decontaminated"] + led["kept"] + led["holdout"]
     assert sum(led["splits"].values()) == led["kept"] + led["augmented"]
     assert [s.name for s in m.steps] == ["validate", "dedup", "split", "augment", "audit"]
+    assert {s.summary["backend"] for s in m.steps} == {_ext.backend()}  # which code ran each step
     assert [i.path for i in m.inputs] == ["dataset/swc_sample.jsonl"]
     assert (m.removed["quarantined"]["records"], m.removed["duplicates"]["records"]) == (1, 2)
     assert m.removed["duplicates"]["by_kind"] == {"exact": 1, "near": 1}
@@ -233,6 +235,29 @@ def test_run_build_without_augment_keeps_splits_unaugmented(tmp_path: Path) -> N
     res = run_build(cfg, base, home=proj / "registry")
     assert res.ledger.augmented == 0 and res.ledger.balanced
     assert sum(res.ledger.splits.values()) == res.ledger.kept == 102
+
+
+def test_findings_drop_or_skip_records_and_the_ledger_counts_both(tmp_path: Path) -> None:
+    """augment.skip_findings (noop-fix by default) keeps a record unaugmented; validate.drop_findings
+    quarantines it with that reason; either way the ledger adds up and says how many."""
+    proj = project(tmp_path)
+    skip, base = load_config(proj / "swcdata.toml", {"augment.factor": 1})
+    res = run_build(skip, base, home=proj / "registry")
+    noop = res.findings["noop-fix"]  # (the sample has one; whether it lands in train depends on the split)
+    assert noop >= 1 and res.ledger.not_augmented_by_finding <= noop and res.ledger.quarantined_by_finding == 0
+    drop, _ = load_config(proj / "swcdata.toml", {"augment.factor": 1, "validate.drop_findings": ["noop-fix"]})
+    res2 = run_build(drop, base, home=proj / "registry")
+    n = res2.ledger.quarantined_by_finding
+    assert n == noop and res2.ledger.not_augmented_by_finding == 0
+    assert res2.ledger.quarantined == res.ledger.quarantined + n and res2.ledger.balanced
+    m = Registry(proj / "registry").resolve(res2.ref)
+    reasons = [r for q in Registry(proj / "registry").removed_records(m, "quarantined") for r in q["reasons"]]
+    assert sum(r["rule"] == "noop-fix" and r["message"].startswith("dropped by validate.drop_findings")
+               for r in reasons) == n
+    everything, _ = load_config(proj / "swcdata.toml", {"augment.skip_findings": [], "augment.factor": 1})
+    assert run_build(everything, base, home=proj / "registry").ledger.not_augmented_by_finding == 0
+    with pytest.raises(ConfigError, match=r"augment\.skip_findings"):
+        load_config(proj / "swcdata.toml", {"augment.skip_findings": ["missing-field"]})
 
 
 # ---- published data carries no local path ---------------------------------------------------

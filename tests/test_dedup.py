@@ -3,15 +3,14 @@ code is not merged, the output is deterministic and the counts add up."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
 
 import jsonschema as js
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from swcdata.cli import app
@@ -42,6 +41,11 @@ def _table(path: Path) -> pa.Table:
     return table
 
 
+def _removed(rep: object) -> list[dict]:
+    """The report's removed records as plain dicts (id, source, kind, similarity, duplicate_of, cluster)."""
+    return rep.removed_table.to_pylist()  # type: ignore[attr-defined]
+
+
 def _rename(text: str, mapping: dict[str, str]) -> str:
     for old, new in mapping.items():
         text = re.sub(rf"\b{re.escape(old)}\b", new, text)
@@ -68,9 +72,9 @@ def test_renamed_commented_reflowed_copy_is_a_near_duplicate(tmp_path: Path) -> 
              "category": "SWC-101"}
     kept, rep = dedup(_table(_write(tmp_path / "in.jsonl", [base, other, variant])))
     assert rep.ledger.near_duplicates == 1 and rep.ledger.kept == 2
-    [r] = rep.removed
-    assert r.kind == "near" and r.source.line == 3 and r.duplicate_of.source.line == 1
-    assert r.similarity >= DedupConfig().threshold
+    [r] = _removed(rep)
+    assert r["kind"] == "near" and r["source"]["line"] == 3 and r["duplicate_of"]["source"]["line"] == 1
+    assert r["similarity"] >= DedupConfig().threshold and r["cluster"] == 0
     assert kept.column("source").to_pylist() == [{"file": str(tmp_path / "in.jsonl"), "line": 1},
                                                   {"file": str(tmp_path / "in.jsonl"), "line": 2}]
 
@@ -84,7 +88,7 @@ def test_similar_prose_with_different_code_is_not_merged(tmp_path: Path) -> None
          "response": "x + y can overflow uint8 (SWC-101); use checked arithmetic or SafeMath.",
          "category": "SWC-101"}
     _, rep = dedup(_table(_write(tmp_path / "in.jsonl", [a, b])))
-    assert rep.ledger.kept == 2 and rep.removed == []
+    assert rep.ledger.kept == 2 and _removed(rep) == [] and rep.clusters == rep.clusters_table.num_rows == 0
 
 
 def test_exact_duplicates_ignore_typography_case_and_layout(tmp_path: Path) -> None:
@@ -94,8 +98,9 @@ def test_exact_duplicates_ignore_typography_case_and_layout(tmp_path: Path) -> N
          "category": "SWC-110"}
     _, rep = dedup(_table(_write(tmp_path / "in.jsonl", [a, b])))
     assert rep.ledger.exact_duplicates == 1
-    assert rep.removed[0].duplicate_of.source.line == 1
-    assert rep.category_conflicts == 1 and rep.clusters[0].categories == ["SWC-101", "SWC-110"]
+    assert _removed(rep)[0]["duplicate_of"]["source"]["line"] == 1
+    assert rep.category_conflicts == 1 and rep.largest_clusters[0].categories == ["SWC-101", "SWC-110"]
+    assert rep.clusters_table.column("categories").to_pylist() == [["SWC-101", "SWC-110"]]
 
 
 @pytest.mark.parametrize(("typographic", "plain"), [
@@ -119,7 +124,7 @@ def test_keep_longest(tmp_path: Path) -> None:
     t = _table(_write(tmp_path / "in.jsonl", [short, long]))
     _, first = dedup(t, DedupConfig(keep="first", threshold=0.5))
     _, longest = dedup(t, DedupConfig(keep="longest", threshold=0.5))
-    assert first.removed[0].source.line == 2 and longest.removed[0].source.line == 1
+    assert _removed(first)[0]["source"]["line"] == 2 and _removed(longest)[0]["source"]["line"] == 1
 
 
 def test_planted_duplicates_of_real_seed_records(swc_files: list[Path], tmp_path: Path) -> None:
@@ -131,15 +136,15 @@ def test_planted_duplicates_of_real_seed_records(swc_files: list[Path], tmp_path
     _write(tmp_path / "planted.jsonl", [exact, near])
     table, _, _ = load_valid([swc_files[0], tmp_path / "planted.jsonl"], ValidateConfig(check_code=False))
     _, rep = dedup(table)
-    by_line = {(Path(r.source.file).name, r.source.line): r for r in rep.removed}
-    assert by_line[("planted.jsonl", 1)].kind == "exact"
-    assert by_line[("planted.jsonl", 2)].kind == "near"
+    by_line = {(Path(r["source"]["file"]).name, r["source"]["line"]): r for r in _removed(rep)}
+    assert by_line[("planted.jsonl", 1)]["kind"] == "exact"
+    assert by_line[("planted.jsonl", 2)]["kind"] == "near"
     # both point at the record kept for seed line 11: line 11 itself, or what line 11 duplicates
     original = by_line.get((swc_files[0].name, 11))
-    expected_line = original.duplicate_of.source.line if original else 11
+    expected_line = original["duplicate_of"]["source"]["line"] if original else 11
     for key in (("planted.jsonl", 1), ("planted.jsonl", 2)):
-        assert by_line[key].duplicate_of.source.line == expected_line
-        assert Path(by_line[key].duplicate_of.source.file).name == swc_files[0].name
+        assert by_line[key]["duplicate_of"]["source"]["line"] == expected_line
+        assert Path(by_line[key]["duplicate_of"]["source"]["file"]).name == swc_files[0].name
     assert rep.ledger.balanced
 
 
@@ -151,8 +156,9 @@ def test_seed_corpus_counts_add_up(swc_files: list[Path]) -> None:
     assert lg.records == 4998 == lg.kept + lg.exact_duplicates + lg.near_duplicates
     assert lg.exact_duplicates > 0 and lg.near_duplicates > 0 and kept.num_rows == lg.kept
     kept_ids = set(kept.column("id").to_pylist())
-    assert all(r.duplicate_of.id in kept_ids for r in rep.removed)  # always points at a kept record
-    assert len(rep.removed) == len({(r.source.file, r.source.line) for r in rep.removed})
+    removed = _removed(rep)
+    assert all(r["duplicate_of"]["id"] in kept_ids for r in removed)  # always points at a kept record
+    assert len(removed) == len({(r["source"]["file"], r["source"]["line"]) for r in removed})
 
 
 def test_cli_dedup_is_deterministic_and_balanced(tmp_path: Path) -> None:
@@ -170,9 +176,16 @@ def test_cli_dedup_is_deterministic_and_balanced(tmp_path: Path) -> None:
         + lg["near_duplicates"]
     kept = [json.loads(x) for x in outs[0].decode().splitlines()]
     assert len(kept) == lg["kept"] and all("id" in k and "source" in k for k in kept)
-    removed = {r["source"]["line"]: r for r in report["removed"]}
+    assert report["lists"]["removed"] == "r0.removed.parquet" and report["lists"]["clusters"] == "r0.clusters.parquet"
+    removed = {r["source"]["line"]: r for r in pq.read_table(tmp_path / report["lists"]["removed"]).to_pylist()}
     assert removed[38]["kind"] == "exact" and removed[38]["duplicate_of"]["source"]["line"] == 21
     assert removed[76]["kind"] == "near" and removed[76]["duplicate_of"]["source"]["line"] == 41
+    clusters = pq.read_table(tmp_path / report["lists"]["clusters"]).to_pylist()
+    assert len(clusters) == report["clusters"] and [c["size"] for c in clusters] == [2, 2]
+    assert {r["cluster"] for r in removed.values()} == {c["cluster"] for c in clusters}
+    # the same report and lists each time (timings aside)
+    for name in ("removed", "clusters"):
+        assert pq.read_table(tmp_path / f"r0.{name}.parquet").equals(pq.read_table(tmp_path / f"r1.{name}.parquet"))
 
 
 @pytest.mark.parametrize("args", [["--threshold", "0"], ["--keep", "biggest"]])
@@ -199,85 +212,125 @@ def test_fast_token_hashes_equal_the_text_path(swc_files: list[Path]) -> None:
 
 
 def test_report_models_round_trip(swc_files: list[Path]) -> None:
-    """The report's entries (built without per-entry validation) equal their validated JSON."""
-    from swcdata.dedup import DedupReport
+    """The report's JSON is its summary: read back, it equals the report's own JSON; the per-record tables
+    travel beside it (a copy keeps them, a report read from JSON has none and says where they are)."""
+    from swcdata.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupReport
 
     table, _, _ = load_valid(swc_files[:2], ValidateConfig(check_code=False))
     _, rep = dedup(table)
-    assert rep.removed and rep.clusters
-    again = DedupReport.model_validate_json(rep.model_dump_json())
-    assert again == rep and again.model_dump_json() == rep.model_dump_json()
-    assert rep.removed[0].model_copy(update={"similarity": 0.5}).similarity == 0.5
+    assert rep.removed_table.num_rows == rep.ledger.exact_duplicates + rep.ledger.near_duplicates > 3
+    assert rep.clusters_table.num_rows == rep.clusters > 0
+    assert rep.removed_table.schema == REMOVED_SCHEMA and rep.clusters_table.schema == CLUSTERS_SCHEMA
+    text = rep.model_dump_json()
+    assert '"duplicate_of"' not in text and "removed" not in json.loads(text)  # (no per-record list)
+    again = DedupReport.model_validate_json(text)
+    assert again.model_dump_json() == text
+    with pytest.raises(ValueError, match=r"lists\.removed"):
+        again.removed_table  # noqa: B018
+    copy = rep.model_copy(update={"input": None})
+    assert copy.removed_table is rep.removed_table and copy.clusters_table is rep.clusters_table
+    sizes = [c.size for c in rep.largest_clusters]
+    assert sizes == sorted(sizes, reverse=True) and len(sizes) == min(rep.clusters, 20)
+    assert sizes[0] == max(rep.clusters_table.column("size").to_pylist())
 
 
-def test_report_json_is_pydantics_own_bytes(swc_files: list[Path]) -> None:
-    """The report writer splices the removed records in from orjson, in slices: the bytes are exactly
-    what pydantic writes for the same report (and for a list of the same entries)."""
-    from swcdata import removed as rm
-    from swcdata.console import write_report_to
-    from swcdata.removed import RemovedList
+def test_seed_report_lists_are_parquet_beside_a_small_json(seed_dir: Path, tmp_path: Path) -> None:
+    """`dedup --report` on the seed corpus: a small JSON summary that names two Parquet files beside it,
+    whose rows are the removed records and clusters of the step's clustering, computed here row by row
+    from its arrays (what the report's JSON held inline before)."""
+    import numpy as np
 
-    table, _, _ = load_valid(swc_files[:2], ValidateConfig(check_code=False))
-    _, rep = dedup(table)
-    assert isinstance(rep.removed, RemovedList) and len(rep.removed) > 3
-    own = rep.__pydantic_serializer__.to_json(rep, indent=2) + b"\n"
-    as_list = rep.model_copy(update={"removed": list(rep.removed)})
-    assert as_list.__pydantic_serializer__.to_json(as_list, indent=2) + b"\n" == own
+    from swcdata.dedup import cluster
+    from swcdata.io import resolve_inputs
 
-    def written(report: object) -> bytes:
-        buf = io.BytesIO()
-        write_report_to(buf, report)
-        return buf.getvalue()
+    files = resolve_inputs([str(seed_dir)])
+    table, _, _ = load_valid([str(p) for p in files], ValidateConfig(check_code=False))
+    c = cluster(table, DedupConfig(workers=1))
+    ids, src = table.column("id").to_pylist(), table.column("source").to_pylist()
+    want_removed, want_sizes = set(), {}
+    for i, f in enumerate(c.final.tolist()):
+        want_sizes[f] = want_sizes.get(f, 0) + 1
+        if f != i:
+            exact = int(c.exact_rep[i]) == f
+            sim = 1.0 if exact else round(float(c.sim_to_rep[c.exact_rep[i]]), 4)
+            want_removed.add((ids[i], src[i]["file"], src[i]["line"], "exact" if exact else "near", ids[f],
+                              src[f]["file"], src[f]["line"], sim))
+    want_clusters = {(ids[f], src[f]["file"], src[f]["line"], n) for f, n in want_sizes.items() if n > 1}
 
-    assert written(rep) == own
-    for writer in (rm._fast, None):  # the C writer and orjson's slices (builds without the extension)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(rm, "_fast", writer)
-            assert written(rep) == own
-            mp.setattr(rm, "_SLICE", 2)  # many slices, and a last one of one entry or two
-            mp.setattr(rm, "_C_SLICE", 2)
-            assert written(rep) == own
-    empty = rep.model_copy(update={"removed": RemovedList([], [], [], [], [], [], [])})
-    assert written(empty) == empty.__pydantic_serializer__.to_json(empty, indent=2) + b"\n"
+    rep_path = tmp_path / "out" / "dedup.json"
+    r = runner.invoke(app, ["dedup", str(seed_dir), "--out", str(tmp_path / "kept.jsonl"), "--report", str(rep_path),
+                            "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in rep_path.parent.iterdir()) == ["dedup.clusters.parquet", "dedup.json",
+                                                                 "dedup.removed.parquet"]
+    report = json.loads(rep_path.read_text())
+    js.validate(report, json.loads((SCHEMAS / "dedup-report.schema.json").read_text()))
+    assert rep_path.stat().st_size < 20_000 and "removed" not in report  # (the old JSON: 932 KB here)
+    removed = pq.read_table(rep_path.parent / report["lists"]["removed"])
+    clusters = pq.read_table(rep_path.parent / report["lists"]["clusters"])
+    got = {(r["id"], r["source"]["file"], r["source"]["line"], r["kind"], r["duplicate_of"]["id"],
+            r["duplicate_of"]["source"]["file"], r["duplicate_of"]["source"]["line"], r["similarity"])
+           for r in removed.to_pylist()}
+    lg = report["ledger"]
+    assert removed.num_rows == len(got) == len(want_removed) == lg["exact_duplicates"] + lg["near_duplicates"] > 1000
+    assert got == want_removed
+    rows = clusters.to_pylist()
+    assert {(c["representative"]["id"], c["representative"]["source"]["file"], c["representative"]["source"]["line"],
+             c["size"]) for c in rows} == want_clusters
+    assert len(rows) == report["clusters"] and [c["cluster"] for c in rows] == list(range(len(rows)))
+    # a removed record's cluster is the one its kept record represents; counts and similarities agree
+    rep_of = {c["cluster"]: c["representative"]["id"] for c in rows}
+    assert all(rep_of[r["cluster"]] == r["duplicate_of"]["id"] for r in removed.to_pylist())
+    n_exact = np.bincount(removed.column("cluster").to_numpy()[removed.column("kind").to_numpy(False) == "exact"],
+                          minlength=len(rows))
+    assert [c["exact"] for c in rows] == n_exact.tolist()
+    assert all(c["exact"] + c["near"] == c["size"] - 1 for c in rows)
+    assert [c["cluster"] for c in report["largest_clusters"]] == [
+        c["cluster"] for c in sorted(rows, key=lambda c: (-c["size"], c["cluster"]))[:20]]
+    assert report["category_conflicts"] == sum(len(c["categories"]) > 1 for c in rows)
 
 
-def test_removed_list_reads_like_a_list_of_entries(tmp_path: Path) -> None:
-    """Odd file names, both kinds, similarities that need rounding care: entries, equality,
-    slicing and the JSON bytes match a plain list of Removed models."""
-    from swcdata import removed as rm
-    from swcdata.console import write_report_to
-    from swcdata.removed import Removed, RemovedList
-    from swcdata.schema import RecordRef, Source
+def test_dedup_lists_move_in_place_with_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report and its two Parquet files are one output: an interrupt while the last is written
+    leaves the old three (and the kept records) as they were, and no temporary file."""
+    from swcdata import arrow
 
-    files = ['a "quoted" \\ file\t.jsonl', "données/ü.jsonl", "x\x00\x01\b\n\f\r\x1f\x7f\u2028\U0001f600/.jsonl"]
-    rows = [("id0", files[0], 1), ("id1", files[1], 7), ("id2", files[2], 3), ("id3", files[0], 12)]
-    entries = RemovedList([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], at=[1, 2, 3],
-                          of=[0, 0, 2], exact=[True, False, False], similarity=[1.0, 0.0001, 0.0062])
-    plain = [Removed(id=rows[a][0], source=Source(file=rows[a][1], line=rows[a][2]), kind=k, similarity=s,
-                     duplicate_of=RecordRef(id=rows[o][0], source=Source(file=rows[o][1], line=rows[o][2])))
-             for a, o, k, s in ((1, 0, "exact", 1.0), (2, 0, "near", 0.0001), (3, 2, "near", 0.0062))]
-    assert entries == plain and plain == entries and list(entries) == plain and len(entries) == 3
-    assert entries[-1] == plain[-1] and entries[1:] == plain[1:] and entries != plain[:2]
-    assert RemovedList.of_entries(plain) == entries
-    with pytest.raises(IndexError):
-        entries[3]
+    names = ["k.jsonl", "r.clusters.parquet", "r.json", "r.removed.parquet"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"old\n")
+    real, calls = arrow.write_parquet, []
 
-    class Holder(BaseModel):
-        count: int
-        removed: RemovedList
-        after: list[str]
+    def interrupted(table: pa.Table, f: object) -> None:
+        calls.append(table.num_rows)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(table, f)  # type: ignore[arg-type]
 
-    held = Holder(count=3, removed=entries, after=["z"])
-    listed = Holder(count=3, removed=plain, after=["z"])  # a list is taken in as columns
-    assert isinstance(listed.removed, RemovedList) and listed == held
-    for writer in (rm._fast, None):  # the C writer and orjson's slices
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(rm, "_fast", writer)
-            buf = io.BytesIO()
-            write_report_to(buf, held)
-            assert buf.getvalue() == held.__pydantic_serializer__.to_json(held, indent=2) + b"\n"
-    assert Holder.model_validate_json(buf.getvalue()) == held
-    assert json.loads(buf.getvalue())["removed"][0]["source"]["file"] == files[1]
+    monkeypatch.setattr(arrow, "write_parquet", interrupted)
+    args = ["dedup", str(DATASET), "--out", str(tmp_path / "k.jsonl"), "--report", str(tmp_path / "r.json")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 130 and len(calls) == 2, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert all((tmp_path / name).read_bytes() == b"old\n" for name in names)
+    monkeypatch.setattr(arrow, "write_parquet", real)
+    assert runner.invoke(app, args).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert pq.read_table(tmp_path / "r.removed.parquet").num_rows == 2
+
+
+@pytest.mark.parametrize("report", [None, "-"])
+def test_dedup_summary_says_when_lists_are_not_written(report: str | None, tmp_path: Path) -> None:
+    """Without a --report file (none, or stdout) the summary says that the per-record lists were not
+    written and how to get them; no Parquet file appears anywhere."""
+    where = ["--report", report] if report else ["--json"]
+    args = ["dedup", str(DATASET), "--out", str(tmp_path / "k.jsonl"), *where]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report_json = json.loads(r.stdout)
+    assert report_json["lists"]["removed"] is None and report_json["lists"]["clusters"] is None
+    assert "not written" in report_json["lists"]["note"] and "--report FILE" in report_json["lists"]["note"]
+    assert report_json["clusters"] == 2 and len(report_json["largest_clusters"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.jsonl"]
 
 
 def test_signatures_do_not_depend_on_workers(swc_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -290,7 +290,9 @@ def test_cli_nproc_reruns_under_torchrun_and_forwards_the_exit_code(tmp_path: Pa
 
 def test_run_launcher_forwards_the_exit_status() -> None:
     assert D.run_launcher([sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
-    assert D.run_launcher([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]) == 143
+    # (the child resets SIGTERM: a disposition an earlier in-process CLI test left behind would be inherited)
+    kill = "import os, signal; signal.signal(signal.SIGTERM, signal.SIG_DFL); os.kill(os.getpid(), signal.SIGTERM)"
+    assert D.run_launcher([sys.executable, "-c", kill]) == 143
 
 
 def test_distributed_module_imports_without_torch() -> None:

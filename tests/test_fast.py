@@ -4,7 +4,10 @@ replace gives.
 The lexer and the code extractor are compared with their Python versions on the seed data, on the
 generated corpus (renamed identifiers, reflowed layout, inserted comments) and on random text built
 from the characters and pieces that matter to them; the token lookups through `tokens.token_hashes`
-with and without the extension.
+with and without the extension; signatures, LSH keys and similarities with their numpy references.
+The extension's own safety: a refused init holds nothing, the IdTable is seen by the garbage
+collector and survives a lookup that uses it; and the one switch (`swcdata._ext`) that every report
+records. CI also runs this file against an AddressSanitizer build (.ci/run).
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ import numpy as np
 import orjson
 import pytest
 
-from swcdata import solidity, tokens
+from swcdata import _ext, solidity, tokens
 
 fast = pytest.importorskip("swcdata._fast", reason="the C extension is not built here (no C compiler at install)")
+if os.environ.get("SWCDATA_NO_EXT", "").strip() in ("1", "true", "yes", "all"):
+    pytest.skip("SWCDATA_NO_EXT: the C extension is switched off for this run (these tests compare it with the Python "
+                "references)", allow_module_level=True)
 
 
 def _fields(paths: list[Path]) -> list[str]:
@@ -176,6 +182,77 @@ def test_extract_spans_are_code_spans() -> None:
         fast.extract_spans(None)  # type: ignore[arg-type]
 
 
+def test_extract_init_is_all_or_nothing() -> None:
+    """A refused extract_init keeps no reference (1000 refused calls used to hold 4 more each) and
+    leaves the extractor's state as it was: the stop words of a refused list are not half written."""
+    args = (solidity._KEEP, solidity._STOPWORDS, solidity.CodeSpan, solidity._SHAPES)
+    descriptors = [solidity.CodeSpan.__dict__[k] for k in ("text", "start", "end", "shape")]
+    junk = [f"zz{k}" for k in range(64)]  # every stop word slot, then one too many
+    refused = [([*junk, "more"], ValueError), ([*junk[:3], "Upper"], ValueError), ([*junk[:3], 7], ValueError),
+               ([*junk[:3], ""], ValueError), (5, TypeError)]
+    before = [sys.getrefcount(d) for d in descriptors], sys.getrefcount(args[2])
+    try:
+        for stops, error in refused:
+            for _ in range(200):
+                with pytest.raises(error):
+                    fast.extract_init(args[0], stops, args[2], args[3])
+        assert ([sys.getrefcount(d) for d in descriptors], sys.getrefcount(args[2])) == before
+        rng = random.Random(8)
+        for _ in range(3000):
+            t = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 30)))
+            assert solidity.extract_code(t) == solidity._py_extract_code(t), repr(t)
+    finally:
+        fast.extract_init(*args)
+
+
+def test_id_table_is_collected_in_a_cycle() -> None:
+    """An IdTable is a container the garbage collector sees: a lookup that holds its own table is freed."""
+    import gc
+    import weakref
+
+    class Lookup(dict[str, int]):
+        table: object = None
+
+    lookup = Lookup(a=1)
+    table = fast.IdTable(lookup)
+    lookup.table = table
+    assert gc.is_tracked(table)
+    fast.word_ids(["a"], table, bytearray())
+    ref = weakref.ref(lookup)
+    del lookup, table
+    gc.collect()
+    assert ref() is None
+
+
+def test_id_table_survives_a_lookup_that_uses_it() -> None:
+    """A miss's __missing__ may use the same table (and make it grow): the token is stored once, in
+    the table as it is after the call."""
+
+    class Reentrant(dict[str, int]):
+        table: object = None
+        busy = False
+
+        def __missing__(self, key: str) -> int:
+            if key == "outer" and not self.busy:
+                self.busy = True  # the inner look-up of "outer" stores it, among words enough to grow the table
+                fast.word_ids([f"w{k}" for k in range(2000)] + ["outer"], self.table, bytearray())
+                return self["outer"]
+            i = self[key] = len(self)
+            return i
+
+    lookup = Reentrant()
+    table = lookup.table = fast.IdTable(lookup)
+    words = ["outer", *(f"w{k}" for k in range(0, 2000, 7))]
+    for method in ("word", "field"):
+        out = bytearray()
+        if method == "word":
+            fast.word_ids(words, table, out)
+        else:
+            assert fast.field_ids(" ".join(words), table, table, out)
+        assert np.frombuffer(out, dtype=np.int64).tolist() == [lookup[w] for w in words]
+        assert len(table) == len(lookup) == 2001
+
+
 def _token_hashes(ins: list[str], res: list[str], monkeypatch: pytest.MonkeyPatch, ext: bool,
                   **kw: bool) -> tuple[np.ndarray, np.ndarray]:
     with monkeypatch.context() as m:
@@ -294,35 +371,39 @@ def test_no_ext_environment_variable_selects_the_python_lexer() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_minhash_into_equals_the_numpy_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata import minhash
+_RECORDED = """
+import json, warnings
+from swcdata import _ext, minhash, solidity, tokens
+from swcdata.audit import audit
+from swcdata.dedup import dedup
+from swcdata.validate import ValidateConfig, load_valid
 
-    rng = np.random.default_rng(0)
-    counts = rng.integers(0, 300, 3000)
-    counts[::7] = 0  # records without shingles keep EMPTY
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    hashes = rng.integers(0, 2**63, int(offsets[-1]), dtype=np.uint64)
-    for num_perm, seed in ((128, 1), (64, 7), (17, 3)):
-        with_c = minhash.signatures(hashes, offsets, num_perm, seed)
-        with monkeypatch.context() as m:
-            m.setattr(minhash, "_fast", None)
-            assert np.array_equal(minhash.signatures(hashes, offsets, num_perm, seed), with_c)
-    assert minhash.signatures(hashes[:0], offsets[:1], 128, 1).shape == (0, 128)
+table, vrep, _ = load_valid(["dataset/swc_sample.jsonl"], ValidateConfig(check_code=False, workers=1), digest=False)
+kept, drep = dedup(table)
+arep = audit(kept.slice(0, 20), kept.slice(20, 20))
+print(json.dumps([_ext.backend(), vrep.backend, drep.backend, arep.backend, sorted(_ext.OFF),
+                  solidity._lex is solidity._py_lex, not solidity._C_EXTRACT,
+                  tokens._c_field_ids(), _ext.on("lsh")]))
+"""
 
 
-def test_minhash_into_checks_its_arguments() -> None:
-    x = np.arange(10, dtype=np.uint32)
-    a = b = np.ones(4, dtype=np.uint32)
-    sig = np.zeros((2, 4), dtype=np.uint32)
-    with pytest.raises(ValueError, match="fit"):
-        fast.minhash_into(x, np.array([0, 5, 11], dtype=np.int64), a, b, sig)  # past the end of x
-    with pytest.raises(ValueError, match="fit"):
-        fast.minhash_into(x, np.array([0, 5, 10], dtype=np.int64), a, b, np.zeros((2, 3), dtype=np.uint32))
-    with pytest.raises(TypeError, match="bytes"):
-        fast.minhash_into(x.astype(np.uint64), np.array([0, 5, 10], dtype=np.int64), a, b, sig)
-    fast.minhash_into(x, np.array([0, 5, 10], dtype=np.int64), a, b, sig)
-    assert sig.tolist() == [[1] * 4, [6] * 4]  # min of x + 1 over each record
+@pytest.mark.parametrize(("setting", "backend", "off"), [
+    ("", "c", set()), ("0", "c", set()), ("1", "python", set(_ext.PIECES)),
+    ("lex,extract", "c (python: extract, lex)", {"lex", "extract"}),
+    (" field_ids , LSH,nope", "c (python: field_ids, lsh)", {"field_ids", "lsh"}),
+])
+def test_one_switch_and_every_report_records_it(setting: str, backend: str, off: set[str]) -> None:
+    """SWCDATA_NO_EXT picks the backend in one place (all pieces, or a comma list of them; an unknown
+    piece is named in a warning), and the validate, dedup and audit reports say which one ran."""
+    env = {**os.environ, "SWCDATA_NO_EXT": setting}
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", _RECORDED], env=env, cwd=repo, capture_output=True, text=True,
+                         check=True)
+    got = orjson.loads(out.stdout)
+    assert got[:4] == [backend] * 4
+    assert set(got[4]) == off
+    assert got[5:] == ["lex" in off, "extract" in off, "field_ids" not in off, "lsh" not in off]
+    assert ("unknown piece(s) nope" in out.stderr) == ("nope" in setting)
 
 
 def test_similarity_into_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -427,79 +508,6 @@ def test_sign_forms_checks_its_arguments() -> None:
         fast.sign_forms(ids, ends, start, count, pool, 0, True, a, b, sig)
 
 
-def test_ascii_key_gives_record_id(seed_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """record_ids through the C key equals record_id, and the numpy path, on the seed data and on
-    random texts made of blanks of every kind, NULs, case, typography and other non-ASCII."""
-    from swcdata import _ext
-    from swcdata.text import record_id, record_ids
-
-    rng = random.Random(3)
-    alphabet = ["a", "B", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x00", "\x01", "\x85",
-                "\xa0", "\u2019", "\u201c", "\u2014", "\u2026", "é", "K", "\u212a", "ß", "İ", "x_1", "{", "}", ";"]
-    ins = ["".join(rng.choices(alphabet, k=rng.randint(0, 30))) for _ in range(3000)]
-    res = ["".join(rng.choices(alphabet[:16], k=rng.randint(0, 30))) for _ in range(3000)]
-    for path in seed_files[:2]:
-        for line in path.read_bytes().splitlines()[:500]:
-            rec = orjson.loads(line)
-            if isinstance(rec.get("instruction"), str) and isinstance(rec.get("response"), str):
-                ins.append(rec["instruction"])
-                res.append(rec["response"])
-    got = record_ids(ins, res)
-    assert got == [record_id(i, r) for i, r in zip(ins, res, strict=True)]
-    monkeypatch.setattr(_ext, "fast", None)
-    assert record_ids(ins, res) == got
-
-
-def test_ascii_key_folds_as_fold_typography() -> None:
-    """Every character of text._FOLD, alone, between words, next to blanks, a NUL and a letter that
-    needs NFKC: the C key is normalize_text's, or None where Python's normalisation is needed."""
-    from swcdata.text import _FOLD, _joined, normalize_text
-
-    for c in _FOLD:
-        for a, b in ((c, ""), (f"ab{c}cd", f" {c} x"), (f"{c}\x00{c}", f"Q{c}\t"), (f"{c}é", "z")):
-            key = fast.ascii_key(a, b)
-            want = normalize_text(_joined(a, b)).encode()
-            assert key == (None if "é" in a else want), (c, a, b)
-            assert fast.ascii_key(a + b) == (None if "é" in a else normalize_text(a + b).encode())
-    # and no other character is folded in C (Python's NFKC decides for those)
-    others = [chr(c) for c in range(0x80, 0x10000) if chr(c) not in _FOLD and not 0xD800 <= c < 0xE000]
-    assert all(fast.ascii_key(c) is None for c in others)
-
-
-def test_ascii_key_forms() -> None:
-    assert fast.ascii_key("  Hello\t World \n", "\x1fX\x00y ") == b"hello world \x00 x\x00\x01y"
-    assert fast.ascii_key("a\x00b") == b"a\x00b" and fast.ascii_key(" \n ") == b""
-    assert fast.ascii_key("é", "a") is None and fast.ascii_key("a", "\u2019é") is None and fast.ascii_key("名") is None
-    # typography that folds to ASCII is folded first: the key of the folded text
-    assert fast.ascii_key("a", "\xa0") == b"a \x00" and fast.ascii_key("Don\u2019t\u2026") == b"don't..."
-    assert fast.ascii_key("a\u200b b\u00ad\x00", "\u201cX\u201d \u2014") == b'a b\x00\x01 \x00 "x" -'
-    with pytest.raises(TypeError):
-        fast.ascii_key(b"a", "b")
-
-
-def test_removed_json_refuses_bad_columns() -> None:
-    """The report writer checks what it is given (the bytes themselves are compared with pydantic's
-    in tests/test_dedup.py): rows and similarity indexes in range, columns of one length, str ids."""
-    i64 = np.array([0], dtype=np.int64)
-    yes = np.array([True])
-    args = (["a", "b"], ["f", "f"], [1, 2], i64, i64 + 1, yes, i64, [b"1.0"], 2)
-    assert fast.removed_json(*args).startswith(b'    {\n      "id": "a",')
-    with pytest.raises(IndexError, match="row 2"):
-        fast.removed_json(args[0], args[1], args[2], i64 + 2, *args[4:])
-    with pytest.raises(IndexError, match="similarity index 1"):
-        fast.removed_json(*args[:6], i64 + 1, *args[7:])
-    with pytest.raises(ValueError, match="differ in length"):
-        fast.removed_json(*args[:5], np.array([True, False]), *args[6:])
-    with pytest.raises(TypeError, match="expected str"):
-        fast.removed_json([1, "b"], *args[1:])
-    with pytest.raises(TypeError, match="expected int"):
-        fast.removed_json(args[0], args[1], ["1", 2], *args[3:])
-    with pytest.raises(TypeError, match="8 bytes"):
-        fast.removed_json(*args[:3], np.array([0], dtype=np.int32), *args[4:])
-    with pytest.raises(ValueError, match="depth must be in"):
-        fast.removed_json(*args[:8], -1)
-
-
 def test_lsh_star_keys_by_band_shares_are_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bands taken in shares (as threads take them) give, merged, the keys of all bands at once;
     candidate_pairs in threads gives the pairs of one thread."""
@@ -525,26 +533,6 @@ def test_lsh_star_keys_by_band_shares_are_the_whole(monkeypatch: pytest.MonkeyPa
             fast.lsh_star_keys(sig, 64, 16, 4, lo, hi)
 
 
-def test_components_into_equals_the_numpy_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Union-find in C labels every node with its component's smallest node, as the numpy rounds do:
-    random graphs (chains, stars, self-loops, repeated edges, isolated nodes)."""
-    from swcdata import minhash
-
-    rng = np.random.default_rng(9)
-    for n, m in ((1, 0), (10, 30), (2000, 1500), (5000, 20000)):
-        pairs = rng.integers(0, n, (m, 2)).astype(np.int64)
-        got = minhash.components(pairs, n)
-        with monkeypatch.context() as mp:
-            mp.setattr(minhash, "_fast", None)
-            assert np.array_equal(got, minhash.components(pairs, n)), (n, m)
-    chain = np.array([[k + 1, k] for k in range(999)][::-1], dtype=np.int64)
-    assert (minhash.components(chain, 1000) == 0).all()
-    with pytest.raises(ValueError, match="nodes of out"):
-        fast.components_into(np.array([[0, 5]], dtype=np.int64), np.zeros(5, dtype=np.int64))
-    with pytest.raises(ValueError, match="nodes of out"):
-        fast.components_into(np.array([[0, -1]], dtype=np.int64), np.zeros(5, dtype=np.int64))
-
-
 def test_id_table_abstracts_identifiers_without_storing_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """A code table with identifiers abstracted answers a new identifier in C (the abstract id),
     without a lookup entry; kept words (keywords, types, builtins, fixed-point types) still go through
@@ -566,20 +554,3 @@ def test_id_table_abstracts_identifiers_without_storing_them(monkeypatch: pytest
     for bad in ({"keep": frozenset()}, {"abstract_id": 3}, {"keep": {"a"}, "abstract_id": 1}):
         with pytest.raises((ValueError, TypeError)):
             fast.IdTable({}, **bad)
-
-
-def test_swc_upper_is_the_regex_findall(seed_files: list[Path]) -> None:
-    """The C scan gives catalogue._UPPER_MENTION.findall's matches: random text of the pieces that
-    matter (separators, Unicode blanks and digits, overlaps, the text's ends) and the seed data."""
-    from swcdata.catalogue import _UPPER_MENTION
-
-    rng = random.Random(4)
-    pieces = ["SWC", "SW", "S", "C", "-", "_", " ", "\u2003", "\x1c", "\n", "1", "0", "3", "4", "7", "9", "\u0663",
-              "x", "SWC-107", "SWC1071", "SWCSWC-110", "é", "名", "\x00", "swc", "SWC--107", "SWC 13"]
-    texts = ["".join(rng.choices(pieces, k=rng.randint(0, 20))) for _ in range(20000)]
-    texts += ["SWC107", "SWC10", "SWC-13", "xSWC-135", "SWC-1\u06637", "SWC-10\u0663", "SWC-107\u0663"]
-    texts += _fields(seed_files)[:3000]
-    for t in texts:
-        assert fast.swc_upper(t) == _UPPER_MENTION.findall(t), t
-    with pytest.raises(TypeError):
-        fast.swc_upper(b"SWC-107")

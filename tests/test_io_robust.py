@@ -165,15 +165,15 @@ def test_an_interrupted_push_dry_run_leaves_no_staging_folder(two_versions: Regi
 
     out = tmp_path / "hub"
     with monkeypatch.context() as m:
-        interrupt_after_first_file(m, hub, "write_parquet")
+        interrupt_after_first_file(m, hub, "write_shard")
         r = runner.invoke(app, ["push", "swc@v2", "--repo", "me/swc", "--dry-run", "--out", str(out)])
         assert r.exit_code == 130, r.output
     assert names(tmp_path) == ["registry"]  # no half-staged folder, no temporary one
     r = runner.invoke(app, ["push", "swc@v2", "--repo", "me/swc", "--dry-run", "--out", str(out)])
     assert r.exit_code == 0, r.output  # the rerun is not refused
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
-        "data/validation-00000-of-00001.parquet"]
+    staged = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
+            "data/validation-00000-of-00001.parquet", "swcdata/manifest.json"} <= staged
     assert names(tmp_path) == ["hub", "registry"]
     # an empty folder is staged into (replaced); a non-empty one is still refused
     empty = tmp_path / "empty"

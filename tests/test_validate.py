@@ -184,3 +184,24 @@ def test_a_span_over_max_parse_chars_is_not_parsed() -> None:
     assert [(f[0], f[2]) for f in found] == [("code-too-large", "instruction")]
     assert f"has {len(code)} characters, over max_parse_chars ({len(code) - 1})" in found[0][3]
     assert check_lines("f", [(1, rec)], ValidateConfig(), batch=False).findings == []
+
+
+def test_drop_findings_quarantines_the_noop_fixes_with_that_reason(swc_files: list[Path]) -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    base = Validation(ValidateConfig()).run(swc_files)
+    noop = next(r.count for r in base.rules if r.rule == "noop-fix")
+    assert noop > 100
+    quarantined: list = []
+    rep = Validation(ValidateConfig(drop_findings=["noop-fix"])).run(swc_files, on_quarantine=quarantined.extend)
+    assert rep.ledger.quarantined == base.ledger.quarantined + noop and rep.ledger.balanced
+    assert rep.ledger.valid == base.ledger.valid - noop
+    assert rep.config["drop_findings"] == ["noop-fix"]
+    dropped = [q for q in quarantined if any(r == "noop-fix" for r, _, _ in q.reasons)]
+    assert len(dropped) == noop
+    assert all(m.startswith("dropped by validate.drop_findings: ") for q in dropped for _, _, m in q.reasons)
+    assert [q.line for q in quarantined if q.file == quarantined[0].file] == sorted(
+        q.line for q in quarantined if q.file == quarantined[0].file)
+    with pytest.raises(ValidationError, match="not a warning rule: 'missing-field'"):
+        ValidateConfig(drop_findings=["missing-field"])
