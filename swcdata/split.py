@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from swcdata import minhash
 from swcdata.arrow import bools
 from swcdata.audit import LabelConflict, LeakRules
-from swcdata.codematch import code_pairs, record_code
+from swcdata.codematch import RecordCode, code_pairs, record_code
 from swcdata.dedup import DedupConfig, Progress, cluster
 from swcdata.schema import Ledger, RecordRef, Source
 
@@ -166,6 +166,27 @@ def assign_groups(group_of: np.ndarray, categories: list[str], ids: list[str], r
     return out
 
 
+def _code_edges(codes: list[RecordCode], cfg: SplitConfig) -> np.ndarray:
+    """Edges that join records whose code matches: records with the very same code are joined to the first of
+    them (a star), and the code-level search runs on the distinct pieces of code only (a corpus that repeats one
+    function a thousand times would otherwise check every pair of its copies)."""
+    first: dict[str, int] = {}
+    star: list[tuple[int, int]] = []
+    distinct: list[int] = []
+    for i, rc in enumerate(codes):
+        if not rc.needles(cfg.code.min_tokens):  # (no span long enough: it can neither match nor hold a match)
+            continue
+        rep = first.setdefault("\x00".join(rc.joined()), i)
+        if rep == i:
+            distinct.append(i)
+        else:
+            star.append((i, rep))
+    cp = code_pairs([codes[i] for i in distinct], None, cfg.code)
+    rows = np.asarray(distinct, dtype=np.int64)
+    pairs = np.stack([rows[cp.i], rows[cp.j]], axis=1) if len(cp) else np.zeros((0, 2), dtype=np.int64)
+    return np.concatenate([np.asarray(star, dtype=np.int64).reshape(-1, 2), pairs])
+
+
 def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table | None = None, *,
           progress: Progress | None = None) -> tuple[dict[str, pa.Table], SplitReport]:
     """Split a record table into train / validation / test without leakage (see module doc).
@@ -209,11 +230,11 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     code_groups = 0
     if cfg.counts("code") and n:
         # one piece of code never lands in two splits: records whose code matches join one group
-        cp = code_pairs(record_code(table.column("instruction").to_pylist(), cfg.code), None, cfg.code)
-        if len(cp):
+        code_edges = _code_edges(record_code(table.column("instruction").to_pylist(), cfg.code), cfg)
+        if len(code_edges):
             before = len(np.unique(groups))
             edges = np.concatenate([np.stack([np.arange(n, dtype=np.int64), groups.astype(np.int64)], axis=1),
-                                    np.stack([cp.i, cp.j], axis=1)])
+                                    code_edges])
             groups = minhash.components(edges, n)
             code_groups = before - len(np.unique(groups))
     ids: list[str] = table.column("id").to_pylist()

@@ -186,3 +186,24 @@ def test_the_build_reports_the_code_matches_it_removed_with_their_labels(seed_ho
     audit_step = next(s for s in manifest["steps"] if s["name"] == "audit")
     pairs = [v for v in audit_step["summary"].values() if isinstance(v, dict)]
     assert len(pairs) == 3 and all(v["code"] == 0 and v["leaked"] == 0 for v in pairs)
+
+
+def test_grouping_joins_identical_code_by_a_star_with_the_same_groups() -> None:
+    """The split's code edges search only distinct code, yet give the components that every pair would."""
+    import numpy as np
+
+    from swcdata import minhash
+    from swcdata.split import SplitConfig, _code_edges
+
+    cfg = SplitConfig()
+    texts = [f"Case {k}: review\n\n{PURCHASE}" for k in range(6)] + [f"Other {k}:\n\n{OTHER}" for k in range(3)]
+    texts += [f"Inside:\n\ncontract V {{ {PURCHASE} }}", "No code in this one at all, only words."]
+    codes = record_code(texts, cfg.code)
+    edges = _code_edges(codes, cfg)
+    every = code_pairs(codes, None, cfg.code)
+    n = len(texts)
+    assert len(edges) < len(every)
+    assert np.array_equal(minhash.components(edges, n),
+                          minhash.components(np.stack([every.i, every.j], axis=1), n))
+    labels = minhash.components(edges, n)
+    assert len({int(labels[k]) for k in (*range(6), 9)}) == 1 and labels[10] == 10
