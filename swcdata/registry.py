@@ -858,6 +858,16 @@ class Registry:
         return InputError(f"no dataset {name!r} in the registry at {self.home}",
                           hint="known datasets: " + ", ".join(known))
 
+    def _name_folder(self, name: str) -> Path:
+        """The folder of a dataset's versions, created if needed (an InputError when it cannot be)."""
+        folder = self.home / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create {folder}: {e.strerror}",
+                             hint="point --home / SWCDATA_HOME at a writable folder") from None
+        return folder
+
     @staticmethod
     def _check_name(name: str) -> None:
         if not _NAME_RE.match(name):
@@ -943,12 +953,7 @@ class Registry:
             raise ConfigError([f"removed.{k}: a kind with a list of records is stored as {REMOVED_DIR}/<kind>.parquet:"
                                " use letters, digits, '.', '_' and '-'" for k in bad_kinds], source="manifest_fields")
 
-        folder = self.home / name
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot create {folder}: {e.strerror}",
-                             hint="point --home / SWCDATA_HOME at a writable folder") from None
+        folder = self._name_folder(name)
         lock = FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S)
         try:
             with lock:
@@ -1059,12 +1064,7 @@ class Registry:
         if counts != m.counts:
             raise DataError(f"{m.ref} from {origin}: the record counts of the data do not match the manifest's; "
                             "refused", hint=hint)
-        folder = self.home / name
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot create {folder}: {e.strerror}",
-                             hint="point --home / SWCDATA_HOME at a writable folder") from None
+        folder = self._name_folder(name)
         try:
             with FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S):
                 for stale in folder.glob(".tmp-*"):  # left by a publisher that died; we hold the lock
