@@ -50,16 +50,12 @@ PathsArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout (no tables, no progress).")]
 ReportOpt = Annotated[Path | None, typer.Option("--report", help="Also write the full report as JSON to this file.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives byte-identical output.")]
-def usable_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _cap_workers(value: int) -> int:
     """More worker processes than cores only adds memory and switching: capped, with a note on stderr."""
+    if value <= 1:
+        return value
+    from swcdata.workers import usable_cpus
+
     cpus = usable_cpus()
     if value > cpus:
         err.print(f"[dim]note: --workers {value} capped at {cpus}, the CPU cores this process may use[/]")

@@ -19,7 +19,6 @@ with the kept record it duplicates and every cluster, are Arrow tables built fro
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import time
 from collections import deque
@@ -38,7 +37,7 @@ from swcdata.arrow import bools, float64s, int64s, strings, to_numpy
 from swcdata.records import SOURCE_TYPE
 from swcdata.schema import BACKEND_DOC, Ledger, RecordRef
 from swcdata.tokens import Job, Packed, chunk_signatures
-from swcdata.workers import process_pool
+from swcdata.workers import process_pool, usable_cpus
 
 
 class DedupConfig(BaseModel):
@@ -98,7 +97,7 @@ def _signatures(n: int, fields: Callable[[int, int], tuple[list[str] | Packed, l
     over chunks of `_STEP` records, with at most two chunks per worker in flight, so memory stays
     bounded by the signatures themselves (num_perm * 4 bytes a record)."""
     sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
-    workers = cfg.workers or (os.cpu_count() or 1)
+    workers = cfg.workers or usable_cpus()  # (the cores this process may use, as --workers caps)
     done = 0
 
     def place(at: int, part: minhash.U32) -> None:

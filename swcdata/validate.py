@@ -47,7 +47,7 @@ from swcdata.io import (
 from swcdata.isolate import ChildCrashed, CrashTolerantPool, arm_test_crash, stream_isolated
 from swcdata.schema import Finding, InputFile, Ledger, RuleCount, Severity, ValidationReport
 from swcdata.text import record_ids
-from swcdata.workers import process_pool
+from swcdata.workers import process_pool, usable_cpus
 
 REQUIRED = ("instruction", "response", "category")
 KNOWN = (*REQUIRED, "id", "source", "metadata", "parent_id", "transform", "template")
@@ -602,7 +602,7 @@ _UNIT_BYTES = 4 << 20
 
 def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
          progress: Progress | None, batch: bool, digest: bool = True) -> Iterator[ChunkResult]:
-    workers = cfg.workers or (os.cpu_count() or 1)
+    workers = cfg.workers or usable_cpus()  # (the cores this process may use, as --workers caps)
     # Schema-only checks on small inputs are faster in-process than the cost of starting a pool. The
     # code checks run tree-sitter, whose crash (SIGSEGV) no process survives: always in workers, even
     # with --workers 1, so that a crash costs a worker (see CrashTolerantPool), not the command.

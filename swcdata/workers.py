@@ -32,6 +32,15 @@ WATCH_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one): the default number of workers,
+    and the most that `--workers` takes."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def process_pool(max_workers: int, mp_context: BaseContext | None = None,
                  initializer: Callable[..., object] | None = None,
                  initargs: tuple[Any, ...] = ()) -> ProcessPoolExecutor:

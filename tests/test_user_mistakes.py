@@ -91,7 +91,7 @@ def test_a_compressed_or_utf16_file_is_named_once(kind: str, tmp_path: Path) -> 
 
 
 def test_workers_above_the_cores_are_capped_with_a_note(tmp_path: Path) -> None:
-    from swcdata.console import usable_cpus
+    from swcdata.workers import usable_cpus
 
     r = runner.invoke(app, ["validate", str(SAMPLE), "--workers", str(usable_cpus() + 7),
                             "--out", str(tmp_path / "v.jsonl")])
