@@ -170,10 +170,9 @@ def _from_local_or_hub(loader: Callable[..., Any], name: str, **kwargs: Any) -> 
 
 def _tokenizer(recipe: Recipe, train: datasets.Dataset) -> tuple[Any, str]:
     if recipe.model.source == "tiny":
-        from swcdata.finetune.tokenizer import train_tokenizer
+        from swcdata.finetune.tokenizer import train_split_tokenizer
 
-        texts = (t for row in train for t in (row["instruction"], row["response"]))
-        return train_tokenizer(texts, recipe.model.tiny.vocab_size), "trained on the train split (tiny recipe)"
+        return train_split_tokenizer(train, recipe.model.tiny.vocab_size), "trained on the train split (tiny recipe)"
     from transformers import AutoTokenizer
 
     tok, source = _from_local_or_hub(AutoTokenizer.from_pretrained, recipe.model.name,

@@ -47,3 +47,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedT
     fast.padding_side = "right"
     fast.model_max_length = 1_000_000
     return fast
+
+
+def train_split_tokenizer(train: Iterable[dict[str, str]], vocab_size: int) -> PreTrainedTokenizerBase:
+    """The tiny recipe's tokenizer: trained on the instructions and responses of the training split, in order.
+    A run and its `--dry-run` both call this, so the dry run counts the same tokens the run trains on."""
+    return train_tokenizer((t for row in train for t in (row["instruction"], row["response"])), vocab_size)

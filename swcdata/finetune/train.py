@@ -149,10 +149,9 @@ def _tokenizer(recipe: Recipe, train: datasets.Dataset, run_dir: Path, log: Log)
         with state.main_process_first():
             if state.is_main_process and not (base / "config.json").is_file():
                 from swcdata.finetune.model import build_tiny_base
-                from swcdata.finetune.tokenizer import train_tokenizer
+                from swcdata.finetune.tokenizer import train_split_tokenizer
 
-                texts = (t for row in train for t in (row["instruction"], row["response"]))
-                tok = train_tokenizer(texts, recipe.model.tiny.vocab_size)
+                tok = train_split_tokenizer(train, recipe.model.tiny.vocab_size)
                 build_tiny_base(recipe.model.tiny, tok, base, recipe.training.seed)
                 log(f"built tiny base model ({len(tok)} tokens vocabulary) in {base}")
         return AutoTokenizer.from_pretrained(base), str(base)
