@@ -447,7 +447,7 @@ def _train(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, run_d
                                     t.per_device_train_batch_size, t.gradient_accumulation_steps)
         steps = t.max_steps if t.max_steps > 0 else math.ceil(t.num_train_epochs * per_epoch)
         # a training step is a forward and a backward: about 3 forwards' work, 4 with recomputed activations
-        step_tokens = sum(map(len, train_ds["input_ids"])) / per_epoch
+        step_tokens = reports[0].tokens / per_epoch  # (the train split's tokens, counted when it was built)
         per_step = seconds * (4 if t.gradient_checkpointing else 3) * step_tokens / max(batch_tokens, 1)
         log(f"first evaluation batch ok ({seconds:.2f} s); training {steps:,} steps ({per_epoch:,} per epoch), "
             f"about {format_seconds(per_step * steps)} estimated from that batch")
