@@ -1,8 +1,8 @@
-"""Builds the optional C speed-ups (swcdata/_fast.c, _extract.c) and ships the recipes; all other
+"""Builds the optional C speed-ups (swcdata/_native/_fast.c, _extract.c) and ships the recipes; all other
 metadata lives in pyproject.toml.
 
 `optional=True`: where no C compiler is available the install still succeeds and swcdata runs its
-pure-Python lexer (same results, slower); `python -c "import swcdata._fast"` tells which one you have.
+pure-Python lexer (same results, slower); `python -c "import swcdata._native._fast"` tells which one you have.
 
 The fine-tuning recipes live in the top-level `finetune/` folder; they are installed as package data
 of `swcdata.recipes` (`package_dir` maps that package to `finetune/`), so a wheel holds them under
@@ -20,6 +20,6 @@ setup(
     packages=[*find_packages(include=["swcdata*"]), "swcdata.recipes"],
     package_dir={"swcdata.recipes": "finetune"},
     package_data={"swcdata.recipes": ["*.yaml", "deepspeed/*.json"]},
-    ext_modules=[Extension("swcdata._fast", ["swcdata/_fast.c", "swcdata/_extract.c"],
-                           depends=["swcdata/_fast.h"], optional=True, extra_compile_args=OPTIMISE)],
+    ext_modules=[Extension("swcdata._native._fast", ["swcdata/_native/_fast.c", "swcdata/_native/_extract.c"],
+                           depends=["swcdata/_native/_fast.h"], optional=True, extra_compile_args=OPTIMISE)],
 )

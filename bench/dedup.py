@@ -128,7 +128,7 @@ def _planted_meta(n: int) -> tuple[list[int], list[str]]:
     """(parent, kind) of the first n generated records, cached next to the corpus (generating the
     metadata means generating the records: minutes at 1M)."""
     sys.path.insert(0, str(REPO))
-    from bench.corpus import generate_with_meta
+    from swcdata.synthetic.corpus import generate_with_meta
 
     size = max(n, 1_000_000)
     cache = DATA / f"corpus-{size}.meta.json"

@@ -48,7 +48,7 @@ def die(message: str) -> None:
 def load_prompts(path: Path, n: int, tok: Any) -> list[str]:
     """`n` prompts in the Instruction/Response format, cycling through the records of `path`."""
     from swcdata.finetune.data import INSTRUCTION_TEMPLATE
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     table, _, _ = load_valid([path], ValidateConfig(check_code=False))
     instructions = table.column("instruction").to_pylist()
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         die(f"unknown model shape(s): {', '.join(unknown)} (choose from gemma-2b, gemma-7b)")
 
     from swcdata.finetune.tokenizer import train_tokenizer
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     table, _, _ = load_valid([args.data], ValidateConfig(check_code=False))
     texts = table.column("instruction").to_pylist() + table.column("response").to_pylist()

@@ -1,5 +1,5 @@
 """Each C piece's share of its command's wall time: the command with everything in C against the same
-command with that one piece on its Python reference (`SWCDATA_NO_EXT=PIECE`, see swcdata/_ext.py).
+command with that one piece on its Python reference (`SWCDATA_NO_EXT=PIECE`, see swcdata/_native/__init__.py).
 
     python bench/ext_pieces.py --corpus /tmp/corpus-1m.jsonl [--only dedup] [--piece lsh] [--repeat 3]
                                [--json OUT]
@@ -105,8 +105,11 @@ def stages(corpus: Path, reps: int) -> list[dict[str, Any]]:
     workers."""
     import numpy as np
 
-    from swcdata import _ext, minhash, solidity, tokens, validate
-    from swcdata.dedup import _STEP, DedupConfig, table_signatures
+    from swcdata import _native
+    from swcdata.similarity import minhash, tokens
+    from swcdata.solidity import lexer, spans
+    from swcdata.steps import validate
+    from swcdata.steps.dedup import _STEP, DedupConfig, table_signatures
 
     out: list[dict[str, Any]] = []
 
@@ -117,13 +120,13 @@ def stages(corpus: Path, reps: int) -> list[dict[str, Any]]:
         print(json.dumps(row), file=sys.stderr, flush=True)
 
     def off(pieces: set[str], fn: Any) -> float:
-        old = _ext.OFF
-        _ext.OFF = frozenset(pieces)
+        old = _native.OFF
+        _native.OFF = frozenset(pieces)
         tokens._TABLES = None
         try:
             return _best(fn, reps)
         finally:
-            _ext.OFF = old
+            _native.OFF = old
             tokens._TABLES = None
 
     workers = os.cpu_count() or 1
@@ -139,8 +142,8 @@ def stages(corpus: Path, reps: int) -> list[dict[str, Any]]:
 
     scale = 200_000 / len(lines) / workers  # the validate command runs on 200,000 records
     t_c = _best(check_all, reps)
-    for piece, module, name, python in (("extract", solidity, "_C_EXTRACT", False),
-                                        ("lex", solidity, "_lex", solidity._py_lex)):
+    for piece, module, name, python in (("extract", spans, "_C_EXTRACT", False),
+                                        ("lex", lexer, "_lex", lexer._py_lex)):
         old = getattr(module, name)
         setattr(module, name, python)
         try:

@@ -22,13 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from swcdata.solidity import (  # noqa: E402
-    code_tokens,
-    extract_code,
-    looks_like_code,
-    normalize_code,
-    parse,
-)
+from swcdata.solidity.lexer import code_tokens, normalize_code  # noqa: E402
+from swcdata.solidity.spans import extract_code, looks_like_code  # noqa: E402
+from swcdata.solidity.treesitter import parse  # noqa: E402
 
 FIELDS = ("instruction", "response")
 

@@ -1,7 +1,7 @@
 """Golden-output check and speed of ``extract_code`` / ``code_tokens``.
 
-Computes stable SHA-256 digests of the outputs of :func:`swcdata.solidity.extract_code` and
-:func:`swcdata.solidity.code_tokens` over
+Computes stable SHA-256 digests of the outputs of :func:`swcdata.solidity.spans.extract_code` and
+:func:`swcdata.solidity.lexer.code_tokens` over
 
 * every record of the seed files (``../shared/seed-data/*.jsonl``), and
 * the first ``--corpus-n`` (default 50,000) records of the synthetic corpus
@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from swcdata.solidity import code_tokens, extract_code  # noqa: E402
+from swcdata.solidity.lexer import code_tokens  # noqa: E402
+from swcdata.solidity.spans import extract_code  # noqa: E402
 
 SEED_DIR = Path(os.environ.get("SWCDATA_SEED_DIR", ROOT.parent / "shared" / "seed-data"))
 CORPUS = ROOT / "bench" / ".data" / "corpus-1m.jsonl"

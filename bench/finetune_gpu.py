@@ -94,7 +94,7 @@ def die(message: str) -> None:
 def load_records(path: Path, limit: int | None) -> Any:
     import datasets
 
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     table, _, _ = load_valid([path], ValidateConfig(check_code=False))
     ds = datasets.Dataset(table)

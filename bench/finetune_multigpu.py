@@ -86,8 +86,8 @@ def command(mode: Mode, args: argparse.Namespace, data_dir: Path, runs: Path, ru
 
 def write_data(dest: Path) -> Path:
     """dataset/swc_sample.jsonl as a split folder (train + 20 validation records) for `swcdata finetune`."""
-    from swcdata.records import write_split_dir
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.steps.split_dir import write_split_dir
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     table, _, _ = load_valid([SAMPLE], ValidateConfig(check_code=False))
     n = table.num_rows

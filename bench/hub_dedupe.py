@@ -48,11 +48,11 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 def records(n: int, seed: int, tmp: Path) -> Any:
     """n validated records as an Arrow table."""
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     path = tmp / "corpus.jsonl"
     try:
-        from bench.corpus import generate
+        from swcdata.synthetic.corpus import generate
 
         with path.open("wb") as f:
             for line in generate(n, seed=seed):
@@ -72,7 +72,7 @@ def changed(table: Any, share: float, seed: int, pattern: str) -> tuple[Any, int
     response and a new id."""
     import pyarrow as pa
 
-    from swcdata.text import record_id
+    from swcdata.core.text import record_id
 
     rows = table.to_pylist()
     rng = random.Random(seed)
@@ -146,8 +146,8 @@ def new_chunk_bytes(old: list[bytes], new: list[bytes]) -> int:
 def run(v1: Any, v2: Any, shard_size: str, cdc: bool, tmp: Path, pattern: str) -> dict[str, Any]:
     from hub_server import HubServer
 
-    from swcdata import hub
-    from swcdata.registry import Registry
+    from swcdata.registry import hub
+    from swcdata.registry.store import Registry
 
     tag = f"{pattern}-{shard_size}-{cdc}"
     home = tmp / f"reg-{tag}"

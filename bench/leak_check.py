@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(a.ref)
     if not folder.is_dir():
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from swcdata.registry import Registry
+        from swcdata.registry.store import Registry
 
         folder = Registry(a.home).path(a.ref)
     res = check(folder, a.abstract, a.min_tokens)

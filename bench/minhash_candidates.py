@@ -52,7 +52,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.corpus import DEFAULT_SEED_DIR, generate_with_meta, seed_files  # noqa: E402
+from swcdata.synthetic.corpus import DEFAULT_SEED_DIR, generate_with_meta, seed_files  # noqa: E402
 
 U64 = npt.NDArray[np.uint64]
 U32 = npt.NDArray[np.uint32]

@@ -12,7 +12,7 @@ What it measures, in this order (issue 2, item 9):
    blocks of ~32 MiB, each one pyarrow block; a line pyarrow refuses is dropped (its row number is
    in the error) and the block is read again. The floor is the time of the successful reads; the
    retries are reported beside it.
-2. **swcdata reader**: ``swcdata.io.iter_chunks`` alone over the corpus (what the main process of
+2. **swcdata reader**: ``swcdata.core.io.iter_chunks`` alone over the corpus (what the main process of
    ``validate`` has to do whatever the checks), for reference.
 3. **schema-level**: ``swcdata validate CORPUS --no-code --json`` as a subprocess (the real CLI),
    with records/s from its report, wall time, and the peak RSS of its process tree (polled every
@@ -191,7 +191,7 @@ def floor_pyarrow(path: Path) -> FloorA:
 
 
 def reader_alone(path: Path, chunk_size: int = 500) -> dict[str, float]:
-    from swcdata.io import FileStats, iter_chunks
+    from swcdata.core.io import FileStats, iter_chunks
 
     st = FileStats(str(path))
     t0 = time.perf_counter()
@@ -209,7 +209,7 @@ def _extract_lines(lines: list[bytes]) -> tuple[int, int, list[bytes]]:
     """(records, all spans, spans validate parses) of a list of JSONL lines."""
     import orjson
 
-    from swcdata.solidity import extract_code
+    from swcdata.solidity.spans import extract_code
 
     spans: list[bytes] = []
     n_all = 0
@@ -270,7 +270,7 @@ class FloorB:
 
 
 def floor_tree_sitter(chunks: list[list[bytes]], processes: int, spans_per_record: float) -> FloorB:
-    from swcdata.workers import init_worker  # (workers that die with this process, even by kill -9)
+    from swcdata.core.workers import init_worker  # (workers that die with this process, even by kill -9)
 
     ctx = mp.get_context("spawn")
     with ctx.Pool(processes, initializer=init_worker, initargs=(os.getpid(), _init_parser)) as pool:
@@ -397,9 +397,9 @@ def sample_breakdown(path: Path, n: int = 2000) -> dict[str, Any] | None:
     """``check_lines`` in this process on the first ``n`` records, schema-only and with every check,
     without building Arrow batches (the path of ``swcdata validate`` without ``--out``, which the
     CLI rows measure), with swcdata's parser wrapped to count and time ``Parser.parse`` (relies on the private
-    ``swcdata.solidity._ts`` cache; returns None when that is gone)."""
-    from swcdata import solidity
-    from swcdata.validate import ValidateConfig, check_lines
+    ``swcdata.solidity.treesitter._ts`` cache; returns None when that is gone)."""
+    from swcdata.solidity import treesitter
+    from swcdata.steps.validate import ValidateConfig, check_lines
 
     lines: list[tuple[int, bytes]] = []
     with path.open("rb") as fh:
@@ -409,11 +409,11 @@ def sample_breakdown(path: Path, n: int = 2000) -> dict[str, Any] | None:
                 if len(lines) >= n:
                     break
     try:
-        ts = solidity._ts()
+        ts = treesitter._ts()
         real = ts["parser"]
     except Exception:
         return None
-    from swcdata import validate as swc_validate
+    from swcdata.steps import validate as swc_validate
 
     check_lines("sample", lines[:100], ValidateConfig(check_code=True))  # warm up imports and compiled regexes
     swc_validate._PARSED.clear()  # (validate's parse cache: start cold, as a worker does)
@@ -468,7 +468,7 @@ def extract_spans(path: Path, processes: int) -> tuple[int, int, list[bytes]]:
 
     n_rec = n_all = 0
     spans: list[bytes] = []
-    from swcdata.workers import init_worker
+    from swcdata.core.workers import init_worker
 
     with mp.get_context("spawn").Pool(processes, initializer=init_worker, initargs=(os.getpid(),)) as pool:
         for r, a, s in pool.imap(_extract_lines, groups()):

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     import datasets
 
-__version__ = "0.1.0"
+from swcdata.core.version import __version__
 
 __all__ = ["__version__", "load"]
 
@@ -22,9 +22,9 @@ def load(ref: str, *, home: str | Path | None = None, verify: bool = True) -> da
     into the registry first, as `swcdata pull` does (downloaded when the registry does not hold it yet, refused
     when the data does not match the manifest that travels with it), then loaded from there."""
     if ref.strip().startswith("hf://"):
-        from swcdata.hub import pull
+        from swcdata.registry.hub import pull
 
         ref = pull(ref, home=home).ref
-    from swcdata.registry import load as _load
+    from swcdata.registry.store import load as _load
 
     return _load(ref, home=home, verify=verify)

@@ -1,3 +1,3 @@
-from swcdata.cli import main
+from swcdata.cli.main import main
 
 main()

@@ -1,4 +1,4 @@
-"""swcdata.arrow builds the arrays `pa.array` builds (and reads back what `to_numpy` reads) without
+"""swcdata.core.arrow builds the arrays `pa.array` builds (and reads back what `to_numpy` reads) without
 importing pandas."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from swcdata import arrow
+from swcdata.core import arrow
 
 TEXTS = [
     ["a", "bb", "", "contract A { uint x; }"],
@@ -110,7 +110,7 @@ def test_augment_imports_neither_pandas_nor_scipy(tmp_path) -> None:  # type: ig
 
 
 def test_table_from_rows_equals_from_pylist() -> None:
-    from swcdata.records import RECORD_SCHEMA, table_from_rows
+    from swcdata.core.records import RECORD_SCHEMA, table_from_rows
 
     good = [
         {"id": "a", "instruction": "Fix `x += 1;`", "response": "Use `x = x + 1;` — “safe”", "category": "SWC-101",

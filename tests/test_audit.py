@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.audit import AuditConfig, audit
-from swcdata.cli import app
-from swcdata.validate import ValidateConfig, load_valid
+from swcdata.cli.main import app
+from swcdata.steps.audit import AuditConfig, audit
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 runner = CliRunner()
 
@@ -64,7 +64,7 @@ def test_cli_fail_on_leak(swc_files: list[Path], seed_test_file: Path, tmp_path:
 
 
 def test_several_paths_after_one_option_as_a_shell_glob_gives_them() -> None:
-    from swcdata.cli import expand_multi_value_options as expand
+    from swcdata.cli.main import expand_multi_value_options as expand
 
     assert expand(["audit", "--reference", "a", "b", "--candidate", "c", "d", "--threshold", "0.8"]) == [
         "audit", "--reference", "a", "--reference", "b", "--candidate", "c", "--candidate", "d", "--threshold", "0.8"]
@@ -74,7 +74,7 @@ def test_several_paths_after_one_option_as_a_shell_glob_gives_them() -> None:
 
 def test_cli_audit_takes_the_seed_files_as_the_shell_expands_them(swc_files: list[Path], seed_test_file: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from swcdata.cli import main
+    from swcdata.cli.main import main
 
     with pytest.raises(SystemExit) as e:
         main(["audit", "--reference", *map(str, swc_files), "--candidate", str(seed_test_file), "--json"])
@@ -86,8 +86,8 @@ def test_cli_audit_takes_the_seed_files_as_the_shell_expands_them(swc_files: lis
 def _table(pairs: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
     import pyarrow as pa
 
-    from swcdata.records import RECORD_SCHEMA
-    from swcdata.text import record_id
+    from swcdata.core.records import RECORD_SCHEMA
+    from swcdata.core.text import record_id
 
     return pa.Table.from_pylist([
         {"id": record_id(i, r), "instruction": i, "response": r, "category": "SWC-101",
@@ -126,7 +126,7 @@ def test_longest_shared_span_matches_brute_force_on_seed_records(swc_files: list
                                                                   seed_test_file: Path) -> None:
     import random
 
-    from swcdata.audit import _words
+    from swcdata.steps.audit import _words
 
     ref, cand = _load(*swc_files), _load(seed_test_file)
     rng = random.Random(1)
@@ -149,7 +149,7 @@ def test_every_candidate_whose_estimate_reaches_the_threshold_is_a_near_match(sw
 
     import pyarrow as pa
 
-    from swcdata.dedup import DedupConfig, table_signatures
+    from swcdata.steps.dedup import DedupConfig, table_signatures
 
     pool = _load(*swc_files)
     rows = random.Random(1).sample(range(pool.num_rows), 2400)

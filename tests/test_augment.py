@@ -12,12 +12,15 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from swcdata import templates
-from swcdata.augment import TRANSFORMS, AugmentConfig, augment
-from swcdata.cli import app
-from swcdata.records import read_split_dir, write_jsonl, write_split_dir
-from swcdata.solidity import _KEEP, code_tokens, extract_code, parse
-from swcdata.validate import ValidateConfig, load_valid
+from swcdata.cli.main import app
+from swcdata.core.records import write_jsonl
+from swcdata.solidity.lexer import _KEEP, code_tokens
+from swcdata.solidity.spans import extract_code
+from swcdata.solidity.treesitter import parse
+from swcdata.steps.augment import templates
+from swcdata.steps.augment.step import TRANSFORMS, AugmentConfig, augment
+from swcdata.steps.split_dir import read_split_dir, write_split_dir
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -198,11 +201,11 @@ def test_builtins_and_external_api_names_are_never_renamed() -> None:
             "}")
     rec = {"instruction": f"Find the bug in `payOut`:\n\n```solidity\n{code}\n```",
            "response": f"Reentrancy. Fixed:\n\n```solidity\n{code}\n```", "category": "SWC-107"}
-    from swcdata.text import record_id
+    from swcdata.core.text import record_id
 
     row = {**rec, "id": record_id(rec["instruction"], rec["response"]), "source": {"file": "x", "line": 1},
            "metadata": None, "parent_id": None, "transform": None, "template": None}
-    from swcdata.records import RECORD_SCHEMA
+    from swcdata.core.records import RECORD_SCHEMA
 
     out, _ = augment({"train": pa.Table.from_pylist([row], schema=RECORD_SCHEMA)},
                      AugmentConfig(factor=3, transforms=["rename"], templates=False, skip_findings=[]))
@@ -220,8 +223,8 @@ def test_builtins_and_external_api_names_are_never_renamed() -> None:
 
 
 def _one(instruction: str, response: str) -> pa.Table:
-    from swcdata.records import RECORD_SCHEMA
-    from swcdata.text import record_id
+    from swcdata.core.records import RECORD_SCHEMA
+    from swcdata.core.text import record_id
 
     return pa.Table.from_pylist([{"instruction": instruction, "response": response, "category": "SWC-107",
                                   "id": record_id(instruction, response), "source": {"file": "x", "line": 1}}],
@@ -318,7 +321,7 @@ def test_transformed_code_still_parses(sample_splits, sample_plain) -> None:
 
 
 def test_a_transform_that_breaks_the_parse_skips_the_record_and_is_counted(sample_splits, monkeypatch) -> None:
-    from swcdata import augment as aug
+    from swcdata.steps.augment import step as aug
 
     def breaker(rec, key, cache):  # type: ignore[no-untyped-def]
         new = tuple([s.text.replace("{", "{ }}}", 1) if "{" in s.text else s.text for s in f.spans]
@@ -477,8 +480,8 @@ def seed_version(tmp_path_factory: pytest.TempPathFactory, swc_files: list[Path]
                  seed_test_file: Path):
     """The user's build: the five SWC files, test_data.jsonl as the holdout, augmentation on (the defaults).
     Returns the train split's rows, the manifest and the augment step's summary."""
-    from swcdata.build import BuildConfig, run_build
-    from swcdata.registry import Registry
+    from swcdata.registry.build import BuildConfig, run_build
+    from swcdata.registry.store import Registry
 
     home = tmp_path_factory.mktemp("seed-augment") / "registry"
     cfg = BuildConfig.model_validate({"inputs": [str(f) for f in swc_files],
@@ -495,7 +498,7 @@ def _pairs(rows: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def test_seed_build_variants_rarely_only_add_a_header(seed_version) -> None:
-    from swcdata.augment_quality import adds_only_header
+    from swcdata.steps.augment.quality import adds_only_header
 
     rows, _, summary, _ = seed_version
     pairs = _pairs(rows)
@@ -524,8 +527,8 @@ def test_seed_build_no_template_exceeds_twice_its_fair_share(seed_version) -> No
 
 
 def test_seed_build_never_renames_a_bool_to_an_address_or_constant_name(seed_version) -> None:
-    from swcdata import namepools
-    from swcdata.declarations import facts, type_kind
+    from swcdata.solidity.declarations import facts, type_kind
+    from swcdata.steps.augment import namepools
 
     rows, _, summary, _ = seed_version
     checked = renamed = 0
@@ -560,7 +563,7 @@ def test_seed_build_never_renames_a_bool_to_an_address_or_constant_name(seed_ver
 def test_seed_build_keeps_noop_fix_records_out_of_augmentation(seed_version) -> None:
     import orjson
 
-    from swcdata.validate import ValidateConfig, check_lines
+    from swcdata.steps.validate import ValidateConfig, check_lines
 
     rows, m, summary, res = seed_version
     skipped = summary["skipped_by_finding"]["noop-fix"]
@@ -575,7 +578,7 @@ def test_seed_build_keeps_noop_fix_records_out_of_augmentation(seed_version) -> 
 
 
 def test_seed_build_reports_the_augmentation_quality(seed_version) -> None:
-    from swcdata.stats import stats
+    from swcdata.evaluation.stats import stats
 
     rows, _, summary, _ = seed_version
     q = summary["quality"]
@@ -698,8 +701,8 @@ def _renames(parent: str, variant: str) -> dict[str, str]:
 
 
 def test_renames_take_names_of_the_declared_type_and_role() -> None:
-    from swcdata import namepools
-    from swcdata.declarations import facts
+    from swcdata.solidity.declarations import facts
+    from swcdata.steps.augment import namepools
 
     table = _one(f"Find the bug in this contract:\n\n```solidity\n{_TYPED}\n```",
                  "Reentrancy is not the issue here; `send` can fail silently (SWC-113).")

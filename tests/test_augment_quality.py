@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from swcdata import declarations, solidity
-from swcdata.augment_quality import adds_only_header, measure, summarise
-from swcdata.solidity import extract_code
+from swcdata.solidity import declarations, treesitter
+from swcdata.solidity.spans import extract_code
+from swcdata.steps.augment.quality import adds_only_header, measure, summarise
 
 CODE = "function f(bool ok, address to) public {\n    if (!ok) { to.transfer(1); }\n}"
 
@@ -34,7 +34,7 @@ def test_renames_are_checked_against_the_declared_types_pool() -> None:
     bad = _row(f"Find the bug:\n\n{CODE.replace('ok', 'recipient').replace('to', 'FEE_RATE')}", "v2", parent_id="p",
                transform="rename_identifiers")
     facts = lambda c: declarations.facts(c, bodies=False)  # noqa: E731
-    parses = lambda c: solidity.parse(c).ok  # noqa: E731
+    parses = lambda c: treesitter.parse(c).ok  # noqa: E731
     q1, q2 = measure(parent, good, parses, facts), measure(parent, bad, parses, facts)
     assert (q1.renames, q1.renames_typed, q1.renames_in_pool, q1.bool_off_type) == (2, 2, 2, [])
     assert (q2.renames_typed, q2.renames_in_pool, q2.bool_off_type) == (2, 0, ["ok -> recipient"])

@@ -14,11 +14,11 @@ import datasets
 import pytest
 from typer.testing import CliRunner
 
-from swcdata import _ext
-from swcdata.build import PublishedNames, load_config, run_build
-from swcdata.cli import app
-from swcdata.errors import ConfigError
-from swcdata.registry import Registry
+from swcdata import _native
+from swcdata.cli.main import app
+from swcdata.core.errors import ConfigError
+from swcdata.registry.build import PublishedNames, load_config, run_build
+from swcdata.registry.store import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -67,7 +67,7 @@ def test_fresh_build_publishes_v1_with_a_balanced_ledger(built: Path) -> None:
         + led["near_duplicates"] + led["decontaminated"] + led["kept"] + led["holdout"]
     assert sum(led["splits"].values()) == led["kept"] + led["augmented"]
     assert [s.name for s in m.steps] == ["validate", "dedup", "split", "augment", "audit"]
-    assert {s.summary["backend"] for s in m.steps} == {_ext.backend()}  # which code ran each step
+    assert {s.summary["backend"] for s in m.steps} == {_native.backend()}  # which code ran each step
     assert [i.path for i in m.inputs] == ["dataset/swc_sample.jsonl"]
     assert (m.removed["quarantined"]["records"], m.removed["duplicates"]["records"]) == (1, 2)
     assert m.removed["duplicates"]["by_kind"] == {"exact": 1, "near": 1}

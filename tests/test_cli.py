@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from swcdata import __version__
-from swcdata.cli import app
+from swcdata.cli.main import app
 
 runner = CliRunner()
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -43,7 +43,7 @@ def test_version() -> None:
 def test_help_paragraphs_flow_to_the_terminal_width() -> None:
     """Each paragraph of a command's help is one line of help text, so an 80-column terminal wraps it
     evenly (typer keeps a docstring's own line breaks and wraps each line again)."""
-    from swcdata.cli import reflow
+    from swcdata.cli.main import reflow
 
     assert reflow("First.\n\n    One paragraph\n    over two lines.\n\n    - a\n    - b\n") == (
         "First.\n\nOne paragraph over two lines.\n\n- a\n- b")
@@ -173,8 +173,8 @@ def test_print_json_writes_a_model_to_text_only_streams(monkeypatch: pytest.Monk
     (a notebook's stream): the same JSON either way."""
     import io
 
-    from swcdata.console import print_json
-    from swcdata.schema import Ledger
+    from swcdata.cli.console import print_json
+    from swcdata.core.schema import Ledger
 
     model = Ledger(lines_read=3, blank_lines=1, records=2, valid=1, quarantined=1)
     text = io.StringIO()  # no .buffer
@@ -192,7 +192,7 @@ def test_a_missing_extra_is_one_line_with_the_pip_command(monkeypatch: pytest.Mo
     command, never a traceback from deep inside it."""
     import importlib.util
 
-    from swcdata.errors import MissingExtra, require_extra
+    from swcdata.core.errors import MissingExtra, require_extra
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("accelerate", "sklearn")
@@ -285,7 +285,7 @@ def test_kv_table_shows_data_as_it_is() -> None:
     from rich.console import Console
     from rich.text import Text
 
-    from swcdata.console import kv_table
+    from swcdata.cli.console import kv_table
 
     buf = io.StringIO()
     rows = [("adapter", "runs/a[x]/adapter"), ("name", "[bold]b[/x]"), ("ok", Text.from_markup("[green]yes[/]"))]
@@ -314,7 +314,7 @@ def test_out_dash_keeps_stdout_for_the_records(command: str) -> None:
 def test_out_dash_in_process_leaves_the_console_on_stdout(tmp_path: Path) -> None:
     from conftest import DATASET_DIR
 
-    from swcdata.console import out
+    from swcdata.cli.console import out
 
     r = runner.invoke(app, ["validate", str(DATASET_DIR), "--out", "-"])
     assert r.exit_code == 1
@@ -441,7 +441,7 @@ def test_sigterm_stops_a_command_like_ctrl_c(tmp_path: Path) -> None:
 def test_dedup_outputs_move_in_place_together(tmp_path: Path) -> None:
     """dedup's kept records, quarantine and report: a failure while writing the last leaves the
     first two as they were (no new kept file beside an old report)."""
-    from swcdata.cli import _write_together
+    from swcdata.cli.inputs import write_together
 
     kept, rep = tmp_path / "k.jsonl", tmp_path / "r.json"
     kept.write_bytes(b"old\n")
@@ -451,8 +451,8 @@ def test_dedup_outputs_move_in_place_together(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _write_together([(kept, lambda f: f.write(b"new\n")), (None, fail), (rep, fail)])
+        write_together([(kept, lambda f: f.write(b"new\n")), (None, fail), (rep, fail)])
     assert kept.read_bytes() == rep.read_bytes() == b"old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.jsonl", "r.json"]
-    _write_together([(kept, lambda f: f.write(b"new\n")), (rep, lambda f: f.write(b"new\n"))])
+    write_together([(kept, lambda f: f.write(b"new\n")), (rep, lambda f: f.write(b"new\n"))])
     assert kept.read_bytes() == rep.read_bytes() == b"new\n"

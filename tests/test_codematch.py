@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from swcdata.audit import AuditConfig, audit
-from swcdata.codematch import CodeMatchConfig, code_pairs, record_code
+from swcdata.similarity.codematch import CodeMatchConfig, code_pairs, record_code
+from swcdata.steps.audit import AuditConfig, audit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,8 +27,8 @@ OTHER = ("function setRate(uint256 newRate) external onlyAdmin { require(newRate
 
 
 def _table(rows: list[tuple[str, str, str]], file: str = "x.jsonl") -> pa.Table:
-    from swcdata.records import RECORD_SCHEMA
-    from swcdata.text import record_id
+    from swcdata.core.records import RECORD_SCHEMA
+    from swcdata.core.text import record_id
 
     return pa.Table.from_pylist([
         {"id": record_id(i, r), "instruction": i, "response": r, "category": c,
@@ -97,7 +97,7 @@ def test_audit_counts_code_pairs_apart_and_lists_label_conflicts() -> None:
 
 
 def test_split_decontaminates_code_copies_and_groups_shared_code() -> None:
-    from swcdata.split import SplitConfig, split
+    from swcdata.steps.split import SplitConfig, split
 
     story = ("The order in which miners include the pending transactions decides who is paid, and a watcher of "
              "the mempool can jump ahead with more gas. ") * 3
@@ -126,8 +126,8 @@ def test_split_decontaminates_code_copies_and_groups_shared_code() -> None:
 
 
 def test_build_takes_the_leak_rules_from_its_audit_section(tmp_path: Path) -> None:
-    from swcdata.build import load_config
-    from swcdata.errors import ConfigError
+    from swcdata.core.errors import ConfigError
+    from swcdata.registry.build import load_config
 
     cfg, _ = load_config(None, {"audit.ngram_counts_as_leak": True, "audit.code.min_tokens": 30})
     assert cfg.audit.ngram_counts_as_leak and cfg.audit.code.min_tokens == 30
@@ -142,12 +142,12 @@ def test_build_takes_the_leak_rules_from_its_audit_section(tmp_path: Path) -> No
 def seed_holdout_build(tmp_path_factory: pytest.TempPathFactory, swc_files: list[Path], seed_test_file: Path
                        ) -> tuple[Path, dict]:
     """The five SWC files built with test_data.jsonl as the holdout, the default (strict) leak rules."""
-    from swcdata.build import BuildConfig, run_build
+    from swcdata.registry.build import BuildConfig, run_build
 
     home = tmp_path_factory.mktemp("registry")
     cfg = BuildConfig(name="seed", inputs=[str(f) for f in swc_files],
                       split={"holdout": [str(seed_test_file)]}, augment={"enabled": False})
-    from swcdata.registry import Registry
+    from swcdata.registry.store import Registry
 
     res = run_build(cfg, tmp_path_factory.mktemp("cfg"), home=home)
     manifest = json.loads((home / "seed" / f"v{res.version}" / "manifest.json").read_text())
@@ -192,8 +192,8 @@ def test_grouping_joins_identical_code_by_a_star_with_the_same_groups() -> None:
     """The split's code edges search only distinct code, yet give the components that every pair would."""
     import numpy as np
 
-    from swcdata import minhash
-    from swcdata.split import SplitConfig, _code_edges
+    from swcdata.similarity import minhash
+    from swcdata.steps.split import SplitConfig, _code_edges
 
     cfg = SplitConfig()
     texts = [f"Case {k}: review\n\n{PURCHASE}" for k in range(6)] + [f"Other {k}:\n\n{OTHER}" for k in range(3)]

@@ -11,9 +11,9 @@ import jsonschema as js
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.catalogue import BY_ID
-from swcdata.cli import app
-from swcdata.evaluate import (
+from swcdata.cli.main import app
+from swcdata.core.catalogue import BY_ID
+from swcdata.evaluation.evaluate import (
     ContaminationCheck,
     EvalResults,
     GenerationSettings,
@@ -84,7 +84,7 @@ def _rows(rep: dict | object) -> dict[str, dict]:
 
 
 def test_a_clearly_better_run_has_intervals_that_exclude_zero(weak: Path, strong: Path) -> None:
-    from swcdata.compare import compare
+    from swcdata.evaluation.compare import compare
 
     rep = compare(weak, strong, resamples=1000, seed=7)
     assert rep.bootstrap is not None and rep.bootstrap.records == N and rep.bootstrap.resamples == 1000
@@ -107,7 +107,7 @@ def test_a_clearly_better_run_has_intervals_that_exclude_zero(weak: Path, strong
 
 
 def test_identical_evaluations_have_zero_differences_inside_their_intervals(weak: Path) -> None:
-    from swcdata.compare import compare
+    from swcdata.evaluation.compare import compare
 
     rep = compare(weak, weak, resamples=300, seed=0)
     assert rep.bootstrap is not None and rep.bootstrap.records == N
@@ -120,7 +120,7 @@ def test_identical_evaluations_have_zero_differences_inside_their_intervals(weak
 def test_intervals_cover_zero_when_two_runs_differ_only_by_noise(tmp_path: Path) -> None:
     """Two runs of the same skill (60% right, different draws): the difference is noise and its interval
     contains 0."""
-    from swcdata.compare import compare
+    from swcdata.evaluation.compare import compare
 
     cats = _records()[3]
     a = tmp_path / "a"
@@ -133,7 +133,7 @@ def test_intervals_cover_zero_when_two_runs_differ_only_by_noise(tmp_path: Path)
 
 
 def test_bootstrap_pairs_by_record_id_and_notes_a_partial_overlap(tmp_path: Path) -> None:
-    from swcdata.compare import compare
+    from swcdata.evaluation.compare import compare
 
     cats = _records()[3]
     evaluation(tmp_path / "a", answers_right(cats, 0.5, seed=3), "a")
@@ -146,7 +146,7 @@ def test_bootstrap_pairs_by_record_id_and_notes_a_partial_overlap(tmp_path: Path
 
 def test_no_intervals_without_per_record_scores_or_with_zero_resamples(weak: Path, strong: Path,
                                                                       tmp_path: Path) -> None:
-    from swcdata.compare import compare
+    from swcdata.evaluation.compare import compare
 
     assert compare(weak, strong, resamples=0).bootstrap is None
     lone = tmp_path / "results.json"
@@ -167,7 +167,7 @@ def test_numpy_bootstrap_draws_what_scipy_draws(weak: Path, strong: Path) -> Non
     import numpy as np
 
     st = pytest.importorskip("scipy.stats")
-    from swcdata import metrics as M
+    from swcdata.evaluation import metrics as M
 
     a = np.array([json.loads(x)["rouge_l"] for x in (weak / "scored.jsonl").read_text().splitlines()])
     b = np.array([json.loads(x)["rouge_l"] for x in (strong / "scored.jsonl").read_text().splitlines()])
@@ -231,7 +231,7 @@ def test_degenerate_answers_are_flagged_at_the_top(tmp_path: Path, kind: str, an
 
     from rich.console import Console
 
-    from swcdata import cli_evaluate as C
+    from swcdata.cli import evaluate as C
 
     buf = io.StringIO()
     saved = C.out, C.err
@@ -246,7 +246,7 @@ def test_degenerate_answers_are_flagged_at_the_top(tmp_path: Path, kind: str, an
 
 
 def test_compare_notes_a_degenerate_side(weak: Path, tmp_path: Path) -> None:
-    from swcdata.compare import compare
+    from swcdata.evaluation.compare import compare
 
     evaluation(tmp_path / "dots", ["." * 200] * N, "dots")
     rep = compare(weak, tmp_path / "dots", resamples=200)

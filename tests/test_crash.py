@@ -1,7 +1,7 @@
 """No crash from one record (issue 18, item 1): a huge code span is not parsed (`code-too-large`), and a
 worker that dies in native code (a tree-sitter SIGSEGV) costs that record a finding, not the run.
 
-The worker crashes are forced through the test-only hook of swcdata.isolate: with
+The worker crashes are forced through the test-only hook of swcdata.core.isolate: with
 SWCDATA_TEST_CRASH_ON=<mark> set, a worker process about to parse a span containing <mark> kills
 itself with SIGSEGV (the command's own process never arms it)."""
 
@@ -20,11 +20,12 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from swcdata import isolate, solidity
-from swcdata.augment import AugmentConfig, augment
-from swcdata.cli import app
-from swcdata.registry import Registry
-from swcdata.validate import ValidateConfig, Validation, load_valid
+from swcdata.cli.main import app
+from swcdata.core import isolate
+from swcdata.registry.store import Registry
+from swcdata.solidity import treesitter
+from swcdata.steps.augment.step import AugmentConfig, augment
+from swcdata.steps.validate import ValidateConfig, Validation, load_valid
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -71,23 +72,23 @@ def validate_cli(src: Path, out: Path, *args: str) -> tuple[int, dict[str, Any],
 
 
 def test_every_parse_entry_refuses_a_span_over_the_bound() -> None:
-    big = "x = 1;\n" * (solidity.MAX_PARSE_CHARS // 7 + 1)
-    for fn in (solidity.parse, solidity.parse_check, solidity.identifier_nodes):
-        with pytest.raises(solidity.CodeTooLarge, match="over the parse bound of 100,000"):
+    big = "x = 1;\n" * (treesitter.MAX_PARSE_CHARS // 7 + 1)
+    for fn in (treesitter.parse, treesitter.parse_check, treesitter.identifier_nodes):
+        with pytest.raises(treesitter.CodeTooLarge, match="over the parse bound of 100,000"):
             fn(big)
-        with pytest.raises(solidity.CodeTooLarge):
+        with pytest.raises(treesitter.CodeTooLarge):
             fn("x = 1;", max_chars=5)
-    assert solidity.parse("x = 1;", max_chars=6).ok
-    assert ValidateConfig().max_parse_chars == AugmentConfig().max_parse_chars == solidity.MAX_PARSE_CHARS
+    assert treesitter.parse("x = 1;", max_chars=6).ok
+    assert ValidateConfig().max_parse_chars == AugmentConfig().max_parse_chars == treesitter.MAX_PARSE_CHARS
 
 
 def test_the_worst_span_at_the_bound_does_not_crash_tree_sitter() -> None:
     """The crash needs ~58,000 line comments after a syntax error (8 MiB stack); the bound holds at most
     ~33,000 (3 characters each). Checked in a subprocess, so that a crash fails this test, not the run."""
-    prog = ("from swcdata import solidity\n"
-            "c = 'contract A {}\\n' + '//\\n' * ((solidity.MAX_PARSE_CHARS - 14) // 3)\n"
-            "assert len(c) <= solidity.MAX_PARSE_CHARS\n"
-            "print(solidity.parse(c).ok, len(solidity.identifier_nodes(c)))\n")
+    prog = ("from swcdata.solidity import treesitter\n"
+            "c = 'contract A {}\\n' + '//\\n' * ((treesitter.MAX_PARSE_CHARS - 14) // 3)\n"
+            "assert len(c) <= treesitter.MAX_PARSE_CHARS\n"
+            "print(treesitter.parse(c).ok, len(treesitter.identifier_nodes(c)))\n")
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"tree-sitter crashed below MAX_PARSE_CHARS (exit {r.returncode}): {r.stderr[-500:]}"
 
@@ -151,7 +152,7 @@ def _raise_in_child() -> Any:
 
 def test_the_hook_is_never_armed_in_the_commands_own_process() -> None:
     """Only the worker entries read the variable: a process that parses directly is not armed."""
-    prog = f"from swcdata import solidity\nprint(solidity.parse_check('contract {MARK} {{}}').ok)\n"
+    prog = f"from swcdata.solidity import treesitter\nprint(treesitter.parse_check('contract {MARK} {{}}').ok)\n"
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120,
                        env={**os.environ, isolate.TEST_CRASH_ENV: MARK})
     assert (r.returncode, r.stdout) == (0, "True\n"), r.stderr[-500:]
@@ -200,8 +201,8 @@ def test_a_real_tree_sitter_crash_is_survived_with_the_bound_lifted(tmp_path: Pa
     subprocess (no pytest faulthandler dump from the dying workers)."""
     src = write(tmp_path / "segv.jsonl", [*sample_lines(2), segv_line()])
     prog = f"""
-from swcdata.augment import AugmentConfig, augment
-from swcdata.validate import ValidateConfig, Validation, load_valid
+from swcdata.steps.augment.step import AugmentConfig, augment
+from swcdata.steps.validate import ValidateConfig, Validation, load_valid
 rep = Validation(ValidateConfig(max_parse_chars=10**9, workers=1)).run([{str(src)!r}])
 assert rep.ledger.balanced and rep.ledger.valid == 3, rep.ledger
 print(sorted(f.rule for f in rep.findings if f.line == 3 and f.rule in ("parser-crashed", "code-parse-error")))
@@ -222,7 +223,7 @@ print(s.parser_crashed + s.sources)
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the patched checker reaches workers by fork")
 def test_a_line_that_kills_even_the_schema_checks_is_quarantined(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata import validate
+    from swcdata.steps import validate
 
     real = validate.check_lines
 

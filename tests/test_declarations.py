@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swcdata.declarations import facts, type_kind
+from swcdata.solidity.declarations import facts, type_kind
 
 CODE = """contract Vault {
     bool public locked;

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.cli import app
-from swcdata.dedup import DedupConfig, dedup
-from swcdata.tokens import token_stream
-from swcdata.validate import ValidateConfig, load_valid
+from swcdata.cli.main import app
+from swcdata.similarity.tokens import token_stream
+from swcdata.steps.dedup import DedupConfig, dedup
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 runner = CliRunner()
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -112,7 +112,7 @@ def test_exact_duplicates_ignore_typography_case_and_layout(tmp_path: Path) -> N
     ("\uff02x\uff02 \u2026", '"x" ...'),  # fullwidth quote, ellipsis
 ])
 def test_typography_folds_to_the_plain_text_id(typographic: str, plain: str) -> None:
-    from swcdata.text import normalize_text, record_id
+    from swcdata.core.text import normalize_text, record_id
 
     assert normalize_text(typographic) == normalize_text(plain)
     assert record_id(typographic, "r") == record_id(plain, "r")
@@ -197,7 +197,7 @@ def test_cli_bad_config_exit_2(args: list[str], tmp_path: Path) -> None:
 def test_fast_token_hashes_equal_the_text_path(swc_files: list[Path]) -> None:
     """The signature path (raw token -> cached hashes) gives the same token hashes as joining the
     token streams and hashing the whitespace-split text, including string literals with spaces."""
-    from swcdata import minhash, tokens
+    from swcdata.similarity import minhash, tokens
 
     records = [json.loads(x) for x in swc_files[1].read_text(encoding="utf-8").splitlines()[:200]]
     # and fields that are not ASCII: typography, a ligature, "ß" (case folding), odd blanks, in prose and code
@@ -214,7 +214,7 @@ def test_fast_token_hashes_equal_the_text_path(swc_files: list[Path]) -> None:
 def test_report_models_round_trip(swc_files: list[Path]) -> None:
     """The report's JSON is its summary: read back, it equals the report's own JSON; the per-record tables
     travel beside it (a copy keeps them, a report read from JSON has none and says where they are)."""
-    from swcdata.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupReport
+    from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupReport
 
     table, _, _ = load_valid(swc_files[:2], ValidateConfig(check_code=False))
     _, rep = dedup(table)
@@ -240,8 +240,8 @@ def test_seed_report_lists_are_parquet_beside_a_small_json(seed_dir: Path, tmp_p
     from its arrays (what the report's JSON held inline before)."""
     import numpy as np
 
-    from swcdata.dedup import cluster
-    from swcdata.io import resolve_inputs
+    from swcdata.core.io import resolve_inputs
+    from swcdata.steps.dedup import cluster
 
     files = resolve_inputs([str(seed_dir)])
     table, _, _ = load_valid([str(p) for p in files], ValidateConfig(check_code=False))
@@ -293,7 +293,7 @@ def test_seed_report_lists_are_parquet_beside_a_small_json(seed_dir: Path, tmp_p
 def test_dedup_lists_move_in_place_with_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The report and its two Parquet files are one output: an interrupt while the last is written
     leaves the old three (and the kept records) as they were, and no temporary file."""
-    from swcdata import arrow
+    from swcdata.core import arrow
 
     names = ["k.jsonl", "r.clusters.parquet", "r.json", "r.removed.parquet"]
     for name in names:
@@ -334,8 +334,8 @@ def test_dedup_summary_says_when_lists_are_not_written(report: str | None, tmp_p
 
 
 def test_signatures_do_not_depend_on_workers(swc_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata import dedup as d
-    from swcdata.dedup import table_signatures
+    from swcdata.steps import dedup as d
+    from swcdata.steps.dedup import table_signatures
 
     monkeypatch.setattr(d, "_STEP", 300)  # several chunks, on a pool
     table, _, _ = load_valid(swc_files[:3], ValidateConfig(check_code=False))
@@ -349,7 +349,7 @@ def test_unique_equals_numpy_unique() -> None:
     """minhash.unique (sort and mask) is np.unique for the 1-D integer arrays LSH feeds it."""
     import numpy as np
 
-    from swcdata import minhash
+    from swcdata.similarity import minhash
 
     rng = np.random.default_rng(0)
     for n in (0, 1, 2, 7, 1000):
@@ -362,7 +362,7 @@ def test_unique_equals_numpy_unique() -> None:
 def test_token_tables_are_bounded_and_restart_between_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The per-process lookup tables start afresh once they hold _CACHE_MAX entries, and the hashes
     after a restart are the same as before it."""
-    from swcdata import tokens
+    from swcdata.similarity import tokens
 
     ins = [f"Fix `balance{k} -= amount{k};` in the vault number {k}." for k in range(300)]
     res = [f"Use `require(balance{k} >= amount{k}); balance{k} -= amount{k};` first." for k in range(300)]
@@ -383,7 +383,7 @@ def test_components_equal_scipy_connected_components() -> None:
     smallest node of its component, on random graphs, a long chain and no edges."""
     import numpy as np
 
-    from swcdata import minhash
+    from swcdata.similarity import minhash
 
     scipy_sparse = pytest.importorskip("scipy.sparse")
     csgraph = pytest.importorskip("scipy.sparse.csgraph")
@@ -408,9 +408,9 @@ def test_signing_progress_counts_every_record_once(workers: int, swc_files: list
     never backwards, on one process and on a pool."""
     import itertools
 
-    import swcdata.dedup as d
-    from swcdata.dedup import DedupConfig, dedup
-    from swcdata.validate import ValidateConfig, load_valid
+    import swcdata.steps.dedup as d
+    from swcdata.steps.dedup import DedupConfig, dedup
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     monkeypatch.setattr(d, "_STEP", 500)
     table, _, _ = load_valid(swc_files[:3], ValidateConfig(check_code=False))

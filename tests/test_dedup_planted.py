@@ -1,7 +1,7 @@
 """Near-duplicates planted into real seed records are found at the default dedup settings (issue 3).
 
-Uses the planting code of ``bench/dedup_curve.py`` (which chose the defaults) on a small sample:
-300 base records, 100 variants (identifiers renamed, code reflowed, lead phrase reworded, a comment
+Uses the planting of ``swcdata.synthetic.planted`` (with which ``bench/dedup_curve.py`` chose the defaults)
+on a small sample: 300 base records, 100 variants (identifiers renamed, code reflowed, lead phrase reworded, a comment
 line added) and 50 hard negatives (same prose, different code).
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.dedup_curve import TARGET_PRECISION, TARGET_RECALL, Planted, base_pool, plant, score
-from swcdata.dedup import DedupConfig
+from swcdata.steps.dedup import DedupConfig
+from swcdata.synthetic.planted import TARGET_PRECISION, TARGET_RECALL, Planted, base_pool, plant, score
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-data"
 

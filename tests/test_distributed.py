@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from swcdata.errors import ConfigError
+from swcdata.core.errors import ConfigError
 from swcdata.finetune import distributed as D
 from swcdata.finetune.recipe import load_recipe, recipe_from_dict
 
@@ -254,9 +254,9 @@ def test_cli_nproc_reruns_under_torchrun_and_forwards_the_exit_code(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
-    from swcdata.records import write_split_dir
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.cli.main import app
+    from swcdata.steps.split_dir import write_split_dir
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     table, _, _ = load_valid([REPO / "dataset" / "swc_sample.jsonl"], ValidateConfig(check_code=False))
     write_split_dir({"train": table.slice(0, 80), "validation": table.slice(80, 10)}, tmp_path / "splits")

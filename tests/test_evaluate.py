@@ -13,7 +13,7 @@ import jsonschema as js
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.cli import app
+from swcdata.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -34,8 +34,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """sample@v1 (its test split is clean) and leaky@v1 (three training records copied into test)."""
     import pyarrow as pa
 
-    from swcdata.registry import Registry
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.registry.store import Registry
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     table, _, _ = load_valid([SAMPLE], ValidateConfig(check_code=False))
     n = table.num_rows
@@ -168,7 +168,7 @@ def test_base_only_and_compare(run: Path, home: Path, evaluated: dict[str, Any])
 
 
 def test_guard_refuses_a_contaminated_version(run: Path, home: Path) -> None:
-    from swcdata.registry import Registry
+    from swcdata.registry.store import Registry
 
     dd, _ = Registry(home).load("leaky@v1")
     leaked_ids = dd["test"]["id"][-LEAKED:]
@@ -208,9 +208,9 @@ def test_errors_are_one_line(run: Path, home: Path, tmp_path: Path, args: list[s
 
 
 def test_evaluation_modules_import_without_torch() -> None:
-    code = ("import sys, swcdata.cli_evaluate, swcdata.evaluate, swcdata.metrics, swcdata.compare, swcdata.stats, "
-            "swcdata.plots; print(sorted(m for m in ('torch', 'transformers', 'peft', 'sklearn', 'matplotlib') "
-            "if m in sys.modules))")
+    code = ("import sys, swcdata.cli.evaluate, swcdata.evaluation.evaluate, swcdata.evaluation.metrics, "
+            "swcdata.evaluation.compare, swcdata.evaluation.stats, swcdata.evaluation.plots; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'sklearn', 'matplotlib') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert res.stdout.strip() == "[]"
 
@@ -219,8 +219,8 @@ def test_compare_labels_the_same_run_apart_and_notes_unchecked_and_retrained_sid
         run: Path, evaluated: dict[str, Any], tmp_path: Path) -> None:
     """Two evaluations of one run get distinct labels; an unchecked side is called unchecked (not
     contaminated); another adapter or prompt setting is noted."""
-    from swcdata.compare import compare
-    from swcdata.evaluate import EvalResults, markdown
+    from swcdata.evaluation.compare import compare
+    from swcdata.evaluation.evaluate import EvalResults, markdown
 
     res = EvalResults.model_validate(evaluated)
     other = res.model_copy(deep=True)

@@ -1,4 +1,4 @@
-"""The optional C speed-ups (swcdata/_fast.c, _extract.c) give exactly what the Python code they
+"""The optional C speed-ups (swcdata/_native/_fast.c, _extract.c) give exactly what the Python code they
 replace gives.
 
 The lexer and the code extractor are compared with their Python versions on the seed data, on the
@@ -6,7 +6,7 @@ generated corpus (renamed identifiers, reflowed layout, inserted comments) and o
 from the characters and pieces that matter to them; the token lookups through `tokens.token_hashes`
 with and without the extension; signatures, LSH keys and similarities with their numpy references.
 The extension's own safety: a refused init holds nothing, the IdTable is seen by the garbage
-collector and survives a lookup that uses it; and the one switch (`swcdata._ext`) that every report
+collector and survives a lookup that uses it; and the one switch (`swcdata._native`) that every report
 records. CI also runs this file against an AddressSanitizer build (.ci/run).
 """
 
@@ -24,9 +24,12 @@ import numpy as np
 import orjson
 import pytest
 
-from swcdata import _ext, solidity, tokens
+from swcdata import _native
+from swcdata.similarity import tokens
+from swcdata.solidity import lexer, spans
 
-fast = pytest.importorskip("swcdata._fast", reason="the C extension is not built here (no C compiler at install)")
+fast = pytest.importorskip("swcdata._native._fast",
+                           reason="the C extension is not built here (no C compiler at install)")
 if os.environ.get("SWCDATA_NO_EXT", "").strip() in ("1", "true", "yes", "all"):
     pytest.skip("SWCDATA_NO_EXT: the C extension is switched off for this run (these tests compare it with the Python "
                 "references)", allow_module_level=True)
@@ -58,7 +61,7 @@ EDGES = [
 
 @pytest.mark.parametrize("code", EDGES)
 def test_lex_edges(code: str) -> None:
-    assert fast.lex(code) == solidity._py_lex(code)
+    assert fast.lex(code) == lexer._py_lex(code)
 
 
 def test_lex_random_text_agrees() -> None:
@@ -66,14 +69,14 @@ def test_lex_random_text_agrees() -> None:
     alphabet = list(" \t\n\r\x0b\x0c\x1c/*\"'\\=<>!&|+-%^:.;(){}[]aZ_09xé€\U0001F600\u00a0\u2028")
     for _ in range(60_000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
-        assert fast.lex(s) == solidity._py_lex(s), repr(s)
+        assert fast.lex(s) == lexer._py_lex(s), repr(s)
 
 
 def test_lex_bounds_are_a_slice() -> None:
     text = "say `x += 1;` then // c\n y"
     for a in range(len(text) + 1):
         for b in range(a, len(text) + 1):
-            assert fast.lex(text, a, b) == solidity._py_lex(text[a:b])
+            assert fast.lex(text, a, b) == lexer._py_lex(text[a:b])
 
 
 def test_lex_refuses_non_strings() -> None:
@@ -84,11 +87,11 @@ def test_lex_refuses_non_strings() -> None:
 def _assert_same_lexing(texts: list[str]) -> None:
     assert texts
     for t in texts:
-        assert fast.lex(t) == solidity._py_lex(t)
-        spans = solidity.extract_code(t)
-        assert spans == solidity._py_extract_code(t), t[:300]
-        for s in spans:
-            assert fast.lex(t, s.start, s.end) == solidity._py_lex(s.text)
+        assert fast.lex(t) == lexer._py_lex(t)
+        found = spans.extract_code(t)
+        assert found == spans._py_extract_code(t), t[:300]
+        for s in found:
+            assert fast.lex(t, s.start, s.end) == lexer._py_lex(s.text)
 
 
 def test_lex_agrees_on_the_seed_data(seed_files: list[Path]) -> None:
@@ -100,7 +103,7 @@ def test_lex_agrees_on_the_embedded_sample() -> None:
 
 
 def test_extract_agrees_on_the_generated_corpus(seed_dir: Path) -> None:
-    from bench.corpus import generate
+    from swcdata.synthetic.corpus import generate
 
     texts = [v for line in generate(2000, seed=11, seed_dir=seed_dir)
              for k in ("instruction", "response") if isinstance(v := orjson.loads(line).get(k), str)]
@@ -122,7 +125,7 @@ def test_extract_random_pieces_agree() -> None:
     rng = random.Random(7)
     for _ in range(20_000):
         t = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 30)))
-        assert solidity.extract_code(t) == solidity._py_extract_code(t), repr(t)
+        assert spans.extract_code(t) == spans._py_extract_code(t), repr(t)
 
 
 CODE_START_PIECES = [
@@ -137,8 +140,8 @@ CODE_START_PIECES = [
 
 
 def test_code_start_agrees_with_its_regex() -> None:
-    """The C code-start test against solidity._CODE_START at every position (and a cut end) of random text."""
-    regex = re.compile(solidity._CODE_START)
+    """The C code-start test against spans._CODE_START at every position (and a cut end) of random text."""
+    regex = re.compile(spans._CODE_START)
     rng = random.Random(3)
     for _ in range(4000):
         t = "".join(rng.choice(CODE_START_PIECES) for _ in range(rng.randint(1, 12)))
@@ -150,7 +153,7 @@ def test_code_start_agrees_with_its_regex() -> None:
 
 
 def test_code_start_agrees_on_the_seed_data(seed_files: list[Path]) -> None:
-    regex = re.compile(solidity._CODE_START)
+    regex = re.compile(spans._CODE_START)
     for t in _fields(seed_files)[:400]:
         for p in range(len(t)):
             assert fast.code_start_at(t, p, len(t)) == (regex.match(t, p) is not None), (t[p : p + 80],)
@@ -169,15 +172,15 @@ def test_codeish_agrees_with_python() -> None:
     rng = random.Random(5)
     for _ in range(40_000):
         t = "".join(rng.choice(CODEISH_PIECES) for _ in range(rng.randint(1, 10))).strip()
-        assert fast.codeish(t) == solidity._is_codeish_trimmed(t), repr(t)
+        assert fast.codeish(t) == spans._is_codeish_trimmed(t), repr(t)
 
 
 def test_extract_spans_are_code_spans() -> None:
     text = "Use `a = b;` here:\n\n```\nx = 1;\n```"
-    spans = fast.extract_spans(text)
-    assert [type(s) for s in spans] == [solidity.CodeSpan] * 2
-    assert [(s.text, s.shape) for s in spans] == [("a = b;", "inline"), ("x = 1;", "fence")]
-    assert all(text[s.start : s.end] == s.text for s in spans)
+    found = fast.extract_spans(text)
+    assert [type(s) for s in found] == [spans.CodeSpan] * 2
+    assert [(s.text, s.shape) for s in found] == [("a = b;", "inline"), ("x = 1;", "fence")]
+    assert all(text[s.start : s.end] == s.text for s in found)
     with pytest.raises(TypeError):
         fast.extract_spans(None)  # type: ignore[arg-type]
 
@@ -185,8 +188,8 @@ def test_extract_spans_are_code_spans() -> None:
 def test_extract_init_is_all_or_nothing() -> None:
     """A refused extract_init keeps no reference (1000 refused calls used to hold 4 more each) and
     leaves the extractor's state as it was: the stop words of a refused list are not half written."""
-    args = (solidity._KEEP, solidity._STOPWORDS, solidity.CodeSpan, solidity._SHAPES)
-    descriptors = [solidity.CodeSpan.__dict__[k] for k in ("text", "start", "end", "shape")]
+    args = (lexer._KEEP, spans._STOPWORDS, spans.CodeSpan, spans._SHAPES)
+    descriptors = [spans.CodeSpan.__dict__[k] for k in ("text", "start", "end", "shape")]
     junk = [f"zz{k}" for k in range(64)]  # every stop word slot, then one too many
     refused = [([*junk, "more"], ValueError), ([*junk[:3], "Upper"], ValueError), ([*junk[:3], 7], ValueError),
                ([*junk[:3], ""], ValueError), (5, TypeError)]
@@ -200,7 +203,7 @@ def test_extract_init_is_all_or_nothing() -> None:
         rng = random.Random(8)
         for _ in range(3000):
             t = "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 30)))
-            assert solidity.extract_code(t) == solidity._py_extract_code(t), repr(t)
+            assert spans.extract_code(t) == spans._py_extract_code(t), repr(t)
     finally:
         fast.extract_init(*args)
 
@@ -264,7 +267,7 @@ def _token_hashes(ins: list[str], res: list[str], monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("kw", [{}, {"abstract_identifiers": False}, {"abstract_literals": True}])
 def test_token_hashes_agree_on_generated_corpus(seed_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                 kw: dict[str, bool]) -> None:
-    from bench.corpus import generate
+    from swcdata.synthetic.corpus import generate
 
     recs = [orjson.loads(line) for line in generate(1500, seed=7, seed_dir=seed_dir)]
     ins = [r.get("instruction") or "" for r in recs]
@@ -285,7 +288,7 @@ def test_token_hashes_agree_on_fields_that_are_not_ascii(monkeypatch: pytest.Mon
     folds to a separator, through `_prose_tokens` otherwise. Random fields made of every character
     of the typography fold (text._FOLD: those folded to a separator, to nothing, to "..."),
     accented letters, ideograms and code pieces give the hashes of the Python path."""
-    from swcdata.text import _FOLD
+    from swcdata.core.text import _FOLD
 
     rng = random.Random(11)
     pieces = [*_FOLD, "é", "É", "ß", "名前", "\ufb01", " ", "  ", "\n", "word", "Word_1", "x", "'", '"', "-",
@@ -332,7 +335,7 @@ def test_field_ids_takes_ascii_fields_in_text_order() -> None:
     out = bytearray()
     assert fast.field_ids("é `x = 1;`", prose, code, out) is False and out == bytearray()
     text = "A `x = 1;` b `y = 2;` c"
-    assert len(solidity.extract_code(text)) == 2
+    assert len(spans.extract_code(text)) == 2
     assert fast.field_ids(text, prose, code, out) is True
     tokens = ["a", "x", "=", "1", ";", "b", "y", "=", "2", ";", "c"]
     assert np.frombuffer(out, dtype=np.int64).tolist() == [numbers[t] for t in tokens]
@@ -362,7 +365,7 @@ def test_id_table_answers_as_its_lookup_does() -> None:
 
 
 def test_no_ext_environment_variable_selects_the_python_lexer() -> None:
-    code = "from swcdata import solidity; print(solidity._lex is solidity._py_lex)"
+    code = "from swcdata.solidity import lexer; print(lexer._lex is lexer._py_lex)"
     env = {**os.environ, "SWCDATA_NO_EXT": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
@@ -373,22 +376,25 @@ def test_no_ext_environment_variable_selects_the_python_lexer() -> None:
 
 _RECORDED = """
 import json, warnings
-from swcdata import _ext, minhash, solidity, tokens
-from swcdata.audit import audit
-from swcdata.dedup import dedup
-from swcdata.validate import ValidateConfig, load_valid
+from swcdata.solidity import lexer, spans
+from swcdata import _native
+from swcdata.similarity import minhash
+from swcdata.similarity import tokens
+from swcdata.steps.audit import audit
+from swcdata.steps.dedup import dedup
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 table, vrep, _ = load_valid(["dataset/swc_sample.jsonl"], ValidateConfig(check_code=False, workers=1), digest=False)
 kept, drep = dedup(table)
 arep = audit(kept.slice(0, 20), kept.slice(20, 20))
-print(json.dumps([_ext.backend(), vrep.backend, drep.backend, arep.backend, sorted(_ext.OFF),
-                  solidity._lex is solidity._py_lex, not solidity._C_EXTRACT,
-                  tokens._c_field_ids(), _ext.on("lsh")]))
+print(json.dumps([_native.backend(), vrep.backend, drep.backend, arep.backend, sorted(_native.OFF),
+                  lexer._lex is lexer._py_lex, not spans._C_EXTRACT,
+                  tokens._c_field_ids(), _native.on("lsh")]))
 """
 
 
 @pytest.mark.parametrize(("setting", "backend", "off"), [
-    ("", "c", set()), ("0", "c", set()), ("1", "python", set(_ext.PIECES)),
+    ("", "c", set()), ("0", "c", set()), ("1", "python", set(_native.PIECES)),
     ("lex,extract", "c (python: extract, lex)", {"lex", "extract"}),
     (" field_ids , LSH,nope", "c (python: field_ids, lsh)", {"field_ids", "lsh"}),
 ])
@@ -407,7 +413,7 @@ def test_one_switch_and_every_report_records_it(setting: str, backend: str, off:
 
 
 def test_similarity_into_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata import minhash
+    from swcdata.similarity import minhash
 
     rng = np.random.default_rng(1)
     sig = rng.integers(0, 6, (500, 128), dtype=np.uint32)
@@ -423,7 +429,7 @@ def test_similarity_into_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _lsh_both(sig: np.ndarray, bands: int, rows: int, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
-    from swcdata import minhash
+    from swcdata.similarity import minhash
 
     with_c = minhash.candidate_pairs(sig, bands, rows)
     with monkeypatch.context() as m:
@@ -448,8 +454,8 @@ def test_lsh_star_keys_equal_the_sorted_bands(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_lsh_star_keys_agree_on_seed_signatures(swc_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata.dedup import DedupConfig, table_signatures
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.steps.dedup import DedupConfig, table_signatures
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     table, _, _ = load_valid(swc_files, ValidateConfig(check_code=False))
     sig = table_signatures(table, DedupConfig(workers=1))
@@ -472,9 +478,9 @@ def test_sign_forms_equals_the_numpy_path(seed_dir: Path, monkeypatch: pytest.Mo
     """chunk_signatures through sign_forms gives the signatures of token_hashes + shingles + signatures,
     for several shingle sizes and permutation counts, on generated records (multi-hash forms, short
     and empty fields included)."""
-    from bench.corpus import generate
-    from swcdata import minhash
-    from swcdata.tokens import chunk_signatures, token_hashes
+    from swcdata.similarity import minhash
+    from swcdata.similarity.tokens import chunk_signatures, token_hashes
+    from swcdata.synthetic.corpus import generate
 
     gen = [orjson.loads(line) for line in generate(1500, seed=5, seed_dir=seed_dir)]
     gen = [r for r in gen if isinstance(r.get("instruction"), str) and isinstance(r.get("response"), str)]
@@ -489,7 +495,7 @@ def test_sign_forms_equals_the_numpy_path(seed_dir: Path, monkeypatch: pytest.Mo
 
 
 def test_sign_forms_checks_its_arguments() -> None:
-    from swcdata import minhash
+    from swcdata.similarity import minhash
 
     a, b = minhash.perm_params(4, 1)
     ids, ends = np.array([0, 1, 1], dtype=np.int64), np.array([0, 2, 3], dtype=np.int64)
@@ -511,7 +517,7 @@ def test_sign_forms_checks_its_arguments() -> None:
 def test_lsh_star_keys_by_band_shares_are_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bands taken in shares (as threads take them) give, merged, the keys of all bands at once;
     candidate_pairs in threads gives the pairs of one thread."""
-    from swcdata import minhash
+    from swcdata.similarity import minhash
 
     rng = np.random.default_rng(5)
     sig = rng.integers(0, 4, (4000, 64), dtype=np.uint32)
@@ -544,8 +550,8 @@ def test_id_table_abstracts_identifiers_without_storing_them(monkeypatch: pytest
     h0, o0 = _token_hashes(ins, res, monkeypatch, False)
     assert np.array_equal(h1, h0) and np.array_equal(o1, o0)
 
-    lookup = tokens._Lookup(tokens._Forms(), lambda tok: solidity._abstract_token(tok, True, False))
-    table = fast.IdTable(lookup, keep=frozenset(solidity._KEEP), abstract_id=lookup.forms.id_of("ID"))
+    lookup = tokens._Lookup(tokens._Forms(), lambda tok: lexer._abstract_token(tok, True, False))
+    table = fast.IdTable(lookup, keep=frozenset(lexer._KEEP), abstract_id=lookup.forms.id_of("ID"))
     out = bytearray()
     fast.code_ids("x = y1 + fixed8x8 + uint8 + zz;", 0, 100, table, out)
     ids = np.frombuffer(out, dtype=np.int64)

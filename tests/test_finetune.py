@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from swcdata.errors import ConfigError
+from swcdata.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -31,7 +31,7 @@ FAST = ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=192", "model.
 def sample_dd() -> Any:
     import datasets
 
-    from swcdata.validate import ValidateConfig, load_valid
+    from swcdata.steps.validate import ValidateConfig, load_valid
 
     table, _, _ = load_valid([SAMPLE], ValidateConfig(check_code=False))
     ds = datasets.Dataset(table)
@@ -103,7 +103,7 @@ def test_set_overrides_coerce_types() -> None:
 
 
 def test_recipe_module_imports_without_torch() -> None:
-    code = ("import sys, swcdata.finetune.recipe, swcdata.finetune.runs, swcdata.cli_train; "
+    code = ("import sys, swcdata.finetune.recipe, swcdata.finetune.runs, swcdata.cli.train; "
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules))")
     res = subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert res.stdout.strip() == "[]"
@@ -279,7 +279,7 @@ def test_attention_choice_on_cpu() -> None:
 
 @pytest.fixture(scope="module")
 def registry_home(tmp_path_factory: pytest.TempPathFactory, sample_dd: Any) -> Path:
-    from swcdata.registry import Registry
+    from swcdata.registry.store import Registry
 
     home = tmp_path_factory.mktemp("registry")
     splits = {k: v.data.table for k, v in sample_dd.items()}
@@ -292,7 +292,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, registry_home: Path) -> t
     """`swcdata finetune sample@v1` on the tiny recipe (smaller model, 16 steps), through the CLI."""
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     out = tmp_path_factory.mktemp("runs")
     args = ["finetune", "sample@v1", "--home", str(registry_home), "--output", str(out), "--json",
@@ -359,7 +359,7 @@ def test_adapter_reloads_and_generates(tiny_run: tuple[Path, dict[str, Any]]) ->
 def test_runs_lists_the_run(tiny_run: tuple[Path, dict[str, Any]]) -> None:
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     out, _ = tiny_run
     res = CliRunner().invoke(app, ["runs", "--output", str(out), "--json"])
@@ -374,7 +374,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run: tuple[Path, dict[st
                                                    registry_home: Path) -> None:
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     out, _ = tiny_run
     args = ["finetune", "sample@v1", "--home", str(registry_home), "--output", str(out), "--json", "--resume"]
@@ -401,7 +401,7 @@ def test_a_base_model_that_cannot_be_loaded_is_one_error_line(registry_home: Pat
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # (no network here either way: fail fast)
     res = CliRunner().invoke(app, ["finetune", "sample@v1", "--home", str(registry_home), "--output",
@@ -415,7 +415,7 @@ def test_a_base_model_that_cannot_be_loaded_is_one_error_line(registry_home: Pat
 def test_a_run_id_is_a_folder_name_inside_output(run_id: str, registry_home: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     res = CliRunner().invoke(app, ["finetune", "sample@v1", "--home", str(registry_home), "--output",
                                    str(tmp_path / "runs"), "--run-id", run_id])
@@ -424,7 +424,7 @@ def test_a_run_id_is_a_folder_name_inside_output(run_id: str, registry_home: Pat
 
 def test_ddp_two_cpu_processes(tmp_path: Path, sample_dd: Any) -> None:
     """The same command under torchrun with 2 CPU processes (gloo DDP), a couple of steps."""
-    from swcdata.records import write_split_dir
+    from swcdata.steps.split_dir import write_split_dir
 
     write_split_dir({k: v.data.table for k, v in sample_dd.items()}, tmp_path / "splits")
     torchrun = Path(PY).with_name("torchrun")
@@ -448,7 +448,7 @@ def test_dry_run_counts_are_what_the_run_then_logs(registry_home: Path, tmp_path
     """One epoch (no max_steps): the dry run's truncation and step counts equal the real run's."""
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     sets = [*FAST, "training.per_device_train_batch_size=3", "training.gradient_accumulation_steps=2",
             "data.max_length=256", "training.save_minutes=null"]
@@ -484,7 +484,7 @@ def test_dry_run_says_when_a_hub_config_cannot_be_reached(registry_home: Path, m
                                                           ) -> None:
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     res = CliRunner().invoke(app, ["finetune", "sample@v1", "--home", str(registry_home), "--recipe", "gemma-2b",
@@ -523,7 +523,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path: Path, sample_
     import signal
     import time
 
-    from swcdata.records import write_split_dir
+    from swcdata.steps.split_dir import write_split_dir
 
     write_split_dir({k: v.data.table for k, v in sample_dd.items()}, tmp_path / "splits")
     cmd = [PY, "-m", "swcdata", "finetune", str(tmp_path / "splits"), "--output", str(tmp_path / "runs"),
@@ -566,7 +566,7 @@ def test_a_failed_start_leaves_no_run_folder(registry_home: Path, tmp_path: Path
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     runs = tmp_path / "runs"
@@ -593,7 +593,7 @@ def test_a_gpu_recipe_on_the_cpu_warns_and_device_cuda_refuses(registry_home: Pa
     import torch
     from typer.testing import CliRunner
 
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")

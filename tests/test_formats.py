@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from swcdata.formats import FORMATS, SEED_LAYOUT, render, write_format, write_split_dir
-from swcdata.records import RECORD_SCHEMA, row_to_json
+from swcdata.core.records import RECORD_SCHEMA, row_to_json
+from swcdata.registry.formats import FORMATS, SEED_LAYOUT, render, write_format, write_split_dir
 
 ROW = {
     "id": "0123456789abcdef",

@@ -22,12 +22,12 @@ import yaml
 from hub_server import FakeHub, HubServer
 from typer.testing import CliRunner
 
-from swcdata import hub
-from swcdata.cli import app
-from swcdata.errors import DataError, InputError
-from swcdata.hub import HubError, parse_size, push, shard_ranges, size_category
-from swcdata.registry import Manifest, Registry
-from swcdata.validate import ValidateConfig, load_valid
+from swcdata.cli.main import app
+from swcdata.core.errors import DataError, InputError
+from swcdata.registry import hub
+from swcdata.registry.hub import HubError, parse_size, push, shard_ranges, size_category
+from swcdata.registry.store import Manifest, Registry
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -307,7 +307,7 @@ def test_pull_refuses_another_version_under_the_same_number(home: Path, server: 
 
 def test_pulled_versions_keep_their_chain(home: Path, server: FakeHub, tmp_path: Path,
                                          splits: dict[str, pa.Table]) -> None:
-    from swcdata.registry import _rmtree
+    from swcdata.registry.store import _rmtree
 
     publish(home, {s: t.slice(1) for s, t in splits.items()})  # swc@v2, parent swc@v1
     push("swc@v1", "me/swc")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from swcdata.errors import InputError
-from swcdata.io import FileStats, decode_line, iter_chunks, iter_units, read_unit, resolve_inputs, split_unit
-from swcdata.validate import ValidateConfig, Validation
+from swcdata.core.errors import InputError
+from swcdata.core.io import FileStats, decode_line, iter_chunks, iter_units, read_unit, resolve_inputs, split_unit
+from swcdata.steps.validate import ValidateConfig, Validation
 
 GOOD = {"instruction": "Find the bug:\n\nfunction f() public { x += 1; }", "response": "Overflow, use SafeMath.",
         "category": "SWC-101"}
@@ -129,7 +129,7 @@ def test_nesting_deeper_than_the_recursion_limit_is_no_crash(tmp_path: Path) -> 
 def test_integers_beyond_64_bits_are_kept_exactly(tmp_path: Path) -> None:
     """orjson reads an integer outside the 64-bit range as a float: metadata keeps it exactly, in
     the stored column and in every JSONL writer."""
-    from swcdata.records import iter_json_lines, table_from_batches
+    from swcdata.core.records import iter_json_lines, table_from_batches
 
     big, neg = 123456789012345678901234567890, -(2**64) - 1
     p = _write(tmp_path, "big.jsonl", _line({**GOOD, "n": big, "metadata": {"neg": neg, "f": 0.5, "i": 7}}) + b"\n")
@@ -151,7 +151,7 @@ def test_units_give_exactly_the_lines_and_stats_of_the_line_reader(tmp_path: Pat
     newline, lines longer than a unit or a read)."""
     import random
 
-    from swcdata import io as io_mod
+    from swcdata.core import io as io_mod
 
     rng = random.Random(0)
     for trial in range(300):
@@ -240,7 +240,7 @@ def test_atomic_output_replaces_only_on_success(tmp_path: Path) -> None:
     file as it was and no temporary behind; a symlink's target is replaced, not the link."""
     import pytest
 
-    from swcdata.io import atomic_output
+    from swcdata.core.io import atomic_output
 
     out = tmp_path / "out.jsonl"
     out.write_bytes(b"old\n")
@@ -283,7 +283,7 @@ def test_outputs_can_go_to_stdout(target: str, tmp_path: Path) -> None:
 
 def test_split_files_are_moved_in_place_together_or_not_at_all(tmp_path: Path) -> None:
     """An interrupted run never leaves a new train.jsonl beside an old test.jsonl."""
-    from swcdata.io import atomic_outputs
+    from swcdata.core.io import atomic_outputs
 
     paths = [tmp_path / f"{n}.jsonl" for n in ("train", "validation", "test")]
     for p in paths:

@@ -18,11 +18,11 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-import swcdata.io as sio
-from swcdata.cli import app
-from swcdata.errors import InputError
-from swcdata.registry import Registry
-from swcdata.validate import ValidateConfig, load_valid
+import swcdata.core.io as sio
+from swcdata.cli.main import app
+from swcdata.core.errors import InputError
+from swcdata.registry.store import Registry
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -137,8 +137,8 @@ def interrupt_after_first_file(monkeypatch: pytest.MonkeyPatch, module: Any, nam
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_an_interrupted_export_leaves_the_folder_as_it_was(two_versions: Registry, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
-    import swcdata.records
-    import swcdata.registry
+    import swcdata.core.records
+    import swcdata.registry.store
 
     ex = tmp_path / "ex"
     r = runner.invoke(app, ["export", "swc@v1", "--format", fmt, "--out", str(ex)])
@@ -146,8 +146,8 @@ def test_an_interrupted_export_leaves_the_folder_as_it_was(two_versions: Registr
     v1 = {p.name: p.read_bytes() for p in ex.iterdir()}
     assert sorted(v1) == sorted(f"{s}.{fmt}" for s in ("train", "validation", "test"))
     with monkeypatch.context() as m:
-        interrupt_after_first_file(m, *((swcdata.records, "write_jsonl") if fmt == "jsonl"
-                                        else (swcdata.registry, "write_parquet_to")))
+        interrupt_after_first_file(m, *((swcdata.core.records, "write_jsonl") if fmt == "jsonl"
+                                        else (swcdata.registry.store, "write_parquet_to")))
         r = runner.invoke(app, ["export", "swc@v2", "--format", fmt, "--out", str(ex)])
         assert r.exit_code == 130 and "interrupted" in r.output, r.output
         assert {p.name: p.read_bytes() for p in ex.iterdir()} == v1  # v1 whole: no v2 train beside v1 test
@@ -161,7 +161,7 @@ def test_an_interrupted_export_leaves_the_folder_as_it_was(two_versions: Registr
 
 def test_an_interrupted_push_dry_run_leaves_no_staging_folder(two_versions: Registry, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata import hub
+    from swcdata.registry import hub
 
     out = tmp_path / "hub"
     with monkeypatch.context() as m:
@@ -311,7 +311,7 @@ def test_an_input_rewritten_while_it_is_read_is_an_input_error(tmp_path: Path, m
 
 def test_a_worker_reading_a_changed_file_says_so(tmp_path: Path) -> None:
     """A worker reads its unit later than the main process cut it: the file's stamp is checked then."""
-    from swcdata.validate import _check_units
+    from swcdata.steps.validate import _check_units
 
     src = tmp_path / "in.jsonl"
     src.write_bytes(SAMPLE.read_bytes())

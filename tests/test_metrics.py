@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from swcdata import metrics as M
+from swcdata.evaluation import metrics as M
 
 ANSWERS = {
     # an explicit id, but "overflow" comes first in the catalogue: the seed rule says SWC-101
@@ -126,7 +126,7 @@ def test_class_rules_on_the_seed_test_sets_reference_answers(seed_test_file: Pat
 def test_every_registry_title_is_its_own_class_by_the_strict_rule() -> None:
     """A registry title names its class: plural words ("Shadowing State Variables", "Hash Collisions ..."),
     and SWC-128's "DoS With Block Gas Limit" (not SWC-113's "dos", which starts at the same place)."""
-    from swcdata.catalogue import CATALOGUE
+    from swcdata.core.catalogue import CATALOGUE
 
     assert {c.id: M.strict_class(c.title) for c in CATALOGUE} == {c.id: c.id for c in CATALOGUE}
 

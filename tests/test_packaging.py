@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.errors import InputError
+from swcdata.core.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -32,7 +32,7 @@ BASES = {
 # ---- this install -------------------------------------------------------------------------------
 
 def test_recipes_command_lists_the_shipped_recipes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata.cli import app
+    from swcdata.cli.main import app
 
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["recipes", "--json"])
@@ -45,7 +45,7 @@ def test_recipes_command_lists_the_shipped_recipes(tmp_path: Path, monkeypatch: 
 
 
 def test_recipe_names_resolve_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata.cli_train import DEFAULT_RECIPE as CLI_DEFAULT
+    from swcdata.cli.train import DEFAULT_RECIPE as CLI_DEFAULT
     from swcdata.finetune.recipe import DEFAULT_RECIPE, load_recipe, resolve_recipe_path
 
     assert CLI_DEFAULT == DEFAULT_RECIPE == "tiny-cpu"
@@ -58,7 +58,7 @@ def test_recipe_names_resolve_from_any_directory(tmp_path: Path, monkeypatch: py
 
 
 def test_own_recipes_in_cwd_are_found_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from swcdata.cli import app
+    from swcdata.cli.main import app
     from swcdata.finetune.recipe import list_recipes, load_recipe, resolve_recipe_path
 
     monkeypatch.chdir(tmp_path)

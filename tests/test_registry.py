@@ -18,11 +18,11 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.cli import app
-from swcdata.errors import ConfigError, DataError, InputError
-from swcdata.records import RECORD_SCHEMA
-from swcdata.registry import Manifest, Registry, content_hash
-from swcdata.validate import ValidateConfig, load_valid
+from swcdata.cli.main import app
+from swcdata.core.errors import ConfigError, DataError, InputError
+from swcdata.core.records import RECORD_SCHEMA
+from swcdata.registry.store import Manifest, Registry, content_hash
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -583,7 +583,7 @@ def test_export_jsonl_writes_stored_records(home: Path, table: pa.Table, tmp_pat
 
 
 def test_import_swcdata_and_cli_stay_light() -> None:
-    code = ("import sys, swcdata, swcdata.cli, swcdata.registry, swcdata.cli_registry; "
+    code = ("import sys, swcdata, swcdata.cli.main, swcdata.registry.store, swcdata.cli.registry; "
             "print(sorted(m for m in ('datasets', 'pyarrow', 'huggingface_hub') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert r.stdout.strip() == "[]"
@@ -637,7 +637,7 @@ def test_cli_home_option_and_errors(tmp_path: Path, table: pa.Table, monkeypatch
 
 
 def test_registry_home_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from swcdata.registry import registry_home
+    from swcdata.registry.store import registry_home
 
     monkeypatch.delenv("SWCDATA_HOME", raising=False)
     assert registry_home() == Path("registry")

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.cli import app
-from swcdata.errors import DataError, InputError
-from swcdata.registry import LOG_FILE, Manifest, Registry
-from swcdata.validate import ValidateConfig, load_valid
+from swcdata.cli.main import app
+from swcdata.core.errors import DataError, InputError
+from swcdata.registry.store import LOG_FILE, Manifest, Registry
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -172,7 +172,7 @@ def test_a_files_entry_outside_the_version_is_refused_without_reading_it(reg: Re
     assert escape.startswith("../")
     for entry in (escape, "../../../../etc/passwd", str(secret)):
         edit(reg.path("swc@v1"), lambda d, e=entry: d["files"].update({e: digest}), digest="recompute")
-    import swcdata.registry as registry
+    import swcdata.registry.store as registry
 
     read: list[Path] = []
     real = registry.sha256_file
@@ -272,8 +272,8 @@ def test_outputs_inside_the_registry_are_refused(reg: Registry, tmp_path: Path) 
 
 
 def test_io_finds_the_registry_as_the_registry_does(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from swcdata.io import default_registry_home, inside_registry
-    from swcdata.registry import registry_home
+    from swcdata.core.io import default_registry_home, inside_registry
+    from swcdata.registry.store import registry_home
 
     for value in (None, "", str(tmp_path / "r"), "~/reg"):
         if value is None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import jsonschema as js
 
-from swcdata import jsonschema
-from swcdata.catalogue import CATALOGUE, first_keyword_class, mentioned_ids
+from swcdata.cli import schema as jsonschema
+from swcdata.core.catalogue import CATALOGUE, first_keyword_class, mentioned_ids
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 

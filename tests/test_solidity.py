@@ -9,17 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from swcdata.solidity import (
-    CodeSpan,
-    ParseResult,
-    code_tokens,
-    extract_code,
-    identifier_nodes,
-    is_codeish,
-    looks_like_code,
-    normalize_code,
-    parse,
-)
+from swcdata.solidity.lexer import code_tokens, normalize_code
+from swcdata.solidity.spans import CodeSpan, extract_code, is_codeish, looks_like_code
+from swcdata.solidity.treesitter import ParseResult, identifier_nodes, parse
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-data"
 
@@ -249,30 +241,30 @@ def test_codeish_fast_forms_match_the_plain_tests() -> None:
     import random
     import re
 
-    from swcdata import solidity
+    from swcdata.solidity import spans
 
     call = re.compile(r"[A-Za-z_$][\w$]*\s*\(")  # the plain form of the call/header test
-    plain = [call if k == 1 else r for k, r in enumerate(solidity._CODEISH_RES)]
+    plain = [call if k == 1 else r for k, r in enumerate(spans._CODEISH_RES)]
     rng = random.Random(7)
     alphabet = "aZ_$1 \t\n(.[]=+-*/<>!é٣;{}'\""
     samples = ["transfer", "x.transfer(y)", "function  f (", "1abc(", "é(", "__(", "a1b2 \n (", "uint\u3000x", "ab٣"]
     samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14))) for _ in range(20000)]
     for s in samples:
-        assert (solidity._CODEISH_RES[1].search(s) is None) == (call.search(s) is None), s
+        assert (spans._CODEISH_RES[1].search(s) is None) == (call.search(s) is None), s
         expected = any(r.search(s) for r in plain[1:])
-        assert solidity._codeish_rest(s) is expected, s
-        if s.isidentifier() or solidity._CODEISH_CHAR_RE.search(s) is None:
+        assert spans._codeish_rest(s) is expected, s
+        if s.isidentifier() or spans._CODEISH_CHAR_RE.search(s) is None:
             assert not expected, s
         t = s.strip()
         want = len(t) >= 2 and (any(r.search(t) for r in plain))
         assert is_codeish(s) is want, s
-        assert solidity._is_codeish_trimmed(t) is want, s
+        assert spans._is_codeish_trimmed(t) is want, s
 
 
 def test_fast_span_constructor_builds_the_same_object() -> None:
-    from swcdata import solidity
+    from swcdata.solidity import spans
 
-    a = solidity._span("x = 1;", 3, 9, "block")
+    a = spans._span("x = 1;", 3, 9, "block")
     b = CodeSpan("x = 1;", 3, 9, "block")
     assert a == b and hash(a) == hash(b) and repr(a) == repr(b) and type(a) is CodeSpan
     with pytest.raises(AttributeError):
@@ -462,13 +454,13 @@ def test_skipping_known_failing_quote_scans_changes_nothing(text: str, monkeypat
     """Skipping the scans of quotes that a failed scan passed at depth 0 gives the spans of scanning
     every quote. (The other shortcut, more openers than closers left, is checked by
     bench/extraction_golden.py: identical spans on the seed data and 100,000 corpus records.)"""
-    from swcdata import solidity
+    from swcdata.solidity import spans
 
     fast = extract_code(text)
-    plain_scan = solidity._scan_from
+    plain_scan = spans._scan_from
 
     def plain(text: str, pos: int, end: int, quote: str | None, failed: set[int] | None = None) -> tuple[int, bool]:
         return plain_scan(text, pos, end, quote, [])
 
-    monkeypatch.setattr(solidity, "_scan", plain)
+    monkeypatch.setattr(spans, "_scan", plain)
     assert fast == extract_code(text)

@@ -11,11 +11,11 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 from typer.testing import CliRunner
 
-from swcdata.audit import audit
-from swcdata.cli import app
-from swcdata.split import SplitConfig, assign_groups, split
-from swcdata.tokens import token_stream
-from swcdata.validate import ValidateConfig, load_valid
+from swcdata.cli.main import app
+from swcdata.similarity.tokens import token_stream
+from swcdata.steps.audit import audit
+from swcdata.steps.split import SplitConfig, assign_groups, split
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 runner = CliRunner()
 DATASET = Path(__file__).resolve().parents[1] / "dataset"

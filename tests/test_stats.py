@@ -12,7 +12,7 @@ import jsonschema as js
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.cli import app
+from swcdata.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMAS = REPO / "schemas"
@@ -38,8 +38,8 @@ def _rows() -> list[dict[str, Any]]:
 def test_stats_counts_on_a_known_table() -> None:
     import pyarrow as pa
 
-    from swcdata.records import RECORD_SCHEMA
-    from swcdata.stats import stats
+    from swcdata.core.records import RECORD_SCHEMA
+    from swcdata.evaluation.stats import stats
 
     rows = _rows()
     train = pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from swcdata.cli import app
+from swcdata.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
@@ -21,8 +21,8 @@ def _no_traceback(output: str) -> None:
 
 
 def test_a_registry_that_cannot_be_written_fails_before_any_step(tmp_path: Path) -> None:
-    from swcdata.build import BuildConfig, run_build
-    from swcdata.errors import InputError
+    from swcdata.core.errors import InputError
+    from swcdata.registry.build import BuildConfig, run_build
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -91,7 +91,7 @@ def test_a_compressed_or_utf16_file_is_named_once(kind: str, tmp_path: Path) -> 
 
 
 def test_workers_above_the_cores_are_capped_with_a_note(tmp_path: Path) -> None:
-    from swcdata.workers import usable_cpus
+    from swcdata.core.workers import usable_cpus
 
     r = runner.invoke(app, ["validate", str(SAMPLE), "--workers", str(usable_cpus() + 7),
                             "--out", str(tmp_path / "v.jsonl")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from swcdata.validate import ValidateConfig, Validation, load_valid
+from swcdata.steps.validate import ValidateConfig, Validation, load_valid
 
 MISSING = {("solidity_vunerability_SWC-107_Reentrancy.jsonl", 415),
            ("solidity_vunerability_SWC-113_DoS_with_Failed_Call.jsonl", 898)}
@@ -66,7 +66,7 @@ def test_record_ids_equal_record_id() -> None:
     """The batched (numpy) record ids are exactly `record_id`, blanks, case and typography included."""
     import random
 
-    from swcdata.text import record_id, record_ids
+    from swcdata.core.text import record_id, record_ids
 
     alphabet = [*"ab XY09_;{}().'\"-`", *"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x00\x7f", "\u2019", "\u201c", "\u2014",
                 "\u2026", "\u00a0", "\u200b", "\u3000", "\u2028", "\x85", "ß", "É", "ﬁ", "e\u0301"]
@@ -81,7 +81,7 @@ def test_record_ids_equal_record_id() -> None:
 def test_record_ids_of_different_fields_never_collide_on_the_separator() -> None:
     """The separator between the fields is a NUL; a NUL inside a field is escaped, so moving text
     across the separator changes the id. Fields without a NUL keep their ids."""
-    from swcdata.text import record_id, record_ids
+    from swcdata.core.text import record_id, record_ids
 
     a = ("Review this \x00 EXTRA", "It is fine")
     b = ("Review this", "EXTRA \x00 It is fine")
@@ -92,17 +92,18 @@ def test_record_ids_of_different_fields_never_collide_on_the_separator() -> None
 
 def test_parse_check_agrees_with_parse(seed_files: list[Path]) -> None:
     """The wrapping chosen from lexical cues gives parse()'s ok and error count, mostly in one parse."""
-    from swcdata import solidity
+    from swcdata.solidity import treesitter
+    from swcdata.solidity.spans import extract_code
 
     spans = []
     for line in seed_files[0].read_text(encoding="utf-8").splitlines()[:150]:
         obj = json.loads(line)
         for name in ("instruction", "response"):
             if isinstance(obj.get(name), str):
-                spans += [s.text for s in solidity.extract_code(obj[name])]
+                spans += [s.text for s in extract_code(obj[name])]
     assert len(spans) > 200
     for text in spans:
-        a, b = solidity.parse_check(text), solidity.parse(text)
+        a, b = treesitter.parse_check(text), treesitter.parse(text)
         assert a.ok == b.ok and (a.ok or a.error_count == b.error_count), text
 
 
@@ -120,8 +121,8 @@ def test_findings_are_the_same_without_batches(seed_files: list[Path]) -> None:
 def test_id_mismatch_is_checked_without_batches() -> None:
     import orjson
 
-    from swcdata.text import record_id
-    from swcdata.validate import check_lines
+    from swcdata.core.text import record_id
+    from swcdata.steps.validate import check_lines
 
     ins, res = "Find the bug in `x = 1;`", "No bug: `x = 1;` is fine here."
     good = {"id": record_id(ins, res), "instruction": ins, "response": res, "category": "SWC-101"}
@@ -140,7 +141,7 @@ def test_contradiction_chunk_fast_path_agrees() -> None:
     of a letter sends the chunk the per-field way."""
     import random
 
-    from swcdata.validate import _contradiction, check_lines
+    from swcdata.steps.validate import _contradiction, check_lines
 
     parts = ["SWC", "SWC-", "SWC_", "SWC ", "XSWC-", "107", "110", "113", "1070", "999", " ", "\n", "-", "a", "\x00"]
     rng = random.Random(1)
@@ -159,7 +160,7 @@ def test_every_rule_is_in_the_readmes_rules_table() -> None:
     """The README's "validate: the rules" table names every rule of the RULES table (and its severity)."""
     import re
 
-    from swcdata.validate import RULES
+    from swcdata.steps.validate import RULES
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### validate: the rules", 1)[1].split("\n\n", 2)[1]
@@ -174,7 +175,7 @@ def test_every_rule_is_in_the_readmes_rules_table() -> None:
 def test_a_span_over_max_parse_chars_is_not_parsed() -> None:
     import orjson
 
-    from swcdata.validate import check_lines
+    from swcdata.steps.validate import check_lines
 
     code = "contract A {\n" + "    uint x;\n" * 12 + "}"
     rec = orjson.dumps({"instruction": f"Find the bug:\n\n```solidity\n{code}\n```",

@@ -113,6 +113,7 @@ class RichProgress(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -122,11 +123,10 @@ class RichProgress(TrainerCallback):
             TimeRemainingColumn,
         )
 
-        from swcdata.console import err
-
         self.progress = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=self.console or err, transient=False)
+                                 TimeRemainingColumn(), transient=False,
+                                 console=self.console or Console(stderr=True, highlight=False))
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss="")
 

@@ -85,7 +85,7 @@ def resolve_prompt_format(tokenizer: PreTrainedTokenizerBase, fmt: str) -> Liter
     if fmt == "auto":
         return "chat" if getattr(tokenizer, "chat_template", None) else "instruction"
     if fmt == "chat" and not getattr(tokenizer, "chat_template", None):
-        from swcdata.errors import ConfigError
+        from swcdata.core.errors import ConfigError
 
         raise ConfigError(["data.prompt_format: `chat` but the tokenizer has no chat template (use `instruction` "
                            "or `auto`)"])

@@ -27,7 +27,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from swcdata.errors import ConfigError
+from swcdata.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from swcdata.finetune.recipe import Recipe
@@ -58,33 +58,10 @@ def effective_mode(recipe: Recipe, world_size: int) -> Mode:
     return "ddp" if world_size > 1 else "single"
 
 
-def _recipe_search_dirs(recipe_dir: Path | None) -> list[Path]:
-    from swcdata.finetune.recipe import recipe_dirs
-
-    dirs = [recipe_dir] if recipe_dir is not None else []
-    return dirs + [d for _, d in recipe_dirs()] + [Path.cwd()]
-
-
-def resolve_config_path(value: str, recipe_dir: Path | None) -> Path:
-    """A DeepSpeed JSON path: absolute as given; relative against the recipe file's folder, then the
-    recipes shipped with swcdata (so `deepspeed/zero3.json` works from any recipe), then the working
-    directory. ConfigError when it is nowhere."""
-    p = Path(value).expanduser()
-    if p.is_absolute():
-        if not p.is_file():
-            raise ConfigError([f"distributed.deepspeed_config: file not found: {p}"])
-        return p
-    looked = _recipe_search_dirs(recipe_dir)
-    for d in looked:
-        if (d / p).is_file():
-            return (d / p).resolve()
-    raise ConfigError([f"distributed.deepspeed_config: {value} not found (looked in: "
-                       f"{', '.join(str(d) for d in dict.fromkeys(looked))}); the shipped ones are "
-                       "deepspeed/zero2.json and deepspeed/zero3.json"])
-
-
 def deepspeed_config_path(recipe: Recipe, recipe_dir: Path | None = None) -> Path | None:
     value = recipe.distributed.deepspeed_config
+    from swcdata.finetune.recipe import resolve_config_path
+
     return None if value is None else resolve_config_path(value, recipe_dir)
 
 

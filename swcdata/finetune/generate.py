@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swcdata.errors import DataError, InputError
+from swcdata.core.errors import DataError, InputError
 from swcdata.finetune.runs import ADAPTER_DIR, BASE_DIR
 
 if TYPE_CHECKING:

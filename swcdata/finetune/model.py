@@ -14,7 +14,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swcdata.errors import ConfigError
+from swcdata.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,7 @@ are the ones the real run then logs. The architecture comes from a weightless (m
 built from the model's config, read from a local folder or the Hub cache; LoRA targets are
 resolved from it, and a GPU memory estimate is given against `gpu_memory_gib`.
 
-The report models import nothing heavy (they are registered in `swcdata.jsonschema`).
+The report models import nothing heavy (they are registered in `swcdata.cli.schema`).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def _model_plan(recipe: Recipe, vocab: int | None, warnings: list[str]) -> tuple
     import torch
     from transformers import AutoModelForCausalLM
 
-    from swcdata.errors import ConfigError
+    from swcdata.core.errors import ConfigError
     from swcdata.finetune.bnb_cpu import packable
     from swcdata.finetune.model import _is_linear, resolve_target_modules
 
@@ -313,7 +313,7 @@ def plan_run(dataset: datasets.DatasetDict, ref: DatasetRef, recipe: Recipe, *, 
              overrides: list[str] | None = None, world_size: int = 1, gpu_memory_gib: float = 24.0,
              log: Callable[[str], None] | None = None) -> RunPlan:
     """Everything a run will do that can be known without loading its weights."""
-    from swcdata.errors import ConfigError
+    from swcdata.core.errors import ConfigError
     from swcdata.finetune.data import build_split, resolve_prompt_format
 
     log = log or (lambda _m: None)

@@ -6,7 +6,7 @@ reads a YAML file, applies `key=value` overrides (`lora.r=8`; the value is parse
 every problem at once with its path (`lora.r: must be > 0`) as a `ConfigError` (exit 2) before
 any data is read or any model is loaded.
 
-This module imports neither torch nor transformers (it is registered in `swcdata.jsonschema`).
+This module imports neither torch nor transformers (it is registered in `swcdata.cli.schema`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from swcdata.errors import ConfigError, InputError
+from swcdata.core.errors import ConfigError, InputError
 
 # What fine-tuning and answer generation import (the `train` extra); checked up front, without importing.
 TRAIN_MODULES = ("torch", "transformers", "peft", "accelerate", "trl")
@@ -446,11 +446,32 @@ def load_recipe(recipe: str | Path | None = None, overrides: list[str] | None = 
     data = apply_overrides(data, overrides or [])
     rec = recipe_from_dict(data, source=str(path))
     if rec.distributed.deepspeed_config is not None:  # resolved against this file's folder, made absolute
-        from swcdata.finetune.distributed import resolve_config_path
-
         try:
             found = resolve_config_path(rec.distributed.deepspeed_config, path.parent)
         except ConfigError as e:
             raise ConfigError(e.problems, source=str(path)) from None
         rec.distributed.deepspeed_config = str(found)
     return rec
+
+
+def _recipe_search_dirs(recipe_dir: Path | None) -> list[Path]:
+    dirs = [recipe_dir] if recipe_dir is not None else []
+    return dirs + [d for _, d in recipe_dirs()] + [Path.cwd()]
+
+
+def resolve_config_path(value: str, recipe_dir: Path | None) -> Path:
+    """A DeepSpeed JSON path: absolute as given; relative against the recipe file's folder, then the
+    recipes shipped with swcdata (so `deepspeed/zero3.json` works from any recipe), then the working
+    directory. ConfigError when it is nowhere."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        if not p.is_file():
+            raise ConfigError([f"distributed.deepspeed_config: file not found: {p}"])
+        return p
+    looked = _recipe_search_dirs(recipe_dir)
+    for d in looked:
+        if (d / p).is_file():
+            return (d / p).resolve()
+    raise ConfigError([f"distributed.deepspeed_config: {value} not found (looked in: "
+                       f"{', '.join(str(d) for d in dict.fromkeys(looked))}); the shipped ones are "
+                       "deepspeed/zero2.json and deepspeed/zero3.json"])

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swcdata.errors import ConfigError, DataError, InputError
+from swcdata.core.errors import ConfigError, DataError, InputError
 from swcdata.finetune.recipe import Recipe
 from swcdata.finetune.runs import (
     ADAPTER_DIR,
@@ -265,10 +265,10 @@ class RunStopped(KeyboardInterrupt):
     """Training stopped by a signal after saving a checkpoint (the run is marked failed, ready for --resume)."""
 
     def __init__(self, signal_name: str, detail: str) -> None:
-        from swcdata.console import _TERMINATED
+        from swcdata.core.errors import TERMINATED
 
         # (console.handle_errors exits 143 for SIGTERM and 130 for Ctrl-C, from args[0])
-        super().__init__(_TERMINATED if signal_name == "SIGTERM" else detail)
+        super().__init__(TERMINATED if signal_name == "SIGTERM" else detail)
         self.detail = detail
 
 

@@ -1,0 +1,439 @@
+"""`build`: validate -> dedup -> split -> augment -> audit -> publish, from one config file.
+
+The config (TOML, `swcdata.toml`) holds every parameter of every step; it is validated as a whole
+before any data is read, and every problem is reported with its path. The result is an immutable
+registry version whose manifest records the steps with their full configs, the input file hashes,
+the counts, and the conservation ledger: every input line ends kept (in a split), removed as a
+duplicate or by decontamination, or quarantined -- and the numbers add up.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from swcdata import _native
+from swcdata.core.arrow import strings
+from swcdata.core.errors import ConfigError, DataError, InputError
+from swcdata.steps.audit import LeakRules
+from swcdata.steps.dedup import DedupConfig
+from swcdata.steps.split import SplitConfig
+from swcdata.steps.validate import ValidateConfig
+
+DEFAULT_CONFIG = Path("swcdata.toml")
+# A license id as the Hub's dataset cards take it (mit, apache-2.0, cc-by-4.0; 'unknown' is published as 'other')
+LICENSE_ID = r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$"
+
+
+_LEAK_KEYS = frozenset(LeakRules.model_fields)
+
+
+class SplitStep(SplitConfig):
+    holdout: list[str] = Field(default_factory=list, description="Existing test set files (become the test split).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rules_live_in_audit(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (_LEAK_KEYS & data.keys()):
+            keys = ", ".join(sorted(_LEAK_KEYS & data.keys()))
+            raise ValueError(f"{keys}: set the leak rules in [audit]; they decide the split's decontamination and "
+                             "grouping and the audit alike")
+        return data
+
+
+class AuditStep(LeakRules):
+    """The leak rules of the whole build: decontamination against the holdout, grouping inside the split, and the
+    audit between the published splits (the near rule's features come from [dedup])."""
+
+
+class AugmentStep(BaseModel):
+    """The augment step's switch and its config (the fields of swcdata.steps.augment.step.AugmentConfig)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    enabled: bool = True
+
+
+class BuildConfig(BaseModel):
+    """Everything `swcdata build` does, in one file."""
+
+    model_config = ConfigDict(extra="forbid", title="BuildConfig", allow_inf_nan=False)
+
+    name: str = Field("swc", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+                      description="Dataset name in the registry (at most 100 characters).")
+    inputs: list[str] = Field(default_factory=lambda: ["dataset/"], min_length=1,
+                              description="JSONL files, folders or globs (relative to the config file).")
+    seed: int = Field(0, ge=0, le=2**63 - 1,
+                      description="One seed for every step that draws (split order, augmentation).")
+    validate_: ValidateConfig = Field(default_factory=lambda: ValidateConfig(), alias="validate")
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    split: SplitStep = Field(default_factory=SplitStep)
+    augment: AugmentStep = Field(default_factory=AugmentStep)
+    audit: AuditStep = Field(default_factory=AuditStep)
+    license: str = Field("unknown", pattern=LICENSE_ID, description="SPDX-like id of the data's license, or 'unknown'.")
+
+
+def _problems(e: ValidationError) -> list[str]:
+    out = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see `swcdata schema build-config`)"
+        out.append(f"{loc}: {msg}")
+    return out
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> tuple[BuildConfig, Path]:
+    """Read and validate a build config; every problem is collected into one ConfigError (exit 2).
+    Without a file (and no swcdata.toml here), the defaults build `dataset/`. Returns the config and
+    the folder that relative input paths are resolved against."""
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    if path is not None:
+        if not path.is_file():
+            raise InputError(f"no such config file: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        except OSError as e:
+            raise InputError(f"cannot read config file {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError([f"not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset {e.start} "
+                               "(save the config as UTF-8)"], source=str(path)) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([f"not valid TOML: {e}"], source=str(path)) from None
+        base = path.resolve().parent
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict):  # (`--set dedup={}` would silently reset every key of the table to its default)
+            raise ConfigError([f"--set {key}={{...}}: a whole table cannot be set; set its keys one at a time "
+                               f"(e.g. --set {key}.<key>=value; `swcdata schema build-config` lists them)"],
+                              source="--set")
+        node = data
+        *parents, leaf = key.split(".")
+        for k, p in enumerate(parents):
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                where = ".".join(parents[: k + 1])
+                raise ConfigError([f"--set {key}: {where} is a single value ({child!r}), not a table of keys"],
+                                  source="--set")
+            node = child
+        node[leaf] = value
+    problems: list[str] = []
+    try:
+        cfg = BuildConfig.model_validate(data)
+    except ValidationError as e:
+        problems += _problems(e)
+        cfg = None
+    aug = data.get("augment", {})
+    if isinstance(aug, dict):
+        problems += _augment_problems({k: v for k, v in aug.items() if k != "enabled"})
+    if problems or cfg is None:
+        where = [str(path)] if path else []
+        raise ConfigError(problems, source=" and ".join(where + (["--set"] if overrides else [])) or None)
+    return cfg, base
+
+
+def _augment_problems(values: dict[str, Any]) -> list[str]:
+    from swcdata.steps.augment.step import AugmentConfig
+
+    try:
+        AugmentConfig(**values)
+    except ValidationError as e:
+        return [f"augment.{p}" for p in _problems(e)]
+    return []
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class BuildLedger(BaseModel):
+    """Where every input line went. lines_read = blank + quarantined + duplicates + decontaminated + kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines_read: int
+    blank_lines: int
+    quarantined: int
+    exact_duplicates: int
+    near_duplicates: int
+    decontaminated: int
+    kept: int = Field(description="Input records in the splits (holdout and augmentation excluded).")
+    holdout: int = Field(0, description="Holdout records in the test split (its exact copies dropped).")
+    holdout_duplicates: int = Field(0, description="Exact copies inside the holdout set, dropped.")
+    holdout_quarantined: int = Field(0, description="Holdout lines that fail the schema checks, set aside.")
+    augmented: int = Field(0, description="Variants added by augmentation (train only).")
+    quarantined_by_finding: int = Field(0, description="Of the quarantined lines: records with a warning named in "
+                                        "validate.drop_findings (their quarantine reasons say so).")
+    not_augmented_by_finding: int = Field(0, description="Records kept but not augmented: a warning named in "
+                                          "augment.skip_findings (the augment step's summary counts them per rule).")
+    splits: dict[str, int] = Field(default_factory=dict, description="Records per split in the published version.")
+
+    @property
+    def balanced(self) -> bool:
+        return self.lines_read == (self.blank_lines + self.quarantined + self.exact_duplicates
+                                   + self.near_duplicates + self.decontaminated + self.kept)
+
+
+class BuildResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    version: int
+    ref: str
+    content_hash: str
+    created: bool = Field(description="False when an identical version already existed (nothing was written).")
+    ledger: BuildLedger
+    counts: dict[str, dict[str, int]]
+    contamination: dict[str, dict[str, Any]]
+    findings: dict[str, int] = Field(description="Validation findings per rule.")
+    timings: dict[str, float]
+
+
+StepProgress = Callable[[str], None]
+
+
+def _inside(path: Path, base: Path) -> str | None:
+    """`path` relative to `base` (forward slashes) when it lies inside `base`, else None."""
+    try:
+        rel = Path(os.path.relpath(path, base))
+    except ValueError:  # another drive (Windows)
+        return None
+    if rel.is_absolute() or ".." in rel.parts or rel.as_posix() == ".":
+        return None
+    return rel.as_posix()
+
+
+class PublishedNames:
+    """The name a published version gives each input file (in `source.file`, the manifest, the card): its
+    path relative to the config's folder when the file is inside that folder, else its file name alone, or
+    the shortest suffix of its path that tells it apart from the other inputs (`a/x.jsonl`, `b/x.jsonl`).
+    Never an absolute path, never a `..`: where a checkout or a data folder lives stays on the machine, and
+    the same build gives the same content hash from any checkout."""
+
+    def __init__(self, files: Iterable[str | os.PathLike[str]], base: Path) -> None:
+        base_abs, base_real = Path(os.path.abspath(base)), base.resolve()
+        self._names: dict[str, str] = {}
+        outside: dict[str, tuple[str, ...]] = {}
+        for f in files:
+            key = os.path.abspath(f)
+            if key in self._names or key in outside:
+                continue
+            # (as written, then with symlinks resolved: a linked data folder inside the project is inside)
+            rel = _inside(Path(key), base_abs) or _inside(Path(f).resolve(), base_real)
+            if rel is not None:
+                self._names[key] = rel
+            else:
+                p = Path(key)
+                outside[key] = p.relative_to(p.anchor).parts or (p.name or "input",)
+        taken = set(self._names.values())
+        depth = dict.fromkeys(outside, 1)
+        while True:
+            cand = {k: "/".join(parts[-depth[k]:]) for k, parts in outside.items()}
+            seen = Counter(cand.values())
+            clash = [k for k, c in cand.items() if (seen[c] > 1 or c in taken) and depth[k] < len(outside[k])]
+            if not clash:
+                break
+            for k in clash:
+                depth[k] += 1
+        for k in sorted(cand, key=lambda key: (cand[key], key)):  # full paths that still clash: a fixed prefix
+            name = cand[k]
+            while name in taken:
+                name = f"external/{name}"
+            taken.add(name)
+            self._names[k] = name
+
+    def __call__(self, path: str) -> str:
+        """The published name of an input file (one not given to the constructor: its file name)."""
+        return self._names.get(os.path.abspath(path)) or Path(path).name
+
+    def table(self, table: pa.Table) -> pa.Table:
+        """`table` with `source.file` rewritten to the published names."""
+        import pyarrow.compute as pc
+
+        src = table.column("source")
+        files = [self(f) if f is not None else f for f in pc.struct_field(src, "file").to_pylist()]
+        lines = pc.struct_field(src, "line")
+        new = pa.StructArray.from_arrays([strings(files), lines.combine_chunks()], names=["file", "line"])
+        return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
+
+
+def _counts(splits: dict[str, pa.Table]) -> dict[str, dict[str, int]]:
+    return {name: dict(sorted(Counter(t.column("category").to_pylist()).items())) for name, t in splits.items()}
+
+
+def _quarantined_json(quarantined: list[Any], names: PublishedNames) -> list[dict[str, Any]]:
+    """Quarantined lines as the manifest lists them: source (the file's published name) and reasons."""
+    return [{"source": {"file": names(q.file), "line": q.line},
+             "reasons": [{"rule": r, "field": f, "message": m} for r, f, m in q.reasons]} for q in quarantined]
+
+
+def check_writable(home: Path) -> None:
+    """The registry folder can be created and written (a probe file is made and removed), or an InputError."""
+    import tempfile
+
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot write the registry {home}: {e.strerror or e}",
+                         hint="point --home or SWCDATA_HOME at a folder you can write") from None
+
+
+def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
+              on_step: StepProgress | None = None) -> BuildResult:
+    """Run every step and publish. `on_step(name)` is called as each step starts (for progress)."""
+    import time
+
+    from swcdata.core.io import resolve_inputs
+    from swcdata.registry.store import Registry
+    from swcdata.steps.audit import AuditConfig, audit
+    from swcdata.steps.dedup import dedup
+    from swcdata.steps.split import split
+    from swcdata.steps.validate import load_valid
+
+    def step(name: str) -> None:
+        if on_step:
+            on_step(name)
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[name] = round(now - t, 3)
+        t = now
+
+    def resolve(paths: list[str]) -> list[Path]:
+        return resolve_inputs([p if Path(p).is_absolute() else str(base / p) for p in paths])
+
+    files = resolve(cfg.inputs)
+    holdout_files = resolve(cfg.split.holdout) if cfg.split.holdout else []
+    check_writable(Registry(home).home)  # before any work: a registry we cannot write fails now, not at publish
+    names = PublishedNames([*files, *holdout_files], base)
+    step("validate")
+    table, vrep, quarantined = load_valid([str(f) for f in files], cfg.validate_)
+    table = names.table(table)
+    lap("validate")
+
+    step("dedup")
+    kept, drep = dedup(table, cfg.dedup)
+    lap("dedup")
+
+    step("split")
+    split_cfg = SplitConfig(**cfg.split.model_dump(exclude={"holdout", "seed", *_LEAK_KEYS}), seed=cfg.seed,
+                            **cfg.audit.model_dump())
+    holdout = None
+    holdout_quarantined: list[Any] = []
+    holdout_inputs: list[Any] = []
+    if cfg.split.holdout:
+        holdout, hrep, holdout_quarantined = load_valid([str(f) for f in holdout_files],
+                                                        ValidateConfig(check_code=False))
+        holdout_inputs = hrep.inputs
+        holdout = names.table(holdout)
+    splits, srep = split(kept, split_cfg, holdout)
+    pre_aug = {k: v.num_rows for k, v in splits.items()}
+    lap("split")
+    if not pre_aug.get("train"):  # (checked before augmenting and auditing: nothing would come of them)
+        dups = drep.ledger.exact_duplicates + drep.ledger.near_duplicates
+        raise DataError(
+            f"nothing to publish: the train split is empty ({vrep.ledger.lines_read:,} line(s) read: "
+            f"{vrep.ledger.quarantined:,} quarantined, {dups:,} duplicate(s), "
+            f"{len(srep.decontaminated):,} removed as copies of the holdout, "
+            f"{sum(pre_aug.values()) - srep.holdout_records:,} kept)",
+            hint="swcdata validate names each problem of the inputs")
+
+    aug_step: dict[str, Any] | None = None
+    augmented = not_augmented = 0
+    if cfg.augment.enabled:
+        from swcdata.steps.augment.step import AugmentConfig, augment
+
+        step("augment")
+        acfg = AugmentConfig(**{"seed": cfg.seed, **(cfg.augment.model_extra or {})})
+        splits, arep = augment(splits, acfg)
+        augmented = sum(v.num_rows for v in splits.values()) - sum(pre_aug.values())
+        not_augmented = sum(s.skipped_by_finding for s in arep.splits.values())
+        aug_step = {"name": "augment", "config": acfg.model_dump(mode="json"),
+                    "summary": arep.model_dump(mode="json", exclude={"config"})}
+        lap("augment")
+
+    step("audit")
+    contamination: dict[str, dict[str, Any]] = {}
+    acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
+    for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        if a in splits and b in splits and splits[a].num_rows and splits[b].num_rows:
+            s = audit(splits[a], splits[b], acfg_audit).summary
+            contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "code": s.code,
+                                             "code_pairs": s.code_pairs, "label_conflicts": s.label_conflicts,
+                                             "ngram_only": s.ngram_only, "leaked": s.leaked,
+                                             "contamination_rate": s.contamination_rate,
+                                             "ngram_overlap_rate": s.ngram_overlap_rate}
+    lap("audit")
+
+    holdout_n = srep.holdout_records  # (the holdout's records in test, its exact copies dropped)
+    ledger = BuildLedger(
+        lines_read=vrep.ledger.lines_read, blank_lines=vrep.ledger.blank_lines, quarantined=vrep.ledger.quarantined,
+        exact_duplicates=drep.ledger.exact_duplicates, near_duplicates=drep.ledger.near_duplicates,
+        decontaminated=len(srep.decontaminated), kept=sum(pre_aug.values()) - holdout_n, holdout=holdout_n,
+        holdout_duplicates=len(srep.holdout_duplicates), holdout_quarantined=len(holdout_quarantined),
+        augmented=augmented, splits={k: v.num_rows for k, v in splits.items()},
+        quarantined_by_finding=sum(1 for q in quarantined
+                                   if any(r in cfg.validate_.drop_findings for r, _, _ in q.reasons)),
+        not_augmented_by_finding=not_augmented,
+    )
+    if not ledger.balanced:  # a bug, never a user error: refuse to publish an inconsistent version
+        raise AssertionError(f"conservation ledger does not add up: {ledger}")
+
+    step("publish")
+    steps = [
+        {"name": "validate", "config": cfg.validate_.model_dump(mode="json"),
+         "summary": {"ledger": vrep.ledger.model_dump(), "errors": vrep.errors, "warnings": vrep.warnings,
+                     "rules": {r.rule: r.count for r in vrep.rules}}},
+        {"name": "dedup", "config": cfg.dedup.model_dump(mode="json"),
+         "summary": {"ledger": drep.ledger.model_dump(), "clusters": drep.clusters,
+                     "category_conflicts": drep.category_conflicts}},
+        {"name": "split", "config": split_cfg.model_dump(mode="json") | {"holdout": [names(str(f))
+                                                                                  for f in holdout_files]},
+         "summary": {"sizes": srep.sizes, "within_tolerance": srep.within_tolerance, "groups": srep.groups,
+                     "decontaminated": len(srep.decontaminated),
+                     "decontaminated_by_rule": dict(Counter(d.kind for d in srep.decontaminated)),
+                     "label_conflicts": len(srep.label_conflicts), "code_groups": srep.code_groups}},
+    ]
+    if aug_step is not None:
+        steps.append(aug_step)
+    steps.append({"name": "audit", "config": acfg_audit.model_dump(mode="json"), "summary": contamination})
+    for entry in steps:  # which code ran the step's hot loops (one switch, swcdata._native, for the whole process);
+        entry["summary"] = {**entry["summary"], "backend": _native.backend()}  # (a version's identity: its configs)
+    inputs = [{"path": names(i.path), "sha256": i.sha256, "bytes": i.bytes, "role": role}
+              for role, files_of in (("input", vrep.inputs), ("holdout", holdout_inputs)) for i in files_of]
+    removed = {
+        "quarantined": _quarantined_json(quarantined, names),
+        # (the dedup step's table, stored as it is; its cluster numbers name the clusters of a report this build
+        # does not keep)
+        "duplicates": drep.removed_table.drop_columns(["cluster"]),
+        "decontaminated": [d.model_dump(mode="json") for d in srep.decontaminated],
+        "label_conflicts": [c.model_dump(mode="json") for c in srep.label_conflicts],
+        "holdout_duplicates": [r.model_dump(mode="json") for r in srep.holdout_duplicates],
+        "holdout_quarantined": _quarantined_json(holdout_quarantined, names),
+    }
+    registry = Registry(home)
+    manifest, created = registry.publish(cfg.name, splits, {
+        "steps": steps, "inputs": inputs, "ledger": ledger.model_dump() | {"contamination": contamination},
+        "removed": removed, "seed": cfg.seed, "license": cfg.license,
+    })
+    lap("publish")
+    return BuildResult(
+        name=manifest.name, version=manifest.version, ref=f"{manifest.name}@v{manifest.version}",
+        content_hash=manifest.content_hash, created=created, ledger=ledger, counts=_counts(splits),
+        contamination=contamination, findings={r.rule: r.count for r in vrep.rules}, timings=timings,
+    )

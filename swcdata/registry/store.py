@@ -1,0 +1,1384 @@
+"""The versioned dataset registry: `<home>/<name>/v<N>/` folders, each an Arrow `DatasetDict` written by
+`datasets.save_to_disk` plus a `manifest.json` (content hash, parent, steps and their configs, inputs,
+counts, ledger).
+
+Contracts:
+- Determinism: the same tables give byte-identical data files and the same content hash on any machine
+  (rows are re-encoded canonically, shards are fixed by row count, the `datasets` fingerprint comes from
+  the content hash, splits are written in a fixed order). Only the manifest's `created_at` differs (and the
+  digests that cover it: its own, its children's parent_digest).
+- Immutability: a version is written into a temporary folder, fsynced, then renamed into place under a
+  file lock; published files are made read-only and never rewritten. Loading checks the file hashes and
+  the content hash.
+- Tamper evidence: the manifest's digest is required; a manifest records its parent's digest (the chain);
+  every publish appends a line to the registry log `<home>/<name>/log.jsonl` (fsync'd, under the lock), so a
+  replaced manifest is caught even with a recomputed digest; manifest paths stay inside the version folder.
+  A version number is never given twice; folders under a name that are not versions are ignored (warned).
+- Size: per-record lists of removed records are Parquet files of the version (`removed/<kind>.parquet`,
+  hashed in the manifest's file list); the manifest holds their counts and paths, so it stays small.
+- Provenance: the manifest names the parent version, every step with its full config, and the input files
+  with their sha256.
+
+Heavy libraries (pyarrow, datasets) are imported inside the functions that need them, so listing versions
+and resolving references only reads small JSON files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from swcdata.core.errors import ConfigError, DataError, InputError
+from swcdata.core.io import sha256_file
+from swcdata.core.schema import Source
+
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
+
+MANIFEST_FILE = "manifest.json"
+LOG_FILE = "log.jsonl"  # <home>/<name>/log.jsonl: one line per published version (see Registry._append_log)
+REMOVED_DIR = "removed"  # <version>/removed/<kind>.parquet: the per-record lists of the manifest's `removed`
+# 1: the first manifests (from 2026-12-01 with a manifest_digest; the earlier ones, without it, are refused);
+# 2: parent_digest (the chain), removed records in Parquet files instead of inline lists.
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)
+HASH_FORMAT = b"swcdata-content-hash/1\n"
+ROWS_PER_SHARD = 250_000
+LOCK_TIMEOUT_S = 600.0
+MIN_HASH_PREFIX = 4
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+_SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name
+_VERSION_DIR_RE = re.compile(r"^v([1-9]\d*)$")  # (no v0, no v01: one folder name per version number)
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
+_SPLIT_ORDER = ("train", "validation", "test")
+_COMPUTED = ("schema_version", "name", "version", "content_hash", "created_at", "tool_version", "counts", "files",
+             "manifest_digest", "parent_digest")
+_KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a `removed` kind stored as removed/<kind>.parquet
+
+
+def registry_home() -> Path:
+    """The registry folder: `$SWCDATA_HOME`, or `./registry`."""
+    env = os.environ.get("SWCDATA_HOME")
+    return expand_home(env, "SWCDATA_HOME") if env else Path("registry")
+
+
+def expand_home(path: str | Path, what: str) -> Path:
+    """`~` and `~user` expanded, or an InputError naming `what` (`~nouser/x` has no home to expand to)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise InputError(f"{what}={str(path)!r}: cannot expand '~': no such user or no home directory",
+                         hint="give an absolute path, or a path relative to the working directory") from None
+
+
+# ---- manifest ---------------------------------------------------------------------------------
+
+
+class Step(BaseModel):
+    """One pipeline step that produced the version: its name, full config and summary numbers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict, description="The step's full, resolved config.")
+    summary: dict[str, Any] = Field(default_factory=dict, description="What the step did, in numbers.")
+
+
+class InputRef(BaseModel):
+    """An input file the version was built from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="The file's published name: relative to the build config's folder, or its "
+                      "file name (with the shortest distinguishing suffix of its path) when outside it.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+    role: Literal["input", "holdout"] = Field("input", description="'input': a training input; 'holdout': the "
+                                              "existing test set that became the test split. (Manifests "
+                                              "written before roles were recorded list inputs only.)")
+
+
+class SplitCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    records: int = Field(ge=0)
+    by_category: dict[str, int]
+
+
+class Manifest(BaseModel):
+    """`manifest.json` of one published version: what it holds and exactly how it was made."""
+
+    model_config = ConfigDict(extra="forbid", title="Manifest")
+
+    schema_version: int = SCHEMA_VERSION
+    name: str = Field(pattern=NAME_PATTERN)
+    version: int = Field(ge=1)
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$",
+                              description="sha256 over the split names and every row's canonical JSON.")
+    parent: str | None = Field(None, description="The version this one was derived from, e.g. 'swc@v1'.")
+    parent_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                      description="The parent's manifest_digest when this version was published "
+                                      "(schema_version 2; covered by this manifest's own digest): a parent manifest "
+                                      "replaced later no longer matches it. None without a parent.")
+    created_at: str = Field(description="ISO 8601, UTC.")
+    tool_version: str
+    seed: int | None = None
+    license: str | None = Field(None, description="The data's license as the build config declares it (an "
+                                "SPDX-like id, or 'unknown'); None in manifests written before it was recorded.")
+    steps: list[Step] = Field(default_factory=list)
+    inputs: list[InputRef] = Field(default_factory=list)
+    counts: dict[str, SplitCounts] = Field(description="Per split, in the order the splits are stored.")
+    ledger: dict[str, Any] = Field(default_factory=dict, description="The build's conservation ledger.")
+    removed: dict[str, Any] = Field(default_factory=dict, description="What was removed, and why, per kind "
+                                    "(quarantined, duplicates, ...). Schema version 2: {records, path, by_kind}, the "
+                                    "records listed in the Parquet file `path` of the version (in `files`, so covered "
+                                    "by the digest); schema version 1: the list of records itself.")
+    files: dict[str, str] = Field(default_factory=dict,
+                                  description="sha256 of every data file of the version, by relative path.")
+    _folder: Path | None = PrivateAttr(None)  # the folder it was read from (a moved manifest must not mislead)
+    manifest_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                        description="sha256 of this manifest's other fields (sorted-key compact "
+                                        "JSON): an edited manifest no longer matches it. Required: verify and load "
+                                        "refuse a manifest without one (only schema_version 1 manifests written "
+                                        "before 2026-12-01 lack it). The registry log records it at publish.")
+
+    def __eq__(self, other: object) -> bool:  # the fields, not where the manifest was read from
+        return isinstance(other, Manifest) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, like every pydantic model)
+
+    def compute_digest(self) -> str:
+        import orjson
+
+        fields = self.model_dump(mode="json", exclude={"manifest_digest"})
+        # Fields added after the first manifests are left out at their 'absent' value (no license, no parent
+        # digest; an input's role 'input'), so that the manifests written before them keep their digests.
+        for key in ("license", "parent_digest"):
+            if fields.get(key) is None:
+                fields.pop(key, None)
+        for i in fields.get("inputs", []):
+            if i.get("role") == "input":
+                del i["role"]
+        return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def records(self) -> int:
+        return sum(c.records for c in self.counts.values())
+
+    def steps_key(self) -> list[tuple[str, bytes]]:
+        return _steps_key(self.steps)
+
+
+def _steps_key(steps: list[Step]) -> list[tuple[str, bytes]]:
+    import orjson
+
+    return [(s.name, orjson.dumps(s.config, option=orjson.OPT_SORT_KEYS, default=str)) for s in steps]
+
+
+# ---- reports ----------------------------------------------------------------------------------
+
+
+class FileCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    expected: str | None = Field(description="sha256 recorded in the manifest (None: file not in the manifest).")
+    actual: str | None = Field(description="sha256 on disk (None: file missing).")
+    ok: bool
+
+
+class VerifyReport(BaseModel):
+    """`swcdata verify`: do the files and the content of a version still match its manifest?"""
+
+    model_config = ConfigDict(extra="forbid", title="VerifyReport")
+
+    ref: str
+    path: str
+    ok: bool
+    expected: str = Field(description="Content hash recorded in the manifest.")
+    actual: str | None = Field(description="Content hash recomputed from the data (None when it could not be read).")
+    files_checked: int
+    files: list[FileCheck] = Field(description="Files that differ, are missing or were added (all checked).")
+    extra_files: list[str] = Field(default_factory=list,
+                                   description="Files in the version folder the manifest does not list (a warning).")
+    problems: list[str] = Field(description="Each failure: the file, the field, what was expected and what was found.")
+    warnings: list[str] = Field(default_factory=list,
+                                description="What could not be checked and does not fail the version: not in the "
+                                "registry log (published before the log existed), a parent no longer in the "
+                                "registry, folders under the name that are not versions.")
+
+
+class ChangedRecord(BaseModel):
+    """The record from one input line (and transform/template) has a different id in the two versions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Source
+    transform: str | None = None
+    template: str | None = None
+    a_id: str
+    b_id: str
+    a_split: str
+    b_split: str = Field(description="Differs from a_split when the new content landed in another split.")
+
+
+class SplitDiff(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    split: str
+    a_records: int
+    b_records: int
+    unchanged: int = Field(description="Records of B whose id is in A, in any split (b_records = unchanged + added + "
+                                       "changed).")
+    added: int
+    removed: int = Field(description="Records of A whose id is not in B and that no record of B changed.")
+    changed: int = Field(description="Records of B that replace a record of A from the same source line, transform "
+                                     "and template (A's record may have been in another split).")
+    moved_in: int = Field(0, description="Of `unchanged`: records that were in another split of A.")
+    moved_out: int = Field(0, description="Records of this split of A that are in another split of B.")
+    added_ids: list[str]
+    removed_ids: list[str]
+    changed_records: list[ChangedRecord]
+
+
+class MovedRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    a_split: str
+    b_split: str
+
+
+class ConfigChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: str
+    key: str = Field(description="Dotted path in the step config ('' for a step added or removed).")
+    a: Any = None
+    b: Any = None
+
+
+class DiffReport(BaseModel):
+    """`swcdata diff A B`: per split, the record ids added, removed and changed from A to B."""
+
+    model_config = ConfigDict(extra="forbid", title="DiffReport")
+
+    a: str
+    b: str
+    a_hash: str
+    b_hash: str
+    identical: bool = Field(description="Same content hash.")
+    splits: list[SplitDiff]
+    moved: list[MovedRecord] = Field(description="Ids present in both versions but in different splits.")
+    config_changes: list[ConfigChange]
+
+
+# ---- content hash -----------------------------------------------------------------------------
+
+
+def _as_arrow(data: Any) -> pa.Table:
+    """A pa.Table from a pa.Table or a `datasets.Dataset` (its rows in their visible order)."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if getattr(data, "_indices", None) is not None:  # a shuffled/selected Dataset: materialise its row order
+        with _quiet_datasets():
+            data = data.flatten_indices()
+    table = getattr(data, "data", None)
+    table = getattr(table, "table", table)
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"expected a pyarrow Table or a datasets.Dataset, got {type(data).__name__}")
+    return table
+
+
+def _iter_row_json(table: pa.Table) -> Iterator[tuple[dict[str, Any], bytes]]:
+    import orjson
+
+    for batch in table.to_batches():
+        for row in batch.to_pylist():
+            yield row, orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
+def _split_header(name: str, rows: int) -> bytes:
+    return b"split\x00" + name.encode("utf-8") + b"\x00" + str(rows).encode() + b"\n"
+
+
+def content_hash(dd: Mapping[str, Any]) -> str:
+    """sha256 over the split names (sorted) and every row's canonical JSON (sorted keys), in row order.
+
+    Independent of Arrow chunking, nullability flags, machine and time. Accepts a mapping of split name
+    to `pa.Table` or `datasets.Dataset` (so a `DatasetDict` works too)."""
+    h = hashlib.sha256(HASH_FORMAT)
+    for name in sorted(dd):
+        table = _as_arrow(dd[name])
+        h.update(_split_header(name, table.num_rows))
+        for _, line in _iter_row_json(table):
+            h.update(line)
+            h.update(b"\n")
+    return h.hexdigest()
+
+
+def _split_order(names: list[str]) -> list[str]:
+    return [s for s in _SPLIT_ORDER if s in names] + sorted(s for s in names if s not in _SPLIT_ORDER)
+
+
+def _canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str, dict[str, SplitCounts]]:
+    """Check and re-encode the tables (RECORD_SCHEMA, one contiguous chunk, fixed split order); return them
+    with the content hash and the counts."""
+    import pyarrow as pa
+
+    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA, table_from_rows
+
+    if not splits:
+        raise DataError("nothing to publish: no splits given")
+    problems = []
+    arrow: dict[str, pa.Table] = {}
+    for name, data in splits.items():
+        if not isinstance(name, str) or not _SPLIT_RE.match(name):
+            problems.append(f"split name {name!r} is not valid: use letters, digits and '_' (e.g. 'train')")
+            continue
+        table = arrow[name] = _as_arrow(data)
+        missing = [c for c in RECORD_COLUMNS if c not in table.column_names]
+        extra = [c for c in table.column_names if c not in RECORD_COLUMNS]
+        if missing:
+            problems.append(f"split {name!r} lacks the record columns: {', '.join(missing)}")
+        if extra:
+            problems.append(f"split {name!r} has columns that are not record columns: {', '.join(extra)} "
+                            "(drop them before publishing)")
+    if problems:
+        raise DataError("cannot publish: " + "; ".join(problems))
+
+    out: dict[str, pa.Table] = {}
+    counts: dict[str, SplitCounts] = {}
+    for name in _split_order(list(splits)):
+        table = arrow[name].select(list(RECORD_COLUMNS))
+        try:
+            rows = table.cast(RECORD_SCHEMA).to_pylist()
+            canon = table_from_rows(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            raise DataError(f"cannot publish: split {name!r} does not fit the record schema: {e}") from None
+        out[name] = canon
+        by_cat = Counter(r["category"] for r in rows)
+        counts[name] = SplitCounts(records=len(rows), by_category=dict(sorted(by_cat.items())))
+    return out, content_hash(out), counts
+
+
+# ---- file helpers -----------------------------------------------------------------------------
+
+
+def _data_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+
+
+def _unsafe_path(rel: str, root: Path) -> str | None:
+    """Why the manifest path `rel` is not a plain relative path inside the (resolved) version folder `root`,
+    judged without reading it; None when it is one."""
+    from pathlib import PurePosixPath
+
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", rel) or rel.startswith("\\"):
+        return "is an absolute path (only relative paths inside the version folder are allowed)"
+    if ".." in pure.parts:
+        return "contains '..' (only relative paths inside the version folder are allowed)"
+    if not rel or "\\" in rel or "\x00" in rel or pure.as_posix() != rel:
+        return "is not a plain relative path (a/b/c, '/' between the parts)"
+    real = (root / rel).resolve()
+    if root not in real.parents:
+        return f"leads outside the version folder (through a link, to {real})"
+    return None
+
+
+def _log_entry(m: Manifest, event: Literal["published", "adopted", "pulled"]) -> dict[str, Any]:
+    return {"event": event, "name": m.name, "version": m.version, "content_hash": m.content_hash,
+            "manifest_digest": m.manifest_digest, "parent": m.parent, "parent_digest": m.parent_digest,
+            "records": m.records, "created_at": m.created_at, "logged_at": _now_utc(), "tool_version": m.tool_version}
+
+
+def _is_record_list(value: Any) -> bool:
+    """Whether a value of the manifest's `removed` is a list of records: a list or tuple of them, or an Arrow
+    table (one row each, such as a dedup report's `removed_table`, stored as it is)."""
+    import pyarrow as pa
+
+    return isinstance(value, list | tuple | pa.Table)
+
+
+def _removed_files(removed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+    """The manifest's `removed` section and the tables to store: each list of records becomes
+    `removed/<kind>.parquet` and, in the manifest, {records, path, by_kind} (path only when there are records;
+    by_kind when every record has a `kind`); any other value stays as it is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    summary: dict[str, Any] = {}
+    tables: dict[str, pa.Table] = {}
+    for kind, value in removed.items():
+        if not _is_record_list(value):
+            summary[kind] = value
+            continue
+        n = value.num_rows if isinstance(value, pa.Table) else len(value)
+        entry: dict[str, Any] = {"records": n}
+        if n:
+            tables[kind] = _removed_table(value)
+            entry["path"] = f"{REMOVED_DIR}/{kind}.parquet"
+        if not isinstance(value, pa.Table):
+            kinds = Counter(e.get("kind") for e in value if isinstance(e, Mapping) and isinstance(e.get("kind"), str))
+        elif "kind" in value.column_names and pa.types.is_string(value.schema.field("kind").type):
+            counts = pc.value_counts(value.column("kind"))  # (the distinct kinds, without a row each)
+            kinds = Counter({k: c for k, c in zip(counts.field("values").to_pylist(),
+                                                 counts.field("counts").to_pylist(), strict=True) if k is not None})
+        else:
+            kinds = Counter()
+        if n and sum(kinds.values()) == n:
+            entry["by_kind"] = dict(sorted(kinds.items()))
+        summary[kind] = entry
+    return summary, tables
+
+
+_REMOVED_META = b"swcdata.removed"
+
+
+def _removed_table(entries: list[Any] | tuple[Any, ...] | pa.Table) -> pa.Table:
+    """Records as columns (one per key of any record, null where a record lacks it); records Arrow cannot type
+    alike (mixed value types) as one column of their JSON. An Arrow table is stored as it is."""
+    import orjson
+    import pyarrow as pa
+
+    if isinstance(entries, pa.Table):
+        return entries.replace_schema_metadata({_REMOVED_META: b"rows"})
+    if all(isinstance(e, Mapping) for e in entries):
+        try:
+            arr = pa.array(list(entries))
+            if pa.types.is_struct(arr.type) and arr.type.num_fields:
+                return pa.Table.from_struct_array(arr).replace_schema_metadata({_REMOVED_META: b"rows"})
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            pass
+    text = [orjson.dumps(e, option=orjson.OPT_SORT_KEYS, default=str).decode() for e in entries]
+    return pa.table({"json": pa.array(text, pa.string())}).replace_schema_metadata({_REMOVED_META: b"json"})
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, _dirs, files in os.walk(folder):
+        for f in files:
+            fd = os.open(os.path.join(root, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(root))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems do not support fsync on directories
+    finally:
+        os.close(fd)
+
+
+def _make_read_only(folder: Path) -> None:
+    mask = ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    for p in folder.rglob("*"):
+        if p.is_file():
+            p.chmod(p.stat().st_mode & mask)
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a (partial) version folder, read-only files included."""
+    for root, dirs, _files in os.walk(path):
+        for d in (root, *(os.path.join(root, x) for x in dirs)):
+            with contextlib.suppress(OSError):
+                os.chmod(d, stat.S_IRWXU)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """No `datasets` progress bars while the registry reads or writes (steps never print)."""
+    from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
+def _now_utc() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit() else datetime.now(UTC)
+    return when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _features() -> datasets.Features:
+    import datasets
+
+    from swcdata.core.records import RECORD_SCHEMA
+
+    return datasets.Features.from_arrow_schema(RECORD_SCHEMA)
+
+
+def _fingerprint(hash_: str, split: str) -> str:
+    return hashlib.sha256(f"{hash_}:{split}".encode()).hexdigest()[:16]
+
+
+def _save_tables(folder: Path, tables: Mapping[str, pa.Table], hash_: str) -> None:
+    """Write canonical split tables into `folder` with `datasets.save_to_disk`, as every version's data is written
+    (shards fixed by row count, the fingerprint from the content hash): the same tables give the same bytes."""
+    import datasets
+
+    features = _features()
+    dd = datasets.DatasetDict({
+        split: datasets.Dataset(table, info=datasets.DatasetInfo(features=features),
+                                split=datasets.NamedSplit(split), fingerprint=_fingerprint(hash_, split))
+        for split, table in tables.items()
+    })
+    shards = {split: max(1, -(-t.num_rows // ROWS_PER_SHARD)) for split, t in tables.items()}
+    with _quiet_datasets():
+        dd.save_to_disk(str(folder), num_shards=shards)
+
+
+def write_parquet(table: pa.Table, path: Path) -> Path:
+    """Write one split as parquet with fixed settings (deterministic bytes) and the `datasets` features in
+    the schema metadata, so `load_dataset("parquet")` restores the record types."""
+    from swcdata.core.io import atomic_output
+
+    with atomic_output(path) as f:
+        write_parquet_to(table, f)
+    return path
+
+
+def write_parquet_to(table: pa.Table, f: Any) -> None:
+    """`write_parquet` to an open binary file (one of several written together: see `export`)."""
+    import pyarrow.parquet as pq
+
+    from swcdata.core.records import RECORD_SCHEMA
+
+    meta = {"huggingface": json.dumps({"info": {"features": _features().to_dict()}})}
+    table = _as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
+    pq.write_table(table, f, compression="zstd", row_group_size=10_000, use_dictionary=True, write_statistics=True)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+# ---- the registry -----------------------------------------------------------------------------
+
+
+class Registry:
+    """Versions under one registry folder (`home`, default `registry_home()`)."""
+
+    def __init__(self, home: Path | str | None = None) -> None:
+        self.home = expand_home(home, "--home") if home is not None else registry_home()
+        self.warnings: list[str] = []  # what reading the registry ignored (each once); the CLI prints them
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        if not self.home.is_dir():
+            return []
+        return sorted(p.name for p in self.home.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and self._version_dirs(p.name))
+
+    def _version_dirs(self, name: str) -> dict[int, Path]:
+        """The versions of `name`: its `v<N>` folders that hold a manifest.json (or a link in their place, which
+        reading refuses). Any other folder under the name (not `v<N>`, or a `v<N>` without a manifest: debris,
+        never a publish, which renames a complete folder into place) is ignored with a warning; dot-folders
+        (publishes in progress) and files (the lock, the log) silently."""
+        folder = self.home / name
+        if not folder.is_dir():
+            return {}
+        out = {}
+        for p in folder.iterdir():
+            if p.name.startswith(".") or not (p.is_dir() or p.is_symlink()):
+                continue
+            m = _VERSION_DIR_RE.match(p.name)
+            if m is None:
+                self._warn(f"{p}: not a version folder (v<N>): ignored")
+            elif not p.is_symlink() and not (p / MANIFEST_FILE).exists() and not (p / MANIFEST_FILE).is_symlink():
+                self._warn(f"{p}: no {MANIFEST_FILE}, so not a version: ignored (publishing never leaves one; move "
+                           "it out of the registry)")
+            else:
+                out[int(m.group(1))] = p
+        return dict(sorted(out.items()))
+
+    def _taken_numbers(self, name: str) -> set[int]:
+        """Every version number used under `name`: `v<N>` folders (stray ones too, so that a new version never
+        lands on one) and the versions in the registry log (a number is never given twice)."""
+        folder = self.home / name
+        taken = {int(mm.group(1)) for p in folder.iterdir() if (mm := _VERSION_DIR_RE.match(p.name))}
+        return taken | set(self._read_log(name)[0])
+
+    def _leaves_registry(self, folder: Path) -> str | None:
+        """Why a version folder (or its manifest) leads outside the registry through a link, else None."""
+        real = folder.resolve()
+        expected = self.home.resolve() / folder.parent.name / folder.name
+        if real != expected:
+            return (f"{folder} leads outside the registry (to {real}): a version must be a folder inside "
+                    f"{self.home}, not a link; refused, nothing read from it")
+        manifest = folder / MANIFEST_FILE
+        if manifest.is_symlink():
+            return (f"{manifest} is a symbolic link (to {manifest.resolve()}): a published manifest is a file of its "
+                    "version folder; refused, not read")
+        return None
+
+    def _read_manifest(self, folder: Path) -> Manifest:
+        path = folder / MANIFEST_FILE
+        why = self._leaves_registry(folder)
+        if why is not None:
+            raise DataError(why, hint="move the version's files into the registry folder itself, or the link out")
+        try:
+            m = Manifest.model_validate_json(path.read_bytes())
+            m._folder = folder
+            return m
+        except OSError as e:
+            raise DataError(f"cannot read {path}: {e.strerror}") from None
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "(the whole file)"
+            raise DataError(f"{path}: not a valid manifest ({e.error_count()} problem(s); first: {where}: "
+                            f"{first['msg']})") from None
+
+    def versions(self, name: str | None = None, *, broken: list[str] | None = None) -> list[Manifest]:
+        """Every version's manifest, by name then version. With `name`: that name's versions only.
+        A version whose manifest cannot be read is left out; `broken` (when given) collects why."""
+        if name is not None:
+            self._check_name(name)
+            if not self._version_dirs(name):  # (not names(): that would warn about every other name's folders)
+                raise self._unknown_name(name)
+        names = [name] if name is not None else self.names()
+        out = []
+        for n in names:
+            for p in self._version_dirs(n).values():
+                try:
+                    out.append(self._read_manifest(p))
+                except DataError as e:
+                    if broken is not None:
+                        broken.append(e.message)
+        return out
+
+    def _manifest_problems(self, m: Manifest, folder: Path) -> list[str]:
+        return self._manifest_checks(m, folder)[0]
+
+    def _manifest_checks(self, m: Manifest, folder: Path) -> tuple[list[str], list[str]]:
+        """(problems, warnings) of a version's manifest itself: its schema version, its place (the folder of
+        the version it names), its digest (required: an edited field breaks it), its paths (relative, inside
+        the version folder), the registry log (a manifest replaced with a recomputed digest) and the chain
+        to its parent (a parent replaced after this version was published)."""
+        where = folder / MANIFEST_FILE
+        problems: list[str] = []
+        if m.schema_version not in SCHEMA_VERSIONS:
+            problems.append(f"{where}: schema_version is {m.schema_version}; this swcdata reads "
+                            f"{', '.join(map(str, SCHEMA_VERSIONS))} (written by a newer swcdata?)")
+        if (folder.parent.name, folder.name) != (m.name, f"v{m.version}"):
+            problems.append(f"{where} describes {m.ref}, but it is in {folder.parent.name}/{folder.name}")
+        if m.manifest_digest is None:
+            problems.append(
+                f"{where}: manifest_digest is missing, so nothing shows the manifest is as published: refused "
+                + ("(every schema_version 2 manifest has one: it was deleted)" if m.schema_version >= 2 else
+                   "(schema_version 1 manifests written before 2026-12-01 lack it; any since have one: "
+                   "republish the version with this swcdata)"))
+        else:
+            actual = m.compute_digest()
+            if actual != m.manifest_digest:
+                problems.append(f"{where} was edited after publishing: its fields hash to {actual}, its "
+                                f"manifest_digest says {m.manifest_digest}")
+        problems += self._path_problems(m, folder)
+        warnings: list[str] = []
+        for check in (self._log_checks, self._chain_checks):
+            p, w = check(m, folder)
+            problems += p
+            warnings += w
+        return problems, warnings
+
+    def _path_problems(self, m: Manifest, folder: Path) -> list[str]:
+        """The manifest's file paths that are not plain relative paths inside the version folder (such files
+        are never read), and removed-record files that the file list (so the digest) does not cover."""
+        where = folder / MANIFEST_FILE
+        root = folder.resolve()
+        problems = [f"{where}: files entry {rel!r} {why}; not read" for rel in m.files
+                    if (why := _unsafe_path(rel, root)) is not None]
+        for kind, v in m.removed.items():
+            path = v.get("path") if isinstance(v, Mapping) else None
+            if path is None:
+                continue
+            if not isinstance(path, str) or (why := _unsafe_path(path, root)) is not None:
+                problems.append(f"{where}: removed.{kind}.path {path!r} is not a path inside the version folder")
+            elif path not in m.files:
+                problems.append(f"{where}: removed.{kind}.path {path!r} is not in the manifest's files (its sha256 "
+                                "is not recorded)")
+        return problems
+
+    def _log_checks(self, m: Manifest, folder: Path) -> tuple[list[str], list[str]]:
+        """The manifest against the registry log's line for its version (by folder)."""
+        mm = _VERSION_DIR_RE.match(folder.name)
+        if mm is None:
+            return [], []
+        name, version = folder.parent.name, int(mm.group(1))
+        ref = f"{name}@v{version}"
+        log = self.home / name / LOG_FILE
+        entries, bad = self._read_log(name)
+        warnings = [f"{log}: line {n} is not a log entry: ignored" for n in bad]
+        if not entries:
+            warnings.append(f"{ref} is not in the registry log (published before the log existed; {log} starts "
+                            f"with the next publish of {name} and then records the versions already there)")
+            return [], warnings
+        e = entries.get(version)
+        if e is None:
+            return [f"{ref} is not in the registry log {log}, which records every version of {name} since the log "
+                    "began: it was not published by swcdata in this registry (copied in?)"], warnings
+        problems = []
+        for key in ("content_hash", "parent", "parent_digest", "manifest_digest"):
+            if key in e and e[key] != getattr(m, key):
+                problems.append(f"{folder / MANIFEST_FILE}: {key} is {getattr(m, key)!r}, but the registry log "
+                                f"{log} recorded {e[key]!r} when {ref} was {e.get('event', 'published')}: the "
+                                "manifest was replaced after publishing")
+        return problems, warnings
+
+    def _chain_checks(self, m: Manifest, folder: Path) -> tuple[list[str], list[str]]:
+        """A schema_version 2 manifest records its parent's digest: the parent must still have it."""
+        if m.schema_version < 2 or m.parent is None:
+            return [], []
+        where = folder / MANIFEST_FILE
+        if m.parent_digest is None:
+            return [f"{where}: parent_digest is missing (a schema_version 2 manifest with a parent records the "
+                    f"parent's manifest_digest)"], []
+        try:
+            parent = self.resolve(m.parent)
+        except InputError as e:
+            return [], [f"the parent {m.parent} is not in the registry ({e.message}): the chain to it was not "
+                        "checked"]
+        except DataError as e:
+            return [f"the parent {m.parent} cannot be read ({e.message}), so {where}'s parent_digest cannot be "
+                    "matched"], []
+        if parent.manifest_digest != m.parent_digest:
+            return [f"{where}: parent_digest is {m.parent_digest}, but the parent {m.parent}'s manifest now has "
+                    f"manifest_digest {parent.manifest_digest}: {m.parent}'s manifest was replaced after {m.ref} was "
+                    "published"], []
+        return [], []
+
+    # -- the registry log -----------------------------------------------------------------------
+
+    def _read_log(self, name: str) -> tuple[dict[int, dict[str, Any]], list[int]]:
+        """The registry log of `name`: its entries by version (the last line of a version wins; a number is
+        never given twice, so there is one), and the numbers of the lines that are not entries."""
+        import orjson
+
+        entries: dict[int, dict[str, Any]] = {}
+        bad: list[int] = []
+        try:
+            data = (self.home / name / LOG_FILE).read_bytes()
+        except OSError:
+            return entries, bad
+        for n, line in enumerate(data.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                e = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                bad.append(n)
+                continue
+            if isinstance(e, dict) and isinstance(e.get("version"), int) and e.get("name") == name:
+                entries[e["version"]] = e
+            else:
+                bad.append(n)
+        return entries, bad
+
+    def _append_log(self, folder: Path, entries: list[dict[str, Any]]) -> None:
+        """Append lines to `<home>/<name>/log.jsonl` and fsync it (under the publish lock). One line per
+        version: event ('published'; 'adopted' for the versions already there when the log began), name,
+        version, content hash, manifest digest, parent and its digest, creation and logging times."""
+        import orjson
+
+        path = folder / LOG_FILE
+        data = b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n" for e in entries)
+        new = not path.exists()
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a line torn by a crash stays one bad line
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            _fsync_dir(folder)
+
+    def path(self, ref: str | Manifest) -> Path:
+        m = ref if isinstance(ref, Manifest) else self.resolve(ref)
+        return m._folder if m._folder is not None else self.home / m.name / f"v{m.version}"
+
+    def _unknown_name(self, name: str) -> InputError:
+        known = self.names()
+        if not known:
+            return InputError(f"no dataset {name!r}: the registry at {self.home} is empty",
+                              hint="publish a version first, or point --home / SWCDATA_HOME at your registry")
+        return InputError(f"no dataset {name!r} in the registry at {self.home}",
+                          hint="known datasets: " + ", ".join(known))
+
+    def _name_folder(self, name: str) -> Path:
+        """The folder of a dataset's versions, created if needed (an InputError when it cannot be)."""
+        folder = self.home / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create {folder}: {e.strerror}",
+                             hint="point --home / SWCDATA_HOME at a writable folder") from None
+        return folder
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if not _NAME_RE.match(name):
+            raise InputError(f"invalid dataset name {name!r}",
+                             hint="use letters, digits, '.', '_' and '-', starting with a letter or digit")
+
+    def resolve(self, ref: str) -> Manifest:
+        """`name@vN`, `name@latest`, `name` (= latest) or `name@<hash prefix>` (at least 4 hex characters)."""
+        ref = ref.strip()
+        name, at, sel = ref.partition("@")
+        if at and not sel.strip():
+            raise InputError(f"nothing after '@' in {ref!r}", hint=f"write {name}@vN, {name}@latest or "
+                             f"{name}@<hash prefix>")
+        sel = sel.strip() or "latest"
+        if not name:
+            raise InputError(f"invalid version reference {ref!r}",
+                             hint="write name@vN, name@latest, name or name@<hash prefix>")
+        self._check_name(name)
+        dirs = self._version_dirs(name)
+        if not dirs:
+            raise self._unknown_name(name)
+        available = ", ".join(f"v{n}" for n in dirs)
+        if sel == "latest":
+            return self._read_manifest(dirs[max(dirs)])
+        m = re.fullmatch(r"[vV](\d+)", sel)
+        if m:
+            n = int(m.group(1))
+            if n not in dirs:
+                raise InputError(f"{name} has no version v{n}", hint=f"available: {available} (or {name}@latest)")
+            return self._read_manifest(dirs[n])
+        sel_l = sel.lower()
+        if _HEX_RE.match(sel_l):
+            if len(sel_l) < MIN_HASH_PREFIX:
+                raise InputError(f"hash prefix {sel!r} is too short",
+                                 hint=(f"for version {sel}, write {name}@v{sel}; for a hash prefix, " if sel.isdigit()
+                                       else "") + f"give at least {MIN_HASH_PREFIX} hex characters of the hash")
+            matches = [man for man in self.versions(name) if man.content_hash.startswith(sel_l)]
+            if not matches:
+                raise InputError(f"no version of {name} has a content hash starting with {sel_l!r}",
+                                 hint=f"available: {available}")
+            distinct = {man.content_hash for man in matches}
+            if len(distinct) > 1:
+                listing = ", ".join(f"{man.ref} ({man.content_hash[:12]})" for man in matches)
+                raise InputError(f"hash prefix {sel_l!r} is ambiguous in {name}: it matches {listing}",
+                                 hint="give more characters of the hash, or name the version (name@vN)")
+            # The same content published under different step configs: the newest version holding it.
+            return max(matches, key=lambda man: man.version)
+        raise InputError(f"invalid version {sel!r} in {ref!r}",
+                         hint=f"write {name}@vN, {name}@latest or {name}@<hash prefix>; available: {available}")
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def publish(self, name: str, splits: Mapping[str, pa.Table],
+                manifest_fields: Mapping[str, Any] | None = None) -> tuple[Manifest, bool]:
+        """Publish `splits` as the next version of `name`. Returns (manifest, created).
+
+        When a version of `name` already holds the same content hash, step configs and license it is
+        returned with created=False and nothing is written. `manifest_fields` carries what the caller
+        knows: parent, seed, license, steps, inputs, ledger, removed (parent defaults to the latest version)."""
+        from filelock import FileLock, Timeout
+
+        from swcdata.core.version import __version__
+
+        self._check_name(name)
+        fields = dict(manifest_fields or {})
+        reserved = sorted(k for k in fields if k in _COMPUTED)
+        if reserved:
+            raise ConfigError([f"{k}: computed by the registry, do not pass it" for k in reserved],
+                              source="manifest_fields")
+        tables, hash_, counts = _canonical(splits)
+        # Validate the caller's fields before taking the lock or writing anything.
+        probe = {"name": name, "version": 1, "content_hash": hash_, "created_at": _now_utc(),
+                 "tool_version": __version__, "counts": counts, **fields}
+        try:
+            Manifest.model_validate(probe)
+        except ValidationError as e:
+            raise ConfigError([f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()],
+                              source="manifest_fields") from None
+        steps_key = _steps_key([Step.model_validate(s) for s in fields.get("steps", [])])
+        bad_kinds = [k for k, v in (fields.get("removed") or {}).items()
+                     if _is_record_list(v) and not _KIND_RE.match(k)]
+        if bad_kinds:
+            raise ConfigError([f"removed.{k}: a kind with a list of records is stored as {REMOVED_DIR}/<kind>.parquet:"
+                               " use letters, digits, '.', '_' and '-'" for k in bad_kinds], source="manifest_fields")
+
+        folder = self._name_folder(name)
+        lock = FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S)
+        try:
+            with lock:
+                for stale in folder.glob(".tmp-*"):  # left by a publisher that died; we hold the lock
+                    _rmtree(stale)
+                existing = self.versions(name) if self._version_dirs(name) else []
+                for m in reversed(existing):
+                    if m.content_hash == hash_ and m.steps_key() == steps_key and m.license == fields.get("license"):
+                        # The same content is published already (same steps, same license); it is only reused
+                        # if it is intact.
+                        where = self.path(m)
+                        bad, _extra, _n = self._check_files(m, where)
+                        problems = self._manifest_problems(m, where) + [f"{b.path} differs" for b in bad]
+                        if problems:
+                            raise DataError(
+                                f"{m.ref} holds this content but was modified after publishing ({problems[0]}); "
+                                "published versions are never overwritten",
+                                hint=f"restore {where} from a copy, or move it out of the registry to publish "
+                                     "this content again")
+                        return m, False
+                version = max(self._taken_numbers(name), default=0) + 1
+                parent = existing[-1] if existing else None
+                if fields.get("parent") is not None:
+                    try:
+                        parent = self.resolve(fields["parent"])
+                    except (InputError, DataError) as e:
+                        raise ConfigError([f"parent: {fields['parent']!r} is not a readable version of this registry "
+                                           f"({e.message})"], source="manifest_fields") from None
+                elif "parent" in fields:  # (parent=None: no parent)
+                    parent = None
+                fields["parent"] = parent.ref if parent is not None else None
+                # the parent's fields as they are now (its digest, when it is intact): replacing its manifest later
+                # breaks the chain
+                fields["parent_digest"] = parent.compute_digest() if parent is not None else None
+                log_first = []
+                if not self._read_log(name)[0]:  # the log begins: it records the (intact) versions already there
+                    log_first = [_log_entry(m, "adopted") for m in existing if not self._manifest_problems(m, m._folder
+                                 or self.path(m))]
+                manifest = self._write_version(folder, name, version, tables, hash_, counts, fields, __version__,
+                                               log_first)
+                return manifest, True
+        except Timeout:
+            raise DataError(f"another process has held the registry lock {folder / '.lock'} for over "
+                            f"{LOCK_TIMEOUT_S:.0f}s", hint="wait for the other publish to finish") from None
+
+    def _write_version(self, folder: Path, name: str, version: int, tables: dict[str, pa.Table], hash_: str,
+                       counts: dict[str, SplitCounts], fields: dict[str, Any], tool_version: str,
+                       log_first: list[dict[str, Any]]) -> Manifest:
+        """Write the version into a temporary folder, log it (after `log_first`), then rename it into place. The
+        log line comes first: a crash between the two leaves a logged number without a folder (never given
+        again), never a published version missing from the log."""
+        import pyarrow.parquet as pq
+
+        final = folder / f"v{version}"
+        tmp = folder / f".tmp-v{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            _save_tables(tmp, tables, hash_)
+            removed, removed_tables = _removed_files(fields.get("removed") or {})
+            for kind, table in removed_tables.items():
+                (tmp / REMOVED_DIR).mkdir(exist_ok=True)
+                pq.write_table(table, tmp / removed[kind]["path"], compression="zstd", row_group_size=65_536,
+                               use_dictionary=True, write_statistics=False)
+            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _data_files(tmp)}
+            manifest = Manifest(name=name, version=version, content_hash=hash_, created_at=_now_utc(),
+                                tool_version=tool_version, counts=counts, files=files, **{**fields, "removed": removed})
+            manifest.manifest_digest = manifest.compute_digest()
+            (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            _make_read_only(tmp)
+            _fsync_tree(tmp)
+            if final.exists() or final.is_symlink():  # cannot happen under the lock (numbers stay above every v<N>)
+                raise DataError(f"{final} already exists; refusing to overwrite a published version")
+            self._append_log(folder, [*log_first, _log_entry(manifest, "published")])
+            os.rename(tmp, final)
+            _fsync_dir(folder)
+            manifest._folder = final
+            return manifest
+        except BaseException:
+            if tmp.exists():
+                _rmtree(tmp)
+            raise
+
+    def register(self, manifest: Manifest, splits: Mapping[str, pa.Table], files: Mapping[str, Path],
+                 origin: str) -> tuple[Manifest, bool]:
+        """Add a version published by another registry (pulled from the Hub) as the same `name@vN`, with its own
+        manifest. Its data is written as `publish` writes it; `files` (manifest path -> a local file) are its other
+        files, copied: the removed-record lists and the `datasets` metadata. Nothing is written unless the manifest
+        matches its digest, the tables its content hash and counts, every file of the new folder the manifest's
+        sha256 (no file missing or added), and a parent that is here the recorded parent digest. Published under
+        the lock, atomically, with a 'pulled' log line naming `origin`.
+
+        Returns (manifest, created). A version of that number already here with the same content hash is returned
+        as it is (created=False); with another hash it is refused, and so is a number this registry gave before."""
+        from filelock import FileLock, Timeout
+
+        m, name, n = manifest, manifest.name, manifest.version
+        self._check_name(name)
+        hint = "the copy on the Hub is not the version that was pushed: push it again from the registry that holds it"
+        if m.schema_version not in SCHEMA_VERSIONS:
+            raise DataError(f"{m.ref} from {origin}: manifest schema_version {m.schema_version}; this swcdata reads "
+                            f"{', '.join(map(str, SCHEMA_VERSIONS))}", hint="upgrade swcdata")
+        if m.manifest_digest is None or m.compute_digest() != m.manifest_digest:
+            raise DataError(f"{m.ref} from {origin}: the manifest does not match its manifest_digest (edited after "
+                            "publishing); refused", hint=hint)
+        tables, hash_, counts = _canonical(splits)
+        if hash_ != m.content_hash:
+            raise DataError(f"{m.ref} from {origin}: the data does not match its manifest: content hash {hash_}, the "
+                            f"manifest says {m.content_hash} (altered or partly uploaded); refused", hint=hint)
+        if counts != m.counts:
+            raise DataError(f"{m.ref} from {origin}: the record counts of the data do not match the manifest's; "
+                            "refused", hint=hint)
+        folder = self._name_folder(name)
+        try:
+            with FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S):
+                for stale in folder.glob(".tmp-*"):  # left by a publisher that died; we hold the lock
+                    _rmtree(stale)
+                dirs = self._version_dirs(name)
+                if n in dirs:
+                    here = self._read_manifest(dirs[n])
+                    if here.content_hash != m.content_hash:
+                        raise DataError(f"{m.ref} is already in the registry at {self.home} with content hash "
+                                        f"{here.content_hash[:12]}, and {origin} holds {m.content_hash[:12]} under "
+                                        "the same number: refused (a version number names one content)",
+                                        hint="pull into another registry (--home or SWCDATA_HOME)")
+                    bad, _extra, _k = self._check_files(here, dirs[n])
+                    problems = self._manifest_problems(here, dirs[n]) + [f"{b.path} differs" for b in bad]
+                    if problems:
+                        raise DataError(f"{here.ref} is in the registry but was modified after publishing "
+                                        f"({problems[0]})", hint=f"run `swcdata verify {here.ref}`")
+                    return here, False
+                if n in self._taken_numbers(name):
+                    raise DataError(f"{m.ref}: this registry gave the number v{n} before (its log {folder / LOG_FILE} "
+                                    "records it), so it cannot hold another version under it: refused",
+                                    hint="pull into another registry (--home or SWCDATA_HOME)")
+                chain, _warnings = self._chain_checks(m, folder / f"v{n}")
+                if chain:
+                    raise DataError(f"{m.ref} from {origin}: {chain[0]}", hint="pull into another registry (--home "
+                                    "or SWCDATA_HOME), or pull its parent into an empty one first")
+                existing = self.versions(name) if dirs else []
+                log_first = []
+                if not self._read_log(name)[0]:  # the log begins: it records the (intact) versions already there
+                    log_first = [_log_entry(v, "adopted") for v in existing
+                                 if not self._manifest_problems(v, v._folder or self.path(v))]
+                return self._write_pulled(folder, m, tables, files, origin, log_first), True
+        except Timeout:
+            raise DataError(f"another process has held the registry lock {folder / '.lock'} for over "
+                            f"{LOCK_TIMEOUT_S:.0f}s", hint="wait for the other publish to finish") from None
+
+    def _write_pulled(self, folder: Path, m: Manifest, tables: dict[str, pa.Table], files: Mapping[str, Path],
+                      origin: str, log_first: list[dict[str, Any]]) -> Manifest:
+        """`register`'s write: the data and files into a temporary folder, every file checked against the manifest,
+        the log line, then the rename (as `_write_version`)."""
+        final = folder / f"v{m.version}"
+        tmp = folder / f".tmp-v{m.version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            _save_tables(tmp, tables, m.content_hash)
+            root = tmp.resolve()
+            for rel, src in files.items():
+                why = _unsafe_path(rel, root)
+                if why is not None or rel not in m.files:
+                    raise DataError(f"{m.ref} from {origin}: file {rel!r} " + (why or "is not in the manifest"))
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, tmp / rel)
+            written = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _data_files(tmp)}
+            for rel in sorted(set(written) | set(m.files)):
+                if written.get(rel) != m.files.get(rel):
+                    what = ("missing" if rel not in written else "not in the manifest" if rel not in m.files
+                            else f"sha256 {written[rel]}, the manifest says {m.files[rel]}")
+                    raise DataError(
+                        f"{m.ref} from {origin}: {rel} of the rebuilt version does not match the manifest ({what}); "
+                        "refused", hint="the data matched its content hash: this file differs when another version "
+                        f"of swcdata or `datasets` writes it (published with swcdata {m.tool_version})"
+                        if rel.endswith(".arrow") else "the copy on the Hub is incomplete or altered: push it again")
+            (tmp / MANIFEST_FILE).write_text(m.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            _make_read_only(tmp)
+            _fsync_tree(tmp)
+            if final.exists() or final.is_symlink():  # cannot happen under the lock (checked by the caller)
+                raise DataError(f"{final} already exists; refusing to overwrite a published version")
+            self._append_log(folder, [*log_first, {**_log_entry(m, "pulled"), "origin": origin}])
+            os.rename(tmp, final)
+            _fsync_dir(folder)
+            out = m.model_copy()
+            out._folder = final
+            return out
+        except BaseException:
+            if tmp.exists():
+                _rmtree(tmp)
+            raise
+
+    # -- loading and checking -------------------------------------------------------------------
+
+    def _check_files(self, m: Manifest, folder: Path) -> tuple[list[FileCheck], list[str], int]:
+        """(bad files, extra files, files checked) against the manifest's file hashes. A path that is not a plain
+        relative path inside the version folder is never read (the manifest checks name it)."""
+        bad: list[FileCheck] = []
+        root = folder.resolve()
+        checked = 0
+        for rel, expected in m.files.items():
+            if _unsafe_path(rel, root) is not None:
+                continue
+            checked += 1
+            p = folder / rel
+            actual = sha256_file(p) if p.is_file() else None
+            if actual != expected:
+                bad.append(FileCheck(path=rel, expected=expected, actual=actual, ok=False))
+        on_disk = {p.relative_to(folder).as_posix() for p in _data_files(folder)}
+        extra = sorted(on_disk - set(m.files))
+        return bad, extra, checked
+
+    def _load_dd(self, m: Manifest, folder: Path, keep_in_memory: bool) -> datasets.DatasetDict:
+        import datasets
+
+        try:
+            with _quiet_datasets():
+                dd = datasets.load_from_disk(str(folder), keep_in_memory=keep_in_memory)
+        except Exception as e:  # any failure to parse the stored files is a data problem of this version
+            raise DataError(f"{m.ref}: cannot read the data in {folder}: {type(e).__name__}: {e}",
+                            hint=f"run `swcdata verify {m.ref}`") from None
+        if not isinstance(dd, datasets.DatasetDict):
+            raise DataError(f"{m.ref}: {folder} does not hold a DatasetDict")
+        return dd
+
+    def load(self, ref: str, verify: bool = True, *,
+             keep_in_memory: bool = True) -> tuple[datasets.DatasetDict, Manifest]:
+        """Load a version as a `DatasetDict`. With `verify` (default) the data files must match the manifest's
+        hashes and the recomputed content hash must match; otherwise DataError names the version and both
+        hashes. In memory by default, so `datasets` never writes cache files into the immutable version."""
+        m = self.resolve(ref)
+        folder = self.path(m)
+        if verify:
+            problems = self._manifest_problems(m, folder)
+            if problems:
+                raise DataError(f"{m.ref}: {problems[0]}", hint=f"run `swcdata verify {m.ref}`")
+            bad, _extra, _n = self._check_files(m, folder)
+            if bad:
+                first = bad[0]
+                raise DataError(
+                    f"{m.ref} was modified after publishing: {len(bad)} data file(s) differ from the manifest "
+                    f"(first: {first.path}: expected sha256 {first.expected}, actual {first.actual or 'missing'})",
+                    hint=f"run `swcdata verify {m.ref}`; restore the version from a copy (published versions are "
+                         "never overwritten)")
+        dd = self._load_dd(m, folder, keep_in_memory)
+        if verify:
+            actual = content_hash(dd)
+            if actual != m.content_hash:
+                raise DataError(f"{m.ref}: content hash mismatch: expected {m.content_hash}, actual {actual} "
+                                f"(the data in {folder} was modified after publishing)",
+                                hint=f"run `swcdata verify {m.ref}`")
+        return dd, m
+
+    def verify(self, ref: str) -> VerifyReport:
+        """Check every data file against the manifest's sha256 and recompute the content hash."""
+        m = self.resolve(ref)
+        folder = self.path(m)
+        bad, extra, n = self._check_files(m, folder)
+        problems, warnings = self._manifest_checks(m, folder)
+        unsafe = bool(self._path_problems(m, folder))
+        problems += [f"{b.path}: {'missing' if b.actual is None else 'modified'} "
+                     f"(expected sha256 {b.expected}, actual {b.actual or '-'})" for b in bad]
+        actual: str | None = None
+        # never parse files known to be altered (a corrupt Arrow buffer may not fail cleanly), nor a version whose
+        # manifest names paths outside it
+        if not bad and not unsafe:
+            try:
+                dd = self._load_dd(m, folder, keep_in_memory=True)
+                actual = content_hash(dd)
+                rows = {split: dd[split].num_rows for split in dd}
+                if rows != {split: c.records for split, c in m.counts.items()}:
+                    problems.append(f"the manifest's record counts {({k: c.records for k, c in m.counts.items()})} "
+                                    f"do not match the data {rows}")
+            except DataError as e:
+                problems.append(e.message)
+            if actual is not None and actual != m.content_hash:
+                problems.append(f"content hash mismatch: expected {m.content_hash}, actual {actual}")
+        if not m.files:
+            problems.append("the manifest lists no data files")
+        return VerifyReport(ref=m.ref, path=str(folder), ok=not problems, expected=m.content_hash, actual=actual,
+                            files_checked=n, files=bad, extra_files=extra, problems=problems,
+                            warnings=[*self.warnings, *warnings])
+
+    def removed_records(self, ref: str | Manifest, kind: str) -> list[dict[str, Any]]:
+        """The records of one kind of the manifest's `removed` section (quarantined, duplicates, ...): read from
+        the version's `removed/<kind>.parquet` (its sha256 checked against the manifest first), or the manifest's
+        own list (schema_version 1)."""
+        import orjson
+        import pyarrow.parquet as pq
+
+        m = ref if isinstance(ref, Manifest) else self.resolve(ref)
+        if kind not in m.removed:
+            raise InputError(f"{m.ref} records no removed {kind!r}",
+                             hint="it records: " + (", ".join(m.removed) or "nothing"))
+        value = m.removed[kind]
+        if isinstance(value, list):
+            return value
+        if not isinstance(value, Mapping) or not isinstance(value.get("records"), int):
+            raise DataError(f"{m.ref}: removed.{kind} is not a list of records ({value!r})")
+        rel = value.get("path")
+        if rel is None:
+            return []
+        folder = self.path(m)
+        problems = self._path_problems(m, folder)
+        if problems:
+            raise DataError(problems[0], hint=f"run `swcdata verify {m.ref}`")
+        actual = sha256_file(folder / rel) if (folder / rel).is_file() else None
+        if actual != m.files[rel]:
+            raise DataError(f"{m.ref}: {rel} was modified after publishing: expected sha256 {m.files[rel]}, actual "
+                            f"{actual or 'missing'}", hint=f"run `swcdata verify {m.ref}`")
+        table = pq.read_table(folder / rel)
+        if (table.schema.metadata or {}).get(_REMOVED_META) == b"json":
+            return [orjson.loads(t) for t in table.column("json").to_pylist()]
+        return table.to_pylist()
+
+    # -- comparing and exporting ----------------------------------------------------------------
+
+    def diff(self, a: str, b: str) -> DiffReport:
+        """Per split: record ids added and removed from A to B, and records 'changed' (same source file and
+        line, same transform/template, different id). Also ids that moved between splits and the step
+        config values that differ."""
+        dda, ma = self.load(a)
+        ddb, mb = self.load(b)
+        rows_a = {s: _arrow_rows(dda[s]) for s in dda}
+        rows_b = {s: _arrow_rows(ddb[s]) for s in ddb}
+        where_a = {r["id"]: s for s, rows in rows_a.items() for r in rows}
+        where_b = {r["id"]: s for s, rows in rows_b.items() for r in rows}
+        changed = _pair_changed(rows_a, rows_b, where_a, where_b)
+        paired_a = {c.a_id for c in changed}
+        paired_b = {c.b_id for c in changed}
+        splits = []
+        for split in _split_order(sorted(set(rows_a) | set(rows_b))):
+            a, b = rows_a.get(split, []), rows_b.get(split, [])
+            added_ids = [r["id"] for r in b if r["id"] not in where_a and r["id"] not in paired_b]
+            removed_ids = [r["id"] for r in a if r["id"] not in where_b and r["id"] not in paired_a]
+            here = [c for c in changed if c.b_split == split]
+            splits.append(SplitDiff(split=split, a_records=len(a), b_records=len(b),
+                                    unchanged=sum(1 for r in b if r["id"] in where_a), added=len(added_ids),
+                                    removed=len(removed_ids), changed=len(here),
+                                    moved_in=sum(1 for r in b if where_a.get(r["id"], split) != split),
+                                    moved_out=sum(1 for r in a if where_b.get(r["id"], split) != split),
+                                    added_ids=added_ids, removed_ids=removed_ids, changed_records=here))
+        moved = [MovedRecord(id=i, a_split=where_a[i], b_split=s) for i, s in where_b.items()
+                 if i in where_a and where_a[i] != s]
+        return DiffReport(a=ma.ref, b=mb.ref, a_hash=ma.content_hash, b_hash=mb.content_hash,
+                          identical=ma.content_hash == mb.content_hash, splits=splits, moved=moved,
+                          config_changes=_config_changes(ma.steps, mb.steps))
+
+    def export(self, ref: str, fmt: Literal["parquet", "jsonl"], out: Path) -> list[Path]:
+        """Write one file per split: `<out>/<split>.parquet` or `<out>/<split>.jsonl` (stored-record JSON).
+        All or nothing, as `split --out` writes its folder (io.atomic_outputs): the files move in place
+        together at the end, so an interrupted or failed export leaves `out` as it was (no v2 train beside
+        v1's test), and a folder made for it is removed again."""
+        from swcdata.core.io import atomic_outputs, check_outputs
+        from swcdata.core.records import write_jsonl
+
+        if fmt not in ("parquet", "jsonl"):
+            raise InputError(f"unknown export format {fmt!r}", hint="choose parquet or jsonl")
+        if out.as_posix() in ("-", "/dev/stdout"):
+            raise InputError("--out names a folder (one file per split), not stdout")
+        from swcdata.core.io import refuse_inside_registry
+
+        refuse_inside_registry([("--out", out)], self.home)  # (--home's registry; check_outputs: the default one)
+        # every file is checked before any is written, so a failure leaves no half-done export
+        check_outputs([], [("--out", out / f"{split}.{fmt}") for split in self.resolve(ref).counts])
+        dd, _m = self.load(ref)
+        written = [out / f"{split}.{fmt}" for split in dd]
+        with atomic_outputs(written) as files:
+            for f, split in zip(files, dd, strict=True):
+                table = _as_arrow(dd[split])
+                if fmt == "parquet":
+                    write_parquet_to(table, f)
+                else:
+                    write_jsonl(table, f)
+        return written
+
+
+def _arrow_rows(ds: Any) -> list[dict[str, Any]]:
+    table = _as_arrow(ds)
+    return table.select(["id", "source", "transform", "template"]).to_pylist()
+
+
+def _change_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    src = r["source"] or {}
+    return (src.get("file"), src.get("line"), r.get("transform"), r.get("template"))
+
+
+def _pair_changed(rows_a: dict[str, list[dict[str, Any]]], rows_b: dict[str, list[dict[str, Any]]],
+                  where_a: dict[str, str], where_b: dict[str, str]) -> list[ChangedRecord]:
+    """Records from the same input line (and transform/template) with a new id are 'changed', not added +
+    removed, whichever split each side is in."""
+    pending: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for split in _split_order(list(rows_a)):
+        for r in rows_a[split]:
+            if r["id"] not in where_b:
+                pending[_change_key(r)].append(r)
+    changed: list[ChangedRecord] = []
+    for split in _split_order(list(rows_b)):
+        for r in rows_b[split]:
+            if r["id"] in where_a:
+                continue
+            queue = pending.get(_change_key(r))
+            if queue:
+                old = queue.pop(0)
+                changed.append(ChangedRecord(source=Source(**r["source"]), transform=r.get("transform"),
+                                             template=r.get("template"), a_id=old["id"], b_id=r["id"],
+                                             a_split=where_a[old["id"]], b_split=split))
+    return changed
+
+
+def _config_changes(a: list[Step], b: list[Step]) -> list[ConfigChange]:
+    sa = {s.name: s.config for s in a}
+    sb = {s.name: s.config for s in b}
+    out: list[ConfigChange] = []
+    for name in [*sa, *(n for n in sb if n not in sa)]:
+        if name not in sb:
+            out.append(ConfigChange(step=name, key="", a=sa[name], b=None))
+        elif name not in sa:
+            out.append(ConfigChange(step=name, key="", a=None, b=sb[name]))
+        else:
+            fa, fb = _flatten(sa[name]), _flatten(sb[name])
+            for key in [*fa, *(k for k in fb if k not in fa)]:
+                if fa.get(key) != fb.get(key):
+                    out.append(ConfigChange(step=name, key=key, a=fa.get(key), b=fb.get(key)))
+    return out
+
+
+def load(ref: str, *, home: Path | str | None = None, verify: bool = True) -> datasets.DatasetDict:
+    """Load a published version (`name@vN`, `name@latest`, `name`, `name@<hash prefix>`) as a DatasetDict,
+    verified against its manifest. The registry is `home`, else `$SWCDATA_HOME`, else `./registry`."""
+    dd, _ = Registry(home).load(ref, verify=verify)
+    return dd

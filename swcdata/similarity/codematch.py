@@ -1,0 +1,186 @@
+"""Code-level matching: does the Solidity code of one record appear in another, whatever the prose says?
+
+Whole-record near-duplicate detection compares code and prose together, so a reworded explanation
+hides identical code: the seed corpus has test records whose vulnerable function sits, token for
+token, in a training instruction. This module compares the code alone:
+
+- a record's code is every code span that the extractor finds in its instruction (fences, unquoted
+  blocks, and quoted spans: the seed data quotes whole functions in single quotes), lexed with
+  comments and layout removed, identifiers optionally abstracted (`ID`), the spans separated by one
+  marker token so that no match runs across two of them;
+- **contained**: a code span of record a (of at least `min_tokens` tokens) is a contiguous run of the
+  tokens of record b's code (equal code included): a test function pasted inside a training contract
+  is caught, whatever its share of it and whatever other fragments either record quotes;
+- **near**: the estimated Jaccard similarity of their code shingles is at or above `threshold`
+  (MinHash + LSH, the same machinery as `dedup`), for code that was edited a little.
+
+Code shorter than `min_tokens` is not matched at this level: a one-line `msg.sender.transfer(x);`
+is shared by hundreds of unrelated records. The whole-record rules still see those records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from swcdata.similarity import minhash
+from swcdata.solidity.lexer import code_tokens
+from swcdata.solidity.spans import extract_code
+
+SPAN_MARK = "\u00a7"  # between the code spans of one record (never a token of the lexer)
+_ANCHOR = 8  # tokens per anchor window of the containment search
+
+
+class CodeMatchConfig(BaseModel):
+    """The code-level leak rule's knobs."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    min_tokens: int = Field(20, ge=_ANCHOR, le=10_000, description="Code of fewer tokens is not matched at the code "
+                            "level (one-line fragments are shared by unrelated records).")
+    threshold: float = Field(0.8, gt=0, le=1, description="Estimated Jaccard similarity of the code's shingles at "
+                             "or above which two pieces of code are near copies.")
+    abstract_identifiers: bool = Field(True, description="Ignore identifier names (a renamed copy is a copy).")
+    ngram: int = Field(5, ge=1, le=32, description="Code tokens per shingle of the near rule.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations of the near rule.")
+    seed: int = Field(1, ge=0, le=2**63 - 1, description="Seed of the MinHash permutations.")
+
+
+@dataclass
+class RecordCode:
+    """The code of one record: its spans' tokens (all spans), in text order."""
+
+    spans: list[list[str]]
+
+    def needles(self, min_tokens: int) -> list[list[str]]:
+        """The spans long enough to be matched on their own."""
+        return [sp for sp in self.spans if len(sp) >= min_tokens]
+
+    def joined(self) -> list[str]:
+        """Every span, separated by the marker (a match never runs across two spans)."""
+        out: list[str] = []
+        for sp in self.spans:
+            if out:
+                out.append(SPAN_MARK)
+            out.extend(sp)
+        return out
+
+
+def record_code(instructions: Sequence[str], cfg: CodeMatchConfig) -> list[RecordCode]:
+    """The code tokens of each instruction's code spans (string literals with blanks kept as one token)."""
+    out: list[RecordCode] = []
+    for text in instructions:
+        spans = []
+        for span in extract_code(text):
+            lexed = code_tokens(span.text, abstract_identifiers=cfg.abstract_identifiers)
+            if lexed:
+                spans.append([t.replace(" ", "\u2423") if " " in t else t for t in lexed])
+        out.append(RecordCode(spans))
+    return out
+
+
+Kind = Literal["contained", "contains", "near"]
+
+
+@dataclass
+class CodePairs:
+    """Matches between records of `a` and of `b`: a[i] relates to b[j] as `kind` (contained: a's code is inside
+    b's; contains: b's code is inside a's; near: similar code), with the estimated similarity (1.0 for the
+    containment kinds)."""
+
+    i: npt.NDArray[np.int64]
+    j: npt.NDArray[np.int64]
+    kind: list[Kind]
+    similarity: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+
+def _windows(streams: list[list[str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Hashes of every `_ANCHOR`-token window of each stream, and the window offsets per stream."""
+    return minhash.shingle_hashes([" ".join(c) for c in streams], _ANCHOR, short_whole=False)
+
+
+def _contained(a: list[RecordCode], b: list[RecordCode], min_tokens: int, same: bool) -> list[tuple[int, int]]:
+    """(i, j) where a span of a[i] (of at least min_tokens tokens) occurs whole in the code of b[j] (i != j when
+    `same`): each span is looked up by its rarest anchor window among b's windows, and every record holding
+    that window is checked."""
+    owner = [i for i, rc in enumerate(a) for _ in rc.needles(min_tokens)]
+    needles = [sp for rc in a for sp in rc.needles(min_tokens)]
+    hays = [rc.joined() for rc in b]
+    wa, oa = _windows(needles)
+    wb, ob = _windows(hays)
+    if len(wa) == 0 or len(wb) == 0:
+        return []
+    rec_b = np.repeat(np.arange(len(b), dtype=np.int64), np.diff(ob))
+    order = np.lexsort((rec_b, wb))
+    wb_sorted, rec_sorted = wb[order], rec_b[order]
+    left = np.searchsorted(wb_sorted, wa, side="left")
+    right = np.searchsorted(wb_sorted, wa, side="right")
+    count = right - left
+    hay = [f" {' '.join(h)} " for h in hays]
+    out: dict[tuple[int, int], None] = {}
+    for n, needle_toks in enumerate(needles):
+        lo, hi = int(oa[n]), int(oa[n + 1])
+        if lo == hi:
+            continue
+        k = lo + int(np.argmin(count[lo:hi]))
+        if count[k] == 0:
+            continue
+        i = owner[n]
+        needle = f" {' '.join(needle_toks)} "
+        for j in dict.fromkeys(rec_sorted[left[k]:right[k]].tolist()):
+            if (not same or i != j) and (i, j) not in out and needle in hay[j]:
+                out[(i, j)] = None
+    return list(out)
+
+
+def _near(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig) -> list[tuple[int, int, float]]:
+    """(i, j, similarity) of code near copies (the spans of at least min_tokens tokens of each record), every
+    pair of each LSH bucket verified at the threshold."""
+    both = a if b is None else a + b
+    streams = [[t for sp in rc.needles(cfg.min_tokens) for t in (*sp, SPAN_MARK)] for rc in both]
+    rows = np.array([k for k, c in enumerate(streams) if c], dtype=np.int64)
+    if len(rows) < 2:
+        return []
+    h, off = minhash.shingle_hashes([" ".join(streams[k]) for k in rows], cfg.ngram)
+    sig = minhash.signatures(h, off, cfg.num_perm, cfg.seed)
+    pairs = minhash.candidate_pairs(sig, *minhash.lsh_params(cfg.threshold, cfg.num_perm), all_pairs=True)
+    sims = minhash.similarity(sig, pairs)
+    keep = sims >= cfg.threshold
+    pairs, sims = rows[pairs[keep]], sims[keep]
+    if b is None:
+        return [(int(x), int(y), float(s)) for (x, y), s in zip(pairs.tolist(), sims, strict=True)]
+    na = len(a)
+    out = []
+    for (x, y), s in zip(pairs.tolist(), sims, strict=True):  # (x < y: an a-b pair has x in a, y in b)
+        if x < na <= y:
+            out.append((x, y - na, float(s)))
+    return out
+
+
+def code_pairs(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig) -> CodePairs:
+    """Every code-level match between the records of `a` and those of `b` (or within `a` when b is None,
+    each unordered pair once). Containment first; a pair that is also near keeps its containment kind."""
+    same = b is None
+    other = a if b is None else b
+    found: dict[tuple[int, int], tuple[Kind, float]] = {}
+    for i, j in _contained(a, other, cfg.min_tokens, same):
+        key = (min(i, j), max(i, j)) if same else (i, j)
+        kind: Kind = "contained" if not same or i < j else "contains"
+        found.setdefault(key, (kind, 1.0))
+    for i, j in _contained(other, a, cfg.min_tokens, same) if not same else []:
+        found.setdefault((j, i), ("contains", 1.0))
+    for i, j, s in _near(a, b, cfg):
+        found.setdefault((i, j), ("near", round(s, 4)))
+    keys = sorted(found)
+    return CodePairs(i=np.array([k[0] for k in keys], dtype=np.int64),
+                     j=np.array([k[1] for k in keys], dtype=np.int64),
+                     kind=[found[k][0] for k in keys],
+                     similarity=np.array([found[k][1] for k in keys], dtype=np.float64))
