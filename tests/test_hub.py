@@ -26,7 +26,8 @@ from swcdata.cli.main import app
 from swcdata.core.errors import DataError, InputError
 from swcdata.registry import hub
 from swcdata.registry.hub import HubError, parse_size, push, shard_ranges, size_category
-from swcdata.registry.store import Manifest, Registry
+from swcdata.registry.manifest import Manifest
+from swcdata.registry.store import Registry
 from swcdata.steps.validate import ValidateConfig, load_valid
 
 REPO = Path(__file__).resolve().parents[1]

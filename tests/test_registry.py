@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 from swcdata.cli.main import app
 from swcdata.core.errors import ConfigError, DataError, InputError
 from swcdata.core.records import RECORD_SCHEMA
-from swcdata.registry.store import Manifest, Registry, content_hash
+from swcdata.registry.content import content_hash
+from swcdata.registry.manifest import Manifest
+from swcdata.registry.store import Registry
 from swcdata.steps.validate import ValidateConfig, load_valid
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from swcdata.cli.main import app
 from swcdata.core.errors import DataError, InputError
-from swcdata.registry.store import LOG_FILE, Manifest, Registry
+from swcdata.registry.manifest import Manifest
+from swcdata.registry.store import LOG_FILE, Registry
 from swcdata.steps.validate import ValidateConfig, load_valid
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,13 +11,13 @@ This module imports neither torch nor transformers (it is registered in `swcdata
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from swcdata.core.errors import ConfigError, InputError
+from swcdata.core.errors import ConfigError, InputError, plain_message
 
 # What fine-tuning and answer generation import (the `train` extra); checked up front, without importing.
 TRAIN_MODULES = ("torch", "transformers", "peft", "accelerate", "trl")
@@ -254,7 +254,7 @@ class Recipe(BaseModel):
     def _cross(self) -> Recipe:
         if self.model.source == "tiny" and self.data.max_length > self.model.tiny.max_position_embeddings:
             raise ValueError("data.max_length must be <= model.tiny.max_position_embeddings")
-        # several problems at once, one per line, each with its own path (see problems_of)
+        # several problems at once, one per line, each with its own path (see core.errors.validation_problems)
         problems = _distributed_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
@@ -268,7 +268,8 @@ class Recipe(BaseModel):
 
 # ---- loading ---------------------------------------------------------------------------------
 
-def _message(e: dict[str, Any]) -> str:
+def _message(e: Mapping[str, Any]) -> str:
+    """A recipe error in the recipe's words (bounds as `must be > 0`, an unknown key, a required one)."""
     ctx = e.get("ctx") or {}
     kind = e["type"]
     if kind == "greater_than":
@@ -286,31 +287,8 @@ def _message(e: dict[str, Any]) -> str:
     if kind == "missing":
         return "required"
     if kind == "value_error":
-        return str(e["msg"]).removeprefix("Value error, ")
+        return plain_message(e)
     return str(e["msg"])
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    # drop pydantic's union branch names (e.g. "literal['all-linear']", "list[str]") from the path
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
-    return ".".join(parts) or "(recipe)"
-
-
-_PATHED = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+: ")
-
-
-def problems_of(e: ValidationError) -> list[str]:
-    """Every validation error as `path: message`, deduplicated, in order."""
-    seen: dict[str, None] = {}
-    for err in e.errors():
-        path, message = _path(tuple(err["loc"])), _message(dict(err))
-        lines = message.splitlines()
-        if path == "(recipe)" and err["type"] == "value_error" and all(_PATHED.match(m) for m in lines):
-            for m in lines:  # a cross-section check: each problem carries its own path
-                seen.setdefault(m, None)
-            continue
-        seen.setdefault(f"{path}: {message}", None)
-    return list(seen)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -356,7 +334,7 @@ def recipe_from_dict(data: dict[str, Any], *, source: str | None = None) -> Reci
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(problems_of(e), source=source) from None
+        raise ConfigError.from_validation(e, source=source, whole="(recipe)", message=_message) from None
 
 
 def recipe_dirs() -> list[tuple[RecipeSource, Path]]:

@@ -36,7 +36,7 @@ def load_dataset(spec: str, home: Path | None = None) -> tuple[datasets.DatasetD
 def load_folder(path: Path) -> tuple[datasets.DatasetDict, DatasetRef]:
     import datasets as hfd
 
-    from swcdata.registry.store import content_hash
+    from swcdata.registry.content import content_hash
 
     if (path / "dataset_dict.json").is_file():
         dd = hfd.load_from_disk(str(path), keep_in_memory=True)

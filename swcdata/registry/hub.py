@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from swcdata.core.errors import DataError, InputError, SwcdataError
+from swcdata.core.errors import DataError, InputError, SwcdataError, validation_problems
 from swcdata.core.io import sha256_file
-from swcdata.registry.store import Manifest, Registry, _as_arrow, _features, _flatten
+from swcdata.registry.content import as_arrow
+from swcdata.registry.manifest import Manifest, flatten
+from swcdata.registry.store import Registry, record_features
 
 if TYPE_CHECKING:
     import datasets
@@ -174,7 +176,7 @@ def _front_matter(m: Manifest, split_bytes: Mapping[str, int], download_size: in
                      "data_files": [{"split": s, "path": f"data/{s}-*"} for s in m.counts]}],
     }
     try:
-        features: list[Any] | None = _features()._to_yaml_list()
+        features: list[Any] | None = record_features()._to_yaml_list()
     except Exception:  # a private helper of `datasets`: leave the features out rather than fail
         features = None
     info: dict[str, Any] = {}
@@ -205,7 +207,7 @@ def _num(v: Any) -> str:
 
 
 def _kv_table(d: Mapping[str, Any]) -> list[str]:
-    flat = _flatten(d)
+    flat = flatten(d)
     if not flat:
         return ["(none)"]
     return ["| key | value |", "| --- | ---: |", *(f"| `{k}` | {_num(v)} |" for k, v in flat.items())]
@@ -275,7 +277,7 @@ def _ledger_section(ledger: Mapping[str, Any]) -> list[str]:
     lines += [f"| {_LEDGER_LINES[k]} | {_num(rest[k])} |" for k in path]
     lines += [f"| {_LEDGER_MORE[k]} | {_num(rest[k])} |" for k in _LEDGER_MORE if k in rest]
     other = {k: v for k, v in rest.items() if k not in _LEDGER_LINES and k not in _LEDGER_MORE}
-    lines += [f"| `{k}` | {_num(v)} |" for k, v in _flatten(other).items()]
+    lines += [f"| `{k}` | {_num(v)} |" for k, v in flatten(other).items()]
     if len(path) == len(_LEDGER_LINES) and all(isinstance(rest[k], int) for k in path):
         parts = [rest[k] for k in path[1:]]
         ok = rest["lines_read"] == sum(parts)
@@ -524,8 +526,8 @@ def write_shard(table: pa.Table, f: Any) -> None:
 
     from swcdata.core.records import RECORD_SCHEMA
 
-    meta = {"huggingface": json.dumps({"info": {"features": _features().to_dict()}})}
-    table = _as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
+    meta = {"huggingface": json.dumps({"info": {"features": record_features().to_dict()}})}
+    table = as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
     cdc: dict[str, Any] = ({"use_content_defined_chunking": dict(CDC_OPTIONS), "write_page_index": True}
                            if content_defined_chunking() else {})
     pq.write_table(table, f, compression="zstd", row_group_size=10_000, use_dictionary=True, write_statistics=True,
@@ -546,7 +548,7 @@ def stage(dd: datasets.DatasetDict | Mapping[str, Any], m: Manifest, folder: Pat
     split_bytes: dict[str, int] = {}
     paths = []
     for split in m.counts:
-        table = _as_arrow(dd[split])
+        table = as_arrow(dd[split])
         split_bytes[split] = int(table.nbytes)
         ranges = shard_ranges(table.num_rows, split_bytes[split], limit)
         for i, (offset, length) in enumerate(ranges):
@@ -924,9 +926,9 @@ def pull(spec: str, *, home: Path | str | None = None, api_factory: Callable[[],
         try:
             m = Manifest.model_validate_json(Path(path).read_bytes())
         except ValidationError as e:
-            first = e.errors()[0]
+            first = validation_problems(e, whole="(the whole file)")[0]
             raise DataError(f"{origin}: {MANIFEST_PATH} is not a valid manifest ({e.error_count()} problem(s); first: "
-                            f"{'.'.join(map(str, first['loc'])) or '(the whole file)'}: {first['msg']})") from None
+                            f"{first})") from None
         tag = re.fullmatch(r"[vV](\d+)", rev or "")
         if tag and int(tag.group(1)) != m.version:
             raise DataError(f"{origin} holds the manifest of {m.ref}, not of v{tag.group(1)}: the tag does not name "

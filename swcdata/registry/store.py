@@ -19,6 +19,9 @@ Contracts:
 - Provenance: the manifest names the parent version, every step with its full config, and the input files
   with their sha256.
 
+The parts it stands on: `swcdata.registry.manifest` (the manifest models), `swcdata.registry.content` (the
+content hash, a version's identity) and `swcdata.registry.diff` (comparing two versions).
+
 Heavy libraries (pyarrow, datasets) are imported inside the functions that need them, so listing versions
 and resolving references only reads small JSON files.
 """
@@ -33,42 +36,42 @@ import re
 import shutil
 import stat
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from swcdata.core.errors import ConfigError, DataError, InputError
+from swcdata.core.errors import ConfigError, DataError, InputError, validation_problems
 from swcdata.core.io import sha256_file
-from swcdata.core.schema import Source
+from swcdata.registry.content import as_arrow, canonical, content_hash, quiet_datasets
+from swcdata.registry.diff import DiffReport, diff_versions
+from swcdata.registry.manifest import (
+    COMPUTED,
+    MANIFEST_FILE,
+    NAME_PATTERN,
+    REMOVED_DIR,
+    SCHEMA_VERSIONS,
+    Manifest,
+    SplitCounts,
+    Step,
+    steps_key,
+)
 
 if TYPE_CHECKING:
     import datasets
     import pyarrow as pa
 
-MANIFEST_FILE = "manifest.json"
 LOG_FILE = "log.jsonl"  # <home>/<name>/log.jsonl: one line per published version (see Registry._append_log)
-REMOVED_DIR = "removed"  # <version>/removed/<kind>.parquet: the per-record lists of the manifest's `removed`
-# 1: the first manifests (from 2026-12-01 with a manifest_digest; the earlier ones, without it, are refused);
-# 2: parent_digest (the chain), removed records in Parquet files instead of inline lists.
-SCHEMA_VERSION = 2
-SCHEMA_VERSIONS = (1, 2)
-HASH_FORMAT = b"swcdata-content-hash/1\n"
 ROWS_PER_SHARD = 250_000
 LOCK_TIMEOUT_S = 600.0
 MIN_HASH_PREFIX = 4
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 _NAME_RE = re.compile(NAME_PATTERN)
-_SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name
 _VERSION_DIR_RE = re.compile(r"^v([1-9]\d*)$")  # (no v0, no v01: one folder name per version number)
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
-_SPLIT_ORDER = ("train", "validation", "test")
-_COMPUTED = ("schema_version", "name", "version", "content_hash", "created_at", "tool_version", "counts", "files",
-             "manifest_digest", "parent_digest")
 _KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a `removed` kind stored as removed/<kind>.parquet
 
 
@@ -87,115 +90,7 @@ def expand_home(path: str | Path, what: str) -> Path:
                          hint="give an absolute path, or a path relative to the working directory") from None
 
 
-# ---- manifest ---------------------------------------------------------------------------------
-
-
-class Step(BaseModel):
-    """One pipeline step that produced the version: its name, full config and summary numbers."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1)
-    config: dict[str, Any] = Field(default_factory=dict, description="The step's full, resolved config.")
-    summary: dict[str, Any] = Field(default_factory=dict, description="What the step did, in numbers.")
-
-
-class InputRef(BaseModel):
-    """An input file the version was built from."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(description="The file's published name: relative to the build config's folder, or its "
-                      "file name (with the shortest distinguishing suffix of its path) when outside it.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    bytes: int = Field(ge=0)
-    role: Literal["input", "holdout"] = Field("input", description="'input': a training input; 'holdout': the "
-                                              "existing test set that became the test split. (Manifests "
-                                              "written before roles were recorded list inputs only.)")
-
-
-class SplitCounts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    records: int = Field(ge=0)
-    by_category: dict[str, int]
-
-
-class Manifest(BaseModel):
-    """`manifest.json` of one published version: what it holds and exactly how it was made."""
-
-    model_config = ConfigDict(extra="forbid", title="Manifest")
-
-    schema_version: int = SCHEMA_VERSION
-    name: str = Field(pattern=NAME_PATTERN)
-    version: int = Field(ge=1)
-    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$",
-                              description="sha256 over the split names and every row's canonical JSON.")
-    parent: str | None = Field(None, description="The version this one was derived from, e.g. 'swc@v1'.")
-    parent_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
-                                      description="The parent's manifest_digest when this version was published "
-                                      "(schema_version 2; covered by this manifest's own digest): a parent manifest "
-                                      "replaced later no longer matches it. None without a parent.")
-    created_at: str = Field(description="ISO 8601, UTC.")
-    tool_version: str
-    seed: int | None = None
-    license: str | None = Field(None, description="The data's license as the build config declares it (an "
-                                "SPDX-like id, or 'unknown'); None in manifests written before it was recorded.")
-    steps: list[Step] = Field(default_factory=list)
-    inputs: list[InputRef] = Field(default_factory=list)
-    counts: dict[str, SplitCounts] = Field(description="Per split, in the order the splits are stored.")
-    ledger: dict[str, Any] = Field(default_factory=dict, description="The build's conservation ledger.")
-    removed: dict[str, Any] = Field(default_factory=dict, description="What was removed, and why, per kind "
-                                    "(quarantined, duplicates, ...). Schema version 2: {records, path, by_kind}, the "
-                                    "records listed in the Parquet file `path` of the version (in `files`, so covered "
-                                    "by the digest); schema version 1: the list of records itself.")
-    files: dict[str, str] = Field(default_factory=dict,
-                                  description="sha256 of every data file of the version, by relative path.")
-    _folder: Path | None = PrivateAttr(None)  # the folder it was read from (a moved manifest must not mislead)
-    manifest_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
-                                        description="sha256 of this manifest's other fields (sorted-key compact "
-                                        "JSON): an edited manifest no longer matches it. Required: verify and load "
-                                        "refuse a manifest without one (only schema_version 1 manifests written "
-                                        "before 2026-12-01 lack it). The registry log records it at publish.")
-
-    def __eq__(self, other: object) -> bool:  # the fields, not where the manifest was read from
-        return isinstance(other, Manifest) and self.model_dump() == other.model_dump()
-
-    __hash__ = None  # type: ignore[assignment]  # (mutable, like every pydantic model)
-
-    def compute_digest(self) -> str:
-        import orjson
-
-        fields = self.model_dump(mode="json", exclude={"manifest_digest"})
-        # Fields added after the first manifests are left out at their 'absent' value (no license, no parent
-        # digest; an input's role 'input'), so that the manifests written before them keep their digests.
-        for key in ("license", "parent_digest"):
-            if fields.get(key) is None:
-                fields.pop(key, None)
-        for i in fields.get("inputs", []):
-            if i.get("role") == "input":
-                del i["role"]
-        return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@v{self.version}"
-
-    @property
-    def records(self) -> int:
-        return sum(c.records for c in self.counts.values())
-
-    def steps_key(self) -> list[tuple[str, bytes]]:
-        return _steps_key(self.steps)
-
-
-def _steps_key(steps: list[Step]) -> list[tuple[str, bytes]]:
-    import orjson
-
-    return [(s.name, orjson.dumps(s.config, option=orjson.OPT_SORT_KEYS, default=str)) for s in steps]
-
-
-# ---- reports ----------------------------------------------------------------------------------
+# ---- the verify report ------------------------------------------------------------------------
 
 
 class FileCheck(BaseModel):
@@ -226,162 +121,6 @@ class VerifyReport(BaseModel):
                                 description="What could not be checked and does not fail the version: not in the "
                                 "registry log (published before the log existed), a parent no longer in the "
                                 "registry, folders under the name that are not versions.")
-
-
-class ChangedRecord(BaseModel):
-    """The record from one input line (and transform/template) has a different id in the two versions."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: Source
-    transform: str | None = None
-    template: str | None = None
-    a_id: str
-    b_id: str
-    a_split: str
-    b_split: str = Field(description="Differs from a_split when the new content landed in another split.")
-
-
-class SplitDiff(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    split: str
-    a_records: int
-    b_records: int
-    unchanged: int = Field(description="Records of B whose id is in A, in any split (b_records = unchanged + added + "
-                                       "changed).")
-    added: int
-    removed: int = Field(description="Records of A whose id is not in B and that no record of B changed.")
-    changed: int = Field(description="Records of B that replace a record of A from the same source line, transform "
-                                     "and template (A's record may have been in another split).")
-    moved_in: int = Field(0, description="Of `unchanged`: records that were in another split of A.")
-    moved_out: int = Field(0, description="Records of this split of A that are in another split of B.")
-    added_ids: list[str]
-    removed_ids: list[str]
-    changed_records: list[ChangedRecord]
-
-
-class MovedRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    a_split: str
-    b_split: str
-
-
-class ConfigChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    step: str
-    key: str = Field(description="Dotted path in the step config ('' for a step added or removed).")
-    a: Any = None
-    b: Any = None
-
-
-class DiffReport(BaseModel):
-    """`swcdata diff A B`: per split, the record ids added, removed and changed from A to B."""
-
-    model_config = ConfigDict(extra="forbid", title="DiffReport")
-
-    a: str
-    b: str
-    a_hash: str
-    b_hash: str
-    identical: bool = Field(description="Same content hash.")
-    splits: list[SplitDiff]
-    moved: list[MovedRecord] = Field(description="Ids present in both versions but in different splits.")
-    config_changes: list[ConfigChange]
-
-
-# ---- content hash -----------------------------------------------------------------------------
-
-
-def _as_arrow(data: Any) -> pa.Table:
-    """A pa.Table from a pa.Table or a `datasets.Dataset` (its rows in their visible order)."""
-    import pyarrow as pa
-
-    if isinstance(data, pa.Table):
-        return data
-    if getattr(data, "_indices", None) is not None:  # a shuffled/selected Dataset: materialise its row order
-        with _quiet_datasets():
-            data = data.flatten_indices()
-    table = getattr(data, "data", None)
-    table = getattr(table, "table", table)
-    if not isinstance(table, pa.Table):
-        raise TypeError(f"expected a pyarrow Table or a datasets.Dataset, got {type(data).__name__}")
-    return table
-
-
-def _iter_row_json(table: pa.Table) -> Iterator[tuple[dict[str, Any], bytes]]:
-    import orjson
-
-    for batch in table.to_batches():
-        for row in batch.to_pylist():
-            yield row, orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
-
-
-def _split_header(name: str, rows: int) -> bytes:
-    return b"split\x00" + name.encode("utf-8") + b"\x00" + str(rows).encode() + b"\n"
-
-
-def content_hash(dd: Mapping[str, Any]) -> str:
-    """sha256 over the split names (sorted) and every row's canonical JSON (sorted keys), in row order.
-
-    Independent of Arrow chunking, nullability flags, machine and time. Accepts a mapping of split name
-    to `pa.Table` or `datasets.Dataset` (so a `DatasetDict` works too)."""
-    h = hashlib.sha256(HASH_FORMAT)
-    for name in sorted(dd):
-        table = _as_arrow(dd[name])
-        h.update(_split_header(name, table.num_rows))
-        for _, line in _iter_row_json(table):
-            h.update(line)
-            h.update(b"\n")
-    return h.hexdigest()
-
-
-def _split_order(names: list[str]) -> list[str]:
-    return [s for s in _SPLIT_ORDER if s in names] + sorted(s for s in names if s not in _SPLIT_ORDER)
-
-
-def _canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str, dict[str, SplitCounts]]:
-    """Check and re-encode the tables (RECORD_SCHEMA, one contiguous chunk, fixed split order); return them
-    with the content hash and the counts."""
-    import pyarrow as pa
-
-    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA, table_from_rows
-
-    if not splits:
-        raise DataError("nothing to publish: no splits given")
-    problems = []
-    arrow: dict[str, pa.Table] = {}
-    for name, data in splits.items():
-        if not isinstance(name, str) or not _SPLIT_RE.match(name):
-            problems.append(f"split name {name!r} is not valid: use letters, digits and '_' (e.g. 'train')")
-            continue
-        table = arrow[name] = _as_arrow(data)
-        missing = [c for c in RECORD_COLUMNS if c not in table.column_names]
-        extra = [c for c in table.column_names if c not in RECORD_COLUMNS]
-        if missing:
-            problems.append(f"split {name!r} lacks the record columns: {', '.join(missing)}")
-        if extra:
-            problems.append(f"split {name!r} has columns that are not record columns: {', '.join(extra)} "
-                            "(drop them before publishing)")
-    if problems:
-        raise DataError("cannot publish: " + "; ".join(problems))
-
-    out: dict[str, pa.Table] = {}
-    counts: dict[str, SplitCounts] = {}
-    for name in _split_order(list(splits)):
-        table = arrow[name].select(list(RECORD_COLUMNS))
-        try:
-            rows = table.cast(RECORD_SCHEMA).to_pylist()
-            canon = table_from_rows(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-            raise DataError(f"cannot publish: split {name!r} does not fit the record schema: {e}") from None
-        out[name] = canon
-        by_cat = Counter(r["category"] for r in rows)
-        counts[name] = SplitCounts(records=len(rows), by_category=dict(sorted(by_cat.items())))
-    return out, content_hash(out), counts
 
 
 # ---- file helpers -----------------------------------------------------------------------------
@@ -517,27 +256,13 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """No `datasets` progress bars while the registry reads or writes (steps never print)."""
-    from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    was_disabled = are_progress_bars_disabled()
-    disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            enable_progress_bars()
-
-
 def _now_utc() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit() else datetime.now(UTC)
     return when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _features() -> datasets.Features:
+def record_features() -> datasets.Features:
     import datasets
 
     from swcdata.core.records import RECORD_SCHEMA
@@ -554,14 +279,14 @@ def _save_tables(folder: Path, tables: Mapping[str, pa.Table], hash_: str) -> No
     (shards fixed by row count, the fingerprint from the content hash): the same tables give the same bytes."""
     import datasets
 
-    features = _features()
+    features = record_features()
     dd = datasets.DatasetDict({
         split: datasets.Dataset(table, info=datasets.DatasetInfo(features=features),
                                 split=datasets.NamedSplit(split), fingerprint=_fingerprint(hash_, split))
         for split, table in tables.items()
     })
     shards = {split: max(1, -(-t.num_rows // ROWS_PER_SHARD)) for split, t in tables.items()}
-    with _quiet_datasets():
+    with quiet_datasets():
         dd.save_to_disk(str(folder), num_shards=shards)
 
 
@@ -581,20 +306,9 @@ def write_parquet_to(table: pa.Table, f: Any) -> None:
 
     from swcdata.core.records import RECORD_SCHEMA
 
-    meta = {"huggingface": json.dumps({"info": {"features": _features().to_dict()}})}
-    table = _as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
+    meta = {"huggingface": json.dumps({"info": {"features": record_features().to_dict()}})}
+    table = as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
     pq.write_table(table, f, compression="zstd", row_group_size=10_000, use_dictionary=True, write_statistics=True)
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, Mapping) and v:
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
 
 
 # ---- the registry -----------------------------------------------------------------------------
@@ -673,10 +387,8 @@ class Registry:
         except OSError as e:
             raise DataError(f"cannot read {path}: {e.strerror}") from None
         except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(map(str, first["loc"])) or "(the whole file)"
-            raise DataError(f"{path}: not a valid manifest ({e.error_count()} problem(s); first: {where}: "
-                            f"{first['msg']})") from None
+            first = validation_problems(e, whole="(the whole file)")[0]
+            raise DataError(f"{path}: not a valid manifest ({e.error_count()} problem(s); first: {first})") from None
 
     def versions(self, name: str | None = None, *, broken: list[str] | None = None) -> list[Manifest]:
         """Every version's manifest, by name then version. With `name`: that name's versions only.
@@ -933,20 +645,19 @@ class Registry:
 
         self._check_name(name)
         fields = dict(manifest_fields or {})
-        reserved = sorted(k for k in fields if k in _COMPUTED)
+        reserved = sorted(k for k in fields if k in COMPUTED)
         if reserved:
             raise ConfigError([f"{k}: computed by the registry, do not pass it" for k in reserved],
                               source="manifest_fields")
-        tables, hash_, counts = _canonical(splits)
+        tables, hash_, counts = canonical(splits)
         # Validate the caller's fields before taking the lock or writing anything.
         probe = {"name": name, "version": 1, "content_hash": hash_, "created_at": _now_utc(),
                  "tool_version": __version__, "counts": counts, **fields}
         try:
             Manifest.model_validate(probe)
         except ValidationError as e:
-            raise ConfigError([f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()],
-                              source="manifest_fields") from None
-        steps_key = _steps_key([Step.model_validate(s) for s in fields.get("steps", [])])
+            raise ConfigError.from_validation(e, source="manifest_fields") from None
+        new_steps = steps_key([Step.model_validate(s) for s in fields.get("steps", [])])
         bad_kinds = [k for k, v in (fields.get("removed") or {}).items()
                      if _is_record_list(v) and not _KIND_RE.match(k)]
         if bad_kinds:
@@ -961,7 +672,7 @@ class Registry:
                     _rmtree(stale)
                 existing = self.versions(name) if self._version_dirs(name) else []
                 for m in reversed(existing):
-                    if m.content_hash == hash_ and m.steps_key() == steps_key and m.license == fields.get("license"):
+                    if m.content_hash == hash_ and m.steps_key() == new_steps and m.license == fields.get("license"):
                         # The same content is published already (same steps, same license); it is only reused
                         # if it is intact.
                         where = self.path(m)
@@ -1057,7 +768,7 @@ class Registry:
         if m.manifest_digest is None or m.compute_digest() != m.manifest_digest:
             raise DataError(f"{m.ref} from {origin}: the manifest does not match its manifest_digest (edited after "
                             "publishing); refused", hint=hint)
-        tables, hash_, counts = _canonical(splits)
+        tables, hash_, counts = canonical(splits)
         if hash_ != m.content_hash:
             raise DataError(f"{m.ref} from {origin}: the data does not match its manifest: content hash {hash_}, the "
                             f"manifest says {m.content_hash} (altered or partly uploaded); refused", hint=hint)
@@ -1166,7 +877,7 @@ class Registry:
         import datasets
 
         try:
-            with _quiet_datasets():
+            with quiet_datasets():
                 dd = datasets.load_from_disk(str(folder), keep_in_memory=keep_in_memory)
         except Exception as e:  # any failure to parse the stored files is a data problem of this version
             raise DataError(f"{m.ref}: cannot read the data in {folder}: {type(e).__name__}: {e}",
@@ -1270,33 +981,10 @@ class Registry:
     def diff(self, a: str, b: str) -> DiffReport:
         """Per split: record ids added and removed from A to B, and records 'changed' (same source file and
         line, same transform/template, different id). Also ids that moved between splits and the step
-        config values that differ."""
+        config values that differ (see `swcdata.registry.diff`)."""
         dda, ma = self.load(a)
         ddb, mb = self.load(b)
-        rows_a = {s: _arrow_rows(dda[s]) for s in dda}
-        rows_b = {s: _arrow_rows(ddb[s]) for s in ddb}
-        where_a = {r["id"]: s for s, rows in rows_a.items() for r in rows}
-        where_b = {r["id"]: s for s, rows in rows_b.items() for r in rows}
-        changed = _pair_changed(rows_a, rows_b, where_a, where_b)
-        paired_a = {c.a_id for c in changed}
-        paired_b = {c.b_id for c in changed}
-        splits = []
-        for split in _split_order(sorted(set(rows_a) | set(rows_b))):
-            a, b = rows_a.get(split, []), rows_b.get(split, [])
-            added_ids = [r["id"] for r in b if r["id"] not in where_a and r["id"] not in paired_b]
-            removed_ids = [r["id"] for r in a if r["id"] not in where_b and r["id"] not in paired_a]
-            here = [c for c in changed if c.b_split == split]
-            splits.append(SplitDiff(split=split, a_records=len(a), b_records=len(b),
-                                    unchanged=sum(1 for r in b if r["id"] in where_a), added=len(added_ids),
-                                    removed=len(removed_ids), changed=len(here),
-                                    moved_in=sum(1 for r in b if where_a.get(r["id"], split) != split),
-                                    moved_out=sum(1 for r in a if where_b.get(r["id"], split) != split),
-                                    added_ids=added_ids, removed_ids=removed_ids, changed_records=here))
-        moved = [MovedRecord(id=i, a_split=where_a[i], b_split=s) for i, s in where_b.items()
-                 if i in where_a and where_a[i] != s]
-        return DiffReport(a=ma.ref, b=mb.ref, a_hash=ma.content_hash, b_hash=mb.content_hash,
-                          identical=ma.content_hash == mb.content_hash, splits=splits, moved=moved,
-                          config_changes=_config_changes(ma.steps, mb.steps))
+        return diff_versions(dda, ma, ddb, mb)
 
     def export(self, ref: str, fmt: Literal["parquet", "jsonl"], out: Path) -> list[Path]:
         """Write one file per split: `<out>/<split>.parquet` or `<out>/<split>.jsonl` (stored-record JSON).
@@ -1319,62 +1007,12 @@ class Registry:
         written = [out / f"{split}.{fmt}" for split in dd]
         with atomic_outputs(written) as files:
             for f, split in zip(files, dd, strict=True):
-                table = _as_arrow(dd[split])
+                table = as_arrow(dd[split])
                 if fmt == "parquet":
                     write_parquet_to(table, f)
                 else:
                     write_jsonl(table, f)
         return written
-
-
-def _arrow_rows(ds: Any) -> list[dict[str, Any]]:
-    table = _as_arrow(ds)
-    return table.select(["id", "source", "transform", "template"]).to_pylist()
-
-
-def _change_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    src = r["source"] or {}
-    return (src.get("file"), src.get("line"), r.get("transform"), r.get("template"))
-
-
-def _pair_changed(rows_a: dict[str, list[dict[str, Any]]], rows_b: dict[str, list[dict[str, Any]]],
-                  where_a: dict[str, str], where_b: dict[str, str]) -> list[ChangedRecord]:
-    """Records from the same input line (and transform/template) with a new id are 'changed', not added +
-    removed, whichever split each side is in."""
-    pending: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for split in _split_order(list(rows_a)):
-        for r in rows_a[split]:
-            if r["id"] not in where_b:
-                pending[_change_key(r)].append(r)
-    changed: list[ChangedRecord] = []
-    for split in _split_order(list(rows_b)):
-        for r in rows_b[split]:
-            if r["id"] in where_a:
-                continue
-            queue = pending.get(_change_key(r))
-            if queue:
-                old = queue.pop(0)
-                changed.append(ChangedRecord(source=Source(**r["source"]), transform=r.get("transform"),
-                                             template=r.get("template"), a_id=old["id"], b_id=r["id"],
-                                             a_split=where_a[old["id"]], b_split=split))
-    return changed
-
-
-def _config_changes(a: list[Step], b: list[Step]) -> list[ConfigChange]:
-    sa = {s.name: s.config for s in a}
-    sb = {s.name: s.config for s in b}
-    out: list[ConfigChange] = []
-    for name in [*sa, *(n for n in sb if n not in sa)]:
-        if name not in sb:
-            out.append(ConfigChange(step=name, key="", a=sa[name], b=None))
-        elif name not in sa:
-            out.append(ConfigChange(step=name, key="", a=None, b=sb[name]))
-        else:
-            fa, fb = _flatten(sa[name]), _flatten(sb[name])
-            for key in [*fa, *(k for k in fb if k not in fa)]:
-                if fa.get(key) != fb.get(key):
-                    out.append(ConfigChange(step=name, key=key, a=fa.get(key), b=fb.get(key)))
-    return out
 
 
 def load(ref: str, *, home: Path | str | None = None, verify: bool = True) -> datasets.DatasetDict:
