@@ -97,7 +97,7 @@ def test_factor_3_gives_about_three_times_train_with_lineage_on_every_variant(sa
     assert s.skipped_by_finding == rep.skipped_by_finding["noop-fix"] >= 1  # (the sample has a no-op fix)
     assert s.variants_attempted == 3 * (n_in - s.skipped_by_finding)
     assert s.variants_attempted == s.variants_added + s.duplicates_dropped + s.no_effect + s.parse_failed
-    assert n_out == n_in + s.variants_added and rep.balanced
+    assert n_out == n_in + s.variants_added and rep.adds_up
     variants = _variants(out["train"])
     assert len(variants) == s.variants_added
     parents: dict[str, list[dict]] = {}
@@ -321,19 +321,20 @@ def test_transformed_code_still_parses(sample_splits, sample_plain) -> None:
 
 
 def test_a_transform_that_breaks_the_parse_skips_the_record_and_is_counted(sample_splits, monkeypatch) -> None:
+    from swcdata.steps.augment import record
     from swcdata.steps.augment import step as aug
 
     def breaker(rec, key, cache):  # type: ignore[no-untyped-def]
         new = tuple([s.text.replace("{", "{ }}}", 1) if "{" in s.text else s.text for s in f.spans]
                     for f in rec.fields)
-        return aug._edit(rec, (new[0], new[1]))
+        return record.edit(rec, (new[0], new[1]))
 
     monkeypatch.setitem(aug._TRANSFORM_FNS, "reflow_layout", breaker)
     out, rep = augment(sample_splits, AugmentConfig(factor=3, transforms=["layout"], templates=False))
     assert rep.skipped_parse_failures["reflow_layout"] > 0
     assert rep.splits["train"].parse_failed == (rep.skipped_parse_failures["reflow_layout"]
                                                 + rep.skipped_code_lost["reflow_layout"])
-    assert rep.balanced
+    assert rep.adds_up
     parents = {r["id"]: r for r in sample_splits["train"].to_pylist()}
     for v in _variants(out["train"]):  # a variant survives only where no parsing span was broken
         p = parents[v["parent_id"]]
@@ -380,7 +381,7 @@ def test_variants_are_deduplicated_against_every_split(sample_splits, sample_res
     originals = {r["id"] for t in planted.values() for r in t.to_pylist()}
     variant_ids = [v["id"] for v in _variants(out2["train"])]
     assert len(variant_ids) == len(set(variant_ids)) and not set(variant_ids) & originals
-    assert rep2.balanced
+    assert rep2.adds_up
 
 
 def test_records_with_lineage_are_not_augmented_again(sample_result) -> None:
@@ -459,14 +460,14 @@ def test_seed_records_rename_consistently_and_still_parse(seed_splits, seed_plai
     n_in = seed_splits["train"].num_rows
     assert 3 * n_in <= out["train"].num_rows <= 4 * n_in
     assert out["validation"].equals(seed_splits["validation"]) and out["test"].equals(seed_splits["test"])
-    assert rep.balanced
+    assert rep.adds_up
 
 
 def test_seed_records_with_templates(seed_splits) -> None:
     out, rep = augment(seed_splits, AugmentConfig(factor=3, seed=0))
     n_in = seed_splits["train"].num_rows
     assert 3 * n_in <= out["train"].num_rows <= 4 * n_in
-    assert rep.balanced and rep.variants_by_family.get("none", 0) < 0.3 * rep.splits["train"].variants_added
+    assert rep.adds_up and rep.variants_by_family.get("none", 0) < 0.3 * rep.splits["train"].variants_added
     again, rep2 = augment(seed_splits, AugmentConfig(factor=3, seed=0))
     assert _bytes(again) == _bytes(out)  # (the same seed: the same bytes)
     assert rep2.model_dump(exclude={"seconds"}) == rep.model_dump(exclude={"seconds"})
@@ -569,7 +570,7 @@ def test_seed_build_keeps_noop_fix_records_out_of_augmentation(seed_version) -> 
     skipped = summary["skipped_by_finding"]["noop-fix"]
     assert skipped > 50 and summary["splits"]["train"]["skipped_by_finding"] == skipped
     assert res.ledger.not_augmented_by_finding == skipped and m.ledger["not_augmented_by_finding"] == skipped
-    assert res.ledger.balanced
+    assert res.ledger.adds_up
     parents = {p["id"]: p for p, _ in _pairs(rows)}
     lines = [(k, orjson.dumps({f: p[f] for f in ("instruction", "response", "category")}))
              for k, p in enumerate(parents.values(), 1)]
@@ -609,7 +610,7 @@ def test_cli_augments_train_and_copies_the_others(split_dir: Path, tmp_path: Pat
     r = runner.invoke(app, ["augment", str(split_dir), "--out", str(out_dir), "--factor", "3", "--report",
                             str(rep_path)])
     assert r.exit_code == 0, r.output
-    assert "Augment ledger" in r.output and "balanced" in r.output
+    assert "Augment ledger" in r.output and "ledger adds up" in r.output
     result = read_split_dir(out_dir)
     src = read_split_dir(split_dir)
     assert 3 * src["train"].num_rows <= result["train"].num_rows <= 4 * src["train"].num_rows

@@ -56,6 +56,11 @@ EDGES = [
     "-=", "!=", "&&", "&=", "||", "|=", "++", "+=", "%=", "^=", ":=", ">>>>=", "====", "a=>b", "!==",
     "é", "x\u00a0y", "\u2028", "名前 = 1;", "\U0001f600", "a\u0301b", "٣", "ﬁ", "uint256 x = 10**18;",
     'emit Transfer(msg.sender, to, amount); // note "quoted"',
+    # the one lexer's rules: `$` in identifiers, a negative exponent in a decimal number (never in a hex one,
+    # never `e+`), and both inside comments and strings
+    "$", "$$", "a$", "$a1$", "_$_", "1$", "x.$y", "$1", "2e-10", "2E-10", "1.5e-3", "1_000e-18", "1e-3ether",
+    "1e-", "1e-x", "1e--3", "1e+5", "0x1e-5", "0X1E-5", "1ae-3", "1.e-3", "1.5e-3.5", "1__e-3", "1.5_e-2",
+    "9e-9e-9", "x-1e-3", "a = b-1e-3;// 2e-1\n/* $c */ d", '"$a 1e-3" $b', "'2e-10' // $x", "1e-3/* $ */e-4",
 ]
 
 
@@ -70,6 +75,17 @@ def test_lex_random_text_agrees() -> None:
     for _ in range(60_000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
         assert fast.lex(s) == lexer._py_lex(s), repr(s)
+
+
+def test_lex_random_numbers_and_identifiers_agree() -> None:
+    """Random text built from what numbers and identifiers are made of (digits, e/E, x, '_', '.', '-',
+    '+', '$') and the comment and string markers around them."""
+    rng = random.Random(20261206)
+    pieces = [*"0123456789eExX_.-+$a ", "//", "/*", "*/", '"', "'", "\n", "0x", "1e-", "e-", "$x"]
+    for _ in range(60_000):
+        s = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 16)))
+        assert fast.lex(s) == lexer._py_lex(s), repr(s)
+        assert fast.lex(s, 1, len(s) - 1) == lexer._py_lex(s[1:-1]), repr(s)
 
 
 def test_lex_bounds_are_a_slice() -> None:
@@ -301,6 +317,22 @@ def test_token_hashes_agree_on_fields_that_are_not_ascii(monkeypatch: pytest.Mon
     h1, o1 = _token_hashes(ins, res, monkeypatch, True)
     h0, o0 = _token_hashes(ins, res, monkeypatch, False)
     assert np.array_equal(o1, o0) and np.array_equal(h1, h0)
+
+
+def test_token_hashes_agree_on_dollar_names_and_negative_exponents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dedup's C path (`field_ids`, with the lexer's `next_token`) and its Python path agree where the one
+    lexer's rules matter: `$` in names (abstracted like any identifier) and numbers like 2e-10."""
+    rng = random.Random(5)
+    pieces = ["`$x = y$ + 2e-10;`", "```solidity\nuint a$ = 1.5e-3; // $note 1e-5\n```", "$", "a$b", "1e-3",
+              "0x1e-5", "1e+5", "function $f() public { $v -= 1_000e-18; }", " ", "\n", "word", "`a`"]
+    ins = ["".join(rng.choices(pieces, k=rng.randint(0, 12))) for _ in range(800)]
+    res = ["".join(rng.choices(pieces, k=rng.randint(0, 12))) for _ in range(800)]
+    for kw in ({}, {"abstract_identifiers": False}, {"abstract_literals": True}):
+        h1, o1 = _token_hashes(ins, res, monkeypatch, True, **kw)
+        h0, o0 = _token_hashes(ins, res, monkeypatch, False, **kw)
+        assert np.array_equal(o1, o0) and np.array_equal(h1, h0)
+        ref_h, ref_o = tokens.minhash.token_hashes(tokens.record_streams(ins, res, **kw))
+        assert np.array_equal(h1, ref_h) and np.array_equal(o1, ref_o)
 
 
 def test_field_ids_needs_prose_words_for_fields_that_are_not_ascii() -> None:

@@ -296,6 +296,64 @@ def test_code_tokens_strings_keep_comment_markers() -> None:
     assert code_tokens('url = "http://x"; // gone') == ["url", "=", '"http://x"', ";"]
 
 
+@pytest.mark.parametrize(("code", "tokens"), [
+    # identifiers: [a-zA-Z$_][a-zA-Z0-9$_]* (Solidity's grammar)
+    ("$x = a$b + _$;", ["$x", "=", "a$b", "+", "_$", ";"]),
+    ("$ $$ 1$", ["$", "$$", "1", "$"]),
+    # a decimal number's exponent may be negative; the grammar has no e+, and a hex number no exponent
+    ("x = 2e-10 * 1.5E-3 + 1_000e-18;", ["x", "=", "2e-10", "*", "1.5E-3", "+", "1_000e-18", ";"]),
+    ("1e+5 0x1e-5 1ae-3 1.e-3 1e-x", ["1e", "+", "5", "0x1e", "-", "5", "1ae", "-", "3", "1", ".", "e", "-", "3",
+                                        "1e", "-", "x"]),
+    ("a = b-1e-3;// 2e-1\n/* $c */ d", ["a", "=", "b", "-", "1e-3", ";", "d"]),
+])  # fmt: skip
+def test_code_tokens_identifiers_and_numbers_follow_the_grammar(code: str, tokens: list[str]) -> None:
+    assert code_tokens(code) == tokens
+
+
+def test_dollar_identifiers_are_abstracted() -> None:
+    assert code_tokens("$x = y$ + $;", abstract_identifiers=True) == ["ID", "=", "ID", "+", "ID", ";"]
+    assert code_tokens("x = 2e-10;", abstract_literals=True) == ["x", "=", "NUM", ";"]
+
+
+def _offset_texts(code: str) -> list[str]:
+    from swcdata.solidity.lexer import COMMENT, tokens_with_offsets
+
+    return [code[a:b] for k, a, b in tokens_with_offsets(code) if k != COMMENT]
+
+
+def test_tokens_with_offsets_kinds_and_comments() -> None:
+    from swcdata.solidity.lexer import COMMENT, NUMBER, PUNCT, STRING, WORD, tokens_with_offsets
+
+    code = 'a$ = 2e-10; // c\n/* d */ s = "x//y" >>>= é'
+    got = [(k, code[a:b]) for k, a, b in tokens_with_offsets(code)]
+    assert got == [(WORD, "a$"), (PUNCT, "="), (NUMBER, "2e-10"), (PUNCT, ";"), (COMMENT, "// c"),
+                   (COMMENT, "/* d */"), (WORD, "s"), (PUNCT, "="), (STRING, '"x//y"'), (PUNCT, ">>>="),
+                   (PUNCT, "é")]
+
+
+def test_tokens_with_offsets_are_the_token_stream(seed_records: list[dict[str, object]]) -> None:
+    """One lexer: less its comments, `tokens_with_offsets` gives exactly `code_tokens`' tokens (the seed
+    data's code spans and whole fields, and random text)."""
+    import random
+
+    from swcdata.solidity import lexer
+
+    n = 0
+    for r in seed_records:
+        for f in ("instruction", "response"):
+            text = r.get(f)
+            if isinstance(text, str):
+                for piece in [text, *(s.text for s in extract_code(text))]:
+                    assert _offset_texts(piece) == lexer._py_lex(piece)
+                    n += 1
+    assert n > 10_000
+    rng = random.Random(3)
+    alphabet = list(" \t\n\r\x0b/*\"'\\=<>!&|+-%^:.;(){}[]$aeEZ_019xé\u00a0")
+    for _ in range(20_000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
+        assert _offset_texts(s) == lexer._py_lex(s), repr(s)
+
+
 def test_normalize_ignores_comments_and_layout() -> None:
     a = "function f() public {\n    // pay\n    to.transfer(amount);\n}"
     b = "function f()  public { /* pay */ to.transfer( amount ); }"

@@ -21,12 +21,13 @@ import warnings
 from types import ModuleType
 
 PIECES: dict[str, str] = {
-    "extract": "code extraction (solidity.extract_code)",
-    "lex": "the Solidity lexer (solidity.code_tokens)",
-    "field_ids": "dedup's token ids of a field, in IdTable caches in front of the token lookups (tokens._form_ids)",
-    "sign_forms": "dedup's shingles and MinHash signatures, fused per record (tokens.chunk_signatures)",
-    "lsh": "LSH buckets and their star pairs (minhash.candidate_pairs)",
-    "similarity": "pair similarities (minhash.similarity)",
+    "extract": "code extraction (solidity.spans.extract_code)",
+    "lex": "the Solidity lexer (solidity.lexer.code_tokens)",
+    "field_ids": "dedup's token ids of a field, in IdTable caches in front of the token lookups "
+                 "(similarity.tokens._form_ids)",
+    "sign_forms": "dedup's shingles and MinHash signatures, fused per record (similarity.tokens.chunk_signatures)",
+    "lsh": "LSH buckets and their star pairs (similarity.minhash.candidate_pairs)",
+    "similarity": "pair similarities (similarity.minhash.similarity)",
 }
 
 _SETTING = os.environ.get("SWCDATA_NO_EXT", "").strip().lower()

@@ -10,8 +10,8 @@
  */
 #include "_fast.h"
 
-static PyObject *keep_set;      /* solidity._KEEP */
-static PyTypeObject *span_type; /* solidity.CodeSpan, and the descriptors of its slots */
+static PyObject *keep_set;      /* solidity.lexer._KEEP */
+static PyTypeObject *span_type; /* solidity.spans.CodeSpan, and the descriptors of its slots */
 static PyObject *span_slots[4]; /* text, start, end, shape */
 static PyObject *shape_names[3];
 
@@ -149,7 +149,7 @@ equals_ascii(Ex *e, Py_ssize_t a, Py_ssize_t b, const char *w)
     return 1;
 }
 
-/* solidity._CODE_START_ID_GUARD at p (text[p] in [A-Za-z_$]): a necessary condition for every
+/* solidity.spans._CODE_START_ID_GUARD at p (text[p] in [A-Za-z_$]): a necessary condition for every
  * identifier-led branch of a code start. */
 static int
 id_guard(Ex *e, Py_ssize_t p, Py_ssize_t end)
@@ -182,7 +182,7 @@ id_guard(Ex *e, Py_ssize_t p, Py_ssize_t end)
 
 /* ------------------------------------------------------------------------------- _CODE_START in C
  *
- * Each branch of solidity._CODE_START_KW / _CODE_START_ID as a yes/no test at p, bounded by end. Where
+ * Each branch of solidity.spans._CODE_START_KW / _CODE_START_ID as a yes/no test at p, bounded by end. Where
  * a branch's regex could backtrack into another way of matching, the comment says why the test
  * below covers every way (tests/test_fast.py compares these with the regex on random text). */
 
@@ -610,7 +610,7 @@ id_branches(Ex *e, Py_ssize_t p, Py_ssize_t end)
     return ctor_branch(e, p, end);
 }
 
-/* Does solidity._CODE_START match at p (bounded by end)? The keyword-led branches start with one of
+/* Does solidity.spans._CODE_START match at p (bounded by end)? The keyword-led branches start with one of
  * [a-z(+\-_]; the identifier-led ones are behind id_guard (a lookahead of the regex). */
 static int
 code_start(Ex *e, Py_ssize_t p, Py_ssize_t end)
@@ -627,7 +627,7 @@ code_start(Ex *e, Py_ssize_t p, Py_ssize_t end)
 
 /* ------------------------------------------------------------------------------- is_codeish
  *
- * solidity._is_codeish_trimmed on text[a:b] (a stripped string; every caller's candidate is one), the
+ * solidity.spans._is_codeish_trimmed on text[a:b] (a stripped string; every caller's candidate is one), the
  * regexes of _CODEISH_RES as searches over that string. The isidentifier() test of the Python code
  * is not needed: every test after the first needs a character that no identifier has. */
 
@@ -1201,7 +1201,7 @@ scan(Ex *e, Py_ssize_t pos, Py_ssize_t end, Py_UCS4 quote, char *failed, Py_ssiz
     return r;
 }
 
-/* Append CodeSpan(text[x:y], x, y, shape) to the output (made as solidity._span makes it: the
+/* Append CodeSpan(text[x:y], x, y, shape) to the output (made as solidity.spans._span makes it: the
  * frozen dataclass's slots set through their descriptors). */
 static int
 add_span(Ex *e, Py_ssize_t x, Py_ssize_t y, int shape)
@@ -1496,7 +1496,7 @@ extract_all(Ex *e)
 
 const char extract_spans_doc[] =
     "extract_spans(text) -> list[CodeSpan]\n\n"
-    "Every code span of text: solidity.extract_code.";
+    "Every code span of text: solidity.spans.extract_code.";
 
 PyObject *
 fast_extract_spans(PyObject *self, PyObject *args)
@@ -1552,7 +1552,7 @@ extract_ranges(PyObject *s, Py_ssize_t **ranges, Py_ssize_t *count)
 
 const char extract_init_doc[] =
     "extract_init(keep, stopwords, span_type, shapes) -> None\n\n"
-    "The word sets extract_spans uses and the spans it makes (see solidity.py; span_type is a slotted\n"
+    "The word sets extract_spans uses and the spans it makes (see solidity/spans.py; span_type is a slotted\n"
     "class with text, start, end and shape, shapes the names of the fence, inline and block shapes).";
 
 /* All or nothing: the new state (slot descriptors, stop words) is built in locals and swapped in only
@@ -1634,7 +1634,7 @@ fail:
 
 const char code_start_at_doc[] =
     "code_start_at(text, pos, end) -> bool\n\n"
-    "Whether solidity._CODE_START matches at text[pos] with the text ending at end (for the tests).";
+    "Whether solidity.spans._CODE_START matches at text[pos] with the text ending at end (for the tests).";
 
 PyObject *
 fast_code_start_at(PyObject *self, PyObject *args)
@@ -1658,7 +1658,7 @@ fast_code_start_at(PyObject *self, PyObject *args)
 
 const char codeish_doc[] =
     "codeish(s) -> bool\n\n"
-    "solidity._is_codeish_trimmed(s) (for the tests; s without surrounding blanks).";
+    "solidity.spans._is_codeish_trimmed(s) (for the tests; s without surrounding blanks).";
 
 PyObject *
 fast_codeish(PyObject *self, PyObject *args)

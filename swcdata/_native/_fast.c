@@ -2,24 +2,26 @@
  * command's wall time (README, "What is in C and why"; bench/ext_pieces.py). Each has exactly one
  * Python reference, which tests/test_fast.py holds it to:
  *
- *   lex                                   solidity._py_lex (the regex lexer below)
- *   IdTable, field_ids (code_ids,         tokens._append_field: a field's token ids, from cached
+ *   lex                                   solidity.lexer._py_lex (the regex lexer)
+ *   IdTable, field_ids (code_ids,         similarity.tokens._append_field: a field's token ids, from cached
  *     word_ids: the table's test hooks)     lookups in front of the token -> id dicts
- *   sign_forms                            tokens.chunk_signatures' numpy path (shingles, MinHash)
- *   lsh_star_keys                         minhash.candidate_pairs' sorted bands (star pairs)
- *   similarity_into                       minhash.similarity's numpy path
- *   extract_spans (in _extract.c)         solidity._py_extract_code
+ *   sign_forms                            similarity.tokens.chunk_signatures' numpy path (shingles, MinHash)
+ *   lsh_star_keys                         similarity.minhash.candidate_pairs' sorted bands (star pairs)
+ *   similarity_into                       similarity.minhash.similarity's numpy path
+ *   extract_spans (in _extract.c)         solidity.spans._py_extract_code
  *
  * Optional: the package works without it (same results, slower). swcdata/_native/__init__.py is the one switch:
  * `SWCDATA_NO_EXT=1` runs every Python reference, `SWCDATA_NO_EXT=lex,lsh` those pieces only.
  *
- * The lexer reproduces the regex lexer of solidity.py token for token; tests/test_fast.py checks both
- * against each other on the seed data, the generated corpus and random text. The regex it reproduces
- * (re.ASCII, applied with findall from the start of the code):
+ * The lexer reproduces the regex lexer of solidity/lexer.py (its token rules, the *_RX pieces) token
+ * for token; tests/test_fast.py checks both against each other on the seed data, the generated corpus,
+ * random text and explicit cases. The regex it reproduces (re.ASCII, applied with findall from the
+ * start of the code):
  *
  *   \s*+(?://[^\n]*+|/\*[\s\S]*?(?:\*\/|\Z)|(TOKEN))
  *
- *   TOKEN = [(){};,\[\]] | [A-Za-z_]\w*+ | \d\w*+(?:\.\d\w*+)? | "string" | 'string'
+ *   TOKEN = [(){};,\[\]] | [A-Za-z_$][\w$]*+
+ *         | \d[\d_]*+(?:\.\d[\d_]*+)?[eE]-\d\w*+ | \d\w*+(?:\.\d\w*+)? | "string" | 'string'
  *         | >>>=|>>>|<<=|>>=|\*\*=?|=>|->|==|!=|<=|>=|&&|\|\||\+\+|--|[-+*%&|^/]=|<<|>>|:=
  *         | [^\s\w]
  *
@@ -80,6 +82,18 @@ operator_len(const Text *t, Py_ssize_t i, Py_UCS4 c)
     }
 }
 
+/* Whether text[a:b] holds only digits, '_' and '.' (the mantissa of a number with an exponent). */
+static int
+decimal_run(const Text *t, Py_ssize_t a, Py_ssize_t b)
+{
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 c = AT(t, i);
+        if (!(IS_DIGIT(c) || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
 /* The next token at or after `*pos`: sets [*start, *stop) and advances *pos past it; returns 0 when
  * only blanks and comments are left. */
 static int
@@ -111,15 +125,29 @@ next_token(const Text *t, Py_ssize_t *pos, Py_ssize_t *start, Py_ssize_t *stop)
             }
         }
         Py_ssize_t j;
-        if (c < 128 && WORD_BYTE(c)) {
+        if (IS_DIGIT(c)) { /* a number: \d\w*+(?:\.\d\w*+)? */
             j = i + 1;
             while (j < t->end && AT(t, j) < 128 && WORD_BYTE(AT(t, j)))
                 j++;
-            if (IS_DIGIT(c) && j + 1 < t->end && AT(t, j) == '.' && IS_DIGIT(AT(t, j + 1))) {
+            if (j + 1 < t->end && AT(t, j) == '.' && IS_DIGIT(AT(t, j + 1))) {
                 j += 2;
                 while (j < t->end && AT(t, j) < 128 && WORD_BYTE(AT(t, j)))
                     j++;
             }
+            /* ... or a decimal one with a negative exponent, \d[\d_]*+(?:\.\d[\d_]*+)?[eE]-\d\w*+ (tried
+             * first by the regex): the run read so far ends in e or E, holds only digits, '_' and '.'
+             * before it, and "-" and a digit follow */
+            if (j + 1 < t->end && AT(t, j) == '-' && IS_DIGIT(AT(t, j + 1))
+                    && (AT(t, j - 1) == 'e' || AT(t, j - 1) == 'E') && decimal_run(t, i + 1, j - 1)) {
+                j += 2;
+                while (j < t->end && AT(t, j) < 128 && WORD_BYTE(AT(t, j)))
+                    j++;
+            }
+        }
+        else if (c < 128 && (WORD_BYTE(c) || c == '$')) { /* an identifier: [A-Za-z_$][\w$]*+ */
+            j = i + 1;
+            while (j < t->end && AT(t, j) < 128 && (WORD_BYTE(AT(t, j)) || AT(t, j) == '$'))
+                j++;
         }
         else if (c == '"' || c == '\'') {
             j = string_end(t, i, c);
@@ -177,7 +205,7 @@ lex_into(PyObject *s, Py_ssize_t start, Py_ssize_t end, PyObject *out)
 
 PyDoc_STRVAR(lex_doc,
 "lex(code, start=0, end=-1) -> list[str]\n\n"
-"The tokens of code[start:end], comments and blanks dropped: solidity.code_tokens without abstraction.");
+"The tokens of code[start:end], comments and blanks dropped: solidity.lexer.code_tokens without abstraction.");
 
 static PyObject *
 fast_lex(PyObject *self, PyObject *args)
@@ -283,7 +311,7 @@ table_grow(IdTable *tb)
     return 0;
 }
 
-/* u?fixed\d+x\d+ (solidity._FIXED_RE): the fixed-point types, which abstraction keeps. */
+/* u?fixed\d+x\d+ (solidity.lexer._FIXED_RE): the fixed-point types, which abstraction keeps. */
 static int
 is_fixed_type(const Text *t, Py_ssize_t a, Py_ssize_t b)
 {

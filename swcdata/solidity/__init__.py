@@ -1,2 +1,2 @@
-"""Solidity inside instruction text: the one lexer (`lexer`), code spans in prose (`extract`), tree-sitter
-parsing (`parse`) and what code declares and does (`declarations`)."""
+"""Solidity inside instruction text: the one lexer (`lexer`), code spans in prose (`spans`), tree-sitter
+parsing (`treesitter`) and what code declares and does (`declarations`)."""

@@ -12,9 +12,10 @@ does) and returns:
   ether, calls out, writes, emits, checks, loops or self-destructs. The augment step writes its
   comments from these facts.
 
-Offsets are character offsets into the code passed in. Used by :mod:`swcdata.steps.augment.step` (renaming by
-type, comments) and :mod:`swcdata.steps.augment.quality`. tree-sitter is C: callers that must survive a
-crash in it run this in an isolated child (see :mod:`swcdata.core.isolate`).
+Offsets are character offsets into the code passed in. Used by augmentation
+(:mod:`swcdata.steps.augment.rename` renames by type, :mod:`swcdata.steps.augment.comments` writes comments)
+and :mod:`swcdata.steps.augment.quality`. tree-sitter is C: callers that must survive a crash in it run this
+in an isolated child (see :mod:`swcdata.core.isolate`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 :func:`code_tokens` / :func:`normalize_code` lex with a single regex (no tree-sitter) and give the
 comparison key that dedup, audit and split use on ~1M records; augmentation tokenises with the same
-token rules (:func:`tokens_with_offsets` adds the offsets it needs to rewrite code in place). The C
-lexer (`_native/_fast.c`, ``lex``) mirrors :data:`TOKEN` and a test proves they agree.
+token rules (:func:`tokens_with_offsets` adds the kinds and offsets it needs to rewrite code in place).
+The rules are defined once, as the ``*_RX`` pieces below; the C lexer (`_native/_fast.c`, ``lex``)
+mirrors them and tests/test_fast.py proves they agree.
 """
 
 from __future__ import annotations
@@ -62,28 +63,49 @@ _KEEP = _KEYWORDS | _BUILTINS | _TYPES
 _FIXED_RE = re.compile(r"u?fixed\d+x\d+\Z")
 
 # --------------------------------------------------------------------------------------------
+# The token rules
+# --------------------------------------------------------------------------------------------
+
+# The one definition of a token, in pieces (regexes applied with re.ASCII: ``\s`` is
+# [ \t\n\r\f\v], ``\w`` is [A-Za-z0-9_], ``\d`` is [0-9]). Both compiled forms below are built from
+# these pieces, and the C lexer (`_native/_fast.c`, ``next_token``) mirrors them. Runs are possessive:
+# no shorter run could be followed by what the piece needs next, so the matches are the same.
+#
+# From Solidity's grammar (docs.soliditylang.org, "Lexical grammar"): an identifier is
+# [a-zA-Z$_][a-zA-Z0-9$_]*; a decimal number may end in an exponent that may be negative (``2e-10``;
+# the grammar has no ``e+``). A number is otherwise read loosely, to the end of its word (``0xff``,
+# ``1_000``, ``1e18``, ``1.5``, ``1ether`` as written), and a hex number never takes a signed exponent
+# (``0x1e-5`` is ``0x1e - 5``).
+COMMENT_RX = r"//[^\n]*+|/\*[\s\S]*?(?:\*/|\Z)"  # a block comment left open runs to the end
+PUNCT_RX = r"[(){};,\[\]]"  # the commonest punctuation, single
+IDENT_RX = r"[A-Za-z_$][\w$]*+"  # identifier / keyword (ASCII)
+NUMBER_RX = (r"\d[\d_]*+(?:\.\d[\d_]*+)?[eE]-\d\w*+"  # decimal with a negative exponent: 2e-10, 1.5E-3
+             r"|\d\w*+(?:\.\d\w*+)?")  # any other: 42, 0xff, 1e18, 1_000, 1.5
+STRING_RX = r""""[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"|'[^'\\\n]*+(?:\\.[^'\\\n]*+)*+'"""  # one line
+OPERATOR_RX = r">>>=|>>>|<<=|>>=|\*\*=?|=>|->|==|!=|<=|>=|&&|\|\||\+\+|--|[-+*/%&|^]=|<<|>>|:="
+OTHER_RX = r"[^\s\w]"  # any other single character (non-ASCII ones included)
+
+# Token kinds of `tokens_with_offsets` (the group numbers of _OFFSETS_RE)
+COMMENT, STRING, NUMBER, WORD, PUNCT = 1, 2, 3, 4, 5
+Tok = tuple[int, int, int]  # kind, start, end (character offsets into the code)
+
+# --------------------------------------------------------------------------------------------
 # Fast lexer
 # --------------------------------------------------------------------------------------------
 
 # One token; alternatives are distinguished by their first character, the commonest come first (the
-# engine tries them in turn). Runs are possessive: no shorter run could be followed by what the
-# alternative needs next, so the matches are the same.
-_TOKEN = r"""
-    [(){};,\[\]]                             # the commonest punctuation, single
-    |[A-Za-z_]\w*+                          # identifier / keyword (ASCII)
-    |\d\w*+(?:\.\d\w*+)?                     # number: 42, 0xff, 1e18, 1_000, 1.5
-    |"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"        # string literals (one line)
-    |'[^'\\\n]*+(?:\\.[^'\\\n]*+)*+'
-    |>>>=|>>>|<<=|>>=|\*\*=?|=>|->|==|!=|<=|>=|&&|\|\||\+\+|--|[-+*/%&|^]=|<<|>>|:=
-    |[^\s\w]                                # any other single character
-"""
+# engine tries them in turn).
+_TOKEN = "|".join([PUNCT_RX, IDENT_RX, NUMBER_RX, STRING_RX, OPERATOR_RX, OTHER_RX])
 # The leading ``\s*+`` skips the blanks before a token inside the match (findall then returns the
 # one group, the token): the same tokens as searching for the next token, without trying every
 # alternative at each blank. _TOKEN_RE is for code without ``//`` or ``/*``; in _TOKEN_C_RE a comment
 # is tried first (before the "/" operators) and matches outside the group, so findall gives ``""``
 # for it, dropped by ``filter(None, ...)``.
-_TOKEN_RE = re.compile(r"\s*+(" + _TOKEN + ")", re.VERBOSE | re.ASCII)
-_TOKEN_C_RE = re.compile(r"\s*+(?://[^\n]*+|/\*[\s\S]*?(?:\*/|\Z)|(" + _TOKEN + "))", re.VERBOSE | re.ASCII)
+_TOKEN_RE = re.compile(r"\s*+(" + _TOKEN + ")", re.ASCII)
+_TOKEN_C_RE = re.compile(r"\s*+(?:" + COMMENT_RX + "|(" + _TOKEN + "))", re.ASCII)
+# The same tokens with their kind (the number of the group that matched) and comments kept.
+_OFFSETS_RE = re.compile("|".join(f"({rx})" for rx in (COMMENT_RX, STRING_RX, NUMBER_RX, IDENT_RX,
+                                                        "|".join([PUNCT_RX, OPERATOR_RX, OTHER_RX]))), re.ASCII)
 
 
 _ABSTRACT_CACHE: dict[tuple[bool, bool], dict[str, str]] = {}
@@ -94,7 +116,7 @@ def _abstract_token(t: str, identifiers: bool, literals: bool) -> str:
     c = t[0]
     if c.isdigit():
         return "NUM" if literals else t
-    if c.isalpha() or c == "_":
+    if c.isalpha() or c == "_" or c == "$":
         if identifiers and t not in _KEEP and not _FIXED_RE.match(t):
             return "ID"
         return t
@@ -110,15 +132,25 @@ def _py_lex(code: str) -> list[str]:
     return _TOKEN_RE.findall(code)
 
 
+def tokens_with_offsets(code: str) -> list[Tok]:
+    """Every token of ``code`` as ``(kind, start, end)``, comments included (kind `COMMENT`); the
+    others are the tokens of :func:`code_tokens` (``code[start:end]`` for each, in order), of kind
+    `STRING`, `NUMBER`, `WORD` (identifier or keyword) or `PUNCT` (operators, punctuation and any
+    other single character). The blanks between tokens are what the offsets leave out. For code
+    that is rewritten in place (augmentation)."""
+    return [(m.lastindex or PUNCT, m.start(), m.end()) for m in _OFFSETS_RE.finditer(code)]
+
+
 _lex: Callable[[str], list[str]] = _fast.lex if _fast is not None and _native.on("lex") else _py_lex
 
 
 def code_tokens(code: str, *, abstract_identifiers: bool = False, abstract_literals: bool = False) -> list[str]:
     """Lex ``code`` into tokens with a single regex (no tree-sitter).
 
-    Comments and all whitespace are dropped; tokens are identifiers/keywords, numbers, string
-    literals (one line, either quote), multi-character operators (``==``, ``+=``, ``=>``, ...)
-    and single punctuation characters. Non-ASCII characters are single-character tokens.
+    Comments and all whitespace are dropped; tokens are identifiers/keywords (``$`` included, as
+    in Solidity), numbers (``2e-10`` is one), string literals (one line, either quote),
+    multi-character operators (``==``, ``+=``, ``=>``, ...) and single punctuation characters.
+    Non-ASCII characters are single-character tokens.
     ``abstract_identifiers`` replaces every identifier that is not a Solidity keyword,
     elementary type or builtin (``msg``, ``sender``, ``transfer``, ``keccak256``, ...) by
     ``"ID"``; ``abstract_literals`` replaces numbers by ``"NUM"`` and string literals by ``"STR"``.
