@@ -60,7 +60,6 @@ I64 = npt.NDArray[np.int64]
 
 NUM_PERM = 128
 SHINGLE = 5
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 # ============================================================================= shingling

@@ -89,7 +89,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SIDES = ("old", "new")
 MARKER = ".output-parity-work"  # a --work folder holds this file; a foreign non-empty folder is refused
 MAX_DIFFS = 8  # differences listed per failed check (all are counted)
 

@@ -19,7 +19,7 @@ Checked, and printed as PASS or FAIL each (exit code 1 on any FAIL):
 Then the sizes: the old JSON's bytes against the new JSON's + the two Parquet files'.
 
 How bench/RESULTS.md's numbers were made (the old code from a git worktree of the commit before):
-    git worktree add /tmp/wt-rep <old commit> && cp swcdata/_fast*.so /tmp/wt-rep/swcdata/
+    git worktree add /tmp/wt-rep <old commit> && (cd /tmp/wt-rep && python setup.py -q build_ext --inplace)
     PYTHONPATH=/tmp/wt-rep python -m swcdata dedup IN --out old.jsonl --report old.json
     python -m swcdata dedup IN --out new.jsonl --report new.json
     python bench/report_parity.py old.json new.json

@@ -55,7 +55,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return proj
 
 
-def test_fresh_build_publishes_v1_with_a_balanced_ledger(built: Path) -> None:
+def test_fresh_build_publishes_v1_with_a_ledger_that_adds_up(built: Path) -> None:
     reg = Registry(built / "registry")
     [m] = reg.versions("swc")
     assert m.ref == "swc@v1" and m.parent is None
@@ -233,7 +233,7 @@ def test_run_build_without_augment_keeps_splits_unaugmented(tmp_path: Path) -> N
     proj = project(tmp_path)
     cfg, base = load_config(proj / "swcdata.toml", {"augment.enabled": False})
     res = run_build(cfg, base, home=proj / "registry")
-    assert res.ledger.augmented == 0 and res.ledger.balanced
+    assert res.ledger.augmented == 0 and res.ledger.adds_up
     assert sum(res.ledger.splits.values()) == res.ledger.kept == 102
 
 
@@ -249,7 +249,7 @@ def test_findings_drop_or_skip_records_and_the_ledger_counts_both(tmp_path: Path
     res2 = run_build(drop, base, home=proj / "registry")
     n = res2.ledger.quarantined_by_finding
     assert n == noop and res2.ledger.not_augmented_by_finding == 0
-    assert res2.ledger.quarantined == res.ledger.quarantined + n and res2.ledger.balanced
+    assert res2.ledger.quarantined == res.ledger.quarantined + n and res2.ledger.adds_up
     m = Registry(proj / "registry").resolve(res2.ref)
     reasons = [r for q in Registry(proj / "registry").removed_records(m, "quarantined") for r in q["reasons"]]
     assert sum(r["rule"] == "noop-fix" and r["message"].startswith("dropped by validate.drop_findings")

@@ -57,10 +57,49 @@ def test_help_paragraphs_flow_to_the_terminal_width() -> None:
     assert "<bool>" not in res.output and "<int range>" in res.output
 
 
+def test_a_short_flag_means_one_thing_in_every_command() -> None:
+    """One vocabulary: a short flag names the same long option in every command and subcommand (`-c` once
+    meant --candidate in audit and --config in build), help included; and audit's multi-value options
+    name exactly its flags."""
+    import typer
+
+    from swcdata.cli.main import MULTI_VALUE_OPTIONS
+
+    meaning: dict[str, dict[tuple[str, ...], list[str]]] = {}
+    flags_of: dict[str, set[str]] = {}
+
+    def walk(command, name: str, parent) -> None:  # click's Command and Context (typer vendors its own click)
+        ctx = command.make_context(name, [], parent=parent, resilient_parsing=True)
+        for param in command.get_params(ctx):
+            if param.param_type_name != "option":
+                continue
+            opts = [*param.opts, *param.secondary_opts]
+            longs = tuple(sorted(o for o in opts if o.startswith("--")))
+            flags_of.setdefault(ctx.command_path, set()).update(opts)
+            for short in (o for o in opts if not o.startswith("--")):
+                meaning.setdefault(short, {}).setdefault(longs, []).append(ctx.command_path)
+        for sub_name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, sub_name, ctx)
+
+    walk(typer.main.get_command(app), "swcdata", None)
+    assert len(flags_of) > 15  # every command was walked
+    clashes = {short: longs for short, longs in meaning.items() if len(longs) > 1}
+    assert not clashes, f"short flags with more than one meaning: {clashes}"
+    assert set(meaning["-h"][("--help",)]) == set(flags_of)  # -h is help everywhere
+    for command, multi in MULTI_VALUE_OPTIONS.items():
+        path = f"swcdata {command}"
+        assert multi <= flags_of[path], (command, multi - flags_of[path])  # no stale flag
+        for short, longs in meaning.items():  # and a multi-value option's short form is listed with its long one
+            (long_names, commands), = longs.items()
+            if path in commands:
+                assert (short in multi) == bool(set(long_names) & multi), (command, short, long_names)
+
+
 def test_validate_clean_exits_0(good_file: Path) -> None:
     r = runner.invoke(app, ["validate", str(good_file), "--no-code"])
     assert r.exit_code == 0, r.output
     assert "Ledger" in r.output and "clean" in r.output
+    assert "adds up" in r.output and "balanced" not in r.output  # the counts add up; it is not class balance
 
 
 def test_validate_errors_exit_1_and_write_report_and_quarantine(bad_file: Path, tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ def test_crashes_in_several_tasks_in_flight_keep_the_order(tmp_path: Path, monke
     crashed = [f.line for f in rep.findings if f.rule == "parser-crashed"]
     assert crashed == marked
     assert table.equals(plain)  # every record, in input order
-    assert rep.ledger == prep.ledger and rep.ledger.balanced
+    assert rep.ledger == prep.ledger and rep.ledger.adds_up
 
 
 def test_a_real_tree_sitter_crash_is_survived_with_the_bound_lifted(tmp_path: Path) -> None:
@@ -204,12 +204,12 @@ def test_a_real_tree_sitter_crash_is_survived_with_the_bound_lifted(tmp_path: Pa
 from swcdata.steps.augment.step import AugmentConfig, augment
 from swcdata.steps.validate import ValidateConfig, Validation, load_valid
 rep = Validation(ValidateConfig(max_parse_chars=10**9, workers=1)).run([{str(src)!r}])
-assert rep.ledger.balanced and rep.ledger.valid == 3, rep.ledger
+assert rep.ledger.adds_up and rep.ledger.valid == 3, rep.ledger
 print(sorted(f.rule for f in rep.findings if f.line == 3 and f.rule in ("parser-crashed", "code-parse-error")))
 table, _, _ = load_valid([{str(src)!r}], ValidateConfig(check_code=False))
 _, arep = augment({{"train": table}}, AugmentConfig(factor=1, max_parse_chars=10**9))
 s = arep.splits["train"]
-assert arep.balanced and s.records_out == 3 + s.variants_added, s
+assert arep.adds_up and s.records_out == 3 + s.variants_added, s
 print(s.parser_crashed + s.sources)
 """
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=300)
@@ -246,7 +246,7 @@ def test_a_line_that_kills_even_the_schema_checks_is_quarantined(tmp_path: Path,
     [q] = [q for q in quarantined if q.line == 6]
     assert (q.text, [r[0] for r in q.reasons]) == (lines[5], ["check-crashed"])
     assert rep.ledger.valid == plain.ledger.valid == sum(b.num_rows for b in batches)
-    assert rep.ledger.quarantined == plain.ledger.quarantined + 1 and rep.ledger.balanced
+    assert rep.ledger.quarantined == plain.ledger.quarantined + 1 and rep.ledger.adds_up
 
 
 # ---- augment -------------------------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ def test_augment_leaves_a_record_with_a_huge_span_as_it_is(tmp_path: Path) -> No
     out, rep = augment({"train": train}, AugmentConfig(factor=2))
     s = rep.splits["train"]
     assert (s.too_large, s.parser_crashed, s.sources) == (1, 0, n)
-    assert rep.balanced
+    assert rep.adds_up
     assert any("max_parse_chars (100,000 characters)" in w and big_id in w for w in rep.warnings)
     rows = out["train"].to_pylist()
     assert big_id in {r["id"] for r in rows} and big_id not in {r["parent_id"] for r in rows}
@@ -284,7 +284,7 @@ def test_augment_goes_on_after_a_parser_crash(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv(isolate.TEST_CRASH_ENV, MARK)
     out, rep = augment({"train": train}, AugmentConfig(factor=2))
     s = rep.splits["train"]
-    assert (s.parser_crashed, s.too_large, s.sources) == (1, 0, n) and rep.balanced
+    assert (s.parser_crashed, s.too_large, s.sources) == (1, 0, n) and rep.adds_up
     assert any("SIGSEGV" in w and crashed_id in w for w in rep.warnings)
     # the other records' variants are exactly those of a run without the crash
     expect = [r for r in plain["train"].to_pylist() if r["parent_id"] != crashed_id]

@@ -145,7 +145,7 @@ def test_planted_duplicates_of_real_seed_records(swc_files: list[Path], tmp_path
     for key in (("planted.jsonl", 1), ("planted.jsonl", 2)):
         assert by_line[key]["duplicate_of"]["source"]["line"] == expected_line
         assert Path(by_line[key]["duplicate_of"]["source"]["file"]).name == swc_files[0].name
-    assert rep.ledger.balanced
+    assert rep.ledger.adds_up
 
 
 def test_seed_corpus_counts_add_up(swc_files: list[Path]) -> None:
@@ -161,7 +161,7 @@ def test_seed_corpus_counts_add_up(swc_files: list[Path]) -> None:
     assert len(removed) == len({(r["source"]["file"], r["source"]["line"]) for r in removed})
 
 
-def test_cli_dedup_is_deterministic_and_balanced(tmp_path: Path) -> None:
+def test_cli_dedup_is_deterministic_and_its_ledger_adds_up(tmp_path: Path) -> None:
     outs = []
     for k in range(2):
         o, r = tmp_path / f"kept{k}.jsonl", tmp_path / f"r{k}.json"

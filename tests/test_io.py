@@ -54,7 +54,7 @@ def test_bad_line_is_quarantined_with_its_rule_and_line(tmp_path: Path, name: st
     quarantined = []
     rep = Validation(ValidateConfig(check_code=False)).run([p], on_quarantine=quarantined.extend)
     assert rep.ledger.records == 3 and rep.ledger.valid == 2 and rep.ledger.quarantined == 1
-    assert rep.ledger.balanced
+    assert rep.ledger.adds_up
     errors = [f for f in rep.findings if f.severity == "error"]
     assert [(f.rule, f.line, f.field) for f in errors] == [(rule, 2, field)]
     [q] = quarantined

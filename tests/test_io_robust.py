@@ -335,5 +335,5 @@ def test_an_unchanged_input_reports_the_hash_of_its_bytes(tmp_path: Path) -> Non
     src = tmp_path / "in.jsonl"
     src.write_bytes(SAMPLE.read_bytes())
     _, rep, _ = load_valid([src], ValidateConfig(check_code=False))
-    assert rep.inputs[0].sha256 == hashlib.sha256(src.read_bytes()).hexdigest() and rep.ledger.balanced
+    assert rep.inputs[0].sha256 == hashlib.sha256(src.read_bytes()).hexdigest() and rep.ledger.adds_up
 

@@ -84,8 +84,6 @@ def test_tfidf_cosine_per_pair_known_values() -> None:
                          ["solidity reentrancy guard", "ef gh", "", "identical text here"])
     assert got[0] == pytest.approx(expected, abs=1e-9)
     assert got[1] == 0.0 and got[2] == 0.0 and got[3] == pytest.approx(1.0)
-    s = M.similarity_scores(["identical text here", "ab cd"], ["identical text here", "ef gh"])
-    assert s.tfidf_cosine == 0.5 and s.rouge_l == 0.5
 
 
 INSTRUCTION = ("Find the bug:\n\nfunction pay(uint amount) public {\n    balance -= amount;\n"

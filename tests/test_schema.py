@@ -23,6 +23,41 @@ def test_schema_files_are_valid_json_schema() -> None:
         js.Draft202012Validator.check_schema(doc)
 
 
+def _properties(node: dict, doc: dict, path: str = "", seen: frozenset[str] = frozenset()):
+    """(dotted key, its schema) for every property under `node`, $refs resolved (each at most once per path)."""
+    ref = node.get("$ref")
+    if ref is not None and ref not in seen:
+        yield from _properties(doc["$defs"][ref.rsplit("/", 1)[-1]], doc, path, seen | {ref})
+    for key in ("anyOf", "allOf", "oneOf"):
+        for sub in node.get(key, []):
+            yield from _properties(sub, doc, path, seen)
+    for sub in (node.get("items"), node.get("additionalProperties")):
+        if isinstance(sub, dict):
+            yield from _properties(sub, doc, path + "[]", seen)
+    for name, prop in node.get("properties", {}).items():
+        yield f"{path}.{name}".lstrip("."), prop
+        yield from _properties(prop, doc, f"{path}.{name}", seen)
+
+
+def test_build_config_schema_describes_every_key() -> None:
+    """`swcdata schema build-config` is the reference of swcdata.toml: every key of every section (the
+    augment section's keys too, which AugmentConfig validates) has a description, and the schema takes
+    the shipped swcdata.toml."""
+    import tomllib
+
+    from swcdata.steps.augment.step import AugmentConfig
+
+    doc = jsonschema.generate("build-config")
+    keys = dict(_properties(doc, doc))
+    assert [k for k, prop in keys.items() if not prop.get("description")] == []
+    assert {"validate.check_code", "dedup.threshold", "split.holdout", "augment.enabled", "audit.code.min_tokens",
+            "license"} <= keys.keys()
+    assert {f"augment.{f}" for f in AugmentConfig.model_fields} <= keys.keys()
+    assert "split.leak_rules" not in keys  # refused there: the leak rules live in [audit]
+    toml = tomllib.loads((Path(__file__).resolve().parents[1] / "swcdata.toml").read_text())
+    js.Draft202012Validator(doc).validate(toml)
+
+
 def test_record_schema_accepts_and_rejects() -> None:
     doc = json.loads((SCHEMAS / "record.schema.json").read_text())
     v = js.Draft202012Validator(doc)

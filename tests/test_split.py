@@ -76,7 +76,7 @@ def test_stratified_within_two_points(seed_split: tuple[dict[str, pa.Table], obj
     splits, rep = seed_split
     assert rep.within_tolerance  # type: ignore[attr-defined]
     total = sum(t.num_rows for t in splits.values())
-    assert total == 4998 and rep.balanced  # type: ignore[attr-defined]
+    assert total == 4998 and rep.adds_up  # type: ignore[attr-defined]
     for name, target in zip(("train", "validation", "test"), (0.8, 0.1, 0.1), strict=True):
         cats = splits[name].column("category").to_pylist()
         for c in set(cats):
@@ -110,7 +110,7 @@ def test_holdout_decontaminates(swc_files: list[Path], seed_test_file: Path) -> 
     assert splits["test"].num_rows == 999 and len(rep.holdout_duplicates) == 1
     assert rep.holdout_duplicates[0].id in set(splits["test"].column("id").to_pylist())
     assert len(rep.decontaminated) >= 1000  # the evaluation file was drawn from this pool
-    assert rep.balanced
+    assert rep.adds_up
     for a in ("train", "validation"):
         s = audit(hold, splits[a]).summary
         assert (s.exact, s.near) == (0, 0)

@@ -32,7 +32,7 @@ def test_seed_errors_are_exactly_the_records_lacking_a_field(seed_files: list[Pa
     assert all(f.rule == "missing-field" and f.field == "response" for f in rep.findings if f.severity == "error")
     lg = rep.ledger
     assert (lg.lines_read, lg.blank_lines, lg.valid, lg.quarantined) == (6000, 0, 5998, 2)
-    assert lg.balanced
+    assert lg.adds_up
     # the quarantined lines are the input lines verbatim
     for q in quarantined:
         original = Path(q.file).read_text(encoding="utf-8").splitlines()[q.line - 1]
@@ -196,7 +196,7 @@ def test_drop_findings_quarantines_the_noop_fixes_with_that_reason(swc_files: li
     assert noop > 100
     quarantined: list = []
     rep = Validation(ValidateConfig(drop_findings=["noop-fix"])).run(swc_files, on_quarantine=quarantined.extend)
-    assert rep.ledger.quarantined == base.ledger.quarantined + noop and rep.ledger.balanced
+    assert rep.ledger.quarantined == base.ledger.quarantined + noop and rep.ledger.adds_up
     assert rep.ledger.valid == base.ledger.valid - noop
     assert rep.config["drop_findings"] == ["noop-fix"]
     dropped = [q for q in quarantined if any(r == "noop-fix" for r, _, _ in q.reasons)]

@@ -52,11 +52,9 @@ def _config(factor: int, seed: int, transforms: str, templates: bool, splits: st
                             splits=_split_list(splits), allow_eval_splits=allow_eval,
                             skip_findings=_split_list(skip_findings))
     except ValidationError as e:
-        for x in e.errors():
-            loc = ".".join(str(p) for p in x["loc"]) or "config"
-            msg = str(x["msg"]).removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}")
-        raise ConfigError(problems) from None
+        from swcdata.core.errors import plain_message, validation_problems
+
+        raise ConfigError(problems + validation_problems(e, whole="config", message=plain_message)) from None
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -96,7 +94,7 @@ def _render(rep: AugmentReport, console: Console, out_dir: Path, fmt: str) -> No
                                                                    rep.skipped_by_finding.items()))
     added = sum(s.variants_added for s in rep.splits.values())
     total = sum(s.records_out for s in rep.splits.values())
-    status = "[green]balanced[/]" if rep.balanced else "[bold red]NOT balanced[/]"
+    status = "[green]adds up[/]" if rep.adds_up else "[bold red]does NOT add up[/]"
     console.print(f"{added:,} variant(s) added, {rep.duplicates_dropped:,} duplicate(s) dropped; {total:,} records "
                   f"written to {escape(str(out_dir))} as {fmt} ({rep.seconds:.2f} s, ledger {status})")
 

@@ -36,7 +36,7 @@ def parse_sets(items: list[str] | None) -> dict[str, object]:
 
 @handle_errors
 def build_command(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Build config (TOML). Default: ./swcdata.toml "
+    config: Annotated[Path | None, typer.Option("--config", help="Build config (TOML). Default: ./swcdata.toml "
                                                 "if present, else the embedded sample in dataset/.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key=value "
                                                    "(repeatable), e.g. --set dedup.threshold=0.8.")] = None,

@@ -114,7 +114,7 @@ def _dedup_config(threshold: float | None, num_perm: int | None, ngram: int | No
     try:
         return DedupConfig(**values)
     except ValidationError as e:
-        raise ConfigError([f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]) from None
+        raise ConfigError.from_validation(e) from None
 
 
 def _lists_beside(report: Path | None) -> tuple[Path, Path] | tuple[None, None]:

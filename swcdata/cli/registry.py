@@ -17,8 +17,10 @@ from rich.text import Text
 from swcdata.cli.console import JsonOpt, ReportOpt, err, handle_errors, kv_table, out, print_json, write_report
 
 if TYPE_CHECKING:
+    from swcdata.registry.diff import DiffReport
     from swcdata.registry.hub import PullReport, PushReport
-    from swcdata.registry.store import DiffReport, Manifest, Registry, VerifyReport
+    from swcdata.registry.manifest import Manifest
+    from swcdata.registry.store import Registry, VerifyReport
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Registry folder (default: $SWCDATA_HOME, else "
                                                "./registry).", show_default=False)]
@@ -33,10 +35,10 @@ def _registry(home: Path | None) -> Registry:
 
 
 def _kv(title: str, d: Mapping[str, Any]) -> Table:
-    from swcdata.registry.store import _flatten
+    from swcdata.registry.manifest import flatten
 
     return kv_table(((k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-                     for k, v in _flatten(d).items()), title, justify="right")
+                     for k, v in flatten(d).items()), title, justify="right")
 
 
 def _counts_table(m: Manifest) -> Table:

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 _SEV_STYLE = {Severity.error: "red", Severity.warning: "yellow", Severity.info: "dim"}
 
 
-def ledger_table(title: str, rows: list[tuple[str, int]], balanced: bool) -> Table:
+def ledger_table(title: str, rows: list[tuple[str, int]], adds_up: bool) -> Table:
     return kv_table([*((name, f"{n:,}") for name, n in rows),
-                     ("balanced", Text.from_markup("[green]yes[/]" if balanced else "[bold red]NO[/]"))], title,
+                     ("adds up", Text.from_markup("[green]yes[/]" if adds_up else "[bold red]NO[/]"))], title,
                     justify="right")
 
 
@@ -33,7 +33,7 @@ def render_validation(report: ValidationReport, console: Console, *, max_finding
     lg = report.ledger
     console.print(ledger_table("Ledger", [("lines read", lg.lines_read), ("blank lines", lg.blank_lines),
                                           ("records", lg.records), ("valid", lg.valid),
-                                          ("quarantined", lg.quarantined)], lg.balanced))
+                                          ("quarantined", lg.quarantined)], lg.adds_up))
     console.print()
     files = Table(title="Files", title_justify="left")
     for col in ("file", "lines", "blank", "valid", "quarantined", "errors", "warnings"):
@@ -73,14 +73,14 @@ def render_validation(report: ValidationReport, console: Console, *, max_finding
 def render_dedup(report: DedupReport, console: Console, *, max_clusters: int = 10) -> None:
     lg = report.ledger
     rows: list[tuple[str, int]] = []
-    balanced = lg.balanced
+    adds_up = lg.adds_up
     if report.input is not None:
         inp = report.input
         rows += [("lines read", inp.lines_read), ("blank lines", inp.blank_lines), ("quarantined", inp.quarantined)]
-        balanced = balanced and inp.balanced and inp.valid == lg.records
+        adds_up = adds_up and inp.adds_up and inp.valid == lg.records
     rows += [("records", lg.records), ("kept", lg.kept), ("exact duplicates", lg.exact_duplicates),
              ("near duplicates", lg.near_duplicates)]
-    console.print(ledger_table("Ledger", rows, balanced))
+    console.print(ledger_table("Ledger", rows, adds_up))
     console.print()
     if report.largest_clusters:
         big = report.largest_clusters[:max_clusters]  # (largest first)
@@ -160,8 +160,8 @@ def render_split(report: SplitReport, console: Console) -> None:
         rows.append(("(holdout exact copies dropped)", len(report.holdout_duplicates)))
     if hold is not None:
         rows += [("holdout lines read", hold.lines_read), ("holdout quarantined", hold.quarantined)]
-    balanced = report.balanced and all(x is None or x.balanced for x in (ledger, hold))
-    console.print(ledger_table("Ledger", rows, balanced))
+    adds_up = report.adds_up and all(x is None or x.adds_up for x in (ledger, hold))
+    console.print(ledger_table("Ledger", rows, adds_up))
     console.print()
     t = Table(title=f"Per-category shares (target {', '.join(f'{k} {v:.0%}' for k, v in report.targets.items())})",
               title_justify="left")
@@ -195,7 +195,7 @@ def render_build(result: BuildResult, console: Console) -> None:
     if lg.holdout_quarantined:
         rows.append(("holdout lines quarantined", lg.holdout_quarantined))
     rows.append(("augmented (train)", lg.augmented))
-    console.print(ledger_table("Ledger", rows, lg.balanced))
+    console.print(ledger_table("Ledger", rows, lg.adds_up))
     console.print()
     cats = sorted({c for counts in result.counts.values() for c in counts})
     t = Table(title="Records per split and category", title_justify="left")

@@ -64,7 +64,7 @@ def split_command(
     try:
         cfg = SplitConfig(**values)  # type: ignore[arg-type]
     except ValidationError as e:
-        raise ConfigError([f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()]) from None
+        raise ConfigError.from_validation(e) from None
     outputs = [("--out", out_dir / f"{name}.jsonl") for name in ("train", "validation", "test")]
     outputs.append(("--report", report))
     table, vrep, _ = load_records(paths, json_out=json_out, outputs=outputs)

@@ -35,7 +35,7 @@ def finetune_command(
     dataset: Annotated[str, typer.Argument(help="Dataset version NAME@vN (also name@latest, name@<hash>), or a "
                                            "folder holding a saved DatasetDict or <split>.jsonl files.",
                                            show_default=False)],
-    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Recipe YAML, or a recipe name: one in "
+    recipe: Annotated[str, typer.Option("--recipe", help="Recipe YAML, or a recipe name: one in "
                                         "./finetune/ or shipped with swcdata (tiny-cpu, gemma-2b, gemma-7b, "
                                         "codegemma-7b, llama-3.2-korean-bllossom-3b); `swcdata recipes` lists "
                                         "them.")] = DEFAULT_RECIPE,

@@ -82,11 +82,7 @@ BY_ID: dict[str, SWCClass] = {c.id: c for c in CATALOGUE}
 ID_PATTERN = re.compile(r"^SWC-\d{3}$")
 # An explicit class id in prose: "SWC-107", "SWC 107", "swc107".
 MENTION_PATTERN = re.compile(r"\bswc[\s\-_]?(1[0-3]\d)\b", re.IGNORECASE)
-_UPPER_MENTION = re.compile(r"SWC[\s\-_]?(1[0-3]\d)(?!\d)")  # 30x faster: a literal prefix
-
-
-def is_known(category: str) -> bool:
-    return category in BY_ID
+_UPPER_MENTION = re.compile(r"SWC[\s\-_]?(1[0-3]\d)(?!\d)")  # a literal prefix: far faster to search
 
 
 def mentioned_ids(text: str) -> set[str]:
@@ -111,12 +107,6 @@ def _keyword_pattern(cls_id: str) -> re.Pattern[str]:
     words = sorted(BY_ID[cls_id].keywords, key=len, reverse=True)
     alts = [re.escape(w) + (_INFLECTION if len(w) >= 4 else "") for w in words]
     return re.compile(r"(?<![a-z0-9])(?:" + "|".join(alts) + r")(?![a-z0-9])")
-
-
-def named_classes(normalized_text: str, candidates: tuple[str, ...] | None = None) -> set[str]:
-    """Classes whose keywords occur in already-normalised (lower-case) text."""
-    ids = candidates if candidates is not None else tuple(BY_ID)
-    return {i for i in ids if _keyword_pattern(i).search(normalized_text)}
 
 
 def first_keyword_class(normalized_text: str, candidates: tuple[str, ...] | None = None) -> str | None:

@@ -27,7 +27,6 @@ import orjson
 
 from swcdata.core.errors import InputError
 
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 BOM = b"\xef\xbb\xbf"
 
@@ -411,7 +410,7 @@ def check_outputs(inputs: Sequence[Path], outputs: Sequence[tuple[str, Path | No
 
 
 def default_registry_home() -> Path | None:
-    """The registry folder as `registry.registry_home` finds it (`$SWCDATA_HOME`, else `./registry`; the core
+    """The registry folder as `registry.store.registry_home` finds it (`$SWCDATA_HOME`, else `./registry`; the core
     cannot import the registry); None when `$SWCDATA_HOME` cannot be expanded (the registry says why)."""
     env = os.environ.get("SWCDATA_HOME")
     try:

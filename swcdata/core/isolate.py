@@ -1,6 +1,6 @@
 """Work that may crash in native code, run where a crash is survivable.
 
-tree-sitter is C: a pathological input can overflow its stack (see ``solidity.MAX_PARSE_CHARS``)
+tree-sitter is C: a pathological input can overflow its stack (see ``solidity.treesitter.MAX_PARSE_CHARS``)
 and kill the whole process with SIGSEGV, which no ``try`` can catch. The size bound keeps the known
 crash away; this module is the second line of defence for the crashes nobody knows yet:
 

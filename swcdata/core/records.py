@@ -52,10 +52,6 @@ def table_from_rows(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=RECORD_SCHEMA)
 
 
-def empty_table() -> pa.Table:
-    return RECORD_SCHEMA.empty_table()
-
-
 def table_from_batches(batches: Iterable[pa.RecordBatch]) -> pa.Table:
     return pa.Table.from_batches(list(batches), schema=RECORD_SCHEMA)
 

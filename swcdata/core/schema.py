@@ -87,7 +87,7 @@ class Ledger(BaseModel):
     quarantined: int
 
     @property
-    def balanced(self) -> bool:
+    def adds_up(self) -> bool:
         return self.records == self.valid + self.quarantined and self.lines_read == self.records + self.blank_lines
 
 

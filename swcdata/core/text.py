@@ -81,8 +81,8 @@ def record_ids(instructions: Sequence[str], responses: Sequence[str]) -> list[st
     Texts that are ASCII (after folding typography) are normalised together in one buffer with
     numpy: for ASCII, ``" ".join(t.split()).casefold()`` is ``t`` with every run of the ten ASCII
     characters that ``str.split`` treats as blanks (``\\t \\n \\v \\f \\r \\x1c-\\x1f`` and space) turned
-    into one space, stripped, lower-cased. Others take :func:`record_id`'s own path. (A C version of
-    the key saved under 5 % of any command's wall time: measured and removed, bench/RESULTS.md.)
+    into one space, stripped, lower-cased. Others take :func:`record_id`'s own path. (There is no C version
+    of the key: it would save too little to keep, bench/RESULTS.md.)
     """
     import numpy as np
 
@@ -118,7 +118,3 @@ def record_ids(instructions: Sequence[str], responses: Sequence[str]) -> list[st
     for k, part in zip(fast, parts, strict=True):
         out[k] = h(part.strip(b" "))
     return out
-
-
-def has_typography(text: str) -> bool:
-    return not text.isascii() and fold_typography(text) != text

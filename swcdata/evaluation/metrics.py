@@ -171,15 +171,6 @@ class SimilarityScores(BaseModel):
     tfidf_cosine_median: float
 
 
-def similarity_scores(predictions: Sequence[str], references: Sequence[str]) -> SimilarityScores:
-    import statistics
-
-    rl = rouge_l(predictions, references) or [0.0]
-    tc = tfidf_cosine(predictions, references) or [0.0]
-    return SimilarityScores(rouge_l=_r(statistics.fmean(rl)), tfidf_cosine=_r(statistics.fmean(tc)),
-                            rouge_l_median=_r(statistics.median(rl)), tfidf_cosine_median=_r(statistics.median(tc)))
-
-
 # ---- code quality ----------------------------------------------------------------------------
 
 def main_code(text: str) -> str | None:

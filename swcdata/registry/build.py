@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from swcdata import _native
 from swcdata.core.arrow import strings
-from swcdata.core.errors import ConfigError, DataError, InputError
+from swcdata.core.errors import ConfigError, DataError, InputError, validation_problems
 from swcdata.steps.audit import LeakRules
 from swcdata.steps.dedup import DedupConfig
 from swcdata.steps.split import SplitConfig
@@ -35,7 +35,20 @@ LICENSE_ID = r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$"
 _LEAK_KEYS = frozenset(LeakRules.model_fields)
 
 
+def _split_section_schema(schema: dict[str, Any]) -> None:
+    """[split] as a build reads it: the leak rules are [audit]'s (refused here), the seed is the build's."""
+    props = schema["properties"]
+    for key in _LEAK_KEYS:
+        props.pop(key, None)
+    props["seed"] = {**props["seed"], "description": "Not read by a build: the split draws with the top-level "
+                     "`seed` (`swcdata split --seed` sets it outside a build)."}
+
+
 class SplitStep(SplitConfig):
+    """The split step's config, and the holdout (the leak rules that decontaminate against it are in [audit])."""
+
+    model_config = ConfigDict(json_schema_extra=_split_section_schema)
+
     holdout: list[str] = Field(default_factory=list, description="Existing test set files (become the test split).")
 
     @model_validator(mode="before")
@@ -53,12 +66,25 @@ class AuditStep(LeakRules):
     audit between the published splits (the near rule's features come from [dedup])."""
 
 
+def _augment_section_schema(schema: dict[str, Any]) -> None:
+    """[augment] documents every key: `enabled` and the fields of AugmentConfig, which validates them
+    (`_augment_problems`; the augment step is imported only when a schema or a build needs it)."""
+    from swcdata.steps.augment.step import AugmentConfig
+
+    fields = AugmentConfig.model_json_schema(mode="serialization")
+    props = dict(fields["properties"])
+    seed = {k: v for k, v in props["seed"].items() if k != "default"}
+    props["seed"] = {**seed, "description": seed["description"] + " Default: the build's top-level `seed`."}
+    schema["properties"] = {**schema["properties"], **props}
+    schema["additionalProperties"] = False
+
+
 class AugmentStep(BaseModel):
     """The augment step's switch and its config (the fields of swcdata.steps.augment.step.AugmentConfig)."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, json_schema_extra=_augment_section_schema)
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Augment the train split (off: publish the splits as they are).")
 
 
 class BuildConfig(BaseModel):
@@ -72,23 +98,25 @@ class BuildConfig(BaseModel):
                               description="JSONL files, folders or globs (relative to the config file).")
     seed: int = Field(0, ge=0, le=2**63 - 1,
                       description="One seed for every step that draws (split order, augmentation).")
-    validate_: ValidateConfig = Field(default_factory=lambda: ValidateConfig(), alias="validate")
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    split: SplitStep = Field(default_factory=SplitStep)
-    augment: AugmentStep = Field(default_factory=AugmentStep)
-    audit: AuditStep = Field(default_factory=AuditStep)
+    validate_: ValidateConfig = Field(default_factory=lambda: ValidateConfig(), alias="validate",
+                                      description="[validate]: the schema and code checks of every input line.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig,
+                               description="[dedup]: exact and near-duplicate removal (also the near rule's "
+                                           "features in [audit]).")
+    split: SplitStep = Field(default_factory=SplitStep,
+                             description="[split]: train / validation / test, near-duplicate groups kept whole.")
+    augment: AugmentStep = Field(default_factory=AugmentStep,
+                                 description="[augment]: variants of the train records.")
+    audit: AuditStep = Field(default_factory=AuditStep,
+                             description="[audit]: the leak rules of decontamination, split grouping and the audit.")
     license: str = Field("unknown", pattern=LICENSE_ID, description="SPDX-like id of the data's license, or 'unknown'.")
 
 
-def _problems(e: ValidationError) -> list[str]:
-    out = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see `swcdata schema build-config`)"
-        out.append(f"{loc}: {msg}")
-    return out
+def _wording(err: Mapping[str, Any]) -> str | None:
+    """An unknown key points at the list of the known ones; any other error keeps pydantic's words."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see `swcdata schema build-config`)"
+    return None
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> tuple[BuildConfig, Path]:
@@ -131,7 +159,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> t
     try:
         cfg = BuildConfig.model_validate(data)
     except ValidationError as e:
-        problems += _problems(e)
+        problems += validation_problems(e, message=_wording)
         cfg = None
     aug = data.get("augment", {})
     if isinstance(aug, dict):
@@ -148,7 +176,7 @@ def _augment_problems(values: dict[str, Any]) -> list[str]:
     try:
         AugmentConfig(**values)
     except ValidationError as e:
-        return [f"augment.{p}" for p in _problems(e)]
+        return validation_problems(e, prefix="augment.", message=_wording)
     return []
 
 
@@ -178,7 +206,7 @@ class BuildLedger(BaseModel):
     splits: dict[str, int] = Field(default_factory=dict, description="Records per split in the published version.")
 
     @property
-    def balanced(self) -> bool:
+    def adds_up(self) -> bool:
         return self.lines_read == (self.blank_lines + self.quarantined + self.exact_duplicates
                                    + self.near_duplicates + self.decontaminated + self.kept)
 
@@ -391,7 +419,7 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
                                    if any(r in cfg.validate_.drop_findings for r, _, _ in q.reasons)),
         not_augmented_by_finding=not_augmented,
     )
-    if not ledger.balanced:  # a bug, never a user error: refuse to publish an inconsistent version
+    if not ledger.adds_up:  # a bug, never a user error: refuse to publish an inconsistent version
         raise AssertionError(f"conservation ledger does not add up: {ledger}")
 
     step("publish")

@@ -1,9 +1,10 @@
 """Vectorised MinHash and LSH banding over token streams (numpy).
 
-Chosen by measurement (bench/minhash_candidates.py, figures in bench/RESULTS.md): on the same
-shingles, datasketch signs ~3-5k records/s, rensa ~40-70k, and this affine-32 numpy scheme
-~150k with the same estimation error as datasketch (it is datasketch 2.0's hash family, run over
-all records of a batch at once instead of one record at a time).
+Chosen by measurement against datasketch and rensa on the same shingles (bench/minhash_candidates.py,
+figures in bench/RESULTS.md): this affine-32 numpy scheme has datasketch's estimation error (it is
+datasketch 2.0's hash family, run over all records of a batch at once instead of one record at a
+time), far faster, with no per-record Python objects and the signatures as one uint32 array (no
+export step); a faster signer would save little, as signing is not where dedup spends its time.
 
 * `shingle_hashes`: space-separated token streams -> one flat uint64 array of k-gram hashes and
   per-record offsets. Distinct tokens are hashed once with xxh3-64 (stable on every machine); a
@@ -12,8 +13,8 @@ all records of a batch at once instead of one record at a time).
   with `np.minimum.reduceat`.
 * `lsh_params` / `candidate_pairs`: banding with the (bands, rows) that minimise the false
   positive + false negative areas around the threshold, buckets found by sorting band hashes
-  (with the C extension, the star pairs come from one hash table per band: the same pairs, about
-  5x faster at 1M records).
+  (with the C extension, the star pairs come from one hash table per band: the same pairs, with no
+  sort).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ _MUL = np.uint64(0x9E3779B97F4A7C15)
 
 def unique(x: npt.NDArray[np.integer]) -> npt.NDArray[np.integer]:
     """Sorted distinct values of a 1-D integer array: ``np.unique(x)``, by sort and mask. numpy 2.4's
-    ``np.unique`` hashes first and was 60x slower on the pair keys here (3.7 s vs 0.06 s for 3M
-    int64 keys), which made LSH most of dedup's time at 1M records."""
+    ``np.unique`` hashes first, which is far slower than a sort on int64 pair keys like these: it made
+    LSH most of dedup's time."""
     s = np.sort(x)
     if len(s) < 2:
         return s

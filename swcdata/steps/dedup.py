@@ -239,7 +239,7 @@ class DedupLedger(BaseModel):
     near_duplicates: int
 
     @property
-    def balanced(self) -> bool:
+    def adds_up(self) -> bool:
         return self.records == self.kept + self.exact_duplicates + self.near_duplicates
 
 

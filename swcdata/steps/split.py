@@ -113,7 +113,7 @@ class SplitReport(BaseModel):
                                          "read a holdout set).")
 
     @property
-    def balanced(self) -> bool:
+    def adds_up(self) -> bool:
         return self.records == sum(self.sizes.values()) - self.holdout_records + len(self.decontaminated)
 
 
