@@ -247,6 +247,21 @@ def test_struct_keys_and_call_options_keep_their_names() -> None:
         assert "Bid({bidder: bidder, amount: amount})" in code_new and "{salt: salt}" in code_new, code_new
 
 
+def test_a_reflow_drops_no_break_spaces_as_layout() -> None:
+    """Code pasted from a web page is indented with no-break spaces (U+00A0): the one lexer keeps such a
+    character as a token (Solidity rejects it), but augmentation reads it as blank, so a reflow drops it."""
+    nbsp = "\u00a0"
+    code = (f"function f(uint a) public {{\n{nbsp} {nbsp} if (a > 1) {{\n{nbsp} {nbsp} {nbsp} total += a;\n"
+            f"{nbsp} {nbsp} }}\n}}")
+    table = _one(f"Find the bug:\n\n```solidity\n{code}\n```", f"Fixed:\n\n```solidity\n{code}\n```")
+    out, _ = augment({"train": table}, AugmentConfig(factor=2, transforms=["layout"], templates=False,
+                                                     skip_findings=[]))
+    variants = _variants(out["train"])
+    assert variants
+    for v in variants:
+        assert nbsp not in extract_code(v["instruction"])[-1].text, v["instruction"]
+
+
 def test_comments_are_toggled_in_the_instruction_only() -> None:
     """The response's comments are its explanation: never removed (nor added to)."""
     code = "function add(uint a) public {\n    total += a; // adds a\n}"

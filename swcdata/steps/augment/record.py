@@ -36,9 +36,15 @@ class Cache:
         self.max_chars = max_parse_chars
 
     def tokens(self, code: str) -> list[Tok]:
+        """The lexer's tokens, less any that is Unicode whitespace (a no-break space pasted with the code
+        from a web page): the lexer keeps such a character as a token, as Solidity would reject it, but
+        for rewriting code it is layout, so it counts as blank between tokens (a reflow drops it)."""
         t = self.toks.get(code)
         if t is None:
-            t = self.toks[code] = lexer.tokens_with_offsets(code)
+            t = lexer.tokens_with_offsets(code)
+            if not code.isascii():
+                t = [x for x in t if not (x[2] - x[1] == 1 and code[x[1]].isspace())]
+            self.toks[code] = t
         return t
 
     def parses(self, code: str) -> bool:
