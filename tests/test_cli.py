@@ -477,6 +477,31 @@ def test_sigterm_stops_a_command_like_ctrl_c(tmp_path: Path) -> None:
         os.killpg(p.pid, 0)  # no process of its group is left
 
 
+def test_a_sigterm_during_a_fork_is_delivered_after_it() -> None:
+    """A SIGTERM that lands while os.fork runs its at-fork callbacks (where an exception from a handler is
+    dropped) is held and delivered just after the fork, so the command still stops."""
+    import os
+    import signal
+
+    from swcdata.cli import console
+
+    previous = console._stop_on_sigterm()
+    try:
+        console._FORK["inside"] = True
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here: inside a fork, it only notes the signal
+        assert console._FORK["pending"]
+        with pytest.raises(KeyboardInterrupt, match=console.TERMINATED):
+            pid = os.fork()  # the real at-fork callbacks: the child leaves at once, the parent gets the signal
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            time.sleep(5)
+        assert not console._FORK["inside"] and not console._FORK["pending"]
+    finally:
+        console._FORK["inside"] = console._FORK["pending"] = False
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_dedup_outputs_move_in_place_together(tmp_path: Path) -> None:
     """dedup's kept records, quarantine and report: a failure while writing the last leaves the
     first two as they were (no new kept file beside an old report)."""

@@ -108,10 +108,50 @@ def _stop_on_sigterm() -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
 
+    _defer_during_fork()
+
     def stop(_signum: int, _frame: object) -> None:
+        if _FORK["inside"]:  # an exception raised now would be ignored (see _defer_during_fork)
+            _FORK["pending"] = True
+            return
         raise KeyboardInterrupt(TERMINATED)
 
     return signal.signal(signal.SIGTERM, stop)
+
+
+# While os.fork runs its at-fork callbacks (logging takes and releases its locks there), an exception raised
+# by a signal handler is printed as "Exception ignored" and dropped: a SIGTERM landing there would be lost
+# and the command would run on. So the handler only notes it during a fork, and the signal is delivered
+# again just after the fork, from a short-lived thread, to the main thread's ordinary code.
+_FORK: dict[str, bool] = {"inside": False, "pending": False, "registered": False}
+
+
+def _defer_during_fork() -> None:
+    if _FORK["registered"]:
+        return
+    _FORK["registered"] = True
+
+    def before() -> None:  # (registered after logging's: runs before its lock is taken)
+        _FORK["inside"] = True
+
+    def after_in_parent() -> None:  # (runs after logging's lock is released)
+        _FORK["inside"] = False
+        if _FORK["pending"]:
+            _FORK["pending"] = False
+            _redeliver_sigterm()
+
+    def after_in_child() -> None:
+        _FORK["inside"] = _FORK["pending"] = False
+
+    os.register_at_fork(before=before, after_in_parent=after_in_parent, after_in_child=after_in_child)
+
+
+def _redeliver_sigterm() -> None:
+    import _thread
+    import signal
+    import threading
+
+    threading.Timer(0.01, _thread.interrupt_main, args=(signal.SIGTERM,)).start()
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
