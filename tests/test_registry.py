@@ -3,6 +3,7 @@ load (with tamper detection), verify, diff and export; the registry CLI commands
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import multiprocessing
@@ -646,3 +647,364 @@ def test_registry_home_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("SWCDATA_HOME", str(tmp_path))
     assert registry_home() == tmp_path
     assert os.fspath(Registry().home) == str(tmp_path)
+
+
+# ---- canonical and the content hash: columnar, the bytes of the row-by-row reference -------------
+
+
+def _reference_canonical(splits: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """What canonical() did before it was columnar: every row through Python and back."""
+    from swcdata.core.records import RECORD_COLUMNS, table_from_rows
+    from swcdata.registry.content import split_order
+
+    return {name: table_from_rows(splits[name].select(list(RECORD_COLUMNS)).cast(RECORD_SCHEMA).to_pylist())
+            for name in split_order(list(splits))}
+
+
+def _reference_hash(splits: dict[str, pa.Table]) -> str:
+    """The content hash as it was computed before: orjson over every row's dict, sorted keys."""
+    import orjson
+
+    from swcdata.registry.content import HASH_FORMAT, _split_header
+
+    h = hashlib.sha256(HASH_FORMAT)
+    for name in sorted(splits):
+        h.update(_split_header(name, splits[name].num_rows))
+        for row in splits[name].to_pylist():
+            h.update(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+    return h.hexdigest()
+
+
+def test_the_rows_json_written_by_polars_is_orjsons_for_every_character(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Unicode scalar value (in strings and struct fields, in keys out of order), nulls, null structs and
+    the 64-bit integer range: the columnar JSON lines are byte for byte the orjson lines, across batches."""
+    from swcdata.registry import content
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    text = ["".join(chars[i:i + 997]) for i in range(0, len(chars), 997)] + [chr(c) for c in range(0x80)]
+    n = len(text)
+    ints = [(-(2 ** 63), 2 ** 63 - 1, 0, -1, 7)[i % 5] for i in range(n)]
+    table = pa.table({
+        "zeta": pa.array([None if i % 7 == 0 else t for i, t in enumerate(text)], pa.string()),
+        "alpha": pa.array(text, pa.large_string()),
+        "mid": pa.array([{"line": None if i % 4 == 0 else ints[i], "file": text[-1 - i]} if i % 9 else None
+                         for i in range(n)], pa.struct([("line", pa.int64()), ("file", pa.string())])),
+        "flag": pa.array([None if i % 3 == 0 else bool(i % 2) for i in range(n)], pa.bool_()),
+        "num": pa.array(ints, pa.int64()),
+        "nothing": pa.nulls(n),
+    })
+    monkeypatch.setattr(content, "HASH_BATCH_ROWS", 97)  # many batches, one slice across several chunks
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=40))
+    reference = b"".join(line + b"\n" for _, line in content._iter_row_json(table))
+    assert b"".join(content._json_line_buffers(table)) == reference
+    assert content.content_hash({"x": table}) == _reference_hash({"x": table})
+    assert content.content_hash({"x": table.slice(0, 0)}) == _reference_hash({"x": table.slice(0, 0)})
+
+
+def test_a_table_polars_would_write_otherwise_takes_the_rows(table: pa.Table) -> None:
+    """Floats and lists are written row by row (orjson), in batches: the same hash as the reference."""
+    t = table.slice(0, 10).append_column("score", pa.array([0.1 * i for i in range(10)]))
+    t = t.append_column("tags", pa.array([["a", "b"]] * 10))
+    assert content_hash({"train": t}) == _reference_hash({"train": t})
+
+
+def _publish_files(home: Path, splits: dict[str, pa.Table]) -> dict[str, bytes]:
+    m, _ = Registry(home).publish("swc", splits, fields())
+    return {k: v for k, v in data_files(Registry(home).path(m)).items() if k != "manifest.json"}
+
+
+def test_canonical_gives_the_tables_hash_counts_and_file_bytes_of_the_row_round_trip(
+        tmp_path: Path, table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices, many chunks, string views, bytes under nulls (as polars leaves them), garbage in a sliced parent:
+    the tables canonical() returns equal the row round trip's, and publishing them writes the same bytes."""
+    import polars as pl
+
+    from swcdata.registry import content, store
+    from swcdata.registry.content import canonical
+
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    every = pl.int_range(pl.len())
+    variants = {
+        "slices": make_splits(table),
+        "chunks": {k: pa.Table.from_batches(v.to_batches(max_chunksize=3)) for k, v in make_splits(table).items()},
+        "views": {k: v.cast(pa.schema([pa.field(f.name, pa.string_view() if f.type == pa.string() else f.type)
+                                       for f in RECORD_SCHEMA])) for k, v in make_splits(table).items()},
+        "polars": {"train": df.with_columns(
+            transform=pl.when(every % 3 == 0).then(pl.lit("rename")).otherwise(None),
+            metadata=pl.when(every % 2 == 0).then(pl.lit('{"k":1}')).otherwise(None),
+            source=pl.struct(pl.col("source").struct.field("file"),
+                             pl.when(every % 5 == 0).then(None).otherwise(pl.col("source").struct.field("line") * 7)
+                             .alias("line"))).slice(3, 60).to_arrow()},
+    }
+    for name, splits in variants.items():
+        got, h, counts = canonical(splits)
+        want = _reference_canonical(splits)
+        assert list(got) == list(want), name
+        for split in want:
+            assert got[split].equals(want[split]) and got[split].schema == want[split].schema, (name, split)
+            assert got[split].column(0).num_chunks == 1, (name, split)
+        assert h == _reference_hash(want), name
+        assert {k: (c.records, list(c.by_category.items())) for k, c in counts.items()} == {
+            k: (v.num_rows, sorted(collections.Counter(v.column("category").to_pylist()).items()))
+            for k, v in want.items()}, name
+        new_files = _publish_files(tmp_path / name / "new", splits)
+        monkeypatch.setattr(store, "canonical", lambda s: (r := _reference_canonical(
+            {k: content.as_arrow(v) for k, v in s.items()}), content.content_hash(r), canonical(s)[2]))
+        assert _publish_files(tmp_path / name / "reference", splits) == new_files, name
+        monkeypatch.undo()
+
+
+def test_canonical_refuses_a_null_or_bad_bytes_as_a_data_problem(table: pa.Table) -> None:
+    from swcdata.registry.content import canonical
+
+    rows = table.slice(0, 3).to_pylist()
+    no_id = pa.Table.from_pylist([{**rows[0], "id": None}, *rows[1:]],
+                                 schema=pa.schema([f.with_nullable(True) for f in RECORD_SCHEMA]))
+    with pytest.raises(DataError, match=r"split 'train' does not fit the record schema: .*'id' with null"):
+        canonical({"train": no_id})
+    bad = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(b"\x00\x00\x00\x00\x02\x00\x00\x00"),
+                                                  pa.py_buffer(b"\xff\xfe")])
+    with pytest.raises(DataError, match="does not fit the record schema"):
+        canonical({"train": table.slice(0, 1).set_column(1, "instruction", bad)})
+
+
+# ---- diff: polars joins, the report of the row-by-row reference ----------------------------------
+
+
+def _reference_diff(ta: dict[str, pa.Table], tb: dict[str, pa.Table]) -> dict[str, Any]:
+    """The diff as it was computed before (dicts and queues over every row): the per-split lists and counts and
+    the moved records, as JSON."""
+    from collections import defaultdict
+
+    from swcdata.registry.content import split_order
+
+    rows_a = {s: t.select(["id", "source", "transform", "template"]).to_pylist() for s, t in ta.items()}
+    rows_b = {s: t.select(["id", "source", "transform", "template"]).to_pylist() for s, t in tb.items()}
+    where_a = {r["id"]: s for s, rows in rows_a.items() for r in rows}
+    where_b = {r["id"]: s for s, rows in rows_b.items() for r in rows}
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["source"]["file"], r["source"]["line"], r["transform"], r["template"])
+
+    pending: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for split in split_order(list(rows_a)):
+        for r in rows_a[split]:
+            if r["id"] not in where_b:
+                pending[key(r)].append(r)
+    changed = []
+    for split in split_order(list(rows_b)):
+        for r in rows_b[split]:
+            if r["id"] not in where_a and pending.get(key(r)):
+                old = pending[key(r)].pop(0)
+                changed.append({"source": r["source"], "transform": r["transform"], "template": r["template"],
+                                "a_id": old["id"], "b_id": r["id"], "a_split": where_a[old["id"]], "b_split": split})
+    paired_a, paired_b = {c["a_id"] for c in changed}, {c["b_id"] for c in changed}
+    splits = []
+    for split in split_order(sorted(set(rows_a) | set(rows_b))):
+        a, b = rows_a.get(split, []), rows_b.get(split, [])
+        splits.append({
+            "split": split, "a_records": len(a), "b_records": len(b),
+            "unchanged": sum(1 for r in b if r["id"] in where_a),
+            "moved_in": sum(1 for r in b if where_a.get(r["id"], split) != split),
+            "moved_out": sum(1 for r in a if where_b.get(r["id"], split) != split),
+            "added_ids": [r["id"] for r in b if r["id"] not in where_a and r["id"] not in paired_b],
+            "removed_ids": [r["id"] for r in a if r["id"] not in where_b and r["id"] not in paired_a],
+            "changed_records": [c for c in changed if c["b_split"] == split]})
+    moved = [{"id": i, "a_split": where_a[i], "b_split": s} for i, s in where_b.items()
+             if i in where_a and where_a[i] != s]
+    return {"splits": splits, "moved": moved}
+
+
+def _as_reference(d: Any) -> dict[str, Any]:
+    j = d.model_dump(mode="json")
+    keep = ("split", "a_records", "b_records", "unchanged", "moved_in", "moved_out", "added_ids", "removed_ids")
+    splits = [{**{k: s[k] for k in keep}, "changed_records": [{k: v for k, v in c.items() if k != "text"}
+                                                                for c in s["changed_records"]]} for s in j["splits"]]
+    for s, full in zip(splits, j["splits"], strict=True):
+        assert (s["added_ids"], s["removed_ids"]) == ([r["id"] for r in full["added_records"]],
+                                                      [r["id"] for r in full["removed_records"]])
+        assert (full["added"], full["removed"], full["changed"]) == (len(s["added_ids"]), len(s["removed_ids"]),
+                                                                     len(s["changed_records"]))
+    return {"splits": splits, "moved": j["moved"]}
+
+
+def _lineage(t: pa.Table, seed: int) -> pa.Table:
+    """Records with transform/template on some rows and many rows on a few input lines (keys shared, nulls in
+    keys): what pairing changed records must untangle."""
+    import random
+
+    rnd = random.Random(seed)
+    rows = t.to_pylist()
+    for r in rows:
+        r["source"] = {"file": rnd.choice(["a.jsonl", "b.jsonl"]), "line": rnd.randint(1, 12)}
+        r["transform"] = rnd.choice([None, None, "rename", "layout"])
+        r["template"] = rnd.choice([None, "t1"]) if r["transform"] else None
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_diff_is_the_reference_diff_on_shuffled_edited_versions(home: Path, table: pa.Table, seed: int) -> None:
+    """Edited, removed, moved and added records, shared input lines and null lineage keys, ids that appear twice, a
+    split only one version has: the polars joins give the report of the row-by-row reference, both ways."""
+    import random
+
+    from swcdata.core.text import record_id
+
+    rnd = random.Random(seed)
+    base = _lineage(table, seed)
+    rows = base.to_pylist()
+    s1 = {"train": rows[:70], "validation": rows[70:85], "test": rows[85:]}
+    s2: dict[str, list[dict[str, Any]]] = {"train": [], "validation": [], "test": [], "extra": []}
+    for split, part in s1.items():
+        for r in part:
+            x = rnd.random()
+            if x < 0.15:  # edited: a new id from the same input line, maybe in another split
+                r = {**r, "response": r["response"] + f" Edited {seed}."}
+                r["id"] = record_id(r["instruction"], r["response"])
+                s2[rnd.choice([split, split, "validation", "extra"])].append(r)
+            elif x < 0.22:  # removed
+                continue
+            elif x < 0.3:  # moved
+                s2[rnd.choice(["train", "test", "extra"])].append(r)
+            else:
+                s2[split].append(r)
+    s2["train"] += [{**rows[i], "id": f"{i:016x}", "instruction": f"new {i}"} for i in range(5)]  # added
+    rnd.shuffle(s2["train"])
+    s1["test"] += s1["train"][:3]  # the same id twice (in two splits, or in one), as an unchecked input may hold
+    s2["extra"] += [s2["train"][0], s2["train"][0], s2["validation"][1]]
+    reg = Registry()
+    t1 = {k: pa.Table.from_pylist(v, schema=RECORD_SCHEMA) for k, v in s1.items()}
+    t2 = {k: pa.Table.from_pylist(v, schema=RECORD_SCHEMA) for k, v in s2.items()}
+    reg.publish("swc", t1, fields())
+    reg.publish("swc", t2, fields(steps=[{**STEPS[0], "config": {"seed": 8}}]))
+    for a, b, ta, tb in (("swc@v1", "swc@v2", t1, t2), ("swc@v2", "swc@v1", t2, t1)):
+        d = reg.diff(a, b)
+        assert _as_reference(d) == _reference_diff(ta, tb)
+        assert sum(s.changed for s in d.splits) > 0 and d.moved
+    assert reg.diff("swc@v1", "swc@v1").identical
+
+
+def test_diff_reads_the_version_files_column_by_column(home: Path, table: pa.Table,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """diff never loads a DatasetDict; without --text it reads id, source, transform, template (and the split
+    column it adds); with --text it reads the text of the changed records listed, through a filter on their ids."""
+    import polars.io.plugins as plugins
+
+    reg = Registry()
+    s = make_splits(table)
+    reg.publish("swc", s, fields())
+    reg.publish("swc", {**s, "train": replace_row(s["train"], 3, id="f" * 16, response="Now different.")}, fields())
+
+    def no_datasets(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("diff loaded a DatasetDict")
+
+    monkeypatch.setattr(Registry, "_load_dd", no_datasets)
+    reads: list[tuple[list[str] | None, str | None]] = []
+    real = plugins.register_io_source
+
+    def spy(source: Any, **kw: Any) -> Any:
+        def wrapped(with_columns: Any, predicate: Any, n_rows: Any, batch_size: Any) -> Any:
+            reads.append((with_columns, None if predicate is None else str(predicate)))
+            return source(with_columns, predicate, n_rows, batch_size)
+        return real(wrapped, **kw)
+
+    monkeypatch.setattr(plugins, "register_io_source", spy)
+    reg.diff("swc@v1", "swc@v2")
+    assert reads and all(set(cols or []) <= {"split", "id", "source", "transform", "template"} and pred is None
+                         for cols, pred in reads)
+    reads.clear()
+    d = reg.diff("swc@v1", "swc@v2", text_limit=5)
+    texts = [(cols, pred) for cols, pred in reads if "response" in (cols or [])]
+    assert len(texts) == 2 and all(pred is not None and "is_in" in pred for _, pred in texts)
+    [c] = d.splits[0].changed_records
+    assert c.text is not None and [t.field for t in c.text] == ["response"]
+
+
+def test_diff_text_shows_word_diffs_and_input_lines(home: Path, table: pa.Table) -> None:
+    from swcdata.registry.diff import word_diff
+
+    reg = Registry()
+    s = make_splits(table)
+    reg.publish("swc", s, fields())
+    rows = s["train"].to_pylist()
+    train = s["train"]
+    for i in (1, 2, 4):
+        train = replace_row(train, i, id=f"{i:016x}", response=rows[i]["response"] + f" Check withdraw {i}.",
+                            category="SWC-110" if i == 4 else rows[i]["category"])
+    added = {**rows[0], "id": "a" * 16, "instruction": "A new question?", "source": {"file": "new.jsonl", "line": 9}}
+    train = pa.concat_tables([train.slice(0, 5), train.slice(6), pa.Table.from_pylist([added], schema=RECORD_SCHEMA)])
+    reg.publish("swc", {**s, "train": train}, fields())
+
+    r = runner.invoke(app, ["diff", "swc@v1", "swc@v2", "--text", "--limit", "2"], env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.output
+    src = rows[5]["source"]
+    assert f"{'a' * 16}  (new.jsonl:9)" in r.output and f"{rows[5]['id']}  ({src['file']}:{src['line']})" in r.output
+    assert r.output.count("{+ Check withdraw") == 2 and "Check withdraw 4" not in r.output  # (--limit 2)
+    assert "what changed inside 2 changed record(s)" in r.output
+    plain = runner.invoke(app, ["diff", "swc@v1", "swc@v2"], env={"COLUMNS": "300"})
+    assert "{+" not in plain.output and "new.jsonl" not in plain.output
+
+    r = runner.invoke(app, ["diff", "swc@v1", "swc@v2", "--text", "--json"])
+    train_diff = json.loads(r.output)["splits"][0]
+    js.validate(json.loads(r.output), json.loads((SCHEMAS / "diff-report.schema.json").read_text()))
+    assert train_diff["added_records"] == [{"id": "a" * 16, "source": {"file": "new.jsonl", "line": 9}}]
+    assert train_diff["removed_records"] == [{"id": rows[5]["id"], "source": rows[5]["source"]}]
+    changed = train_diff["changed_records"]
+    assert [len(c["text"] or []) for c in changed] == [1, 1, 2]  # (the third: response and category)
+    assert changed[2]["text"][1] == {"field": "category", "diff": f"[-{rows[4]['category']}-]{{+SWC-110+}}",
+                                     "segments": [{"op": "-", "text": rows[4]["category"]},
+                                                  {"op": "+", "text": "SWC-110"}]}
+    assert changed[0]["text"][0]["diff"].endswith("{+ Check withdraw 1.+}")
+    r = runner.invoke(app, ["diff", "swc@v1", "swc@v2", "--json"])
+    assert all(c["text"] is None for c in json.loads(r.output)["splits"][0]["changed_records"])
+
+    long = " ".join(f"w{i}" for i in range(100))
+    wd = word_diff("response", long, long.replace("w50", "W50"))
+    assert wd.diff == "… w44 w45 w46 w47 w48 w49 [-w50-]{+W50+} w51 w52 w53 w54 w55 w56 …"
+    assert word_diff("x", "a  b\n", "a  b\nc").diff == "a  b\n{+c+}"
+
+
+# ---- scan: a version as a polars LazyFrame ------------------------------------------------------
+
+
+def test_scan_gives_the_rows_load_gives(home: Path, table: pa.Table) -> None:
+    import polars as pl
+
+    import swcdata
+
+    s = make_splits(table)
+    Registry().publish("swc", s, fields())
+    dd = swcdata.load("swc@v1")
+    lf = swcdata.scan("swc@v1")
+    assert isinstance(lf, pl.LazyFrame)
+    assert lf.collect_schema().names() == [*RECORD_SCHEMA.names, "split"]
+    assert lf.collect().to_dicts() == [{**r, "split": split} for split in dd for r in dd[split].to_list()]
+    for split in dd:
+        assert swcdata.scan("swc@v1", split=split).collect().to_dicts() == dd[split].to_list()
+    assert lf.filter(pl.col("split") == "test").select(pl.len()).collect().item() == 12
+    assert lf.group_by("split", maintain_order=True).len().collect().rows() == [("train", 80), ("validation", 12),
+                                                                               ("test", 12)]
+    line = pl.col("source").struct.field("line")
+    want = sorted((r["id"], split) for split in dd for r in dd[split].to_list() if r["source"]["line"] % 10 == 3)
+    assert sorted(lf.filter(line % 10 == 3).select("id", "split").collect().rows()) == want
+    assert lf.head(3).collect().height == 3 and lf.select(pl.len()).collect(engine="streaming").item() == 104
+    assert swcdata.scan("swc@v1", home=home, verify=False).collect().height == 104
+    with pytest.raises(InputError, match="swc@v1 has no split 'dev'"):
+        swcdata.scan("swc@v1", split="dev")
+
+
+def test_scan_hf_refs_are_pulled_first_as_load_does(monkeypatch: pytest.MonkeyPatch, home: Path,
+                                                   table: pa.Table) -> None:
+    import swcdata
+    from swcdata.registry import hub
+
+    Registry().publish("swc", make_splits(table), fields())
+    calls: list[tuple[str, Any]] = []
+
+    class Pulled:
+        ref = "swc@v1"
+
+    monkeypatch.setattr(hub, "pull", lambda ref, home=None: calls.append((ref, home)) or Pulled())
+    assert swcdata.scan("hf://me/swc@v1", home=home, split="test").collect().height == 12
+    assert calls == [("hf://me/swc@v1", home)]

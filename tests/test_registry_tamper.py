@@ -382,3 +382,48 @@ def test_the_log_begins_with_the_versions_already_there(reg: Registry, table: pa
     assert all(reg.verify(f"swc@v{v}").ok and not reg.verify(f"swc@v{v}").warnings for v in (1, 2, 3))
     edit(reg.path("swc@v1"), lambda d: d.update(seed=99), digest="recompute")
     assert any("when swc@v1 was adopted" in p for p in reg.verify("swc@v1").problems)
+
+
+# ---- scan refuses what load refuses ---------------------------------------------------------------
+
+
+def _refusal(call: Any) -> str:
+    with pytest.raises(DataError) as e:
+        call()
+    return f"{e.value.message} | {e.value.hint}"
+
+
+def test_scan_refuses_a_tampered_version_as_load_does(reg: Registry) -> None:
+    """A flipped byte in a data file, a content change behind forged file hashes, an edited manifest: `scan`
+    refuses each before any query runs, with load's message; `verify=False` reads what is there."""
+    import swcdata
+
+    folder = reg.path("swc@v1")
+    arrow = folder / "train" / "data-00000-of-00001.arrow"
+    assert swcdata.scan("swc@v1").collect().height == 104
+    arrow.chmod(0o644)
+    data = bytearray(arrow.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    arrow.write_bytes(bytes(data))
+    msg = _refusal(lambda: swcdata.scan("swc@v1"))
+    assert msg == _refusal(lambda: swcdata.load("swc@v1")) and "modified after publishing" in msg
+    assert _refusal(lambda: swcdata.scan("swc@v1", split="test")) == msg
+
+    # the same change with the file hashes forged to match (and no log to compare with): the content hash
+    m = reg.resolve("swc@v1")
+    forged = m.model_copy(update={"files": {**m.files, "train/data-00000-of-00001.arrow":
+                                            hashlib.sha256(bytes(data)).hexdigest()}})
+    forged.manifest_digest = forged.compute_digest()
+    (folder / "manifest.json").chmod(0o644)
+    (folder / "manifest.json").write_text(forged.model_dump_json(indent=2))
+    (reg.home / "swc" / LOG_FILE).unlink()
+    msg = _refusal(lambda: swcdata.scan("swc@v1"))
+    assert msg == _refusal(lambda: swcdata.load("swc@v1")) and "content hash mismatch" in msg
+    assert swcdata.scan("swc@v1", verify=False).select("id").collect().height == 104
+
+    edit(reg.path("swc@v2"), lambda d: d["steps"][0]["config"].update(seed=8))
+    msg = _refusal(lambda: swcdata.scan("swc@v2"))
+    assert msg == _refusal(lambda: swcdata.load("swc@v2")) and "edited after publishing" in msg
+    assert verify(["swc@v2"])[0] == 1
+    r = runner.invoke(app, ["diff", "swc@v2", "swc@v1"])
+    assert r.exit_code == 1 and "edited after publishing" in r.output and "Traceback" not in r.output

@@ -116,7 +116,14 @@ def _print_warnings(warnings: list[str]) -> None:
         err.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
 
 
-def render_diff(rep: DiffReport, limit: int) -> None:
+def _with_sources(refs: Any, ids: list[str]) -> list[str]:
+    """Each id with its input line (`diff --text`), from the records that list the same ids."""
+    if len(refs) != len(ids):
+        return ids
+    return [f"{r.id}  ({r.source.file}:{r.source.line})" for r in refs]
+
+
+def render_diff(rep: DiffReport, limit: int, show_text: bool = False) -> None:
     t = Table(title=f"{rep.a} -> {rep.b}", title_justify="left")
     for col in ("split", rep.a, rep.b, "unchanged", "moved in", "moved out", "added", "removed", "changed"):
         t.add_column(col, justify="left" if col == "split" else "right")
@@ -128,7 +135,9 @@ def render_diff(rep: DiffReport, limit: int) -> None:
     out.print("[green]identical content[/]" if rep.identical else
               f"content hash {rep.a_hash[:12]} -> {rep.b_hash[:12]}")
     for s in rep.splits:
-        rows: list[tuple[str, str]] = [("+", i) for i in s.added_ids] + [("-", i) for i in s.removed_ids]
+        added = _with_sources(s.added_records, s.added_ids) if show_text else s.added_ids
+        removed = _with_sources(s.removed_records, s.removed_ids) if show_text else s.removed_ids
+        rows: list[tuple[str, str]] = [("+", i) for i in added] + [("-", i) for i in removed]
         rows += [("~", f"{c.a_id} -> {c.b_id}  ({c.source.file}:{c.source.line}"
                        + (f", was in {c.a_split}" if c.a_split != c.b_split else "") + ")")
                  for c in s.changed_records]
@@ -140,6 +149,18 @@ def render_diff(rep: DiffReport, limit: int) -> None:
         out.print(f"[italic]{s.split}[/] (first {min(limit, len(rows))} of {len(rows)}: + added, - removed, "
                   "~ changed)")
         out.print(lt)
+        shown = [c for c in s.changed_records[:limit] if c.text]
+        if shown:
+            out.print()
+            out.print(f"[italic]{s.split}[/]: what changed inside {len(shown)} changed record(s) "
+                      "([-removed-] {+added+})")
+        for c in shown:
+            out.print(Text.assemble(("~ ", "yellow"), f"{c.a_id} -> {c.b_id}  ({c.source.file}:{c.source.line})"))
+            for change in c.text or []:
+                parts = [(seg.text, "") if seg.op == "=" else
+                         (f"[-{seg.text}-]", "bold red") if seg.op == "-" else (f"{{+{seg.text}+}}", "bold green")
+                         for seg in change.segments]
+                out.print(Text.assemble(f"  {change.field}: ", *parts))
     if rep.moved:
         out.print()
         out.print(f"[yellow]{len(rep.moved)} record(s) moved between splits[/] (e.g. "
@@ -273,16 +294,23 @@ def diff(
     ref_a: Annotated[str, typer.Argument(help="The older version (name@vN, name@<hash>...).", show_default=False)],
     ref_b: Annotated[str, typer.Argument(help="The newer version.", show_default=False)],
     limit: Annotated[int, typer.Option("--limit", min=0, help="Record ids listed per split in the tables "
-                                       "(--json lists all).")] = 20,
+                                       "(--json lists all), and changed records shown word by word with --text "
+                                       "(per split, --json too).")] = 20,
+    text: Annotated[bool, typer.Option("--text", help="Show what changed inside each changed record (a word "
+                                       "diff of each field that differs, for the first --limit per split) and the "
+                                       "input line (file:line) of each added and removed record.")] = False,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Compare two versions: record ids added, removed and changed per split, and step config changes."""
-    rep = _registry(home).diff(ref_a, ref_b)
+    """Compare two versions: record ids added, removed and changed per split, and step config changes.
+
+    The versions are verified, then read column by column: ids, input lines and lineage only, and with --text the
+    text of the changed records shown."""
+    rep = _registry(home).diff(ref_a, ref_b, text_limit=limit if text else None)
     if json_out:
         print_json(rep)
         return
-    render_diff(rep, limit)
+    render_diff(rep, limit, show_text=text)
 
 
 @handle_errors

@@ -295,7 +295,10 @@ class PublishedNames:
 
 
 def _counts(splits: dict[str, pa.Table]) -> dict[str, dict[str, int]]:
-    return {name: dict(sorted(Counter(t.column("category").to_pylist()).items())) for name, t in splits.items()}
+    """Records per category of each split, sorted by category (Arrow's value counts, no row as a Python object)."""
+    from swcdata.registry.content import category_counts
+
+    return {name: category_counts(t) for name, t in splits.items()}
 
 
 def _quarantined_json(quarantined: list[Any], names: PublishedNames) -> list[dict[str, Any]]:

@@ -6,7 +6,15 @@ or the time, so the same records give the same hash anywhere. `canonical` is the
 checks the tables against the record schema, re-encodes them (one contiguous chunk, the splits in a fixed
 order) and returns them with their hash and counts; the registry writes exactly these tables.
 
-pyarrow and `datasets` are imported inside the functions that need them.
+Both are columnar. `canonical` is an Arrow cast and a take into fresh buffers (the values never become Python
+objects; the buffers, and so the data files, are byte for byte those the row round trip it replaced built). The
+rows' JSON is written by polars (`struct.json_encode` writes exactly the bytes orjson writes for the row's dict
+with sorted keys, every string escaped alike: tests/test_registry.py checks every Unicode character),
+`HASH_BATCH_ROWS` rows at a time, and hashed from the Arrow buffer of the lines. A table with a column polars
+would write otherwise than orjson (floats, lists, dates: never a record table) takes the row-by-row path, in
+batches too.
+
+pyarrow, polars and `datasets` are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -45,12 +52,93 @@ def as_arrow(data: Any) -> pa.Table:
     return table
 
 
+HASH_BATCH_ROWS = 8_192  # rows encoded at a time: the memory of the hash stays bounded whatever the table's size
+
+
 def _iter_row_json(table: pa.Table) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Each row as a dict and its canonical JSON (orjson, sorted keys), a batch of rows at a time: the reference
+    for `_json_line_buffers`, and the path of tables whose columns polars would write otherwise."""
     import orjson
 
-    for batch in table.to_batches():
+    for batch in table.to_batches(max_chunksize=HASH_BATCH_ROWS):
         for row in batch.to_pylist():
             yield row, orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
+def _polars_writes_as_orjson(kind: pa.DataType) -> bool:
+    """Whether polars' `json_encode` writes values of this Arrow type exactly as orjson writes their Python
+    values: strings, integers, booleans and structs of them (keys sorted by `_sorted_json_expr`)."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_struct(kind):
+        names = [kind.field(i).name for i in range(kind.num_fields)]
+        return len(set(names)) == len(names) and all(_polars_writes_as_orjson(kind.field(i).type)
+                                                    for i in range(kind.num_fields))
+    return (t.is_string(kind) or t.is_large_string(kind) or t.is_string_view(kind) or t.is_integer(kind)
+            or t.is_boolean(kind) or t.is_null(kind))
+
+
+def _sorts_keys(kind: pa.DataType) -> bool:
+    """Whether every struct in the type has its fields in sorted order already."""
+    import pyarrow as pa
+
+    if not pa.types.is_struct(kind):
+        return True
+    names = [kind.field(i).name for i in range(kind.num_fields)]
+    return names == sorted(names) and all(_sorts_keys(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _sorted_json_expr(expr: Any, kind: pa.DataType) -> Any:
+    """`expr` with the fields of every struct in it in sorted order (orjson's OPT_SORT_KEYS); a null struct stays
+    null."""
+    import polars as pl
+
+    if _sorts_keys(kind):
+        return expr
+    fields = sorted((kind.field(i) for i in range(kind.num_fields)), key=lambda f: f.name)
+    inner = pl.struct([_sorted_json_expr(expr.struct.field(f.name), f.type).alias(f.name) for f in fields])
+    return pl.when(expr.is_null()).then(None).otherwise(inner)
+
+
+def _json_line_buffers(table: pa.Table) -> Iterator[memoryview]:
+    """The canonical JSON lines of the rows (each ended by a newline), as the bytes of Arrow buffers, one batch
+    of rows at a time: the same bytes as `_iter_row_json`'s lines, each followed by a newline."""
+    import numpy as np
+    import polars as pl
+    import pyarrow as pa
+
+    names = table.column_names
+    if not names:  # (a row of no columns is {})
+        for start in range(0, table.num_rows, HASH_BATCH_ROWS):
+            yield memoryview(b"{}\n" * min(HASH_BATCH_ROWS, table.num_rows - start))
+        return
+    row = pl.struct([_sorted_json_expr(pl.col(n), table.schema.field(n).type).alias(n) for n in sorted(names)])
+    line = pl.concat_str([row.struct.json_encode(), pl.lit("\n")])
+    for start in range(0, table.num_rows, HASH_BATCH_ROWS):
+        frame = pl.from_arrow(table.slice(start, HASH_BATCH_ROWS), rechunk=False)
+        assert isinstance(frame, pl.DataFrame)
+        lines = frame.select(line).to_series().to_arrow(compat_level=pl.CompatLevel.oldest())
+        for chunk in lines.chunks if isinstance(lines, pa.ChunkedArray) else [lines]:
+            if len(chunk) == 0:
+                continue
+            if chunk.null_count:  # (cannot happen: a struct's JSON is never null)
+                raise AssertionError("a row's JSON is null")
+            _validity, offsets_buf, data = chunk.buffers()
+            offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=len(chunk) + 1, offset=chunk.offset * 8)
+            yield memoryview(data)[int(offsets[0]):int(offsets[-1])]
+
+
+def _hash_rows(h: Any, table: pa.Table) -> None:
+    """Feed every row's canonical JSON line to the sha256 `h`, in row order."""
+    if len(set(table.column_names)) == table.num_columns and all(_polars_writes_as_orjson(f.type)
+                                                                  for f in table.schema):
+        for buf in _json_line_buffers(table):
+            h.update(buf)
+        return
+    for _, line in _iter_row_json(table):
+        h.update(line)
+        h.update(b"\n")
 
 
 def _split_header(name: str, rows: int) -> bytes:
@@ -66,9 +154,7 @@ def content_hash(dd: Mapping[str, Any]) -> str:
     for name in sorted(dd):
         table = as_arrow(dd[name])
         h.update(_split_header(name, table.num_rows))
-        for _, line in _iter_row_json(table):
-            h.update(line)
-            h.update(b"\n")
+        _hash_rows(h, table)
     return h.hexdigest()
 
 
@@ -82,7 +168,7 @@ def canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str,
     with the content hash and the counts."""
     import pyarrow as pa
 
-    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA, table_from_rows
+    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
 
     if not splits:
         raise DataError("nothing to publish: no splits given")
@@ -108,14 +194,34 @@ def canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str,
     for name in split_order(list(splits)):
         table = arrow[name].select(list(RECORD_COLUMNS))
         try:
-            rows = table.cast(RECORD_SCHEMA).to_pylist()
-            canon = table_from_rows(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            # (the cast refuses a null in a required column and a value of another type that does not convert;
+            # a full validation refuses bytes that are not UTF-8 in a string column)
+            canon = _compact(table.cast(RECORD_SCHEMA))
+            canon.validate(full=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as e:
             raise DataError(f"cannot publish: split {name!r} does not fit the record schema: {e}") from None
         out[name] = canon
-        by_cat = Counter(r["category"] for r in rows)
-        counts[name] = SplitCounts(records=len(rows), by_category=dict(sorted(by_cat.items())))
+        counts[name] = SplitCounts(records=canon.num_rows, by_category=category_counts(canon))
     return out, content_hash(out), counts
+
+
+def _compact(table: pa.Table) -> pa.Table:
+    """The table in one chunk of fresh buffers: no offset, strings packed (a null holds no bytes), as building it
+    from its rows would make them; the registry's data files are these buffers' bytes."""
+    import numpy as np
+
+    from swcdata.core.arrow import int64s
+
+    return table.take(int64s(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def category_counts(table: pa.Table) -> dict[str, int]:
+    """Records per category, sorted by category (Arrow's value counts: no row becomes a Python object)."""
+    import pyarrow.compute as pc
+
+    counted = pc.value_counts(table.column("category"))
+    pairs = zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
+    return dict(sorted(pairs))
 
 
 @contextlib.contextmanager

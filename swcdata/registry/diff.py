@@ -1,21 +1,61 @@
 """`swcdata diff A B`: what changed between two versions, record by record (added, removed, changed, moved
 between splits) and in the steps' configs. A record is 'changed' when a record from the same input line (and
 transform/template) has a new id.
+
+The comparison is a pair of polars joins over the few columns it needs (id, split, source, transform,
+template), read from the versions' lazy scans (`Registry.scan`): an anti-join on id gives the records of one
+version only, and among those, an inner join on (source file, line, transform, template, the record's rank among
+the records of that key) pairs a record of A with the record of B that replaced it. With `text`, the text columns
+are read for the changed records listed and nothing else, and each field that differs gets a word diff.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+import difflib
+import re
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata.core.schema import Source
-from swcdata.registry.content import as_arrow, split_order
+from swcdata.registry.content import split_order
 from swcdata.registry.manifest import Manifest, Step, flatten
 
 if TYPE_CHECKING:
-    import datasets
+    import polars as pl
+
+TEXT_FIELDS = ("instruction", "response", "category", "metadata")  # what a word diff compares
+CONTEXT_WORDS = 6  # unchanged words kept on each side of a change in a word diff (more are elided: " … ")
+
+
+class WordSegment(BaseModel):
+    """A run of a word diff: text both versions hold (`=`, shortened to its ends when long), or text only A
+    (`-`) or only B (`+`) holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["=", "-", "+"]
+    text: str
+
+
+class TextChange(BaseModel):
+    """How one field of a changed record differs: a word diff from A's text to B's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    diff: str = Field(description="The word diff as plain text: [-removed words-] {+added words+}, unchanged words "
+                                  "around them (a long unchanged run shortened to its ends with ' … ').")
+    segments: list[WordSegment] = Field(description="The same diff as runs, for tools.")
+
+
+class RecordRef(BaseModel):
+    """A record of one version: its id and its input line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    source: Source
 
 
 class ChangedRecord(BaseModel):
@@ -30,6 +70,8 @@ class ChangedRecord(BaseModel):
     b_id: str
     a_split: str
     b_split: str = Field(description="Differs from a_split when the new content landed in another split.")
+    text: list[TextChange] | None = Field(None, description="With `diff --text`, for the first --limit changed "
+                                          "records of each split: a word diff of each field that differs.")
 
 
 class SplitDiff(BaseModel):
@@ -49,6 +91,10 @@ class SplitDiff(BaseModel):
     added_ids: list[str]
     removed_ids: list[str]
     changed_records: list[ChangedRecord]
+    added_records: list[RecordRef] = Field(default_factory=list, description="The added records (as added_ids, in "
+                                           "the same order) with their input line.")
+    removed_records: list[RecordRef] = Field(default_factory=list, description="The removed records (as "
+                                             "removed_ids, in the same order) with their input line.")
 
 
 class MovedRecord(BaseModel):
@@ -83,67 +129,133 @@ class DiffReport(BaseModel):
     config_changes: list[ConfigChange]
 
 
-def diff_versions(dda: datasets.DatasetDict, ma: Manifest, ddb: datasets.DatasetDict, mb: Manifest) -> DiffReport:
+KEY = ("file", "line", "transform", "template")  # a record of A and one of B with the same key: 'changed'
+
+
+def diff_versions(ma: Manifest, splits_a: list[str], scan_a: pl.LazyFrame, mb: Manifest, splits_b: list[str],
+                  scan_b: pl.LazyFrame, *, text_limit: int | None = None) -> DiffReport:
     """Per split: record ids added and removed from A to B, and records 'changed' (same source file and
     line, same transform/template, different id). Also ids that moved between splits and the step
-    config values that differ."""
-    rows_a = {s: _arrow_rows(dda[s]) for s in dda}
-    rows_b = {s: _arrow_rows(ddb[s]) for s in ddb}
-    where_a = {r["id"]: s for s, rows in rows_a.items() for r in rows}
-    where_b = {r["id"]: s for s, rows in rows_b.items() for r in rows}
-    changed = _pair_changed(rows_a, rows_b, where_a, where_b)
-    paired_a = {c.a_id for c in changed}
-    paired_b = {c.b_id for c in changed}
+    config values that differ.
+
+    `scan_a`, `scan_b`: each version's records with a `split` column (`Registry.scan`), in stored order;
+    `splits_a`, `splits_b`: their split names (a split may be empty). With `text_limit`, the first `text_limit`
+    changed records of each split get a word diff of their fields (`ChangedRecord.text`)."""
+    import polars as pl
+
+    a, b = _side(scan_a), _side(scan_b)
+    where_a, where_b = _where(a, "a_where"), _where(b, "b_where")  # id -> its split (the last, as a dict keeps)
+    a = a.join(where_b, on="id", how="left", maintain_order="left")  # b_where: null when the id is not in B
+    b = b.join(where_a, on="id", how="left", maintain_order="left")
+    rank = pl.int_range(pl.len(), dtype=pl.UInt32).over(KEY).alias("rank")  # (the records of a key in order)
+    cand_a = a.filter(pl.col("b_where").is_null()).with_columns(rank)
+    cand_b = b.filter(pl.col("a_where").is_null()).with_columns(rank)
+    pairs = cand_b.join(cand_a.select(*KEY, "rank", pl.col("id").alias("a_id")), on=[*KEY, "rank"], how="inner",
+                        nulls_equal=True, maintain_order="left")
+    pairs = pairs.join(where_a.rename({"id": "a_id", "a_where": "a_split"}), on="a_id", how="left",
+                       maintain_order="left")
+    added = cand_b.join(pairs.select("id"), on="id", how="anti", maintain_order="left")
+    removed = cand_a.join(pairs.select(pl.col("a_id").alias("id")), on="id", how="anti", maintain_order="left")
+    # ids of B in the order they first appear, with their last split in each version
+    moved = (b.filter(pl.col("id").is_first_distinct()).select("id", "a_where")
+             .join(where_b, on="id", how="left", maintain_order="left")
+             .filter(pl.col("a_where").is_not_null() & (pl.col("a_where") != pl.col("b_where"))))
+
     splits = []
-    for split in split_order(sorted(set(rows_a) | set(rows_b))):
-        a, b = rows_a.get(split, []), rows_b.get(split, [])
-        added_ids = [r["id"] for r in b if r["id"] not in where_a and r["id"] not in paired_b]
-        removed_ids = [r["id"] for r in a if r["id"] not in where_b and r["id"] not in paired_a]
-        here = [c for c in changed if c.b_split == split]
-        splits.append(SplitDiff(split=split, a_records=len(a), b_records=len(b),
-                                unchanged=sum(1 for r in b if r["id"] in where_a), added=len(added_ids),
-                                removed=len(removed_ids), changed=len(here),
-                                moved_in=sum(1 for r in b if where_a.get(r["id"], split) != split),
-                                moved_out=sum(1 for r in a if where_b.get(r["id"], split) != split),
-                                added_ids=added_ids, removed_ids=removed_ids, changed_records=here))
-    moved = [MovedRecord(id=i, a_split=where_a[i], b_split=s) for i, s in where_b.items()
-             if i in where_a and where_a[i] != s]
+    for split in split_order(sorted(set(splits_a) | set(splits_b))):
+        in_a, in_b = a.filter(pl.col("split") == split), b.filter(pl.col("split") == split)
+        here = pairs.filter(pl.col("split") == split)
+        changed = [ChangedRecord(source=Source(file=r["file"], line=r["line"]), transform=r["transform"],
+                                 template=r["template"], a_id=r["a_id"], b_id=r["id"], a_split=r["a_split"],
+                                 b_split=split) for r in here.iter_rows(named=True)]
+        add, rem = added.filter(pl.col("split") == split), removed.filter(pl.col("split") == split)
+        splits.append(SplitDiff(
+            split=split, a_records=in_a.height, b_records=in_b.height,
+            unchanged=in_b.select(pl.col("a_where").is_not_null().sum()).item(), added=add.height,
+            removed=rem.height, changed=len(changed),
+            moved_in=in_b.select((pl.col("a_where") != split).sum()).item(),
+            moved_out=in_a.select((pl.col("b_where") != split).sum()).item(),
+            added_ids=add["id"].to_list(), removed_ids=rem["id"].to_list(), changed_records=changed,
+            added_records=_refs(add), removed_records=_refs(rem)))
+    if text_limit:
+        _add_text(splits, scan_a, scan_b, text_limit)
     return DiffReport(a=ma.ref, b=mb.ref, a_hash=ma.content_hash, b_hash=mb.content_hash,
-                      identical=ma.content_hash == mb.content_hash, splits=splits, moved=moved,
+                      identical=ma.content_hash == mb.content_hash, splits=splits,
+                      moved=[MovedRecord(id=i, a_split=sa, b_split=sb) for i, sa, sb in moved.iter_rows()],
                       config_changes=_config_changes(ma.steps, mb.steps))
 
 
-def _arrow_rows(ds: Any) -> list[dict[str, Any]]:
-    table = as_arrow(ds)
-    return table.select(["id", "source", "transform", "template"]).to_pylist()
+def _side(scan: pl.LazyFrame) -> pl.DataFrame:
+    """The columns the comparison needs, one row per record in stored order: split, id, source file and line,
+    transform, template (the ones of few distinct values as Categorical: 4 bytes a row)."""
+    import polars as pl
+
+    src = pl.col("source")
+    few = pl.Categorical()
+    return scan.select(pl.col("split").cast(few), "id", src.struct.field("file").cast(few).alias("file"),
+                       src.struct.field("line").alias("line"), pl.col("transform").cast(few),
+                       pl.col("template").cast(few)).collect()
 
 
-def _change_key(r: dict[str, Any]) -> tuple[Any, ...]:
-    src = r["source"] or {}
-    return (src.get("file"), src.get("line"), r.get("transform"), r.get("template"))
+def _where(side: pl.DataFrame, name: str) -> pl.DataFrame:
+    """Each id once, with the split of its last record (as a dict built over the rows keeps it)."""
+    import polars as pl
+
+    return side.filter(pl.col("id").is_last_distinct()).select("id", pl.col("split").alias(name))
 
 
-def _pair_changed(rows_a: dict[str, list[dict[str, Any]]], rows_b: dict[str, list[dict[str, Any]]],
-                  where_a: dict[str, str], where_b: dict[str, str]) -> list[ChangedRecord]:
-    """Records from the same input line (and transform/template) with a new id are 'changed', not added +
-    removed, whichever split each side is in."""
-    pending: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for split in split_order(list(rows_a)):
-        for r in rows_a[split]:
-            if r["id"] not in where_b:
-                pending[_change_key(r)].append(r)
-    changed: list[ChangedRecord] = []
-    for split in split_order(list(rows_b)):
-        for r in rows_b[split]:
-            if r["id"] in where_a:
-                continue
-            queue = pending.get(_change_key(r))
-            if queue:
-                old = queue.pop(0)
-                changed.append(ChangedRecord(source=Source(**r["source"]), transform=r.get("transform"),
-                                             template=r.get("template"), a_id=old["id"], b_id=r["id"],
-                                             a_split=where_a[old["id"]], b_split=split))
-    return changed
+def _refs(rows: pl.DataFrame) -> list[RecordRef]:
+    return [RecordRef(id=i, source=Source(file=f, line=n)) for i, f, n in rows.select("id", "file", "line").iter_rows()]
+
+
+def _add_text(splits: list[SplitDiff], scan_a: pl.LazyFrame, scan_b: pl.LazyFrame, limit: int) -> None:
+    """A word diff of each field that differs, for the first `limit` changed records of each split: the text
+    columns are read for those records only."""
+    import polars as pl
+
+    shown = [c for s in splits for c in s.changed_records[:limit]]
+    if not shown:
+        return
+
+    def texts(scan: pl.LazyFrame, ids: set[str]) -> dict[str, dict[str, Any]]:
+        rows = scan.filter(pl.col("id").is_in(sorted(ids))).select("id", *TEXT_FIELDS).collect()
+        return {r["id"]: r for r in rows.iter_rows(named=True)}
+
+    old, new = texts(scan_a, {c.a_id for c in shown}), texts(scan_b, {c.b_id for c in shown})
+    for c in shown:
+        ra, rb = old.get(c.a_id, {}), new.get(c.b_id, {})
+        c.text = [word_diff(f, ra.get(f) or "", rb.get(f) or "") for f in TEXT_FIELDS if ra.get(f) != rb.get(f)]
+
+
+_WORDS = re.compile(r"\s+|[^\s]+")
+
+
+def word_diff(field: str, a: str, b: str, context: int = CONTEXT_WORDS) -> TextChange:
+    """The word diff from `a` to `b` (difflib over words and the whitespace between them); unchanged runs longer
+    than 2 * `context` words keep `context` words at each end."""
+    wa, wb = _WORDS.findall(a), _WORDS.findall(b)
+    segments: list[WordSegment] = []
+    ops = difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes()
+    for n, (tag, i1, i2, j1, j2) in enumerate(ops):
+        if tag == "equal":
+            words = wa[i1:i2]
+            keep = 2 * context  # (tokens: a word and the space after it)
+            head = words[:keep] if n > 0 else []
+            tail = words[-keep:] if n < len(ops) - 1 else []
+            if len(words) > len(head) + len(tail) + 1:  # (a long run: its ends around " … ")
+                text = ("".join(head).rstrip() + " " if head else "") + "…" + (" " + "".join(tail).lstrip()
+                                                                              if tail else "")
+            else:
+                text = "".join(words)
+            segments.append(WordSegment(op="=", text=text))
+            continue
+        if i2 > i1:
+            segments.append(WordSegment(op="-", text="".join(wa[i1:i2])))
+        if j2 > j1:
+            segments.append(WordSegment(op="+", text="".join(wb[j1:j2])))
+    plain = "".join(s.text if s.op == "=" else f"[-{s.text}-]" if s.op == "-" else f"{{+{s.text}+}}"
+                    for s in segments)
+    return TextChange(field=field, diff=plain, segments=segments)
 
 
 def _config_changes(a: list[Step], b: list[Step]) -> list[ConfigChange]:

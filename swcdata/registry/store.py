@@ -22,6 +22,9 @@ Contracts:
 The parts it stands on: `swcdata.registry.manifest` (the manifest models), `swcdata.registry.content` (the
 content hash, a version's identity) and `swcdata.registry.diff` (comparing two versions).
 
+Reading a version: `load` gives a `datasets.DatasetDict`; `tables` the Arrow tables memory-mapped from its files
+and `scan` a polars LazyFrame over them (what `diff` reads), verified alike.
+
 Heavy libraries (pyarrow, datasets) are imported inside the functions that need them, so listing versions
 and resolving references only reads small JSON files.
 """
@@ -62,6 +65,7 @@ from swcdata.registry.manifest import (
 
 if TYPE_CHECKING:
     import datasets
+    import polars as pl
     import pyarrow as pa
 
 LOG_FILE = "log.jsonl"  # <home>/<name>/log.jsonl: one line per published version (see Registry._append_log)
@@ -309,6 +313,95 @@ def write_parquet_to(table: pa.Table, f: Any) -> None:
     meta = {"huggingface": json.dumps({"info": {"features": record_features().to_dict()}})}
     table = as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
     pq.write_table(table, f, compression="zstd", row_group_size=10_000, use_dictionary=True, write_statistics=True)
+
+
+# ---- reading a version's data without `datasets` ------------------------------------------------
+
+SCAN_BATCH_ROWS = 65_536  # rows a scan converts to polars at a time
+
+
+def _mapped_tables(m: Manifest, folder: Path) -> dict[str, pa.Table]:
+    """The split tables of a version folder (`dataset_dict.json`, each split's `state.json` and its Arrow
+    stream files, as `datasets.save_to_disk` writes them), memory-mapped, in stored order."""
+    import pyarrow as pa
+
+    def fail(why: str) -> DataError:
+        return DataError(f"{m.ref}: cannot read the data in {folder}: {why}", hint=f"run `swcdata verify {m.ref}`")
+
+    root = folder.resolve()
+    try:
+        splits = json.loads((folder / "dataset_dict.json").read_bytes())["splits"]
+        out: dict[str, pa.Table] = {}
+        for split in splits:
+            files = [f["filename"] for f in json.loads((folder / split / "state.json").read_bytes())["_data_files"]]
+            for rel in (f"{split}/{f}" for f in files):
+                why = _unsafe_path(rel, root)
+                if why is not None:
+                    raise fail(f"{rel} {why}")
+            parts = []
+            for f in files:
+                with pa.memory_map(str(folder / split / f)) as source:
+                    parts.append(pa.ipc.open_stream(source).read_all())
+            out[split] = pa.concat_tables(parts) if len(parts) != 1 else parts[0]
+    except DataError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as e:
+        raise fail(f"{type(e).__name__}: {e}") from None
+    return out
+
+
+def lazy_frame(tables: Mapping[str, pa.Table], ref: str, *, split_column: bool = True) -> pl.LazyFrame:
+    """A LazyFrame over record tables (the splits in the mapping's order), read a batch at a time when collected:
+    only the columns the query selects are converted, and a filter is evaluated on its own columns first, so the
+    other columns of the rows it drops are never converted. `split_column`: a `split` column (String) last."""
+    import polars as pl
+    from polars.io.plugins import register_io_source
+
+    from swcdata.core.records import RECORD_SCHEMA
+
+    empty = pl.from_arrow(RECORD_SCHEMA.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    schema = dict(empty.schema)
+    if split_column:
+        schema["split"] = pl.String()
+
+    def frame(batch: pa.Table, columns: list[str], split: str) -> pl.DataFrame:
+        df = pl.from_arrow(batch.select([c for c in columns if c != "split"]), rechunk=False)
+        assert isinstance(df, pl.DataFrame)
+        if "split" in columns:
+            df = df.with_columns(split=pl.lit(split, dtype=pl.String))
+        return df.select(columns)
+
+    def source(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
+               batch_size: int | None) -> Any:
+        columns = list(with_columns) if with_columns is not None else list(schema)
+        wanted = columns or [next(iter(schema))]  # (a count of rows selects no column: read the smallest there is)
+        need = sorted(set(predicate.meta.root_names())) if predicate is not None else []
+        left = n_rows
+        size = max(1, min(batch_size or SCAN_BATCH_ROWS, SCAN_BATCH_ROWS))
+        for split, table in tables.items():
+            test = predicate
+            if test is not None and need == ["split"]:  # (a filter on the split alone: the whole split or none)
+                if not pl.DataFrame({"split": [split]}).select(test.fill_null(False)).item():
+                    continue
+                test = None
+            for start in range(0, table.num_rows, size):
+                if left is not None and left <= 0:
+                    return
+                batch = table.slice(start, size)
+                if test is not None:
+                    keep = frame(batch, need, split).select(test.fill_null(False)).to_series()
+                    batch = batch.filter(keep.to_arrow())
+                    if batch.num_rows == 0:
+                        continue
+                df = frame(batch, wanted, split)
+                if left is not None:
+                    df = df.head(left)
+                    left -= df.height
+                yield df
+
+    return register_io_source(source, schema=schema, is_pure=True, explain_name="swcdata",
+                              explain_detail=ref)
 
 
 # ---- the registry -----------------------------------------------------------------------------
@@ -886,6 +979,29 @@ class Registry:
             raise DataError(f"{m.ref}: {folder} does not hold a DatasetDict")
         return dd
 
+    def _check_before_reading(self, m: Manifest, folder: Path) -> None:
+        """What `load` and `scan` check before reading any data: the manifest (its digest, place, paths, the log, the
+        chain) and every file's sha256 against the manifest; a DataError names the first problem."""
+        problems = self._manifest_problems(m, folder)
+        if problems:
+            raise DataError(f"{m.ref}: {problems[0]}", hint=f"run `swcdata verify {m.ref}`")
+        bad, _extra, _n = self._check_files(m, folder)
+        if bad:
+            first = bad[0]
+            raise DataError(
+                f"{m.ref} was modified after publishing: {len(bad)} data file(s) differ from the manifest "
+                f"(first: {first.path}: expected sha256 {first.expected}, actual {first.actual or 'missing'})",
+                hint=f"run `swcdata verify {m.ref}`; restore the version from a copy (published versions are "
+                     "never overwritten)")
+
+    @staticmethod
+    def _check_content(m: Manifest, folder: Path, dd: Mapping[str, Any]) -> None:
+        actual = content_hash(dd)
+        if actual != m.content_hash:
+            raise DataError(f"{m.ref}: content hash mismatch: expected {m.content_hash}, actual {actual} "
+                            f"(the data in {folder} was modified after publishing)",
+                            hint=f"run `swcdata verify {m.ref}`")
+
     def load(self, ref: str, verify: bool = True, *,
              keep_in_memory: bool = True) -> tuple[datasets.DatasetDict, Manifest]:
         """Load a version as a `DatasetDict`. With `verify` (default) the data files must match the manifest's
@@ -894,25 +1010,38 @@ class Registry:
         m = self.resolve(ref)
         folder = self.path(m)
         if verify:
-            problems = self._manifest_problems(m, folder)
-            if problems:
-                raise DataError(f"{m.ref}: {problems[0]}", hint=f"run `swcdata verify {m.ref}`")
-            bad, _extra, _n = self._check_files(m, folder)
-            if bad:
-                first = bad[0]
-                raise DataError(
-                    f"{m.ref} was modified after publishing: {len(bad)} data file(s) differ from the manifest "
-                    f"(first: {first.path}: expected sha256 {first.expected}, actual {first.actual or 'missing'})",
-                    hint=f"run `swcdata verify {m.ref}`; restore the version from a copy (published versions are "
-                         "never overwritten)")
+            self._check_before_reading(m, folder)
         dd = self._load_dd(m, folder, keep_in_memory)
         if verify:
-            actual = content_hash(dd)
-            if actual != m.content_hash:
-                raise DataError(f"{m.ref}: content hash mismatch: expected {m.content_hash}, actual {actual} "
-                                f"(the data in {folder} was modified after publishing)",
-                                hint=f"run `swcdata verify {m.ref}`")
+            self._check_content(m, folder, dd)
         return dd, m
+
+    def tables(self, ref: str, verify: bool = True) -> tuple[dict[str, pa.Table], Manifest]:
+        """A version's splits as Arrow tables memory-mapped from its data files (nothing is read into memory until
+        it is used), in stored order, verified as `load` verifies (file hashes, then the content hash, which reads
+        the rows a batch at a time)."""
+        m = self.resolve(ref)
+        folder = self.path(m)
+        if verify:
+            self._check_before_reading(m, folder)
+        tables = _mapped_tables(m, folder)
+        if verify:
+            self._check_content(m, folder, tables)
+        return tables, m
+
+    def scan(self, ref: str, *, split: str | None = None, verify: bool = True) -> pl.LazyFrame:
+        """A version as a polars LazyFrame, verified first as `load` verifies it (file hashes and content hash).
+
+        Without `split`: the records of every split, in stored order (train, validation, test, then any other),
+        with a `split` column (String) after the record columns. With `split`: that split's records, the record
+        columns only. The scan reads the memory-mapped Arrow files a batch at a time, only the columns a query
+        selects; a filter is applied to each batch as it is read."""
+        tables, m = self.tables(ref, verify=verify)
+        if split is not None:
+            if split not in tables:
+                raise InputError(f"{m.ref} has no split {split!r}", hint="it has: " + ", ".join(tables))
+            tables = {split: tables[split]}
+        return lazy_frame(tables, m.ref, split_column=split is None)
 
     def verify(self, ref: str) -> VerifyReport:
         """Check every data file against the manifest's sha256 and recompute the content hash."""
@@ -978,13 +1107,16 @@ class Registry:
 
     # -- comparing and exporting ----------------------------------------------------------------
 
-    def diff(self, a: str, b: str) -> DiffReport:
+    def diff(self, a: str, b: str, *, text_limit: int | None = None) -> DiffReport:
         """Per split: record ids added and removed from A to B, and records 'changed' (same source file and
         line, same transform/template, different id). Also ids that moved between splits and the step
-        config values that differ (see `swcdata.registry.diff`)."""
-        dda, ma = self.load(a)
-        ddb, mb = self.load(b)
-        return diff_versions(dda, ma, ddb, mb)
+        config values that differ (see `swcdata.registry.diff`). Both versions are verified, then scanned: only
+        the columns the comparison needs are read (and, with `text_limit`, the text of the changed records
+        listed)."""
+        ta, ma = self.tables(a)
+        tb, mb = self.tables(b)
+        return diff_versions(ma, list(ta), lazy_frame(ta, ma.ref), mb, list(tb), lazy_frame(tb, mb.ref),
+                             text_limit=text_limit)
 
     def export(self, ref: str, fmt: Literal["parquet", "jsonl"], out: Path) -> list[Path]:
         """Write one file per split: `<out>/<split>.parquet` or `<out>/<split>.jsonl` (stored-record JSON).
@@ -1013,6 +1145,11 @@ class Registry:
                 else:
                     write_jsonl(table, f)
         return written
+
+
+def scan(ref: str, *, home: Path | str | None = None, split: str | None = None, verify: bool = True) -> pl.LazyFrame:
+    """A published version as a polars LazyFrame, verified against its manifest (see `Registry.scan`)."""
+    return Registry(home).scan(ref, split=split, verify=verify)
 
 
 def load(ref: str, *, home: Path | str | None = None, verify: bool = True) -> datasets.DatasetDict:
