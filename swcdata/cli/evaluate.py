@@ -217,7 +217,11 @@ def stats_command(
                                                   "run / model folder holding one); default: words and "
                                                   "punctuation.", show_default=False)] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Write PNG histograms (classes, character and token "
-                                               "lengths) into this folder.", show_default=False)] = None,
+                                               "lengths; each split as the share of its records) into this folder.",
+                                               show_default=False)] = None,
+    recipe: Annotated[str | None, typer.Option("--recipe", help="Recipe YAML or name (as in `finetune`): its "
+                                               "data.max_length is marked on the token histograms of --plots.",
+                                               show_default=False)] = None,
     home: HomeOpt = None,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
@@ -226,17 +230,29 @@ def stats_command(
 
     Character and token length distributions of instructions and responses, exact duplicates and
     repeated instructions per split, ids shared between splits, and the transform and template
-    shares of augmented records; a table, --json, or PNG histograms with --plots DIR.
+    shares of augmented records; a table, --json, or PNG histograms with --plots DIR (with --recipe,
+    the recipe's max_length marked on the token histograms). A version is read memory-mapped, a
+    bounded number of records at a time, after its files and content hash are verified.
     """
+    from swcdata.core.errors import InputError
     from swcdata.core.io import refuse_inside_registry
     from swcdata.evaluation.stats import StatsConfig, stats, write_plots
 
     refuse_inside_registry([("--plots", plots), ("--report", report)], home)
+    marker = None
+    if recipe is not None:
+        if plots is None:
+            raise InputError("--recipe marks the recipe's max_length on the plots: give --plots DIR too")
+        from swcdata.finetune.recipe import load_recipe
+
+        name = Path(recipe).stem if recipe.endswith((".yaml", ".yml")) else recipe
+        max_length = load_recipe(recipe).data.max_length
+        marker = (max_length, f"max_length {max_length:,} (recipe {name})")
     splits, source, content_hash, quarantined = _load_for_stats(data, home, json_out)
     rep, lengths = stats(splits, StatsConfig(tokenizer=tokenizer), source=source, content_hash=content_hash,
                          quarantined=quarantined)
     if plots:
-        rep.plots = [str(p) for p in write_plots(rep, lengths, plots)]
+        rep.plots = [str(p) for p in write_plots(rep, lengths, plots, marker=marker)]
     if report:
         write_report(report, rep)
     if json_out:
@@ -262,7 +278,8 @@ def _load_for_stats(data: list[str], home: Path | None, json_out: bool):  # type
         if not p.exists() and "@" in spec and not any(ch in spec for ch in "*?["):
             from swcdata.registry.store import Registry
 
-            dd, m = Registry(home).load(spec)
+            # verified as `load` verifies, and memory-mapped: stats reads it a bounded number of records at a time
+            dd, m = Registry(home).load(spec, keep_in_memory=False)
             return {k: as_table(v) for k, v in dd.items()}, m.ref, m.content_hash, 0
     from swcdata.cli.inputs import load_records
     from swcdata.core.io import resolve_inputs

@@ -1,5 +1,8 @@
 """PNG figures: confusion matrices of an evaluation, length and class histograms of a dataset.
 
+Histograms and bars of several splits show each split as the share of its own records, so a small
+validation split reads as well as a large train split; legends stand right of the axes, never over the bars.
+
 matplotlib is imported inside the functions (it comes with the `train` extra) and only through its
 object-oriented API (`Figure`, no pyplot), so no display or global state is involved.
 """
@@ -28,7 +31,7 @@ def _figure(**kwargs: Any) -> Any:
 def _save(fig: Any, path: Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror}") from None
     return path
@@ -60,37 +63,78 @@ def confusion_png(scores: Sequence[ClassificationScores], path: Path, title: str
     return _save(fig, path)
 
 
-def histograms_png(values: Mapping[str, Sequence[float]], path: Path, *, title: str, xlabel: str,
-                   bins: int = 40) -> Path:
-    """Overlaid histograms, one per named series (e.g. per split), on shared bins."""
-    fig = _figure(figsize=(7, 4), layout="constrained")
+def _legend_outside(ax: Any) -> None:
+    """The legend right of the axes, never over the bars (savefig's tight bounding box keeps it in the PNG)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
+
+
+def _colors() -> list[str]:
+    import matplotlib
+
+    return list(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
+
+
+def histograms_figure(counts: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, title: str, xlabel: str,
+                      bins: int = 40, marker: tuple[float, str] | None = None) -> Any:
+    """Overlaid histograms, one per named series (e.g. per split), on shared bins, each as the share of its own
+    records (a small split stays as visible as a large one). A series is (values, records with that value), as
+    `swcdata.evaluation.lengths.LengthCounts` holds it; `marker` (x, label) draws a dashed vertical line, e.g. the
+    recipe's max_length."""
+    import numpy as np
+    from matplotlib.ticker import PercentFormatter
+
+    fig = _figure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
-    everything = [v for vs in values.values() for v in vs]
-    if everything:
-        lo, hi = min(everything), max(everything)
-        edges = [lo + (hi - lo) * k / bins for k in range(bins + 1)] if hi > lo else bins
-        for name, vs in values.items():
-            if vs:
-                ax.hist(list(vs), bins=edges, alpha=0.55, label=f"{name} ({len(vs)})")
-        ax.legend(fontsize=8)
+    series = {name: (np.asarray(v, dtype=float), np.asarray(c, dtype=float)) for name, (v, c) in counts.items()}
+    filled = {name: vc for name, vc in series.items() if vc[1].sum() > 0}
+    if filled:
+        lo = min(float(v.min()) for v, _ in filled.values())
+        hi = max(float(v.max()) for v, _ in filled.values())
+        edges = np.array([lo + (hi - lo) * k / bins for k in range(bins + 1)] if hi > lo else [lo - 0.5, lo + 0.5])
+        for (name, (values, n)), color in zip(filled.items(), _colors() * len(filled), strict=False):
+            share = np.histogram(values, bins=edges, weights=n)[0] / n.sum()
+            ax.stairs(share, edges, fill=True, alpha=0.15, color=color)
+            ax.stairs(share, edges, color=color, linewidth=1.4, label=f"{name} ({int(n.sum()):,} records)")
+    if marker is not None:
+        ax.axvline(marker[0], color="black", linestyle="--", linewidth=1.2, label=marker[1])
+    if filled or marker is not None:
+        _legend_outside(ax)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("records")
-    return _save(fig, path)
+    ax.set_ylabel("share of the split's records")
+    return fig
 
 
-def bars_png(counts: Mapping[str, Mapping[str, int]], path: Path, *, title: str) -> Path:
-    """Grouped bars: for each category (x), one bar per series (e.g. per split)."""
+def histograms_png(counts: Mapping[str, tuple[Sequence[float], Sequence[int]]], path: Path, *, title: str,
+                   xlabel: str, bins: int = 40, marker: tuple[float, str] | None = None) -> Path:
+    """`histograms_figure` written as a PNG."""
+    return _save(histograms_figure(counts, title=title, xlabel=xlabel, bins=bins, marker=marker), path)
+
+
+def bars_figure(counts: Mapping[str, Mapping[str, int]], *, title: str) -> Any:
+    """Grouped bars: for each category (x), one bar per series (e.g. per split), as the share of the series'
+    records."""
+    from matplotlib.ticker import PercentFormatter
+
     cats = sorted({c for m in counts.values() for c in m})
-    fig = _figure(figsize=(max(5, 0.9 * len(cats) + 2), 4), layout="constrained")
+    fig = _figure(figsize=(max(5, 0.9 * len(cats) + 3), 4), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(len(counts), 1)
     for k, (name, m) in enumerate(counts.items()):
-        ax.bar([i + k * width for i in range(len(cats))], [m.get(c, 0) for c in cats], width=width, label=name)
+        n = sum(m.values())
+        ax.bar([i + k * width for i in range(len(cats))], [m.get(c, 0) / n if n else 0.0 for c in cats],
+               width=width, label=f"{name} ({n:,} records)")
     ax.set_xticks([i + width * (len(counts) - 1) / 2 for i in range(len(cats))], cats, rotation=30, ha="right",
                   fontsize=8)
-    ax.set_ylabel("records")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel("share of the split's records")
     ax.set_title(title, fontsize=10)
     if counts:
-        ax.legend(fontsize=8)
-    return _save(fig, path)
+        _legend_outside(ax)
+    return fig
+
+
+def bars_png(counts: Mapping[str, Mapping[str, int]], path: Path, *, title: str) -> Path:
+    """`bars_figure` written as a PNG."""
+    return _save(bars_figure(counts, title=title), path)
