@@ -20,15 +20,18 @@ lands in two splits.
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections.abc import Sequence
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from swcdata.core.arrow import bools
+from swcdata.core.arrow import bools, int64s, strings, to_numpy
 from swcdata.core.schema import Ledger, RecordRef, Source
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import RecordCode, code_pairs, record_code
@@ -118,52 +121,172 @@ class SplitReport(BaseModel):
 
 
 def _order_key(seed: int, rep_id: str) -> int:
+    """A group's place in the seeded order: xxh3-64 of ``f"{seed}:{smallest record id}"``."""
     return xxhash.xxh3_64_intdigest(f"{seed}:{rep_id}".encode())
 
 
-def assign_groups(group_of: np.ndarray, categories: list[str], ids: list[str], ratios: tuple[float, ...],
-                  seed: int, stratify: bool) -> np.ndarray:
+def _order_keys(seed: int, keys: pa.Array) -> npt.NDArray[np.uint64]:
+    """``[_order_key(seed, k) for k in keys]`` as uint64: the prefixed keys are joined by Arrow, so only the hash
+    itself is a Python call per group."""
+    prefix, empty = strings([f"{seed}:", ""])  # (scalars taken from an array: `pa.scalar` would import pandas)
+    data = pc.binary_join_element_wise(prefix, keys, empty).cast(pa.binary())
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, data.to_pylist()), dtype=np.uint64, count=len(keys))
+
+
+def _strings_of(values: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One Arrow string array from a list of str or an Arrow (chunked) array."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    return values if isinstance(values, pa.Array) else strings(values)
+
+
+def _name_codes(values: pa.Array) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Each value's rank among the distinct values in name order, and those names in order."""
+    enc = pc.dictionary_encode(values)
+    names: list[str] = enc.dictionary.to_pylist()  # (the distinct values: a few categories)
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    codes = rank[to_numpy(enc.indices).astype(np.int64)] if len(values) else np.zeros(0, dtype=np.int64)
+    return codes, [names[k] for k in order]
+
+
+def _heads(sorted_values: npt.NDArray[np.generic]) -> npt.NDArray[np.bool_]:
+    """True where a run of equal values starts."""
+    head = np.empty(len(sorted_values), dtype=bool)
+    head[:1] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=head[1:])
+    return head
+
+
+def _dense_groups(group_of: npt.NDArray[np.integer]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each record's group renumbered 0..G-1 in order of first appearance, and the first record of each group."""
+    n = len(group_of)
+    by_label = np.argsort(group_of, kind="stable")
+    head = _heads(group_of[by_label])
+    first = by_label[head]  # (stable: the first record of each label, labels ascending)
+    label = np.empty(n, dtype=np.int64)
+    label[by_label] = np.cumsum(head) - 1
+    by_first = np.argsort(first)
+    dense = np.empty(len(first), dtype=np.int64)
+    dense[by_first] = np.arange(len(first))
+    return dense[label], first[by_first]
+
+
+def assign_groups(group_of: npt.NDArray[np.integer], categories: Sequence[str] | pa.Array | pa.ChunkedArray,
+                  ids: Sequence[str] | pa.Array | pa.ChunkedArray, ratios: tuple[float, ...], seed: int,
+                  stratify: bool) -> npt.NDArray[np.int64]:
     """Split index (0..len(ratios)-1) for every record; a group never straddles two splits.
 
-    Per stratum (category, or everything), groups are ordered by a seeded hash of their smallest
-    record id and cut at the target quantiles (a group goes where its midpoint falls). The order of
-    a group depends only on its own content, so editing, adding or removing one record moves at most
-    that record's group and a neighbour at a cut -- splits stay stable from one version to the next,
-    and a record that was in test stays in test."""
+    Per stratum (a group's most frequent category, ties to the smallest name; or everything), groups are
+    ordered by a seeded hash of their smallest record id (`_order_key`; ties by that id, then by first
+    appearance in `group_of`). Groups of several records (rare after dedup) go first, largest first (ties in
+    that order), each to the split that stays furthest below its target (zero-share splits never receive
+    anything); the single records are then cut in that order at the quantiles of what each split still needs.
+    The order of a group depends only on its own content, so editing, adding or removing one record moves at
+    most that record's group and a neighbour at a cut -- splits stay stable from one version to the next, and
+    a record that was in test stays in test.
+
+    Columns in, as numpy and Arrow: the only per-group Python work is the hash and the greedy placement of the
+    groups of several records. `categories` and `ids` are lists of str or Arrow string columns."""
+    group_of = np.asarray(group_of)
     n = len(group_of)
-    out = np.full(n, -1, dtype=np.int64)
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, g in enumerate(group_of.tolist()):
-        members[g].append(i)
-    strata: dict[str, list[int]] = defaultdict(list)
-    for g, mem in members.items():
-        # a group's stratum: its most frequent category (ties: smallest name)
-        cats = Counter(categories[i] for i in mem)
-        top = min(cats.items(), key=lambda kv: (-kv[1], kv[0]))[0] if stratify else "*"
-        strata[top].append(g)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    g, first = _dense_groups(group_of)
+    n_groups = len(first)
+    size = np.bincount(g, minlength=n_groups)
+    multi_rows = np.flatnonzero(size[g] > 1)
+    id_col = _strings_of(ids)
+    # a group's key: its smallest record id (the first record's id for a group of one)
+    rep = first.copy()
+    if len(multi_rows):
+        pairs = pa.table({"g": int64s(g[multi_rows]), "id": id_col.take(int64s(multi_rows))})
+        by = to_numpy(pc.sort_indices(pairs, [("g", "ascending"), ("id", "ascending")])).astype(np.int64)
+        sg = g[multi_rows][by]
+        head = _heads(sg)
+        rep[sg[head]] = multi_rows[by[head]]
+    keys = id_col.take(int64s(rep))
+    # a group's stratum: its most frequent category, ties to the smallest name
+    if stratify:
+        cat, names = _name_codes(_strings_of(categories))
+        stratum = cat[first]
+        if len(multi_rows):
+            width = len(names)
+            pair = np.sort(g[multi_rows] * width + cat[multi_rows])
+            head = _heads(pair)
+            distinct = pair[head]
+            count = np.diff(np.append(np.flatnonzero(head), len(pair)))
+            pg, pc_ = distinct // width, distinct % width
+            best = np.lexsort((-count, pg))  # (stable: equal counts stay in name order)
+            top = best[_heads(pg[best])]
+            stratum[pg[top]] = pc_[top]
+    else:
+        stratum = np.zeros(n_groups, dtype=np.int64)
+    # the seeded order: by stratum, then hash; equal (stratum, hash) runs by (smallest id, first appearance)
+    h = _order_keys(seed, keys)
+    order = np.argsort(h)
+    small = stratum.astype(np.int16) if stratum.max(initial=0) < 2**15 else stratum  # (int16: a radix sort)
+    order = order[np.argsort(small[order], kind="stable")]
+    so, ho = stratum[order], h[order]
+    tie = (so[1:] == so[:-1]) & (ho[1:] == ho[:-1])
+    if tie.any():
+        starts = np.flatnonzero(np.append(tie, False) & ~np.insert(tie, 0, False))
+        ends = np.flatnonzero(~np.append(tie, False) & np.insert(tie, 0, False)) + 1
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            run = order[a:b].tolist()
+            run_keys = keys.take(int64s(run)).to_pylist()
+            order[a:b] = [run[j] for j in sorted(range(len(run)), key=lambda j: (run_keys[j], run[j]))]
     r = np.asarray(ratios, dtype=float)
-    for stratum in sorted(strata):
-        groups = strata[stratum]
-        key = {g: min(ids[i] for i in members[g]) for g in groups}
-        groups.sort(key=lambda g: (_order_key(seed, key[g]), key[g]))
-        target = r * sum(len(members[g]) for g in groups)
-        counts = np.zeros(len(r))
-        # 1. groups of several records (rare after dedup), largest first, each to the split that
-        #    stays furthest below its target; zero-share splits never receive anything
-        for g in sorted((g for g in groups if len(members[g]) > 1), key=lambda g: -len(members[g])):
-            k = int(np.argmax(np.where(r > 0, target - counts - len(members[g]), -np.inf)))
-            counts[k] += len(members[g])
-            out[members[g]] = k
+    shares = r.tolist()
+    # where a cut that lands on a zero-share split goes instead: the nearest split below it with a share
+    fallback = []
+    for k in range(len(r)):
+        while r[k] <= 0:
+            k -= 1
+        fallback.append(k)
+    to_split = np.asarray(fallback, dtype=np.int64)
+    split_of = np.full(n_groups, -1, dtype=np.int64)
+    stratum_records = np.bincount(stratum, weights=size).astype(np.int64)
+    bounds = np.flatnonzero(np.append(_heads(so), True)).tolist()
+    sizes = size[order]
+    for a, b in pairwise(bounds):
+        groups, gsize = order[a:b], sizes[a:b]
+        target = r * int(stratum_records[so[a]])
+        counts = [0.0] * len(r)
+        several = gsize > 1
+        if several.any():
+            # 1. groups of several records, largest first, each to the split furthest below its target
+            by_size = np.argsort(-gsize[several], kind="stable")
+            mg, ms = groups[several][by_size], gsize[several][by_size]
+            tl = target.tolist()
+            placed = []
+            for m in ms.tolist():
+                room = [t - c - m if s > 0 else -np.inf for t, c, s in zip(tl, counts, shares, strict=True)]
+                k = room.index(max(room))
+                counts[k] += m
+                placed.append(k)
+            split_of[mg] = placed
         # 2. single records in hash order, cut at the quantiles of what each split still needs
-        singles = [g for g in groups if len(members[g]) == 1]
-        need = np.maximum(target - counts, 0)
-        cuts = np.cumsum(need) / need.sum() if need.sum() > 0 else np.cumsum(r)
-        for pos, g in enumerate(singles):
-            k = min(int(np.searchsorted(cuts, (pos + 0.5) / len(singles), side="right")), len(r) - 1)
-            while r[k] <= 0:
-                k -= 1
-            out[members[g]] = k
-    return out
+        singles = groups[~several]
+        if len(singles):
+            need = np.maximum(target - np.asarray(counts), 0)
+            cuts = np.cumsum(need) / need.sum() if need.sum() > 0 else np.cumsum(r)
+            at = np.searchsorted(cuts, (np.arange(len(singles)) + 0.5) / len(singles), side="right")
+            split_of[singles] = to_split[np.minimum(at, len(r) - 1)]
+    return split_of[g]
+
+
+def _row_key(file: str, line: int, rid: str) -> str:
+    """One string for a record's (source file, line, id): NUL never occurs in a path, a number or an id."""
+    return f"{file}\x00{line}\x00{rid}"
+
+
+def _row_keys(table: pa.Table) -> pa.ChunkedArray:
+    """`_row_key` of every row, as an Arrow column."""
+    src = table.column("source")
+    return pc.binary_join_element_wise(pc.struct_field(src, "file"), pc.struct_field(src, "line").cast(pa.string()),
+                                       table.column("id"), strings(["\x00"])[0])
 
 
 def _code_edges(codes: list[RecordCode], cfg: SplitConfig) -> np.ndarray:
@@ -217,9 +340,8 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
                                                  code_kind=c.code_kind if kind == "code" else None,
                                                  similarity=sim if sim is not None else 1.0, matches=match))
         if drop:
-            keys = [(s["file"], s["line"], i) for s, i in zip(table.column("source").to_pylist(),
-                                                               table.column("id").to_pylist(), strict=True)]
-            table = table.filter(bools([k not in drop for k in keys]))
+            table = table.filter(pc.invert(pc.is_in(_row_keys(table), value_set=strings(
+                [_row_key(file, line, i) for file, line, i in sorted(drop)]))))
         ratios = (ratios[0] / (ratios[0] + ratios[1]), ratios[1] / (ratios[0] + ratios[1]), 0.0)
     n = table.num_rows
     # The audit's own banding (so every pair it can find is a candidate here too) plus a more
@@ -237,21 +359,21 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
                                     code_edges])
             groups = minhash.components(edges, n)
             code_groups = before - len(np.unique(groups))
-    ids: list[str] = table.column("id").to_pylist()
-    categories: list[str] = table.column("category").to_pylist()
-    which = assign_groups(groups, categories, ids, ratios, cfg.seed, cfg.stratify == "category")
+    which = assign_groups(groups, table.column("category"), table.column("id"), ratios, cfg.seed,
+                          cfg.stratify == "category")
     out = {name: table.filter(bools(which == k)) for k, name in enumerate(SPLITS)}
     holdout_duplicates: list[RecordRef] = []
     if holdout is not None:
         # an exact copy inside the holdout would count twice in every test score: the first one stays
-        hold_ids = holdout.column("id").to_pylist()
-        first: dict[str, int] = {}
-        dup_rows = [k for k, i in enumerate(hold_ids) if first.setdefault(i, k) != k]
-        if dup_rows:
-            srcs = holdout.column("source").to_pylist()
-            holdout_duplicates = [RecordRef(id=hold_ids[k], source=Source(**srcs[k])) for k in dup_rows]
-            keep = np.ones(holdout.num_rows, dtype=bool)
-            keep[dup_rows] = False
+        hold_codes = to_numpy(pc.dictionary_encode(_strings_of(holdout.column("id"))).indices)
+        keep = np.zeros(holdout.num_rows, dtype=bool)
+        by_id = np.argsort(hold_codes, kind="stable")
+        keep[by_id[_heads(hold_codes[by_id])]] = True  # (stable: the first row of each id)
+        dup_rows = int64s(np.flatnonzero(~keep))
+        if len(dup_rows):
+            holdout_duplicates = [RecordRef(id=i, source=Source(**s)) for i, s in zip(
+                holdout.column("id").take(dup_rows).to_pylist(), holdout.column("source").take(dup_rows).to_pylist(),
+                strict=True)]
             holdout = holdout.filter(bools(keep))
         out["test"] = holdout
 
@@ -260,15 +382,16 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     cat_rows: list[CategoryShare] = []
     targets = dict(zip(SPLITS, ratios, strict=True))
     ok = True
-    for cat in sorted(set(categories)):
-        mask = np.array([c == cat for c in categories])
-        counts = {name: int(((which == k) & mask).sum()) for k, name in enumerate(SPLITS)}
-        tot = int(mask.sum())
+    codes, names = _name_codes(_strings_of(table.column("category")))
+    per_split = np.bincount(codes * len(SPLITS) + which, minlength=len(names) * len(SPLITS)).reshape(-1, len(SPLITS))
+    for c, category in enumerate(names):
+        counts = {name: int(per_split[c, k]) for k, name in enumerate(SPLITS)}
+        tot = int(per_split[c].sum())
         shares = {name: round(counts[name] / tot, 4) for name in SPLITS}
         dev = max(abs(shares[name] - targets[name]) for name in SPLITS)
         within = dev <= cfg.tolerance + 1e-9
         ok = ok and within
-        cat_rows.append(CategoryShare(category=cat, total=tot, counts=counts, shares=shares,
+        cat_rows.append(CategoryShare(category=category, total=tot, counts=counts, shares=shares,
                                       max_deviation=round(dev, 4), within_tolerance=within))
     group_sizes = np.bincount(groups, minlength=n) if n else np.zeros(0, dtype=np.int64)
     report = SplitReport(
