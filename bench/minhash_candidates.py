@@ -52,6 +52,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from swcdata.similarity.minhash import fmix64  # noqa: E402
 from swcdata.synthetic.corpus import DEFAULT_SEED_DIR, generate_with_meta, seed_files  # noqa: E402
 
 U64 = npt.NDArray[np.uint64]
@@ -76,15 +77,6 @@ def py_shingles(text: str, k: int = SHINGLE) -> set[str]:
     if len(w) < k:
         return {" ".join(w)} if w else set()
     return {" ".join(w[i : i + k]) for i in range(len(w) - k + 1)}
-
-
-def fmix64(x: U64) -> U64:
-    """MurmurHash3 64-bit finaliser (a bijection on uint64), vectorised, wrapping arithmetic."""
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xFF51AFD7ED558CCD)
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xC4CEB9FE1A85EC53)
-    return x ^ (x >> np.uint64(33))
 
 
 _SHINGLE_MUL = np.uint64(0x9E3779B97F4A7C15)
