@@ -749,7 +749,7 @@ def test_canonical_gives_the_tables_hash_counts_and_file_bytes_of_the_row_round_
             k: (v.num_rows, sorted(collections.Counter(v.column("category").to_pylist()).items()))
             for k, v in want.items()}, name
         new_files = _publish_files(tmp_path / name / "new", splits)
-        monkeypatch.setattr(store, "canonical", lambda s: (r := _reference_canonical(
+        monkeypatch.setattr(store, "canonical", lambda s, _rows=None: (r := _reference_canonical(
             {k: content.as_arrow(v) for k, v in s.items()}), content.content_hash(r), canonical(s)[2]))
         assert _publish_files(tmp_path / name / "reference", splits) == new_files, name
         monkeypatch.undo()
@@ -1008,3 +1008,32 @@ def test_scan_hf_refs_are_pulled_first_as_load_does(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(hub, "pull", lambda ref, home=None: calls.append((ref, home)) or Pulled())
     assert swcdata.scan("hf://me/swc@v1", home=home, split="test").collect().height == 12
     assert calls == [("hf://me/swc@v1", home)]
+
+
+def test_shards_are_cut_where_datasets_cuts_them(table: pa.Table) -> None:
+    import datasets
+
+    from swcdata.registry.content import shard_bounds
+
+    assert shard_bounds(0, 30) == [(0, 0)] and shard_bounds(30, 30) == [(0, 30)]
+    for rows, per in ((80, 30), (80, 7), (104, 25), (12, 100)):
+        ds = datasets.Dataset(pa.concat_tables([table] * 2).slice(0, rows))
+        n = len(shard_bounds(rows, per))
+        assert [b - a for a, b in shard_bounds(rows, per)] == [len(ds.shard(n, i, contiguous=True)) for i in range(n)]
+
+
+@pytest.mark.slow
+def test_a_split_of_more_than_2_gib_of_text_is_compacted_in_pieces(table: pa.Table) -> None:
+    """One chunk of over 2 GiB of strings would overflow Arrow's 32-bit offsets: canonical cuts it per shard, and
+    a shard that still overflows in halves."""
+    from swcdata.registry.content import canonical
+
+    n = 2_100  # (1 MiB responses: 2.05 GiB; the input holds the one string 2,100 times)
+    rows = pa.concat_tables([table.slice(0, 1)] * n)
+    one = pa.array(["x" * (1 << 20)], pa.string())
+    t = rows.set_column(rows.schema.get_field_index("response"), "response", pa.chunked_array([one] * n))
+    got, h, counts = canonical({"train": t}, 1_000)  # (3 shards of 700 rows)
+    assert counts["train"].records == n and got["train"].column("response").num_chunks == 3
+    del got
+    halves, h2, _ = canonical({"train": t})  # (no shards given: halves)
+    assert halves["train"].column("response").num_chunks == 2 and h2 == h

@@ -420,6 +420,14 @@ def test_scan_refuses_a_tampered_version_as_load_does(reg: Registry) -> None:
     msg = _refusal(lambda: swcdata.scan("swc@v1"))
     assert msg == _refusal(lambda: swcdata.load("swc@v1")) and "content hash mismatch" in msg
     assert swcdata.scan("swc@v1", verify=False).select("id").collect().height == 104
+    # stats and diff check the content hash while they read (Registry.reading): they refuse it the same way, and
+    # nothing is printed or written first
+    assert _refusal(lambda: reg.diff("swc@v1", "swc@v1")) == msg  # (v2 names the forged v1 as parent)
+    out = reg.home.parent / "out"
+    r = runner.invoke(app, ["stats", "swc@v1", "--json", "--plots", str(out / "plots"), "--report",
+                            str(out / "report.json")])
+    assert r.exit_code == 1 and "content hash mismatch" in r.output and "Traceback" not in r.output
+    assert "{" not in r.stdout and not out.exists()
 
     edit(reg.path("swc@v2"), lambda d: d["steps"][0]["config"].update(seed=8))
     msg = _refusal(lambda: swcdata.scan("swc@v2"))

@@ -8,6 +8,7 @@ matplotlib only when scoring or plotting.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -231,8 +232,9 @@ def stats_command(
     Character and token length distributions of instructions and responses, exact duplicates and
     repeated instructions per split, ids shared between splits, and the transform and template
     shares of augmented records; a table, --json, or PNG histograms with --plots DIR (with --recipe,
-    the recipe's max_length marked on the token histograms). A version is read memory-mapped, a
-    bounded number of records at a time, after its files and content hash are verified.
+    the recipe's max_length marked on the token histograms). A version's files are verified first,
+    then it is read a batch at a time while its content hash is recomputed beside the statistics;
+    nothing is shown before the hash matched.
     """
     from swcdata.core.errors import InputError
     from swcdata.core.io import refuse_inside_registry
@@ -248,9 +250,10 @@ def stats_command(
         name = Path(recipe).stem if recipe.endswith((".yaml", ".yml")) else recipe
         max_length = load_recipe(recipe).data.max_length
         marker = (max_length, f"max_length {max_length:,} (recipe {name})")
-    splits, source, content_hash, quarantined = _load_for_stats(data, home, json_out)
-    rep, lengths = stats(splits, StatsConfig(tokenizer=tokenizer), source=source, content_hash=content_hash,
-                         quarantined=quarantined)
+    with _stats_input(data, home, json_out) as (splits, source, content_hash, quarantined):
+        rep, lengths = stats(splits, StatsConfig(tokenizer=tokenizer), source=source, content_hash=content_hash,
+                             quarantined=quarantined)
+    # (a version's content hash is checked while stats reads it: nothing is shown or written before it matched)
     if plots:
         rep.plots = [str(p) for p in write_plots(rep, lengths, plots, marker=marker)]
     if report:
@@ -263,8 +266,24 @@ def stats_command(
         err.print(f"[dim]{len(rep.plots)} plots written to {escape(str(plots))}[/]")
 
 
-def _load_for_stats(data: list[str], home: Path | None, json_out: bool):  # type: ignore[no-untyped-def]
-    """(splits, source label, content hash or None, quarantined lines)."""
+@contextlib.contextmanager
+def _stats_input(data: list[str], home: Path | None, json_out: bool):  # type: ignore[no-untyped-def]
+    """(splits, source label, content hash or None, quarantined lines), for the block that computes the stats: a
+    version's content hash is verified while the block reads it (`Registry.reading`), and a mismatch is raised
+    when the block ends."""
+    spec = data[0] if len(data) == 1 else ""
+    if spec and not Path(spec).exists() and "@" in spec and not any(ch in spec for ch in "*?["):
+        from swcdata.registry.store import Registry
+
+        # its files verified first, then read a batch at a time (stats holds counts, ids and hashes only)
+        with Registry(home).reading(spec) as (splits, m):
+            yield splits, m.ref, m.content_hash, 0
+        return
+    yield _load_for_stats(data, json_out)
+
+
+def _load_for_stats(data: list[str], json_out: bool):  # type: ignore[no-untyped-def]
+    """(splits, source label, content hash or None, quarantined lines) of a folder or of input files."""
     from swcdata.evaluation.evaluate import as_table
 
     if len(data) == 1:
@@ -275,12 +294,6 @@ def _load_for_stats(data: list[str], home: Path | None, json_out: bool):  # type
 
             dd, ref = load_folder(p)
             return {k: as_table(v) for k, v in dd.items()}, str(p), ref.content_hash, 0
-        if not p.exists() and "@" in spec and not any(ch in spec for ch in "*?["):
-            from swcdata.registry.store import Registry
-
-            # verified as `load` verifies, and memory-mapped: stats reads it a bounded number of records at a time
-            dd, m = Registry(home).load(spec, keep_in_memory=False)
-            return {k: as_table(v) for k, v in dd.items()}, m.ref, m.content_hash, 0
     from swcdata.cli.inputs import load_records
     from swcdata.core.io import resolve_inputs
 

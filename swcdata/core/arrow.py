@@ -5,12 +5,15 @@ imports pandas to answer: about 50 MB of memory and 0.3 s in every process that 
 (each worker of a pool too), for a library that no data command uses. The constructors here build
 the same arrays from buffers (``pa.Array.from_buffers``), which never asks; tests check that each
 equals what `pa.array` makes.
+
+`table_batches` and `take_rows` read a `pa.Table` or a version's split stored on disk
+(`swcdata.registry.stored.StoredSplit`, read a batch at a time) alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import BinaryIO
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -94,3 +97,23 @@ def to_numpy(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.generic]:
         bits = np.frombuffer(data, dtype=np.uint8)
         return np.unpackbits(bits, count=off + n, bitorder="little")[off:].view(np.bool_)
     return np.frombuffer(data, dtype=dtype, count=n, offset=off * dtype.itemsize)
+
+
+def table_batches(table: pa.Table | Any, columns: Sequence[str] | None = None,
+                  rows: int = 65_536) -> Iterator[pa.Table]:
+    """A table's rows in order as tables of `rows` rows (the last may hold fewer), with `columns` (all by default):
+    slices of a `pa.Table`, or what the object's own `batches(columns, rows)` reads (a version split stored on
+    disk, `swcdata.registry.stored.StoredSplit`, which reads a batch at a time)."""
+    if not isinstance(table, pa.Table):
+        yield from table.batches(columns, rows)
+        return
+    chosen = table.select(list(columns)) if columns is not None else table
+    for start in range(0, chosen.num_rows, max(1, rows)):
+        yield chosen.slice(start, rows)
+
+
+def take_rows(table: pa.Table | Any, rows: npt.NDArray[np.integer], columns: Sequence[str]) -> pa.Table:
+    """`table.select(columns).take(rows)`, for a `pa.Table` or a split read from disk (one pass over its batches)."""
+    if not isinstance(table, pa.Table):
+        return table.take(rows, columns)
+    return table.select(list(columns)).take(int64s(np.asarray(rows, dtype=np.int64)))

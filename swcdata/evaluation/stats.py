@@ -7,15 +7,15 @@ prints or writes as JSON, the length counts are what `--plots` draws. Tokens are
 Hugging Face `tokenizer.json` when one is given (`tokenizers`, no torch), otherwise as words and
 punctuation marks (`\\w+|[^\\w\\s]`, Python's classes), which needs nothing.
 
-The table work is polars, `CHUNK_ROWS` records at a time, so a version of any size is read in bounded memory
-(its Arrow files memory-mapped): per split, only counts are kept (records per class, per length, per transform
-and template), the not-null ids (as 64-bit integers where they are swcdata's 16 hex digits) and a 64-bit hash of
-each normalised instruction. Repeated instructions are counted exactly: the instructions whose hash occurs more
-than once are read again and compared by their normalised text, so a hash collision never merges two texts.
-The figures are the ones the row-by-row code gave (tests/test_stats.py keeps that code as the reference):
-percentiles are numpy's (swcdata.evaluation.lengths), the normalised instruction is `normalize_text`'s (polars
-for the texts that fold to ASCII, `normalize_text` itself for the others), and tied counts keep the order of
-their first record, as `Counter.most_common` does.
+The table work is polars, `CHUNK_ROWS` records at a time, so a version of any size is read in bounded memory (its
+splits read from disk a batch at a time: `Registry.reading`): per split, only counts are kept (records per class,
+per length, per transform and template), the not-null ids (as 64-bit integers where they are swcdata's 16 hex
+digits) and a 64-bit hash of each normalised instruction. Repeated instructions are counted exactly: the
+instructions whose hash occurs more than once are read again and compared by their normalised text, so a hash
+collision never merges two texts. The figures are the ones the row-by-row code gave (tests/test_stats.py keeps that
+code as the reference): percentiles are numpy's (swcdata.evaluation.lengths), the normalised instruction is
+`normalize_text`'s (polars for the texts that fold to ASCII, `normalize_text` itself for the others), and tied
+counts keep the order of their first record, as `Counter.most_common` does.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ REGEX_TOKENIZER = r"regex \w+|[^\w\s] (words and punctuation)"
 CHUNK_ROWS = 50_000  # records per polars frame, at most
 CHUNK_BYTES = 64 << 20  # and about this much text (of the columns read) per frame
 PAIR_CHUNK = 2_000  # augmented records measured per isolated child
+GATHER_PAIRS = 100_000  # (parent, variant) pairs whose rows are read together
 # Runs of the ASCII characters str.split() splits at, but a lone space: one with another blank in it, or 2+ spaces.
 _BLANKS = r"[ ]*[\t\n\x0B\x0C\r\x1C-\x1F][\t\n\x0B\x0C\r\x1C-\x1F ]*| [\t\n\x0B\x0C\r\x1C-\x1F ]+"
 _HEX_ID = r"^[0-9a-f]{16}$"  # a swcdata id: stored as the 64-bit integer it spells
@@ -151,12 +152,13 @@ def _frames(tables: Iterable[pa.Table], columns: Sequence[str], keep: Sequence[s
     a column a table lacks (or one not in `keep`) is null."""
     import polars as pl
 
+    from swcdata.core.arrow import table_batches
+
     for table in tables:
         present = [c for c in columns if c in table.column_names and (keep is None or c in keep)]
-        chosen = table.select(present)
-        step = max(1, min(CHUNK_ROWS, CHUNK_BYTES * table.num_rows // max(chosen.nbytes, 1)))
-        for start in range(0, table.num_rows, step):
-            part = chosen.slice(start, step)
+        size = table.nbytes * len(present) // max(1, table.num_columns)  # (about: the columns read)
+        step = max(1, min(CHUNK_ROWS, CHUNK_BYTES * table.num_rows // max(size, 1)))
+        for part in table_batches(table, present or table.column_names[:1], step):
             n = part.num_rows
             df = pl.from_arrow(part) if present else pl.DataFrame({"_": pl.Series([None] * n, dtype=pl.String)})
             assert isinstance(df, pl.DataFrame)
@@ -459,7 +461,10 @@ class _Counted:
 def _pairs(table: pa.Table) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(parent, variant) of every augmented record whose parent is in the same split, in the variants' order; a
     parent is the last record with that id and no parent_id. Read PAIR_CHUNK pairs at a time."""
+    import numpy as np
     import polars as pl
+
+    from swcdata.core.arrow import take_rows
 
     cols = [c for c in ("id", "instruction", "response", "parent_id", "transform", "template")
             if c in table.column_names]
@@ -484,12 +489,14 @@ def _pairs(table: pa.Table) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
             k += f.height
     by_id = pl.concat(parents).group_by("key").agg(pl.col("parent").max())
     pairs = pl.concat(variants).join(by_id, on="key", how="inner").sort("row")
-    chosen = table.select(cols)
-    for s in range(0, pairs.height, PAIR_CHUNK):
-        part = pairs.slice(s, PAIR_CHUNK)
-        ps = chosen.take(part["parent"].to_numpy()).to_pylist()
-        vs = chosen.take(part["row"].to_numpy()).to_pylist()
-        yield from zip(ps, vs, strict=True)
+    # (a version on disk is read once per GATHER_PAIRS pairs: the rows of those pairs are taken in one pass)
+    for g in range(0, pairs.height, GATHER_PAIRS):
+        group = pairs.slice(g, GATHER_PAIRS)
+        both = take_rows(table, np.concatenate([group["parent"].to_numpy(), group["row"].to_numpy()]), cols)
+        n = group.height
+        for s in range(0, n, PAIR_CHUNK):
+            k = min(PAIR_CHUNK, n - s)
+            yield from zip(both.slice(s, k).to_pylist(), both.slice(n + s, k).to_pylist(), strict=True)
 
 
 def _measured(pairs: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> Iterator[Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,11 @@ _SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split n
 
 
 def as_arrow(data: Any) -> pa.Table:
-    """A pa.Table from a pa.Table or a `datasets.Dataset` (its rows in their visible order)."""
+    """A pa.Table from a pa.Table or a `datasets.Dataset` (its rows in their visible order); a split read from
+    disk a batch at a time (`swcdata.registry.stored.StoredSplit`) as it is."""
     import pyarrow as pa
 
-    if isinstance(data, pa.Table):
+    if isinstance(data, pa.Table) or hasattr(data, "batches"):  # (a table, or a split read from disk: StoredSplit)
         return data
     if getattr(data, "_indices", None) is not None:  # a shuffled/selected Dataset: materialise its row order
         with quiet_datasets():
@@ -55,12 +57,28 @@ def as_arrow(data: Any) -> pa.Table:
 HASH_BATCH_ROWS = 8_192  # rows encoded at a time: the memory of the hash stays bounded whatever the table's size
 
 
-def _iter_row_json(table: pa.Table) -> Iterator[tuple[dict[str, Any], bytes]]:
+class ContentCheckCancelled(Exception):
+    """The content hash stopped because its `cancel` event was set (see `Registry.reading`)."""
+
+
+def _batches(table: Any, cancel: threading.Event | None) -> Iterator[pa.Table]:
+    """The table's rows, HASH_BATCH_ROWS at a time (slices, or reads of a split on disk); stops with
+    ContentCheckCancelled once `cancel` is set."""
+    from swcdata.core.arrow import table_batches
+
+    for batch in table_batches(table, None, HASH_BATCH_ROWS):
+        if cancel is not None and cancel.is_set():
+            raise ContentCheckCancelled
+        yield batch
+
+
+def _iter_row_json(table: pa.Table, cancel: threading.Event | None = None
+                   ) -> Iterator[tuple[dict[str, Any], bytes]]:
     """Each row as a dict and its canonical JSON (orjson, sorted keys), a batch of rows at a time: the reference
     for `_json_line_buffers`, and the path of tables whose columns polars would write otherwise."""
     import orjson
 
-    for batch in table.to_batches(max_chunksize=HASH_BATCH_ROWS):
+    for batch in _batches(table, cancel):
         for row in batch.to_pylist():
             yield row, orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
 
@@ -101,7 +119,7 @@ def _sorted_json_expr(expr: Any, kind: pa.DataType) -> Any:
     return pl.when(expr.is_null()).then(None).otherwise(inner)
 
 
-def _json_line_buffers(table: pa.Table) -> Iterator[memoryview]:
+def _json_line_buffers(table: pa.Table, cancel: threading.Event | None = None) -> Iterator[memoryview]:
     """The canonical JSON lines of the rows (each ended by a newline), as the bytes of Arrow buffers, one batch
     of rows at a time: the same bytes as `_iter_row_json`'s lines, each followed by a newline."""
     import numpy as np
@@ -115,8 +133,8 @@ def _json_line_buffers(table: pa.Table) -> Iterator[memoryview]:
         return
     row = pl.struct([_sorted_json_expr(pl.col(n), table.schema.field(n).type).alias(n) for n in sorted(names)])
     line = pl.concat_str([row.struct.json_encode(), pl.lit("\n")])
-    for start in range(0, table.num_rows, HASH_BATCH_ROWS):
-        frame = pl.from_arrow(table.slice(start, HASH_BATCH_ROWS), rechunk=False)
+    for batch in _batches(table, cancel):
+        frame = pl.from_arrow(batch, rechunk=False)
         assert isinstance(frame, pl.DataFrame)
         lines = frame.select(line).to_series().to_arrow(compat_level=pl.CompatLevel.oldest())
         for chunk in lines.chunks if isinstance(lines, pa.ChunkedArray) else [lines]:
@@ -129,14 +147,14 @@ def _json_line_buffers(table: pa.Table) -> Iterator[memoryview]:
             yield memoryview(data)[int(offsets[0]):int(offsets[-1])]
 
 
-def _hash_rows(h: Any, table: pa.Table) -> None:
+def _hash_rows(h: Any, table: pa.Table, cancel: threading.Event | None = None) -> None:
     """Feed every row's canonical JSON line to the sha256 `h`, in row order."""
     if len(set(table.column_names)) == table.num_columns and all(_polars_writes_as_orjson(f.type)
                                                                   for f in table.schema):
-        for buf in _json_line_buffers(table):
+        for buf in _json_line_buffers(table, cancel):
             h.update(buf)
         return
-    for _, line in _iter_row_json(table):
+    for _, line in _iter_row_json(table, cancel):
         h.update(line)
         h.update(b"\n")
 
@@ -145,16 +163,17 @@ def _split_header(name: str, rows: int) -> bytes:
     return b"split\x00" + name.encode("utf-8") + b"\x00" + str(rows).encode() + b"\n"
 
 
-def content_hash(dd: Mapping[str, Any]) -> str:
+def content_hash(dd: Mapping[str, Any], *, cancel: threading.Event | None = None) -> str:
     """sha256 over the split names (sorted) and every row's canonical JSON (sorted keys), in row order.
 
     Independent of Arrow chunking, nullability flags, machine and time. Accepts a mapping of split name
-    to `pa.Table` or `datasets.Dataset` (so a `DatasetDict` works too)."""
+    to `pa.Table`, `datasets.Dataset` (so a `DatasetDict` works too) or `StoredSplit` (read a batch at a time).
+    Setting `cancel` (from another thread) stops it with ContentCheckCancelled."""
     h = hashlib.sha256(HASH_FORMAT)
     for name in sorted(dd):
         table = as_arrow(dd[name])
         h.update(_split_header(name, table.num_rows))
-        _hash_rows(h, table)
+        _hash_rows(h, table, cancel)
     return h.hexdigest()
 
 
@@ -163,9 +182,11 @@ def split_order(names: list[str]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in names] + sorted(s for s in names if s not in SPLIT_ORDER)
 
 
-def canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str, dict[str, SplitCounts]]:
-    """Check and re-encode the tables (RECORD_SCHEMA, one contiguous chunk, fixed split order); return them
-    with the content hash and the counts."""
+def canonical(splits: Mapping[str, pa.Table], shard_rows: int | None = None
+              ) -> tuple[dict[str, pa.Table], str, dict[str, SplitCounts]]:
+    """Check and re-encode the tables (RECORD_SCHEMA, fresh buffers, fixed split order); return them with the
+    content hash and the counts. Each split is one chunk; one whose text is over 2 GiB in a column (more than
+    Arrow's 32-bit string offsets hold) is one chunk per shard of `shard_rows` rows (see `_compact`)."""
     import pyarrow as pa
 
     from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
@@ -196,7 +217,7 @@ def canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str,
         try:
             # (the cast refuses a null in a required column and a value of another type that does not convert;
             # a full validation refuses bytes that are not UTF-8 in a string column)
-            canon = _compact(table.cast(RECORD_SCHEMA))
+            canon = _compact(table.cast(RECORD_SCHEMA), shard_rows)
             canon.validate(full=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as e:
             raise DataError(f"cannot publish: split {name!r} does not fit the record schema: {e}") from None
@@ -205,14 +226,40 @@ def canonical(splits: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], str,
     return out, content_hash(out), counts
 
 
-def _compact(table: pa.Table) -> pa.Table:
-    """The table in one chunk of fresh buffers: no offset, strings packed (a null holds no bytes), as building it
-    from its rows would make them; the registry's data files are these buffers' bytes."""
+def shard_bounds(rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    """The [start, stop) rows of each shard when `rows` rows are cut into ceil(rows / shard_rows) shards as
+    `datasets.Dataset.shard(n, i, contiguous=True)` cuts them (the first `rows % n` shards one row longer)."""
+    n = max(1, -(-rows // max(1, shard_rows)))
+    div, mod = divmod(rows, n)
+    return [(i * div + min(i, mod), (i + 1) * div + min(i + 1, mod)) for i in range(n)]
+
+
+def _compact(table: pa.Table, shard_rows: int | None = None) -> pa.Table:
+    """The table in fresh buffers: no offset, strings packed (a null holds no bytes), as building it from its
+    rows would make them; the registry's data files are these buffers' bytes.
+
+    One chunk where its strings fit Arrow's 32-bit offsets (2 GiB per column); otherwise one chunk per shard
+    (`shard_bounds`), and a shard that still overflows is cut in halves. (One chunk wherever it fits, because
+    the Arrow stream writer copies a few bytes past a batch's last row when the batch sits at a suitable place
+    in its chunk: the files of a split that fits in one chunk are the bytes every earlier swcdata wrote.)"""
     import numpy as np
+    import pyarrow as pa
 
     from swcdata.core.arrow import int64s
 
-    return table.take(int64s(np.arange(table.num_rows, dtype=np.int64)))
+    def taken(start: int, stop: int) -> list[pa.Table]:
+        try:
+            return [table.slice(start, stop - start).take(int64s(np.arange(stop - start, dtype=np.int64)))]
+        except pa.ArrowInvalid as e:  # ("offset overflow while concatenating arrays")
+            if "overflow" not in str(e) or stop - start < 2:
+                raise
+            if start == 0 and stop == table.num_rows and shard_rows and stop > shard_rows:
+                return [p for a, b in shard_bounds(table.num_rows, shard_rows) for p in taken(a, b)]
+            mid = (start + stop) // 2
+            return taken(start, mid) + taken(mid, stop)
+
+    parts = taken(0, table.num_rows)
+    return pa.concat_tables(parts) if len(parts) != 1 else parts[0]
 
 
 def category_counts(table: pa.Table) -> dict[str, int]:

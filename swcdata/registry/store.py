@@ -22,8 +22,11 @@ Contracts:
 The parts it stands on: `swcdata.registry.manifest` (the manifest models), `swcdata.registry.content` (the
 content hash, a version's identity) and `swcdata.registry.diff` (comparing two versions).
 
-Reading a version: `load` gives a `datasets.DatasetDict`; `tables` the Arrow tables memory-mapped from its files
-and `scan` a polars LazyFrame over them (what `diff` reads), verified alike.
+Reading a version (`swcdata.registry.stored`): `load` gives a `datasets.DatasetDict`; `tables` the Arrow tables
+memory-mapped from its files; `splits` its splits read a batch at a time with plain reads (bounded memory at any
+size), and `scan` a polars LazyFrame over those; all verified alike. `reading` (what `stats` and `diff` use)
+checks the files first, then recomputes the content hash in a thread while the caller reads, and raises a
+mismatch when the caller's block ends.
 
 Heavy libraries (pyarrow, datasets) are imported inside the functions that need them, so listing versions
 and resolving references only reads small JSON files.
@@ -38,9 +41,10 @@ import os
 import re
 import shutil
 import stat
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,7 +53,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swcdata.core.errors import ConfigError, DataError, InputError, validation_problems
 from swcdata.core.io import sha256_file
-from swcdata.registry.content import as_arrow, canonical, content_hash, quiet_datasets
+from swcdata.registry.content import (
+    ContentCheckCancelled,
+    as_arrow,
+    canonical,
+    content_hash,
+    quiet_datasets,
+    shard_bounds,
+)
 from swcdata.registry.diff import DiffReport, diff_versions
 from swcdata.registry.manifest import (
     COMPUTED,
@@ -62,6 +73,7 @@ from swcdata.registry.manifest import (
     Step,
     steps_key,
 )
+from swcdata.registry.stored import StoredSplit, lazy_frame, mapped_tables, stored_splits, unsafe_path
 
 if TYPE_CHECKING:
     import datasets
@@ -132,24 +144,6 @@ class VerifyReport(BaseModel):
 
 def _data_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
-
-
-def _unsafe_path(rel: str, root: Path) -> str | None:
-    """Why the manifest path `rel` is not a plain relative path inside the (resolved) version folder `root`,
-    judged without reading it; None when it is one."""
-    from pathlib import PurePosixPath
-
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or re.match(r"^[A-Za-z]:", rel) or rel.startswith("\\"):
-        return "is an absolute path (only relative paths inside the version folder are allowed)"
-    if ".." in pure.parts:
-        return "contains '..' (only relative paths inside the version folder are allowed)"
-    if not rel or "\\" in rel or "\x00" in rel or pure.as_posix() != rel:
-        return "is not a plain relative path (a/b/c, '/' between the parts)"
-    real = (root / rel).resolve()
-    if root not in real.parents:
-        return f"leads outside the version folder (through a link, to {real})"
-    return None
 
 
 def _log_entry(m: Manifest, event: Literal["published", "adopted", "pulled"]) -> dict[str, Any]:
@@ -289,7 +283,7 @@ def _save_tables(folder: Path, tables: Mapping[str, pa.Table], hash_: str) -> No
                                 split=datasets.NamedSplit(split), fingerprint=_fingerprint(hash_, split))
         for split, table in tables.items()
     })
-    shards = {split: max(1, -(-t.num_rows // ROWS_PER_SHARD)) for split, t in tables.items()}
+    shards = {split: len(shard_bounds(t.num_rows, ROWS_PER_SHARD)) for split, t in tables.items()}
     with quiet_datasets():
         dd.save_to_disk(str(folder), num_shards=shards)
 
@@ -313,95 +307,6 @@ def write_parquet_to(table: pa.Table, f: Any) -> None:
     meta = {"huggingface": json.dumps({"info": {"features": record_features().to_dict()}})}
     table = as_arrow(table).select(list(RECORD_SCHEMA.names)).cast(RECORD_SCHEMA).replace_schema_metadata(meta)
     pq.write_table(table, f, compression="zstd", row_group_size=10_000, use_dictionary=True, write_statistics=True)
-
-
-# ---- reading a version's data without `datasets` ------------------------------------------------
-
-SCAN_BATCH_ROWS = 65_536  # rows a scan converts to polars at a time
-
-
-def _mapped_tables(m: Manifest, folder: Path) -> dict[str, pa.Table]:
-    """The split tables of a version folder (`dataset_dict.json`, each split's `state.json` and its Arrow
-    stream files, as `datasets.save_to_disk` writes them), memory-mapped, in stored order."""
-    import pyarrow as pa
-
-    def fail(why: str) -> DataError:
-        return DataError(f"{m.ref}: cannot read the data in {folder}: {why}", hint=f"run `swcdata verify {m.ref}`")
-
-    root = folder.resolve()
-    try:
-        splits = json.loads((folder / "dataset_dict.json").read_bytes())["splits"]
-        out: dict[str, pa.Table] = {}
-        for split in splits:
-            files = [f["filename"] for f in json.loads((folder / split / "state.json").read_bytes())["_data_files"]]
-            for rel in (f"{split}/{f}" for f in files):
-                why = _unsafe_path(rel, root)
-                if why is not None:
-                    raise fail(f"{rel} {why}")
-            parts = []
-            for f in files:
-                with pa.memory_map(str(folder / split / f)) as source:
-                    parts.append(pa.ipc.open_stream(source).read_all())
-            out[split] = pa.concat_tables(parts) if len(parts) != 1 else parts[0]
-    except DataError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as e:
-        raise fail(f"{type(e).__name__}: {e}") from None
-    return out
-
-
-def lazy_frame(tables: Mapping[str, pa.Table], ref: str, *, split_column: bool = True) -> pl.LazyFrame:
-    """A LazyFrame over record tables (the splits in the mapping's order), read a batch at a time when collected:
-    only the columns the query selects are converted, and a filter is evaluated on its own columns first, so the
-    other columns of the rows it drops are never converted. `split_column`: a `split` column (String) last."""
-    import polars as pl
-    from polars.io.plugins import register_io_source
-
-    from swcdata.core.records import RECORD_SCHEMA
-
-    empty = pl.from_arrow(RECORD_SCHEMA.empty_table())
-    assert isinstance(empty, pl.DataFrame)
-    schema = dict(empty.schema)
-    if split_column:
-        schema["split"] = pl.String()
-
-    def frame(batch: pa.Table, columns: list[str], split: str) -> pl.DataFrame:
-        df = pl.from_arrow(batch.select([c for c in columns if c != "split"]), rechunk=False)
-        assert isinstance(df, pl.DataFrame)
-        if "split" in columns:
-            df = df.with_columns(split=pl.lit(split, dtype=pl.String))
-        return df.select(columns)
-
-    def source(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
-               batch_size: int | None) -> Any:
-        columns = list(with_columns) if with_columns is not None else list(schema)
-        wanted = columns or [next(iter(schema))]  # (a count of rows selects no column: read the smallest there is)
-        need = sorted(set(predicate.meta.root_names())) if predicate is not None else []
-        left = n_rows
-        size = max(1, min(batch_size or SCAN_BATCH_ROWS, SCAN_BATCH_ROWS))
-        for split, table in tables.items():
-            test = predicate
-            if test is not None and need == ["split"]:  # (a filter on the split alone: the whole split or none)
-                if not pl.DataFrame({"split": [split]}).select(test.fill_null(False)).item():
-                    continue
-                test = None
-            for start in range(0, table.num_rows, size):
-                if left is not None and left <= 0:
-                    return
-                batch = table.slice(start, size)
-                if test is not None:
-                    keep = frame(batch, need, split).select(test.fill_null(False)).to_series()
-                    batch = batch.filter(keep.to_arrow())
-                    if batch.num_rows == 0:
-                        continue
-                df = frame(batch, wanted, split)
-                if left is not None:
-                    df = df.head(left)
-                    left -= df.height
-                yield df
-
-    return register_io_source(source, schema=schema, is_pure=True, explain_name="swcdata",
-                              explain_detail=ref)
 
 
 # ---- the registry -----------------------------------------------------------------------------
@@ -541,12 +446,12 @@ class Registry:
         where = folder / MANIFEST_FILE
         root = folder.resolve()
         problems = [f"{where}: files entry {rel!r} {why}; not read" for rel in m.files
-                    if (why := _unsafe_path(rel, root)) is not None]
+                    if (why := unsafe_path(rel, root)) is not None]
         for kind, v in m.removed.items():
             path = v.get("path") if isinstance(v, Mapping) else None
             if path is None:
                 continue
-            if not isinstance(path, str) or (why := _unsafe_path(path, root)) is not None:
+            if not isinstance(path, str) or (why := unsafe_path(path, root)) is not None:
                 problems.append(f"{where}: removed.{kind}.path {path!r} is not a path inside the version folder")
             elif path not in m.files:
                 problems.append(f"{where}: removed.{kind}.path {path!r} is not in the manifest's files (its sha256 "
@@ -742,7 +647,7 @@ class Registry:
         if reserved:
             raise ConfigError([f"{k}: computed by the registry, do not pass it" for k in reserved],
                               source="manifest_fields")
-        tables, hash_, counts = canonical(splits)
+        tables, hash_, counts = canonical(splits, ROWS_PER_SHARD)
         # Validate the caller's fields before taking the lock or writing anything.
         probe = {"name": name, "version": 1, "content_hash": hash_, "created_at": _now_utc(),
                  "tool_version": __version__, "counts": counts, **fields}
@@ -861,7 +766,7 @@ class Registry:
         if m.manifest_digest is None or m.compute_digest() != m.manifest_digest:
             raise DataError(f"{m.ref} from {origin}: the manifest does not match its manifest_digest (edited after "
                             "publishing); refused", hint=hint)
-        tables, hash_, counts = canonical(splits)
+        tables, hash_, counts = canonical(splits, ROWS_PER_SHARD)
         if hash_ != m.content_hash:
             raise DataError(f"{m.ref} from {origin}: the data does not match its manifest: content hash {hash_}, the "
                             f"manifest says {m.content_hash} (altered or partly uploaded); refused", hint=hint)
@@ -915,7 +820,7 @@ class Registry:
             _save_tables(tmp, tables, m.content_hash)
             root = tmp.resolve()
             for rel, src in files.items():
-                why = _unsafe_path(rel, root)
+                why = unsafe_path(rel, root)
                 if why is not None or rel not in m.files:
                     raise DataError(f"{m.ref} from {origin}: file {rel!r} " + (why or "is not in the manifest"))
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -951,17 +856,21 @@ class Registry:
     def _check_files(self, m: Manifest, folder: Path) -> tuple[list[FileCheck], list[str], int]:
         """(bad files, extra files, files checked) against the manifest's file hashes. A path that is not a plain
         relative path inside the version folder is never read (the manifest checks name it)."""
-        bad: list[FileCheck] = []
+        from concurrent.futures import ThreadPoolExecutor
+
         root = folder.resolve()
-        checked = 0
-        for rel, expected in m.files.items():
-            if _unsafe_path(rel, root) is not None:
-                continue
-            checked += 1
+        safe = [(rel, expected) for rel, expected in m.files.items() if unsafe_path(rel, root) is None]
+
+        def actual(rel: str) -> str | None:
             p = folder / rel
-            actual = sha256_file(p) if p.is_file() else None
-            if actual != expected:
-                bad.append(FileCheck(path=rel, expected=expected, actual=actual, ok=False))
+            return sha256_file(p) if p.is_file() else None
+
+        # (hashlib releases the GIL: the files are hashed side by side, one thread per core)
+        with ThreadPoolExecutor(max_workers=max(1, min(len(safe), os.cpu_count() or 1, 8))) as pool:
+            hashes = list(pool.map(actual, [rel for rel, _ in safe]))
+        bad = [FileCheck(path=rel, expected=expected, actual=got, ok=False)
+               for (rel, expected), got in zip(safe, hashes, strict=True) if got != expected]
+        checked = len(safe)
         on_disk = {p.relative_to(folder).as_posix() for p in _data_files(folder)}
         extra = sorted(on_disk - set(m.files))
         return bad, extra, checked
@@ -995,8 +904,9 @@ class Registry:
                      "never overwritten)")
 
     @staticmethod
-    def _check_content(m: Manifest, folder: Path, dd: Mapping[str, Any]) -> None:
-        actual = content_hash(dd)
+    def _check_content(m: Manifest, folder: Path, dd: Mapping[str, Any], cancel: threading.Event | None = None
+                       ) -> None:
+        actual = content_hash(dd, cancel=cancel)
         if actual != m.content_hash:
             raise DataError(f"{m.ref}: content hash mismatch: expected {m.content_hash}, actual {actual} "
                             f"(the data in {folder} was modified after publishing)",
@@ -1024,10 +934,61 @@ class Registry:
         folder = self.path(m)
         if verify:
             self._check_before_reading(m, folder)
-        tables = _mapped_tables(m, folder)
+        tables = mapped_tables(m, folder)
         if verify:
             self._check_content(m, folder, tables)
         return tables, m
+
+    def splits(self, ref: str, verify: bool = True) -> tuple[dict[str, StoredSplit], Manifest]:
+        """A version's splits as `StoredSplit`s (swcdata.registry.stored): read a batch at a time with plain reads,
+        so whatever the version's size, reading holds one batch. Verified as `load` verifies (file hashes, then the
+        content hash, which reads every row once); `reading` overlaps that second check with the caller's work."""
+        m = self.resolve(ref)
+        folder = self.path(m)
+        if verify:
+            self._check_before_reading(m, folder)
+        splits = stored_splits(m, folder)
+        if verify:
+            self._check_content(m, folder, splits)
+        return splits, m
+
+    @contextlib.contextmanager
+    def reading(self, ref: str, verify: bool = True) -> Iterator[tuple[dict[str, StoredSplit], Manifest]]:
+        """`splits`, with the content hash recomputed in a thread while the block reads the data (the file hashes
+        are checked first, so nothing altered is ever parsed). Leaving the block waits for the check and raises
+        its DataError on a mismatch, in place of whatever the block computed: a caller that prints or writes its
+        result after the block only ever shows data that matched the manifest. A block that raises stops the
+        check."""
+        m = self.resolve(ref)
+        folder = self.path(m)
+        if verify:
+            self._check_before_reading(m, folder)
+        splits = stored_splits(m, folder)
+        if not verify:
+            yield splits, m
+            return
+        cancel = threading.Event()
+        failed: list[BaseException] = []
+
+        def check() -> None:
+            try:
+                self._check_content(m, folder, splits, cancel)
+            except ContentCheckCancelled:
+                pass
+            except BaseException as e:  # (handed to the caller's thread)
+                failed.append(e)
+
+        worker = threading.Thread(target=check, name=f"verify {m.ref}", daemon=True)
+        worker.start()
+        try:
+            yield splits, m
+        except BaseException:
+            cancel.set()
+            worker.join()
+            raise
+        worker.join()
+        if failed:
+            raise failed[0]
 
     def scan(self, ref: str, *, split: str | None = None, verify: bool = True) -> pl.LazyFrame:
         """A version as a polars LazyFrame, verified first as `load` verifies it (file hashes and content hash).
@@ -1036,7 +997,7 @@ class Registry:
         with a `split` column (String) after the record columns. With `split`: that split's records, the record
         columns only. The scan reads the memory-mapped Arrow files a batch at a time, only the columns a query
         selects; a filter is applied to each batch as it is read."""
-        tables, m = self.tables(ref, verify=verify)
+        tables, m = self.splits(ref, verify=verify)
         if split is not None:
             if split not in tables:
                 raise InputError(f"{m.ref} has no split {split!r}", hint="it has: " + ", ".join(tables))
@@ -1113,10 +1074,9 @@ class Registry:
         config values that differ (see `swcdata.registry.diff`). Both versions are verified, then scanned: only
         the columns the comparison needs are read (and, with `text_limit`, the text of the changed records
         listed)."""
-        ta, ma = self.tables(a)
-        tb, mb = self.tables(b)
-        return diff_versions(ma, list(ta), lazy_frame(ta, ma.ref), mb, list(tb), lazy_frame(tb, mb.ref),
-                             text_limit=text_limit)
+        with self.reading(a) as (ta, ma), self.reading(b) as (tb, mb):
+            return diff_versions(ma, list(ta), lazy_frame(ta, ma.ref), mb, list(tb), lazy_frame(tb, mb.ref),
+                                 text_limit=text_limit)
 
     def export(self, ref: str, fmt: Literal["parquet", "jsonl"], out: Path) -> list[Path]:
         """Write one file per split: `<out>/<split>.parquet` or `<out>/<split>.jsonl` (stored-record JSON).
