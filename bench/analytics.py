@@ -5,8 +5,8 @@ checkout and a NEW one, in one run.
         [--only stats,diff,assign] [--data bench/.data] [--json FILE] [--rss-cap-mb MB] [--prepare-only]
 
 (The figures in bench/RESULTS.md, "Table work in polars (issue 21)": `--sizes 1m,4m --assign-sizes 1m,10m
---rss-cap-mb 17000`. A measurement whose process tree passes --rss-cap-mb, default 70 % of the machine's memory,
-is killed and shown as such.)
+--rss-cap-mb 17000`, then `--sizes 1m,10m --new-only 10m --only stats,diff`. A measurement whose process tree's
+anonymous memory passes --rss-cap-mb, default 70 % of the machine's memory, is killed and shown as such.)
 
 A checkout is a folder holding `swcdata/` with its C extension built in place. For the old side of issue 21:
 `git worktree add /tmp/wt-21base b668e44 && cd /tmp/wt-21base && python setup.py -q build_ext --inplace`.
@@ -104,8 +104,8 @@ def _rss_anon(pid: int) -> int:
 def measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 3600,
              cap_mb: float = float("inf")) -> dict[str, Any]:
     """Run `cmd`; its wall time, peak RSS (MB), exit code, stdout (text) and the tail of stderr. A process tree
-    whose RSS passes `cap_mb` is killed (`capped`: the machine is shared, and a measurement must not push it into
-    swapping or the OOM killer)."""
+    whose anonymous memory passes `cap_mb` is killed (`capped`: the machine is shared, and a measurement must not
+    push it into swapping or the OOM killer)."""
     import psutil
 
     cwd.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 36
                     break
                 peak_tree = max(peak_tree, total)
                 peak_anon = max(peak_anon, anon)
-                if total > cap_mb * 2**20:
+                if anon > cap_mb * 2**20:  # (anonymous memory: the mapped files' pages are page cache)
                     capped.set()
                     for p in [*root.children(recursive=True), root]:
                         with contextlib.suppress(psutil.NoSuchProcess):
@@ -286,13 +286,60 @@ def _take(table: pa.Table, rows: npt.NDArray[np.int64], step: int = 250_000, spa
 
 
 SPLIT_RULES = {"8/1/1": (0, 0, 0, 0, 0, 0, 0, 0, 1, 2), "6/2/2": (0, 0, 0, 0, 0, 0, 1, 1, 2, 2)}
+POSITIONAL = "8/1/1 by position"
+BIG = 5_000_000  # from this size on, the versions are made without copies of the whole corpus in memory
 
 
 def split_rule(rows: int) -> str:
-    """8/1/1 up to 2.5M records; 6/2/2 above, so that no split holds 2 GiB of text in one column (about 2.7M of
-    these records): `Registry.publish` cannot store such a split (content.canonical's take overflows Arrow's
-    32-bit string offsets, "offset overflow while concatenating arrays")."""
-    return "8/1/1" if rows <= 2_500_000 else "6/2/2"
+    """8/1/1 by the id up to 2.5M records; 6/2/2 up to BIG (the 4M versions of the earlier measurement: before
+    ad1717b, `Registry.publish` could not store a split of more than 2 GiB of text in one column); from BIG on,
+    8/1/1 by position (the first 80 % of the records train, the next 10 % validation, the last 10 % test): each
+    split is then a slice of the memory-mapped corpus, and publishing holds one copy of the version (its canonical
+    tables, 12.5 GB at 10M) instead of two."""
+    return "8/1/1" if rows <= 2_500_000 else "6/2/2" if rows < BIG else POSITIONAL
+
+
+def _by_position(table: pa.Table) -> dict[str, pa.Table]:
+    n = table.num_rows
+    a, b = n * 8 // 10, n * 9 // 10
+    return {"train": table.slice(0, a), "validation": table.slice(a, b - a), "test": table.slice(b)}
+
+
+def _edited(part: pa.Table) -> pa.Table:
+    """The records with a sentence added to their response (so a new id)."""
+    import pyarrow.compute as pc
+
+    from swcdata.core.arrow import strings
+    from swcdata.core.text import record_ids
+
+    response = pc.binary_join_element_wise(part.column("response"), " (Edited for the benchmark.)", "")
+    part = part.set_column(part.schema.get_field_index("response"), part.schema.field("response"), response)
+    new_ids = record_ids(part.column("instruction").to_pylist(), response.to_pylist())
+    return part.set_column(part.schema.get_field_index("id"), part.schema.field("id"), strings(new_ids))
+
+
+def _v2_mapped(table: pa.Table, nb: int, work: Path, piece: int = 250_000) -> pa.Table:
+    """v2's records (v1's first `nb` less the dropped and edited ones, then the edited ones, then the rest of the
+    corpus), written to an Arrow file in `work` a piece at a time and memory-mapped: no copy in memory."""
+    import numpy as np
+    import pyarrow as pa
+
+    from swcdata.core.arrow import bools
+
+    path, tmp = work / f".v2-{table.num_rows}.arrow", work / ".v2.arrow.tmp"
+    with pa.ipc.new_file(tmp, table.schema) as writer:
+        for which in ("kept", "edited"):
+            for start in range(0, nb, piece):
+                part = table.slice(start, min(piece, nb - start))
+                k = np.arange(start, start + part.num_rows) % 100
+                if which == "kept":
+                    writer.write_table(part.filter(bools((k != 17) & (k != 53))), max_chunksize=65_536)
+                else:
+                    writer.write_table(_edited(part.filter(bools(k == 53))), max_chunksize=65_536)
+        for start in range(nb, table.num_rows, piece):
+            writer.write_table(table.slice(start, min(piece, table.num_rows - start)), max_chunksize=65_536)
+    tmp.rename(path)
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
 
 
 def _by_split(table: pa.Table, rows: npt.NDArray[np.int64], rule: str) -> dict[str, pa.Table]:
@@ -316,10 +363,8 @@ def publish_versions(rows: int, corpus: Path, home: Path, name: str) -> dict[str
     """(In the NEW checkout's process.) Publish `name@v1` and `name@v2` from the first `rows` lines of `corpus`."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from swcdata.core.arrow import bools, strings
-    from swcdata.core.text import record_ids
+    from swcdata.core.arrow import bools
     from swcdata.registry.store import Registry
 
     t0 = time.perf_counter()
@@ -329,14 +374,19 @@ def publish_versions(rows: int, corpus: Path, home: Path, name: str) -> dict[str
     nb = n - n // 100  # v1: the first 99 %; the last 1 % is what v2 adds
     reg = Registry(home)
     rule = split_rule(rows)
+    if rule == POSITIONAL:  # (the disk holds the corpus, its Arrow copy, v2's input and two versions otherwise)
+        corpus.unlink()
+        m1, _ = reg.publish(name, _by_position(table.slice(0, nb)))
+        v2 = _v2_mapped(table, nb, home.parent)
+        m2, _ = reg.publish(name, _by_position(v2), {"parent": m1.ref})
+        del v2
+        (home.parent / f".v2-{table.num_rows}.arrow").unlink()
+        return {"valid": n, "rule": rule, "v1": m1.ref, "v1_rows": nb, "v2": m2.ref, "v2_rows": m2.records,
+                "load_s": round(loaded, 1), "total_s": round(time.perf_counter() - t0, 1)}
     m1, _ = reg.publish(name, _by_split(table, np.arange(nb, dtype=np.int64), rule))
     k = np.arange(nb)
     dropped, edited = k % 100 == 17, k % 100 == 53
-    ed = table.slice(0, nb).filter(bools(edited))
-    response = pc.binary_join_element_wise(ed.column("response"), " (Edited for the benchmark.)", "")
-    ed = ed.set_column(ed.schema.get_field_index("response"), ed.schema.field("response"), response)
-    new_ids = record_ids(ed.column("instruction").to_pylist(), response.to_pylist())
-    ed = ed.set_column(ed.schema.get_field_index("id"), ed.schema.field("id"), strings(new_ids))
+    ed = _edited(table.slice(0, nb).filter(bools(edited)))
     both = pa.concat_tables([table, ed])  # (no copy: chunks side by side)
     v2_rows = np.concatenate([np.flatnonzero(~dropped & ~edited), n + np.arange(ed.num_rows), np.arange(nb, n)])
     m2, _ = reg.publish(name, _by_split(both, v2_rows, rule), {"parent": m1.ref})
@@ -425,6 +475,8 @@ def main() -> None:
     ap.add_argument("--old", type=Path, default=Path("/tmp/wt-21base"))
     ap.add_argument("--new", type=Path, default=REPO)
     ap.add_argument("--sizes", default="1m", help="stats and diff sizes (e.g. 1m,4m)")
+    ap.add_argument("--new-only", default="", help="sizes of --sizes measured on the new side only (the old side "
+                    "holds about 3.9 GB per 1M records in stats and diff: 39 GB at 10M)")
     ap.add_argument("--assign-sizes", default="1m,10m")
     ap.add_argument("--only", default="stats,diff,assign")
     ap.add_argument("--data", type=Path, default=REPO / "bench" / ".data")
@@ -488,8 +540,11 @@ def main() -> None:
                 if what not in only or args.prepare_only:
                     continue
                 row: dict[str, Any] = {"measure": what, "size": size_name(size)}
-                outs = {}
+                outs: dict[str, Any] = {}
                 for side, ck in sides.items():
+                    if side == "old" and size_name(size) in args.new_only.split(","):
+                        row[side], outs[side] = {"skipped": True, "wall_s": 0.0, "peak_rss_mb": 0.0, "rc": 0}, None
+                        continue
                     print(f"{what} {name} {side} ...", file=sys.stderr, flush=True)
                     r = measured(cmd, side_env(ck, home), args.work / f"{what}-{name}-{side}", cap_mb=cap)
                     row[side] = {k: v for k, v in r.items() if k != "stdout"}
@@ -536,6 +591,9 @@ def main() -> None:
             extra = f" (Arrow columns: {a['inner_s']:.2f} s)"
         else:
             ow, nw, extra = o["wall_s"], n["wall_s"], ""
+        if o.get("skipped"):
+            print(f"| {row['measure']} | {row['size']} | not run | {nw:.2f} s | - | - | {mem(n)} | - | - |")
+            continue
         if o.get("capped") or n.get("capped") or o.get("rc") or n.get("rc"):
             def cell(r: dict[str, Any]) -> str:
                 return (f"killed at the {cap:,.0f} MB cap after {r['wall_s']:.0f} s" if r.get("capped")

@@ -167,3 +167,21 @@ def test_every_candidate_whose_estimate_reaches_the_threshold_is_a_near_match(sw
             eligible += 1
             assert c.status == "near" and c.similarity == round(float(best), 4), j
     assert eligible >= 20  # (the sample holds that many)
+
+
+def test_an_exact_match_names_the_first_reference_record_with_that_id(swc_files: list[Path]) -> None:
+    """The reference's ids stay Arrow (`index_in`): a candidate whose id the reference holds several times, in
+    several chunks, is matched to the first; only the records a result names are read back."""
+    import pyarrow as pa
+
+    ref = _load(swc_files[0]).slice(0, 40)
+    twice = pa.concat_tables([ref.slice(0, 20), ref.slice(0, 40)])  # (ids 0-19 twice, the second copy later)
+    rep = audit(twice, ref.slice(10, 20))
+    assert rep.summary.exact == 20
+    for k, c in enumerate(rep.candidates):
+        assert c.status == "exact" and c.match is not None
+        assert c.match.id == ref.column("id")[10 + k].as_py()
+        first = 10 + k if 10 + k < 20 else 30 + k  # (rows 20-29 are only in the second copy)
+        assert c.match.source.model_dump() == twice.column("source")[first].as_py()
+    empty = audit(ref.slice(0, 0), ref.slice(0, 3))
+    assert empty.summary.exact == 0 and empty.summary.clean + empty.summary.ngram_only == 3

@@ -25,9 +25,11 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata import _native
+from swcdata.core.arrow import int64s, to_numpy
 from swcdata.core.schema import BACKEND_DOC, Ledger, RecordRef, Source
 from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
@@ -230,16 +232,17 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
     cfg = config or AuditConfig()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    r_ids: list[str] = reference.column("id").to_pylist()
-    r_src: list[dict] = reference.column("source").to_pylist()
+    # (the candidates' ids and sources become Python: the report has a result per candidate; the reference's stay
+    # Arrow, and only the records a result names are read: see `ref`)
     c_ids: list[str] = candidate.column("id").to_pylist()
     c_src: list[dict] = candidate.column("source").to_pylist()
-    nr, nc = len(r_ids), len(c_ids)
+    nr, nc = reference.num_rows, len(c_ids)
 
-    first_ref: dict[str, int] = {}
-    for i, rid in enumerate(r_ids):
-        first_ref.setdefault(rid, i)
-    exact = np.array([first_ref.get(cid, -1) for cid in c_ids], dtype=np.int64)
+    # each candidate's first reference record with the same id (index_in keeps a value's first position), or -1
+    exact = np.full(nc, -1, dtype=np.int64)
+    if nr and nc:
+        found = pc.index_in(candidate.column("id"), value_set=reference.column("id").combine_chunks())
+        exact = to_numpy(pc.fill_null(found, -1)).astype(np.int64)
     timings["exact"] = time.perf_counter() - t0
 
     near = np.full(nc, -1, dtype=np.int64)
@@ -281,10 +284,15 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
     longest, ngram_ref, ngram_start = _longest_overlap(_words(reference), cand_words, cfg.overlap_n)
     timings["ngram"] = time.perf_counter() - t
 
-    def ref(i: int) -> RecordRef:
-        return RecordRef(id=r_ids[i], source=Source(**r_src[i]))
-
     best_code = _best_code_match(cp, nc)
+    named = np.unique(np.concatenate([exact, near, ngram_ref, cp.j.astype(np.int64) if len(cp) else exact[:0]]))
+    named = named[named >= 0]
+    refs = dict(zip(named.tolist(), reference.select(["id", "source"]).take(int64s(named)).to_pylist(), strict=True))
+
+    def ref(i: int) -> RecordRef:
+        r = refs[i]
+        return RecordRef(id=r["id"], source=Source(**r["source"]))
+
     n_code = np.bincount(cp.i, minlength=nc) if len(cp) else np.zeros(nc, dtype=np.int64)
     results: list[CandidateResult] = []
     for j in range(nc):
@@ -312,7 +320,7 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
                       or (k >= 0 and cfg.counts("code")) or (longest[j] and cfg.counts("ngram")))))
     conflicts: list[LabelConflict] = []
     if "category" in reference.column_names and "category" in candidate.column_names:
-        r_cat: list[str] = reference.column("category").to_pylist()
+        r_cat = dict(zip(named.tolist(), reference.column("category").take(int64s(named)).to_pylist(), strict=True))
         c_cat: list[str] = candidate.column("category").to_pylist()
         conflicts = [LabelConflict(candidate=RecordRef(id=c_ids[a], source=Source(**c_src[a])),
                                    candidate_category=c_cat[a], reference=ref(b), reference_category=r_cat[b],
