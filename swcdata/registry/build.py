@@ -288,9 +288,11 @@ class PublishedNames:
         import pyarrow.compute as pc
 
         src = table.column("source")
-        files = [self(f) if f is not None else f for f in pc.struct_field(src, "file").to_pylist()]
+        enc = pc.dictionary_encode(pc.struct_field(src, "file")).combine_chunks()  # (a name per distinct file)
+        names = strings([self(f) if f is not None else None for f in enc.dictionary.to_pylist()])
+        files = names.take(enc.indices)
         lines = pc.struct_field(src, "line")
-        new = pa.StructArray.from_arrays([strings(files), lines.combine_chunks()], names=["file", "line"])
+        new = pa.StructArray.from_arrays([files, lines.combine_chunks()], names=["file", "line"])
         return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
 
 
