@@ -43,3 +43,19 @@ def swc_files(seed_files: list[Path]) -> list[Path]:
 @pytest.fixture(scope="session")
 def seed_test_file(seed_files: list[Path]) -> Path:
     return next(f for f in seed_files if f.name == "test_data.jsonl")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():  # type: ignore[no-untyped-def]
+    """One local Ray cluster for the whole session (2 CPUs, a small object store), shut down at its end: the Ray
+    engine's tests share it. Skips where Ray Data is not installed (`pip install 'swcdata[ray]'`)."""
+    ray = pytest.importorskip("ray", reason="Ray Data is not installed: pip install 'swcdata[ray]'")
+    pytest.importorskip("ray.data")
+    from swcdata.engine.session import configure_data
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=512 << 20, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    configure_data(ray)
+    yield ray
+    ray.shutdown()

@@ -3,7 +3,10 @@ itself back through others (no cycle), and no test imports from bench/.
 
 The order, from the bottom (a layer may import only the layers below it, and its own package):
 
-    core, _native  <  solidity  <  similarity  <  steps  <  registry  <  finetune  <  evaluation  <  cli  <  synthetic
+    core, _native  <  solidity  <  similarity  <  steps  <  registry  <  engine  <  finetune  <  evaluation  <  cli
+        <  synthetic
+
+`engine` runs the steps on Ray (swcdata.engine): it stands on the steps and the registry, and the CLI on it.
 
 `synthetic` (generated corpora for tests and benchmarks) stands on top: nothing in the package imports it.
 The package root (`swcdata/__init__.py`: `__version__` and `load`) and `__main__` stand above every layer.
@@ -19,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "swcdata"
-LAYERS = ("core", "_native", "solidity", "similarity", "steps", "registry", "finetune", "evaluation", "cli",
+LAYERS = ("core", "_native", "solidity", "similarity", "steps", "registry", "engine", "finetune", "evaluation", "cli",
           "synthetic")
 RANK = {"core": 0, "_native": 0, **{name: i for i, name in enumerate(LAYERS) if i > 1}}
 ROOT_MODULES = {"swcdata", "swcdata.__main__"}

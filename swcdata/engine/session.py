@@ -1,0 +1,51 @@
+"""Joining a Ray cluster, or starting one on this machine, for the Ray engine.
+
+`ray_session(address)` joins the cluster at `address` (`--ray-address`), else at `RAY_ADDRESS`, else starts a local
+one with this machine's cores (`ray.init()`); a session already started in this process (a test's, a notebook's)
+is used as it is and left running. Ray Data is set up for results that do not depend on scheduling: blocks keep
+their order (`preserve_order`), and progress bars are off (the CLI shows its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from swcdata.core.errors import InputError
+from swcdata.engine import require_ray
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[Any]:
+    """The `ray` module, initialised: joined to `address` (or RAY_ADDRESS), or a local cluster started for the
+    block and shut down after it (one that was running before is left running)."""
+    ray = require_ray()
+    started = False
+    if not ray.is_initialized():
+        target = address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            ray.init(address=target, num_cpus=None if target else num_cpus, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise InputError(f"cannot join the Ray cluster at {target}: {e}" if target else
+                             f"cannot start a local Ray cluster: {e}",
+                             hint="start one with `ray start --head`, then pass --ray-address or set RAY_ADDRESS"
+                             if target else "check `ray status`; or pass --ray-address") from None
+        started = True
+    configure_data(ray)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def configure_data(ray: Any) -> None:
+    """Ray Data settings the engine relies on: blocks in order, no progress bars."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    with contextlib.suppress(AttributeError):
+        ctx.print_on_execution_start = False
