@@ -44,7 +44,7 @@ import stat
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -917,40 +917,31 @@ class Registry:
         """Load a version as a `DatasetDict`. With `verify` (default) the data files must match the manifest's
         hashes and the recomputed content hash must match; otherwise DataError names the version and both
         hashes. In memory by default, so `datasets` never writes cache files into the immutable version."""
+        return self._verified(ref, verify, lambda m, folder: self._load_dd(m, folder, keep_in_memory))
+
+    def _verified(self, ref: str, verify: bool, read: Callable[[Manifest, Path], Any]) -> tuple[Any, Manifest]:
+        """`read(manifest, folder)` of a version: with `verify`, after its manifest and file hashes are checked, and
+        followed by the content hash of what it read."""
         m = self.resolve(ref)
         folder = self.path(m)
         if verify:
             self._check_before_reading(m, folder)
-        dd = self._load_dd(m, folder, keep_in_memory)
+        data = read(m, folder)
         if verify:
-            self._check_content(m, folder, dd)
-        return dd, m
+            self._check_content(m, folder, data)
+        return data, m
 
     def tables(self, ref: str, verify: bool = True) -> tuple[dict[str, pa.Table], Manifest]:
         """A version's splits as Arrow tables memory-mapped from its data files (nothing is read into memory until
         it is used), in stored order, verified as `load` verifies (file hashes, then the content hash, which reads
         the rows a batch at a time)."""
-        m = self.resolve(ref)
-        folder = self.path(m)
-        if verify:
-            self._check_before_reading(m, folder)
-        tables = mapped_tables(m, folder)
-        if verify:
-            self._check_content(m, folder, tables)
-        return tables, m
+        return self._verified(ref, verify, mapped_tables)
 
     def splits(self, ref: str, verify: bool = True) -> tuple[dict[str, StoredSplit], Manifest]:
         """A version's splits as `StoredSplit`s (swcdata.registry.stored): read a batch at a time with plain reads,
         so whatever the version's size, reading holds one batch. Verified as `load` verifies (file hashes, then the
         content hash, which reads every row once); `reading` overlaps that second check with the caller's work."""
-        m = self.resolve(ref)
-        folder = self.path(m)
-        if verify:
-            self._check_before_reading(m, folder)
-        splits = stored_splits(m, folder)
-        if verify:
-            self._check_content(m, folder, splits)
-        return splits, m
+        return self._verified(ref, verify, stored_splits)
 
     @contextlib.contextmanager
     def reading(self, ref: str, verify: bool = True) -> Iterator[tuple[dict[str, StoredSplit], Manifest]]:
