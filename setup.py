@@ -1,4 +1,4 @@
-"""Builds the optional C speed-ups (swcdata/_native/_fast.c, _extract.c) and ships the recipes; all other
+"""Builds the optional C speed-ups (swcdata/_native/_fast.c, _extract.c, _tokens.c) and ships the recipes; all other
 metadata lives in pyproject.toml.
 
 `optional=True`: where no C compiler is available the install still succeeds and swcdata runs its
@@ -20,6 +20,7 @@ setup(
     packages=[*find_packages(include=["swcdata*"]), "swcdata.recipes"],
     package_dir={"swcdata.recipes": "finetune"},
     package_data={"swcdata.recipes": ["*.yaml", "deepspeed/*.json"]},
-    ext_modules=[Extension("swcdata._native._fast", ["swcdata/_native/_fast.c", "swcdata/_native/_extract.c"],
+    ext_modules=[Extension("swcdata._native._fast", ["swcdata/_native/_fast.c", "swcdata/_native/_extract.c",
+                                                   "swcdata/_native/_tokens.c"],
                            depends=["swcdata/_native/_fast.h"], optional=True, extra_compile_args=OPTIMISE)],
 )

@@ -38,6 +38,7 @@ PLAN: dict[str, tuple[int, list[str]]] = {
     "validate": (200_000, ["extract", "lex"]),
     "dedup": (1_000_000, ["field_ids", "sign_forms", "lsh", "similarity"]),
     "split": (100_000, ["extract", "lex", "similarity"]),
+    "stats": (1_000_000, ["tokens"]),
 }
 
 
@@ -65,6 +66,8 @@ def _argv(command: str, data: Path, tmp: Path) -> list[str]:
         return [SWCDATA, "dedup", str(data), "--out", str(tmp / "kept.jsonl"), "--report", str(tmp / "report.json")]
     if command == "split":
         return [SWCDATA, "split", str(data), "--out", str(tmp / "split"), "--report", str(tmp / "report.json")]
+    if command == "stats":
+        return [SWCDATA, "stats", str(data), "--report", str(tmp / "report.json")]
     raise ValueError(command)
 
 

@@ -4,7 +4,8 @@ replace gives.
 The lexer and the code extractor are compared with their Python versions on the seed data, on the
 generated corpus (renamed identifiers, reflowed layout, inserted comments) and on random text built
 from the characters and pieces that matter to them; the token lookups through `tokens.token_hashes`
-with and without the extension; signatures, LSH keys and similarities with their numpy references.
+with and without the extension; signatures, LSH keys and similarities with their numpy references; stats'
+token counts with Python's own `re.findall` (seed data, random and malformed text, Arrow slices and nulls).
 The extension's own safety: a refused init holds nothing, the IdTable is seen by the garbage
 collector and survives a lookup that uses it; and the one switch (`swcdata._native`) that every report
 records. CI also runs this file against an AddressSanitizer build (.ci/run).
@@ -592,3 +593,271 @@ def test_id_table_abstracts_identifiers_without_storing_them(monkeypatch: pytest
     for bad in ({"keep": frozenset()}, {"abstract_id": 3}, {"keep": {"a"}, "abstract_id": 1}):
         with pytest.raises((ValueError, TypeError)):
             fast.IdTable({}, **bad)
+
+
+# ---- stats' token counts (piece "tokens": evaluation.lengths.count_tokens, _tokens.c) -------------------------------
+
+_FINDALL = re.compile(r"\w+|[^\w\s]")
+
+
+def _findall_counts(texts: list[str | None]) -> list[int]:
+    return [len(_FINDALL.findall(t or "")) for t in texts]
+
+
+def _token_alphabet() -> list[str]:
+    """ASCII (controls included), Latin-1, combining marks, numerals Python's \\w takes ('½', '²', ...),
+    connector punctuation it does not, CJK, astral letters, digits and emoji, private use, and every
+    whitespace code point of Python's \\s (read from `re` itself)."""
+    from swcdata.evaluation import lengths
+
+    space = [chr(c) for lo, hi in lengths._class_ranges()[1].tolist() for c in range(lo, hi + 1)]
+    assert {"\x1c", "\x1f", "\x85", "\xa0", "\u2028", "\u3000"} <= set(space)
+    return [*map(chr, range(128)), *map(chr, range(0x80, 0x100)), *space,
+            "\u0300", "\u0301", "\u036f", "\u0483", "\u0903", "\u20d0", "\u200d", "\ufe0f",
+            "½", "²", "³", "¼", "٣", "߀", "Ⅻ", "〇", "①", "‿", "⁀", "﹏", "·",
+            "名", "前", "語", "가", "ひ", "ー", "、", "。", "\U0001d7ce", "\U0001d7ff", "\U00010400", "\U00020000",
+            "\U0001f600", "\U0001f44d", "\U0001f3fd", "\ue000", "\ufffd", "\ufeff", "\U0010ffff"]
+
+
+def _random_texts(n: int, seed: int) -> list[str]:
+    """Random texts: from the whole alphabet, or mostly ASCII words with a rare other code point (the
+    64-byte ASCII blocks of the C counter and its way out of them), 0 to ~400 code points."""
+    rng = random.Random(seed)
+    alphabet = _token_alphabet()
+    ascii_pieces = ["x", "ab", "_", "9", "0x1f", " ", "  ", "\n", ".", ",", ";", "(", ")", "{", "}", "=", "'", "\t",
+                    "\x1c", "\x7f", "\x00", "uint256", "msg.sender"]
+    out = []
+    for _ in range(n):
+        size = rng.choice((0, 1, 2, 5, 12, 13, 40, 63, 64, 65, 127, 128, 200, 400))
+        if rng.random() < 0.4:
+            out.append("".join(rng.choice(alphabet) for _ in range(size)))
+        else:
+            rare = rng.choice((0.0, 0.005, 0.02, 0.1))
+            out.append("".join(rng.choice(alphabet) if rng.random() < rare else rng.choice(ascii_pieces)
+                               for _ in range(size)))
+    return out
+
+
+def _count_tokens(texts: list[str | None], monkeypatch: pytest.MonkeyPatch, ext: bool) -> list[int]:
+    import polars as pl
+
+    from swcdata.evaluation import lengths
+
+    with monkeypatch.context() as m:
+        if not ext:
+            m.setattr(lengths, "_fast", None)
+        got = lengths.count_tokens(pl.Series("t", texts, dtype=pl.String))
+    assert got.dtype == pl.Int64 and got.name == "t" and got.len() == len(texts)
+    return got.to_list()
+
+
+def _raw_counts(texts: list[str | None], layout: str) -> list[int]:
+    """The C counter on the buffers of an Arrow array of `layout` (string, large_string, string_view)."""
+    import pyarrow as pa
+
+    from swcdata.evaluation import lengths
+
+    lengths._c_classes()
+    arr = pa.array(texts, type=getattr(pa, layout)())
+    out = np.full(len(arr), -1, dtype=np.int64)
+    validity, index, *data = arr.buffers()
+    if layout == "string_view":
+        fast.count_tokens_views(out, index, [b"" if d is None else d for d in data], validity, arr.offset)
+    else:
+        fast.count_tokens(out, data[0] or b"", index, 8 if layout == "large_string" else 4, validity, arr.offset)
+    return out.tolist()
+
+
+def test_count_tokens_agrees_on_the_seed_data(seed_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = _fields(seed_files)
+    assert len(texts) > 1000
+    want = _findall_counts(texts)
+    assert _count_tokens(texts, monkeypatch, True) == want
+    assert _count_tokens(texts, monkeypatch, False) == want
+    assert _raw_counts(texts, "large_string") == want
+
+
+def test_count_tokens_agrees_on_random_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = _random_texts(30_000, seed=20261207)
+    want = _findall_counts(texts)
+    assert sum(want) > 1_000_000
+    got = _count_tokens(texts, monkeypatch, True)
+    for t, g, w in zip(texts, got, want, strict=True):
+        assert g == w, repr(t)
+    for layout in ("string", "large_string", "string_view"):
+        assert _raw_counts(texts, layout) == want, layout
+    assert _count_tokens(texts[:5000], monkeypatch, False) == want[:5000]
+
+
+def test_count_tokens_every_code_point_alone_and_after_a_word() -> None:
+    """Each code point's class, through the C table: alone ("" -> 0 tokens, word or other -> 1) and after
+    "a" (a word one joins the run); and runs of each crossing the 64-byte blocks."""
+    points = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    texts = points + ["a" + p for p in points]
+    assert _raw_counts(texts, "large_string") == _findall_counts(texts)
+    long = [p * 70 + "x" + p * 3 for p in points[::97]] + ["x" * 63 + p + "y" for p in points[::89]]
+    assert _raw_counts(long, "large_string") == _findall_counts(long)
+
+
+@pytest.mark.parametrize("ext", [True, False])
+def test_count_tokens_nulls_empties_and_slices(ext: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import polars as pl
+
+    from swcdata.evaluation import lengths
+
+    texts = [None, "", "a b", None, " ", "x" * 13, "héllo, wörld!", "", "½²3 名前\u3000=\x1c1;", "a\u0301b"] * 7
+    want = _findall_counts(texts)
+    assert _count_tokens(texts, monkeypatch, ext) == want
+    with monkeypatch.context() as m:
+        if not ext:
+            m.setattr(lengths, "_fast", None)
+        whole = pl.Series("t", texts, dtype=pl.String)
+        for a, b in ((0, 0), (3, 1), (1, 17), (5, 44), (9, 61), (70, 0)):
+            got = lengths.count_tokens(whole.slice(a, b))
+            assert got.to_list() == want[a:a + b] and got.name == "t" and got.dtype == pl.Int64
+        chunked = pl.concat([whole.slice(0, 20), whole.slice(33, 30), whole.slice(5, 4)], rechunk=False)
+        assert chunked.n_chunks() == 3
+        assert lengths.count_tokens(chunked).to_list() == want[:20] + want[33:63] + want[5:9]
+        assert lengths.count_tokens(pl.Series("n", [None, None])).to_list() == [0, 0]  # dtype Null
+        empty = lengths.count_tokens(pl.Series("e", [], dtype=pl.String))
+        assert empty.to_list() == [] and empty.dtype == pl.Int64
+        assert lengths.count_tokens(pl.Series("s", ["a.b"]).cast(pl.Categorical)).to_list() == [3]
+
+
+def test_count_tokens_on_sliced_arrow_arrays() -> None:
+    import pyarrow as pa
+
+    from swcdata.evaluation import lengths
+
+    lengths._c_classes()
+    texts = [None if i % 7 == 3 else "ab, c" * (i % 5) + "é" * (i % 3) for i in range(100)]
+    want = _findall_counts(texts)
+    for layout in ("string", "large_string", "string_view"):
+        whole = pa.array(texts, type=getattr(pa, layout)())
+        for a, b in ((0, 100), (1, 50), (13, 87), (99, 1), (50, 0)):
+            arr = whole.slice(a, b)
+            out = np.full(b, -1, dtype=np.int64)
+            validity, index, *data = arr.buffers()
+            if layout == "string_view":
+                fast.count_tokens_views(out, index, data, validity, arr.offset)
+            else:
+                fast.count_tokens(out, data[0], index, 8 if layout == "large_string" else 4, validity=validity,
+                                  offset=arr.offset)
+            assert out.tolist() == want[a:a + b], (layout, a, b)
+
+
+def test_count_tokens_malformed_utf8() -> None:
+    """Bytes that are not UTF-8 never make the counter read outside a string; each byte that starts no
+    valid sequence counts as one code point, neither word nor space: exactly what findall counts on the
+    bytes decoded with surrogateescape (one lone surrogate, a [^\\w\\s] token, per such byte)."""
+    from swcdata.evaluation import lengths
+
+    lengths._c_classes()
+    rng = random.Random(20261208)
+    pieces = [b"a", b"_", b" ", b".", b"\xc3\xa9", b"\xe5\x90\x8d", b"\xf0\x9f\x98\x80", b"\xc3", b"\xe5\x90",
+              b"\xf0\x9f", b"\xf0\x9f\x98", b"\x80", b"\xbf", b"\xc0\xaf", b"\xc1\xbf", b"\xe0\x80\xaf",
+              b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf5", b"\xff", b"\xfe", b"\xf8\x88\x80\x80\x80",
+              b"\xe2\x80\xa8", b"\xc2\xa0", b"\xc2\xbd"]
+    blobs = [b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 90))) for _ in range(20_000)]
+    blobs += [bytes(rng.randrange(256) for _ in range(rng.randint(0, 200))) for _ in range(5_000)]
+    blobs += [b"x" * k + tail for k in (0, 60, 61, 62, 63, 64, 127) for tail in (b"\xf0", b"\xe5\x90", b"\xf0\x9f\x98")]
+    offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
+    out = np.full(len(blobs), -1, dtype=np.int64)
+    fast.count_tokens(out, b"".join(blobs), offsets, 8)
+    assert out.tolist() == [len(_FINDALL.findall(b.decode("utf-8", "surrogateescape"))) for b in blobs]
+    for i, b in enumerate(blobs[:3000]):  # each alone in a buffer of its own size: the end is the buffer's end
+        one = np.zeros(1, dtype=np.int64)
+        fast.count_tokens(one, bytes(b), np.array([0, len(b)], dtype=np.int32), 4)
+        assert one[0] == out[i]
+    views = np.zeros(len(blobs[:3000]) * 4, dtype=np.int32)  # string views: inline up to 12 bytes
+    big = b"".join(blobs[:3000])
+    at = 0
+    for i, b in enumerate(blobs[:3000]):
+        views[4 * i] = len(b)
+        if len(b) <= 12:
+            views.view(np.uint8)[16 * i + 4:16 * i + 4 + len(b)] = np.frombuffer(b, dtype=np.uint8)
+        else:
+            views[4 * i + 2:4 * i + 4] = (0, at)
+        at += len(b)
+    out3 = np.full(3000, -1, dtype=np.int64)
+    fast.count_tokens_views(out3, views, [big])
+    assert out3.tolist() == out[:3000].tolist()
+
+
+def test_count_tokens_checks_its_arguments() -> None:
+    from swcdata.evaluation import lengths
+
+    lengths._c_classes()
+    out = np.zeros(2, dtype=np.int64)
+    data = b"abc def"
+    for offsets, width in (([0, 3, 8], 8), ([0, 4, 3], 8), ([-1, 3, 7], 8), ([0, 3], 8), ([0, 3, 7], 5)):
+        with pytest.raises(ValueError):
+            fast.count_tokens(out, data, np.array(offsets, dtype=np.int64), width)
+    with pytest.raises(ValueError):  # a string past its data, the rows before it counted
+        fast.count_tokens(out, data, np.array([0, 3, 9], dtype=np.int32), 4)
+    with pytest.raises(ValueError):
+        fast.count_tokens(np.zeros(3, dtype=np.int8), data, np.array([0, 3, 7], dtype=np.int64), 8)
+    with pytest.raises(ValueError):  # validity shorter than offset + n bits
+        fast.count_tokens(out, data, np.array([0, 1, 2, 3, 4, 5, 6, 7] * 2, dtype=np.int64), 8, b"\xff", 7)
+    with pytest.raises(BufferError):
+        fast.count_tokens(bytes(16), data, np.array([0, 3, 7], dtype=np.int64), 8)  # out not writable
+    fast.count_tokens(out, data, np.array([0, 3, 7], dtype=np.int64), 8, b"\x02")  # the first null
+    assert out.tolist() == [0, 1]
+    view = np.zeros(4, dtype=np.int32)
+    for v, bufs in (((13, 0, 0, 0), [b"x" * 13]), ((13, 0, 1, 0), [b"x" * 13]), ((13, 0, 0, 1), [b"x" * 13]),
+                    ((-1, 0, 0, 0), []), ((13, 0, -1, 0), [b"x" * 13])):
+        view[:] = v
+        if v == (13, 0, 0, 0):
+            fast.count_tokens_views(out[:1], view, bufs)
+            assert out[0] == 1
+            continue
+        with pytest.raises(ValueError):
+            fast.count_tokens_views(out[:1], view, bufs)
+    with pytest.raises(ValueError):
+        fast.count_tokens_views(out, view, [])  # 2 counts, 1 view
+    with pytest.raises(TypeError):
+        fast.count_tokens_views(out[:1], view, [None])
+    with pytest.raises(ValueError):
+        fast.token_classes_init(np.array([[5, 4]], dtype=np.uint32), np.zeros((0, 2), dtype=np.uint32))
+    with pytest.raises(ValueError):
+        fast.token_classes_init(np.array([[0, 0x110000]], dtype=np.uint32), np.zeros((0, 2), dtype=np.uint32))
+    with pytest.raises(ValueError):  # a code point in both
+        fast.token_classes_init(np.array([[0x20, 0x41]], dtype=np.uint32), np.array([[0x20, 0x20]], dtype=np.uint32))
+    assert _raw_counts(["a b.c"], "string") == [4]  # a refused init left the classes as they were
+
+
+def test_count_tokens_with_other_ascii_classes() -> None:
+    """Classes whose ASCII part is not Python's ('$' a word character, '\\x1c' not a space): the counter
+    leaves its SSE2 blocks (which have Python's ASCII classes built in) for the code point loop."""
+    from swcdata.evaluation import lengths
+
+    word, space = lengths._class_ranges()
+    other_space = np.array([r for r in space.tolist() if r != [0x1C, 0x20]] + [[0x1D, 0x20]], dtype=np.uint32)
+    try:
+        fast.token_classes_init(np.concatenate([word, [[ord("$"), ord("$")]]]).astype(np.uint32), other_space)
+        texts = [*_random_texts(3000, seed=20261209), "a$b $ \x1c$x\x1c", "$" * 100]
+        want = [len(re.findall(r"[\w$]+|[^\w\s$]|\x1c", t)) for t in texts]
+        assert _raw_counts(texts, "large_string") == want
+    finally:
+        fast.token_classes_init(word, space)
+    assert _raw_counts(["a$b \x1c"], "string") == [3]  # Python's classes again
+
+
+def test_count_tokens_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counter releases the GIL: counts in threads at once are the counts one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = _random_texts(4000, seed=20261210)
+    want = _findall_counts(texts)
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(lambda _: _count_tokens(texts, monkeypatch, True), range(8)):
+            assert got == want
+
+
+def test_no_ext_tokens_setting_counts_with_polars() -> None:
+    code = ("import polars as pl; from swcdata import _native; from swcdata.evaluation import lengths; "
+            "print(_native.on('tokens'), lengths.count_tokens(pl.Series(['a½ b,\\x1c名 😀', None])).to_list())")
+    for setting, on in (("tokens", "False"), ("lex", "True")):
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SWCDATA_NO_EXT": setting},
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.split(None, 1) == [on, "[5, 0]\n"]

@@ -1,6 +1,6 @@
 """The one switch between swcdata's C extension and its Python references.
 
-The extension `swcdata._native._fast` (built from `_fast.c` and `_extract.c` at install time where a C
+The extension `swcdata._native._fast` (built from `_fast.c`, `_extract.c` and `_tokens.c` at install time where a C
 compiler is there) holds a few measured hot loops, the pieces below. Each has exactly one Python
 reference that tests/test_fast.py holds it to; the C only makes it faster (figures: the README's
 "What is in C and why", bench/RESULTS.md). Every module asks here which one runs:
@@ -28,6 +28,7 @@ PIECES: dict[str, str] = {
     "sign_forms": "dedup's shingles and MinHash signatures, fused per record (similarity.tokens.chunk_signatures)",
     "lsh": "LSH buckets and their star pairs (similarity.minhash.candidate_pairs)",
     "similarity": "pair similarities (similarity.minhash.similarity)",
+    "tokens": "stats' word-and-punctuation token counts (evaluation.lengths.count_tokens)",
 }
 
 _SETTING = os.environ.get("SWCDATA_NO_EXT", "").strip().lower()

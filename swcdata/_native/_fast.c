@@ -9,6 +9,8 @@
  *   lsh_star_keys                         similarity.minhash.candidate_pairs' sorted bands (star pairs)
  *   similarity_into                       similarity.minhash.similarity's numpy path
  *   extract_spans (in _extract.c)         solidity.spans._py_extract_code
+ *   count_tokens, count_tokens_views      evaluation.lengths.count_tokens' polars path (stats' token counts,
+ *     (in _tokens.c)                        len(re.findall(r"\w+|[^\w\s]", text)) with Python's classes)
  *
  * Optional: the package works without it (same results, slower). swcdata/_native/__init__.py is the one switch:
  * `SWCDATA_NO_EXT=1` runs every Python reference, `SWCDATA_NO_EXT=lex,lsh` those pieces only.
@@ -1222,6 +1224,10 @@ static PyMethodDef fast_methods[] = {
     {"extract_init", fast_extract_init, METH_VARARGS, extract_init_doc},
     {"code_start_at", fast_code_start_at, METH_VARARGS, code_start_at_doc},
     {"codeish", fast_codeish, METH_VARARGS, codeish_doc},
+    {"token_classes_init", fast_token_classes_init, METH_VARARGS, token_classes_init_doc},
+    {"count_tokens", (PyCFunction)(void (*)(void))fast_count_tokens, METH_VARARGS | METH_KEYWORDS, count_tokens_doc},
+    {"count_tokens_views", (PyCFunction)(void (*)(void))fast_count_tokens_views, METH_VARARGS | METH_KEYWORDS,
+     count_tokens_views_doc},
     {NULL, NULL, 0, NULL},
 };
 

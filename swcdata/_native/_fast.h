@@ -77,5 +77,11 @@ extern const char code_start_at_doc[];
 PyObject *fast_code_start_at(PyObject *self, PyObject *args);
 extern const char codeish_doc[];
 PyObject *fast_codeish(PyObject *self, PyObject *args);
+extern const char token_classes_init_doc[];
+PyObject *fast_token_classes_init(PyObject *self, PyObject *args);
+extern const char count_tokens_doc[];
+PyObject *fast_count_tokens(PyObject *self, PyObject *args, PyObject *kwds);
+extern const char count_tokens_views_doc[];
+PyObject *fast_count_tokens_views(PyObject *self, PyObject *args, PyObject *kwds);
 
 #endif

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from swcdata.core.errors import DataError, InputError
 from swcdata.core.text import _FOLD, normalize_text
 from swcdata.evaluation.lengths import LengthCounts, token_pattern
+from swcdata.evaluation.lengths import count_tokens as count_word_tokens
 from swcdata.steps.augment.quality import AugmentQuality
 
 if TYPE_CHECKING:
@@ -248,10 +249,10 @@ class _Tally:
         for cat, k in df["category"].value_counts().iter_rows():
             self.classes[cat] = self.classes.get(cat, 0) + k
         texts = df.select(pl.col(f).fill_null("") for f in FIELDS)
-        lens = texts.select([pl.col(f).str.len_chars().alias(f"chars/{f}") for f in FIELDS]
-                            + ([pl.col(f).str.count_matches(self.pattern).alias(f"tokens/{f}") for f in FIELDS]
-                               if self.pattern is not None else []))
-        if self.pattern is None:
+        lens = texts.select([pl.col(f).str.len_chars().alias(f"chars/{f}") for f in FIELDS])
+        if self.pattern is not None:  # words and punctuation: counted in C (or by polars' regex: lengths.count_tokens)
+            lens = lens.with_columns(count_word_tokens(texts[f]).alias(f"tokens/{f}") for f in FIELDS)
+        else:
             lens = lens.with_columns(pl.Series(f"tokens/{f}", self.count_tokens(texts[f].to_list()), dtype=pl.Int64)
                                      for f in FIELDS)
         for (kind, field), parts in self.lengths.items():
