@@ -887,8 +887,9 @@ def test_diff_is_the_reference_diff_on_shuffled_edited_versions(home: Path, tabl
 
 def test_diff_reads_the_version_files_column_by_column(home: Path, table: pa.Table,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """diff never loads a DatasetDict; without --text it reads id, source, transform, template (and the split
-    column it adds); with --text it reads the text of the changed records listed, through a filter on their ids."""
+    """diff never loads a DatasetDict; without --text it reads id, source, transform, template of each split (and
+    the content hash every column); with --text it reads the text of the changed records listed, through a filter
+    on their ids."""
     import polars.io.plugins as plugins
 
     reg = Registry()
@@ -900,6 +901,16 @@ def test_diff_reads_the_version_files_column_by_column(home: Path, table: pa.Tab
         raise AssertionError("diff loaded a DatasetDict")
 
     monkeypatch.setattr(Registry, "_load_dd", no_datasets)
+    from swcdata.registry.stored import StoredSplit
+
+    batches: list[list[str] | None] = []
+    real_batches = StoredSplit.batches
+
+    def spy_batches(self: StoredSplit, columns: Any = None, rows: int = 65_536) -> Any:
+        batches.append(None if columns is None else list(columns))
+        return real_batches(self, columns, rows)
+
+    monkeypatch.setattr(StoredSplit, "batches", spy_batches)
     reads: list[tuple[list[str] | None, str | None]] = []
     real = plugins.register_io_source
 
@@ -911,9 +922,11 @@ def test_diff_reads_the_version_files_column_by_column(home: Path, table: pa.Tab
 
     monkeypatch.setattr(plugins, "register_io_source", spy)
     reg.diff("swc@v1", "swc@v2")
-    assert reads and all(set(cols or []) <= {"split", "id", "source", "transform", "template"} and pred is None
-                         for cols, pred in reads)
-    reads.clear()
+    # the comparison reads four columns of each split; every column is read by the content hash alone (one read
+    # of each split of both versions)
+    assert not reads and len(batches) == 12
+    assert [c for c in batches if c is not None] == [["id", "source", "transform", "template"]] * 6
+    batches.clear()
     d = reg.diff("swc@v1", "swc@v2", text_limit=5)
     texts = [(cols, pred) for cols, pred in reads if "response" in (cols or [])]
     assert len(texts) == 2 and all(pred is not None and "is_in" in pred for _, pred in texts)

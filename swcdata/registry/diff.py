@@ -2,17 +2,18 @@
 between splits) and in the steps' configs. A record is 'changed' when a record from the same input line (and
 transform/template) has a new id.
 
-The comparison is a pair of polars joins over the few columns it needs (id, split, source, transform,
-template), read from the versions' lazy scans (`Registry.scan`): an anti-join on id gives the records of one
-version only, and among those, an inner join on (source file, line, transform, template, the record's rank among
-the records of that key) pairs a record of A with the record of B that replaced it. With `text`, the text columns
-are read for the changed records listed and nothing else, and each field that differs gets a word diff.
+The comparison is a pair of polars joins over the few columns it needs (id, split, source, transform, template),
+read from the versions' splits a batch at a time (the ids as integers): an anti-join on id gives the records of one
+version only, and among those, an inner join on (source file, line, transform, template, the record's rank among the
+records of that key) pairs a record of A with the record of B that replaced it. With `text`, the text columns are
+read for the changed records listed and nothing else, and each field that differs gets a word diff.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -130,20 +131,27 @@ class DiffReport(BaseModel):
 
 
 KEY = ("file", "line", "transform", "template")  # a record of A and one of B with the same key: 'changed'
+HEX_ID = r"^[0-9a-f]{16}$"  # swcdata's record id
+SIDE_BATCH_ROWS = 65_536  # records read at a time into the comparison's columns
 
 
-def diff_versions(ma: Manifest, splits_a: list[str], scan_a: pl.LazyFrame, mb: Manifest, splits_b: list[str],
-                  scan_b: pl.LazyFrame, *, text_limit: int | None = None) -> DiffReport:
+def diff_versions(ma: Manifest, tables_a: Mapping[str, Any], mb: Manifest, tables_b: Mapping[str, Any], *,
+                  text_limit: int | None = None) -> DiffReport:
     """Per split: record ids added and removed from A to B, and records 'changed' (same source file and
     line, same transform/template, different id). Also ids that moved between splits and the step
     config values that differ.
 
-    `scan_a`, `scan_b`: each version's records with a `split` column (`Registry.scan`), in stored order;
-    `splits_a`, `splits_b`: their split names (a split may be empty). With `text_limit`, the first `text_limit`
-    changed records of each split get a word diff of their fields (`ChangedRecord.text`)."""
+    `tables_a`, `tables_b`: each version's splits in stored order (`pa.Table`s, or `StoredSplit`s read a batch at
+    a time: `Registry.splits`); a split may be empty. With `text_limit`, the first `text_limit` changed records of
+    each split get a word diff of their fields (`ChangedRecord.text`)."""
     import polars as pl
 
-    a, b = _side(scan_a), _side(scan_b)
+    from swcdata.registry.stored import lazy_frame
+
+    splits_a, splits_b = list(tables_a), list(tables_b)
+    a, b = _side(tables_a), _side(tables_b)
+    if a["id"].dtype != b["id"].dtype:  # (one version holds an id that is not swcdata's 16 hex digits)
+        a, b = _ids_as_text(a), _ids_as_text(b)
     where_a, where_b = _where(a, "a_where"), _where(b, "b_where")  # id -> its split (the last, as a dict keeps)
     a = a.join(where_b, on="id", how="left", maintain_order="left")  # b_where: null when the id is not in B
     b = b.join(where_a, on="id", how="left", maintain_order="left")
@@ -165,10 +173,12 @@ def diff_versions(ma: Manifest, splits_a: list[str], scan_a: pl.LazyFrame, mb: M
     for split in split_order(sorted(set(splits_a) | set(splits_b))):
         in_a, in_b = a.filter(pl.col("split") == split), b.filter(pl.col("split") == split)
         here = pairs.filter(pl.col("split") == split)
+        here = _ids_as_text(here, ("id", "a_id"))
         changed = [ChangedRecord(source=Source(file=r["file"], line=r["line"]), transform=r["transform"],
                                  template=r["template"], a_id=r["a_id"], b_id=r["id"], a_split=r["a_split"],
                                  b_split=split) for r in here.iter_rows(named=True)]
-        add, rem = added.filter(pl.col("split") == split), removed.filter(pl.col("split") == split)
+        add = _ids_as_text(added.filter(pl.col("split") == split))
+        rem = _ids_as_text(removed.filter(pl.col("split") == split))
         splits.append(SplitDiff(
             split=split, a_records=in_a.height, b_records=in_b.height,
             unchanged=in_b.select(pl.col("a_where").is_not_null().sum()).item(), added=add.height,
@@ -178,23 +188,50 @@ def diff_versions(ma: Manifest, splits_a: list[str], scan_a: pl.LazyFrame, mb: M
             added_ids=add["id"].to_list(), removed_ids=rem["id"].to_list(), changed_records=changed,
             added_records=_refs(add), removed_records=_refs(rem)))
     if text_limit:
-        _add_text(splits, scan_a, scan_b, text_limit)
+        _add_text(splits, lazy_frame(tables_a, ma.ref), lazy_frame(tables_b, mb.ref), text_limit)
+    moved_rows = _ids_as_text(moved).iter_rows()
     return DiffReport(a=ma.ref, b=mb.ref, a_hash=ma.content_hash, b_hash=mb.content_hash,
                       identical=ma.content_hash == mb.content_hash, splits=splits,
-                      moved=[MovedRecord(id=i, a_split=sa, b_split=sb) for i, sa, sb in moved.iter_rows()],
+                      moved=[MovedRecord(id=i, a_split=sa, b_split=sb) for i, sa, sb in moved_rows],
                       config_changes=_config_changes(ma.steps, mb.steps))
 
 
-def _side(scan: pl.LazyFrame) -> pl.DataFrame:
+def _side(tables: Mapping[str, Any]) -> pl.DataFrame:
     """The columns the comparison needs, one row per record in stored order: split, id, source file and line,
-    transform, template (the ones of few distinct values as Categorical: 4 bytes a row)."""
+    transform, template (the ones of few distinct values as Categorical: 4 bytes a row; the ids as the 64-bit
+    integers they spell where every one is swcdata's 16 hex digits: 8 bytes a row, and joins on integers). Built a
+    batch at a time: the source paths and text ids of a batch are dropped before the next one is read."""
     import polars as pl
 
-    src = pl.col("source")
+    from swcdata.core.arrow import table_batches
+
     few = pl.Categorical()
-    return scan.select(pl.col("split").cast(few), "id", src.struct.field("file").cast(few).alias("file"),
-                       src.struct.field("line").alias("line"), pl.col("transform").cast(few),
-                       pl.col("template").cast(few)).collect()
+    src = pl.col("source")
+    parts: list[pl.DataFrame] = []
+    for split, table in tables.items():
+        for batch in table_batches(table, ["id", "source", "transform", "template"], SIDE_BATCH_ROWS):
+            df = pl.from_arrow(batch, rechunk=False)
+            assert isinstance(df, pl.DataFrame)
+            parts.append(df.select(pl.lit(split, dtype=pl.String).cast(few).alias("split"), "id",
+                                   src.struct.field("file").cast(few).alias("file"),
+                                   src.struct.field("line").alias("line"), pl.col("transform").cast(few),
+                                   pl.col("template").cast(few)))
+            if parts[-1]["id"].str.contains(HEX_ID).all():
+                parts[-1] = parts[-1].with_columns(pl.col("id").str.to_integer(base=16, dtype=pl.UInt64))
+    if not parts:
+        return pl.DataFrame(schema={"split": few, "id": pl.String, "file": few, "line": pl.Int64,
+                                    "transform": few, "template": few})
+    if len({p["id"].dtype for p in parts}) > 1:  # (some batch holds an id that is not 16 hex digits)
+        parts = [_ids_as_text(p) for p in parts]
+    return pl.concat(parts, rechunk=True)
+
+
+def _ids_as_text(frame: pl.DataFrame, columns: tuple[str, ...] = ("id",)) -> pl.DataFrame:
+    """`frame` with its integer ids spelled as swcdata spells them (16 lower-case hex digits)."""
+    import polars as pl
+
+    return frame.with_columns(pl.col(c).map_elements(lambda v: f"{v:016x}", return_dtype=pl.String)
+                              for c in columns if frame[c].dtype == pl.UInt64)
 
 
 def _where(side: pl.DataFrame, name: str) -> pl.DataFrame:

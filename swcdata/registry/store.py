@@ -1066,8 +1066,7 @@ class Registry:
         the columns the comparison needs are read (and, with `text_limit`, the text of the changed records
         listed)."""
         with self.reading(a) as (ta, ma), self.reading(b) as (tb, mb):
-            return diff_versions(ma, list(ta), lazy_frame(ta, ma.ref), mb, list(tb), lazy_frame(tb, mb.ref),
-                                 text_limit=text_limit)
+            return diff_versions(ma, ta, mb, tb, text_limit=text_limit)
 
     def export(self, ref: str, fmt: Literal["parquet", "jsonl"], out: Path) -> list[Path]:
         """Write one file per split: `<out>/<split>.parquet` or `<out>/<split>.jsonl` (stored-record JSON).
