@@ -69,6 +69,13 @@ WorkersOpt = Annotated[int, typer.Option("--workers", min=0, callback=_cap_worke
                                          help="Worker processes; 0 = one per CPU core (more than the cores are "
                                               "capped).")]
 
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", help="Where the step runs: local (this machine, the default) or ray (a Ray cluster through Ray Data: "
+    "the same results). Default: `engine` in ./swcdata.toml, else local.", show_default=False)]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", help="With --engine ray: the cluster to join (ray://HOST:10001 or HOST:6379); default "
+    "RAY_ADDRESS, else a local cluster on this machine's cores.", show_default=False)]
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -267,6 +274,21 @@ def signing_progress(enabled: bool) -> Iterator[Callable[[int, int], None]]:
     `(done, total)` callback those steps take."""
     with progress_bar("signatures", None, enabled=enabled) as advance:
         yield lambda done, total: advance(0, completed=done, total=total)
+
+
+@contextmanager
+def status(description: str, json_mode: bool) -> Iterator[None]:
+    """A transient spinner with the elapsed time on stderr (a terminal, not --json), for work whose progress the
+    command cannot count (a Ray execution)."""
+    if not show_progress(json_mode):
+        yield
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as p:
+        p.add_task(description, total=None)
+        yield
 
 
 @contextmanager

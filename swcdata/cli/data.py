@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from swcdata.cli.console import (
+    EngineOpt,
     JsonOpt,
     PathsArg,
+    RayAddressOpt,
     ReportOpt,
     WorkersOpt,
     err,
@@ -19,10 +22,12 @@ from swcdata.cli.console import (
     out,
     print_json,
     route_stdout,
+    status,
     write_report,
     write_report_to,
 )
 from swcdata.cli.inputs import bytes_progress, load_records, open_output, write_together
+from swcdata.engine import choose
 
 
 @handle_errors
@@ -45,6 +50,8 @@ def validate(
     max_findings: Annotated[
         int, typer.Option("--max-findings", min=0, help="Findings listed per rule in the report (all are counted).")
     ] = 1000,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check JSONL records and name every problem: file, line, field, rule.
@@ -82,9 +89,12 @@ def validate(
             assert of is not None
             of.writelines(iter_json_lines(batch))
 
-        with progress_bar("validate", total, enabled=show_progress(json_out)) as advance:
-            rep = Validation(cfg).run([str(p) for p in files], on_batch=on_batch if of else None, on_quarantine=on_q,
-                                      progress=bytes_progress(advance))
+        if choose(engine) == "ray":
+            rep = _validate_on_ray(files, cfg, ray_address, on_q, on_batch if of else None, json_out)
+        else:
+            with progress_bar("validate", total, enabled=show_progress(json_out)) as advance:
+                rep = Validation(cfg).run([str(p) for p in files], on_batch=on_batch if of else None,
+                                          on_quarantine=on_q, progress=bytes_progress(advance))
     if report:
         write_report(report, rep)
     if json_out:
@@ -96,6 +106,22 @@ def validate(
                 err.print(f"[dim]{label} written to {escape(str(p))}[/]")
     failed = rep.errors > 0 or (strict and rep.warnings > 0)
     raise typer.Exit(1 if failed else 0)
+
+def _validate_on_ray(files: list[Path], cfg: object, address: str | None, on_q: Callable[[list[Any]], None],
+                     on_batch: Callable[[Any], None] | None, json_out: bool) -> Any:
+    """`validate --engine ray`: the same report, quarantine and valid records (in input order) as the local engine;
+    the records come back from the cluster a block at a time."""
+    from swcdata.engine.reading import ORDER, validate_on_ray
+    from swcdata.engine.session import ray_session
+
+    with ray_session(address), status(f"validating {len(files)} file(s) on Ray", json_out):
+        run = validate_on_ray([str(p) for p in files], cfg, on_quarantine=on_q)  # type: ignore[arg-type]
+        if on_batch is not None:
+            for block in run.records.iter_batches(batch_format="pyarrow", batch_size=None):
+                for batch in block.drop_columns([ORDER]).to_batches():
+                    on_batch(batch)
+    return run.report
+
 
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="Near-duplicate Jaccard threshold, "
                                                     "0 < T <= 1 (default 0.7).", show_default=False)]

@@ -518,7 +518,7 @@ def file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _change(before: tuple[int, int, int, int], now: tuple[int, int, int, int]) -> str | None:
+def stamp_change(before: tuple[int, int, int, int], now: tuple[int, int, int, int]) -> str | None:
     """How a file changed between two stamps, in words; None when it did not."""
     if before[:2] != now[:2]:
         return "it was replaced by another file"
@@ -529,7 +529,8 @@ def _change(before: tuple[int, int, int, int], now: tuple[int, int, int, int]) -
     return None
 
 
-def _changed_error(path: str | Path, why: str) -> InputError:
+def changed_error(path: str | Path, why: str) -> InputError:
+    """The InputError for a file that changed while it was read (`why`: how, as `stamp_change` says it)."""
     return InputError(f"{path} changed while it was read: {why}; nothing was written",
                       hint="rerun when nothing writes it any more, or read a copy taken when it is complete "
                            "(cp FILE SNAPSHOT.jsonl)")
@@ -667,13 +668,13 @@ def iter_units(path: Path, stats: FileStats, max_lines: int = 500, max_bytes: in
         # The bytes read (and hashed) are the file's only if it did not change meanwhile: rewritten in
         # place (a new mtime), grown or cut (a new size, or fewer bytes than it had), or replaced.
         now = file_stamp(os.fstat(f.fileno()))
-        why = _change(stamp, now) or _change(stamp, file_stamp(os.stat(path)))
+        why = stamp_change(stamp, now) or stamp_change(stamp, file_stamp(os.stat(path)))
         if why is None and stats.bytes != opened.st_size:
             why = f"{stats.bytes:,} bytes were read of the {opened.st_size:,} it had"
         if why is not None:
-            raise _changed_error(path, why)
+            raise changed_error(path, why)
     except FileNotFoundError:  # (the final os.stat: removed or renamed away)
-        raise _changed_error(path, "it was removed or renamed") from None
+        raise changed_error(path, "it was removed or renamed") from None
     except OSError as e:
         raise InputError(f"cannot read {path} at line {first_line}: {e.strerror}") from e
     finally:
@@ -690,15 +691,15 @@ def read_unit(unit: LineUnit) -> bytes:
     try:
         with open(unit.file, "rb", buffering=0) as f:
             data = os.pread(f.fileno(), unit.size, unit.offset)
-            why = _change(unit.stamp, file_stamp(os.fstat(f.fileno()))) if unit.stamp is not None else None
+            why = stamp_change(unit.stamp, file_stamp(os.fstat(f.fileno()))) if unit.stamp is not None else None
     except FileNotFoundError:
-        raise _changed_error(unit.file, "it was removed or renamed") from None
+        raise changed_error(unit.file, "it was removed or renamed") from None
     except OSError as e:
         raise InputError(f"cannot read {unit.file} at line {unit.first_line}: {e.strerror}") from e
     if why is None and len(data) != unit.size:
         why = f"it ends before line {unit.first_line}'s bytes"
     if why is not None:
-        raise _changed_error(unit.file, why)
+        raise changed_error(unit.file, why)
     return data
 
 

@@ -3,12 +3,14 @@
 `ray_session(address)` joins the cluster at `address` (`--ray-address`), else at `RAY_ADDRESS`, else starts a local
 one with this machine's cores (`ray.init()`); a session already started in this process (a test's, a notebook's)
 is used as it is and left running. Ray Data is set up for results that do not depend on scheduling: blocks keep
-their order (`preserve_order`), and progress bars are off (the CLI shows its own).
+their order (`preserve_order`), an error in a map function fails the run as itself (`max_errored_blocks` 0,
+`raise_original_map_exception`), and progress bars are off (the CLI shows its own).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -43,9 +45,16 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
 
 
 def configure_data(ray: Any) -> None:
-    """Ray Data settings the engine relies on: blocks in order, no progress bars."""
+    """Ray Data settings the engine relies on: blocks in order; a map function's error fails the run (no block
+    is dropped) and reaches the driver as itself (an InputError stays one); no progress bars."""
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
+    ctx.max_errored_blocks = 0
+    ctx.raise_original_map_exception = True
     ctx.enable_progress_bars = False
     with contextlib.suppress(AttributeError):
         ctx.print_on_execution_start = False
+    # (Ray Data logs a line per execution and a note that its bars are off: the commands report for themselves;
+    # its other warnings stay)
+    for name in ("ray.data._internal.execution.streaming_executor", "ray.data._internal.progress"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -13,7 +13,7 @@ Results come back in input order, so the output is the same whatever the number 
 tree-sitter is C, and a crash in it (SIGSEGV) kills its process. So a code span longer than
 `max_parse_chars` is never parsed (`code-too-large`), the code checks always run in workers (with
 `--workers 1` too), and a task whose worker died is checked again line by line in single-use child
-processes (`_recover_units`): the line during which one dies gets `parser-crashed` and the run goes on.
+processes (`recover_units`): the line during which one dies gets `parser-crashed` and the run goes on.
 """
 
 from __future__ import annotations
@@ -542,7 +542,7 @@ def _merge(file: str, n_lines: int, parts: list[ChunkResult], batch: bool) -> Ch
     return res
 
 
-def _recover_units(args: tuple[list[LineUnit], ValidateConfig, bool]) -> list[ChunkResult]:
+def recover_units(args: tuple[list[LineUnit], ValidateConfig, bool]) -> list[ChunkResult]:
     """A task lost with a worker that died (CrashTolerantPool): its lines are checked again in
     single-use child processes; a line during which a child dies gets a finding (see `_crashed_line`)
     and the next child goes on after it. Same results as `_check_units` for every other line."""
@@ -573,7 +573,9 @@ Progress = Callable[[int, int], None]  # (lines done in this call, total bytes r
 
 
 @dataclass(slots=True)
-class _Tally:
+class Tally:
+    """What `Validation.run` counts over the results of a run, in input order, for `Validation.report`."""
+
     stats: dict[str, FileStats] = field(default_factory=dict)
     valid: Counter[str] = field(default_factory=Counter)
     quarantined: Counter[str] = field(default_factory=Counter)
@@ -585,10 +587,12 @@ class _Tally:
     truncated: int = 0
 
 
-# A worker task holds consecutive units of about this many lines and bytes (fewer round trips).
-_TASK_LINES = 2000
-_TASK_BYTES = 4 << 20
-_UNIT_BYTES = 4 << 20
+TASK_LINES = 2000
+"""A worker task holds consecutive units of about this many lines (fewer round trips; one unit with the code checks)."""
+TASK_BYTES = 4 << 20
+"""A worker task holds consecutive units of about this many bytes."""
+UNIT_BYTES = 4 << 20
+"""A unit of lines holds at most this many bytes (or one longer line)."""
 
 
 def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
@@ -604,7 +608,7 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
         for p in files:
             st = FileStats(str(p))
             stats[str(p)] = st
-            yield from iter_units(p, st, cfg.chunk_size, _UNIT_BYTES, with_data=in_process, digest=digest)
+            yield from iter_units(p, st, cfg.chunk_size, UNIT_BYTES, with_data=in_process, digest=digest)
 
     def done(r: ChunkResult) -> ChunkResult:
         st = stats[r.file]
@@ -621,13 +625,13 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
 
     # With the code checks a unit is work enough (~0.1 s) for one task: small tasks keep both
     # workers busy up to the end.
-    task_lines = 1 if cfg.check_code else _TASK_LINES
+    task_lines = 1 if cfg.check_code else TASK_LINES
 
     def tasks() -> Iterator[tuple[list[LineUnit], ValidateConfig, bool]]:
         group: list[LineUnit] = []
         lines = size = 0
         for u in units():
-            if group and (u.file != group[0].file or lines + u.lines > task_lines or size + u.size > _TASK_BYTES):
+            if group and (u.file != group[0].file or lines + u.lines > task_lines or size + u.size > TASK_BYTES):
                 yield group, cfg, batch
                 group, lines, size = [], 0, 0
             group.append(u)
@@ -643,10 +647,10 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
         parse_check("contract A {}")
         extract_code("x = 1;")
     # Bounded, ordered pipelining: at most `2 * workers` tasks in flight, results in input order. A
-    # task whose worker died is checked again line by line in single-use processes (_recover_units).
+    # task whose worker died is checked again line by line in single-use processes (recover_units).
     pending: deque[Any] = deque()
     # (workers that die with this process: swcdata.core.workers)
-    with CrashTolerantPool(lambda: process_pool(workers), _check_units, _recover_units) as pool:
+    with CrashTolerantPool(lambda: process_pool(workers), _check_units, recover_units) as pool:
         for args in tasks():
             pending.append(pool.submit(args))
             if len(pending) >= workers * 2:
@@ -677,7 +681,7 @@ class Validation:
         cfg = self.config
         files = resolve_inputs(paths)
         t0 = time.perf_counter()
-        tally = _Tally()
+        tally = Tally()
         cap = cfg.max_findings_per_rule
         for r in _run(files, cfg, tally.stats, progress, batch=on_batch is not None, digest=digest):
             if on_batch and r.valid:
@@ -700,9 +704,10 @@ class Validation:
                                                 message=msg))
                 else:
                     tally.truncated += 1
-        return self._report(files, tally, time.perf_counter() - t0)
+        return self.report(files, tally, time.perf_counter() - t0)
 
-    def _report(self, files: list[Path], t: _Tally, seconds: float) -> ValidationReport:
+    def report(self, files: list[Path], t: Tally, seconds: float) -> ValidationReport:
+        """The `ValidationReport` of a run over `files` (resolved, in input order) from its tally."""
         inputs = []
         for p in files:
             s = t.stats[str(p)]

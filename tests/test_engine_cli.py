@@ -1,0 +1,72 @@
+"""`--engine ray` on the command line: the same files and report as the local engine, the engine from
+./swcdata.toml, and clear errors for an unknown engine and for a missing Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from swcdata.cli.main import app
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
+VOLATILE = ("seconds", "records_per_second", "backend", "timings")
+runner = CliRunner()
+
+
+def _report(path: Path) -> dict[str, Any]:
+    rep = json.loads(path.read_text())
+    return {k: v for k, v in rep.items() if k not in VOLATILE}
+
+
+def _validate(folder: Path, *extra: str) -> tuple[int, dict[str, Any], bytes, bytes]:
+    folder.mkdir()
+    r = runner.invoke(app, ["validate", str(SAMPLE), "--out", str(folder / "valid.jsonl"), "--quarantine",
+                            str(folder / "q.jsonl"), "--report", str(folder / "r.json"), "--no-code", *extra])
+    assert "Traceback" not in r.output, r.output
+    return (r.exit_code, _report(folder / "r.json"), (folder / "valid.jsonl").read_bytes(),
+            (folder / "q.jsonl").read_bytes())
+
+
+def test_validate_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    local = _validate(tmp_path / "local")
+    assert _validate(tmp_path / "ray", "--engine", "ray") == local
+    assert local[0] == 1 and local[2] and local[3]  # (the sample has errors: exit 1, quarantined lines)
+    # engine = "ray" in ./swcdata.toml, and --engine local over it
+    monkeypatch.chdir(tmp_path)
+    Path("swcdata.toml").write_text('engine = "ray"\n')
+    from swcdata.engine import choose
+
+    assert choose(None) == "ray" and choose("local") == "local"
+    assert _validate(tmp_path / "toml") == local
+
+
+def test_an_unknown_engine_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = runner.invoke(app, ["validate", str(SAMPLE), "--engine", "spark"])
+    assert r.exit_code == 2 and "unknown engine 'spark'" in r.output and "local, ray" in r.output
+    monkeypatch.chdir(tmp_path)
+    Path("swcdata.toml").write_text("engine = 3\n")
+    r = runner.invoke(app, ["validate", str(SAMPLE)])
+    assert r.exit_code == 2 and "engine must be a string" in r.output
+
+
+def test_without_ray_the_engine_says_how_to_install_it(tmp_path: Path) -> None:
+    """A Python where `import ray` fails (the [ray] extra not installed): the local engine works, the ray engine
+    names the extra."""
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from swcdata.cli.main import main\n"
+            "sys.argv = ['swcdata', *sys.argv[1:]]\nmain()\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    base = [sys.executable, "-c", code, "validate", str(SAMPLE), "--no-code"]
+    ok = subprocess.run(base, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert ok.returncode == 1, ok.stderr  # (the sample's errors)
+    r = subprocess.run([*base, "--engine", "ray"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "pip install 'swcdata[ray]'" in r.stderr and "Traceback" not in r.stderr
