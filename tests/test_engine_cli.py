@@ -70,3 +70,21 @@ def test_without_ray_the_engine_says_how_to_install_it(tmp_path: Path) -> None:
     assert ok.returncode == 1, ok.stderr  # (the sample's errors)
     r = subprocess.run([*base, "--engine", "ray"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and "pip install 'swcdata[ray]'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dedup_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_path: Path) -> None:
+    """The kept records byte for byte, the quarantine, the report and its Parquet lists beside it."""
+    import pyarrow.parquet as pq
+
+    got = {}
+    for engine in ("local", "ray"):
+        d = tmp_path / engine
+        d.mkdir()
+        r = runner.invoke(app, ["dedup", str(SAMPLE), "--out", str(d / "kept.jsonl"), "--quarantine",
+                                str(d / "q.jsonl"), "--report", str(d / "r.json"), "--engine", engine])
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        got[engine] = ((d / "kept.jsonl").read_bytes(), (d / "q.jsonl").read_bytes(), _report(d / "r.json"),
+                       pq.read_table(d / "r.removed.parquet"), pq.read_table(d / "r.clusters.parquet"))
+    local, ray = got["local"], got["ray"]
+    assert ray[:3] == local[:3] and ray[3].equals(local[3]) and ray[4].equals(local[4])
+    assert local[2]["ledger"]["exact_duplicates"] + local[2]["ledger"]["near_duplicates"] > 0

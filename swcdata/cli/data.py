@@ -26,7 +26,7 @@ from swcdata.cli.console import (
     write_report,
     write_report_to,
 )
-from swcdata.cli.inputs import bytes_progress, load_records, open_output, write_together
+from swcdata.cli.inputs import announce_quarantined, bytes_progress, load_records, open_output, write_together
 from swcdata.engine import choose
 
 
@@ -123,6 +123,36 @@ def _validate_on_ray(files: list[Path], cfg: object, address: str | None, on_q: 
     return run.report
 
 
+def _dedup_on_ray(stack: ExitStack, paths: list[str], cfg: Any, address: str | None,
+                  outputs: list[tuple[str, Path | None]], json_out: bool, kept_with: str | None
+                  ) -> tuple[Callable[[Any], None], list[Any], Any]:
+    """`dedup --engine ray`: validation and dedup on Ray Data (the Ray session stays open in `stack` until the kept
+    records, read back a block at a time in input order, are written). (kept records' writer, quarantined lines,
+    report), as the local engine gives them."""
+    from swcdata.core.io import check_outputs, resolve_inputs
+    from swcdata.core.records import iter_json_lines
+    from swcdata.engine.dedup import ORDER, dedup_on_ray
+    from swcdata.engine.reading import validate_on_ray
+    from swcdata.engine.session import ray_session
+    from swcdata.steps.validate import ValidateConfig
+
+    files = resolve_inputs(paths)
+    check_outputs(files, outputs)
+    route_stdout(outputs, json_out)
+    stack.enter_context(ray_session(address))
+    with status(f"dedup of {len(files)} file(s) on Ray", json_out):
+        valid = validate_on_ray([str(p) for p in files], ValidateConfig(check_code=False), digest=False)
+        result = dedup_on_ray(valid.records, cfg)
+    announce_quarantined(len(valid.quarantined), json_out=json_out, kept_with=kept_with)
+    report = result.report.model_copy(update={"input": valid.report.ledger})
+
+    def kept_writer(f: Any) -> None:
+        for block in result.kept.iter_batches(batch_format="pyarrow", batch_size=None):
+            f.writelines(iter_json_lines(block.drop_columns([ORDER])))
+
+    return kept_writer, valid.quarantined, report
+
+
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="Near-duplicate Jaccard threshold, "
                                                     "0 < T <= 1 (default 0.7).", show_default=False)]
 NumPermOpt = Annotated[int | None, typer.Option("--num-perm", min=16, max=1024, help="MinHash permutations (128).")]
@@ -190,6 +220,8 @@ def dedup(
         bool, typer.Option("--no-abstract", help="Keep code identifiers as they are (renamed copies then differ).")
     ] = False,
     workers: WorkersOpt = 0,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Remove exact and near duplicates (code-aware MinHash + LSH) and say which record each one copies.
@@ -210,19 +242,29 @@ def dedup(
     cfg = _dedup_config(threshold, num_perm, ngram, keep=keep, near=not exact_only,
                         abstract_identifiers=not no_abstract, workers=workers)
     removed_path, clusters_path = _lists_beside(report)
-    table, vrep, quarantined = load_records(paths, json_out=json_out, kept_with=None if quarantine else "--quarantine",
-                                             outputs=[("--out", out_path), ("--quarantine", quarantine),
-                                                      ("--report", report), ("--report", removed_path),
-                                                      ("--report", clusters_path)])
-    with signing_progress(show_progress(json_out)) as progress:
-        kept, rep = run_dedup(table, cfg, progress=progress)
-    rep = rep.model_copy(update={"input": vrep.ledger, "lists": _dedup_lists(report, removed_path, clusters_path)})
-    # kept records, quarantine, report and its lists move in place together (or, on an interrupt, none does)
-    write_together([(out_path, lambda f: write_jsonl(kept, f)),
-                     (quarantine, lambda f: f.writelines(q.to_line() for q in quarantined)),
-                     (report, lambda f: write_report_to(f, rep)),
-                     (removed_path, lambda f: write_parquet(rep.removed_table, f)),
-                     (clusters_path, lambda f: write_parquet(rep.clusters_table, f))])
+    outputs = [("--out", out_path), ("--quarantine", quarantine), ("--report", report), ("--report", removed_path),
+               ("--report", clusters_path)]
+    lists = _dedup_lists(report, removed_path, clusters_path)
+    with ExitStack() as stack:
+        if choose(engine) == "ray":
+            kept_writer, quarantined, rep = _dedup_on_ray(stack, paths, cfg, ray_address, outputs, json_out,
+                                                          None if quarantine else "--quarantine")
+        else:
+            table, vrep, quarantined = load_records(paths, json_out=json_out,
+                                                     kept_with=None if quarantine else "--quarantine", outputs=outputs)
+            with signing_progress(show_progress(json_out)) as progress:
+                kept, rep = run_dedup(table, cfg, progress=progress)
+            rep = rep.model_copy(update={"input": vrep.ledger})
+
+            def kept_writer(f: Any) -> None:
+                write_jsonl(kept, f)
+        rep = rep.model_copy(update={"lists": lists})
+        # kept records, quarantine, report and its lists move in place together (or, on an interrupt, none does)
+        write_together([(out_path, kept_writer),
+                         (quarantine, lambda f: f.writelines(q.to_line() for q in quarantined)),
+                         (report, lambda f: write_report_to(f, rep)),
+                         (removed_path, lambda f: write_parquet(rep.removed_table, f)),
+                         (clusters_path, lambda f: write_parquet(rep.clusters_table, f))])
     if report is not None and removed_path is None:
         err.print(f"[yellow]note:[/] {escape(rep.lists.note)}")
     if json_out:

@@ -44,12 +44,17 @@ def load_records(paths: list[str], *, json_out: bool, label: str = "read",  # ty
         # the callers keep the ledger of this report, never the inputs' digests: none is computed
         table, vrep, quarantined = load_valid([str(p) for p in files], ValidateConfig(check_code=False),
                                               progress=bytes_progress(advance), digest=False)
-    if quarantined and not json_out:
+    announce_quarantined(len(quarantined), json_out=json_out, label=label, kept_with=kept_with)
+    return table, vrep, quarantined
+
+
+def announce_quarantined(n: int, *, json_out: bool, label: str = "read", kept_with: str | None = None) -> None:
+    """On stderr: how many lines were set aside, and the option that keeps them (`kept_with`) if any."""
+    if n and not json_out:
         keep = f"{kept_with} FILE writes them verbatim with their reasons; " if kept_with else ""
         which = "input" if label == "read" else label
-        err.print(f"[yellow]warning:[/] {len(quarantined):,} {which} line(s) fail the schema checks and were set "
+        err.print(f"[yellow]warning:[/] {n:,} {which} line(s) fail the schema checks and were set "
                   f"aside (counted as quarantined in the ledger); {keep}swcdata validate names each problem")
-    return table, vrep, quarantined
 
 
 def write_together(outputs: list[tuple[Path | None, Callable[[BinaryIO], object]]]) -> None:
