@@ -89,7 +89,7 @@ def side_env(checkout: Path, home: Path) -> dict[str, str]:
     return env
 
 
-def _rss_anon(pid: int) -> int:
+def rss_anon(pid: int) -> int:
     """A process's anonymous resident memory in bytes (RssAnon), 0 once it is gone."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
@@ -130,7 +130,7 @@ def measured(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 36
                             total += p.memory_info().rss
                         except (psutil.NoSuchProcess, psutil.ZombieProcess):
                             continue
-                        anon += _rss_anon(p.pid)
+                        anon += rss_anon(p.pid)
                 except (psutil.NoSuchProcess, psutil.ZombieProcess):
                     break
                 peak_tree = max(peak_tree, total)

@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -36,19 +35,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analytics import machine, parse_size, rss_anon, size_name
+
 REPO = Path(__file__).resolve().parents[1]
 SWCDATA = str(Path(sys.executable).with_name("swcdata"))
 VOLATILE = {"seconds", "timings", "records_per_second", "backend", "elapsed_s"}
-
-
-def parse_size(text: str) -> int:
-    t = text.strip().lower()
-    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
-    return int(float(t[:-1] if t[-1:] in "km" else t) * mult)
-
-
-def size_name(n: int) -> str:
-    return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1_000}k" if n % 1_000 == 0 else str(n)
 
 
 def corpus(data: Path, n: int) -> Path:
@@ -58,17 +49,6 @@ def corpus(data: Path, n: int) -> Path:
         subprocess.run([sys.executable, "-m", "swcdata.synthetic.corpus", "--records", str(n), "--out", str(path),
                         "--workers", "2"], check=True)
     return path
-
-
-def _anon(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -91,7 +71,7 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
                     for p in [root, *root.children(recursive=True)]:
                         with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
                             total += p.memory_info().rss
-                            anon += _anon(p.pid)
+                            anon += rss_anon(p.pid)
                     peak["tree"], peak["tree_anon"] = max(peak["tree"], total), max(peak["tree_anon"], anon)
                 done.wait(0.05)
 
@@ -146,16 +126,6 @@ def _same_bytes(a: Path, b: Path) -> bool:
                 return False
             if not x:
                 return True
-
-
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ from swcdata.steps.dedup import (
 )
 
 ORDER = "_order"
-ROWS_PER_BLOCK = 50_000
+ROWS_PER_BLOCK = 250_000
 """Records per batch of the maps over the input (signing: a task a batch), and rows per partition key of the
 groupbys (ceil(rows / rows_per_block) partitions)."""
 COMPONENTS_BOUND = 5_000_000
@@ -384,17 +384,23 @@ def _both_ways(batch: pa.Table, parts: int) -> pa.Table:
     return _table(EDGES, len(uu), u=uu, v=vv, changed=np.zeros(len(uu), np.int64), _p=_part(uu, parts))
 
 
-def _large_star(group: pa.Table) -> pa.Table:
-    """For every node u: m = min(u, its neighbours); each neighbour v > u is linked to m instead of u. An edge
-    changes when m != u."""
+def _neighbourhoods(group: pa.Table) -> tuple[int, I64, I64, npt.NDArray[np.bool_], I64]:
+    """A star step's input: (edges changed in the last round, the distinct edges (u, v) without loops sorted by
+    (u, v), where each node's run starts, the runs' starts)."""
     carried = int(_ints(group, "changed").sum())
     u, v = _unique_pairs(_ints(group, "u"), _ints(group, "v"))
     loop = u == v
     u, v = u[~loop], v[~loop]
+    first = _first_of_runs(u) if len(u) else np.zeros(0, dtype=bool)
+    return carried, u, v, first, np.flatnonzero(first)
+
+
+def _large_star(group: pa.Table) -> pa.Table:
+    """For every node u: m = min(u, its neighbours); each neighbour v > u is linked to m instead of u. An edge
+    changes when m != u."""
+    carried, u, v, first, start = _neighbourhoods(group)
     if len(u) == 0:
         return _carry(EDGES.empty_table(), carried)
-    first = _first_of_runs(u)
-    start = np.flatnonzero(first)
     mn = np.minimum(np.minimum.reduceat(v, start), u[start])[np.cumsum(first) - 1]
     up = v > u
     out_u, out_v = v[up], mn[up]
@@ -413,14 +419,9 @@ def _oriented(batch: pa.Table, parts: int) -> pa.Table:
 def _small_star(group: pa.Table) -> pa.Table:
     """For every node u: N = its smaller neighbours, m = min(N); u and every v in N are linked to m. A node with
     more than one smaller neighbour changes its edges."""
-    carried = int(_ints(group, "changed").sum())
-    u, v = _unique_pairs(_ints(group, "u"), _ints(group, "v"))
-    loop = u == v
-    u, v = u[~loop], v[~loop]
+    carried, u, v, first, start = _neighbourhoods(group)
     if len(u) == 0:
         return _carry(EDGES.empty_table(), carried)
-    first = _first_of_runs(u)
-    start = np.flatnonzero(first)
     sizes = np.diff(np.append(start, len(u)))
     m = v[start]  # sorted by (u, v): each node's smallest neighbour
     mm = m[np.cumsum(first) - 1]
