@@ -45,6 +45,15 @@ def seed_test_file(seed_files: list[Path]) -> Path:
     return next(f for f in seed_files if f.name == "test_data.jsonl")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that use the Ray cluster run last, in their order: once Ray has started in the test process (its
+    threads and sockets), no later test forks a process pool from it."""
+    ray_tests = [item for item in items if "ray_cluster" in getattr(item, "fixturenames", ())]
+    if ray_tests:
+        others = [item for item in items if "ray_cluster" not in getattr(item, "fixturenames", ())]
+        items[:] = others + ray_tests
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():  # type: ignore[no-untyped-def]
     """One local Ray cluster for the whole session (2 CPUs, a small object store), shut down at its end: the Ray
