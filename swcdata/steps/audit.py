@@ -242,7 +242,8 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
     exact = np.full(nc, -1, dtype=np.int64)
     if nr and nc:
         found = pc.index_in(candidate.column("id"), value_set=reference.column("id").combine_chunks())
-        exact = to_numpy(pc.fill_null(found, -1)).astype(np.int64)
+        # (-1 as an array: a Python scalar would make pyarrow import pandas, see swcdata.core.arrow)
+        exact = to_numpy(pc.coalesce(found.cast(pa.int64()), int64s(exact))).astype(np.int64)
     timings["exact"] = time.perf_counter() - t0
 
     near = np.full(nc, -1, dtype=np.int64)
