@@ -119,3 +119,24 @@ def write_jsonl(table: pa.Table, path: Path | IO[bytes], extra: dict[str, list[A
             f.write(line)
             n += 1
     return n
+
+
+def id_keys(ids: Any) -> Any:
+    """Record ids (a polars String Series without nulls) as the 64-bit integers they spell where every one is 16
+    lower-case hex digits (`ID_PATTERN`: one to one, 8 bytes a row, joins on integers), else as they are."""
+    import polars as pl
+
+    from swcdata.core.schema import ID_PATTERN
+
+    if ids.len() and ids.str.contains(ID_PATTERN).all():
+        return ids.str.to_integer(base=16, dtype=pl.UInt64)
+    return ids
+
+
+def ids_as_text(keys: Any) -> Any:
+    """`id_keys` undone: integer keys spelled as swcdata spells ids (16 lower-case hex digits); text as it is."""
+    import polars as pl
+
+    if keys.dtype != pl.UInt64:
+        return keys
+    return keys.map_elements(lambda v: f"{v:016x}", return_dtype=pl.String)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 CATEGORY_PATTERN = r"^SWC-\d{3}$"
 
 
+ID_PATTERN = r"^[0-9a-f]{16}$"  # a record id: xxh3-64 as 16 lower-case hex digits
+
 class Record(BaseModel):
     """One line of input JSONL as the user writes it."""
 
@@ -49,7 +51,7 @@ class StoredRecord(Record):
 
     model_config = ConfigDict(extra="forbid", title="StoredRecord")
 
-    id: str = Field(pattern=r"^[0-9a-f]{16}$", description="xxh3-64 of the normalised instruction and response.")
+    id: str = Field(pattern=ID_PATTERN, description="xxh3-64 of the normalised instruction and response.")
     source: Source
     parent_id: str | None = Field(default=None, description="For augmented records: the id of the original.")
     transform: str | None = Field(default=None, description="For augmented records: the code transform applied.")

@@ -226,6 +226,16 @@ def _lookup(sorted_keys: I64, keys: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
     return np.minimum(pos, max(len(sorted_keys) - 1, 0)), hit
 
 
+def _rows_of(keys: I64, wanted: I64, missing: str) -> I64:
+    """The row (in `keys`, any order; the first of equal keys) of each of `wanted`, which must all be there
+    (AssertionError `missing` otherwise)."""
+    o = np.argsort(keys, kind="stable")
+    pos, hit = _lookup(keys[o], wanted)
+    if not hit.all():
+        raise AssertionError(missing)
+    return o[pos]
+
+
 def _rank(klen: I64, node: I64) -> I64:
     """Dense ranks of (klen, node) keys: smaller key, smaller rank."""
     rank = np.empty(len(node), dtype=np.int64)
@@ -333,12 +343,7 @@ def _attach_head(group: pa.Table, num_perm: int, parts: int) -> pa.Table:
     if pairs.num_rows == 0:
         return JOIN.empty_table()
     a, b = _unique_pairs(_ints(pairs, "key"), _ints(pairs, "other"))
-    skey = _ints(sigs, "key")
-    o = np.argsort(skey, kind="stable")
-    pos, hit = _lookup(skey[o], a)
-    if not hit.all():
-        raise AssertionError("a pair's head has no signature")
-    at = pa.array(o[pos])
+    at = pa.array(_rows_of(_ints(sigs, "key"), a, "a pair's head has no signature"))
     return _table(JOIN, len(a), key=b, other=a, oklen=sigs.column("klen").take(at),
                   osig=sigs.column("sig").take(at), _p=_part(b, parts))
 
@@ -351,12 +356,7 @@ def _verify(group: pa.Table, num_perm: int, threshold: float) -> pa.Table:
     if pairs.num_rows == 0:
         return CHECKED.empty_table()
     b = _ints(pairs, "key")
-    skey = _ints(sigs, "key")
-    o = np.argsort(skey, kind="stable")
-    pos, hit = _lookup(skey[o], b)
-    if not hit.all():
-        raise AssertionError("a pair's end has no signature")
-    at = o[pos]
+    at = _rows_of(_ints(sigs, "key"), b, "a pair's end has no signature")
     sim = _pair_similarity(_sig_matrix(pairs.column("osig"), num_perm),
                            _sig_matrix(sigs.column("sig").take(pa.array(at)), num_perm))
     return pa.Table.from_arrays([pa.array(_ints(pairs, "other")), pa.array(b), pa.array(_ints(pairs, "oklen")),
@@ -476,12 +476,7 @@ def _join_nodes(group: pa.Table, parts: int) -> pa.Table:
     pos, hit = _lookup(s_node[o], nodes)
     root = np.where(hit, s_root[o][pos] if len(o) else nodes, nodes)
     sigs = group.filter(bools(kind == 2))
-    g_node = _ints(sigs, "node")
-    o2 = np.argsort(g_node, kind="stable")
-    pos2, hit2 = _lookup(g_node[o2], nodes)
-    if not hit2.all():
-        raise AssertionError("a node has no signature")
-    at = pa.array(o2[pos2])
+    at = pa.array(_rows_of(_ints(sigs, "node"), nodes, "a node has no signature"))
     return _table(NODE_JOIN, len(nodes), node=nodes, klen=sigs.column("klen").take(at), root=root,
                   sig=sigs.column("sig").take(at), kind=np.full(len(nodes), 3, np.int8), _p=_part(root, parts))
 

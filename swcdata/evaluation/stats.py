@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from swcdata.core.errors import DataError, InputError
+from swcdata.core.records import id_keys, ids_as_text
 from swcdata.core.text import _FOLD, normalize_text
 from swcdata.evaluation.lengths import LengthCounts, token_pattern
 from swcdata.evaluation.lengths import count_tokens as count_word_tokens
@@ -48,7 +49,6 @@ PAIR_CHUNK = 2_000  # augmented records measured per isolated child
 GATHER_PAIRS = 100_000  # (parent, variant) pairs whose rows are read together
 # Runs of the ASCII characters str.split() splits at, but a lone space: one with another blank in it, or 2+ spaces.
 _BLANKS = r"[ ]*[\t\n\x0B\x0C\r\x1C-\x1F][\t\n\x0B\x0C\r\x1C-\x1F ]*| [\t\n\x0B\x0C\r\x1C-\x1F ]+"
-_HEX_ID = r"^[0-9a-f]{16}$"  # a swcdata id: stored as the 64-bit integer it spells
 
 Lengths = dict[str, dict[str, dict[str, LengthCounts]]]  # split -> "chars"/"tokens" -> field -> length counts
 
@@ -193,15 +193,6 @@ def _key_hashes(keys: pl.Series) -> pl.Series:
     return keys.hash(seed=0)
 
 
-def _id_keys(ids: pl.Series) -> pl.Series:
-    """Not-null ids, as UInt64 when every one is 16 lower-case hex digits (one-to-one), else as they are."""
-    import polars as pl
-
-    if ids.len() and ids.str.contains(_HEX_ID).all():
-        return ids.str.to_integer(base=16, dtype=pl.UInt64)
-    return ids
-
-
 def _as_one(parts: Sequence[pl.Series]) -> pl.Series:
     """The id keys of `parts` in one Series: UInt64 keys spelled back in hex where some part holds other ids."""
     import polars as pl
@@ -210,8 +201,7 @@ def _as_one(parts: Sequence[pl.Series]) -> pl.Series:
     if not parts:
         return pl.Series("id", [], dtype=pl.UInt64)
     if any(p.dtype != pl.UInt64 for p in parts):
-        parts = [p.map_elements(lambda v: f"{v:016x}", return_dtype=pl.String) if p.dtype == pl.UInt64 else p
-                 for p in parts]
+        parts = [ids_as_text(p) for p in parts]
     return pl.concat([p.rename("id") for p in parts])
 
 
@@ -262,7 +252,7 @@ class _Tally:
                 parts[:] = [LengthCounts.merge(parts)]
         ids = df["id"].drop_nulls()
         self.id_count += ids.len()
-        self.ids.append(_id_keys(ids))
+        self.ids.append(id_keys(ids))
         self._distinct = False
         if len(self.ids) > 64:
             self.ids = [_as_one(self.ids).unique()]
@@ -477,8 +467,8 @@ def _pairs(table: pa.Table) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         start += df.height
         p = df.filter(pl.col("parent_id").is_null() & pl.col("id").is_not_null())
         v = df.filter(pl.col("parent_id").is_not_null())
-        parents.append(pl.DataFrame({"key": _id_keys(p["id"]), "parent": p["row"]}))
-        variants.append(pl.DataFrame({"key": _id_keys(v["parent_id"]), "row": v["row"]}))
+        parents.append(pl.DataFrame({"key": id_keys(p["id"]), "parent": p["row"]}))
+        variants.append(pl.DataFrame({"key": id_keys(v["parent_id"]), "row": v["row"]}))
     keys = _as_one([f["key"] for f in parents + variants]) if parents or variants else None
     if keys is None or not keys.len():
         return

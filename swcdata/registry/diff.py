@@ -131,7 +131,6 @@ class DiffReport(BaseModel):
 
 
 KEY = ("file", "line", "transform", "template")  # a record of A and one of B with the same key: 'changed'
-HEX_ID = r"^[0-9a-f]{16}$"  # swcdata's record id
 SIDE_BATCH_ROWS = 65_536  # records read at a time into the comparison's columns
 
 
@@ -204,6 +203,7 @@ def _side(tables: Mapping[str, Any]) -> pl.DataFrame:
     import polars as pl
 
     from swcdata.core.arrow import table_batches
+    from swcdata.core.records import id_keys
 
     few = pl.Categorical()
     src = pl.col("source")
@@ -216,8 +216,7 @@ def _side(tables: Mapping[str, Any]) -> pl.DataFrame:
                                    src.struct.field("file").cast(few).alias("file"),
                                    src.struct.field("line").alias("line"), pl.col("transform").cast(few),
                                    pl.col("template").cast(few)))
-            if parts[-1]["id"].str.contains(HEX_ID).all():
-                parts[-1] = parts[-1].with_columns(pl.col("id").str.to_integer(base=16, dtype=pl.UInt64))
+            parts[-1] = parts[-1].with_columns(id_keys(parts[-1]["id"]))
     if not parts:
         return pl.DataFrame(schema={"split": few, "id": pl.String, "file": few, "line": pl.Int64,
                                     "transform": few, "template": few})
@@ -228,10 +227,9 @@ def _side(tables: Mapping[str, Any]) -> pl.DataFrame:
 
 def _ids_as_text(frame: pl.DataFrame, columns: tuple[str, ...] = ("id",)) -> pl.DataFrame:
     """`frame` with its integer ids spelled as swcdata spells them (16 lower-case hex digits)."""
-    import polars as pl
+    from swcdata.core.records import ids_as_text
 
-    return frame.with_columns(pl.col(c).map_elements(lambda v: f"{v:016x}", return_dtype=pl.String)
-                              for c in columns if frame[c].dtype == pl.UInt64)
+    return frame.with_columns(ids_as_text(frame[c]) for c in columns)
 
 
 def _where(side: pl.DataFrame, name: str) -> pl.DataFrame:
