@@ -68,3 +68,19 @@ def ray_cluster():  # type: ignore[no-untyped-def]
     configure_data(ray)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def seed_table(swc_files: list[Path]):  # type: ignore[no-untyped-def]
+    """The valid records of the five per-category seed files, as one table."""
+    from swcdata.steps.validate import ValidateConfig, load_valid
+
+    return load_valid(swc_files, ValidateConfig(check_code=False))[0]
+
+
+@pytest.fixture(scope="session")
+def generated_table(seed_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """20,000 generated records with planted near duplicates (some dropped by validation, as in the seed data)."""
+    from ray_inputs import generated
+
+    return generated(seed_dir, tmp_path_factory.mktemp("generated"), 20_000)

@@ -88,3 +88,21 @@ def test_dedup_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_
     local, ray = got["local"], got["ray"]
     assert ray[:3] == local[:3] and ray[3].equals(local[3]) and ray[4].equals(local[4])
     assert local[2]["ledger"]["exact_duplicates"] + local[2]["ledger"]["near_duplicates"] > 0
+
+
+def test_split_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_path: Path) -> None:
+    """The three split files byte for byte and the report; --holdout is refused before any work, with the way to
+    run it."""
+    got = {}
+    for engine in ("local", "ray"):
+        d = tmp_path / engine
+        r = runner.invoke(app, ["split", str(SAMPLE), "--out", str(d), "--report", str(tmp_path / f"{engine}.json"),
+                                "--seed", "7", "--engine", engine])
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        got[engine] = ([(d / f"{s}.jsonl").read_bytes() for s in ("train", "validation", "test")],
+                       _report(tmp_path / f"{engine}.json"))
+    assert got["ray"] == got["local"] and all(got["local"][0])
+    r = runner.invoke(app, ["split", str(SAMPLE), "--out", str(tmp_path / "h"), "--holdout", str(SAMPLE),
+                            "--engine", "ray"])
+    assert r.exit_code == 2 and "--holdout does not run on Ray yet" in r.output and "--engine local" in r.output
+    assert not (tmp_path / "h").exists()

@@ -16,44 +16,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from ray_inputs import file_line_order, generated, ray_input
 
 from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig, dedup
-from swcdata.steps.validate import ValidateConfig, load_valid
 
 # (Ray's own: its DataContext copies read deprecated settings when a dataset is materialized)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 SUMMARY = ("ledger", "clusters", "largest_clusters", "category_conflicts", "bands", "rows", "candidate_pairs",
            "verified_pairs")
-
-
-@pytest.fixture(scope="module")
-def seed_table(swc_files: list[Path]) -> pa.Table:
-    return load_valid(swc_files, ValidateConfig(check_code=False))[0]
-
-
-def _generated(seed_dir: Path, folder: Path, n: int) -> pa.Table:
-    from swcdata.synthetic.corpus import write_corpus
-
-    path = folder / f"corpus-{n}.jsonl"
-    write_corpus(n, path, seed=0, seed_dir=seed_dir, workers=1)
-    return load_valid([path], ValidateConfig(check_code=False))[0]
-
-
-@pytest.fixture(scope="module")
-def generated_table(seed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
-    """20,000 generated records (some dropped by validation, as in the seed data)."""
-    return _generated(seed_dir, tmp_path_factory.mktemp("engine-dedup"), 20_000)
-
-
-def _ray_input(ray: Any, table: pa.Table, block: int, order: pa.Array | None = None,
-               permutation: np.ndarray | None = None) -> Any:
-    """The table as a materialized Ray Dataset in blocks of `block` records (the engine reads its input more than
-    once), with `_order` (default: the row index), its rows optionally permuted first."""
-    table = table.append_column("_order", order if order is not None else pa.array(np.arange(table.num_rows)))
-    if permutation is not None:
-        table = table.take(pa.array(permutation))
-    return ray.data.from_arrow(table).repartition(target_num_rows_per_block=block, strict=True).materialize()
 
 
 def _assert_same(ray: Any, table: pa.Table, ds: Any, cfg: DedupConfig, **kwargs: Any) -> Any:
@@ -78,15 +49,10 @@ def _assert_same(ray: Any, table: pa.Table, ds: Any, cfg: DedupConfig, **kwargs:
 
 @pytest.mark.parametrize(("keep", "block", "bound"), [("first", 500, None), ("longest", 7, 0)])
 def test_seed_corpus(ray_cluster: Any, seed_table: pa.Table, keep: str, block: int, bound: int | None) -> None:
-    # `_order` as file index << 40 | line: sparse, in the local order
-    files = {f: i for i, f in enumerate(dict.fromkeys(seed_table.column("source").combine_chunks()
-                                                       .field("file").to_pylist()))}
-    src = seed_table.column("source").combine_chunks()
-    file_index = np.array([files[f] for f in src.field("file").to_pylist()], dtype=np.int64)
-    order = pa.array((file_index << 40) | src.field("line").to_numpy().astype(np.int64))
+    order = file_line_order(seed_table)
     cfg = DedupConfig(keep=keep)  # type: ignore[arg-type]
     extra = {} if bound is None else {"components_bound": bound}
-    result = _assert_same(ray_cluster, seed_table, _ray_input(ray_cluster, seed_table, block, order), cfg,
+    result = _assert_same(ray_cluster, seed_table, ray_input(ray_cluster, seed_table, block, order), cfg,
                           rows_per_block=700, **extra)
     assert result.report.ledger.near_duplicates > 100 and result.report.category_conflicts > 0
 
@@ -96,7 +62,7 @@ def test_generated_corpus(ray_cluster: Any, generated_table: pa.Table, keep: str
                           bound: int | None) -> None:
     cfg = DedupConfig(keep=keep)  # type: ignore[arg-type]
     extra = {} if bound is None else {"components_bound": bound}
-    result = _assert_same(ray_cluster, generated_table, _ray_input(ray_cluster, generated_table, block), cfg,
+    result = _assert_same(ray_cluster, generated_table, ray_input(ray_cluster, generated_table, block), cfg,
                           rows_per_block=4000, **extra)
     report = result.report
     assert report.ledger.exact_duplicates > 0 and report.ledger.near_duplicates > 10_000
@@ -106,7 +72,7 @@ def test_generated_corpus(ray_cluster: Any, generated_table: pa.Table, keep: str
 def test_one_record_blocks(ray_cluster: Any, generated_table: pa.Table) -> None:
     """300 records, one per block; components on the cluster."""
     table = generated_table.slice(0, 300)
-    ds = _ray_input(ray_cluster, table, 1)
+    ds = ray_input(ray_cluster, table, 1)
     assert ds.num_blocks() == 300
     result = _assert_same(ray_cluster, table, ds, DedupConfig(), rows_per_block=50, components_bound=0)
     assert result.report.ledger.near_duplicates > 0
@@ -116,13 +82,13 @@ def test_input_out_of_order(ray_cluster: Any, generated_table: pa.Table) -> None
     """Blocks in no particular `_order` order: the kept records still come in `_order` order."""
     table = generated_table.slice(300, 600)
     perm = np.random.default_rng(0).permutation(table.num_rows)
-    _assert_same(ray_cluster, table, _ray_input(ray_cluster, table, 7, permutation=perm),
+    _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 7, permutation=perm),
                  DedupConfig(keep="longest"), rows_per_block=100)
 
 
 @pytest.mark.slow
 def test_generated_corpus_200k(ray_cluster: Any, seed_dir: Path, tmp_path: Path) -> None:
-    table = _generated(seed_dir, tmp_path, 200_000)
-    result = _assert_same(ray_cluster, table, _ray_input(ray_cluster, table, 5000), DedupConfig(keep="longest"),
+    table = generated(seed_dir, tmp_path, 200_000)
+    result = _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 5000), DedupConfig(keep="longest"),
                           rows_per_block=50_000)
     assert result.report.ledger.near_duplicates > 100_000

@@ -26,7 +26,7 @@ from swcdata.cli.console import (
     write_report,
     write_report_to,
 )
-from swcdata.cli.inputs import announce_quarantined, bytes_progress, load_records, open_output, write_together
+from swcdata.cli.inputs import bytes_progress, load_records, open_output, write_together
 from swcdata.engine import choose
 
 
@@ -129,28 +129,14 @@ def _dedup_on_ray(stack: ExitStack, paths: list[str], cfg: Any, address: str | N
     """`dedup --engine ray`: validation and dedup on Ray Data (the Ray session stays open in `stack` until the kept
     records, read back a block at a time in input order, are written). (kept records' writer, quarantined lines,
     report), as the local engine gives them."""
-    from swcdata.core.io import check_outputs, resolve_inputs
-    from swcdata.core.records import iter_json_lines
-    from swcdata.engine.dedup import ORDER, dedup_on_ray
-    from swcdata.engine.reading import validate_on_ray
-    from swcdata.engine.session import ray_session
-    from swcdata.steps.validate import ValidateConfig
+    from swcdata.cli.inputs import load_records_on_ray, ray_jsonl_writer
+    from swcdata.engine.dedup import dedup_on_ray
 
-    files = resolve_inputs(paths)
-    check_outputs(files, outputs)
-    route_stdout(outputs, json_out)
-    stack.enter_context(ray_session(address))
-    with status(f"dedup of {len(files)} file(s) on Ray", json_out):
-        valid = validate_on_ray([str(p) for p in files], ValidateConfig(check_code=False), digest=False)
+    valid = load_records_on_ray(stack, paths, address, json_out=json_out, outputs=outputs, kept_with=kept_with)
+    with status("dedup on Ray", json_out):
         result = dedup_on_ray(valid.records, cfg)
-    announce_quarantined(len(valid.quarantined), json_out=json_out, kept_with=kept_with)
     report = result.report.model_copy(update={"input": valid.report.ledger})
-
-    def kept_writer(f: Any) -> None:
-        for block in result.kept.iter_batches(batch_format="pyarrow", batch_size=None):
-            f.writelines(iter_json_lines(block.drop_columns([ORDER])))
-
-    return kept_writer, valid.quarantined, report
+    return ray_jsonl_writer(result.kept), valid.quarantined, report
 
 
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="Near-duplicate Jaccard threshold, "

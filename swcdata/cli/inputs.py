@@ -48,6 +48,41 @@ def load_records(paths: list[str], *, json_out: bool, label: str = "read",  # ty
     return table, vrep, quarantined
 
 
+def load_records_on_ray(stack: ExitStack, paths: list[str], address: str | None, *, json_out: bool,  # type: ignore[no-untyped-def]
+                        label: str = "read", kept_with: str | None = None,
+                        outputs: list[tuple[str, Path | None]] | None = None):
+    """`load_records` on Ray: the Ray session joined (or started) on `stack`, where it stays open while the
+    caller works with the result, `swcdata.engine.reading.validate_on_ray`'s `RayValidation` (the valid records
+    as a Ray Dataset with `_order`, the report, the quarantined lines). The same checks and announcement."""
+    from swcdata.cli.console import status
+    from swcdata.core.io import check_outputs, resolve_inputs
+    from swcdata.engine.reading import validate_on_ray
+    from swcdata.engine.session import ray_session
+    from swcdata.steps.validate import ValidateConfig
+
+    files = resolve_inputs(paths)
+    check_outputs(files, outputs or [])
+    route_stdout(outputs or [], json_out)
+    stack.enter_context(ray_session(address))
+    with status(f"reading {len(files)} file(s) on Ray", json_out):
+        valid = validate_on_ray([str(p) for p in files], ValidateConfig(check_code=False), digest=False)
+    announce_quarantined(len(valid.quarantined), json_out=json_out, label=label, kept_with=kept_with)
+    return valid
+
+
+def ray_jsonl_writer(ds: object) -> Callable[[BinaryIO], None]:
+    """A writer of a Ray Dataset of records with `_order` as JSONL: its blocks read back one at a time, in order."""
+
+    def write(f: BinaryIO) -> None:
+        from swcdata.core.records import iter_json_lines
+        from swcdata.engine.dedup import ORDER
+
+        for block in ds.iter_batches(batch_format="pyarrow", batch_size=None):  # type: ignore[attr-defined]
+            f.writelines(iter_json_lines(block.drop_columns([ORDER])))
+
+    return write
+
+
 def announce_quarantined(n: int, *, json_out: bool, label: str = "read", kept_with: str | None = None) -> None:
     """On stderr: how many lines were set aside, and the option that keeps them (`kept_with`) if any."""
     if n and not json_out:

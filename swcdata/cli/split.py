@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from swcdata.cli.console import JsonOpt, PathsArg, ReportOpt, SeedOpt, err, handle_errors, out, print_json, write_report
+from swcdata.cli.console import (
+    EngineOpt,
+    JsonOpt,
+    PathsArg,
+    RayAddressOpt,
+    ReportOpt,
+    SeedOpt,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    write_report,
+)
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
@@ -41,22 +53,28 @@ def split_command(
     ] = None,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Split records into train / validation / test with no near duplicate across splits.
 
     Exact and near-duplicate clusters are groups that never cross a split; categories are
     balanced per split; the same seed gives the same split. With --holdout, the holdout set is the
-    test split and train/validation are decontaminated against it.
+    test split and train/validation are decontaminated against it. --engine ray runs the split on a Ray
+    cluster with the same result (not yet with --holdout).
     """
+    from contextlib import ExitStack
+
     from pydantic import ValidationError
 
-    from swcdata.cli.console import show_progress, signing_progress
-    from swcdata.cli.inputs import load_records
+    from swcdata.cli.console import show_progress, signing_progress, status
+    from swcdata.cli.inputs import load_records, load_records_on_ray, ray_jsonl_writer
     from swcdata.cli.render import render_split
-    from swcdata.core.errors import ConfigError, DataError
+    from swcdata.core.errors import ConfigError, DataError, InputError
+    from swcdata.engine import choose
     from swcdata.steps.split import SplitConfig
     from swcdata.steps.split import split as run_split
-    from swcdata.steps.split_dir import write_split_dir
+    from swcdata.steps.split_dir import write_split_dir, write_split_files
 
     values: dict[str, object] = {"ratios": parse_ratios(ratios), "seed": seed, "stratify": stratify}
     if group_threshold is not None:
@@ -67,18 +85,31 @@ def split_command(
         raise ConfigError.from_validation(e) from None
     outputs = [("--out", out_dir / f"{name}.jsonl") for name in ("train", "validation", "test")]
     outputs.append(("--report", report))
-    table, vrep, _ = load_records(paths, json_out=json_out, outputs=outputs)
-    hold, hold_ledger = None, None
-    if holdout:
-        hold, hrep, _ = load_records(holdout, json_out=json_out, label="holdout", outputs=outputs)
-        hold_ledger = hrep.ledger
-        if hold.num_rows == 0:
-            raise DataError(f"the holdout set holds no valid records ({hold_ledger.quarantined:,} line(s) set aside): "
-                            "the test split would be empty", hint="swcdata validate names each problem")
-    with signing_progress(show_progress(json_out)) as progress:
-        splits, rep = run_split(table, cfg, hold, progress=progress)
-    rep = rep.model_copy(update={"input": vrep.ledger, "holdout_input": hold_ledger})
-    written = write_split_dir(splits, out_dir)
+    if choose(engine) == "ray":
+        if holdout:
+            raise InputError("--holdout does not run on Ray yet: the decontamination audit is not distributed",
+                             hint="run this split with --engine local")
+        from swcdata.engine.split import split_on_ray
+
+        with ExitStack() as stack:
+            valid = load_records_on_ray(stack, paths, ray_address, json_out=json_out, outputs=outputs)
+            with status("splitting on Ray", json_out):
+                result = split_on_ray(valid.records, cfg)
+            rep = result.report.model_copy(update={"input": valid.report.ledger})
+            written = write_split_files({name: ray_jsonl_writer(ds) for name, ds in result.splits.items()}, out_dir)
+    else:
+        table, vrep, _ = load_records(paths, json_out=json_out, outputs=outputs)
+        hold, hold_ledger = None, None
+        if holdout:
+            hold, hrep, _ = load_records(holdout, json_out=json_out, label="holdout", outputs=outputs)
+            hold_ledger = hrep.ledger
+            if hold.num_rows == 0:
+                raise DataError(f"the holdout set holds no valid records ({hold_ledger.quarantined:,} line(s) set "
+                                "aside): the test split would be empty", hint="swcdata validate names each problem")
+        with signing_progress(show_progress(json_out)) as progress:
+            splits, rep = run_split(table, cfg, hold, progress=progress)
+        rep = rep.model_copy(update={"input": vrep.ledger, "holdout_input": hold_ledger})
+        written = write_split_dir(splits, out_dir)
     if report:
         write_report(report, rep)
     if json_out:

@@ -307,23 +307,30 @@ def _sign(batch: pa.Table, cfg: DedupConfig, parts: int, duplicates: Any) -> pa.
     return _table(JOIN, len(order), key=order, klen=klen, sig=_sig_column(sig[valid]), _p=_part(order, parts))
 
 
-def _band_rows(batch: pa.Table, bands: int, rows: int, num_perm: int, parts: int) -> pa.Table:
-    """One row per (signed record, band): the band, its `band_hashes` value, the record."""
+def _band_rows(batch: pa.Table, bandings: list[tuple[int, int]], num_perm: int, parts: int) -> pa.Table:
+    """One row per (signed record, band of each banding): the band (numbered across the bandings, so that each
+    (bands, rows) banding has buckets of its own), its `band_hashes` value, the record."""
     order = _ints(batch, "key")
     if len(order) == 0:
         return BANDS.empty_table()
-    bh = minhash.band_hashes(_sig_matrix(batch.column("sig"), num_perm), bands, rows)  # (n, bands)
-    band = np.tile(np.arange(bands, dtype=np.int64), len(order))
-    h = bh.reshape(-1)
+    sig = _sig_matrix(batch.column("sig"), num_perm)
+    band_parts, hash_parts = [], []
+    first = 0
+    for bands, rows in bandings:
+        band_parts.append(np.tile(np.arange(first, first + bands, dtype=np.int64), len(order)))
+        hash_parts.append(minhash.band_hashes(sig, bands, rows).reshape(-1))  # (n, bands), record by record
+        first += bands
+    band, h = np.concatenate(band_parts), np.concatenate(hash_parts)
+    key = np.concatenate([np.repeat(order, bands) for bands, _ in bandings])
     p = ((minhash.fmix64(h ^ (band.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))) % np.uint64(parts))
          .astype(np.int64) if parts > 1 else np.zeros(len(h), dtype=np.int64))
-    return pa.Table.from_arrays([pa.array(band), pa.array(h), pa.array(np.repeat(order, bands)), pa.array(p)],
-                                schema=BANDS)
+    return pa.Table.from_arrays([pa.array(band), pa.array(h), pa.array(key), pa.array(p)], schema=BANDS)
 
 
-def _stars(group: pa.Table, parts: int) -> pa.Table:
-    """The star pairs of the LSH buckets of a partition: in each bucket (band, hash) of more than one record,
-    every member paired with the bucket's lowest `_order` (as `candidate_pairs`), keyed by that head."""
+def _stars(group: pa.Table, parts: int, all_pairs: bool) -> pa.Table:
+    """The candidate pairs of the LSH buckets of a partition, as `candidate_pairs` finds them: in each bucket
+    (band, hash) of more than one record, every member paired with the bucket's lowest `_order` (a star); with
+    `all_pairs`, every pair of each bucket of up to `minhash.MAX_BUCKET` members. Each pair (a < b) keyed by a."""
     band, h, key = _ints(group, "band"), to_numpy(group.column("hash")).astype(np.uint64), _ints(group, "key")
     o = np.lexsort((key, h, band))
     band, h, key = band[o], h[o], key[o]
@@ -331,8 +338,16 @@ def _stars(group: pa.Table, parts: int) -> pa.Table:
     start = np.flatnonzero(first)
     head = key[start[np.cumsum(first) - 1]]  # each row's bucket head: the bucket's smallest key
     member = ~first
-    a, b = _unique_pairs(head[member], key[member])
-    return _table(JOIN, len(a), key=a, other=b, _p=_part(a, parts))
+    a, b = [head[member]], [key[member]]
+    if all_pairs:
+        size = np.diff(np.append(start, len(key)))
+        for s in np.unique(size[(size > 2) & (size <= minhash.MAX_BUCKET)]).tolist():
+            iu, ju = np.triu_indices(s, 1)
+            mem = key[start[size == s][:, None] + np.arange(s)[None, :]]  # (a bucket's keys ascend)
+            a.append(mem[:, iu].ravel())
+            b.append(mem[:, ju].ravel())
+    a_, b_ = _unique_pairs(np.concatenate(a), np.concatenate(b))
+    return _table(JOIN, len(a_), key=a_, other=b_, _p=_part(a_, parts))
 
 
 def _attach_head(group: pa.Table, num_perm: int, parts: int) -> pa.Table:
@@ -636,11 +651,64 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
 
     ray = require_ray()
     cfg = config or DedupConfig()
+    c = cluster_on_ray(ray, ds, cfg, rows_per_block=rows_per_block, components_bound=components_bound,
+                       shuffle_strategy=shuffle_strategy)
+    m = c.members
+    order = _ints(m, ORDER)
+    exact_local = np.searchsorted(order, _ints(m, "_exact"))
+    final_local = np.searchsorted(order, _ints(m, "_final"))
+    bands, rows = c.bandings[0]
+    clustering = Clustering(exact_local.astype(np.int64), final_local.astype(np.int64), _floats(m, "_esim"), bands,
+                            rows, c.candidate_pairs, c.verified_pairs, c.timings)
+    _, report = _report(m, cfg, clustering, c.started)  # the local report of the member rows: the same tables
+    removed = report.removed_table
+    n = c.records
+    n_exact = report.ledger.exact_duplicates
+    report.ledger = DedupLedger(records=n, kept=n - removed.num_rows, exact_duplicates=n_exact,
+                                near_duplicates=removed.num_rows - n_exact)
+    total = report.timings["total"]
+    report.records_per_second = round(n / total, 1) if total > 0 else 0.0
+
+    gone = np.sort(order[final_local != np.arange(len(order))])
+    # the kept records: the input without the removed ones (an empty input as it is: a map would lose its schema);
+    # when the input is not in `_order` order, sorted on a materialized copy (whose context is this run's)
+    kept = _mapped(ds, _drop_removed, rows_per_block, removed=ray.put(gone)) if n else ds
+    if not c.in_order and n:
+        kept = kept.materialize()
+        _configure(kept.context, shuffle_strategy)
+        kept = kept.sort(ORDER)
+    return RayDedup(kept, removed, report.clusters_table, report)
+
+
+class RayClusters(NamedTuple):
+    """`cluster_on_ray`'s result: the narrow rows of every record with its exact group (`exact`: a materialized
+    Ray Dataset of id, source, category, `_order`, `_klen`, `_exact`, `_esize`), the records in clusters of more
+    than one record (`members`: MEMBERS rows on the driver, sorted by `_order`), the counts and timings."""
+
+    exact: Any
+    members: pa.Table
+    records: int
+    bandings: list[tuple[int, int]]
+    candidate_pairs: int
+    verified_pairs: int
+    in_order: bool
+    timings: dict[str, float]
+    started: float
+
+
+def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = False,
+                   verify_threshold: float | None = None, extra_bandings: list[tuple[int, int]] | None = None,
+                   rows_per_block: int = ROWS_PER_BLOCK, components_bound: int = COMPONENTS_BOUND,
+                   shuffle_strategy: str | None = SHUFFLE) -> RayClusters:
+    """The local `cluster` on Ray: exact groups by id, then the connected components of the verified near
+    duplicate pairs among one record per exact group, each cluster's kept record by the keep rule. `all_pairs`,
+    `verify_threshold` and `extra_bandings` are the local function's (the split's grouping uses them)."""
     if rows_per_block < 1:
         raise ValueError("rows_per_block must be at least 1")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    bands, rows = cfg.lsh()
+    bandings = [cfg.lsh(), *(extra_bandings or [])]
+    threshold = cfg.threshold if verify_threshold is None else verify_threshold
     sign_cfg = cfg.model_copy(update={"workers": 1})  # (a Ray task is one CPU: no process pool inside it)
 
     # the columns of the exact stage and the report (no texts), materialized: the run's own copy of the caller's
@@ -672,13 +740,12 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()
         if n_signed > 1:
-            band_parts = _parts(n_signed * bands, rows_per_block)
-            band_rows = _mapped(signed, _band_rows, None, bands=bands, rows=rows, num_perm=cfg.num_perm,
-                                parts=band_parts)
-            pairs = _grouped(band_rows, _stars, band_parts, parts=parts)
+            band_parts = _parts(n_signed * sum(b for b, _ in bandings), rows_per_block)
+            band_rows = _mapped(signed, _band_rows, None, bandings=bandings, num_perm=cfg.num_perm, parts=band_parts)
+            pairs = _grouped(band_rows, _stars, band_parts, parts=parts, all_pairs=all_pairs)
             keyed_by_b = _grouped(pairs.union(signed), _attach_head, parts, num_perm=cfg.num_perm, parts=parts)
             checked = _grouped(keyed_by_b.union(signed), _verify, parts, num_perm=cfg.num_perm,
-                               threshold=cfg.threshold).materialize()
+                               threshold=threshold).materialize()
             n_candidates = checked.count()
             timings["lsh"] = time.perf_counter() - t
             t = time.perf_counter()
@@ -704,30 +771,8 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
             _mapped(node_table, _nodes_keyed, None, parts=parts)), _join_members, parts)
     m = _collect(ray, members, MEMBERS)
     m = m.take(pc.sort_indices(m.column(ORDER)))
-    order = _ints(m, ORDER)
-    exact_local = np.searchsorted(order, _ints(m, "_exact"))
-    final_local = np.searchsorted(order, _ints(m, "_final"))
     timings["members"] = time.perf_counter() - t
-
-    clustering = Clustering(exact_local.astype(np.int64), final_local.astype(np.int64), _floats(m, "_esim"), bands,
-                            rows, n_candidates, n_verified, timings)
-    _, report = _report(m, cfg, clustering, t0)  # the local report of the member rows: the same tables
-    removed = report.removed_table
-    n_exact = report.ledger.exact_duplicates
-    report.ledger = DedupLedger(records=n, kept=n - removed.num_rows, exact_duplicates=n_exact,
-                                near_duplicates=removed.num_rows - n_exact)
-    total = report.timings["total"]
-    report.records_per_second = round(n / total, 1) if total > 0 else 0.0
-
-    gone = np.sort(order[final_local != np.arange(len(order))])
-    # the kept records: the input without the removed ones (an empty input as it is: a map would lose its schema);
-    # when the input is not in `_order` order, sorted on a materialized copy (whose context is this run's)
-    kept = _mapped(ds, _drop_removed, rows_per_block, removed=ray.put(gone)) if n else ds
-    if not in_order and n:
-        kept = kept.materialize()
-        _configure(kept.context, shuffle_strategy)
-        kept = kept.sort(ORDER)
-    return RayDedup(kept, removed, report.clusters_table, report)
+    return RayClusters(exact, m, n, bandings, n_candidates, n_verified, in_order, timings, t0)
 
 
 def _verified_on_driver(ray: Any, checked: Any, bound: int) -> tuple[I64, I64] | None:

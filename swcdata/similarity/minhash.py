@@ -191,7 +191,11 @@ def _ragged_arange(sizes: I64) -> I64:
     return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - sizes, sizes)
 
 
-def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False, max_bucket: int = 256) -> I64:
+MAX_BUCKET = 256
+"""`candidate_pairs(all_pairs=True)` pairs every member of a bucket of up to this many records (larger ones: a star)."""
+
+
+def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False, max_bucket: int = MAX_BUCKET) -> I64:
     """Unique pairs (i < j) of records that share a band bucket. By default each bucket contributes
     its members paired with the bucket's lowest index (a star: linear in the bucket size, enough for
     connected components of near-identical records). With `all_pairs`, every pair of each bucket of

@@ -351,14 +351,8 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
                      extra_bandings=[sensitive], progress=progress).final
     code_groups = 0
     if cfg.counts("code") and n:
-        # one piece of code never lands in two splits: records whose code matches join one group
-        code_edges = _code_edges(record_code(table.column("instruction").to_pylist(), cfg.code), cfg)
-        if len(code_edges):
-            before = len(np.unique(groups))
-            edges = np.concatenate([np.stack([np.arange(n, dtype=np.int64), groups.astype(np.int64)], axis=1),
-                                    code_edges])
-            groups = minhash.components(edges, n)
-            code_groups = before - len(np.unique(groups))
+        groups, code_groups = join_code_groups(groups, record_code(table.column("instruction").to_pylist(), cfg.code),
+                                               np.arange(n, dtype=np.int64), cfg)
     which = assign_groups(groups, table.column("category"), table.column("id"), ratios, cfg.seed,
                           cfg.stratify == "category")
     out = {name: table.filter(bools(which == k)) for k, name in enumerate(SPLITS)}
@@ -377,12 +371,41 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
             holdout = holdout.filter(bools(keep))
         out["test"] = holdout
 
-    sizes = {name: t.num_rows for name, t in out.items()}
+    report = split_report(cfg, ratios, {name: t.num_rows for name, t in out.items()}, table.column("category"), which,
+                          groups, decontaminated=decontaminated, label_conflicts=label_conflicts,
+                          code_groups=code_groups, holdout_records=holdout.num_rows if holdout is not None else 0,
+                          holdout_duplicates=holdout_duplicates, started=t0)
+    return out, report
+
+
+def join_code_groups(groups: npt.NDArray[np.integer], codes: list[RecordCode], rows: npt.NDArray[np.int64],
+                     cfg: SplitConfig) -> tuple[npt.NDArray[np.int64], int]:
+    """The code rule's grouping: records whose code matches (`_code_edges`) join one group. `codes` are the code
+    of the records at `rows` (those that quote code: the others can neither match nor hold a match), in record
+    order. Returns the new group of every record and how many groups were joined."""
+    n = len(groups)
+    code_edges = rows[_code_edges(codes, cfg)] if codes else np.zeros((0, 2), dtype=np.int64)
+    if not len(code_edges):
+        return np.asarray(groups), 0
+    before = len(np.unique(groups))
+    edges = np.concatenate([np.stack([np.arange(n, dtype=np.int64), np.asarray(groups, dtype=np.int64)], axis=1),
+                            code_edges])
+    joined = minhash.components(edges, n)
+    return joined, before - len(np.unique(joined))
+
+
+def split_report(cfg: SplitConfig, ratios: tuple[float, float, float], sizes: dict[str, int],
+                 categories: pa.Array | pa.ChunkedArray, which: npt.NDArray[np.int64], groups: npt.NDArray[np.integer],
+                 *, decontaminated: list[Decontaminated], label_conflicts: list[LabelConflict], code_groups: int,
+                 holdout_records: int, holdout_duplicates: list[RecordRef], started: float) -> SplitReport:
+    """The report of a split: `sizes` of the splits, the `categories`, split (`which`) and group of every record
+    of the input left after decontamination (the holdout excluded), and the rest as the step found it."""
+    n = len(which)
     total = sum(sizes.values()) or 1
     cat_rows: list[CategoryShare] = []
     targets = dict(zip(SPLITS, ratios, strict=True))
     ok = True
-    codes, names = _name_codes(_strings_of(table.column("category")))
+    codes, names = _name_codes(_strings_of(categories))
     per_split = np.bincount(codes * len(SPLITS) + which, minlength=len(names) * len(SPLITS)).reshape(-1, len(SPLITS))
     for c, category in enumerate(names):
         counts = {name: int(per_split[c, k]) for k, name in enumerate(SPLITS)}
@@ -394,14 +417,13 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
         cat_rows.append(CategoryShare(category=category, total=tot, counts=counts, shares=shares,
                                       max_deviation=round(dev, 4), within_tolerance=within))
     group_sizes = np.bincount(groups, minlength=n) if n else np.zeros(0, dtype=np.int64)
-    report = SplitReport(
+    return SplitReport(
         config=cfg, records=n + len(decontaminated),
         groups=int((group_sizes > 0).sum()), largest_group=int(group_sizes.max(initial=0)),
         multi_record_groups=int((group_sizes > 1).sum()),
         sizes=sizes, shares={k: round(v / total, 4) for k, v in sizes.items()}, targets=targets,
         categories=cat_rows, within_tolerance=ok,
-        holdout_records=holdout.num_rows if holdout is not None else 0, holdout_duplicates=holdout_duplicates,
+        holdout_records=holdout_records, holdout_duplicates=holdout_duplicates,
         decontaminated=decontaminated, label_conflicts=label_conflicts, code_groups=code_groups,
-        seconds=round(time.perf_counter() - t0, 3),
+        seconds=round(time.perf_counter() - started, 3),
     )
-    return out, report

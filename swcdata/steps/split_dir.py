@@ -4,7 +4,9 @@ not at all; read back with the schema checks, since it is swcdata's own output a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 
@@ -19,10 +21,17 @@ SPLIT_NAMES = ("train", "validation", "test")
 def write_split_dir(splits: dict[str, pa.Table], directory: Path) -> dict[str, Path]:
     """Write each split as `<directory>/<split>.jsonl` (stored-record JSON, one per line): all the files
     or none (an interrupted run leaves the folder as it was, and no folder where there was none)."""
-    paths = {name: directory / f"{name}.jsonl" for name in splits}
+    return write_split_files({name: lambda f, t=table: write_jsonl(t, f) for name, table in splits.items()},
+                             directory)
+
+
+def write_split_files(writers: dict[str, Callable[[BinaryIO], object]], directory: Path) -> dict[str, Path]:
+    """`write_split_dir` with a writer per split (which writes its records to the open file it is given: the Ray
+    engine streams a split's blocks)."""
+    paths = {name: directory / f"{name}.jsonl" for name in writers}
     with atomic_outputs(list(paths.values())) as files:  # (all moved in place together, or none)
-        for f, table in zip(files, splits.values(), strict=True):
-            write_jsonl(table, f)
+        for f, write in zip(files, writers.values(), strict=True):
+            write(f)
     return paths
 
 

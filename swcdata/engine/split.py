@@ -1,0 +1,146 @@
+"""`split_on_ray`: leak-free train / validation / test splits on Ray Data, with exactly the local engine's splits.
+
+The input is a Ray Dataset of valid records with an `_order` column (as `swcdata.engine.dedup`). The stages:
+
+1. grouping (the distributed part, `cluster_on_ray`): exact groups by id, then near-duplicate clusters with the
+   local `split`'s settings: every pair of each LSH bucket (`all_pairs`), the config's banding and the more
+   sensitive one of threshold 0.5, verified at `group_threshold`; connected components on the driver or the
+   cluster as in dedup;
+2. the code rule: each record's code (`record_code`: span extraction and lexing, the costly part) is a map over the
+   input; the records that quote code long enough to match come back to the driver as their code tokens, where
+   the local `join_code_groups` joins the groups whose code matches;
+3. assignment on the driver: the local `assign_groups` over the narrow columns of every record (id, category,
+   group: no texts), so the strata, the seeded order and the cuts are the local ones by construction;
+4. the splits: a map tags each record with its split (the driver's assignment broadcast as two arrays), and each
+   split is a filter of the tagged records, in `_order` order.
+
+What the driver holds: the ids and categories of every record (Arrow, about 60 bytes a record) and three int64s
+a record for the assignment; the code tokens of the records that quote code (Python lists, as the local step
+holds them); the near-duplicate stage's bounds (see `swcdata.engine.dedup`). Splitting against a holdout set
+(decontamination) is not distributed yet: it is refused with the way to run it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from swcdata.core.arrow import bools
+from swcdata.core.errors import InputError
+from swcdata.engine.dedup import (
+    COMPONENTS_BOUND,
+    ORDER,
+    ROWS_PER_BLOCK,
+    SHUFFLE,
+    _broadcast,
+    _collect,
+    _configure,
+    _ints,
+    _lookup,
+    _mapped,
+    cluster_on_ray,
+)
+from swcdata.similarity import minhash
+from swcdata.similarity.codematch import RecordCode, record_code
+from swcdata.steps.split import SPLITS, SplitConfig, SplitReport, assign_groups, join_code_groups, split_report
+
+CODE = pa.schema([(ORDER, pa.int64()), ("spans", pa.list_(pa.list_(pa.string())))])
+NARROW = pa.schema([(ORDER, pa.int64()), ("id", pa.string()), ("category", pa.string())])
+SPLIT = "_split"
+
+
+class RaySplit(NamedTuple):
+    """The result of `split_on_ray`: each split (train, validation, test) as a Ray Dataset in `_order` order with
+    the input's columns, and the local step's report (its timing this run's)."""
+
+    splits: dict[str, Any]
+    report: SplitReport
+
+
+def _code_rows(batch: pa.Table, cfg: SplitConfig) -> pa.Table:
+    """The code tokens (spans of tokens) of the records of a batch that quote code of at least `min_tokens`
+    tokens (the only ones the code rule can match)."""
+    codes = record_code(batch.column("instruction").to_pylist(), cfg.code)
+    keep = [i for i, rc in enumerate(codes) if rc.needles(cfg.code.min_tokens)]
+    order = _ints(batch, ORDER)[keep] if keep else np.zeros(0, np.int64)
+    return pa.Table.from_arrays([pa.array(order, pa.int64()),
+                                 pa.array([codes[i].spans for i in keep], CODE.field("spans").type)], schema=CODE)
+
+
+def _narrow(batch: pa.Table) -> pa.Table:
+    return batch.select([ORDER, "id", "category"])
+
+
+def _tag(batch: pa.Table, table: Any) -> pa.Table:
+    """The batch with each record's split (`table`: the sorted `_order`s and their split, broadcast)."""
+    orders, which = _broadcast(table)
+    pos, hit = _lookup(orders, _ints(batch, ORDER))
+    if not hit.all():
+        raise AssertionError("a record has no split")
+    return batch.append_column(SPLIT, pa.array(which[pos], pa.int8()))
+
+
+def _only(batch: pa.Table, k: int) -> pa.Table:
+    """The records of split k, without the tag."""
+    keep = _split_of(batch) == k
+    return batch.filter(bools(keep)).drop_columns([SPLIT])
+
+
+def _split_of(batch: pa.Table) -> np.ndarray:
+    return np.asarray(batch.column(SPLIT).to_numpy(), dtype=np.int8) if batch.num_rows else np.zeros(0, np.int8)
+
+
+def split_on_ray(ds: Any, config: SplitConfig | None = None, holdout: pa.Table | None = None, *,
+                 rows_per_block: int = ROWS_PER_BLOCK, components_bound: int = COMPONENTS_BOUND,
+                 shuffle_strategy: str | None = SHUFFLE) -> RaySplit:
+    """Split a Ray Dataset of valid records with an `_order` column as the local `split` splits the same records
+    in `_order` order: the same records in each split, in the same order, and the same report. The keyword
+    options are `dedup_on_ray`'s."""
+    from swcdata.engine import require_ray
+
+    if holdout is not None:
+        raise InputError("splitting against a holdout set (--holdout) does not run on Ray yet: its decontamination "
+                         "audit is not distributed", hint="run this split with --engine local")
+    ray = require_ray()
+    cfg = config or SplitConfig()
+    t0 = time.perf_counter()
+    sensitive = minhash.lsh_params(0.5, cfg.near.num_perm)  # (the local split's second banding)
+    c = cluster_on_ray(ray, ds, cfg.near, all_pairs=True, verify_threshold=cfg.group_threshold,
+                       extra_bandings=[sensitive], rows_per_block=rows_per_block, components_bound=components_bound,
+                       shuffle_strategy=shuffle_strategy)
+    n = c.records
+    narrow = _collect(ray, _mapped(c.exact, _narrow), NARROW)
+    narrow = narrow.take(pc.sort_indices(narrow.column(ORDER)))
+    orders = _ints(narrow, ORDER)
+    groups = np.arange(n, dtype=np.int64)
+    m = c.members
+    if m.num_rows:
+        groups[np.searchsorted(orders, _ints(m, ORDER))] = np.searchsorted(orders, _ints(m, "_final"))
+
+    code_groups = 0
+    if cfg.counts("code") and n:
+        code = _collect(ray, _mapped(ds, _code_rows, rows_per_block, cfg=cfg), CODE)
+        code = code.take(pc.sort_indices(code.column(ORDER)))
+        codes = [RecordCode(spans) for spans in code.column("spans").to_pylist()]
+        groups, code_groups = join_code_groups(groups, codes, np.searchsorted(orders, _ints(code, ORDER)), cfg)
+
+    which = assign_groups(groups, narrow.column("category"), narrow.column("id"), cfg.ratios, cfg.seed,
+                          cfg.stratify == "category")
+    splits: dict[str, Any] = {}
+    if n:
+        tagged = _mapped(ds, _tag, rows_per_block, table=ray.put((orders, which.astype(np.int8)))).materialize()
+        _configure(tagged.context, shuffle_strategy)
+        for k, name in enumerate(SPLITS):
+            part = _mapped(tagged, _only, None, k=k)
+            splits[name] = part if c.in_order else part.materialize().sort(ORDER)
+    else:
+        splits = {name: ds for name in SPLITS}
+    sizes = {name: int((which == k).sum()) for k, name in enumerate(SPLITS)}
+    report = split_report(cfg, cfg.ratios, sizes, narrow.column("category"), which, groups, decontaminated=[],
+                          label_conflicts=[], code_groups=code_groups, holdout_records=0, holdout_duplicates=[],
+                          started=t0)
+    return RaySplit(splits, report)
