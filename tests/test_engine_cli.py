@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from swcdata.cli.main import app
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "dataset" / "swc_sample.jsonl"
 VOLATILE = ("seconds", "records_per_second", "backend", "timings")
@@ -106,3 +108,19 @@ def test_split_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_
                             "--engine", "ray"])
     assert r.exit_code == 2 and "--holdout does not run on Ray yet" in r.output and "--engine local" in r.output
     assert not (tmp_path / "h").exists()
+
+
+def test_augment_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_path: Path) -> None:
+    """The augmented split directory byte for byte (records and a rendered format) and the report."""
+    r = runner.invoke(app, ["split", str(SAMPLE), "--out", str(tmp_path / "splits")])
+    assert r.exit_code == 0, r.output
+    for fmt in ("records", "chat"):
+        got = {}
+        for engine in ("local", "ray"):
+            d = tmp_path / f"{engine}-{fmt}"
+            r = runner.invoke(app, ["augment", str(tmp_path / "splits"), "--out", str(d), "--factor", "2",
+                                    "--format", fmt, "--report", str(d.with_suffix(".json")), "--engine", engine])
+            assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+            got[engine] = ([(d / f"{s}.jsonl").read_bytes() for s in ("train", "validation", "test")],
+                           _report(d.with_suffix(".json")))
+        assert got["ray"] == got["local"] and got["local"][1]["splits"]["train"]["variants_added"] > 0

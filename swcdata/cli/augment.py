@@ -13,7 +13,9 @@ import typer
 from rich.markup import escape
 
 from swcdata.cli.console import (
+    EngineOpt,
     JsonOpt,
+    RayAddressOpt,
     ReportOpt,
     SeedOpt,
     err,
@@ -166,6 +168,8 @@ def augment_command(
                                                       "(Instruction:/Response: text), alpaca, chat.")] = "records",
     report: ReportOpt = None,
     json_out: JsonOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Grow the train split with variants: new wording, same code, same answer.
 
@@ -185,31 +189,53 @@ def augment_command(
     parser, is kept as it is and named in a warning. Every
     variant carries parent_id, transform and template; a variant that
     duplicates any record of any split is dropped. Only train is augmented
-    unless --splits and --allow-eval-splits say otherwise.
+    unless --splits and --allow-eval-splits say otherwise. --engine ray
+    makes the variants on a Ray cluster, with the same result.
     """
+    from contextlib import ExitStack
+
+    from swcdata.cli.console import status
     from swcdata.core.errors import ConfigError, InputError
     from swcdata.core.io import check_outputs
+    from swcdata.engine import choose
     from swcdata.registry.formats import write_split_dir as write_format_dir
     from swcdata.steps.augment.step import augment
-    from swcdata.steps.split_dir import read_split_dir, write_split_dir
+    from swcdata.steps.split_dir import read_split_dir, write_split_dir, write_split_files
 
     cfg = _config(factor, seed, transforms, not no_templates, splits, allow_eval_splits, fmt, skip_findings)
     if out_dir.resolve() == split_dir.resolve():
         raise InputError(f"--out {out_dir} is the input split directory", hint="write the augmented splits to a "
                          "new folder, so the input stays as it is")
-    tables = read_split_dir(split_dir)
-    missing = [s for s in cfg.splits if s not in tables]
-    if missing:
-        raise ConfigError([f"splits: no {s}.jsonl in {split_dir} (found: {', '.join(tables)})" for s in missing])
-    # (by file, so that a link in --out to an input split is refused too)
-    check_outputs([split_dir / f"{name}.jsonl" for name in tables],
-                  [*(("--out", out_dir / f"{name}.jsonl") for name in tables), ("--report", report)])
-    route_stdout([("--report", report)], json_out)
-    result, rep = augment(tables, cfg)
-    if fmt == "records":
-        write_split_dir(result, out_dir)
-    else:
-        write_format_dir(result, out_dir, fmt)  # type: ignore[arg-type]
+    with ExitStack() as stack:
+        on_ray = choose(engine) == "ray"
+        if on_ray:
+            from swcdata.cli.inputs import ray_jsonl_writer, read_split_dir_on_ray
+            from swcdata.engine.session import ray_session
+
+            stack.enter_context(ray_session(ray_address))
+            tables = read_split_dir_on_ray(split_dir)
+        else:
+            tables = read_split_dir(split_dir)  # type: ignore[assignment]
+        missing = [s for s in cfg.splits if s not in tables]
+        if missing:
+            raise ConfigError([f"splits: no {s}.jsonl in {split_dir} (found: {', '.join(tables)})" for s in missing])
+        # (by file, so that a link in --out to an input split is refused too)
+        check_outputs([split_dir / f"{name}.jsonl" for name in tables],
+                      [*(("--out", out_dir / f"{name}.jsonl") for name in tables), ("--report", report)])
+        route_stdout([("--report", report)], json_out)
+        if on_ray:
+            from swcdata.engine.augment import augment_on_ray
+
+            with status("augmenting on Ray", json_out):
+                ray_result = augment_on_ray(tables, cfg)
+            rep = ray_result.report
+            write_split_files({name: ray_jsonl_writer(ds, fmt) for name, ds in ray_result.splits.items()}, out_dir)
+        else:
+            result, rep = augment(tables, cfg)  # type: ignore[arg-type]
+            if fmt == "records":
+                write_split_dir(result, out_dir)
+            else:
+                write_format_dir(result, out_dir, fmt)  # type: ignore[arg-type]
     if report:
         write_report(report, rep)
     for w in rep.warnings:

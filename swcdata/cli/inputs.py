@@ -70,15 +70,34 @@ def load_records_on_ray(stack: ExitStack, paths: list[str], address: str | None,
     return valid
 
 
-def ray_jsonl_writer(ds: object) -> Callable[[BinaryIO], None]:
-    """A writer of a Ray Dataset of records with `_order` as JSONL: its blocks read back one at a time, in order."""
+def read_split_dir_on_ray(directory: Path) -> dict[str, object]:
+    """`read_split_dir` on Ray (a session must be open): each split's records as a Ray Dataset with `_order`, read
+    and checked by `validate_on_ray`; a bad line is the same DataError as locally."""
+    from swcdata.core.errors import DataError
+    from swcdata.engine.reading import validate_on_ray
+    from swcdata.steps.split_dir import split_files
+    from swcdata.steps.validate import ValidateConfig
+
+    out: dict[str, object] = {}
+    for name, path in split_files(directory).items():
+        valid = validate_on_ray([str(path)], ValidateConfig(check_code=False), digest=False)
+        if valid.quarantined:
+            q = valid.quarantined[0]
+            raise DataError(f"{q.file}:{q.line}: {q.reasons[0][2]} ({valid.report.ledger.quarantined} bad line(s))")
+        out[name] = valid.records
+    return out
+
+
+def ray_jsonl_writer(ds: object, fmt: str = "records") -> Callable[[BinaryIO], None]:
+    """A writer of a Ray Dataset of records (with the engine's `_order`, `_sub` columns) as JSONL in `fmt` (the
+    stored records by default; see swcdata.registry.formats): its blocks read back one at a time, in order."""
 
     def write(f: BinaryIO) -> None:
-        from swcdata.core.records import iter_json_lines
-        from swcdata.engine.dedup import ORDER
+        from swcdata.core.records import RECORD_COLUMNS
+        from swcdata.registry.formats import write_rendered
 
         for block in ds.iter_batches(batch_format="pyarrow", batch_size=None):  # type: ignore[attr-defined]
-            f.writelines(iter_json_lines(block.drop_columns([ORDER])))
+            write_rendered(block.select(list(RECORD_COLUMNS)), f, fmt)  # type: ignore[arg-type]
 
     return write
 

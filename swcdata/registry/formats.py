@@ -87,6 +87,11 @@ def _write_rendered(table: pa.Table, f: IO[bytes], fmt: Format) -> int:
     return n
 
 
+def write_rendered(table: pa.Table, f: IO[bytes], fmt: Format) -> int:
+    """Write a record table's rows to an open file in `fmt` (JSONL). Returns the rows written."""
+    return _write_rendered(table, f, fmt)
+
+
 def write_split_dir(splits: dict[str, pa.Table], directory: Path, fmt: Format) -> dict[str, Path]:
     """Write each split as ``<directory>/<split>.jsonl`` in ``fmt``: all the files or none (an
     interrupted run leaves the folder as it was, and no folder where there was none)."""

@@ -40,17 +40,23 @@ def read_split_dir(directory: Path) -> dict[str, pa.Table]:
     record tables, in the order train, validation, test, then any other split by name. Lines are
     validated (schema checks only); a bad line raises DataError naming it, since a split directory is
     swcdata's own output and must be clean."""
-    if not directory.is_dir():
-        raise InputError(f"not a split directory: {directory}", hint="pass the --out folder of `swcdata split`")
-    files = {p.stem: p for p in sorted(directory.glob("*.jsonl"))}
-    if not files:
-        raise InputError(f"no <split>.jsonl files in {directory}")
-    order = [s for s in SPLIT_NAMES if s in files] + sorted(s for s in files if s not in SPLIT_NAMES)
     out: dict[str, pa.Table] = {}
-    for name in order:
-        table, report, quarantined = load_valid([files[name]], ValidateConfig(check_code=False))
+    for name, path in split_files(directory).items():
+        table, report, quarantined = load_valid([path], ValidateConfig(check_code=False))
         if quarantined:
             q = quarantined[0]
             raise DataError(f"{q.file}:{q.line}: {q.reasons[0][2]} ({report.ledger.quarantined} bad line(s))")
         out[name] = table
     return out
+
+
+def split_files(directory: Path) -> dict[str, Path]:
+    """The `<split>.jsonl` files of a split directory, in the order train, validation, test, then any other split
+    by name (InputError when it is no folder or holds none)."""
+    if not directory.is_dir():
+        raise InputError(f"not a split directory: {directory}", hint="pass the --out folder of `swcdata split`")
+    files = {p.stem: p for p in sorted(directory.glob("*.jsonl"))}
+    if not files:
+        raise InputError(f"no <split>.jsonl files in {directory}")
+    return {s: files[s] for s in [s for s in SPLIT_NAMES if s in files] + sorted(s for s in files
+                                                                                  if s not in SPLIT_NAMES)}

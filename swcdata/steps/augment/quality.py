@@ -229,68 +229,123 @@ def _share(n: int, d: int) -> float:
     return round(n / d, 4) if d else 0.0
 
 
+@dataclass
+class QualityTally:
+    """`summarise`'s running sums over (parent, variant, quality) triples: added one at a time (`add`), merged in
+    order from tallies of consecutive runs of variants (`merge`: the Ray engine's batches), summarised by
+    `finish`. A pick's parent may be a key that `finish` resolves (the Ray engine fetches those few parents)."""
+
+    seed: int = 0
+    n: int = 0
+    templated: int = 0
+    header: int = 0
+    not_measured: int = 0
+    spans_before: int = 0
+    parsed_before: int = 0
+    spans_after: int = 0
+    parsed_after: int = 0
+    renames: int = 0
+    typed: int = 0
+    in_pool: int = 0
+    by_template: Counter[str] = field(default_factory=Counter)
+    by_transform: Counter[str] = field(default_factory=Counter)
+    off: list[str] = field(default_factory=list)
+    picks: list[tuple[int, str, Any, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, parent: Any, variant: dict[str, Any], q: VariantQuality | None) -> None:
+        self.n += 1
+        self.by_template[variant.get("template") or "none"] += 1
+        self.by_transform[variant.get("transform") or "none"] += 1
+        self.templated += bool(variant.get("template"))
+        rank = xxhash.xxh3_64_intdigest(f"sample\x1f{self.seed}\x1f{variant['id']}".encode())
+        self.picks.append((rank, variant["id"], parent, variant))
+        if len(self.picks) > 4 * SAMPLES:
+            self._trim()
+        if q is None:
+            self.not_measured += 1
+            return
+        self.header += q.header_only
+        self.spans_before += q.spans_before
+        self.parsed_before += q.parsed_before
+        self.spans_after += q.spans_after
+        self.parsed_after += q.parsed_after
+        self.renames += q.renames
+        self.typed += q.renames_typed
+        self.in_pool += q.renames_in_pool
+        self.off += q.bool_off_type
+
+    def _trim(self) -> None:
+        self.picks = sorted(self.picks, key=lambda p: (p[0], p[1]))[:SAMPLES]
+
+    def merge(self, other: QualityTally) -> None:
+        """Add the tally of the variants that come after this one's."""
+        for name in ("n", "templated", "header", "not_measured", "spans_before", "parsed_before", "spans_after",
+                     "parsed_after", "renames", "typed", "in_pool"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_template.update(other.by_template)
+        self.by_transform.update(other.by_transform)
+        self.off += other.off
+        self.picks += other.picks
+        self._trim()
+
+    def chosen(self) -> list[tuple[int, str, Any, dict[str, Any]]]:
+        """The picks of the samples, in sample order."""
+        return sorted(self.picks, key=lambda p: (p[0], p[1]))[:SAMPLES]
+
+    def finish(self, parents: dict[Any, dict[str, Any]] | None = None) -> AugmentQuality:
+        """The summary. `parents`: the parent record of each pick whose parent is a key (see the class)."""
+        from swcdata.steps.augment import templates
+
+        n, by_template = self.n, self.by_template
+        fam_total: Counter[str] = Counter()
+        for t, k in by_template.items():
+            if t != "none":
+                fam_total[t.split("/")[0]] += k
+        worst, worst_ratio = None, 0.0
+        for t, k in sorted(by_template.items()):
+            fam = t.split("/")[0]
+            if t == "none" or fam not in templates.TEMPLATES:
+                continue
+            fair = fam_total[fam] / len(templates.TEMPLATES[fam])
+            if fair < MIN_FAIR:
+                continue  # (a handful of variants per template says nothing about balance)
+            ratio = k / fair if fair else 0.0
+            if ratio > worst_ratio:
+                worst, worst_ratio = t, ratio
+        samples = []
+        for _, _, parent, variant in self.chosen():
+            if parents is not None and not isinstance(parent, dict):
+                parent = parents[parent]
+            same = parent["response"] == variant["response"]
+            samples.append(Sample(
+                parent_id=parent["id"], id=variant["id"], transform=variant.get("transform"),
+                template=variant.get("template"), instruction_before=parent["instruction"][:_SAMPLE_CHARS],
+                instruction_after=variant["instruction"][:_SAMPLE_CHARS],
+                response_before=None if same else parent["response"][:_SAMPLE_CHARS],
+                response_after=None if same else variant["response"][:_SAMPLE_CHARS]))
+        measured = n - self.not_measured
+        sb, pb, sa, pa, typed = self.spans_before, self.parsed_before, self.spans_after, self.parsed_after, self.typed
+        return AugmentQuality(
+            variants=n, templated=self.templated,
+            template_shares={k: _share(v, n) for k, v in sorted(by_template.items(),
+                                                                key=lambda kv: (-kv[1], kv[0]))},
+            transform_shares={k: _share(v, n) for k, v in sorted(self.by_transform.items(),
+                                                                 key=lambda kv: (-kv[1], kv[0]))},
+            max_template_over_fair=round(worst_ratio, 3), max_template=worst,
+            header_only=self.header, header_only_share=_share(self.header, measured),
+            parse_rate_before=round(pb / sb, 4) if sb else None, parse_rate_after=round(pa / sa, 4) if sa else None,
+            renames=self.renames, renames_typed=typed, renames_in_type_pool=self.in_pool,
+            type_pool_match_rate=round(self.in_pool / typed, 4) if typed else None,
+            bool_renamed_off_type=self.off[:50], not_measured=self.not_measured, samples=samples)
+
+
 def summarise(rows: Iterable[tuple[dict[str, Any], dict[str, Any], VariantQuality | None]], seed: int = 0
               ) -> AugmentQuality:
     """The summary of measured (parent, variant, quality) triples (quality None: not measured)."""
-    from swcdata.steps.augment import templates
-
-    n = templated = header = not_measured = 0
-    sb = pb = sa = pa = renames = typed = in_pool = 0
-    by_template: Counter[str] = Counter()
-    by_transform: Counter[str] = Counter()
-    off: list[str] = []
-    picks: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
+    tally = QualityTally(seed)
     for parent, variant, q in rows:
-        n += 1
-        by_template[variant.get("template") or "none"] += 1
-        by_transform[variant.get("transform") or "none"] += 1
-        templated += bool(variant.get("template"))
-        rank = xxhash.xxh3_64_intdigest(f"sample\x1f{seed}\x1f{variant['id']}".encode())
-        picks.append((rank, variant["id"], parent, variant))
-        if len(picks) > 4 * SAMPLES:
-            picks = sorted(picks, key=lambda p: (p[0], p[1]))[:SAMPLES]
-        if q is None:
-            not_measured += 1
-            continue
-        header += q.header_only
-        sb, pb, sa, pa = sb + q.spans_before, pb + q.parsed_before, sa + q.spans_after, pa + q.parsed_after
-        renames, typed, in_pool = renames + q.renames, typed + q.renames_typed, in_pool + q.renames_in_pool
-        off += q.bool_off_type
-    fam_total: Counter[str] = Counter()
-    for t, k in by_template.items():
-        if t != "none":
-            fam_total[t.split("/")[0]] += k
-    worst, worst_ratio = None, 0.0
-    for t, k in sorted(by_template.items()):
-        fam = t.split("/")[0]
-        if t == "none" or fam not in templates.TEMPLATES:
-            continue
-        fair = fam_total[fam] / len(templates.TEMPLATES[fam])
-        if fair < MIN_FAIR:
-            continue  # (a handful of variants per template says nothing about balance)
-        ratio = k / fair if fair else 0.0
-        if ratio > worst_ratio:
-            worst, worst_ratio = t, ratio
-    samples = []
-    for _, _, parent, variant in sorted(picks, key=lambda p: (p[0], p[1]))[:SAMPLES]:
-        same = parent["response"] == variant["response"]
-        samples.append(Sample(
-            parent_id=parent["id"], id=variant["id"], transform=variant.get("transform"),
-            template=variant.get("template"), instruction_before=parent["instruction"][:_SAMPLE_CHARS],
-            instruction_after=variant["instruction"][:_SAMPLE_CHARS],
-            response_before=None if same else parent["response"][:_SAMPLE_CHARS],
-            response_after=None if same else variant["response"][:_SAMPLE_CHARS]))
-    measured = n - not_measured
-    return AugmentQuality(
-        variants=n, templated=templated,
-        template_shares={k: _share(v, n) for k, v in sorted(by_template.items(), key=lambda kv: (-kv[1], kv[0]))},
-        transform_shares={k: _share(v, n) for k, v in sorted(by_transform.items(), key=lambda kv: (-kv[1], kv[0]))},
-        max_template_over_fair=round(worst_ratio, 3), max_template=worst,
-        header_only=header, header_only_share=_share(header, measured),
-        parse_rate_before=round(pb / sb, 4) if sb else None, parse_rate_after=round(pa / sa, 4) if sa else None,
-        renames=renames, renames_typed=typed, renames_in_type_pool=in_pool,
-        type_pool_match_rate=round(in_pool / typed, 4) if typed else None,
-        bool_renamed_off_type=off[:50], not_measured=not_measured, samples=samples)
+        tally.add(parent, variant, q)
+    return tally.finish()
 
 
 def _measure_stream(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Any:

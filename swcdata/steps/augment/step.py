@@ -414,74 +414,118 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
         seen.update(table.column("id").to_pylist())
     tally = _Tally()
     by_finding: Counter[str] = Counter()
-    measured: list[tuple[dict[str, Any], dict[str, Any], augment_quality.VariantQuality]] = []
+    quality = augment_quality.QualityTally(cfg.seed)
     out: dict[str, pa.Table] = {}
     counts: dict[str, SplitAugment] = {}
-    dropped_total = 0
     for name, table in splits.items():
         if name not in cfg.splits:
             out[name] = table
             counts[name] = SplitAugment(records_in=table.num_rows, augmented=False, records_out=table.num_rows)
             continue
         rows: list[dict[str, Any]] = []
-        sources = added = dropped = no_effect = parse_failed = lineage = skipped = 0
-        too_large: list[str] = []
-        crashed: list[str] = []
-        why: set[str] = set()
+        work = SplitWork()
         given = table.to_pylist()
         # (already a variant: augmenting it again would compound transforms)
         results = _each_variants([row for row in given if row.get("parent_id") is None], cfg)
         for row in given:
             rows.append(row)
-            if row.get("parent_id") is not None:
-                lineage += 1
-                continue
-            got = next(results)
-            if isinstance(got, ChildCrashed):
-                crashed.append(row["id"])
-                why.add(got.why)
-                continue
-            result, t = got
-            if result.skipped:
-                skipped += 1
-                by_finding.update(result.skipped)
-                continue
-            if result.variants is None:
-                too_large.append(row["id"])
-                continue
-            sources += 1
-            tally.add(t)
-            no_effect += result.no_effect
-            parse_failed += result.parse_failed
-            for v in result.variants:
+            variants = work.account(row, None if row.get("parent_id") is not None else next(results), tally,
+                                    by_finding)
+            for v in variants:
                 q = v.pop("_q")
                 if v["id"] in seen:
-                    dropped += 1
+                    work.dropped += 1
                     continue
                 seen.add(v["id"])
                 rows.append(v)
-                measured.append((row, v, augment_quality.VariantQuality.of(q)))
-                added += 1
-                tally.by_transform[v["transform"]] += 1
-                tally.by_template[v["template"] or "none"] += 1
-                tally.by_family[v["template"].split("/")[0] if v["template"] else "none"] += 1
-        if lineage:
-            warnings.append(f"{lineage} record(s) of {name!r} already carry lineage (parent_id); "
-                            "they were kept but not augmented again")
-        if too_large:
-            warnings.append(_not_augmented(f"have a code span over max_parse_chars ({cfg.max_parse_chars:,} "
-                                           "characters), which is not parsed", name, too_large))
-        if crashed:
-            warnings.append(_not_augmented(f"crashed the process working on their code ({', '.join(sorted(why))})",
-                                           name, crashed))
-        dropped_total += dropped
+                work.added += 1
+                count_variant(v, tally)
+                quality.add(row, v, augment_quality.VariantQuality.of(q))
         out[name] = table_from_rows(rows)
-        counts[name] = SplitAugment(
-            records_in=table.num_rows, augmented=True, sources=sources, variants_attempted=sources * cfg.factor,
-            variants_added=added, duplicates_dropped=dropped, no_effect=no_effect, parse_failed=parse_failed,
-            too_large=len(too_large), parser_crashed=len(crashed), skipped_by_finding=skipped, records_out=len(rows),
+        counts[name] = work.summary(name, table.num_rows, len(rows), cfg, warnings)
+    report = augment_report(cfg, counts, tally, by_finding, quality.finish(), warnings, t0)
+    return out, report
+
+
+@dataclass(slots=True)
+class SplitWork:
+    """What augmenting the records of one split (or of a run of them: the Ray engine's batches) came to, the
+    records themselves aside: `account` takes each record's result in turn, `merge` adds a later run's."""
+
+    sources: int = 0
+    added: int = 0
+    dropped: int = 0
+    no_effect: int = 0
+    parse_failed: int = 0
+    lineage: int = 0
+    skipped: int = 0
+    too_large: list[str] = field(default_factory=list)
+    crashed: list[str] = field(default_factory=list)
+    why: set[str] = field(default_factory=set)
+
+    def account(self, row: dict[str, Any], got: _Out | ChildCrashed | None, tally: _Tally,
+                by_finding: Counter[str]) -> list[dict[str, Any]]:
+        """Count one record's result (None: it carries lineage, and is not augmented) and return its variants
+        (each with its quality under "_q"), which are not counted yet: some may be dropped as duplicates."""
+        if got is None:
+            self.lineage += 1
+            return []
+        if isinstance(got, ChildCrashed):
+            self.crashed.append(row["id"])
+            self.why.add(got.why)
+            return []
+        result, t = got
+        if result.skipped:
+            self.skipped += 1
+            by_finding.update(result.skipped)
+            return []
+        if result.variants is None:
+            self.too_large.append(row["id"])
+            return []
+        self.sources += 1
+        tally.add(t)
+        self.no_effect += result.no_effect
+        self.parse_failed += result.parse_failed
+        return result.variants
+
+    def merge(self, other: SplitWork) -> None:
+        for name in ("sources", "added", "dropped", "no_effect", "parse_failed", "lineage", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.too_large += other.too_large
+        self.crashed += other.crashed
+        self.why |= other.why
+
+    def summary(self, name: str, records_in: int, records_out: int, cfg: AugmentConfig,
+                warnings: list[str]) -> SplitAugment:
+        """The split's counts, its warnings appended to `warnings`."""
+        if self.lineage:
+            warnings.append(f"{self.lineage} record(s) of {name!r} already carry lineage (parent_id); "
+                            "they were kept but not augmented again")
+        if self.too_large:
+            warnings.append(_not_augmented(f"have a code span over max_parse_chars ({cfg.max_parse_chars:,} "
+                                           "characters), which is not parsed", name, self.too_large))
+        if self.crashed:
+            warnings.append(_not_augmented(f"crashed the process working on their code "
+                                           f"({', '.join(sorted(self.why))})", name, self.crashed))
+        return SplitAugment(
+            records_in=records_in, augmented=True, sources=self.sources, variants_attempted=self.sources * cfg.factor,
+            variants_added=self.added, duplicates_dropped=self.dropped, no_effect=self.no_effect,
+            parse_failed=self.parse_failed, too_large=len(self.too_large), parser_crashed=len(self.crashed),
+            skipped_by_finding=self.skipped, records_out=records_out,
         )
-    report = AugmentReport(
+
+
+def count_variant(v: dict[str, Any], tally: _Tally) -> None:
+    """Count a variant that was added (by transform, template and template family)."""
+    tally.by_transform[v["transform"]] += 1
+    tally.by_template[v["template"] or "none"] += 1
+    tally.by_family[v["template"].split("/")[0] if v["template"] else "none"] += 1
+
+
+def augment_report(cfg: AugmentConfig, counts: dict[str, SplitAugment], tally: _Tally, by_finding: Counter[str],
+                   quality: augment_quality.AugmentQuality, warnings: list[str], started: float) -> AugmentReport:
+    """The report of an augmentation, from the splits' counts and the tallies over all of them."""
+    return AugmentReport(
         config=cfg, splits=counts,
         variants_by_transform={t: tally.by_transform[t] for t in [*cfg.transforms, NO_TRANSFORM]},
         variants_by_family=dict(sorted(tally.by_family.items())),
@@ -489,8 +533,7 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
         skipped_parse_failures={t: tally.skipped[t] for t in cfg.transforms},
         skipped_code_lost={t: tally.code_lost[t] for t in cfg.transforms},
         no_change={t: tally.no_change[t] for t in cfg.transforms}, templates_dropped=tally.templates_dropped,
-        duplicates_dropped=dropped_total, skipped_by_finding=dict(sorted(by_finding.items())),
-        quality=augment_quality.summarise(measured, cfg.seed), warnings=warnings,
-        seconds=round(time.perf_counter() - t0, 3),
+        duplicates_dropped=sum(c.duplicates_dropped for c in counts.values()),
+        skipped_by_finding=dict(sorted(by_finding.items())),
+        quality=quality, warnings=warnings, seconds=round(time.perf_counter() - started, 3),
     )
-    return out, report
