@@ -124,3 +124,28 @@ def test_augment_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tm
             got[engine] = ([(d / f"{s}.jsonl").read_bytes() for s in ("train", "validation", "test")],
                            _report(d.with_suffix(".json")))
         assert got["ray"] == got["local"] and got["local"][1]["splits"]["train"]["variants_added"] > 0
+
+
+def test_build_on_ray_publishes_the_local_version(ray_cluster: Any, tmp_path: Path) -> None:
+    """The same content hash: a build on Ray after the local one finds its version (nothing new written); the
+    engine from the config; a holdout refused before any work."""
+    home = tmp_path / "registry"
+    results = []
+    for extra in ((), ("--engine", "ray")):
+        r = runner.invoke(app, ["build", "--home", str(home), "--json", *extra])
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        results.append(json.loads(r.stdout))
+    local, ray = results
+    assert local["created"] and not ray["created"] and ray["ref"] == local["ref"] == "swc@v1"
+    assert ray["content_hash"] == local["content_hash"] and ray["ledger"] == local["ledger"]
+    config = tmp_path / "swcdata.toml"
+    config.write_text(f'engine = "ray"\ninputs = ["{SAMPLE}"]\n[augment]\nfactor = 1\n')
+    got = []
+    for extra in (("--engine", "local"), ()):  # (--engine over the config's; then the config's)
+        r = runner.invoke(app, ["build", "--config", str(config), "--home", str(home), "--json", *extra])
+        assert r.exit_code == 0, r.output
+        got.append(json.loads(r.stdout))
+    assert got[0]["created"] and not got[1]["created"] and got[1]["content_hash"] == got[0]["content_hash"]
+    config.write_text(f'engine = "ray"\ninputs = ["{SAMPLE}"]\n[split]\nholdout = ["{SAMPLE}"]\n')
+    r = runner.invoke(app, ["build", "--config", str(config), "--home", str(tmp_path / "other")])
+    assert r.exit_code == 2 and "holdout does not run on Ray yet" in r.output and "--engine local" in r.output

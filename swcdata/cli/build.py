@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from swcdata.cli.console import JsonOpt, err, handle_errors, out, print_json
+from swcdata.cli.console import EngineOpt, JsonOpt, RayAddressOpt, err, handle_errors, out, print_json
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Registry folder (default: $SWCDATA_HOME or ./registry).")]
 
@@ -42,12 +42,15 @@ def build_command(
                                                    "(repeatable), e.g. --set dedup.threshold=0.8.")] = None,
     home: HomeOpt = None,
     json_out: JsonOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Validate, deduplicate, split, augment and publish an immutable dataset version.
 
     Every parameter of every step comes from one TOML file, checked as a whole before any work.
     The same inputs and config give the same content hash: then no new version is written and the
-    command names the version that matches.
+    command names the version that matches. --engine ray (or `engine = "ray"` in the config) runs
+    validate, dedup, split and augment on a Ray cluster: the same version.
     """
     from swcdata.cli.console import show_progress
     from swcdata.cli.render import render_build
@@ -60,9 +63,10 @@ def build_command(
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(), console=err,
                       transient=True) as p:
             task = p.add_task("build", total=None)
-            result = run_build(cfg, base, home=home, on_step=lambda s: p.update(task, description=s))
+            result = run_build(cfg, base, home=home, on_step=lambda s: p.update(task, description=s),
+                               engine=engine, ray_address=ray_address)
     else:
-        result = run_build(cfg, base, home=home)
+        result = run_build(cfg, base, home=home, engine=engine, ray_address=ray_address)
     if json_out:
         print_json(result)
     else:

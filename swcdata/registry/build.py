@@ -14,7 +14,7 @@ import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -110,6 +110,9 @@ class BuildConfig(BaseModel):
     audit: AuditStep = Field(default_factory=AuditStep,
                              description="[audit]: the leak rules of decontamination, split grouping and the audit.")
     license: str = Field("unknown", pattern=LICENSE_ID, description="SPDX-like id of the data's license, or 'unknown'.")
+    engine: Literal["local", "ray"] | None = Field(None, description="Where the steps run: local (this machine, the "
+                                                  "default) or ray (a Ray cluster: the same version). `--engine` "
+                                                  "overrides it; it is no part of the version.")
 
 
 def _wording(err: Mapping[str, Any]) -> str | None:
@@ -322,12 +325,62 @@ def check_writable(home: Path) -> None:
                          hint="point --home or SWCDATA_HOME at a folder you can write") from None
 
 
-def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
-              on_step: StepProgress | None = None) -> BuildResult:
-    """Run every step and publish. `on_step(name)` is called as each step starts (for progress)."""
+def _renamed(batch: pa.Table, names: dict[str, str]) -> pa.Table:
+    """`PublishedNames.table` on a Ray worker: `names` maps each input file, as the records name it, to its
+    published name (computed on the driver, whose working folder the names depend on)."""
+    import pyarrow.compute as pc
+
+    src = batch.column("source")
+    enc = pc.dictionary_encode(pc.struct_field(src, "file")).combine_chunks()
+    files = strings([names.get(f, f) if f is not None else None for f in enc.dictionary.to_pylist()]).take(enc.indices)
+    new = pa.StructArray.from_arrays([files, pc.struct_field(src, "line").combine_chunks()], names=["file", "line"])
+    return batch.set_column(batch.schema.get_field_index("source"), batch.schema.field("source"), new)
+
+
+def _gathered(ray: Any, ds: Any) -> pa.Table:
+    """A Ray Dataset of records as one table of RECORD_SCHEMA, in its order (the engine's columns dropped)."""
+    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
+
+    tables = [t.select(list(RECORD_COLUMNS)) for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    return pa.concat_tables(tables).cast(RECORD_SCHEMA) if tables else RECORD_SCHEMA.empty_table()
+
+
+def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step: StepProgress | None = None,
+              engine: str | None = None, ray_address: str | None = None) -> BuildResult:
+    """Run every step and publish. `on_step(name)` is called as each step starts (for progress). `engine`: where
+    validate, dedup, split and augment run (the `--engine` of the command line; default: the config's, else
+    ./swcdata.toml's, else local); on Ray (joined at `ray_address`, else RAY_ADDRESS, else started here) the
+    splits are gathered on this machine for the audit and the publication, and the version is the local
+    engine's."""
+    from swcdata.core.io import resolve_inputs
+    from swcdata.engine import choose
+    from swcdata.registry.store import Registry
+
+    on_ray = choose(engine, cfg.engine) == "ray"
+    if on_ray and cfg.split.holdout:
+        raise InputError("split.holdout does not run on Ray yet: the decontamination audit is not distributed",
+                         hint="build this config with --engine local")
+
+    def resolve(paths: list[str]) -> list[Path]:
+        return resolve_inputs([p if Path(p).is_absolute() else str(base / p) for p in paths])
+
+    # (before any work: missing inputs, or a registry we cannot write, fail now, not at publish)
+    files = resolve(cfg.inputs)
+    holdout_files = resolve(cfg.split.holdout) if cfg.split.holdout else []
+    check_writable(Registry(home).home)
+    if not on_ray:
+        return _run_build(cfg, base, files, holdout_files, home, on_step, None)
+    from swcdata.engine.session import ray_session
+
+    with ray_session(ray_address) as ray:
+        return _run_build(cfg, base, files, holdout_files, home, on_step, ray)
+
+
+def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: list[Path], home: Path | None,
+               on_step: StepProgress | None, ray: Any) -> BuildResult:
+    """`run_build` on this machine (`ray` None) or with validate, dedup, split and augment on Ray."""
     import time
 
-    from swcdata.core.io import resolve_inputs
     from swcdata.registry.store import Registry
     from swcdata.steps.audit import AuditConfig, audit
     from swcdata.steps.dedup import dedup
@@ -347,20 +400,28 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
         timings[name] = round(now - t, 3)
         t = now
 
-    def resolve(paths: list[str]) -> list[Path]:
-        return resolve_inputs([p if Path(p).is_absolute() else str(base / p) for p in paths])
-
-    files = resolve(cfg.inputs)
-    holdout_files = resolve(cfg.split.holdout) if cfg.split.holdout else []
-    check_writable(Registry(home).home)  # before any work: a registry we cannot write fails now, not at publish
     names = PublishedNames([*files, *holdout_files], base)
     step("validate")
-    table, vrep, quarantined = load_valid([str(f) for f in files], cfg.validate_)
-    table = names.table(table)
+    if ray is not None:
+        from swcdata.engine.dedup import _mapped
+        from swcdata.engine.reading import validate_on_ray
+
+        valid = validate_on_ray([str(f) for f in files], cfg.validate_)
+        vrep, quarantined = valid.report, valid.quarantined
+        records = _mapped(valid.records, _renamed, None, names={str(f): names(str(f)) for f in files})
+    else:
+        table, vrep, quarantined = load_valid([str(f) for f in files], cfg.validate_)
+        table = names.table(table)
     lap("validate")
 
     step("dedup")
-    kept, drep = dedup(table, cfg.dedup)
+    if ray is not None:
+        from swcdata.engine.dedup import dedup_on_ray
+
+        deduped = dedup_on_ray(records, cfg.dedup)
+        kept_ds, drep = deduped.kept, deduped.report
+    else:
+        kept, drep = dedup(table, cfg.dedup)
     lap("dedup")
 
     step("split")
@@ -374,8 +435,15 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
                                                         ValidateConfig(check_code=False))
         holdout_inputs = hrep.inputs
         holdout = names.table(holdout)
-    splits, srep = split(kept, split_cfg, holdout)
-    pre_aug = {k: v.num_rows for k, v in splits.items()}
+    if ray is not None:
+        from swcdata.engine.split import split_on_ray
+
+        on_ray = split_on_ray(kept_ds, split_cfg)
+        split_ds, srep = on_ray.splits, on_ray.report
+        pre_aug = dict(srep.sizes)
+    else:
+        splits, srep = split(kept, split_cfg, holdout)
+        pre_aug = {k: v.num_rows for k, v in splits.items()}
     lap("split")
     if not pre_aug.get("train"):  # (checked before augmenting and auditing: nothing would come of them)
         dups = drep.ledger.exact_duplicates + drep.ledger.near_duplicates
@@ -393,12 +461,21 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None,
 
         step("augment")
         acfg = AugmentConfig(**{"seed": cfg.seed, **(cfg.augment.model_extra or {})})
-        splits, arep = augment(splits, acfg)
+        if ray is not None:
+            from swcdata.engine.augment import augment_on_ray
+
+            augmented_ds = augment_on_ray(split_ds, acfg)
+            splits, arep = {k: _gathered(ray, v) for k, v in augmented_ds.splits.items()}, augmented_ds.report
+        else:
+            splits, arep = augment(splits, acfg)
         augmented = sum(v.num_rows for v in splits.values()) - sum(pre_aug.values())
         not_augmented = sum(s.skipped_by_finding for s in arep.splits.values())
         aug_step = {"name": "augment", "config": acfg.model_dump(mode="json"),
                     "summary": arep.model_dump(mode="json", exclude={"config"})}
         lap("augment")
+
+    elif ray is not None:
+        splits = {k: _gathered(ray, v) for k, v in split_ds.items()}
 
     step("audit")
     contamination: dict[str, dict[str, Any]] = {}
