@@ -149,3 +149,17 @@ def test_build_on_ray_publishes_the_local_version(ray_cluster: Any, tmp_path: Pa
     config.write_text(f'engine = "ray"\ninputs = ["{SAMPLE}"]\n[split]\nholdout = ["{SAMPLE}"]\n')
     r = runner.invoke(app, ["build", "--config", str(config), "--home", str(tmp_path / "other")])
     assert r.exit_code == 2 and "holdout does not run on Ray yet" in r.output and "--engine local" in r.output
+
+
+def test_audit_on_ray_reports_what_the_local_engine_reports(ray_cluster: Any, tmp_path: Path) -> None:
+    """The sample's train split as the reference, the whole sample as the candidates (its train records leak):
+    the same report and exit code (--fail-on-leak)."""
+    r = runner.invoke(app, ["split", str(SAMPLE), "--out", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    got = {}
+    for engine in ("local", "ray"):
+        r = runner.invoke(app, ["audit", "-r", str(tmp_path / "s" / "train.jsonl"), "-c", str(SAMPLE), "--report", str(tmp_path / f"{engine}.json"),
+                                "--rules", "exact,near,code,ngram", "--fail-on-leak", "--engine", engine])
+        assert "Traceback" not in r.output, r.output
+        got[engine] = (r.exit_code, _report(tmp_path / f"{engine}.json"))
+    assert got["ray"] == got["local"] and got["local"][0] == 1 and got["local"][1]["summary"]["exact"] > 0

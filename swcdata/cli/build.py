@@ -54,9 +54,15 @@ def build_command(
     """
     from swcdata.cli.console import show_progress
     from swcdata.cli.render import render_build
+    from swcdata.engine import choose
     from swcdata.registry.build import load_config, run_build
 
     cfg, base = load_config(config, parse_sets(set_))
+    steps = None
+    if choose(engine, cfg.engine) == "ray":
+        from swcdata.engine.build import RaySteps
+
+        steps = RaySteps(ray_address)
     if show_progress(json_out):
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -64,9 +70,9 @@ def build_command(
                       transient=True) as p:
             task = p.add_task("build", total=None)
             result = run_build(cfg, base, home=home, on_step=lambda s: p.update(task, description=s),
-                               engine=engine, ray_address=ray_address)
+                               steps=steps)
     else:
-        result = run_build(cfg, base, home=home, engine=engine, ray_address=ray_address)
+        result = run_build(cfg, base, home=home, steps=steps)
     if json_out:
         print_json(result)
     else:

@@ -288,6 +288,8 @@ def audit(
                                                "or if there are no candidates.")] = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Prove a test set is clean: match every candidate record against a reference set.
 
@@ -295,7 +297,8 @@ def audit(
     match (its Solidity code inside a reference record's, holding one, or a near copy, whatever the
     prose says; the same code under another category is listed as a label conflict) and its longest
     shared word n-gram (the 13-gram decontamination rule of GPT-3 and lm-evaluation-harness). The
-    summary gives the contamination rate under --rules.
+    summary gives the contamination rate under --rules. --engine ray reads the reference on a
+    Ray cluster and matches it there (the candidates stay on this machine), with the same report.
     """
     from swcdata.cli.console import show_progress, signing_progress
     from swcdata.cli.render import render_audit
@@ -312,13 +315,27 @@ def audit(
     cfg = AuditConfig(near=_dedup_config(threshold, num_perm, ngram), overlap_n=overlap_n,
                       ngram_counts_as_leak=ngram_leak, leak_rules=names,  # type: ignore[arg-type]
                       code=CodeMatchConfig(threshold=code_threshold, min_tokens=code_min_tokens))
-    ref_table, ref_v, _ = load_records(reference, json_out=json_out, label="reference",
-                                        outputs=[("--report", report)])
-    cand_table, cand_v, _ = load_records(candidate, json_out=json_out, label="candidate",
-                                          outputs=[("--report", report)])
-    with signing_progress(show_progress(json_out)) as progress:
-        rep = run_audit(ref_table, cand_table, cfg, progress=progress)
-    rep = rep.model_copy(update={"reference_input": ref_v.ledger, "candidate_input": cand_v.ledger})
+    with ExitStack() as stack:
+        if choose(engine) == "ray":
+            from swcdata.cli.inputs import load_records_on_ray
+            from swcdata.engine.audit import audit_on_ray
+
+            ref_valid = load_records_on_ray(stack, reference, ray_address, json_out=json_out, label="reference",
+                                            outputs=[("--report", report)])
+            ref_ledger = ref_valid.report.ledger
+            cand_table, cand_v, _ = load_records(candidate, json_out=json_out, label="candidate",
+                                                  outputs=[("--report", report)])
+            with status("auditing on Ray", json_out):
+                rep = audit_on_ray(ref_valid.records, cand_table, cfg)
+        else:
+            ref_table, ref_v, _ = load_records(reference, json_out=json_out, label="reference",
+                                                outputs=[("--report", report)])
+            ref_ledger = ref_v.ledger
+            cand_table, cand_v, _ = load_records(candidate, json_out=json_out, label="candidate",
+                                                  outputs=[("--report", report)])
+            with signing_progress(show_progress(json_out)) as progress:
+                rep = run_audit(ref_table, cand_table, cfg, progress=progress)
+    rep = rep.model_copy(update={"reference_input": ref_ledger, "candidate_input": cand_v.ledger})
     if report:
         write_report(report, rep)
     if json_out:

@@ -9,6 +9,7 @@ duplicate or by decontamination, or quarantined -- and the numbers add up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from collections import Counter
@@ -325,41 +326,54 @@ def check_writable(home: Path) -> None:
                          hint="point --home or SWCDATA_HOME at a folder you can write") from None
 
 
-def _renamed(batch: pa.Table, names: dict[str, str]) -> pa.Table:
-    """`PublishedNames.table` on a Ray worker: `names` maps each input file, as the records name it, to its
-    published name (computed on the driver, whose working folder the names depend on)."""
-    import pyarrow.compute as pc
+class Steps:
+    """Where the build's validate, dedup, split and augment run: this machine (this class, over Arrow tables),
+    or a Ray cluster (`swcdata.engine.build.RaySteps`, over Ray Datasets). A step's records are whatever the
+    runner passes between its steps; `gather` turns the final splits into tables for the audit and the
+    publication, which run here."""
 
-    src = batch.column("source")
-    enc = pc.dictionary_encode(pc.struct_field(src, "file")).combine_chunks()
-    files = strings([names.get(f, f) if f is not None else None for f in enc.dictionary.to_pylist()]).take(enc.indices)
-    new = pa.StructArray.from_arrays([files, pc.struct_field(src, "line").combine_chunks()], names=["file", "line"])
-    return batch.set_column(batch.schema.get_field_index("source"), batch.schema.field("source"), new)
+    def session(self) -> contextlib.AbstractContextManager[Any]:
+        """Entered once the inputs and the registry are checked, around the steps."""
+        return contextlib.nullcontext()
 
+    def refuse(self, cfg: BuildConfig) -> None:
+        """An InputError for what this runner cannot build (before any work)."""
 
-def _gathered(ray: Any, ds: Any) -> pa.Table:
-    """A Ray Dataset of records as one table of RECORD_SCHEMA, in its order (the engine's columns dropped)."""
-    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
+    def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames) -> tuple[Any, Any, list[Any]]:
+        from swcdata.steps.validate import load_valid
 
-    tables = [t.select(list(RECORD_COLUMNS)) for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
-    return pa.concat_tables(tables).cast(RECORD_SCHEMA) if tables else RECORD_SCHEMA.empty_table()
+        table, vrep, quarantined = load_valid([str(f) for f in files], cfg)
+        return names.table(table), vrep, quarantined
+
+    def dedup(self, records: Any, cfg: DedupConfig) -> tuple[Any, Any]:
+        from swcdata.steps.dedup import dedup
+
+        return dedup(records, cfg)
+
+    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None) -> tuple[dict[str, Any], Any]:
+        from swcdata.steps.split import split
+
+        return split(records, cfg, holdout)
+
+    def augment(self, splits: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], Any]:
+        from swcdata.steps.augment.step import augment
+
+        return augment(splits, cfg)
+
+    def gather(self, splits: dict[str, Any]) -> dict[str, pa.Table]:
+        return splits
 
 
 def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step: StepProgress | None = None,
-              engine: str | None = None, ray_address: str | None = None) -> BuildResult:
-    """Run every step and publish. `on_step(name)` is called as each step starts (for progress). `engine`: where
-    validate, dedup, split and augment run (the `--engine` of the command line; default: the config's, else
-    ./swcdata.toml's, else local); on Ray (joined at `ray_address`, else RAY_ADDRESS, else started here) the
-    splits are gathered on this machine for the audit and the publication, and the version is the local
-    engine's."""
+              steps: Steps | None = None) -> BuildResult:
+    """Run every step and publish. `on_step(name)` is called as each step starts (for progress). `steps`: where
+    validate, dedup, split and augment run (default: here; `swcdata.engine.build.RaySteps` on a Ray cluster, whose
+    splits are gathered here for the audit and the publication: the same version)."""
     from swcdata.core.io import resolve_inputs
-    from swcdata.engine import choose
     from swcdata.registry.store import Registry
 
-    on_ray = choose(engine, cfg.engine) == "ray"
-    if on_ray and cfg.split.holdout:
-        raise InputError("split.holdout does not run on Ray yet: the decontamination audit is not distributed",
-                         hint="build this config with --engine local")
+    runner = steps or Steps()
+    runner.refuse(cfg)
 
     def resolve(paths: list[str]) -> list[Path]:
         return resolve_inputs([p if Path(p).is_absolute() else str(base / p) for p in paths])
@@ -368,23 +382,17 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step
     files = resolve(cfg.inputs)
     holdout_files = resolve(cfg.split.holdout) if cfg.split.holdout else []
     check_writable(Registry(home).home)
-    if not on_ray:
-        return _run_build(cfg, base, files, holdout_files, home, on_step, None)
-    from swcdata.engine.session import ray_session
-
-    with ray_session(ray_address) as ray:
-        return _run_build(cfg, base, files, holdout_files, home, on_step, ray)
+    with runner.session():
+        return _run_build(cfg, base, files, holdout_files, home, on_step, runner)
 
 
 def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: list[Path], home: Path | None,
-               on_step: StepProgress | None, ray: Any) -> BuildResult:
-    """`run_build` on this machine (`ray` None) or with validate, dedup, split and augment on Ray."""
+               on_step: StepProgress | None, runner: Steps) -> BuildResult:
+    """`run_build` after the checks, inside the runner's session."""
     import time
 
     from swcdata.registry.store import Registry
     from swcdata.steps.audit import AuditConfig, audit
-    from swcdata.steps.dedup import dedup
-    from swcdata.steps.split import split
     from swcdata.steps.validate import load_valid
 
     def step(name: str) -> None:
@@ -402,26 +410,11 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
 
     names = PublishedNames([*files, *holdout_files], base)
     step("validate")
-    if ray is not None:
-        from swcdata.engine.dedup import _mapped
-        from swcdata.engine.reading import validate_on_ray
-
-        valid = validate_on_ray([str(f) for f in files], cfg.validate_)
-        vrep, quarantined = valid.report, valid.quarantined
-        records = _mapped(valid.records, _renamed, None, names={str(f): names(str(f)) for f in files})
-    else:
-        table, vrep, quarantined = load_valid([str(f) for f in files], cfg.validate_)
-        table = names.table(table)
+    records, vrep, quarantined = runner.validate(files, cfg.validate_, names)
     lap("validate")
 
     step("dedup")
-    if ray is not None:
-        from swcdata.engine.dedup import dedup_on_ray
-
-        deduped = dedup_on_ray(records, cfg.dedup)
-        kept_ds, drep = deduped.kept, deduped.report
-    else:
-        kept, drep = dedup(table, cfg.dedup)
+    kept, drep = runner.dedup(records, cfg.dedup)
     lap("dedup")
 
     step("split")
@@ -435,15 +428,8 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
                                                         ValidateConfig(check_code=False))
         holdout_inputs = hrep.inputs
         holdout = names.table(holdout)
-    if ray is not None:
-        from swcdata.engine.split import split_on_ray
-
-        on_ray = split_on_ray(kept_ds, split_cfg)
-        split_ds, srep = on_ray.splits, on_ray.report
-        pre_aug = dict(srep.sizes)
-    else:
-        splits, srep = split(kept, split_cfg, holdout)
-        pre_aug = {k: v.num_rows for k, v in splits.items()}
+    splits, srep = runner.split(kept, split_cfg, holdout)
+    pre_aug = dict(srep.sizes)
     lap("split")
     if not pre_aug.get("train"):  # (checked before augmenting and auditing: nothing would come of them)
         dups = drep.ledger.exact_duplicates + drep.ledger.near_duplicates
@@ -457,25 +443,18 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     aug_step: dict[str, Any] | None = None
     augmented = not_augmented = 0
     if cfg.augment.enabled:
-        from swcdata.steps.augment.step import AugmentConfig, augment
+        from swcdata.steps.augment.step import AugmentConfig
 
         step("augment")
         acfg = AugmentConfig(**{"seed": cfg.seed, **(cfg.augment.model_extra or {})})
-        if ray is not None:
-            from swcdata.engine.augment import augment_on_ray
-
-            augmented_ds = augment_on_ray(split_ds, acfg)
-            splits, arep = {k: _gathered(ray, v) for k, v in augmented_ds.splits.items()}, augmented_ds.report
-        else:
-            splits, arep = augment(splits, acfg)
-        augmented = sum(v.num_rows for v in splits.values()) - sum(pre_aug.values())
+        splits, arep = runner.augment(splits, acfg)
+        augmented = sum(s.records_out for s in arep.splits.values()) - sum(pre_aug.values())
         not_augmented = sum(s.skipped_by_finding for s in arep.splits.values())
         aug_step = {"name": "augment", "config": acfg.model_dump(mode="json"),
                     "summary": arep.model_dump(mode="json", exclude={"config"})}
         lap("augment")
 
-    elif ray is not None:
-        splits = {k: _gathered(ray, v) for k, v in split_ds.items()}
+    splits = runner.gather(splits)
 
     step("audit")
     contamination: dict[str, dict[str, Any]] = {}

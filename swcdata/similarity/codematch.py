@@ -145,12 +145,9 @@ def _near(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig)
     """(i, j, similarity) of code near copies (the spans of at least min_tokens tokens of each record), every
     pair of each LSH bucket verified at the threshold."""
     both = a if b is None else a + b
-    streams = [[t for sp in rc.needles(cfg.min_tokens) for t in (*sp, SPAN_MARK)] for rc in both]
-    rows = np.array([k for k, c in enumerate(streams) if c], dtype=np.int64)
+    rows, sig = near_signatures(both, cfg)
     if len(rows) < 2:
         return []
-    h, off = minhash.shingle_hashes([" ".join(streams[k]) for k in rows], cfg.ngram)
-    sig = minhash.signatures(h, off, cfg.num_perm, cfg.seed)
     pairs = minhash.candidate_pairs(sig, *minhash.lsh_params(cfg.threshold, cfg.num_perm), all_pairs=True)
     sims = minhash.similarity(sig, pairs)
     keep = sims >= cfg.threshold
@@ -163,6 +160,22 @@ def _near(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig)
         if x < na <= y:
             out.append((x, y - na, float(s)))
     return out
+
+
+def near_signatures(codes: list[RecordCode], cfg: CodeMatchConfig) -> tuple[npt.NDArray[np.int64], minhash.U32]:
+    """The near rule's MinHash signatures of the code of the records that have some (their spans of at least
+    min_tokens tokens, as one stream): those records' positions in `codes`, and their signatures."""
+    streams = [[t for sp in rc.needles(cfg.min_tokens) for t in (*sp, SPAN_MARK)] for rc in codes]
+    rows = np.array([k for k, c in enumerate(streams) if c], dtype=np.int64)
+    if len(rows) == 0:
+        return rows, np.zeros((0, cfg.num_perm), dtype=np.uint32)
+    h, off = minhash.shingle_hashes([" ".join(streams[k]) for k in rows], cfg.ngram)
+    return rows, minhash.signatures(h, off, cfg.num_perm, cfg.seed)
+
+
+def contained_pairs(a: list[RecordCode], b: list[RecordCode], min_tokens: int) -> list[tuple[int, int]]:
+    """(i, j) where a span of a[i] (of at least min_tokens tokens) occurs whole in the code of b[j]."""
+    return _contained(a, b, min_tokens, False)
 
 
 def code_pairs(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig) -> CodePairs:

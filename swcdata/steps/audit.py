@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -232,11 +233,9 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
     cfg = config or AuditConfig()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    # (the candidates' ids and sources become Python: the report has a result per candidate; the reference's stay
-    # Arrow, and only the records a result names are read: see `ref`)
-    c_ids: list[str] = candidate.column("id").to_pylist()
-    c_src: list[dict] = candidate.column("source").to_pylist()
-    nr, nc = reference.num_rows, len(c_ids)
+    # (the candidates' ids and sources become Python in the report, a result per candidate; the reference's stay
+    # Arrow, and only the records a result names are read: see `audit_report`)
+    nr, nc = reference.num_rows, candidate.num_rows
 
     # each candidate's first reference record with the same id (index_in keeps a value's first position), or -1
     exact = np.full(nc, -1, dtype=np.int64)
@@ -284,14 +283,43 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
     cand_words = _words(candidate)
     longest, ngram_ref, ngram_start = _longest_overlap(_words(reference), cand_words, cfg.overlap_n)
     timings["ngram"] = time.perf_counter() - t
+    ref_columns = [c for c in ("id", "source", "category") if c in reference.column_names]
+    return audit_report(cfg, candidate, nr, Matches(exact, near, near_sim, cp, longest, ngram_ref, ngram_start),
+                        cand_words, lambda keys: reference.select(ref_columns).take(int64s(keys)), timings, t0)
 
+
+class Matches(NamedTuple):
+    """What the rules found for each candidate, reference records named by a key that sorts as the reference's
+    order (locally its row; on Ray its `_order`), -1 for none: the first exact match, the best near match and its
+    similarity, the code pairs (`j`: keys), the longest shared n-gram span in words, a reference holding it and
+    its word offset in the candidate."""
+
+    exact: npt.NDArray[np.int64]
+    near: npt.NDArray[np.int64]
+    near_sim: npt.NDArray[np.float64]
+    code: CodePairs
+    longest: npt.NDArray[np.int64]
+    ngram_ref: npt.NDArray[np.int64]
+    ngram_start: npt.NDArray[np.int64]
+
+
+def audit_report(cfg: AuditConfig, candidate: pa.Table, reference_records: int, m: Matches, cand_words: list[str],
+                 refs: Callable[[npt.NDArray[np.int64]], pa.Table], timings: dict[str, float],
+                 started: float) -> AuditReport:
+    """The report of the matches: a result per candidate, the label conflicts and the summary. `refs(keys)`: the
+    reference records of those keys (sorted, distinct) in that order, as id, source (and category) columns."""
+    exact, near, near_sim, cp, longest, ngram_ref, ngram_start = m
+    c_ids: list[str] = candidate.column("id").to_pylist()
+    c_src: list[dict] = candidate.column("source").to_pylist()
+    nr, nc = reference_records, len(c_ids)
     best_code = _best_code_match(cp, nc)
     named = np.unique(np.concatenate([exact, near, ngram_ref, cp.j.astype(np.int64) if len(cp) else exact[:0]]))
     named = named[named >= 0]
-    refs = dict(zip(named.tolist(), reference.select(["id", "source"]).take(int64s(named)).to_pylist(), strict=True))
+    named_rows = refs(named)
+    refs_of = dict(zip(named.tolist(), named_rows.select(["id", "source"]).to_pylist(), strict=True))
 
     def ref(i: int) -> RecordRef:
-        r = refs[i]
+        r = refs_of[i]
         return RecordRef(id=r["id"], source=Source(**r["source"]))
 
     n_code = np.bincount(cp.i, minlength=nc) if len(cp) else np.zeros(nc, dtype=np.int64)
@@ -320,8 +348,8 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
             leak=bool((exact[j] >= 0 and cfg.counts("exact")) or (near[j] >= 0 and cfg.counts("near"))
                       or (k >= 0 and cfg.counts("code")) or (longest[j] and cfg.counts("ngram")))))
     conflicts: list[LabelConflict] = []
-    if "category" in reference.column_names and "category" in candidate.column_names:
-        r_cat = dict(zip(named.tolist(), reference.column("category").take(int64s(named)).to_pylist(), strict=True))
+    if "category" in named_rows.column_names and "category" in candidate.column_names:
+        r_cat = dict(zip(named.tolist(), named_rows.column("category").to_pylist(), strict=True))
         c_cat: list[str] = candidate.column("category").to_pylist()
         conflicts = [LabelConflict(candidate=RecordRef(id=c_ids[a], source=Source(**c_src[a])),
                                    candidate_category=c_cat[a], reference=ref(b), reference_category=r_cat[b],
@@ -330,7 +358,7 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
                      if c_cat[a] != r_cat[b]]
     counts = {s: sum(1 for r in results if r.status == s) for s in ("exact", "near", "code", "ngram", "clean")}
     leaked = sum(1 for r in results if r.leak)
-    timings["total"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
     summary = AuditSummary(
         reference_records=nr, candidate_records=nc, exact=counts["exact"], near=counts["near"], code=counts["code"],
         code_pairs=len(cp), label_conflicts=len(conflicts),
