@@ -93,8 +93,7 @@ def test_dedup_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_
 
 
 def test_split_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_path: Path) -> None:
-    """The three split files byte for byte and the report; --holdout is refused before any work, with the way to
-    run it."""
+    """The three split files byte for byte and the report, without and with --holdout."""
     got = {}
     for engine in ("local", "ray"):
         d = tmp_path / engine
@@ -104,10 +103,16 @@ def test_split_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_
         got[engine] = ([(d / f"{s}.jsonl").read_bytes() for s in ("train", "validation", "test")],
                        _report(tmp_path / f"{engine}.json"))
     assert got["ray"] == got["local"] and all(got["local"][0])
-    r = runner.invoke(app, ["split", str(SAMPLE), "--out", str(tmp_path / "h"), "--holdout", str(SAMPLE),
-                            "--engine", "ray"])
-    assert r.exit_code == 2 and "--holdout does not run on Ray yet" in r.output and "--engine local" in r.output
-    assert not (tmp_path / "h").exists()
+    # against a holdout set: its own test split, so that its records in the sample are removed
+    got = {}
+    for engine in ("local", "ray"):
+        d = tmp_path / f"h-{engine}"
+        r = runner.invoke(app, ["split", str(SAMPLE), "--out", str(d), "--holdout", str(tmp_path / "local" /
+                                "test.jsonl"), "--report", str(d.with_suffix(".json")), "--engine", engine])
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        got[engine] = ([(d / f"{s}.jsonl").read_bytes() for s in ("train", "validation", "test")],
+                       _report(d.with_suffix(".json")))
+    assert got["ray"] == got["local"] and got["local"][1]["decontaminated"]
 
 
 def test_augment_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tmp_path: Path) -> None:
@@ -128,7 +133,7 @@ def test_augment_on_ray_writes_what_the_local_engine_writes(ray_cluster: Any, tm
 
 def test_build_on_ray_publishes_the_local_version(ray_cluster: Any, tmp_path: Path) -> None:
     """The same content hash: a build on Ray after the local one finds its version (nothing new written); the
-    engine from the config; a holdout refused before any work."""
+    engine from the config; with a holdout set."""
     home = tmp_path / "registry"
     results = []
     for extra in ((), ("--engine", "ray")):
@@ -146,20 +151,14 @@ def test_build_on_ray_publishes_the_local_version(ray_cluster: Any, tmp_path: Pa
         assert r.exit_code == 0, r.output
         got.append(json.loads(r.stdout))
     assert got[0]["created"] and not got[1]["created"] and got[1]["content_hash"] == got[0]["content_hash"]
-    config.write_text(f'engine = "ray"\ninputs = ["{SAMPLE}"]\n[split]\nholdout = ["{SAMPLE}"]\n')
-    r = runner.invoke(app, ["build", "--config", str(config), "--home", str(tmp_path / "other")])
-    assert r.exit_code == 2 and "holdout does not run on Ray yet" in r.output and "--engine local" in r.output
-
-
-def test_audit_on_ray_reports_what_the_local_engine_reports(ray_cluster: Any, tmp_path: Path) -> None:
-    """The sample's train split as the reference, the whole sample as the candidates (its train records leak):
-    the same report and exit code (--fail-on-leak)."""
+    # with a holdout set: the same version too
     r = runner.invoke(app, ["split", str(SAMPLE), "--out", str(tmp_path / "s")])
     assert r.exit_code == 0, r.output
-    got = {}
+    config.write_text(f'inputs = ["{SAMPLE}"]\n[split]\nholdout = ["{tmp_path / "s" / "test.jsonl"}"]\n')
+    got = []
     for engine in ("local", "ray"):
-        r = runner.invoke(app, ["audit", "-r", str(tmp_path / "s" / "train.jsonl"), "-c", str(SAMPLE), "--report", str(tmp_path / f"{engine}.json"),
-                                "--rules", "exact,near,code,ngram", "--fail-on-leak", "--engine", engine])
-        assert "Traceback" not in r.output, r.output
-        got[engine] = (r.exit_code, _report(tmp_path / f"{engine}.json"))
-    assert got["ray"] == got["local"] and got["local"][0] == 1 and got["local"][1]["summary"]["exact"] > 0
+        r = runner.invoke(app, ["build", "--config", str(config), "--home", str(home), "--json", "--engine", engine])
+        assert r.exit_code == 0, r.output
+        got.append(json.loads(r.stdout))
+    assert got[0]["created"] and not got[1]["created"] and got[1]["content_hash"] == got[0]["content_hash"]
+    assert got[0]["ledger"]["decontaminated"] > 0 and got[1]["ledger"] == got[0]["ledger"]

@@ -2,12 +2,14 @@
 
 On the seed corpus and on a generated corpus of 20,000 records with planted near duplicates, with the input in
 Ray blocks of 1, 7 and 500 records, stratified and not, connected components on the driver and (components_bound=0)
-on the cluster, and an input whose blocks are not in `_order` order: every split holds the local split's records in
-the local order, and the report is the local report (its timing aside).
+on the cluster, an input whose blocks are not in `_order` order, and against a holdout set (the seed test file;
+generated records whose copies are in the corpus, with and without the n-gram rule): every split holds the local
+split's records in the local order, and the report is the local report (its timing aside).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,15 +18,17 @@ import pytest
 from ray_inputs import collected, file_line_order, ray_input
 
 from swcdata.steps.split import SPLITS, SplitConfig, split
+from swcdata.steps.validate import ValidateConfig, load_valid
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 
-def _assert_same(ray: Any, table: pa.Table, ds: Any, cfg: SplitConfig, **kwargs: Any) -> Any:
+def _assert_same(ray: Any, table: pa.Table, ds: Any, cfg: SplitConfig, holdout: pa.Table | None = None,
+                 **kwargs: Any) -> Any:
     from swcdata.engine.split import split_on_ray
 
-    splits, report = split(table, cfg)
-    result = split_on_ray(ds, cfg, **kwargs)
+    splits, report = split(table, cfg, holdout)
+    result = split_on_ray(ds, cfg, holdout, **kwargs)
     assert list(result.splits) == list(SPLITS)
     for name in SPLITS:
         got = collected(ray, result.splits[name])
@@ -65,10 +69,27 @@ def test_one_record_blocks_out_of_order(ray_cluster: Any, generated_table: pa.Ta
     assert result.report.multi_record_groups > 0
 
 
-def test_a_holdout_is_refused_with_the_way_to_run_it(ray_cluster: Any, seed_table: pa.Table) -> None:
-    from swcdata.core.errors import InputError
-    from swcdata.engine.split import split_on_ray
+@pytest.fixture(scope="module")
+def test_table(seed_test_file: Path) -> pa.Table:
+    return load_valid([seed_test_file], ValidateConfig(check_code=False))[0]
 
-    with pytest.raises(InputError, match="holdout") as e:
-        split_on_ray(ray_input(ray_cluster, seed_table.slice(0, 10), 5), SplitConfig(), seed_table.slice(10, 5))
-    assert "--engine local" in (e.value.hint or "")
+
+def test_seed_corpus_against_its_test_file(ray_cluster: Any, seed_table: pa.Table, test_table: pa.Table) -> None:
+    """The seed test file as the holdout: its copies in the corpus are removed (decontaminated), it is the test
+    split."""
+    cfg = SplitConfig(seed=1)
+    result = _assert_same(ray_cluster, seed_table, ray_input(ray_cluster, seed_table, 500,
+                                                             file_line_order(seed_table)), cfg, test_table,
+                          rows_per_block=1000)
+    assert len(result.report.decontaminated) >= 1000 and result.report.holdout_records > 0
+
+
+@pytest.mark.parametrize("rules", [["exact", "near", "code"], ["exact", "near", "code", "ngram"]])
+def test_generated_corpus_against_a_holdout_of_its_own(ray_cluster: Any, generated_table: pa.Table,
+                                                       rules: list[str]) -> None:
+    """A holdout of generated records whose near copies and renamed variants are in the corpus (blocks of 7)."""
+    holdout, corpus = generated_table.slice(0, 300), generated_table.slice(300, 3000)
+    cfg = SplitConfig(leak_rules=rules)  # type: ignore[arg-type]
+    result = _assert_same(ray_cluster, corpus, ray_input(ray_cluster, corpus, 7), cfg, holdout, rows_per_block=400)
+    kinds = {d.kind for d in result.report.decontaminated}
+    assert {"exact", "near"} <= kinds or {"near", "code"} <= kinds, kinds

@@ -61,7 +61,7 @@ def split_command(
     Exact and near-duplicate clusters are groups that never cross a split; categories are
     balanced per split; the same seed gives the same split. With --holdout, the holdout set is the
     test split and train/validation are decontaminated against it. --engine ray runs the split on a Ray
-    cluster with the same result (not yet with --holdout).
+    cluster with the same result.
     """
     from contextlib import ExitStack
 
@@ -70,7 +70,7 @@ def split_command(
     from swcdata.cli.console import show_progress, signing_progress, status
     from swcdata.cli.inputs import load_records, load_records_on_ray, ray_jsonl_writer
     from swcdata.cli.render import render_split
-    from swcdata.core.errors import ConfigError, DataError, InputError
+    from swcdata.core.errors import ConfigError
     from swcdata.engine import choose
     from swcdata.steps.split import SplitConfig
     from swcdata.steps.split import split as run_split
@@ -86,26 +86,18 @@ def split_command(
     outputs = [("--out", out_dir / f"{name}.jsonl") for name in ("train", "validation", "test")]
     outputs.append(("--report", report))
     if choose(engine) == "ray":
-        if holdout:
-            raise InputError("--holdout does not run on Ray yet: the decontamination audit is not distributed",
-                             hint="run this split with --engine local")
         from swcdata.engine.split import split_on_ray
 
         with ExitStack() as stack:
             valid = load_records_on_ray(stack, paths, ray_address, json_out=json_out, outputs=outputs)
+            hold, hold_ledger = _holdout(holdout, json_out, outputs)
             with status("splitting on Ray", json_out):
-                result = split_on_ray(valid.records, cfg)
-            rep = result.report.model_copy(update={"input": valid.report.ledger})
+                result = split_on_ray(valid.records, cfg, hold)
+            rep = result.report.model_copy(update={"input": valid.report.ledger, "holdout_input": hold_ledger})
             written = write_split_files({name: ray_jsonl_writer(ds) for name, ds in result.splits.items()}, out_dir)
     else:
         table, vrep, _ = load_records(paths, json_out=json_out, outputs=outputs)
-        hold, hold_ledger = None, None
-        if holdout:
-            hold, hrep, _ = load_records(holdout, json_out=json_out, label="holdout", outputs=outputs)
-            hold_ledger = hrep.ledger
-            if hold.num_rows == 0:
-                raise DataError(f"the holdout set holds no valid records ({hold_ledger.quarantined:,} line(s) set "
-                                "aside): the test split would be empty", hint="swcdata validate names each problem")
+        hold, hold_ledger = _holdout(holdout, json_out, outputs)
         with signing_progress(show_progress(json_out)) as progress:
             splits, rep = run_split(table, cfg, hold, progress=progress)
         rep = rep.model_copy(update={"input": vrep.ledger, "holdout_input": hold_ledger})
@@ -121,6 +113,20 @@ def split_command(
         err.print("[yellow]warning:[/] the train split is empty" + (
             " (every record duplicates the holdout set)" if rep.records and len(rep.decontaminated) == rep.records
             else ""))
+
+
+def _holdout(paths: list[str] | None, json_out: bool, outputs: list[tuple[str, Path | None]]):  # type: ignore[no-untyped-def]
+    """The --holdout records (a table: the small side, on this machine) and how they were read, or None, None."""
+    from swcdata.cli.inputs import load_records
+    from swcdata.core.errors import DataError
+
+    if not paths:
+        return None, None
+    hold, hrep, _ = load_records(paths, json_out=json_out, label="holdout", outputs=outputs)
+    if hold.num_rows == 0:
+        raise DataError(f"the holdout set holds no valid records ({hrep.ledger.quarantined:,} line(s) set aside): "
+                        "the test split would be empty", hint="swcdata validate names each problem")
+    return hold, hrep.ledger
 
 
 def register(app: typer.Typer) -> None:

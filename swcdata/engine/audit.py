@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -186,10 +186,37 @@ def _blobs(batch: pa.Table) -> pa.Table:
     return pa.table({"blob": batch.column("blob").filter(bools(kind))}, schema=BLOBS)
 
 
-def _pairs(batch: pa.Table, cfg: AuditConfig, side: Any, sizes: Any) -> pa.Table:
-    """Stage 3 on records that share buckets with candidates: their cross pairs by the local rule, verified."""
+class _Sizes(NamedTuple):
+    """The buckets' sizes over both sets, and the lowest scanned key of each (-1: none), per kind; and which side
+    heads a bucket over the pairing bound: the scanned side (its lowest key) or the broadcast one (its lowest)."""
+
+    record_total: I64
+    record_head: I64
+    code_total: I64
+    code_head: I64
+    record_head_scanned: bool
+    code_head_scanned: bool
+
+
+def _cross(b: I64, key: int, bk: _Buckets, total: I64, head: I64, head_scanned: bool) -> I64:
+    """The broadcast records a scanned record (`key`, in buckets `b`) is paired with, by the local rule: every
+    member of a bucket of up to MAX_BUCKET records; in a larger bucket, only its head with every other member."""
+    small = b[total[b] <= minhash.MAX_BUCKET]
+    big = b[total[b] > minhash.MAX_BUCKET]
+    parts = [bk.members[bk.starts[x]:bk.starts[x + 1]] for x in small]
+    if head_scanned:  # (the bucket's head is a scanned record: paired with all, when it is this one)
+        parts += [bk.members[bk.starts[x]:bk.starts[x + 1]] for x in big[head[big] == key]]
+    else:  # (the head is the broadcast side's lowest member: paired with every scanned one)
+        parts.append(bk.low[big])
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+
+def _pairs(batch: pa.Table, cfg: AuditConfig, side: Any, sizes: Any, best_of: str) -> pa.Table:
+    """Stage 3 on scanned records that share buckets with broadcast ones: their cross pairs by the local rule,
+    verified; the near pairs reduced per batch to the best of each candidate (`best_of`: which side the
+    candidates are, "broadcast" or "scanned"): highest similarity, then the lowest reference."""
     c = _broadcast(side)
-    record_total, record_head, code_total = _broadcast(sizes)
+    z: _Sizes = _broadcast(sizes)
     kind = _ints(batch, "kind")
     near_rows: list[tuple[int, int, float]] = []
     code_rows: list[tuple[int, int, float]] = []
@@ -200,35 +227,59 @@ def _pairs(batch: pa.Table, cfg: AuditConfig, side: Any, sizes: Any) -> pa.Table
         b = np.asarray(buckets, dtype=np.int64)
         sig = np.frombuffer(sig_bytes, dtype=np.uint32)
         if k == RECORD:
-            bk: _Buckets = c["record"]
-            small = b[record_total[b] <= minhash.MAX_BUCKET]
-            big = b[(record_total[b] > minhash.MAX_BUCKET) & (record_head[b] == key)]  # (the head is a reference)
-            if len(small) + len(big) == 0:
-                continue
-            cand = np.unique(np.concatenate([bk.members[bk.starts[x]:bk.starts[x + 1]] for x in (*small, *big)]))
-            sims = _similarity(sig, c["record_sig"][cand])
+            other = _cross(b, key, c["record"], z.record_total, z.record_head, z.record_head_scanned)
+            sims = _similarity(sig, c["record_sig"][other])
             ok = sims >= cfg.near.threshold
-            near_rows += zip(cand[ok].tolist(), [key] * int(ok.sum()), sims[ok].tolist(), strict=True)
+            near_rows += zip(other[ok].tolist(), [key] * int(ok.sum()), sims[ok].tolist(), strict=True)
         else:
-            bk = c["code"]
-            small = b[code_total[b] <= minhash.MAX_BUCKET]
-            big = b[code_total[b] > minhash.MAX_BUCKET]  # (their head: the bucket's lowest candidate)
-            parts = [bk.members[bk.starts[x]:bk.starts[x + 1]] for x in small] + [bk.low[big]]
-            cand = np.unique(np.concatenate(parts))
-            sims = _similarity(sig, c["code_sig"][np.searchsorted(c["code_rows"], cand)])
+            other = _cross(b, key, c["code"], z.code_total, z.code_head, z.code_head_scanned)
+            sims = _similarity(sig, c["code_sig"][np.searchsorted(c["code_rows"], other)])
             ok = sims >= cfg.code.threshold
-            code_rows += zip(cand[ok].tolist(), [key] * int(ok.sum()), sims[ok].tolist(), strict=True)
-    # per batch: each candidate's best near match (highest similarity, then the lowest key)
-    if near_rows:
-        cand = np.array([r[0] for r in near_rows], dtype=np.int64)
-        key = np.array([r[1] for r in near_rows], dtype=np.int64)
+            code_rows += zip(other[ok].tolist(), [key] * int(ok.sum()), sims[ok].tolist(), strict=True)
+    if near_rows:  # (broadcast, scanned, similarity): the best per candidate
+        bc = np.array([r[0] for r in near_rows], dtype=np.int64)
+        sc = np.array([r[1] for r in near_rows], dtype=np.int64)
         sim = np.array([r[2] for r in near_rows], dtype=np.float64)
-        o = np.lexsort((key, -sim, cand))
+        cand, ref = (bc, sc) if best_of == "broadcast" else (sc, bc)
+        o = np.lexsort((ref, -sim, cand))
         first = np.ones(len(o), dtype=bool)
         first[1:] = cand[o][1:] != cand[o][:-1]
         sel = o[first]
-        near_rows = list(zip(cand[sel].tolist(), key[sel].tolist(), sim[sel].tolist(), strict=True))
+        near_rows = list(zip(bc[sel].tolist(), sc[sel].tolist(), sim[sel].tolist(), strict=True))
     return pa.table({"blob": pa.array([pickle.dumps((near_rows, code_rows))], pa.binary())}, schema=BLOBS)
+
+
+def _sizes(blobs: list[dict[str, Any]], side: dict[str, Any], record_head_scanned: bool,
+           code_head_scanned: bool) -> _Sizes:
+    """Stage 2: the scans' bucket tallies summed over the batches, with the broadcast side's own members."""
+    rb, cb = side["record"], side["code"]
+    none = np.iinfo(np.int64).max
+    record_total, code_total = rb.count.copy(), cb.count.copy()
+    record_head, code_head = np.full(len(rb), none, np.int64), np.full(len(cb), none, np.int64)
+    for b in blobs:
+        for name, total, head in (("record_buckets", record_total, record_head), ("code_buckets", code_total,
+                                                                                  code_head)):
+            ids, count, low = b[name]
+            total[ids] += count
+            head[ids] = np.minimum(head[ids], low)
+    record_head[record_head == none] = -1
+    code_head[code_head == none] = -1
+    return _Sizes(record_total, record_head, code_total, code_head, record_head_scanned, code_head_scanned)
+
+
+def _side(table: pa.Table, cfg: AuditConfig) -> dict[str, Any]:
+    """What the scans need of the broadcast records: ids, MinHash signatures and LSH buckets (both bandings of
+    the audit), code, code signatures and buckets, words."""
+    sig = table_signatures(table.select(["instruction", "response"]), cfg.near)
+    valid = np.flatnonzero(_valid(sig))
+    sensitive = minhash.lsh_params(max(0.05, cfg.near.threshold - AUDIT_SENSITIVITY), cfg.near.num_perm)
+    codes = record_code(table.column("instruction").to_pylist(), cfg.code)
+    code_rows, code_sig = near_signatures(codes, cfg.code)
+    return {"ids": table.column("id").combine_chunks(), "record": _Buckets(sig[valid], valid,
+                                                                           [cfg.near.lsh(), sensitive]),
+            "record_sig": sig, "codes": codes, "code_rows": code_rows, "code_sig": code_sig,
+            "code": _Buckets(code_sig, code_rows, [minhash.lsh_params(cfg.code.threshold, cfg.code.num_perm)]),
+            "words": _words(table)}
 
 
 def _similarity(sig: minhash.U32, others: minhash.U32) -> npt.NDArray[np.float64]:
@@ -260,17 +311,8 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
     timings: dict[str, float] = {}
     nc = candidate.num_rows
     # the candidates' side, broadcast
-    sig = table_signatures(candidate.select(["instruction", "response"]), cfg.near)
-    valid = np.flatnonzero(_valid(sig))
-    sensitive = minhash.lsh_params(max(0.05, cfg.near.threshold - AUDIT_SENSITIVITY), cfg.near.num_perm)
-    codes = record_code(candidate.column("instruction").to_pylist(), cfg.code)
-    code_rows, code_sig = near_signatures(codes, cfg.code)
-    cand_words = _words(candidate)
-    side = {"ids": candidate.column("id").combine_chunks(), "record": _Buckets(sig[valid], valid,
-                                                                                [cfg.near.lsh(), sensitive]),
-            "record_sig": sig, "codes": codes, "code_rows": code_rows, "code_sig": code_sig,
-            "code": _Buckets(code_sig, code_rows, [minhash.lsh_params(cfg.code.threshold, cfg.code.num_perm)]),
-            "words": cand_words}
+    side = _side(candidate, cfg)
+    cand_words = side["words"]
     side_ref = ray.put(side)
     t = time.perf_counter()
     scanned = _mapped(reference, _scan, rows_per_block, cfg=cfg, side=side_ref).materialize()
@@ -286,20 +328,12 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
                 first[i] = k
     exact = np.array([first.get(i, -1) for i in candidate.column("id").to_pylist()], dtype=np.int64)
 
-    # the buckets' sizes over both sets, and (record buckets) their lowest reference
-    rb, cb = side["record"], side["code"]
-    record_total, record_head = rb.count.copy(), np.full(len(rb), np.iinfo(np.int64).max, np.int64)
-    code_total = cb.count.copy()
-    for b in blobs:
-        ids, count, low = b["record_buckets"]
-        record_total[ids] += count
-        record_head[ids] = np.minimum(record_head[ids], low)
-        ids, count, _ = b["code_buckets"]
-        code_total[ids] += count
-    record_head[record_head == np.iinfo(np.int64).max] = -1
+    # the buckets' sizes over both sets (a record bucket over the bound is headed by its lowest reference, a code
+    # bucket by its lowest candidate: the local indices put the references first, the candidates' code first)
+    sizes = _sizes(blobs, side, record_head_scanned=True, code_head_scanned=False)
     t = time.perf_counter()
-    found = _collect(ray, _mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref,
-                                  sizes=ray.put((record_total, record_head, code_total))), BLOBS)
+    found = _collect(ray, _mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
+                                  best_of="broadcast"), BLOBS)
     timings["pairs"] = time.perf_counter() - t
     near = np.full(nc, -1, dtype=np.int64)
     near_sim = np.zeros(nc)
@@ -344,3 +378,123 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
     return audit_report(cfg, candidate, nr, Matches(exact, near, near_sim, cp, longest, ngram_ref, ngram_start),
                         cand_words, refs, timings, t0)
 
+
+
+# --------------------------------------------------------------------------- the other way: a large candidate set
+
+def _scan_candidates(batch: pa.Table, cfg: AuditConfig, side: Any) -> pa.Table:
+    """Stage 1 on a batch of candidates, the reference broadcast (see `leaks_on_ray`)."""
+    r = _broadcast(side)
+    keys = _ints(batch, ORDER)
+    blob: dict[str, Any] = {}
+    first = pc.index_in(batch.column("id"), value_set=r["ids"])  # (a reference id's first position)
+    hit = _np(pc.is_valid(first))
+    blob["exact"] = (keys[hit], np.asarray(first.filter(pc.is_valid(first)).to_numpy(), dtype=np.int64))
+    rows: list[tuple[int, int, bytes, list[int]]] = []
+    sig = table_signatures(batch.select(["instruction", "response"]), cfg.near.model_copy(update={"workers": 1}))
+    valid = np.flatnonzero(_valid(sig))
+    blob["record_buckets"] = _bucket_rows(r["record"], sig[valid], keys[valid], RECORD, rows)
+    codes = record_code(batch.column("instruction").to_pylist(), cfg.code)
+    blob["contained"] = ([(int(keys[i]), j, 0) for i, j in contained_pairs(codes, r["codes"], cfg.code.min_tokens)]
+                         + [(int(keys[i]), j, 1) for j, i in contained_pairs(r["codes"], codes,
+                                                                            cfg.code.min_tokens)])
+    crow, csig = near_signatures(codes, cfg.code)
+    blob["code_buckets"] = _bucket_rows(r["code"], csig, keys[crow], CODE, rows)
+    longest, ref_of, start = _longest_overlap(r["words"], _words(batch), cfg.overlap_n)
+    found = np.flatnonzero(longest > 0)
+    blob["ngram"] = (keys[found], longest[found], ref_of[found], start[found])
+    return _scan_table(rows, blob)
+
+
+def _scan_table(rows: list[tuple[int, int, bytes, list[int]]], blob: dict[str, Any]) -> pa.Table:
+    """A scan's output: a BATCH row with the pickled blob, then the bucket-sharing rows."""
+    return pa.Table.from_arrays([
+        pa.array(np.array([BATCH] + [r[0] for r in rows], dtype=np.int8)),
+        pa.array(np.array([-1] + [r[1] for r in rows], dtype=np.int64)),
+        pa.array([None] + [r[2] for r in rows], pa.large_binary()),
+        pa.array([None] + [r[3] for r in rows], pa.list_(pa.int64())),
+        pa.array([pickle.dumps(blob)] + [None] * len(rows), pa.binary())], schema=SCAN)
+
+
+def _by_key(batch: pa.Table, keys: Any) -> pa.Table:
+    """The batch's records whose `_order` is in `keys` (broadcast)."""
+    return batch.filter(pc.is_in(batch.column(ORDER), value_set=pa.array(_broadcast(keys), pa.int64())))
+
+
+class RayLeaks(NamedTuple):
+    """`leaks_on_ray`'s result: the leaked candidates' results and the label conflicts (as the local `audit`'s
+    report lists them, in candidate order) and the leaked candidates' `_order`s (sorted)."""
+
+    leaked: list[Any]
+    label_conflicts: list[Any]
+    orders: I64
+
+
+def leaks_on_ray(reference: pa.Table, candidate: Any, config: AuditConfig | None = None, *,
+                 rows_per_block: int = ROWS_PER_BLOCK) -> RayLeaks:
+    """The leaked candidates of the local `audit(reference, candidate)` where the candidates are the large side (a
+    Ray Dataset with `_order`: a corpus checked against a holdout set) and the reference a table on the driver,
+    broadcast. The same stages as `audit_on_ray` the other way round; only the candidates that match something
+    come back to the driver, where the local `audit_report` judges them."""
+    from swcdata.engine import require_ray
+
+    ray = require_ray()
+    cfg = config or AuditConfig()
+    t0 = time.perf_counter()
+    side = _side(reference, cfg)
+    side_ref = ray.put(side)
+    scanned = _mapped(candidate, _scan_candidates, rows_per_block, cfg=cfg, side=side_ref).materialize()
+    blobs = [pickle.loads(b) for b in _collect(ray, _mapped(scanned, _blobs), BLOBS).column("blob").to_pylist()]
+    # (the local indices put the reference first, and the candidates' code first)
+    sizes = _sizes(blobs, side, record_head_scanned=False, code_head_scanned=True)
+    found = _collect(ray, _mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
+                                  best_of="scanned"), BLOBS)
+    exact: dict[int, int] = {}
+    near: dict[int, tuple[int, float]] = {}
+    code: dict[tuple[int, int], tuple[int, float]] = {}
+    ngram: dict[int, tuple[int, int, int]] = {}
+    for b in blobs:
+        exact.update(zip(b["exact"][0].tolist(), b["exact"][1].tolist(), strict=True))
+        for key, j, kind in b["contained"]:
+            if code.get((key, j), (9, 0.0))[0] > kind:
+                code[(key, j)] = (kind, 1.0)
+        for key, n_words, j, s in zip(*(x.tolist() for x in b["ngram"]), strict=True):
+            ngram[key] = (n_words, j, s)
+    for blob in found.column("blob").to_pylist():
+        near_rows, code_rows = pickle.loads(blob)
+        for j, key, s in near_rows:
+            best = near.get(key)
+            if best is None or s > best[1] or (s == best[1] and j < best[0]):
+                near[key] = (j, s)
+        for j, key, s in code_rows:
+            code.setdefault((key, j), (2, round(s, 4)))
+    matched = np.unique(np.array([*exact, *near, *ngram, *(k for k, _ in code)], dtype=np.int64))
+    if len(matched) == 0:
+        return RayLeaks([], [], matched)
+    rows = _collect(ray, _mapped(candidate, _by_key, rows_per_block, keys=ray.put(matched)))
+    rows = rows.take(pc.sort_indices(rows.column(ORDER)))
+    if not np.array_equal(_ints(rows, ORDER), matched):
+        raise AssertionError("a matched candidate is missing")
+    at = {k: i for i, k in enumerate(matched.tolist())}
+    m = len(matched)
+    pairs = sorted((at[k], j) for k, j in code)
+    names = ("contained", "contains", "near")
+    keyed = {(at[k], j): v for (k, j), v in code.items()}
+    matches = Matches(
+        exact=np.array([exact.get(k, -1) for k in matched.tolist()], dtype=np.int64),
+        near=np.array([near[k][0] if k in near else -1 for k in matched.tolist()], dtype=np.int64),
+        near_sim=np.array([near[k][1] if k in near else 0.0 for k in matched.tolist()], dtype=np.float64),
+        code=CodePairs(i=np.array([p[0] for p in pairs], dtype=np.int64),
+                       j=np.array([p[1] for p in pairs], dtype=np.int64),
+                       kind=[names[keyed[p][0]] for p in pairs],  # type: ignore[misc]
+                       similarity=np.array([keyed[p][1] for p in pairs], dtype=np.float64)),
+        longest=np.array([ngram[k][0] if k in ngram else 0 for k in matched.tolist()], dtype=np.int64),
+        ngram_ref=np.array([ngram[k][1] if k in ngram else -1 for k in matched.tolist()], dtype=np.int64),
+        ngram_start=np.array([ngram[k][2] if k in ngram else 0 for k in matched.tolist()], dtype=np.int64))
+    assert len(matches.exact) == m
+    subset = rows.drop_columns([ORDER])
+    cols = [c for c in REFS if c in reference.column_names]
+    report = audit_report(cfg, subset, reference.num_rows, matches, _words(subset),
+                          lambda keys: reference.select(cols).take(pa.array(keys)), {}, t0)
+    leaked = np.array([r.leak for r in report.candidates], dtype=bool)
+    return RayLeaks(report.leaked, report.label_conflicts, matched[leaked])

@@ -18,10 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from swcdata.core.arrow import strings
-from swcdata.core.errors import InputError
 from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
 from swcdata.engine.dedup import _mapped
-from swcdata.registry.build import BuildConfig, PublishedNames, Steps
+from swcdata.registry.build import PublishedNames, Steps
 from swcdata.steps.dedup import DedupConfig
 from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
@@ -54,11 +53,6 @@ class RaySteps(Steps):
                 yield ray
             finally:
                 self.ray = None
-
-    def refuse(self, cfg: BuildConfig) -> None:
-        if cfg.split.holdout:
-            raise InputError("split.holdout does not run on Ray yet: the decontamination audit is not distributed",
-                             hint="build this config with --engine local")
 
     def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames) -> tuple[Any, Any, list[Any]]:
         from swcdata.engine.reading import validate_on_ray

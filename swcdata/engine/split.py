@@ -16,8 +16,11 @@ The input is a Ray Dataset of valid records with an `_order` column (as `swcdata
 
 What the driver holds: the ids and categories of every record (Arrow, about 60 bytes a record) and three int64s
 a record for the assignment; the code tokens of the records that quote code (Python lists, as the local step
-holds them); the near-duplicate stage's bounds (see `swcdata.engine.dedup`). Splitting against a holdout set
-(decontamination) is not distributed yet: it is refused with the way to run it.
+holds them); the near-duplicate stage's bounds (see `swcdata.engine.dedup`).
+
+With a holdout set (a table on the driver: an existing test set, the small side), the records are first audited
+against it (`swcdata.engine.audit.leaks_on_ray`: the holdout broadcast, the records scanned by maps), the leaked
+ones removed by a map, and the holdout becomes the test split, as locally.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from swcdata.core.arrow import bools
-from swcdata.core.errors import InputError
 from swcdata.engine.dedup import (
     COMPONENTS_BOUND,
     ORDER,
@@ -39,6 +41,7 @@ from swcdata.engine.dedup import (
     _broadcast,
     _collect,
     _configure,
+    _drop_removed,
     _ints,
     _lookup,
     _mapped,
@@ -46,7 +49,17 @@ from swcdata.engine.dedup import (
 )
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import RecordCode, record_code
-from swcdata.steps.split import SPLITS, SplitConfig, SplitReport, assign_groups, join_code_groups, split_report
+from swcdata.steps.split import (
+    SPLITS,
+    SplitConfig,
+    SplitReport,
+    assign_groups,
+    decontaminations,
+    holdout_audit_config,
+    holdout_test,
+    join_code_groups,
+    split_report,
+)
 
 CODE = pa.schema([(ORDER, pa.int64()), ("spans", pa.list_(pa.list_(pa.string())))])
 NARROW = pa.schema([(ORDER, pa.int64()), ("id", pa.string()), ("category", pa.string())])
@@ -101,13 +114,23 @@ def split_on_ray(ds: Any, config: SplitConfig | None = None, holdout: pa.Table |
     in `_order` order: the same records in each split, in the same order, and the same report. The keyword
     options are `dedup_on_ray`'s."""
     from swcdata.engine import require_ray
+    from swcdata.engine.audit import leaks_on_ray
 
-    if holdout is not None:
-        raise InputError("splitting against a holdout set (--holdout) does not run on Ray yet: its decontamination "
-                         "audit is not distributed", hint="run this split with --engine local")
     ray = require_ray()
     cfg = config or SplitConfig()
     t0 = time.perf_counter()
+    ratios = cfg.ratios
+    decontaminated: list[Any] = []
+    label_conflicts: list[Any] = []
+    if holdout is not None:
+        # decontamination: the corpus (the large side) audited against the holdout set (broadcast)
+        acfg = holdout_audit_config(cfg)
+        leaks = leaks_on_ray(holdout, ds, acfg, rows_per_block=rows_per_block)
+        decontaminated = decontaminations(leaks.leaked, acfg)
+        label_conflicts = leaks.label_conflicts
+        if len(leaks.orders):
+            ds = _mapped(ds, _drop_removed, rows_per_block, removed=ray.put(leaks.orders)).materialize()
+        ratios = (ratios[0] / (ratios[0] + ratios[1]), ratios[1] / (ratios[0] + ratios[1]), 0.0)
     sensitive = minhash.lsh_params(0.5, cfg.near.num_perm)  # (the local split's second banding)
     c = cluster_on_ray(ray, ds, cfg.near, all_pairs=True, verify_threshold=cfg.group_threshold,
                        extra_bandings=[sensitive], rows_per_block=rows_per_block, components_bound=components_bound,
@@ -128,7 +151,7 @@ def split_on_ray(ds: Any, config: SplitConfig | None = None, holdout: pa.Table |
         codes = [RecordCode(spans) for spans in code.column("spans").to_pylist()]
         groups, code_groups = join_code_groups(groups, codes, np.searchsorted(orders, _ints(code, ORDER)), cfg)
 
-    which = assign_groups(groups, narrow.column("category"), narrow.column("id"), cfg.ratios, cfg.seed,
+    which = assign_groups(groups, narrow.column("category"), narrow.column("id"), ratios, cfg.seed,
                           cfg.stratify == "category")
     splits: dict[str, Any] = {}
     if n:
@@ -140,7 +163,14 @@ def split_on_ray(ds: Any, config: SplitConfig | None = None, holdout: pa.Table |
     else:
         splits = {name: ds for name in SPLITS}
     sizes = {name: int((which == k).sum()) for k, name in enumerate(SPLITS)}
-    report = split_report(cfg, cfg.ratios, sizes, narrow.column("category"), which, groups, decontaminated=[],
-                          label_conflicts=[], code_groups=code_groups, holdout_records=0, holdout_duplicates=[],
-                          started=t0)
+    holdout_duplicates: list[Any] = []
+    if holdout is not None:  # the holdout set is the test split
+        test, holdout_duplicates = holdout_test(holdout)
+        splits["test"] = ray.data.from_arrow(test.append_column(ORDER, pa.array(np.arange(test.num_rows),
+                                                                                pa.int64())))
+        sizes["test"] = test.num_rows
+    report = split_report(cfg, ratios, sizes, narrow.column("category"), which, groups,
+                          decontaminated=decontaminated, label_conflicts=label_conflicts, code_groups=code_groups,
+                          holdout_records=sizes["test"] if holdout is not None else 0,
+                          holdout_duplicates=holdout_duplicates, started=t0)
     return RaySplit(splits, report)

@@ -336,9 +336,6 @@ class Steps:
         """Entered once the inputs and the registry are checked, around the steps."""
         return contextlib.nullcontext()
 
-    def refuse(self, cfg: BuildConfig) -> None:
-        """An InputError for what this runner cannot build (before any work)."""
-
     def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames) -> tuple[Any, Any, list[Any]]:
         from swcdata.steps.validate import load_valid
 
@@ -373,7 +370,6 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step
     from swcdata.registry.store import Registry
 
     runner = steps or Steps()
-    runner.refuse(cfg)
 
     def resolve(paths: list[str]) -> list[Path]:
         return resolve_inputs([p if Path(p).is_absolute() else str(base / p) for p in paths])

@@ -35,7 +35,7 @@ from swcdata.core.arrow import bools, int64s, strings, to_numpy
 from swcdata.core.schema import Ledger, RecordRef, Source
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import RecordCode, code_pairs, record_code
-from swcdata.steps.audit import LabelConflict, LeakRules
+from swcdata.steps.audit import AuditConfig, CandidateResult, LabelConflict, LeakRules
 from swcdata.steps.dedup import DedupConfig, Progress, cluster
 
 SPLITS = ("train", "validation", "test")
@@ -320,25 +320,14 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     ratios = cfg.ratios
     label_conflicts: list[LabelConflict] = []
     if holdout is not None:
-        from swcdata.steps.audit import AuditConfig, audit
+        from swcdata.steps.audit import audit
 
-        acfg = AuditConfig(near=cfg.near.model_copy(update={"threshold": cfg.group_threshold}),
-                           **cfg.model_dump(include=set(LeakRules.model_fields)))
+        acfg = holdout_audit_config(cfg)
         rep = audit(holdout, table, acfg, progress=progress)
         leaked = rep.leaked
         label_conflicts = rep.label_conflicts
         drop = {(c.source.file, c.source.line, c.id) for c in leaked}
-        for c in leaked:
-            # the strongest rule that both matched and counts as a leak names the removal
-            matched = {"exact": c.status == "exact", "near": c.status == "near", "code": c.code_match is not None,
-                       "ngram": c.longest_ngram > 0}
-            kind = next(r for r in ("exact", "near", "code", "ngram") if matched[r] and acfg.counts(r))  # type: ignore[arg-type]
-            match = {"exact": c.match, "near": c.match, "code": c.code_match, "ngram": c.ngram_match}[kind]
-            sim = {"exact": 1.0, "near": c.similarity, "code": c.code_similarity, "ngram": None}[kind]
-            assert match is not None
-            decontaminated.append(Decontaminated(id=c.id, source=c.source, kind=kind,  # type: ignore[arg-type]
-                                                 code_kind=c.code_kind if kind == "code" else None,
-                                                 similarity=sim if sim is not None else 1.0, matches=match))
+        decontaminated = decontaminations(leaked, acfg)
         if drop:
             table = table.filter(pc.invert(pc.is_in(_row_keys(table), value_set=strings(
                 [_row_key(file, line, i) for file, line, i in sorted(drop)]))))
@@ -358,17 +347,7 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     out = {name: table.filter(bools(which == k)) for k, name in enumerate(SPLITS)}
     holdout_duplicates: list[RecordRef] = []
     if holdout is not None:
-        # an exact copy inside the holdout would count twice in every test score: the first one stays
-        hold_codes = to_numpy(pc.dictionary_encode(_strings_of(holdout.column("id"))).indices)
-        keep = np.zeros(holdout.num_rows, dtype=bool)
-        by_id = np.argsort(hold_codes, kind="stable")
-        keep[by_id[_heads(hold_codes[by_id])]] = True  # (stable: the first row of each id)
-        dup_rows = int64s(np.flatnonzero(~keep))
-        if len(dup_rows):
-            holdout_duplicates = [RecordRef(id=i, source=Source(**s)) for i, s in zip(
-                holdout.column("id").take(dup_rows).to_pylist(), holdout.column("source").take(dup_rows).to_pylist(),
-                strict=True)]
-            holdout = holdout.filter(bools(keep))
+        holdout, holdout_duplicates = holdout_test(holdout)
         out["test"] = holdout
 
     report = split_report(cfg, ratios, {name: t.num_rows for name, t in out.items()}, table.column("category"), which,
@@ -427,3 +406,44 @@ def split_report(cfg: SplitConfig, ratios: tuple[float, float, float], sizes: di
         decontaminated=decontaminated, label_conflicts=label_conflicts, code_groups=code_groups,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def holdout_audit_config(cfg: SplitConfig) -> AuditConfig:
+    """The audit that decontaminates against a holdout set: the split's leak rules, near matches at its group
+    threshold."""
+    from swcdata.steps.audit import AuditConfig
+
+    return AuditConfig(near=cfg.near.model_copy(update={"threshold": cfg.group_threshold}),
+                       **cfg.model_dump(include=set(LeakRules.model_fields)))
+
+
+def decontaminations(leaked: list[CandidateResult], acfg: AuditConfig) -> list[Decontaminated]:
+    """A removal for each leaked candidate, named by the strongest rule that both matched and counts as a leak."""
+    out = []
+    for c in leaked:
+        matched = {"exact": c.status == "exact", "near": c.status == "near", "code": c.code_match is not None,
+                   "ngram": c.longest_ngram > 0}
+        kind = next(r for r in ("exact", "near", "code", "ngram") if matched[r] and acfg.counts(r))  # type: ignore[arg-type]
+        match = {"exact": c.match, "near": c.match, "code": c.code_match, "ngram": c.ngram_match}[kind]
+        sim = {"exact": 1.0, "near": c.similarity, "code": c.code_similarity, "ngram": None}[kind]
+        assert match is not None
+        out.append(Decontaminated(id=c.id, source=c.source, kind=kind,  # type: ignore[arg-type]
+                                  code_kind=c.code_kind if kind == "code" else None,
+                                  similarity=sim if sim is not None else 1.0, matches=match))
+    return out
+
+
+def holdout_test(holdout: pa.Table) -> tuple[pa.Table, list[RecordRef]]:
+    """The holdout set as the test split: an exact copy inside it would count twice in every test score, so the
+    first one stays. Returns the test split and the copies dropped."""
+    hold_codes = to_numpy(pc.dictionary_encode(_strings_of(holdout.column("id"))).indices)
+    keep = np.zeros(holdout.num_rows, dtype=bool)
+    by_id = np.argsort(hold_codes, kind="stable")
+    keep[by_id[_heads(hold_codes[by_id])]] = True  # (stable: the first row of each id)
+    dup_rows = int64s(np.flatnonzero(~keep))
+    if not len(dup_rows):
+        return holdout, []
+    dups = [RecordRef(id=i, source=Source(**s)) for i, s in zip(
+        holdout.column("id").take(dup_rows).to_pylist(), holdout.column("source").take(dup_rows).to_pylist(),
+        strict=True)]
+    return holdout.filter(bools(keep)), dups
