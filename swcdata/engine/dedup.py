@@ -16,8 +16,9 @@ blocks and calls the same pure functions as the local step (`swcdata.steps.dedup
    star pairs (every member with the bucket's member of lowest `_order`, which is the lowest position among the
    unique records, as local `candidate_pairs` pairs its indices);
 5. verification (two groupby-based joins of pairs with signatures, keyed by each end of a pair): the first also
-   deduplicates the pairs (a pair found in several bands is one candidate), the second keeps a pair when
-   `minhash.similarity` of the two signatures is >= threshold;
+   deduplicates the pairs (a pair found in several bands is one candidate) and sends each head's signature once to
+   each partition that holds its pairs' other ends (not once per pair: a cluster of near copies is one head and
+   many members), the second keeps a pair when `minhash.similarity` of the two signatures is >= threshold;
 6. connected components of the verified pairs: on the driver (`minhash.components` over the edges relabelled to
    dense ids) while there are at most `components_bound` verified pairs; above it on the cluster: large-star /
    small-star (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as alternating groupbys,
@@ -109,8 +110,8 @@ SIG = pa.large_binary()
 takes its width, and most rows of the joins (pairs) have no signature."""
 
 
-# Rows of the verification joins: a signature row (key = a record, klen, sig) or a pair row (key = one end, other =
-# the other end, with the other end's klen and sig once attached).
+# Rows of the verification joins: a signature row (key = a record, klen, sig), a pair row (key = one end, other =
+# the other end, with the other end's klen once attached) or a head row (key = a pair's head, osig = its signature).
 JOIN = pa.schema([("key", pa.int64()), ("other", pa.int64()), ("klen", pa.int64()), ("oklen", pa.int64()),
                   ("sig", SIG), ("osig", SIG), ("_p", pa.int64())])
 
@@ -352,29 +353,39 @@ def _stars(group: pa.Table, parts: int, all_pairs: bool) -> pa.Table:
 
 def _attach_head(group: pa.Table, num_perm: int, parts: int) -> pa.Table:
     """Pairs keyed by their head, with the heads' signature rows: the distinct pairs (every pair of a head is in
-    its partition), each with its head's klen and signature, keyed by the other end."""
+    its partition), keyed by the other end, each with its head's klen; and each head's signature once per
+    partition its pairs go to (a head row: key = the head, osig = its signature), not once per pair: a cluster of
+    near copies has one head and many members, which a few partitions hold."""
     is_sig = pc.is_valid(group.column("sig"))
     sigs, pairs = group.filter(is_sig), group.filter(pc.invert(is_sig))
     if pairs.num_rows == 0:
         return JOIN.empty_table()
     a, b = _unique_pairs(_ints(pairs, "key"), _ints(pairs, "other"))
-    at = pa.array(_rows_of(_ints(sigs, "key"), a, "a pair's head has no signature"))
-    return _table(JOIN, len(a), key=b, other=a, oklen=sigs.column("klen").take(at),
-                  osig=sigs.column("sig").take(at), _p=_part(b, parts))
+    at = _rows_of(_ints(sigs, "key"), a, "a pair's head has no signature")
+    q = _part(b, parts)
+    ha, hq = _unique_pairs(a, q)  # (each head once per partition of its members)
+    hat = _rows_of(_ints(sigs, "key"), ha, "a pair's head has no signature")
+    pair_rows = _table(JOIN, len(a), key=b, other=a, oklen=_ints(sigs, "klen")[at], _p=q)
+    head_rows = _table(JOIN, len(ha), key=ha, osig=sigs.column("sig").take(pa.array(hat)), _p=hq)
+    return pa.concat_tables([pair_rows, head_rows])
 
 
 def _verify(group: pa.Table, num_perm: int, threshold: float) -> pa.Table:
-    """Pairs keyed by their second end, with its signature rows: every candidate pair (a, b) with both ends'
-    klen and whether `minhash.similarity` of their signatures reaches the threshold."""
+    """Pairs keyed by their second end, with its signature rows and their heads' signatures (head rows): every
+    candidate pair (a, b) with both ends' klen and whether `minhash.similarity` of their signatures reaches the
+    threshold."""
     is_sig = pc.is_valid(group.column("sig"))
-    sigs, pairs = group.filter(is_sig), group.filter(pc.invert(is_sig))
+    is_head = pc.is_valid(group.column("osig"))
+    sigs, heads = group.filter(is_sig), group.filter(is_head)
+    pairs = group.filter(pc.and_(pc.invert(is_sig), pc.invert(is_head)))
     if pairs.num_rows == 0:
         return CHECKED.empty_table()
-    b = _ints(pairs, "key")
+    a, b = _ints(pairs, "other"), _ints(pairs, "key")
     at = _rows_of(_ints(sigs, "key"), b, "a pair's end has no signature")
-    sim = _pair_similarity(_sig_matrix(pairs.column("osig"), num_perm),
+    ah = _rows_of(_ints(heads, "key"), a, "a pair's head signature did not come")
+    sim = _pair_similarity(_sig_matrix(heads.column("osig").take(pa.array(ah)), num_perm),
                            _sig_matrix(sigs.column("sig").take(pa.array(at)), num_perm))
-    return pa.Table.from_arrays([pa.array(_ints(pairs, "other")), pa.array(b), pa.array(_ints(pairs, "oklen")),
+    return pa.Table.from_arrays([pa.array(a), pa.array(b), pa.array(_ints(pairs, "oklen")),
                                  pa.array(_ints(sigs, "klen")[at]), pa.array(sim >= threshold)], schema=CHECKED)
 
 
