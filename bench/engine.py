@@ -2,7 +2,7 @@
 and the whole process tree's, and whether the outputs are identical.
 
     python bench/engine.py [--sizes 1m,4m] [--data bench/.data] [--work /tmp/swcdata-engine] [--json FILE]
-        [--only validate,dedup] [--ray-address ADDRESS]
+        [--only validate,dedup,audit,split,augment,build] [--ray-address ADDRESS]
 
 For each size N (a generated corpus, `bench/.data/corpus-<N>.jsonl`, made once by `python -m
 swcdata.synthetic.corpus --records N` when missing) and each command, the local engine, then the ray engine, each
@@ -10,7 +10,13 @@ in a subprocess of its own (a fresh local Ray cluster per run, started by the co
 one):
   - validate: `swcdata validate CORPUS --no-code --out valid.jsonl --quarantine q.jsonl --report r.json`;
   - dedup:    `swcdata dedup CORPUS --out kept.jsonl --quarantine q.jsonl --report r.json` (the report's
-    per-record lists beside it as Parquet).
+    per-record lists beside it as Parquet);
+  - audit:    `swcdata audit -r CORPUS -c HELD --report r.json`, HELD every 100th line of the corpus
+    (`corpus-<N>.held.jsonl`, made once): a test set of 1 % checked against the whole corpus;
+  - split:    `swcdata split CORPUS --out DIR --report r.json --holdout HELD`;
+  - augment:  `swcdata augment SPLITS --out DIR --factor 1 --report r.json`, SPLITS the local split's DIR;
+  - build:    `swcdata build --config CFG --home DIR --json` (CFG: the corpus as input, HELD as the holdout, the
+    default steps); identical: the same content hash and ledger.
 Per run: wall seconds (the command from start to exit, Python and Ray start-up included: what a user waits for);
 the driver's peak RSS (the command's own process, sampled every 50 ms with psutil); the peak of the whole process
 tree's summed RSS (with Ray: its GCS, raylet and workers, which the command starts as its descendants) and of its
@@ -28,6 +34,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -85,9 +92,37 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
             "stderr_tail": (cwd / "stderr.txt").read_text(errors="replace")[-1500:]}
 
 
-def argv(command: str, data: Path, out: Path, engine: str, address: str | None) -> list[str]:
-    base = [SWCDATA, command, str(data), "--quarantine", str(out / "q.jsonl"), "--report", str(out / "r.json"),
-            "--engine", engine, *(["--ray-address", address] if address and engine == "ray" else [])]
+def held(data: Path) -> Path:
+    """Every 100th line of the corpus: the candidates of the audit, the holdout of split and build."""
+    path = data.with_name(data.name.replace(".jsonl", ".held.jsonl"))
+    if not path.exists():
+        with data.open("rb") as f, path.open("wb") as out:
+            for i, line in enumerate(f):
+                if i % 100 == 0:
+                    out.write(line)
+    return path
+
+
+def argv(command: str, data: Path, out: Path, engine: str, address: str | None, work: Path) -> list[str]:
+    engine_args = ["--engine", engine, *(["--ray-address", address] if address and engine == "ray" else [])]
+    report = ["--report", str(out / "r.json")]
+    if command == "audit":
+        return [SWCDATA, "audit", "-r", str(data), "-c", str(held(data)), *report, *engine_args]
+    if command == "split":
+        return [SWCDATA, "split", str(data), "--out", str(out / "splits"), "--holdout", str(held(data)), *report,
+                *engine_args]
+    if command == "augment":
+        splits = work / f"split-{data.stem.removeprefix('corpus-')}-local" / "splits"
+        if not splits.is_dir():
+            sys.exit(f"FATAL: augment reads the local split's folder {splits}: run --only split,augment")
+        return [SWCDATA, "augment", str(splits), "--out", str(out / "augmented"), "--factor", "1", *report,
+                *engine_args]
+    if command == "build":
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = out / "build.toml"
+        cfg.write_text(f'inputs = ["{data}"]\n[split]\nholdout = ["{held(data)}"]\n')
+        return [SWCDATA, "build", "--config", str(cfg), "--home", str(out / "registry"), "--json", *engine_args]
+    base = [SWCDATA, command, str(data), "--quarantine", str(out / "q.jsonl"), *report, *engine_args]
     if command == "validate":
         return [*base, "--no-code", "--out", str(out / "valid.jsonl")]
     return [*base, "--out", str(out / "kept.jsonl")]
@@ -98,8 +133,13 @@ def same_outputs(a: Path, b: Path) -> tuple[bool, list[str]]:
     import pyarrow.parquet as pq
 
     differ: list[str] = []
-    names = sorted(p.name for p in a.iterdir() if p.name not in ("stdout.txt", "stderr.txt"))
-    if names != sorted(p.name for p in b.iterdir() if p.name not in ("stdout.txt", "stderr.txt")):
+    if (a / "registry").is_dir():  # (build: the version's identity and ledger, from its JSON result)
+        ra, rb = (json.loads((p / "stdout.txt").read_text()) for p in (a, b))
+        same = all(ra[k] == rb[k] for k in ("ref", "content_hash", "ledger", "counts", "contamination"))
+        return same, [] if same else ["the build results"]
+    skip = ("stdout.txt", "stderr.txt", "build.toml")
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file() and p.name not in skip)
+    if names != sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file() and p.name not in skip):
         return False, ["the runs wrote different files"]
     for name in names:
         pa_, pb = a / name, b / name
@@ -147,13 +187,13 @@ def main() -> None:
             for engine in ("local", "ray"):
                 out = args.work / f"{command}-{size_name(size)}-{engine}"
                 if out.exists():
-                    for p in out.iterdir():
-                        p.unlink()
+                    shutil.rmtree(out)
                 print(f"{command} {size_name(size)} {engine} ...", file=sys.stderr, flush=True)
-                r = measured(argv(command, data, out, engine, args.ray_address), out, env)
+                r = measured(argv(command, data, out, engine, args.ray_address, args.work), out, env)
                 print(f"  {r['wall_s']} s, driver {r['driver_mb']} MB, tree {r['tree_mb']} MB, rc {r['rc']}",
                       file=sys.stderr, flush=True)
                 if r["rc"] not in ((0, 1) if command == "validate" else (0,)):  # (validate: 1 = findings)
+                    # (audit: exit 0 without --fail-on-leak)
                     sys.exit(f"FATAL: {command} --engine {engine} failed (rc {r['rc']}):\n{r['stderr_tail']}")
                 runs[engine] = r
             same, differ = same_outputs(args.work / f"{command}-{size_name(size)}-local",

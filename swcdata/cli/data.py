@@ -125,18 +125,29 @@ def _validate_on_ray(files: list[Path], cfg: object, address: str | None, on_q: 
 
 def _dedup_on_ray(stack: ExitStack, paths: list[str], cfg: Any, address: str | None,
                   outputs: list[tuple[str, Path | None]], json_out: bool, kept_with: str | None
-                  ) -> tuple[Callable[[Any], None], list[Any], Any]:
+                  ) -> tuple[Callable[[Any], None], list[Any], Any, dict[str, Callable[[Any], None]]]:
     """`dedup --engine ray`: validation and dedup on Ray Data (the Ray session stays open in `stack` until the kept
     records, read back a block at a time in input order, are written). (kept records' writer, quarantined lines,
-    report), as the local engine gives them."""
+    report, writers of the removed and clusters lists), as the local engine gives them: the lists stream from
+    the cluster into their Parquet files, never whole on this machine."""
     from swcdata.cli.inputs import load_records_on_ray, ray_jsonl_writer
     from swcdata.engine.dedup import dedup_on_ray
+    from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA
 
     valid = load_records_on_ray(stack, paths, address, json_out=json_out, outputs=outputs, kept_with=kept_with)
     with status("dedup on Ray", json_out):
         result = dedup_on_ray(valid.records, cfg)
     report = result.report.model_copy(update={"input": valid.report.ledger})
-    return ray_jsonl_writer(result.kept), valid.quarantined, report
+    lists = {"removed": _parquet_writer(result.removed, REMOVED_SCHEMA),
+             "clusters": _parquet_writer(result.clusters, CLUSTERS_SCHEMA)}
+    return ray_jsonl_writer(result.kept), valid.quarantined, report, lists
+
+
+def _parquet_writer(ds: Any, schema: Any) -> Callable[[Any], None]:
+    """A writer of a Ray Dataset's rows into one Parquet file, its blocks read back one at a time, in order."""
+    from swcdata.core.arrow import write_parquet_batches
+
+    return lambda f: write_parquet_batches(schema, ds.iter_batches(batch_format="pyarrow", batch_size=None), f)
 
 
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="Near-duplicate Jaccard threshold, "
@@ -233,8 +244,8 @@ def dedup(
     lists = _dedup_lists(report, removed_path, clusters_path)
     with ExitStack() as stack:
         if choose(engine) == "ray":
-            kept_writer, quarantined, rep = _dedup_on_ray(stack, paths, cfg, ray_address, outputs, json_out,
-                                                          None if quarantine else "--quarantine")
+            kept_writer, quarantined, rep, lists_writers = _dedup_on_ray(
+                stack, paths, cfg, ray_address, outputs, json_out, None if quarantine else "--quarantine")
         else:
             table, vrep, quarantined = load_records(paths, json_out=json_out,
                                                      kept_with=None if quarantine else "--quarantine", outputs=outputs)
@@ -244,13 +255,15 @@ def dedup(
 
             def kept_writer(f: Any) -> None:
                 write_jsonl(kept, f)
+
+            lists_writers = {"removed": lambda f: write_parquet(rep.removed_table, f),
+                             "clusters": lambda f: write_parquet(rep.clusters_table, f)}
         rep = rep.model_copy(update={"lists": lists})
         # kept records, quarantine, report and its lists move in place together (or, on an interrupt, none does)
         write_together([(out_path, kept_writer),
                          (quarantine, lambda f: f.writelines(q.to_line() for q in quarantined)),
                          (report, lambda f: write_report_to(f, rep)),
-                         (removed_path, lambda f: write_parquet(rep.removed_table, f)),
-                         (clusters_path, lambda f: write_parquet(rep.clusters_table, f))])
+                         (removed_path, lists_writers["removed"]), (clusters_path, lists_writers["clusters"])])
     if report is not None and removed_path is None:
         err.print(f"[yellow]note:[/] {escape(rep.lists.note)}")
     if json_out:

@@ -12,7 +12,7 @@ equals what `pa.array` makes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -75,6 +75,17 @@ def write_parquet(table: pa.Table, f: BinaryIO) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(table, f, compression="zstd", row_group_size=65_536, use_dictionary=True, write_statistics=False)
+
+
+def write_parquet_batches(schema: pa.Schema, tables: Iterable[pa.Table], f: BinaryIO) -> None:
+    """`write_parquet` of the concatenation of `tables` (of `schema`), written as they come: a list larger than
+    memory (the Ray engine's, read back a block at a time) streams into one file."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetWriter(f, schema, compression="zstd", use_dictionary=True, write_statistics=False) as writer:
+        for table in tables:
+            if table.num_rows:
+                writer.write_table(table.cast(schema), row_group_size=65_536)
 
 
 def to_numpy(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.generic]:

@@ -144,13 +144,7 @@ def _scan(batch: pa.Table, cfg: AuditConfig, side: Any) -> pa.Table:
     longest, ref_of, start = _longest_overlap(_words(batch), c["words"], cfg.overlap_n)
     found = np.flatnonzero(longest > 0)
     blob["ngram"] = (found, longest[found], keys[ref_of[found]], start[found])
-    kind = np.array([BATCH] + [r[0] for r in rows], dtype=np.int8)
-    key = np.array([-1] + [r[1] for r in rows], dtype=np.int64)
-    sigs = [None] + [r[2] for r in rows]
-    buckets = [None] + [r[3] for r in rows]
-    return pa.Table.from_arrays([pa.array(kind), pa.array(key), pa.array(sigs, pa.large_binary()),
-                                 pa.array(buckets, pa.list_(pa.int64())),
-                                 pa.array([pickle.dumps(blob)] + [None] * len(rows), pa.binary())], schema=SCAN)
+    return _scan_table(rows, blob)
 
 
 def _np(mask: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:

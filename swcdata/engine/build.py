@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from swcdata.core.arrow import strings
-from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
+from swcdata.core.records import RECORD_SCHEMA
 from swcdata.engine.dedup import _mapped
 from swcdata.registry.build import PublishedNames, Steps
-from swcdata.steps.dedup import DedupConfig
+from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig
 from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
 
@@ -65,6 +65,9 @@ class RaySteps(Steps):
         from swcdata.engine.dedup import dedup_on_ray
 
         result = dedup_on_ray(records, cfg)
+        # (the manifest stores the removed records: gathered here, as the splits are)
+        result.report._removed = self._table(result.removed, REMOVED_SCHEMA)
+        result.report._clusters = self._table(result.clusters, CLUSTERS_SCHEMA)
         return result.kept, result.report
 
     def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None) -> tuple[dict[str, Any], Any]:
@@ -81,8 +84,8 @@ class RaySteps(Steps):
 
     def gather(self, splits: dict[str, Any]) -> dict[str, pa.Table]:
         """Each split as one table of RECORD_SCHEMA, in its order (the engine's columns dropped)."""
-        out = {}
-        for name, ds in splits.items():
-            tables = [t.select(list(RECORD_COLUMNS)) for t in self.ray.get(ds.to_arrow_refs()) if t.num_rows]
-            out[name] = pa.concat_tables(tables).cast(RECORD_SCHEMA) if tables else RECORD_SCHEMA.empty_table()
-        return out
+        return {name: self._table(ds, RECORD_SCHEMA) for name, ds in splits.items()}
+
+    def _table(self, ds: Any, schema: pa.Schema) -> pa.Table:
+        tables = [t.select(schema.names) for t in self.ray.get(ds.to_arrow_refs()) if t.num_rows]
+        return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()

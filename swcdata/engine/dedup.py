@@ -27,9 +27,13 @@ blocks and calls the same pure functions as the local step (`swcdata.steps.dedup
    the local rule), and each other member's similarity to it is `minhash.similarity`;
 8. members (a map with the node table broadcast, or a groupby-based join above the bound): every record in a
    cluster of more than one record, with its kept record and similarity, as narrow rows (id, source, category,
-   `_order`, `_exact`, `_final`, `_esim`) gathered on the driver, where the local `_report` turns them into the
-   removed and clusters tables and the report: their numbering, rounding and categories are local by construction;
-9. kept records (a map over the input, the removed `_order`s broadcast): the input without the removed records, in
+   `_order`, `_exact`, `_final`, `_esim`);
+9. the report's lists (a groupby on the kept record `_final`: each cluster whole in one partition): the local
+   `report_lists` on each partition's clusters gives their removed and clusters rows, each cluster numbered by its
+   kept record's rank among all the clusters' (their sorted `_order`s, broadcast); both lists are sorted on the
+   cluster (by `_order`, by number: the local tables' order), and a map's per-batch counts and largest clusters
+   give the report's summary;
+10. kept records (a map over the input, the removed `_order`s broadcast): the input without the removed records, in
    the input's order, which a pass over the narrow rows checks (one row per batch); sorted by `_order` when it is
    not in `_order` order.
 
@@ -46,16 +50,18 @@ What the driver holds: counts; the sorted `_order`s of the exact duplicates and 
 arrays, as long as the removed table it returns); the verified pairs and one entry per node of them (numpy arrays,
 about 100 bytes a pair) while their number is at most `components_bound` (default 5,000,000 pairs: about 0.5 GB),
 nothing per pair above it; the node table (node, kept record, similarity: 24 bytes per record in a cluster of near
-duplicates) on the driver path; the member rows (one narrow row per record in a cluster of more than one record:
-about the size of the removed table it returns). Never one Python object per record, and nothing for a record
-outside the clusters. The cluster holds the narrow rows (two copies at most), the signatures (4 * num_perm bytes
-a unique record) and the pairs; never a second copy of the texts. The input is read three times (narrow rows,
-signing, kept records): materialize it first when producing it is expensive.
+duplicates) on the driver path; the sorted `_order`s of the clusters' kept records (8 bytes a cluster). Never one
+Python object per record, never the removed or clusters lists (they stay on the cluster: the CLI streams them
+into their Parquet files), nothing for a record outside the clusters. The cluster holds the narrow rows (two
+copies at most), the signatures (4 * num_perm bytes a unique record), the pairs and the report's lists; never a
+second copy of the texts. The input is read three times (narrow rows, signing, kept records): materialize it first
+when producing it is expensive.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from typing import Any, NamedTuple
 
@@ -65,16 +71,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from swcdata import _native
 from swcdata.core.arrow import bools, to_numpy
 from swcdata.core.records import SOURCE_TYPE
 from swcdata.similarity import minhash
 from swcdata.steps.dedup import (
-    Clustering,
+    CLUSTERS_SCHEMA,
+    LARGEST_CLUSTERS,
+    REMOVED_SCHEMA,
     DedupConfig,
     DedupLedger,
     DedupReport,
-    _report,
     _representatives,
+    report_lists,
     table_signatures,
 )
 
@@ -94,12 +103,12 @@ _SALT = np.uint64(0x2545F4914F6CDD1D)
 
 class RayDedup(NamedTuple):
     """The result of `dedup_on_ray`: the kept records (a Ray Dataset in `_order` order, the input's columns), the
-    removed records and the clusters (Arrow tables, REMOVED_SCHEMA / CLUSTERS_SCHEMA, as the local report's
-    `removed_table` / `clusters_table`, which the report also holds) and the report."""
+    removed records and the clusters (Ray Datasets of REMOVED_SCHEMA / CLUSTERS_SCHEMA rows in the order of the
+    local report's `removed_table` / `clusters_table`; the report holds its summary only) and the report."""
 
     kept: Any
-    removed: pa.Table
-    clusters: pa.Table
+    removed: Any
+    clusters: Any
     report: DedupReport
 
 
@@ -587,6 +596,82 @@ def _join_members(group: pa.Table) -> pa.Table:
                         _floats(nodes, "esim")[o])
 
 
+# ---- the report's lists, per cluster: the records of a cluster together (a groupby on `_final`)
+
+ORDERS = pa.schema([(ORDER, pa.int64())])
+BLOBS = pa.schema([("blob", pa.binary())])
+# Rows of the report: a removed record (_row 0: REMOVED_SCHEMA's columns) or a cluster (_row 1: CLUSTERS_SCHEMA's)
+REPORT_ROWS = pa.schema([("_row", pa.int8()), (ORDER, pa.int64()),
+                         *[f for f in REMOVED_SCHEMA if f.name != "cluster"],
+                         *[f for f in CLUSTERS_SCHEMA if f.name not in ("similarity",)]])
+
+
+def _representative_orders(batch: pa.Table) -> pa.Table:
+    """The `_order`s of the clusters' kept records (a member that is its own kept record)."""
+    order = _ints(batch, ORDER)
+    return pa.table({ORDER: pa.array(order[order == _ints(batch, "_final")], pa.int64())}, schema=ORDERS)
+
+
+def _final_part(batch: pa.Table, parts: int) -> pa.Table:
+    return batch.append_column("_p", pa.array(_part(_ints(batch, "_final"), parts), pa.int64()))
+
+
+def _report_rows(group: pa.Table, reps: Any) -> pa.Table:
+    """The members of some clusters: the local `report_lists` on them, each cluster numbered by its kept record's
+    rank among all the clusters' (`reps`: their sorted `_order`s, broadcast)."""
+    if group.num_rows == 0:
+        return REPORT_ROWS.empty_table()
+    group = group.drop_columns(["_p"])
+    group = group.take(pc.sort_indices(group.column(ORDER)))
+    order = _ints(group, ORDER)
+    exact, final = np.searchsorted(order, _ints(group, "_exact")), np.searchsorted(order, _ints(group, "_final"))
+    ranks = _broadcast(reps)
+    removed, clusters = report_lists(group, exact, final, _floats(group, "_esim"),
+                                     lambda pos: np.searchsorted(ranks, order[pos]))
+    gone = np.flatnonzero(final != np.arange(len(order)))
+    rows = []
+    for kind, table, orders in ((0, removed, order[gone]), (1, clusters, None)):
+        columns = {name: table.column(name) for name in table.column_names}
+        rows.append(_table(REPORT_ROWS, table.num_rows, _row=np.full(table.num_rows, kind, np.int8),
+                           **({ORDER: orders} if orders is not None else {}), **columns))
+    return pa.concat_tables(rows)
+
+
+def _removed_rows(batch: pa.Table) -> pa.Table:
+    rows = batch.filter(pc.equal(batch.column("_row"), pa.array([0], pa.int8())[0]))
+    return rows.select([ORDER, *REMOVED_SCHEMA.names])
+
+
+def _cluster_rows(batch: pa.Table) -> pa.Table:
+    rows = batch.filter(pc.equal(batch.column("_row"), pa.array([1], pa.int8())[0]))
+    return rows.select(CLUSTERS_SCHEMA.names)
+
+
+def _without_order(batch: pa.Table) -> pa.Table:
+    return batch.drop_columns([ORDER])
+
+
+def _orders_of(batch: pa.Table) -> pa.Table:
+    return batch.select([ORDER])
+
+
+def _largest(clusters: pa.Table) -> pa.Table:
+    """The LARGEST_CLUSTERS largest clusters: by size, then number (the local report's order)."""
+    o = np.lexsort((_ints(clusters, "cluster"), -_ints(clusters, "size")))[:LARGEST_CLUSTERS]
+    return clusters.select(CLUSTERS_SCHEMA.names).take(pa.array(o, pa.int64()))
+
+
+def _summary(batch: pa.Table) -> pa.Table:
+    """One row: the batch's exact duplicates, removed records, clusters under several categories, and its
+    largest clusters (pickled)."""
+    removed, clusters = _removed_rows(batch), _cluster_rows(batch)
+    n_exact = int(pc.sum(pc.equal(removed.column("kind"), pa.array(["exact"])[0])).as_py() or 0)
+    conflicts = int(np.count_nonzero(to_numpy(pc.list_value_length(clusters.column("categories"))) > 1)) \
+        if clusters.num_rows else 0
+    blob = pickle.dumps((n_exact, removed.num_rows, conflicts, _largest(clusters)))
+    return pa.table({"blob": pa.array([blob], pa.binary())}, schema=BLOBS)
+
+
 SUMS = pa.schema([("sum", pa.int64())])
 SPANS = pa.schema([("lo", pa.int64()), ("hi", pa.int64()), ("n", pa.int64()), ("ok", pa.bool_())])
 
@@ -664,23 +749,39 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     cfg = config or DedupConfig()
     c = cluster_on_ray(ray, ds, cfg, rows_per_block=rows_per_block, components_bound=components_bound,
                        shuffle_strategy=shuffle_strategy)
-    m = c.members
-    order = _ints(m, ORDER)
-    exact_local = np.searchsorted(order, _ints(m, "_exact"))
-    final_local = np.searchsorted(order, _ints(m, "_final"))
-    bands, rows = c.bandings[0]
-    clustering = Clustering(exact_local.astype(np.int64), final_local.astype(np.int64), _floats(m, "_esim"), bands,
-                            rows, c.candidate_pairs, c.verified_pairs, c.timings)
-    _, report = _report(m, cfg, clustering, c.started)  # the local report of the member rows: the same tables
-    removed = report.removed_table
+    t = time.perf_counter()
+    parts = _parts(c.records, rows_per_block)
+    reps = np.sort(_ints(_collect(ray, _mapped(c.members, _representative_orders), ORDERS), ORDER))
+    rows = _grouped(_mapped(c.members, _final_part, None, parts=parts), _report_rows, parts,
+                    reps=ray.put(reps)).materialize()
+    _configure(rows.context, shuffle_strategy)
+    removed = _mapped(rows, _removed_rows).materialize()
+    _configure(removed.context, shuffle_strategy)
+    removed = removed.sort(ORDER)
+    clusters = _mapped(rows, _cluster_rows).materialize()
+    _configure(clusters.context, shuffle_strategy)
+    clusters = clusters.sort("cluster")
+    n_exact = n_removed = conflicts = 0
+    largest = CLUSTERS_SCHEMA.empty_table()
+    for blob in _collect(ray, _mapped(rows, _summary), BLOBS).column("blob").to_pylist():
+        e, r, k, top = pickle.loads(blob)
+        n_exact, n_removed, conflicts = n_exact + e, n_removed + r, conflicts + k
+        largest = _largest(pa.concat_tables([largest, top]))
+    gone = np.sort(_ints(_collect(ray, _mapped(removed, _orders_of), ORDERS), ORDER))
+    timings = {**c.timings, "report": time.perf_counter() - t}
     n = c.records
-    n_exact = report.ledger.exact_duplicates
-    report.ledger = DedupLedger(records=n, kept=n - removed.num_rows, exact_duplicates=n_exact,
-                                near_duplicates=removed.num_rows - n_exact)
-    total = report.timings["total"]
-    report.records_per_second = round(n / total, 1) if total > 0 else 0.0
-
-    gone = np.sort(order[final_local != np.arange(len(order))])
+    total = time.perf_counter() - c.started
+    timings["total"] = total
+    bands, rows_per_band = c.bandings[0]
+    report = DedupReport(
+        config=cfg, bands=bands, rows=rows_per_band,
+        ledger=DedupLedger(records=n, kept=n - n_removed, exact_duplicates=n_exact,
+                           near_duplicates=n_removed - n_exact),
+        clusters=len(reps), largest_clusters=largest.to_pylist(),  # type: ignore[arg-type]
+        category_conflicts=conflicts, candidate_pairs=c.candidate_pairs, verified_pairs=c.verified_pairs,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        records_per_second=round(n / total, 1) if total > 0 else 0.0, backend=_native.backend(),
+    )
     # the kept records: the input without the removed ones (an empty input as it is: a map would lose its schema);
     # when the input is not in `_order` order, sorted on a materialized copy (whose context is this run's)
     kept = _mapped(ds, _drop_removed, rows_per_block, removed=ray.put(gone)) if n else ds
@@ -688,16 +789,16 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
         kept = kept.materialize()
         _configure(kept.context, shuffle_strategy)
         kept = kept.sort(ORDER)
-    return RayDedup(kept, removed, report.clusters_table, report)
+    return RayDedup(kept, _mapped(removed, _without_order), clusters, report)
 
 
 class RayClusters(NamedTuple):
     """`cluster_on_ray`'s result: the narrow rows of every record with its exact group (`exact`: a materialized
     Ray Dataset of id, source, category, `_order`, `_klen`, `_exact`, `_esize`), the records in clusters of more
-    than one record (`members`: MEMBERS rows on the driver, sorted by `_order`), the counts and timings."""
+    than one record (`members`: a materialized Ray Dataset of MEMBERS rows), the counts and timings."""
 
     exact: Any
-    members: pa.Table
+    members: Any
     records: int
     bandings: list[tuple[int, int]]
     candidate_pairs: int
@@ -780,10 +881,9 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     else:
         members = _grouped(_mapped(exact, _records_keyed, None, parts=parts).union(
             _mapped(node_table, _nodes_keyed, None, parts=parts)), _join_members, parts)
-    m = _collect(ray, members, MEMBERS)
-    m = m.take(pc.sort_indices(m.column(ORDER)))
+    members = members.materialize()
     timings["members"] = time.perf_counter() - t
-    return RayClusters(exact, m, n, bandings, n_candidates, n_verified, in_order, timings, t0)
+    return RayClusters(exact, members, n, bandings, n_candidates, n_verified, in_order, timings, t0)
 
 
 def _verified_on_driver(ray: Any, checked: Any, bound: int) -> tuple[I64, I64] | None:

@@ -84,6 +84,14 @@ def _code_rows(batch: pa.Table, cfg: SplitConfig) -> pa.Table:
                                  pa.array([codes[i].spans for i in keep], CODE.field("spans").type)], schema=CODE)
 
 
+MEMBER_GROUPS = pa.schema([(ORDER, pa.int64()), ("_final", pa.int64())])
+
+
+def _member_groups(batch: pa.Table) -> pa.Table:
+    """A record in a cluster of more than one record, and its cluster (its kept record's `_order`)."""
+    return batch.select([ORDER, "_final"])
+
+
 def _narrow(batch: pa.Table) -> pa.Table:
     return batch.select([ORDER, "id", "category"])
 
@@ -140,7 +148,7 @@ def split_on_ray(ds: Any, config: SplitConfig | None = None, holdout: pa.Table |
     narrow = narrow.take(pc.sort_indices(narrow.column(ORDER)))
     orders = _ints(narrow, ORDER)
     groups = np.arange(n, dtype=np.int64)
-    m = c.members
+    m = _collect(ray, _mapped(c.members, _member_groups), MEMBER_GROUPS)
     if m.num_rows:
         groups[np.searchsorted(orders, _ints(m, ORDER))] = np.searchsorted(orders, _ints(m, "_final"))
 

@@ -399,20 +399,11 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
     t = time.perf_counter()
     import pyarrow.compute as pc
 
-    positions = np.arange(n)
-    kept_mask = final == positions
+    kept_mask = final == np.arange(n)
+    removed, clusters = report_lists(table, exact_rep, final, sim_to_rep)
+    n_exact = int(pc.sum(pc.equal(removed.column("kind"), strings(["exact"])[0])).as_py() or 0)
     gone = np.flatnonzero(~kept_mask)
-    of = final[gone]
-    is_exact = of == exact_rep[gone]  # exact: the kept record is its exact twin
-    sims = np.where(is_exact, 1.0, sim_to_rep[exact_rep[gone]])
-    clusters, reps = _clusters(table, final, exact_rep, sim_to_rep)
-    removed = pa.Table.from_arrays(
-        [_column(table, "id", gone), _column(table, "source", gone),
-         strings(["near", "exact"]).take(int64s(is_exact)), float64s(_rounded(sims)), _refs(table, of),
-         int64s(np.searchsorted(reps, of))],
-        schema=REMOVED_SCHEMA)
-    n_exact = int(is_exact.sum())
-    largest = np.lexsort((np.arange(len(reps)), -to_numpy(clusters.column("size"))))[:LARGEST_CLUSTERS]
+    largest = np.lexsort((np.arange(clusters.num_rows), -to_numpy(clusters.column("size"))))[:LARGEST_CLUSTERS]
     n_categories = to_numpy(pc.list_value_length(clusters.column("categories")))
     kept = table.filter(bools(kept_mask))
     timings["report"] = time.perf_counter() - t
@@ -422,7 +413,7 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
         config=cfg, bands=bands, rows=rows,
         ledger=DedupLedger(records=n, kept=int(kept_mask.sum()), exact_duplicates=n_exact,
                            near_duplicates=len(gone) - n_exact),
-        clusters=len(reps), largest_clusters=clusters.take(int64s(largest)).to_pylist(),  # type: ignore[arg-type]
+        clusters=clusters.num_rows, largest_clusters=clusters.take(int64s(largest)).to_pylist(),  # type: ignore[arg-type]
         category_conflicts=int(np.count_nonzero(n_categories > 1)),
         candidate_pairs=n_candidates, verified_pairs=n_verified,
         timings={k: round(v, 3) for k, v in timings.items()},
@@ -430,6 +421,32 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
     )
     report._removed, report._clusters = removed, clusters
     return kept, report
+
+
+def report_lists(table: pa.Table, exact_rep: npt.NDArray[np.int64], final: npt.NDArray[np.int64],
+                 sim_to_rep: npt.NDArray[np.float64], numbers: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]
+                 | None = None) -> tuple[pa.Table, pa.Table]:
+    """The removed and clusters tables (REMOVED_SCHEMA, CLUSTERS_SCHEMA) of a clustering of `table`'s records
+    (positions: each record's exact representative and kept record, and its exact representative's similarity to
+    the kept one). `numbers(representatives' positions)`: their cluster numbers (default: their rank, from 0),
+    for a table that holds some clusters of a larger clustering (the Ray engine's partitions)."""
+    n = table.num_rows
+    gone = np.flatnonzero(final != np.arange(n))
+    of = final[gone]
+    is_exact = of == exact_rep[gone]  # exact: the kept record is its exact twin
+    sims = np.where(is_exact, 1.0, sim_to_rep[exact_rep[gone]])
+    clusters, reps = _clusters(table, final, exact_rep, sim_to_rep)
+    if numbers is not None:
+        clusters = clusters.set_column(0, "cluster", int64s(numbers(reps)))
+        cluster_of = numbers(of)
+    else:
+        cluster_of = np.searchsorted(reps, of)
+    removed = pa.Table.from_arrays(
+        [_column(table, "id", gone), _column(table, "source", gone),
+         strings(["near", "exact"]).take(int64s(is_exact)), float64s(_rounded(sims)), _refs(table, of),
+         int64s(cluster_of)],
+        schema=REMOVED_SCHEMA)
+    return removed, clusters
 
 
 def _rounded(values: npt.NDArray[np.float64], digits: int = 4) -> npt.NDArray[np.float64]:
