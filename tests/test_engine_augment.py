@@ -57,3 +57,10 @@ def test_equals_local(ray_cluster: Any, splits: dict[str, pa.Table], block: int)
 def test_one_record_blocks(ray_cluster: Any, splits: dict[str, pa.Table]) -> None:
     small = {"train": splits["train"].slice(0, 40), "test": splits["test"]}
     _assert_same(ray_cluster, small, AugmentConfig(factor=3, seed=0, templates=False), 1)
+
+
+@pytest.mark.slow
+def test_generated_train_split_20k(ray_cluster: Any, generated_table: pa.Table) -> None:
+    """The generated corpus's 20,000 records as a train split (many near copies: many duplicate variants)."""
+    rep = _assert_same(ray_cluster, {"train": generated_table}, AugmentConfig(factor=2, seed=3), 2000).report
+    assert rep.duplicates_dropped > 0 and rep.splits["train"].variants_added > 10_000

@@ -93,3 +93,13 @@ def test_generated_corpus_against_a_holdout_of_its_own(ray_cluster: Any, generat
     result = _assert_same(ray_cluster, corpus, ray_input(ray_cluster, corpus, 7), cfg, holdout, rows_per_block=400)
     kinds = {d.kind for d in result.report.decontaminated}
     assert {"exact", "near"} <= kinds or {"near", "code"} <= kinds, kinds
+
+
+@pytest.mark.slow
+def test_generated_corpus_200k(ray_cluster: Any, seed_dir: Path, tmp_path: Path) -> None:
+    from ray_inputs import generated
+
+    table = generated(seed_dir, tmp_path, 200_000)
+    result = _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 5000), SplitConfig(),
+                          rows_per_block=50_000)
+    assert result.report.multi_record_groups > 1000 and result.report.largest_group > 50
