@@ -102,4 +102,4 @@ def test_generated_corpus_200k(ray_cluster: Any, seed_dir: Path, tmp_path: Path)
     table = generated(seed_dir, tmp_path, 200_000)
     result = _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 5000), SplitConfig(),
                           rows_per_block=50_000)
-    assert result.report.multi_record_groups > 1000 and result.report.largest_group > 50
+    assert result.report.multi_record_groups > 1000
