@@ -37,13 +37,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from swcdata.core.arrow import bools
-from swcdata.engine.dedup import (
+from swcdata.engine.blocks import (
     ORDER,
     ROWS_PER_BLOCK,
-    _broadcast,
-    _collect,
-    _ints,
-    _mapped,
+    broadcast,
+    collect,
+    ints,
+    mapped,
 )
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import CodePairs, contained_pairs, near_signatures, record_code
@@ -122,8 +122,8 @@ def _valid(sig: minhash.U32) -> npt.NDArray[np.bool_]:
 
 def _scan(batch: pa.Table, cfg: AuditConfig, side: Any) -> pa.Table:
     """Stage 1 on a reference batch (see the module doc)."""
-    c = _broadcast(side)
-    keys = _ints(batch, ORDER)
+    c = broadcast(side)
+    keys = ints(batch, ORDER)
     blob: dict[str, Any] = {}
     # exact: the batch's records whose id is a candidate's
     hit = pc.is_in(batch.column("id"), value_set=c["ids"])
@@ -209,12 +209,12 @@ def _pairs(batch: pa.Table, cfg: AuditConfig, side: Any, sizes: Any, best_of: st
     """Stage 3 on scanned records that share buckets with broadcast ones: their cross pairs by the local rule,
     verified; the near pairs reduced per batch to the best of each candidate (`best_of`: which side the
     candidates are, "broadcast" or "scanned"): highest similarity, then the lowest reference."""
-    c = _broadcast(side)
-    z: _Sizes = _broadcast(sizes)
-    kind = _ints(batch, "kind")
+    c = broadcast(side)
+    z: _Sizes = broadcast(sizes)
+    kind = ints(batch, "kind")
     near_rows: list[tuple[int, int, float]] = []
     code_rows: list[tuple[int, int, float]] = []
-    for k, key, sig_bytes, buckets in zip(kind.tolist(), _ints(batch, "key").tolist(), batch.column("sig").to_pylist(),
+    for k, key, sig_bytes, buckets in zip(kind.tolist(), ints(batch, "key").tolist(), batch.column("sig").to_pylist(),
                                           batch.column("buckets").to_pylist(), strict=True):
         if k == BATCH:
             continue
@@ -288,7 +288,7 @@ def _similarity(sig: minhash.U32, others: minhash.U32) -> npt.NDArray[np.float64
 def _named(batch: pa.Table, keys: Any) -> pa.Table:
     """The records of the batch whose key is in `keys` (broadcast): their key, id, source and category."""
     cols = [c for c in REFS if c in batch.column_names]
-    hit = pc.is_in(batch.column(ORDER), value_set=pa.array(_broadcast(keys), pa.int64()))
+    hit = pc.is_in(batch.column(ORDER), value_set=pa.array(broadcast(keys), pa.int64()))
     return batch.filter(hit).select([ORDER, *cols])
 
 
@@ -309,8 +309,8 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
     cand_words = side["words"]
     side_ref = ray.put(side)
     t = time.perf_counter()
-    scanned = _mapped(reference, _scan, rows_per_block, cfg=cfg, side=side_ref).materialize()
-    blobs = [pickle.loads(b) for b in _collect(ray, _mapped(scanned, _blobs), BLOBS).column("blob").to_pylist()]
+    scanned = mapped(reference, _scan, rows_per_block, cfg=cfg, side=side_ref).materialize()
+    blobs = [pickle.loads(b) for b in collect(ray, mapped(scanned, _blobs), BLOBS).column("blob").to_pylist()]
     timings["scan"] = time.perf_counter() - t
     nr = reference.count()
 
@@ -326,7 +326,7 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
     # bucket by its lowest candidate: the local indices put the references first, the candidates' code first)
     sizes = _sizes(blobs, side, record_head_scanned=True, code_head_scanned=False)
     t = time.perf_counter()
-    found = _collect(ray, _mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
+    found = collect(ray, mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
                                   best_of="broadcast"), BLOBS)
     timings["pairs"] = time.perf_counter() - t
     near = np.full(nc, -1, dtype=np.int64)
@@ -363,9 +363,9 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
         if len(keys) == 0:
             return pa.table({"id": pa.array([], pa.string())}).append_column(
                 "source", pa.array([], pa.struct([("file", pa.string()), ("line", pa.int64())])))
-        got = _collect(ray, _mapped(reference, _named, rows_per_block, keys=ray.put(keys)))
+        got = collect(ray, mapped(reference, _named, rows_per_block, keys=ray.put(keys)))
         got = got.take(pc.sort_indices(got.column(ORDER)))
-        if not np.array_equal(_ints(got, ORDER), keys):
+        if not np.array_equal(ints(got, ORDER), keys):
             raise AssertionError("a named reference record is missing")
         return got.drop_columns([ORDER])
 
@@ -378,8 +378,8 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
 
 def _scan_candidates(batch: pa.Table, cfg: AuditConfig, side: Any) -> pa.Table:
     """Stage 1 on a batch of candidates, the reference broadcast (see `leaks_on_ray`)."""
-    r = _broadcast(side)
-    keys = _ints(batch, ORDER)
+    r = broadcast(side)
+    keys = ints(batch, ORDER)
     blob: dict[str, Any] = {}
     first = pc.index_in(batch.column("id"), value_set=r["ids"])  # (a reference id's first position)
     hit = _np(pc.is_valid(first))
@@ -412,7 +412,7 @@ def _scan_table(rows: list[tuple[int, int, bytes, list[int]]], blob: dict[str, A
 
 def _by_key(batch: pa.Table, keys: Any) -> pa.Table:
     """The batch's records whose `_order` is in `keys` (broadcast)."""
-    return batch.filter(pc.is_in(batch.column(ORDER), value_set=pa.array(_broadcast(keys), pa.int64())))
+    return batch.filter(pc.is_in(batch.column(ORDER), value_set=pa.array(broadcast(keys), pa.int64())))
 
 
 class RayLeaks(NamedTuple):
@@ -437,11 +437,11 @@ def leaks_on_ray(reference: pa.Table, candidate: Any, config: AuditConfig | None
     t0 = time.perf_counter()
     side = _side(reference, cfg)
     side_ref = ray.put(side)
-    scanned = _mapped(candidate, _scan_candidates, rows_per_block, cfg=cfg, side=side_ref).materialize()
-    blobs = [pickle.loads(b) for b in _collect(ray, _mapped(scanned, _blobs), BLOBS).column("blob").to_pylist()]
+    scanned = mapped(candidate, _scan_candidates, rows_per_block, cfg=cfg, side=side_ref).materialize()
+    blobs = [pickle.loads(b) for b in collect(ray, mapped(scanned, _blobs), BLOBS).column("blob").to_pylist()]
     # (the local indices put the reference first, and the candidates' code first)
     sizes = _sizes(blobs, side, record_head_scanned=False, code_head_scanned=True)
-    found = _collect(ray, _mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
+    found = collect(ray, mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
                                   best_of="scanned"), BLOBS)
     exact: dict[int, int] = {}
     near: dict[int, tuple[int, float]] = {}
@@ -465,9 +465,9 @@ def leaks_on_ray(reference: pa.Table, candidate: Any, config: AuditConfig | None
     matched = np.unique(np.array([*exact, *near, *ngram, *(k for k, _ in code)], dtype=np.int64))
     if len(matched) == 0:
         return RayLeaks([], [], matched)
-    rows = _collect(ray, _mapped(candidate, _by_key, rows_per_block, keys=ray.put(matched)))
+    rows = collect(ray, mapped(candidate, _by_key, rows_per_block, keys=ray.put(matched)))
     rows = rows.take(pc.sort_indices(rows.column(ORDER)))
-    if not np.array_equal(_ints(rows, ORDER), matched):
+    if not np.array_equal(ints(rows, ORDER), matched):
         raise AssertionError("a matched candidate is missing")
     at = {k: i for i, k in enumerate(matched.tolist())}
     m = len(matched)

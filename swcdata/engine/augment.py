@@ -32,19 +32,19 @@ import xxhash
 
 from swcdata.core.arrow import bools, strings, to_numpy
 from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA, table_from_rows
-from swcdata.engine.dedup import (
+from swcdata.engine.blocks import (
     ORDER,
     ROWS_PER_BLOCK,
     SHUFFLE,
-    _broadcast,
-    _collect,
-    _configure,
-    _first_of_runs,
-    _grouped,
-    _ints,
-    _mapped,
-    _parts,
-    _table,
+    broadcast,
+    collect,
+    configure_run,
+    first_of_runs,
+    grouped,
+    ints,
+    mapped,
+    partition_count,
+    table_of,
 )
 from swcdata.steps.augment import quality as augment_quality
 from swcdata.steps.augment.step import (
@@ -81,7 +81,7 @@ class RayAugment(NamedTuple):
 def _generate(batch: pa.Table, cfg: AugmentConfig) -> pa.Table:
     """The batch's records, each followed by its variants, and the batch's counts (see the module doc)."""
     rows = batch.select(list(RECORD_COLUMNS)).to_pylist()
-    orders = _ints(batch, ORDER).tolist()
+    orders = ints(batch, ORDER).tolist()
     work, tally, by_finding = SplitWork(), _Tally(), Counter[str]()
     results = _each_variants([row for row in rows if row.get("parent_id") is None], cfg)
     out: list[dict[str, Any]] = []
@@ -121,14 +121,14 @@ def _id_part(ids: pa.Array | pa.ChunkedArray, parts: int) -> np.ndarray:
 def _input_ids(batch: pa.Table, parts: int) -> pa.Table:
     n = batch.num_rows
     zero = np.zeros(n, np.int64)  # (an input record comes first among the rows of its id, whatever its key)
-    return _table(IDS, n, id=batch.column("id"), kind=np.zeros(n, np.int8), split=zero, _order=zero, _sub=zero,
+    return table_of(IDS, n, id=batch.column("id"), kind=np.zeros(n, np.int8), split=zero, _order=zero, _sub=zero,
                   _p=_id_part(batch.column("id"), parts))
 
 
 def _variant_ids(batch: pa.Table, split: int, parts: int) -> pa.Table:
     v = batch.filter(pc.greater(batch.column(SUB), pa.array([0], pa.int64())[0]))
     n = v.num_rows
-    return _table(IDS, n, id=v.column("id"), kind=np.ones(n, np.int8), split=np.full(n, split, np.int64),
+    return table_of(IDS, n, id=v.column("id"), kind=np.ones(n, np.int8), split=np.full(n, split, np.int64),
                   _order=v.column(ORDER), _sub=v.column(SUB), _p=_id_part(v.column("id"), parts))
 
 
@@ -138,9 +138,9 @@ def _dropped(group: pa.Table) -> pa.Table:
     if group.num_rows == 0:
         return KEYS.empty_table()
     label = to_numpy(pc.dictionary_encode(group.column("id").combine_chunks()).indices).astype(np.int64)
-    kind, split, order, sub = (_ints(group, c) for c in ("kind", "split", ORDER, SUB))
+    kind, split, order, sub = (ints(group, c) for c in ("kind", "split", ORDER, SUB))
     o = np.lexsort((sub, order, split, kind, label))
-    first = _first_of_runs(label[o])
+    first = first_of_runs(label[o])
     drop = (kind[o] == 1) & ~(first & (kind[o] == 1))
     sel = o[drop]
     return pa.Table.from_arrays([pa.array(split[sel]), pa.array(order[sel]), pa.array(sub[sel])], schema=KEYS)
@@ -158,7 +158,7 @@ def _key_strings(split: int | np.ndarray, order: pa.Array | pa.ChunkedArray | np
 def _drop_variants(batch: pa.Table, split: int, dropped: Any) -> pa.Table:
     """The batch without the dropped variants (`dropped`: their key strings, broadcast) and without the stats."""
     batch = batch.drop_columns([STATS])
-    gone = _broadcast(dropped)
+    gone = broadcast(dropped)
     if len(gone) == 0 or batch.num_rows == 0:
         return batch
     hit = pc.is_in(_key_strings(split, batch.column(ORDER), batch.column(SUB)), value_set=gone)
@@ -171,7 +171,7 @@ def _count_variants(batch: pa.Table, split: int, seed: int) -> pa.Table:
     v = batch.filter(pc.greater(batch.column(SUB), pa.array([0], pa.int64())[0]))
     tally, quality = _Tally(), augment_quality.QualityTally(seed)
     rows = v.select(list(RECORD_COLUMNS)).to_pylist()
-    for row, o, q in zip(rows, _ints(v, ORDER).tolist(), v.column(Q).to_pylist(), strict=True):
+    for row, o, q in zip(rows, ints(v, ORDER).tolist(), v.column(Q).to_pylist(), strict=True):
         count_variant(row, tally)
         quality.add((split, o), row, augment_quality.VariantQuality.of(pickle.loads(q)))
     return pa.table({STATS: pa.array([pickle.dumps((len(rows), tally, quality))], pa.binary())}, schema=BLOBS)
@@ -179,7 +179,7 @@ def _count_variants(batch: pa.Table, split: int, seed: int) -> pa.Table:
 
 def _parents(batch: pa.Table, keys: Any) -> pa.Table:
     """The records (`_sub` 0) whose `_order` is in `keys` (broadcast)."""
-    wanted = _broadcast(keys)
+    wanted = broadcast(keys)
     hit = pc.and_(pc.equal(batch.column(SUB), pa.array([0], pa.int64())[0]),
                   pc.is_in(batch.column(ORDER), value_set=pa.array(wanted, pa.int64())))
     return batch.filter(hit).select([*RECORD_COLUMNS, ORDER])
@@ -187,7 +187,7 @@ def _parents(batch: pa.Table, keys: Any) -> pa.Table:
 
 def _blobs(ray: Any, ds: Any, fn: Any, **kwargs: Any) -> list[Any]:
     """The pickled values a map over `ds` yields, in order."""
-    return [pickle.loads(b) for b in _collect(ray, _mapped(ds, fn, None, **kwargs), BLOBS).column(STATS).to_pylist()]
+    return [pickle.loads(b) for b in collect(ray, mapped(ds, fn, None, **kwargs), BLOBS).column(STATS).to_pylist()]
 
 
 def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, *,
@@ -209,20 +209,20 @@ def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, 
     generated: dict[str, Any] = {}
     for name, ds in splits.items():
         if name in cfg.splits and sizes[name]:
-            generated[name] = _mapped(ds, _generate, max(1, min(rows_per_block, 2_000)), cfg=cfg).materialize()
-            _configure(generated[name].context, shuffle_strategy)
+            generated[name] = mapped(ds, _generate, max(1, min(rows_per_block, 2_000)), cfg=cfg).materialize()
+            configure_run(generated[name].context, shuffle_strategy)
     # duplicate variants: a groupby on the id of every input record and every variant
     dropped: dict[int, pa.Array] = {}
     if generated:
         pos = {name: k for k, name in enumerate(splits)}
         n_ids = sum(sizes.values()) + sum(g.count() for g in generated.values())
-        parts = _parts(n_ids, rows_per_block)
-        rows = [_mapped(ds, _input_ids, None, parts=parts) for name, ds in splits.items() if sizes[name]]
-        rows += [_mapped(g, _variant_ids, None, split=pos[name], parts=parts) for name, g in generated.items()]
+        parts = partition_count(n_ids, rows_per_block)
+        rows = [mapped(ds, _input_ids, None, parts=parts) for name, ds in splits.items() if sizes[name]]
+        rows += [mapped(g, _variant_ids, None, split=pos[name], parts=parts) for name, g in generated.items()]
         keyed = rows[0].union(*rows[1:]) if len(rows) > 1 else rows[0]
-        keys = _collect(ray, _grouped(keyed, _dropped, parts), KEYS)
-        for k in np.unique(_ints(keys, "split")).tolist():
-            sel = keys.filter(bools(_ints(keys, "split") == k))
+        keys = collect(ray, grouped(keyed, _dropped, parts), KEYS)
+        for k in np.unique(ints(keys, "split")).tolist():
+            sel = keys.filter(bools(ints(keys, "split") == k))
             dropped[k] = _key_strings(k, sel.column(ORDER), sel.column(SUB))
 
     tally, by_finding = _Tally(), Counter[str]()
@@ -243,7 +243,7 @@ def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, 
                 by_finding.update(f)
             gone = dropped.get(k, strings([]))
             work.dropped = len(gone)
-            kept = _mapped(g, _drop_variants, None, split=k, dropped=ray.put(gone))
+            kept = mapped(g, _drop_variants, None, split=k, dropped=ray.put(gone))
             for added, t, qt in _blobs(ray, kept, _count_variants, split=k, seed=cfg.seed):
                 work.added += added
                 tally.add(t)
@@ -259,8 +259,8 @@ def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, 
         wanted.setdefault(key[0], []).append(key[1])
     names = list(splits)
     for k, orders in wanted.items():
-        got = _collect(ray, _mapped(generated[names[k]], _parents, None, keys=ray.put(orders)), PARENTS)
-        for row, o in zip(got.select(list(RECORD_COLUMNS)).to_pylist(), _ints(got, ORDER).tolist(), strict=True):
+        got = collect(ray, mapped(generated[names[k]], _parents, None, keys=ray.put(orders)), PARENTS)
+        for row, o in zip(got.select(list(RECORD_COLUMNS)).to_pylist(), ints(got, ORDER).tolist(), strict=True):
             parents[(k, o)] = row
     report = augment_report(cfg, counts, tally, by_finding, quality.finish(parents), warnings, t0)
     return RayAugment(out, report)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from swcdata.core.arrow import strings
 from swcdata.core.records import RECORD_SCHEMA
-from swcdata.engine.dedup import _mapped
+from swcdata.engine.blocks import mapped
 from swcdata.registry.build import PublishedNames, Steps
 from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig
 from swcdata.steps.split import SplitConfig
@@ -58,7 +58,7 @@ class RaySteps(Steps):
         from swcdata.engine.reading import validate_on_ray
 
         valid = validate_on_ray([str(f) for f in files], cfg)
-        renamed = _mapped(valid.records, _renamed, None, names={str(f): names(str(f)) for f in files})
+        renamed = mapped(valid.records, _renamed, None, names={str(f): names(str(f)) for f in files})
         return renamed, valid.report, valid.quarantined
 
     def dedup(self, records: Any, cfg: DedupConfig) -> tuple[Any, Any]:

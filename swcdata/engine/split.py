@@ -33,20 +33,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from swcdata.core.arrow import bools
-from swcdata.engine.dedup import (
-    COMPONENTS_BOUND,
+from swcdata.engine.blocks import (
     ORDER,
     ROWS_PER_BLOCK,
     SHUFFLE,
-    _broadcast,
-    _collect,
-    _configure,
-    _drop_removed,
-    _ints,
-    _lookup,
-    _mapped,
-    cluster_on_ray,
+    broadcast,
+    collect,
+    configure_run,
+    ints,
+    lookup_sorted,
+    mapped,
+    without_orders,
 )
+from swcdata.engine.components import COMPONENTS_BOUND
+from swcdata.engine.dedup import cluster_on_ray
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import RecordCode, record_code
 from swcdata.steps.split import (
@@ -79,7 +79,7 @@ def _code_rows(batch: pa.Table, cfg: SplitConfig) -> pa.Table:
     tokens (the only ones the code rule can match)."""
     codes = record_code(batch.column("instruction").to_pylist(), cfg.code)
     keep = [i for i, rc in enumerate(codes) if rc.needles(cfg.code.min_tokens)]
-    order = _ints(batch, ORDER)[keep] if keep else np.zeros(0, np.int64)
+    order = ints(batch, ORDER)[keep] if keep else np.zeros(0, np.int64)
     return pa.Table.from_arrays([pa.array(order, pa.int64()),
                                  pa.array([codes[i].spans for i in keep], CODE.field("spans").type)], schema=CODE)
 
@@ -98,8 +98,8 @@ def _narrow(batch: pa.Table) -> pa.Table:
 
 def _tag(batch: pa.Table, table: Any) -> pa.Table:
     """The batch with each record's split (`table`: the sorted `_order`s and their split, broadcast)."""
-    orders, which = _broadcast(table)
-    pos, hit = _lookup(orders, _ints(batch, ORDER))
+    orders, which = broadcast(table)
+    pos, hit = lookup_sorted(orders, ints(batch, ORDER))
     if not hit.all():
         raise AssertionError("a record has no split")
     return batch.append_column(SPLIT, pa.array(which[pos], pa.int8()))
@@ -137,36 +137,36 @@ def split_on_ray(ds: Any, config: SplitConfig | None = None, holdout: pa.Table |
         decontaminated = decontaminations(leaks.leaked, acfg)
         label_conflicts = leaks.label_conflicts
         if len(leaks.orders):
-            ds = _mapped(ds, _drop_removed, rows_per_block, removed=ray.put(leaks.orders)).materialize()
+            ds = mapped(ds, without_orders, rows_per_block, removed=ray.put(leaks.orders)).materialize()
         ratios = (ratios[0] / (ratios[0] + ratios[1]), ratios[1] / (ratios[0] + ratios[1]), 0.0)
     sensitive = minhash.lsh_params(0.5, cfg.near.num_perm)  # (the local split's second banding)
     c = cluster_on_ray(ray, ds, cfg.near, all_pairs=True, verify_threshold=cfg.group_threshold,
                        extra_bandings=[sensitive], rows_per_block=rows_per_block, components_bound=components_bound,
                        shuffle_strategy=shuffle_strategy)
     n = c.records
-    narrow = _collect(ray, _mapped(c.exact, _narrow), NARROW)
+    narrow = collect(ray, mapped(c.exact, _narrow), NARROW)
     narrow = narrow.take(pc.sort_indices(narrow.column(ORDER)))
-    orders = _ints(narrow, ORDER)
+    orders = ints(narrow, ORDER)
     groups = np.arange(n, dtype=np.int64)
-    m = _collect(ray, _mapped(c.members, _member_groups), MEMBER_GROUPS)
+    m = collect(ray, mapped(c.members, _member_groups), MEMBER_GROUPS)
     if m.num_rows:
-        groups[np.searchsorted(orders, _ints(m, ORDER))] = np.searchsorted(orders, _ints(m, "_final"))
+        groups[np.searchsorted(orders, ints(m, ORDER))] = np.searchsorted(orders, ints(m, "_final"))
 
     code_groups = 0
     if cfg.counts("code") and n:
-        code = _collect(ray, _mapped(ds, _code_rows, rows_per_block, cfg=cfg), CODE)
+        code = collect(ray, mapped(ds, _code_rows, rows_per_block, cfg=cfg), CODE)
         code = code.take(pc.sort_indices(code.column(ORDER)))
         codes = [RecordCode(spans) for spans in code.column("spans").to_pylist()]
-        groups, code_groups = join_code_groups(groups, codes, np.searchsorted(orders, _ints(code, ORDER)), cfg)
+        groups, code_groups = join_code_groups(groups, codes, np.searchsorted(orders, ints(code, ORDER)), cfg)
 
     which = assign_groups(groups, narrow.column("category"), narrow.column("id"), ratios, cfg.seed,
                           cfg.stratify == "category")
     splits: dict[str, Any] = {}
     if n:
-        tagged = _mapped(ds, _tag, rows_per_block, table=ray.put((orders, which.astype(np.int8)))).materialize()
-        _configure(tagged.context, shuffle_strategy)
+        tagged = mapped(ds, _tag, rows_per_block, table=ray.put((orders, which.astype(np.int8)))).materialize()
+        configure_run(tagged.context, shuffle_strategy)
         for k, name in enumerate(SPLITS):
-            part = _mapped(tagged, _only, None, k=k)
+            part = mapped(tagged, _only, None, k=k)
             splits[name] = part if c.in_order else part.materialize().sort(ORDER)
     else:
         splits = {name: ds for name in SPLITS}

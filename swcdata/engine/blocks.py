@@ -1,0 +1,201 @@
+"""The plumbing of the Ray engine's stages: Arrow blocks as numpy, keys and partitions, signatures as binary
+columns, and Ray Data's maps and groupbys as this engine runs them.
+
+- Columns: `ints`, `floats`, `table_of` (a table of a schema from some columns, nulls for the others), `sig_column`
+  / `sig_matrix` (MinHash signatures as one binary value a row, and back), `pair_similarity`.
+- Sorted keys: `first_of_runs`, `unique_pairs`, `lookup_sorted`, `rows_of`, `dense_ranks`.
+- Partitions: `partition_of` (a mixed hash of int64 keys modulo the partition count), `partition_count`.
+- Ray Data: `mapped` (map_batches over Arrow batches), `grouped` (a groupby on the partition column `_p` whose
+  function sees whole partitions), `collect` (a dataset's blocks as one table on the driver), `column_total`,
+  `broadcast` (a value the driver put in the object store, read in a task), `configure_run` (a run's own settings on
+  a materialized dataset's context), `without_orders` (drop the records whose `_order` the driver names).
+
+Ray is imported only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from swcdata.core.arrow import bools, to_numpy
+from swcdata.similarity import minhash
+
+ORDER = "_order"
+"""The record's key in the engine: unique, and sorting by it gives the local engine's record order."""
+ROWS_PER_BLOCK = 250_000
+"""Records per batch of the maps over the input (signing: a task a batch), and rows per partition key of the
+groupbys (ceil(rows / rows_per_block) partitions)."""
+SHUFFLE = "sort_shuffle_pull_based"
+"""The shuffle the groupbys run on by default (see `swcdata.engine.dedup.dedup_on_ray`)."""
+SIG = pa.large_binary()
+"""A signature as bytes (num_perm uint32s). Variable-length binary, not fixed-size: a null fixed-size value still
+takes its width, and most rows of the joins (pairs) have no signature."""
+SUMS = pa.schema([("sum", pa.int64())])
+
+I64 = npt.NDArray[np.int64]
+_SALT = np.uint64(0x2545F4914F6CDD1D)
+
+
+def table_of(schema: pa.Schema, n: int, **columns: Any) -> pa.Table:
+    """A table of `schema` with n rows: the given columns (arrays or numpy), nulls for the others."""
+    arrays = []
+    for f in schema:
+        v = columns.get(f.name)
+        if v is None:
+            arrays.append(pa.nulls(n, f.type))
+        elif isinstance(v, (pa.Array, pa.ChunkedArray)):
+            arrays.append(v.cast(f.type) if v.type != f.type else v)
+        else:
+            arrays.append(pa.array(np.asarray(v), type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def ints(table: pa.Table, name: str) -> I64:
+    return to_numpy(table.column(name)).astype(np.int64, copy=False) if table.num_rows else np.zeros(0, np.int64)
+
+
+def floats(table: pa.Table, name: str) -> npt.NDArray[np.float64]:
+    col = table.column(name)
+    return np.asarray(col.to_numpy(), dtype=np.float64) if table.num_rows else np.zeros(0)
+
+
+def partition_of(keys: I64, parts: int) -> I64:
+    """The partition (0..parts-1) of int64 keys: a mixed hash, so that neighbouring keys spread."""
+    if parts <= 1:
+        return np.zeros(len(keys), dtype=np.int64)
+    return (minhash.fmix64(keys.astype(np.uint64) ^ _SALT) % np.uint64(parts)).astype(np.int64)
+
+
+def sig_column(sig: minhash.U32) -> pa.Array:
+    """(m, num_perm) uint32 signatures as one binary value per row (`SIG`)."""
+    m, w = sig.shape
+    offsets = np.arange(m + 1, dtype=np.int64) * (4 * w)
+    return pa.Array.from_buffers(SIG, m, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(sig))])
+
+
+def sig_matrix(col: pa.Array | pa.ChunkedArray, num_perm: int) -> minhash.U32:
+    """The inverse of `sig_column` (a column without nulls)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if arr.null_count:
+        raise ValueError("missing signatures")
+    if len(arr) == 0:
+        return np.zeros((0, num_perm), dtype=np.uint32)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    start, end = int(offsets[0]), int(offsets[-1])
+    if end - start != len(arr) * 4 * num_perm or not (np.diff(offsets) == 4 * num_perm).all():
+        raise ValueError("signatures of the wrong width")
+    return np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start:end].view(np.uint32).reshape(-1, num_perm)
+
+
+def pair_similarity(a: minhash.U32, b: minhash.U32) -> npt.NDArray[np.float64]:
+    """`minhash.similarity` of the row pairs (a[i], b[i])."""
+    k = len(a)
+    if k == 0:
+        return np.zeros(0)
+    idx = np.arange(k, dtype=np.int64)
+    return minhash.similarity(np.concatenate([a, b]), np.stack([idx, idx + k], axis=1))
+
+
+def first_of_runs(*keys: I64) -> npt.NDArray[np.bool_]:
+    """For rows sorted by `keys`: True where a run of equal keys starts."""
+    n = len(keys[0])
+    first = np.ones(n, dtype=bool)
+    if n > 1:
+        same = np.ones(n - 1, dtype=bool)
+        for k in keys:
+            same &= k[1:] == k[:-1]
+        first[1:] = ~same
+    return first
+
+
+def unique_pairs(a: I64, b: I64) -> tuple[I64, I64]:
+    """Distinct (a, b) pairs, sorted by a then b."""
+    o = np.lexsort((b, a))
+    a, b = a[o], b[o]
+    keep = first_of_runs(a, b)
+    return a[keep], b[keep]
+
+
+def lookup_sorted(sorted_keys: I64, keys: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """Positions of `keys` in `sorted_keys` and whether each is there."""
+    pos = np.searchsorted(sorted_keys, keys)
+    hit = np.zeros(len(keys), dtype=bool)
+    inside = pos < len(sorted_keys)
+    hit[inside] = sorted_keys[pos[inside]] == keys[inside]
+    return np.minimum(pos, max(len(sorted_keys) - 1, 0)), hit
+
+
+def rows_of(keys: I64, wanted: I64, missing: str) -> I64:
+    """The row (in `keys`, any order; the first of equal keys) of each of `wanted`, which must all be there
+    (AssertionError `missing` otherwise)."""
+    o = np.argsort(keys, kind="stable")
+    pos, hit = lookup_sorted(keys[o], wanted)
+    if not hit.all():
+        raise AssertionError(missing)
+    return o[pos]
+
+
+def dense_ranks(klen: I64, node: I64) -> I64:
+    """Dense ranks of (klen, node) keys: smaller key, smaller rank."""
+    rank = np.empty(len(node), dtype=np.int64)
+    rank[np.lexsort((node, klen))] = np.arange(len(node))
+    return rank
+
+
+def column_sum(batch: pa.Table, column: str) -> pa.Table:
+    """One row: the sum of an int column of the batch (a count read without a Ray aggregate, which costs more)."""
+    return pa.table({"sum": pa.array([int(ints(batch, column).sum())], pa.int64())})
+
+
+def broadcast(value: Any) -> Any:
+    """A value the driver put in the object store (a map's fn_kwargs are not resolved): read zero-copy."""
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
+def without_orders(batch: pa.Table, removed: Any) -> pa.Table:
+    """The batch without the removed records (`removed`: their sorted `_order`s, broadcast)."""
+    _, hit = lookup_sorted(broadcast(removed), ints(batch, ORDER))
+    return batch.filter(bools(~hit)) if hit.any() else batch
+
+
+def configure_run(ctx: Any, shuffle_strategy: str | None) -> None:
+    """This run's settings on a context of its own (a materialized dataset's copy): blocks in order, and the
+    shuffle of the groupbys."""
+    ctx.execution_options.preserve_order = True
+    if shuffle_strategy is not None:
+        ctx.shuffle_strategy = shuffle_strategy
+
+
+def partition_count(rows: int, rows_per_block: int) -> int:
+    return max(1, math.ceil(rows / rows_per_block))
+
+
+def grouped(ds: Any, fn: Any, partitions: int, /, **kwargs: Any) -> Any:
+    """`ds.groupby("_p").map_groups(fn)`: fn sees whole partitions (every group of the key they were derived from)."""
+    return ds.groupby("_p", num_partitions=partitions).map_groups(fn, batch_format="pyarrow", fn_kwargs=kwargs or None)
+
+
+def mapped(ds: Any, fn: Any, batch_size: int | None = None, /, **kwargs: Any) -> Any:
+    return ds.map_batches(fn, batch_format="pyarrow", batch_size=batch_size, fn_kwargs=kwargs or None)
+
+
+def column_total(ray: Any, ds: Any, column: str) -> int:
+    """The sum of an int (or bool) column of a dataset."""
+    return int(ints(collect(ray, mapped(ds, column_sum, None, column=column), SUMS), "sum").sum())
+
+
+def collect(ray: Any, ds: Any, schema: pa.Schema | None = None) -> pa.Table:
+    """A dataset's blocks as one table on the driver (in the dataset's order)."""
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    if not tables:
+        if schema is None:
+            raise ValueError("no rows and no schema")
+        return schema.empty_table()
+    return pa.concat_tables(tables, promote_options="none" if schema is None else "default")

@@ -1,0 +1,243 @@
+"""Connected components of the verified near-duplicate pairs, for `swcdata.engine.dedup`: on the driver
+(`minhash.components`) while there are at most `COMPONENTS_BOUND` verified pairs, above it on the cluster by
+large-star / small-star (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as alternating
+groupbys, iterated until a round changes no edge. Either way the result is the node table: each node of the
+pairs with its component's kept record by the local rule (`_representatives` over (klen, `_order`)) and its
+`minhash.similarity` to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from swcdata.core.arrow import bools, to_numpy
+from swcdata.engine.blocks import (
+    I64,
+    SIG,
+    broadcast,
+    collect,
+    column_total,
+    dense_ranks,
+    first_of_runs,
+    floats,
+    grouped,
+    ints,
+    lookup_sorted,
+    mapped,
+    pair_similarity,
+    partition_of,
+    rows_of,
+    sig_matrix,
+    table_of,
+    unique_pairs,
+)
+from swcdata.similarity import minhash
+from swcdata.steps.dedup import _representatives
+
+COMPONENTS_BOUND = 5_000_000
+"""Verified pairs up to which connected components are found on the driver (its memory bound: ~100 bytes a pair)."""
+MAX_ROUNDS = 200  # large-star/small-star rounds before giving up (it converges in O(log^2 n) rounds)
+
+EDGES = pa.schema([("u", pa.int64()), ("v", pa.int64()), ("changed", pa.int64()), ("_p", pa.int64())])
+NODES = pa.schema([("node", pa.int64()), ("final", pa.int64()), ("esim", pa.float64())])
+# Rows keyed by a node: kind 0 = a node (with its klen), 1 = a star edge (its root), 2 = a signature; 3 = a node with
+# its root and signature (the output, keyed by its root).
+NODE_JOIN = pa.schema([("node", pa.int64()), ("klen", pa.int64()), ("root", pa.int64()), ("sig", SIG),
+                       ("kind", pa.int8()), ("_p", pa.int64())])
+
+
+def _edges_of_pairs(batch: pa.Table) -> pa.Table:
+    ok = batch.filter(batch.column("ok"))
+    a, b = ints(ok, "a"), ints(ok, "b")
+    return table_of(EDGES, len(a), u=a, v=b, changed=np.zeros(len(a), np.int64), _p=np.zeros(len(a), np.int64))
+
+
+def _both_ways(batch: pa.Table, parts: int) -> pa.Table:
+    """Each edge in both directions, keyed by its first end (the large-star step's neighbourhoods); a round's
+    change count starts from 0 here."""
+    u, v = ints(batch, "u"), ints(batch, "v")
+    uu, vv = np.concatenate([u, v]), np.concatenate([v, u])
+    return table_of(EDGES, len(uu), u=uu, v=vv, changed=np.zeros(len(uu), np.int64), _p=partition_of(uu, parts))
+
+
+def _neighbourhoods(group: pa.Table) -> tuple[int, I64, I64, npt.NDArray[np.bool_], I64]:
+    """A star step's input: (edges changed in the last round, the distinct edges (u, v) without loops sorted by
+    (u, v), where each node's run starts, the runs' starts)."""
+    carried = int(ints(group, "changed").sum())
+    u, v = unique_pairs(ints(group, "u"), ints(group, "v"))
+    loop = u == v
+    u, v = u[~loop], v[~loop]
+    first = first_of_runs(u) if len(u) else np.zeros(0, dtype=bool)
+    return carried, u, v, first, np.flatnonzero(first)
+
+
+def _large_star(group: pa.Table) -> pa.Table:
+    """For every node u: m = min(u, its neighbours); each neighbour v > u is linked to m instead of u. An edge
+    changes when m != u."""
+    carried, u, v, first, start = _neighbourhoods(group)
+    if len(u) == 0:
+        return _carry(EDGES.empty_table(), carried)
+    mn = np.minimum(np.minimum.reduceat(v, start), u[start])[np.cumsum(first) - 1]
+    up = v > u
+    out_u, out_v = v[up], mn[up]
+    changed = (out_v != u[up]).astype(np.int64)
+    return _carry(table_of(EDGES, len(out_u), u=out_u, v=out_v, changed=changed, _p=np.zeros(len(out_u), np.int64)),
+                  carried)
+
+
+def _oriented(batch: pa.Table, parts: int) -> pa.Table:
+    """Each edge as (larger end, smaller end), keyed by the larger (the small-star step's neighbourhoods)."""
+    u, v = ints(batch, "u"), ints(batch, "v")
+    hi, lo = np.maximum(u, v), np.minimum(u, v)
+    return table_of(EDGES, len(hi), u=hi, v=lo, changed=ints(batch, "changed"), _p=partition_of(hi, parts))
+
+
+def _small_star(group: pa.Table) -> pa.Table:
+    """For every node u: N = its smaller neighbours, m = min(N); u and every v in N are linked to m. A node with
+    more than one smaller neighbour changes its edges."""
+    carried, u, v, first, start = _neighbourhoods(group)
+    if len(u) == 0:
+        return _carry(EDGES.empty_table(), carried)
+    sizes = np.diff(np.append(start, len(u)))
+    m = v[start]  # sorted by (u, v): each node's smallest neighbour
+    mm = m[np.cumsum(first) - 1]
+    rest = ~first  # v != m: (v, m)
+    out_u = np.concatenate([u[start], v[rest]])
+    out_v = np.concatenate([m, mm[rest]])
+    changed = np.concatenate([(sizes > 1).astype(np.int64), np.zeros(int(rest.sum()), np.int64)])
+    return _carry(table_of(EDGES, len(out_u), u=out_u, v=out_v, changed=changed, _p=np.zeros(len(out_u), np.int64)),
+                  carried)
+
+
+def _carry(out: pa.Table, carried: int) -> pa.Table:
+    """Adds the changes counted by the previous step to the first row (a step never empties a non-empty group)."""
+    if carried == 0:
+        return out
+    if out.num_rows == 0:
+        raise AssertionError("changes but no edges")
+    ch = ints(out, "changed").copy()
+    ch[0] += carried
+    return out.set_column(out.schema.get_field_index("changed"), "changed", pa.array(ch, pa.int64()))
+
+
+def _node_rows_of_pairs(batch: pa.Table, parts: int) -> pa.Table:
+    ok = batch.filter(batch.column("ok"))
+    node = np.concatenate([ints(ok, "a"), ints(ok, "b")])
+    klen = np.concatenate([ints(ok, "a_klen"), ints(ok, "b_klen")])
+    return table_of(NODE_JOIN, len(node), node=node, klen=klen, kind=np.zeros(len(node), np.int8),
+                  _p=partition_of(node, parts))
+
+
+def _node_rows_of_stars(batch: pa.Table, parts: int) -> pa.Table:
+    u, v = ints(batch, "u"), ints(batch, "v")
+    return table_of(NODE_JOIN, len(u), node=u, root=v, kind=np.ones(len(u), np.int8),
+                  _p=partition_of(u, parts))
+
+
+def _node_rows_of_sigs(batch: pa.Table, parts: int) -> pa.Table:
+    key = ints(batch, "key")
+    return table_of(NODE_JOIN, len(key), node=key, klen=batch.column("klen"), sig=batch.column("sig"),
+                  kind=np.full(len(key), 2, np.int8), _p=partition_of(key, parts))
+
+
+def _join_nodes(group: pa.Table, parts: int) -> pa.Table:
+    """Nodes (kind 0), star edges (kind 1: a node's root) and signatures (kind 2) of some nodes: each node with
+    its root (itself when it has no star edge: a root) and signature, keyed by its root."""
+    kind = to_numpy(group.column("kind"))
+    node = ints(group, "node")
+    nodes = minhash.unique(node[kind == 0])
+    stars = group.filter(bools(kind == 1))
+    s_node, s_root = ints(stars, "node"), ints(stars, "root")
+    o = np.argsort(s_node, kind="stable")
+    pos, hit = lookup_sorted(s_node[o], nodes)
+    root = np.where(hit, s_root[o][pos] if len(o) else nodes, nodes)
+    sigs = group.filter(bools(kind == 2))
+    at = pa.array(rows_of(ints(sigs, "node"), nodes, "a node has no signature"))
+    return table_of(NODE_JOIN, len(nodes), node=nodes, klen=sigs.column("klen").take(at), root=root,
+                  sig=sigs.column("sig").take(at), kind=np.full(len(nodes), 3, np.int8), _p=partition_of(root, parts))
+
+
+def _nodes_of_signed(batch: pa.Table, table: Any, parts: int) -> pa.Table:
+    """The driver path's node rows: the signed records that are nodes (`table`: sorted nodes and their roots,
+    broadcast), each with its root and signature, keyed by the root."""
+    nodes, roots = broadcast(table)
+    key = ints(batch, "key")
+    pos, hit = lookup_sorted(nodes, key)
+    sel = np.flatnonzero(hit)
+    at = pa.array(sel)
+    root = roots[pos[sel]]
+    return table_of(NODE_JOIN, len(sel), node=key[sel], klen=batch.column("klen").take(at), root=root,
+                  sig=batch.column("sig").take(at), kind=np.full(len(sel), 3, np.int8), _p=partition_of(root, parts))
+
+
+def _cluster_reps(group: pa.Table, num_perm: int) -> pa.Table:
+    """The nodes of some components (keyed by root): each component keeps its smallest (klen, order), the local
+    `_representatives` rule; every node gets it and its `minhash.similarity` to it (1.0 for itself)."""
+    node, klen, root = ints(group, "node"), ints(group, "klen"), ints(group, "root")
+    if len(node) == 0:
+        return NODES.empty_table()
+    rep = _representatives(root, dense_ranks(klen, node))
+    moved = np.flatnonzero(rep != np.arange(len(node)))
+    esim = np.ones(len(node))
+    if len(moved):
+        sig = sig_matrix(group.column("sig"), num_perm)
+        esim[moved] = pair_similarity(sig[moved], sig[rep[moved]])
+    return pa.Table.from_arrays([pa.array(node), pa.array(node[rep]), pa.array(esim)], schema=NODES)
+
+
+def verified_on_driver(ray: Any, checked: Any, bound: int) -> tuple[I64, I64] | None:
+    """The verified pairs (a, b) read block by block from `checked`, or None when there are more than `bound`."""
+    a: list[I64] = []
+    b: list[I64] = []
+    total = 0
+    for ref in checked.to_arrow_refs():
+        block = ray.get(ref)
+        ok = block.filter(block.column("ok"))
+        total += ok.num_rows
+        if total > bound:
+            return None
+        a.append(ints(ok, "a"))
+        b.append(ints(ok, "b"))
+    return (np.concatenate(a), np.concatenate(b)) if a else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+def components_on_driver(ray: Any, edges: tuple[I64, I64], signed: Any, parts: int,
+                          num_perm: int) -> tuple[I64, I64, npt.NDArray[np.float64]]:
+    """Connected components of the verified pairs on the driver (`minhash.components` over dense ids); the
+    representatives and similarities on the cluster (`_cluster_reps`). Returns the node table."""
+    a, b = edges
+    if len(a) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    comp = minhash.components(np.stack([inv[: len(a)], inv[len(a) :]], axis=1), len(nodes))
+    roots = nodes[comp]  # each node's component, named by its smallest `_order`
+    rows = mapped(signed, _nodes_of_signed, None, table=ray.put((nodes, roots)), parts=parts)
+    table = collect(ray, grouped(rows, _cluster_reps, parts, num_perm=num_perm), NODES)
+    table = table.take(pc.sort_indices(table.column("node")))
+    return ints(table, "node"), ints(table, "final"), floats(table, "esim")
+
+
+def components_on_ray(ray: Any, checked: Any, signed: Any, parts: int, num_perm: int) -> Any:
+    """Connected components of the verified pairs on the cluster: large-star / small-star rounds until a round
+    changes no edge (then every component is a star around its smallest node), then each node joined with its
+    root and signature, and `_cluster_reps`. Returns the node table as a materialized Ray Dataset."""
+    edges = mapped(checked, _edges_of_pairs).materialize()
+    for _ in range(MAX_ROUNDS):
+        large = grouped(mapped(edges, _both_ways, None, parts=parts), _large_star, parts)
+        small = grouped(mapped(large, _oriented, None, parts=parts), _small_star, parts).materialize()
+        changed = column_total(ray, small, "changed")
+        edges = small
+        if changed == 0:
+            break
+    else:
+        raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
+    nodes = mapped(checked, _node_rows_of_pairs, None, parts=parts).union(
+        mapped(edges, _node_rows_of_stars, None, parts=parts),
+        mapped(signed, _node_rows_of_sigs, None, parts=parts))
+    joined = grouped(nodes, _join_nodes, parts, parts=parts)
+    return grouped(joined, _cluster_reps, parts, num_perm=num_perm).materialize()
