@@ -19,10 +19,11 @@ blocks and calls the same pure functions as the local step (`swcdata.steps.dedup
    deduplicates the pairs (a pair found in several bands is one candidate) and sends each head's signature once to
    each partition that holds its pairs' other ends (not once per pair: a cluster of near copies is one head and
    many members), the second keeps a pair when `minhash.similarity` of the two signatures is >= threshold;
-6. connected components of the verified pairs (`swcdata.engine.components`): on the driver (`minhash.components` over the edges relabelled to
-   dense ids) while there are at most `components_bound` verified pairs; above it on the cluster: large-star /
-   small-star (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as alternating groupbys,
-   iterated until a round changes no edge, then a groupby-based join of the nodes with their roots and signatures;
+6. connected components of the verified pairs (`swcdata.engine.components`): on the driver (`minhash.components`
+   over the edges relabelled to dense ids) while there are at most `components_bound` verified pairs; above it on
+   the cluster: large-star / small-star (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as
+   alternating groupbys, iterated until a round changes no edge, then a groupby-based join of the nodes with their
+   roots and signatures;
 7. cluster representatives (a groupby on the component): each component keeps its smallest key (`_representatives`,
    the local rule), and each other member's similarity to it is `minhash.similarity`;
 8. members (a map with the node table broadcast, or a groupby-based join above the bound): every record in a
