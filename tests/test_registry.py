@@ -323,8 +323,15 @@ def _publish_worker(args: tuple[str, int]) -> tuple[str, bool]:
 def test_concurrent_publishers_end_with_consistent_versions(tmp_path: Path) -> None:
     home = tmp_path / "registry"
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(4) as pool:
+    pool = ctx.Pool(4)
+    try:
         results = pool.map(_publish_worker, [(str(home), v) for v in (0, 1, 0, 1)])
+        # close + join: the workers take their sentinels and exit (a pool's `with` block ends in terminate(),
+        # which can hang on a worker blocked on the task queue's lock: seen once in CI on a loaded machine)
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()
     reg = Registry(home)
     ms = reg.versions("swc")
     assert [m.version for m in ms] == [1, 2]
