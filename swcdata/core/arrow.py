@@ -69,12 +69,16 @@ def bools(mask: Sequence[bool] | npt.NDArray[np.bool_]) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(arr), [None, pa.py_buffer(np.packbits(arr, bitorder="little"))])
 
 
+_PARQUET: dict[str, Any] = {"compression": "zstd", "use_dictionary": True, "write_statistics": False}
+_ROW_GROUP = 65_536
+
+
 def write_parquet(table: pa.Table, f: BinaryIO) -> None:
     """A table as Parquet into an open binary file (zstd, dictionary-encoded, 65,536 rows a group: the
     settings of the registry's removed-record files)."""
     import pyarrow.parquet as pq
 
-    pq.write_table(table, f, compression="zstd", row_group_size=65_536, use_dictionary=True, write_statistics=False)
+    pq.write_table(table, f, row_group_size=_ROW_GROUP, **_PARQUET)
 
 
 def write_parquet_batches(schema: pa.Schema, tables: Iterable[pa.Table], f: BinaryIO) -> None:
@@ -82,10 +86,10 @@ def write_parquet_batches(schema: pa.Schema, tables: Iterable[pa.Table], f: Bina
     memory (the Ray engine's, read back a block at a time) streams into one file."""
     import pyarrow.parquet as pq
 
-    with pq.ParquetWriter(f, schema, compression="zstd", use_dictionary=True, write_statistics=False) as writer:
+    with pq.ParquetWriter(f, schema, **_PARQUET) as writer:
         for table in tables:
             if table.num_rows:
-                writer.write_table(table.cast(schema), row_group_size=65_536)
+                writer.write_table(table.cast(schema), row_group_size=_ROW_GROUP)
 
 
 def to_numpy(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.generic]:

@@ -36,14 +36,19 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from swcdata.core.arrow import bools
+from swcdata.core.arrow import bools, to_numpy
+from swcdata.core.records import SOURCE_TYPE
 from swcdata.engine.blocks import (
+    BLOBS,
+    I64,
     ORDER,
     ROWS_PER_BLOCK,
+    blob_table,
     broadcast,
     collect,
     ints,
     mapped,
+    unpickled,
 )
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import CodePairs, contained_pairs, near_signatures, record_code
@@ -58,11 +63,9 @@ from swcdata.steps.audit import (
 )
 from swcdata.steps.dedup import table_signatures
 
-I64 = npt.NDArray[np.int64]
 RECORD, CODE, BATCH = 1, 2, 0  # row kinds of the scan: a record sharing a record bucket, a code bucket; a batch
 SCAN = pa.schema([("kind", pa.int8()), ("key", pa.int64()), ("sig", pa.large_binary()),
                   ("buckets", pa.list_(pa.int64())), ("blob", pa.binary())])
-BLOBS = pa.schema([("blob", pa.binary())])
 REFS = ("id", "source", "category")
 KIND_RANK = {"contained": 0, "contains": 1, "near": 2}
 
@@ -127,7 +130,7 @@ def _scan(batch: pa.Table, cfg: AuditConfig, side: Any) -> pa.Table:
     blob: dict[str, Any] = {}
     # exact: the batch's records whose id is a candidate's
     hit = pc.is_in(batch.column("id"), value_set=c["ids"])
-    blob["exact"] = (batch.column("id").filter(hit).to_pylist(), keys[_np(hit)])
+    blob["exact"] = (batch.column("id").filter(hit).to_pylist(), keys[to_numpy(hit)])
     rows: list[tuple[int, int, bytes, list[int]]] = []
     # near: buckets shared with candidates, counted per bucket (records and lowest key)
     sig = table_signatures(batch.select(["instruction", "response"]), cfg.near.model_copy(update={"workers": 1}))
@@ -145,11 +148,6 @@ def _scan(batch: pa.Table, cfg: AuditConfig, side: Any) -> pa.Table:
     found = np.flatnonzero(longest > 0)
     blob["ngram"] = (found, longest[found], keys[ref_of[found]], start[found])
     return _scan_table(rows, blob)
-
-
-def _np(mask: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
-    """A boolean Arrow column as numpy."""
-    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _bucket_rows(buckets: _Buckets, sig: minhash.U32, keys: I64, kind: int,
@@ -176,7 +174,7 @@ def _bucket_rows(buckets: _Buckets, sig: minhash.U32, keys: I64, kind: int,
 
 
 def _blobs(batch: pa.Table) -> pa.Table:
-    kind = _np(pc.equal(batch.column("kind"), pa.array([BATCH], pa.int8())[0]))
+    kind = to_numpy(pc.equal(batch.column("kind"), pa.array([BATCH], pa.int8())[0]))
     return pa.table({"blob": batch.column("blob").filter(bools(kind))}, schema=BLOBS)
 
 
@@ -240,7 +238,7 @@ def _pairs(batch: pa.Table, cfg: AuditConfig, side: Any, sizes: Any, best_of: st
         first[1:] = cand[o][1:] != cand[o][:-1]
         sel = o[first]
         near_rows = list(zip(bc[sel].tolist(), sc[sel].tolist(), sim[sel].tolist(), strict=True))
-    return pa.table({"blob": pa.array([pickle.dumps((near_rows, code_rows))], pa.binary())}, schema=BLOBS)
+    return blob_table((near_rows, code_rows))
 
 
 def _sizes(blobs: list[dict[str, Any]], side: dict[str, Any], record_head_scanned: bool,
@@ -285,11 +283,37 @@ def _similarity(sig: minhash.U32, others: minhash.U32) -> npt.NDArray[np.float64
     return minhash.similarity(both, pairs)
 
 
-def _named(batch: pa.Table, keys: Any) -> pa.Table:
-    """The records of the batch whose key is in `keys` (broadcast): their key, id, source and category."""
-    cols = [c for c in REFS if c in batch.column_names]
-    hit = pc.is_in(batch.column(ORDER), value_set=pa.array(broadcast(keys), pa.int64()))
-    return batch.filter(hit).select([ORDER, *cols])
+def _by_key(batch: pa.Table, keys: Any, columns: tuple[str, ...] | None = None) -> pa.Table:
+    """The batch's records whose `_order` is in `keys` (broadcast): all their columns, or their `_order` and those
+    of `columns` the batch has."""
+    hit = batch.filter(pc.is_in(batch.column(ORDER), value_set=pa.array(broadcast(keys), pa.int64())))
+    return hit if columns is None else hit.select([ORDER, *(c for c in columns if c in batch.column_names)])
+
+
+_KINDS = ("contained", "contains", "near")  # (a code pair's kinds, in the local precedence)
+
+
+def _contained_into(found: dict[tuple[int, int], tuple[int, float]], pairs: list[tuple[int, int, int]]) -> None:
+    """Add containment pairs (candidate, reference, 0 contained / 1 contains): a pair keeps its first kind in
+    the local precedence."""
+    for i, j, kind in pairs:
+        if found.get((i, j), (len(_KINDS), 0.0))[0] > kind:
+            found[(i, j)] = (kind, 1.0)
+
+
+def _near_code_into(found: dict[tuple[int, int], tuple[int, float]], pairs: list[tuple[int, int, float]]) -> None:
+    """Add code near pairs (candidate, reference, similarity): a pair already contained keeps its kind."""
+    for i, j, s in pairs:
+        found.setdefault((i, j), (2, round(s, 4)))
+
+
+def _code_pairs(found: dict[tuple[int, int], tuple[int, float]]) -> CodePairs:
+    """The local `code_pairs` result from the merged pairs, sorted by (candidate, reference)."""
+    pairs = sorted(found)
+    return CodePairs(i=np.array([p[0] for p in pairs], dtype=np.int64),
+                     j=np.array([p[1] for p in pairs], dtype=np.int64),
+                     kind=[_KINDS[found[p][0]] for p in pairs],  # type: ignore[misc]
+                     similarity=np.array([found[p][1] for p in pairs], dtype=np.float64))
 
 
 def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None = None, *,
@@ -310,7 +334,7 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
     side_ref = ray.put(side)
     t = time.perf_counter()
     scanned = mapped(reference, _scan, rows_per_block, cfg=cfg, side=side_ref).materialize()
-    blobs = [pickle.loads(b) for b in collect(ray, mapped(scanned, _blobs), BLOBS).column("blob").to_pylist()]
+    blobs = unpickled(ray, mapped(scanned, _blobs))
     timings["scan"] = time.perf_counter() - t
     nr = reference.count()
 
@@ -326,28 +350,20 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
     # bucket by its lowest candidate: the local indices put the references first, the candidates' code first)
     sizes = _sizes(blobs, side, record_head_scanned=True, code_head_scanned=False)
     t = time.perf_counter()
-    found = collect(ray, mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
-                                  best_of="broadcast"), BLOBS)
+    found = unpickled(ray, mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
+                                  best_of="broadcast"))
     timings["pairs"] = time.perf_counter() - t
     near = np.full(nc, -1, dtype=np.int64)
     near_sim = np.zeros(nc)
     code_found: dict[tuple[int, int], tuple[int, float]] = {}
     for b in blobs:
-        for i, k, kind in b["contained"]:
-            if code_found.get((i, k), (9, 0.0))[0] > kind:
-                code_found[(i, k)] = (kind, 1.0)
-    for blob in found.column("blob").to_pylist():
-        near_rows, code_rows_found = pickle.loads(blob)
+        _contained_into(code_found, b["contained"])
+    for near_rows, code_rows_found in found:
         for i, k, s in near_rows:
             if near[i] < 0 or s > near_sim[i] or (s == near_sim[i] and k < near[i]):
                 near[i], near_sim[i] = k, s
-        for i, k, s in code_rows_found:
-            code_found.setdefault((i, k), (2, round(s, 4)))
-    pairs = sorted(code_found)
-    names = ("contained", "contains", "near")
-    cp = CodePairs(i=np.array([p[0] for p in pairs], dtype=np.int64), j=np.array([p[1] for p in pairs], dtype=np.int64),
-                   kind=[names[code_found[p][0]] for p in pairs],  # type: ignore[misc]
-                   similarity=np.array([code_found[p][1] for p in pairs], dtype=np.float64))
+        _near_code_into(code_found, code_rows_found)
+    cp = _code_pairs(code_found)
 
     # n-grams: the longest span, then the earliest start in the candidate, then the reference order
     longest = np.zeros(nc, dtype=np.int64)
@@ -361,9 +377,8 @@ def audit_on_ray(reference: Any, candidate: pa.Table, config: AuditConfig | None
 
     def refs(keys: I64) -> pa.Table:
         if len(keys) == 0:
-            return pa.table({"id": pa.array([], pa.string())}).append_column(
-                "source", pa.array([], pa.struct([("file", pa.string()), ("line", pa.int64())])))
-        got = collect(ray, mapped(reference, _named, rows_per_block, keys=ray.put(keys)))
+            return pa.schema([("id", pa.string()), ("source", SOURCE_TYPE)]).empty_table()
+        got = collect(ray, mapped(reference, _by_key, rows_per_block, keys=ray.put(keys), columns=REFS))
         got = got.take(pc.sort_indices(got.column(ORDER)))
         if not np.array_equal(ints(got, ORDER), keys):
             raise AssertionError("a named reference record is missing")
@@ -382,7 +397,7 @@ def _scan_candidates(batch: pa.Table, cfg: AuditConfig, side: Any) -> pa.Table:
     keys = ints(batch, ORDER)
     blob: dict[str, Any] = {}
     first = pc.index_in(batch.column("id"), value_set=r["ids"])  # (a reference id's first position)
-    hit = _np(pc.is_valid(first))
+    hit = to_numpy(pc.is_valid(first))
     blob["exact"] = (keys[hit], np.asarray(first.filter(pc.is_valid(first)).to_numpy(), dtype=np.int64))
     rows: list[tuple[int, int, bytes, list[int]]] = []
     sig = table_signatures(batch.select(["instruction", "response"]), cfg.near.model_copy(update={"workers": 1}))
@@ -410,11 +425,6 @@ def _scan_table(rows: list[tuple[int, int, bytes, list[int]]], blob: dict[str, A
         pa.array([pickle.dumps(blob)] + [None] * len(rows), pa.binary())], schema=SCAN)
 
 
-def _by_key(batch: pa.Table, keys: Any) -> pa.Table:
-    """The batch's records whose `_order` is in `keys` (broadcast)."""
-    return batch.filter(pc.is_in(batch.column(ORDER), value_set=pa.array(broadcast(keys), pa.int64())))
-
-
 class RayLeaks(NamedTuple):
     """`leaks_on_ray`'s result: the leaked candidates' results and the label conflicts (as the local `audit`'s
     report lists them, in candidate order) and the leaked candidates' `_order`s (sorted)."""
@@ -438,30 +448,26 @@ def leaks_on_ray(reference: pa.Table, candidate: Any, config: AuditConfig | None
     side = _side(reference, cfg)
     side_ref = ray.put(side)
     scanned = mapped(candidate, _scan_candidates, rows_per_block, cfg=cfg, side=side_ref).materialize()
-    blobs = [pickle.loads(b) for b in collect(ray, mapped(scanned, _blobs), BLOBS).column("blob").to_pylist()]
+    blobs = unpickled(ray, mapped(scanned, _blobs))
     # (the local indices put the reference first, and the candidates' code first)
     sizes = _sizes(blobs, side, record_head_scanned=False, code_head_scanned=True)
-    found = collect(ray, mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
-                                  best_of="scanned"), BLOBS)
+    found = unpickled(ray, mapped(scanned, _pairs, rows_per_block, cfg=cfg, side=side_ref, sizes=ray.put(sizes),
+                                  best_of="scanned"))
     exact: dict[int, int] = {}
     near: dict[int, tuple[int, float]] = {}
     code: dict[tuple[int, int], tuple[int, float]] = {}
     ngram: dict[int, tuple[int, int, int]] = {}
     for b in blobs:
         exact.update(zip(b["exact"][0].tolist(), b["exact"][1].tolist(), strict=True))
-        for key, j, kind in b["contained"]:
-            if code.get((key, j), (9, 0.0))[0] > kind:
-                code[(key, j)] = (kind, 1.0)
+        _contained_into(code, b["contained"])
         for key, n_words, j, s in zip(*(x.tolist() for x in b["ngram"]), strict=True):
             ngram[key] = (n_words, j, s)
-    for blob in found.column("blob").to_pylist():
-        near_rows, code_rows = pickle.loads(blob)
+    for near_rows, code_rows in found:
         for j, key, s in near_rows:
             best = near.get(key)
             if best is None or s > best[1] or (s == best[1] and j < best[0]):
                 near[key] = (j, s)
-        for j, key, s in code_rows:
-            code.setdefault((key, j), (2, round(s, 4)))
+        _near_code_into(code, [(key, j, s) for j, key, s in code_rows])
     matched = np.unique(np.array([*exact, *near, *ngram, *(k for k, _ in code)], dtype=np.int64))
     if len(matched) == 0:
         return RayLeaks([], [], matched)
@@ -471,17 +477,11 @@ def leaks_on_ray(reference: pa.Table, candidate: Any, config: AuditConfig | None
         raise AssertionError("a matched candidate is missing")
     at = {k: i for i, k in enumerate(matched.tolist())}
     m = len(matched)
-    pairs = sorted((at[k], j) for k, j in code)
-    names = ("contained", "contains", "near")
-    keyed = {(at[k], j): v for (k, j), v in code.items()}
     matches = Matches(
         exact=np.array([exact.get(k, -1) for k in matched.tolist()], dtype=np.int64),
         near=np.array([near[k][0] if k in near else -1 for k in matched.tolist()], dtype=np.int64),
         near_sim=np.array([near[k][1] if k in near else 0.0 for k in matched.tolist()], dtype=np.float64),
-        code=CodePairs(i=np.array([p[0] for p in pairs], dtype=np.int64),
-                       j=np.array([p[1] for p in pairs], dtype=np.int64),
-                       kind=[names[keyed[p][0]] for p in pairs],  # type: ignore[misc]
-                       similarity=np.array([keyed[p][1] for p in pairs], dtype=np.float64)),
+        code=_code_pairs({(at[k], j): v for (k, j), v in code.items()}),
         longest=np.array([ngram[k][0] if k in ngram else 0 for k in matched.tolist()], dtype=np.int64),
         ngram_ref=np.array([ngram[k][1] if k in ngram else -1 for k in matched.tolist()], dtype=np.int64),
         ngram_start=np.array([ngram[k][2] if k in ngram else 0 for k in matched.tolist()], dtype=np.int64))

@@ -33,22 +33,24 @@ import xxhash
 from swcdata.core.arrow import bools, strings, to_numpy
 from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA, table_from_rows
 from swcdata.engine.blocks import (
+    BLOBS,
     ORDER,
     ROWS_PER_BLOCK,
     SHUFFLE,
+    blob_table,
     broadcast,
     collect,
-    configure_run,
     first_of_runs,
     grouped,
     ints,
     mapped,
+    materialized,
     partition_count,
     table_of,
+    unpickled,
 )
 from swcdata.steps.augment import quality as augment_quality
 from swcdata.steps.augment.step import (
-    EVAL_SPLITS,
     AugmentConfig,
     AugmentReport,
     SplitAugment,
@@ -57,12 +59,12 @@ from swcdata.steps.augment.step import (
     _Tally,
     augment_report,
     count_variant,
+    targets_warnings,
 )
 
 SUB = "_sub"
 Q = "_q"
 STATS = "_stats"
-BLOBS = pa.schema([(STATS, pa.binary())])
 # Rows of the duplicate-variant groupby: kind 0 = an input record (its id), 1 = a variant (its id and key)
 IDS = pa.schema([("id", pa.string()), ("kind", pa.int8()), ("split", pa.int64()), (ORDER, pa.int64()),
                  (SUB, pa.int64()), ("_p", pa.int64())])
@@ -109,7 +111,8 @@ def _generate(batch: pa.Table, cfg: AugmentConfig) -> pa.Table:
 
 
 def _stats(batch: pa.Table) -> pa.Table:
-    return pa.table({STATS: batch.column(STATS).filter(pc.is_valid(batch.column(STATS)))}, schema=BLOBS)
+    """The pickled counts that `_generate` puts on the first row of each batch, as BLOBS rows."""
+    return pa.table({"blob": batch.column(STATS).filter(pc.is_valid(batch.column(STATS)))}, schema=BLOBS)
 
 
 def _id_part(ids: pa.Array | pa.ChunkedArray, parts: int) -> np.ndarray:
@@ -125,8 +128,13 @@ def _input_ids(batch: pa.Table, parts: int) -> pa.Table:
                   _p=_id_part(batch.column("id"), parts))
 
 
+def _variants_of(batch: pa.Table) -> pa.Table:
+    """The batch's variants (`_sub` > 0), without the records they came from."""
+    return batch.filter(pc.greater(batch.column(SUB), pa.array([0], pa.int64())[0]))
+
+
 def _variant_ids(batch: pa.Table, split: int, parts: int) -> pa.Table:
-    v = batch.filter(pc.greater(batch.column(SUB), pa.array([0], pa.int64())[0]))
+    v = _variants_of(batch)
     n = v.num_rows
     return table_of(IDS, n, id=v.column("id"), kind=np.ones(n, np.int8), split=np.full(n, split, np.int64),
                   _order=v.column(ORDER), _sub=v.column(SUB), _p=_id_part(v.column("id"), parts))
@@ -168,13 +176,13 @@ def _drop_variants(batch: pa.Table, split: int, dropped: Any) -> pa.Table:
 def _count_variants(batch: pa.Table, split: int, seed: int) -> pa.Table:
     """One row: the pickled (variants, tally by transform and template, quality tally) of the batch's variants;
     a sample's parent is named by its key (split, `_order`)."""
-    v = batch.filter(pc.greater(batch.column(SUB), pa.array([0], pa.int64())[0]))
+    v = _variants_of(batch)
     tally, quality = _Tally(), augment_quality.QualityTally(seed)
     rows = v.select(list(RECORD_COLUMNS)).to_pylist()
     for row, o, q in zip(rows, ints(v, ORDER).tolist(), v.column(Q).to_pylist(), strict=True):
         count_variant(row, tally)
         quality.add((split, o), row, augment_quality.VariantQuality.of(pickle.loads(q)))
-    return pa.table({STATS: pa.array([pickle.dumps((len(rows), tally, quality))], pa.binary())}, schema=BLOBS)
+    return blob_table((len(rows), tally, quality))
 
 
 def _parents(batch: pa.Table, keys: Any) -> pa.Table:
@@ -183,11 +191,6 @@ def _parents(batch: pa.Table, keys: Any) -> pa.Table:
     hit = pc.and_(pc.equal(batch.column(SUB), pa.array([0], pa.int64())[0]),
                   pc.is_in(batch.column(ORDER), value_set=pa.array(wanted, pa.int64())))
     return batch.filter(hit).select([*RECORD_COLUMNS, ORDER])
-
-
-def _blobs(ray: Any, ds: Any, fn: Any, **kwargs: Any) -> list[Any]:
-    """The pickled values a map over `ds` yields, in order."""
-    return [pickle.loads(b) for b in collect(ray, mapped(ds, fn, None, **kwargs), BLOBS).column(STATS).to_pylist()]
 
 
 def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, *,
@@ -200,17 +203,13 @@ def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, 
     ray = require_ray()
     cfg = config or AugmentConfig()
     t0 = time.perf_counter()
-    missing = [s for s in cfg.splits if s not in splits]
-    if missing:
-        raise ValueError(f"no split named {', '.join(map(repr, missing))} (splits: {', '.join(splits) or 'none'})")
-    warnings = [f"augmented the evaluation split {s!r}: its scores no longer measure generalisation, and its "
-                "variants resemble each other" for s in cfg.splits if s.lower() in EVAL_SPLITS]
+    warnings = targets_warnings(cfg, list(splits))
     sizes = {name: ds.count() for name, ds in splits.items()}
     generated: dict[str, Any] = {}
     for name, ds in splits.items():
         if name in cfg.splits and sizes[name]:
-            generated[name] = mapped(ds, _generate, max(1, min(rows_per_block, 2_000)), cfg=cfg).materialize()
-            configure_run(generated[name].context, shuffle_strategy)
+            generated[name] = materialized(mapped(ds, _generate, max(1, min(rows_per_block, 2_000)), cfg=cfg),
+                                           shuffle_strategy)
     # duplicate variants: a groupby on the id of every input record and every variant
     dropped: dict[int, pa.Array] = {}
     if generated:
@@ -237,14 +236,14 @@ def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, 
         work = SplitWork()
         if name in generated:
             g = generated[name]
-            for w, t, f in _blobs(ray, g, _stats):
+            for w, t, f in unpickled(ray, mapped(g, _stats)):
                 work.merge(w)
                 tally.add(t)
                 by_finding.update(f)
             gone = dropped.get(k, strings([]))
             work.dropped = len(gone)
             kept = mapped(g, _drop_variants, None, split=k, dropped=ray.put(gone))
-            for added, t, qt in _blobs(ray, kept, _count_variants, split=k, seed=cfg.seed):
+            for added, t, qt in unpickled(ray, mapped(kept, _count_variants, None, split=k, seed=cfg.seed)):
                 work.added += added
                 tally.add(t)
                 quality.merge(qt)

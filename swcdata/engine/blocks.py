@@ -7,8 +7,9 @@ columns, and Ray Data's maps and groupbys as this engine runs them.
 - Partitions: `partition_of` (a mixed hash of int64 keys modulo the partition count), `partition_count`.
 - Ray Data: `mapped` (map_batches over Arrow batches), `grouped` (a groupby on the partition column `_p` whose
   function sees whole partitions), `collect` (a dataset's blocks as one table on the driver), `column_total`,
-  `broadcast` (a value the driver put in the object store, read in a task), `configure_run` (a run's own settings on
-  a materialized dataset's context), `without_orders` (drop the records whose `_order` the driver names).
+  `broadcast` (a value the driver put in the object store, read in a task), `materialized` and `sorted_on` (with a
+  run's own settings on the materialized dataset's context), `without_orders` (drop the records whose `_order`
+  the driver names), `blob_table` / `unpickled` (a pickled value per batch, read back on the driver).
 
 Ray is imported only inside the functions that need it.
 """
@@ -16,6 +17,7 @@ Ray is imported only inside the functions that need it.
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
 import numpy as np
@@ -165,12 +167,34 @@ def without_orders(batch: pa.Table, removed: Any) -> pa.Table:
     return batch.filter(bools(~hit)) if hit.any() else batch
 
 
-def configure_run(ctx: Any, shuffle_strategy: str | None) -> None:
-    """This run's settings on a context of its own (a materialized dataset's copy): blocks in order, and the
-    shuffle of the groupbys."""
+def materialized(ds: Any, shuffle_strategy: str | None) -> Any:
+    """`ds` materialized, with this run's settings on the materialized dataset's own copy of the context (never
+    the caller's): blocks in order, and the shuffle of the groupbys and sorts that follow."""
+    out = ds.materialize()
+    ctx = out.context
     ctx.execution_options.preserve_order = True
     if shuffle_strategy is not None:
         ctx.shuffle_strategy = shuffle_strategy
+    return out
+
+
+def sorted_on(ds: Any, column: str, shuffle_strategy: str | None) -> Any:
+    """`ds` sorted by `column` on this run's shuffle (see `materialized`)."""
+    return materialized(ds, shuffle_strategy).sort(column)
+
+
+BLOBS = pa.schema([("blob", pa.binary())])
+"""A map's one row per batch: a pickled value (counts, tallies, a few matches) for the driver."""
+
+
+def blob_table(value: Any) -> pa.Table:
+    """`value` pickled as a BLOBS row."""
+    return pa.table({"blob": pa.array([pickle.dumps(value)], pa.binary())}, schema=BLOBS)
+
+
+def unpickled(ray: Any, ds: Any) -> list[Any]:
+    """The values of a dataset of BLOBS rows, in its order."""
+    return [pickle.loads(b) for b in collect(ray, ds, BLOBS).column("blob").to_pylist()]
 
 
 def partition_count(rows: int, rows_per_block: int) -> int:

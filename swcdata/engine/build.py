@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from swcdata.core.arrow import strings
 from swcdata.core.records import RECORD_SCHEMA
 from swcdata.engine.blocks import mapped
-from swcdata.registry.build import PublishedNames, Steps
+from swcdata.registry.build import PublishedNames, Steps, renamed_sources
 from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig
 from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
@@ -29,11 +27,7 @@ from swcdata.steps.validate import ValidateConfig
 def _renamed(batch: pa.Table, names: dict[str, str]) -> pa.Table:
     """`PublishedNames.table` on a worker: `names` maps each input file, as the records name it, to its published
     name (computed on the driver, whose working folder the names depend on)."""
-    src = batch.column("source")
-    enc = pc.dictionary_encode(pc.struct_field(src, "file")).combine_chunks()
-    files = strings([names.get(f, f) if f is not None else None for f in enc.dictionary.to_pylist()]).take(enc.indices)
-    new = pa.StructArray.from_arrays([files, pc.struct_field(src, "line").combine_chunks()], names=["file", "line"])
-    return batch.set_column(batch.schema.get_field_index("source"), batch.schema.field("source"), new)
+    return renamed_sources(batch, lambda f: names.get(f, f))
 
 
 class RaySteps(Steps):

@@ -61,7 +61,6 @@ when producing it is expensive.
 
 from __future__ import annotations
 
-import pickle
 import time
 from typing import Any, NamedTuple
 
@@ -80,10 +79,10 @@ from swcdata.engine.blocks import (
     ROWS_PER_BLOCK,
     SHUFFLE,
     SIG,
+    blob_table,
     broadcast,
     collect,
     column_total,
-    configure_run,
     dense_ranks,
     first_of_runs,
     floats,
@@ -91,14 +90,17 @@ from swcdata.engine.blocks import (
     ints,
     lookup_sorted,
     mapped,
+    materialized,
     pair_similarity,
     partition_count,
     partition_of,
     rows_of,
     sig_column,
     sig_matrix,
+    sorted_on,
     table_of,
     unique_pairs,
+    unpickled,
     without_orders,
 )
 from swcdata.engine.components import (
@@ -352,7 +354,6 @@ def _join_members(group: pa.Table) -> pa.Table:
 # ---- the report's lists, per cluster: the records of a cluster together (a groupby on `_final`)
 
 ORDERS = pa.schema([(ORDER, pa.int64())])
-BLOBS = pa.schema([("blob", pa.binary())])
 # Rows of the report: a removed record (_row 0: REMOVED_SCHEMA's columns) or a cluster (_row 1: CLUSTERS_SCHEMA's)
 REPORT_ROWS = pa.schema([("_row", pa.int8()), (ORDER, pa.int64()),
                          *[f for f in REMOVED_SCHEMA if f.name != "cluster"],
@@ -421,8 +422,7 @@ def _summary(batch: pa.Table) -> pa.Table:
     n_exact = int(pc.sum(pc.equal(removed.column("kind"), pa.array(["exact"])[0])).as_py() or 0)
     conflicts = int(np.count_nonzero(to_numpy(pc.list_value_length(clusters.column("categories"))) > 1)) \
         if clusters.num_rows else 0
-    blob = pickle.dumps((n_exact, removed.num_rows, conflicts, _largest(clusters)))
-    return pa.table({"blob": pa.array([blob], pa.binary())}, schema=BLOBS)
+    return blob_table((n_exact, removed.num_rows, conflicts, _largest(clusters)))
 
 
 SPANS = pa.schema([("lo", pa.int64()), ("hi", pa.int64()), ("n", pa.int64()), ("ok", pa.bool_())])
@@ -462,19 +462,13 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     t = time.perf_counter()
     parts = partition_count(c.records, rows_per_block)
     reps = np.sort(ints(collect(ray, mapped(c.members, _representative_orders), ORDERS), ORDER))
-    rows = grouped(mapped(c.members, _final_part, None, parts=parts), _report_rows, parts,
-                    reps=ray.put(reps)).materialize()
-    configure_run(rows.context, shuffle_strategy)
-    removed = mapped(rows, _removed_rows).materialize()
-    configure_run(removed.context, shuffle_strategy)
-    removed = removed.sort(ORDER)
-    clusters = mapped(rows, _cluster_rows).materialize()
-    configure_run(clusters.context, shuffle_strategy)
-    clusters = clusters.sort("cluster")
+    rows = materialized(grouped(mapped(c.members, _final_part, None, parts=parts), _report_rows, parts,
+                                reps=ray.put(reps)), shuffle_strategy)
+    removed = sorted_on(mapped(rows, _removed_rows), ORDER, shuffle_strategy)
+    clusters = sorted_on(mapped(rows, _cluster_rows), "cluster", shuffle_strategy)
     n_exact = n_removed = conflicts = 0
     largest = CLUSTERS_SCHEMA.empty_table()
-    for blob in collect(ray, mapped(rows, _summary), BLOBS).column("blob").to_pylist():
-        e, r, k, top = pickle.loads(blob)
+    for e, r, k, top in unpickled(ray, mapped(rows, _summary)):
         n_exact, n_removed, conflicts = n_exact + e, n_removed + r, conflicts + k
         largest = _largest(pa.concat_tables([largest, top]))
     gone = np.sort(ints(collect(ray, mapped(removed, _orders_of), ORDERS), ORDER))
@@ -496,9 +490,7 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     # when the input is not in `_order` order, sorted on a materialized copy (whose context is this run's)
     kept = mapped(ds, without_orders, rows_per_block, removed=ray.put(gone)) if n else ds
     if not c.in_order and n:
-        kept = kept.materialize()
-        configure_run(kept.context, shuffle_strategy)
-        kept = kept.sort(ORDER)
+        kept = sorted_on(kept, ORDER, shuffle_strategy)
     return RayDedup(kept, mapped(removed, _without_order), clusters, report)
 
 
@@ -536,9 +528,8 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     # the columns of the exact stage and the report (no texts), materialized: the run's own copy of the caller's
     # context, which the settings below go to, comes with it
     t = time.perf_counter()
-    narrow = mapped(ds, _prepare, rows_per_block, keep=cfg.keep).materialize()
     ordered = bool(ds.context.execution_options.preserve_order)  # (else the kept records are sorted)
-    configure_run(narrow.context, shuffle_strategy)
+    narrow = materialized(mapped(ds, _prepare, rows_per_block, keep=cfg.keep), shuffle_strategy)
     n = narrow.count()
     parts = partition_count(n, rows_per_block)
     spans = collect(ray, mapped(narrow, _span), SPANS)
@@ -548,16 +539,15 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     # exact groups: a groupby on the id
     exact = grouped(mapped(narrow, _id_part, None, parts=parts), _exact_groups, parts).materialize()
     del narrow
-    duplicates = np.sort(ints(collect(ray, mapped(exact, _duplicates), pa.schema([(ORDER, pa.int64())])), ORDER))
+    duplicates = np.sort(ints(collect(ray, mapped(exact, _duplicates), ORDERS), ORDER))
     timings["exact"] = time.perf_counter() - t
 
     n_candidates = n_verified = 0
     node_table: Any = None  # (sorted nodes, final, esim) on the driver, or a Ray Dataset of NODES rows
     if cfg.near and n > 1:
         t = time.perf_counter()
-        signed = mapped(ds, _sign, rows_per_block, cfg=sign_cfg, parts=parts,
-                         duplicates=ray.put(duplicates)).materialize()
-        configure_run(signed.context, shuffle_strategy)
+        signed = materialized(mapped(ds, _sign, rows_per_block, cfg=sign_cfg, parts=parts,
+                                     duplicates=ray.put(duplicates)), shuffle_strategy)
         n_signed = signed.count()
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()

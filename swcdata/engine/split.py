@@ -39,10 +39,11 @@ from swcdata.engine.blocks import (
     SHUFFLE,
     broadcast,
     collect,
-    configure_run,
     ints,
     lookup_sorted,
     mapped,
+    materialized,
+    sorted_on,
     without_orders,
 )
 from swcdata.engine.components import COMPONENTS_BOUND
@@ -163,11 +164,11 @@ def split_on_ray(ds: Any, config: SplitConfig | None = None, holdout: pa.Table |
                           cfg.stratify == "category")
     splits: dict[str, Any] = {}
     if n:
-        tagged = mapped(ds, _tag, rows_per_block, table=ray.put((orders, which.astype(np.int8)))).materialize()
-        configure_run(tagged.context, shuffle_strategy)
+        tagged = materialized(mapped(ds, _tag, rows_per_block, table=ray.put((orders, which.astype(np.int8)))),
+                              shuffle_strategy)
         for k, name in enumerate(SPLITS):
             part = mapped(tagged, _only, None, k=k)
-            splits[name] = part if c.in_order else part.materialize().sort(ORDER)
+            splits[name] = part if c.in_order else sorted_on(part, ORDER, shuffle_strategy)
     else:
         splits = {name: ds for name in SPLITS}
     sizes = {name: int((which == k).sum()) for k, name in enumerate(SPLITS)}

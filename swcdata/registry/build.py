@@ -289,15 +289,20 @@ class PublishedNames:
 
     def table(self, table: pa.Table) -> pa.Table:
         """`table` with `source.file` rewritten to the published names."""
-        import pyarrow.compute as pc
+        return renamed_sources(table, self)
 
-        src = table.column("source")
-        enc = pc.dictionary_encode(pc.struct_field(src, "file")).combine_chunks()  # (a name per distinct file)
-        names = strings([self(f) if f is not None else None for f in enc.dictionary.to_pylist()])
-        files = names.take(enc.indices)
-        lines = pc.struct_field(src, "line")
-        new = pa.StructArray.from_arrays([files, lines.combine_chunks()], names=["file", "line"])
-        return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
+
+def renamed_sources(table: pa.Table, name_of: Callable[[str], str]) -> pa.Table:
+    """`table` with each record's `source.file` replaced by `name_of(file)`, called once per distinct file."""
+    import pyarrow.compute as pc
+
+    src = table.column("source")
+    enc = pc.dictionary_encode(pc.struct_field(src, "file")).combine_chunks()  # (a name per distinct file)
+    names = strings([name_of(f) if f is not None else None for f in enc.dictionary.to_pylist()])
+    files = names.take(enc.indices)
+    lines = pc.struct_field(src, "line")
+    new = pa.StructArray.from_arrays([files, lines.combine_chunks()], names=["file", "line"])
+    return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
 
 
 def _counts(splits: dict[str, pa.Table]) -> dict[str, dict[str, int]]:

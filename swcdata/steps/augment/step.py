@@ -401,14 +401,7 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
     came) and a report. Pure: no I/O, no printing. Raises ValueError when a targeted split is missing."""
     cfg = config or AugmentConfig()
     t0 = time.perf_counter()
-    missing = [s for s in cfg.splits if s not in splits]
-    if missing:
-        raise ValueError(f"no split named {', '.join(map(repr, missing))} (splits: {', '.join(splits) or 'none'})")
-    warnings: list[str] = []
-    for s in cfg.splits:
-        if s.lower() in EVAL_SPLITS:
-            warnings.append(f"augmented the evaluation split {s!r}: its scores no longer measure generalisation, "
-                            "and its variants resemble each other")
+    warnings = targets_warnings(cfg, list(splits))
     seen: set[str] = set()
     for table in splits.values():
         seen.update(table.column("id").to_pylist())
@@ -445,6 +438,16 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
         counts[name] = work.summary(name, table.num_rows, len(rows), cfg, warnings)
     report = augment_report(cfg, counts, tally, by_finding, quality.finish(), warnings, t0)
     return out, report
+
+
+def targets_warnings(cfg: AugmentConfig, names: list[str]) -> list[str]:
+    """The warnings of the targeted splits (an evaluation split augmented); ValueError when one is missing from
+    `names`, the splits there are."""
+    missing = [s for s in cfg.splits if s not in names]
+    if missing:
+        raise ValueError(f"no split named {', '.join(map(repr, missing))} (splits: {', '.join(names) or 'none'})")
+    return [f"augmented the evaluation split {s!r}: its scores no longer measure generalisation, and its variants "
+            "resemble each other" for s in cfg.splits if s.lower() in EVAL_SPLITS]
 
 
 @dataclass(slots=True)
