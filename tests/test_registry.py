@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from swcdata.cli.main import app
 from swcdata.core.errors import ConfigError, DataError, InputError
 from swcdata.core.records import RECORD_SCHEMA
-from swcdata.registry.content import content_hash
+from swcdata.registry.content import canonical, content_hash
 from swcdata.registry.manifest import Manifest
 from swcdata.registry.store import Registry
 from swcdata.steps.validate import ValidateConfig, load_valid
@@ -146,6 +146,7 @@ def test_holdout_role_is_covered_by_the_digest_and_old_manifests_stay_valid(home
     def as_written_before(d: dict[str, Any]) -> None:  # the fields and digest of a manifest of the first format
         del d["license"], d["parent_digest"]
         d["schema_version"] = 1
+        d["content_hash"] = content_hash(reg.tables("swc@v1", verify=False)[0], hash_format=1)  # (format 1)
         d["inputs"] = [{k: v for k, v in i.items() if k != "role"} for i in d["inputs"]]
         body = {k: v for k, v in d.items() if k != "manifest_digest"}
         d["manifest_digest"] = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -668,17 +669,29 @@ def _reference_canonical(splits: dict[str, pa.Table]) -> dict[str, pa.Table]:
             for name in split_order(list(splits))}
 
 
-def _reference_hash(splits: dict[str, pa.Table]) -> str:
-    """The content hash as it was computed before: orjson over every row's dict, sorted keys."""
+def _reference_hash(splits: dict[str, pa.Table], hash_format: int = 2) -> str:
+    """The content hash computed row by row: orjson over every row's dict, sorted keys; in format 2 a sha256 per
+    shard of `content.SHARD_ROWS` rows (the first `rows % n` of the n shards one row longer), in format 1 one
+    stream."""
     import orjson
 
-    from swcdata.registry.content import HASH_FORMAT, _split_header
+    from swcdata.registry import content
 
-    h = hashlib.sha256(HASH_FORMAT)
+    h = hashlib.sha256(content.HASH_FORMATS[hash_format])
     for name in sorted(splits):
-        h.update(_split_header(name, splits[name].num_rows))
-        for row in splits[name].to_pylist():
-            h.update(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+        rows = splits[name].to_pylist()
+        h.update(b"split\x00" + name.encode() + b"\x00" + str(len(rows)).encode() + b"\n")
+        lines = [orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n" for row in rows]
+        if hash_format == 1:
+            h.update(b"".join(lines))
+            continue
+        n = max(1, -(-len(lines) // content.SHARD_ROWS))
+        size, longer = divmod(len(lines), n)
+        start = 0
+        for i in range(n):
+            stop = start + size + (i < longer)
+            h.update(hashlib.sha256(b"".join(lines[start:stop])).digest())
+            start = stop
     return h.hexdigest()
 
 
@@ -701,11 +714,15 @@ def test_the_rows_json_written_by_polars_is_orjsons_for_every_character(monkeypa
         "nothing": pa.nulls(n),
     })
     monkeypatch.setattr(content, "HASH_BATCH_ROWS", 97)  # many batches, one slice across several chunks
+    monkeypatch.setattr(content, "SHARD_ROWS", 250)  # shards that end inside a batch
     table = pa.Table.from_batches(table.to_batches(max_chunksize=40))
     reference = b"".join(line + b"\n" for _, line in content._iter_row_json(table))
     assert b"".join(content._json_line_buffers(table)) == reference
-    assert content.content_hash({"x": table}) == _reference_hash({"x": table})
-    assert content.content_hash({"x": table.slice(0, 0)}) == _reference_hash({"x": table.slice(0, 0)})
+    for fmt in (1, 2):
+        assert content.content_hash({"x": table}, hash_format=fmt) == _reference_hash({"x": table}, fmt)
+        empty = {"x": table.slice(0, 0)}
+        assert content.content_hash(empty, hash_format=fmt) == _reference_hash(empty, fmt)
+    assert len(content.shard_digests(table)) == -(-n // 250) > 3
 
 
 def test_a_table_polars_would_write_otherwise_takes_the_rows(table: pa.Table) -> None:
@@ -713,6 +730,7 @@ def test_a_table_polars_would_write_otherwise_takes_the_rows(table: pa.Table) ->
     t = table.slice(0, 10).append_column("score", pa.array([0.1 * i for i in range(10)]))
     t = t.append_column("tags", pa.array([["a", "b"]] * 10))
     assert content_hash({"train": t}) == _reference_hash({"train": t})
+    assert content_hash({"train": t}, hash_format=1) == _reference_hash({"train": t}, 1)
 
 
 def _publish_files(home: Path, splits: dict[str, pa.Table]) -> dict[str, bytes]:
@@ -727,7 +745,6 @@ def test_canonical_gives_the_tables_hash_counts_and_file_bytes_of_the_row_round_
     import polars as pl
 
     from swcdata.registry import content, store
-    from swcdata.registry.content import canonical
 
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
@@ -763,7 +780,6 @@ def test_canonical_gives_the_tables_hash_counts_and_file_bytes_of_the_row_round_
 
 
 def test_canonical_refuses_a_null_or_bad_bytes_as_a_data_problem(table: pa.Table) -> None:
-    from swcdata.registry.content import canonical
 
     rows = table.slice(0, 3).to_pylist()
     no_id = pa.Table.from_pylist([{**rows[0], "id": None}, *rows[1:]],
@@ -1046,7 +1062,6 @@ def test_shards_are_cut_where_datasets_cuts_them(table: pa.Table) -> None:
 def test_a_split_of_more_than_2_gib_of_text_is_compacted_in_pieces(table: pa.Table) -> None:
     """One chunk of over 2 GiB of strings would overflow Arrow's 32-bit offsets: canonical cuts it per shard, and
     a shard that still overflows in halves."""
-    from swcdata.registry.content import canonical
 
     n = 2_100  # (1 MiB responses: 2.05 GiB; the input holds the one string 2,100 times)
     rows = pa.concat_tables([table.slice(0, 1)] * n)
@@ -1057,3 +1072,73 @@ def test_a_split_of_more_than_2_gib_of_text_is_compacted_in_pieces(table: pa.Tab
     del got
     halves, h2, _ = canonical({"train": t})  # (no shards given: halves)
     assert halves["train"].column("response").num_chunks == 2 and h2 == h
+
+
+# ---- the version's files, a shard at a time (swcdata.registry.shards) ---------------------------------------------
+
+
+def test_a_split_in_one_shard_is_written_as_datasets_save_to_disk_writes_it(table: pa.Table, tmp_path: Path) -> None:
+    """Every file (data, state.json, dataset_info.json, dataset_dict.json) byte for byte `save_to_disk`'s."""
+    import datasets
+
+    from swcdata.registry.shards import fingerprint, record_features, write_tables
+
+    tables, h, _ = canonical(make_splits(table))
+    write_tables(tmp_path / "ours", tables, h)
+    features = record_features()
+    dd = datasets.DatasetDict({
+        split: datasets.Dataset(t, info=datasets.DatasetInfo(features=features), split=datasets.NamedSplit(split),
+                                fingerprint=fingerprint(h, split)) for split, t in tables.items()})
+    dd.save_to_disk(str(tmp_path / "theirs"), num_shards=dict.fromkeys(tables, 1))
+    ours, theirs = data_files(tmp_path / "ours"), data_files(tmp_path / "theirs")
+    assert len(ours) == 1 + 3 * 3 and ours == theirs
+
+
+def test_a_shards_file_depends_on_its_rows_alone(table: pa.Table, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards written one by one from a table in any chunks (as Ray workers write them from their blocks) are the
+    files `write_tables` writes; their digests and counts give canonical's hash and counts; `datasets` reads them."""
+    import datasets
+
+    from swcdata.registry import content as content_mod
+    from swcdata.registry.shards import shard_count, summary, write_metadata, write_shard, write_tables
+
+    monkeypatch.setattr(content_mod, "SHARD_ROWS", 9)
+    tables, h, counts = canonical(make_splits(table))
+    write_tables(tmp_path / "here", tables, h)
+    shards = []
+    for split, t in tables.items():
+        chunked = pa.Table.from_batches(t.to_batches(max_chunksize=4))
+        bounds = content_mod.shards_of(t.num_rows)
+        shards += [write_shard(chunked.slice(a, b - a), tmp_path / "workers", split, i, len(bounds))
+                   for i, (a, b) in reversed(list(enumerate(bounds)))]  # (in any order)
+    written = summary(shards, {split: t.num_rows for split, t in tables.items()})
+    write_metadata(tmp_path / "workers", {split: shard_count(t.num_rows) for split, t in tables.items()}, h)
+    assert written.content_hash == h and written.counts == counts and len(written.files) == len(shards) >= 9 + 2 + 1
+    assert data_files(tmp_path / "workers") == data_files(tmp_path / "here")
+    loaded = datasets.load_from_disk(str(tmp_path / "here"))
+    assert {split: loaded[split].data.table.to_pylist() for split in loaded} == {
+        split: t.to_pylist() for split, t in tables.items()}
+    with pytest.raises(AssertionError, match="shards"):  # (a shard missing)
+        summary(shards[1:], {split: t.num_rows for split, t in tables.items()})
+
+
+def test_content_published_in_the_older_hash_format_is_found_again(home: Path, table: pa.Table) -> None:
+    """A version of schema_version 2 (content hash format 1) holding the same content, steps and license is the
+    one a new publish returns: the hash format changed, the content did not."""
+    reg = Registry()
+    m, _ = reg.publish("swc", make_splits(table), fields())
+
+    def as_schema_2(d: dict[str, Any]) -> None:
+        d["schema_version"] = 2
+        d["content_hash"] = content_hash(reg.tables("swc@v1", verify=False)[0], hash_format=1)
+        d["manifest_digest"] = Manifest.model_validate({**d, "manifest_digest": None}).compute_digest()
+
+    _edit_manifest(reg.path(m), as_schema_2)
+    (home / "swc" / "log.jsonl").unlink()  # (the log would name the other hash)
+    old = reg.resolve("swc@v1")
+    assert old.hash_format == 1 and reg.verify("swc@v1").ok
+    again, created = reg.publish("swc", make_splits(table), fields())
+    assert not created and again.version == 1 and again.content_hash == old.content_hash
+    changed, created = reg.publish("swc", make_splits(table.slice(1)), fields())
+    assert created and changed.version == 2 and changed.schema_version == 3

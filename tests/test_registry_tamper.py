@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from swcdata.cli.main import app
 from swcdata.core.errors import DataError, InputError
+from swcdata.registry.content import content_hash
 from swcdata.registry.manifest import Manifest
 from swcdata.registry.store import LOG_FILE, Registry
 from swcdata.steps.validate import ValidateConfig, load_valid
@@ -296,7 +297,7 @@ def test_io_finds_the_registry_as_the_registry_does(monkeypatch: pytest.MonkeyPa
 
 def test_removed_lists_are_parquet_files_of_the_version(reg: Registry) -> None:
     m = reg.resolve("swc@v1")
-    assert m.schema_version == 2
+    assert m.schema_version == 3
     assert m.removed == {
         "quarantined": {"records": 3, "path": "removed/quarantined.parquet"},
         "duplicates": {"records": 2, "path": "removed/duplicates.parquet", "by_kind": {"exact": 1, "near": 1}},
@@ -347,6 +348,7 @@ def test_an_old_manifest_with_inline_lists_still_verifies_shows_and_reads(reg: R
 
     def as_schema_1(d: dict[str, Any]) -> None:
         d["schema_version"] = 1
+        d["content_hash"] = content_hash(reg.tables("swc@v1", verify=False)[0], hash_format=1)  # (format 1)
         d["removed"] = {"quarantined": quarantined, "duplicates": removed()["duplicates"]}
         for key in ("parent_digest", "license"):  # (absent in the first manifests, as the inputs' roles)
             d.pop(key, None)

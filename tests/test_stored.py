@@ -5,6 +5,7 @@ tampered or short file refused."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +23,17 @@ SAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "swc_sample.jsonl"
 
 
 @pytest.fixture(scope="module")
-def version(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """swc@v1 of the embedded sample, stored in several shards (so that a split is several stream files)."""
-    import swcdata.registry.store as store
+def version(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """swc@v1 of the embedded sample, stored in several shards (so that a split is several stream files). The
+    shard size is part of the content hash's format: it stays small while the module reads the version."""
+    import swcdata.registry.content as content
 
     t, _, _ = load_valid([SAMPLE], ValidateConfig(check_code=False))
     reg = Registry(tmp_path_factory.mktemp("stored") / "registry")
-    old, store.ROWS_PER_SHARD = store.ROWS_PER_SHARD, 30
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(content, "SHARD_ROWS", 30)
         reg.publish("swc", {"train": t.slice(0, 80), "validation": t.slice(80, 12), "test": t.slice(92)})
-    finally:
-        store.ROWS_PER_SHARD = old
-    return reg
+        yield reg
 
 
 def test_batches_are_the_mapped_rows_in_any_batch_size(version: Registry) -> None:

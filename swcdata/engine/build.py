@@ -1,27 +1,46 @@
-"""`build --engine ray`: the build's validate, dedup, split and augment on a Ray cluster (`RaySteps`, the runner that
-`swcdata.registry.build.run_build` takes), with the same version as the local build.
+"""`build --engine ray`: the build on a Ray cluster (`RaySteps`, the runner that `swcdata.registry.build.run_build`
+takes), with the same version as the local build.
 
 Each step is the engine's (`validate_on_ray`, `dedup_on_ray`, `split_on_ray`, `augment_on_ray`); the records
 pass between them as Ray Datasets with `_order`, their source files renamed to the published names on the
-workers. The final splits are gathered on the driver, where the audit between them and the publication run (the
-version's files and content hash are the local engine's).
+workers. Then:
+
+- the audit between the final splits is `audit_on_ray`: the larger split is the reference, scanned where it lies
+  (its records numbered in their published order, `indexed`), and the smaller one (validation, test) comes to the
+  driver as the candidates;
+- the publication: each split is cut at its shard bounds (`Dataset.split_at_indices`, the bounds of the registry's
+  `shards_of`), and one Ray task per shard writes its file into the version's temporary folder
+  (`swcdata.registry.shards.write_shard`: the bytes the local build writes) and returns its digest, counts and
+  file hash; the driver joins them (`shards.summary`: the content hash the local build computes) and writes the
+  metadata, the manifest and the log line under the registry's lock (`Registry.publish_written`). A task that
+  fails is retried by Ray and writes its shard again; on a cluster of several machines the registry must be on
+  storage that every node mounts at the same path (the driver checks that it sees every shard).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
-from swcdata.core.records import RECORD_SCHEMA
-from swcdata.engine.blocks import mapped
+from swcdata.core.errors import SwcdataError
+from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
+from swcdata.engine.blocks import ORDER, mapped, materialized
 from swcdata.registry.build import PublishedNames, Steps, renamed_sources
+from swcdata.registry.content import shards_of
+from swcdata.registry.shards import Shard, Written, shard_count, summary, write_metadata, write_shard
 from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig
 from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
+
+if TYPE_CHECKING:
+    from swcdata.registry.manifest import Manifest
+    from swcdata.registry.store import Registry
+    from swcdata.steps.audit import AuditConfig, AuditSummary
 
 
 def _renamed(batch: pa.Table, names: dict[str, str]) -> pa.Table:
@@ -30,11 +49,57 @@ def _renamed(batch: pa.Table, names: dict[str, str]) -> pa.Table:
     return renamed_sources(batch, lambda f: names.get(f, f))
 
 
-class RaySteps(Steps):
-    """The build's steps on the Ray cluster at `address` (else RAY_ADDRESS, else one started for the build)."""
+ShardHook = Callable[[str, int], None]  # called in the task with (split, shard index) before it writes
 
-    def __init__(self, address: str | None = None) -> None:
+
+def _write_piece(folder: str, split: str, index: int, count: int, hook: ShardHook | None, *blocks: pa.Table
+                 ) -> Shard:
+    """A Ray task: write shard `index` of `count` of `split` from its blocks, in order (`write_shard`)."""
+    if hook is not None:
+        hook(split, index)
+    tables = [b.select(list(RECORD_COLUMNS)) for b in blocks if b.num_rows]
+    table = pa.concat_tables(tables) if tables else RECORD_SCHEMA.empty_table()
+    return write_shard(table, Path(folder), split, index, count)
+
+
+def task_results(ray: Any, refs: list[Any]) -> list[Any]:
+    """`ray.get` of tasks, with an error of swcdata's raised as itself (Ray wraps what a task raises)."""
+    try:
+        return list(ray.get(refs))
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, SwcdataError):
+            raise cause from None
+        raise
+
+
+def indexed(ray: Any, ds: Any) -> Any:
+    """`ds` with `_order` the row's position in it (0, 1, ...: unique, and sorting by it keeps the order), from its
+    blocks' row counts: a task a block."""
+    refs = ds.to_arrow_refs()
+    counts = ray.get([ray.remote(_rows).remote(r) for r in refs])
+    starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)[:-1]]).tolist() if counts else []
+    renumber = ray.remote(_numbered)
+    return ray.data.from_arrow_refs([renumber.remote(r, s) for r, s in zip(refs, starts, strict=True)])
+
+
+def _rows(block: pa.Table) -> int:
+    return block.num_rows
+
+
+def _numbered(block: pa.Table, start: int) -> pa.Table:
+    order = pa.array(np.arange(start, start + block.num_rows, dtype=np.int64))
+    kept = block.drop_columns([c for c in block.column_names if c.startswith("_")])
+    return kept.append_column(ORDER, order)
+
+
+class RaySteps(Steps):
+    """The build's steps on the Ray cluster at `address` (else RAY_ADDRESS, else one started for the build).
+    `shard_hook`: called in each shard's task before it writes (a seam for tests that kill the worker)."""
+
+    def __init__(self, address: str | None = None, *, shard_hook: ShardHook | None = None) -> None:
         self.address = address
+        self.shard_hook = shard_hook
         self.ray: Any = None
 
     @contextlib.contextmanager
@@ -76,9 +141,43 @@ class RaySteps(Steps):
         result = augment_on_ray(splits, cfg)
         return result.splits, result.report
 
-    def gather(self, splits: dict[str, Any]) -> dict[str, pa.Table]:
-        """Each split as one table of RECORD_SCHEMA, in its order (the engine's columns dropped)."""
-        return {name: self._table(ds, RECORD_SCHEMA) for name, ds in splits.items()}
+    def final(self, splits: dict[str, Any]) -> dict[str, Any]:
+        """Each split materialized once (the audit and the publication read it several times)."""
+        return {name: materialized(ds, None) for name, ds in splits.items()}
+
+    def sizes(self, splits: dict[str, Any]) -> dict[str, int]:
+        return {name: ds.count() for name, ds in splits.items()}
+
+    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig) -> AuditSummary:
+        """`audit_on_ray` of the candidate split (gathered here) against the reference split (on the cluster,
+        numbered in its order: an augmented split's variants share their record's `_order`)."""
+        from swcdata.engine.audit import audit_on_ray
+
+        return audit_on_ray(indexed(self.ray, reference), self._table(candidate, RECORD_SCHEMA), cfg).summary
+
+    def publish(self, registry: Registry, name: str, splits: dict[str, Any],
+                fields: dict[str, Any]) -> tuple[Manifest, bool]:
+        """The version written by the workers, a task per shard (see the module's docstring)."""
+        ray = self.ray
+        # (the engine's own columns, `_order` and `_sub`, are not the version's)
+        schemas = {split: pa.schema([f for f in ds.schema().base_schema if not f.name.startswith("_")])
+                   for split, ds in splits.items()}
+
+        def write(folder: Path) -> Written:
+            rows = self.sizes(splits)
+            task = ray.remote(_write_piece).options(max_retries=3, retry_exceptions=False)
+            pending = []
+            for split, ds in splits.items():
+                bounds = shards_of(rows[split])
+                pieces = ds.split_at_indices([a for a, _ in bounds[1:]]) if len(bounds) > 1 else [ds]
+                pending += [task.remote(str(folder), split, i, len(bounds), self.shard_hook, *piece.to_arrow_refs())
+                            for i, piece in enumerate(pieces)]
+            shards: list[Shard] = task_results(ray, pending)
+            written = summary(shards, rows)
+            write_metadata(folder, {split: shard_count(n) for split, n in rows.items()}, written.content_hash)
+            return written
+
+        return registry.publish_written(name, schemas, write, fields)
 
     def _table(self, ds: Any, schema: pa.Schema) -> pa.Table:
         tables = [t.select(schema.names) for t in self.ray.get(ds.to_arrow_refs()) if t.num_rows]

@@ -15,7 +15,7 @@ import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,6 +27,11 @@ from swcdata.steps.audit import LeakRules
 from swcdata.steps.dedup import DedupConfig
 from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
+
+if TYPE_CHECKING:
+    from swcdata.registry.manifest import Manifest
+    from swcdata.registry.store import Registry
+    from swcdata.steps.audit import AuditConfig, AuditSummary
 
 DEFAULT_CONFIG = Path("swcdata.toml")
 # A license id as the Hub's dataset cards take it (mit, apache-2.0, cc-by-4.0; 'unknown' is published as 'other')
@@ -305,13 +310,6 @@ def renamed_sources(table: pa.Table, name_of: Callable[[str], str]) -> pa.Table:
     return table.set_column(table.schema.get_field_index("source"), table.schema.field("source"), new)
 
 
-def _counts(splits: dict[str, pa.Table]) -> dict[str, dict[str, int]]:
-    """Records per category of each split, sorted by category (Arrow's value counts, no row as a Python object)."""
-    from swcdata.registry.content import category_counts
-
-    return {name: category_counts(t) for name, t in splits.items()}
-
-
 def _quarantined_json(quarantined: list[Any], names: PublishedNames) -> list[dict[str, Any]]:
     """Quarantined lines as the manifest lists them: source (the file's published name) and reasons."""
     return [{"source": {"file": names(q.file), "line": q.line},
@@ -334,8 +332,8 @@ def check_writable(home: Path) -> None:
 class Steps:
     """Where the build's validate, dedup, split and augment run: this machine (this class, over Arrow tables),
     or a Ray cluster (`swcdata.engine.build.RaySteps`, over Ray Datasets). A step's records are whatever the
-    runner passes between its steps; `gather` turns the final splits into tables for the audit and the
-    publication, which run here."""
+    runner passes between its steps, to its audit of the final splits and its publication (a Ray build's workers
+    write the version's shards; the registry's lock, manifest and log stay here)."""
 
     def session(self) -> contextlib.AbstractContextManager[Any]:
         """Entered once the inputs and the registry are checked, around the steps."""
@@ -362,8 +360,24 @@ class Steps:
 
         return augment(splits, cfg)
 
-    def gather(self, splits: dict[str, Any]) -> dict[str, pa.Table]:
+    def final(self, splits: dict[str, Any]) -> dict[str, Any]:
+        """The final splits as the audit and the publication read them (each more than once)."""
         return splits
+
+    def sizes(self, splits: dict[str, Any]) -> dict[str, int]:
+        """Records per split."""
+        return {name: t.num_rows for name, t in splits.items()}
+
+    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig) -> AuditSummary:
+        """The audit of one split (`candidate`) against another (`reference`), as `audit` reports it."""
+        from swcdata.steps.audit import audit
+
+        return audit(reference, candidate, cfg).summary
+
+    def publish(self, registry: Registry, name: str, splits: dict[str, Any],
+                fields: dict[str, Any]) -> tuple[Manifest, bool]:
+        """Publish the splits as the next version of `name` (`Registry.publish`)."""
+        return registry.publish(name, splits, fields)
 
 
 def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step: StepProgress | None = None,
@@ -393,7 +407,7 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     import time
 
     from swcdata.registry.store import Registry
-    from swcdata.steps.audit import AuditConfig, audit
+    from swcdata.steps.audit import AuditConfig
     from swcdata.steps.validate import load_valid
 
     def step(name: str) -> None:
@@ -455,14 +469,14 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
                     "summary": arep.model_dump(mode="json", exclude={"config"})}
         lap("augment")
 
-    splits = runner.gather(splits)
-
+    splits = runner.final(splits)
+    sizes = runner.sizes(splits)
     step("audit")
     contamination: dict[str, dict[str, Any]] = {}
     acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
     for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
-        if a in splits and b in splits and splits[a].num_rows and splits[b].num_rows:
-            s = audit(splits[a], splits[b], acfg_audit).summary
+        if sizes.get(a) and sizes.get(b):
+            s = runner.audit(splits[a], splits[b], acfg_audit)
             contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "code": s.code,
                                              "code_pairs": s.code_pairs, "label_conflicts": s.label_conflicts,
                                              "ngram_only": s.ngram_only, "leaked": s.leaked,
@@ -476,7 +490,7 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
         exact_duplicates=drep.ledger.exact_duplicates, near_duplicates=drep.ledger.near_duplicates,
         decontaminated=len(srep.decontaminated), kept=sum(pre_aug.values()) - holdout_n, holdout=holdout_n,
         holdout_duplicates=len(srep.holdout_duplicates), holdout_quarantined=len(holdout_quarantined),
-        augmented=augmented, splits={k: v.num_rows for k, v in splits.items()},
+        augmented=augmented, splits=sizes,
         quarantined_by_finding=sum(1 for q in quarantined
                                    if any(r in cfg.validate_.drop_findings for r, _, _ in q.reasons)),
         not_augmented_by_finding=not_augmented,
@@ -516,14 +530,14 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
         "holdout_duplicates": [r.model_dump(mode="json") for r in srep.holdout_duplicates],
         "holdout_quarantined": _quarantined_json(holdout_quarantined, names),
     }
-    registry = Registry(home)
-    manifest, created = registry.publish(cfg.name, splits, {
+    manifest, created = runner.publish(Registry(home), cfg.name, splits, {
         "steps": steps, "inputs": inputs, "ledger": ledger.model_dump() | {"contamination": contamination},
         "removed": removed, "seed": cfg.seed, "license": cfg.license,
     })
     lap("publish")
     return BuildResult(
         name=manifest.name, version=manifest.version, ref=f"{manifest.name}@v{manifest.version}",
-        content_hash=manifest.content_hash, created=created, ledger=ledger, counts=_counts(splits),
+        content_hash=manifest.content_hash, created=created, ledger=ledger,
+        counts={split: dict(c.by_category) for split, c in manifest.counts.items()},
         contamination=contamination, findings={r.rule: r.count for r in vrep.rules}, timings=timings,
     )

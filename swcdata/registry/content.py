@@ -1,15 +1,23 @@
 """The content hash: the identity of a version's data, computed from the records alone.
 
-`content_hash` is the sha256 over the split names (sorted) and every row's canonical JSON (sorted keys), in row
-order, after a fixed header (`HASH_FORMAT`). It does not depend on Arrow chunking, nullability flags, the machine
-or the time, so the same records give the same hash anywhere. `canonical` is the step before publishing: it
-checks the tables against the record schema, re-encodes them (one contiguous chunk, the splits in a fixed
-order) and returns them with their hash and counts; the registry writes exactly these tables.
+`content_hash` is the sha256 over the split names (sorted), their row counts and every row's canonical JSON
+(sorted keys), in row order, after a fixed header. It does not depend on Arrow chunking, nullability flags, the
+machine or the time, so the same records give the same hash anywhere. Two formats (the manifest's
+`schema_version` says which one a version uses: `hash_format`):
+
+- 2 (`HASH_FORMAT`, schema_version 3 on): each split is cut into fixed shards of rows (`shard_bounds` with
+  `SHARD_ROWS`: they depend on the row count alone, and they are the version's data files); the hash covers each
+  shard's digest (`shard_digest`: the sha256 of its rows' JSON lines) in order. Workers hash their own shards in
+  parallel (`swcdata.engine.build`) and `combined_hash` joins the digests: the same hash as hashing here.
+- 1 (`HASH_FORMAT_1`, schema_version 1 and 2): one sha256 over every row's JSON line, in order. Still read.
+
+`canonical` is the step before publishing: it checks the tables against the record schema, re-encodes them (one
+contiguous chunk, the splits in a fixed order) and returns them with their hash and counts; the registry writes
+exactly these tables (a shard at a time: `swcdata.registry.shards`).
 
 Both are columnar. `canonical` is an Arrow cast and a take into fresh buffers (the values never become Python
-objects; the buffers, and so the data files, are byte for byte those the row round trip it replaced built). The
-rows' JSON is written by polars (`struct.json_encode` writes exactly the bytes orjson writes for the row's dict
-with sorted keys, every string escaped alike: tests/test_registry.py checks every Unicode character),
+objects). The rows' JSON is written by polars (`struct.json_encode` writes exactly the bytes orjson writes for the
+row's dict with sorted keys, every string escaped alike: tests/test_registry.py checks every Unicode character),
 `HASH_BATCH_ROWS` rows at a time, and hashed from the Arrow buffer of the lines. A table with a column polars
 would write otherwise than orjson (floats, lists, dates: never a record table) takes the row-by-row path, in
 batches too.
@@ -23,7 +31,7 @@ import contextlib
 import hashlib
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from swcdata.core.errors import DataError
@@ -32,7 +40,13 @@ from swcdata.registry.manifest import SplitCounts
 if TYPE_CHECKING:
     import pyarrow as pa
 
-HASH_FORMAT = b"swcdata-content-hash/1\n"
+HASH_FORMAT_1 = b"swcdata-content-hash/1\n"
+HASH_FORMAT = b"swcdata-content-hash/2\n"
+HASH_FORMATS = {1: HASH_FORMAT_1, 2: HASH_FORMAT}
+CURRENT_HASH_FORMAT = 2
+SHARD_ROWS = 250_000
+"""Rows per shard (`shard_bounds`): a version's data files, and the chunks of rows hashing format 2 digests. Part
+of the format: another value gives other hashes."""
 SPLIT_ORDER = ("train", "validation", "test")
 _SPLIT_RE = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name
 
@@ -147,29 +161,101 @@ def _json_line_buffers(table: pa.Table, cancel: threading.Event | None = None) -
             yield memoryview(data)[int(offsets[0]):int(offsets[-1])]
 
 
+def _line_encoder(schema: pa.Schema) -> Callable[[pa.Table], Iterator[bytes | memoryview]]:
+    """A function from a batch of rows (of `schema`) to their canonical JSON lines (each ended by a newline), as
+    buffers: polars' JSON where it writes what orjson writes, else orjson row by row."""
+    if len(set(schema.names)) == len(schema.names) and all(_polars_writes_as_orjson(f.type) for f in schema):
+        return _json_line_buffers
+
+    def rows(batch: pa.Table) -> Iterator[bytes]:
+        for _, line in _iter_row_json(batch):
+            yield line + b"\n"
+
+    return rows
+
+
 def _hash_rows(h: Any, table: pa.Table, cancel: threading.Event | None = None) -> None:
-    """Feed every row's canonical JSON line to the sha256 `h`, in row order."""
-    if len(set(table.column_names)) == table.num_columns and all(_polars_writes_as_orjson(f.type)
-                                                                  for f in table.schema):
-        for buf in _json_line_buffers(table, cancel):
+    """Feed every row's canonical JSON line to the sha256 `h`, in row order (format 1)."""
+    encode = _line_encoder(table.schema)
+    for batch in _batches(table, cancel):
+        for buf in encode(batch):
             h.update(buf)
-        return
-    for _, line in _iter_row_json(table, cancel):
-        h.update(line)
-        h.update(b"\n")
+
+
+def shards_of(rows: int) -> list[tuple[int, int]]:
+    """The [start, stop) rows of each shard of a split of `rows` rows (`shard_bounds` with `SHARD_ROWS`)."""
+    return shard_bounds(rows, SHARD_ROWS)
+
+
+def shard_digests(table: Any, cancel: threading.Event | None = None) -> list[bytes]:
+    """The sha256 digest of each shard's rows (`shards_of`; an empty table is one empty shard), read a batch at a
+    time: the batches are cut where a shard ends."""
+    bounds = shards_of(table.num_rows)
+    encode = _line_encoder(table.schema)
+    digests: list[bytes] = []
+    h = hashlib.sha256()
+    pos = 0
+    for batch in _batches(table, cancel):
+        start = 0
+        while start < batch.num_rows:
+            end = bounds[len(digests)][1]
+            take = min(batch.num_rows - start, end - pos)
+            for buf in encode(batch.slice(start, take)):
+                h.update(buf)
+            start += take
+            pos += take
+            if pos == end:
+                digests.append(h.digest())
+                h = hashlib.sha256()
+    if pos != table.num_rows:
+        raise DataError(f"read {pos:,} rows of a split that holds {table.num_rows:,}")
+    while len(digests) < len(bounds):  # (only the one shard of an empty table)
+        digests.append(h.digest())
+    return digests
+
+
+def shard_digest(shard: pa.Table) -> bytes:
+    """The digest of one shard's rows (a table of the rows of one of `shard_bounds`' ranges)."""
+    h = hashlib.sha256()
+    encode = _line_encoder(shard.schema)
+    for batch in _batches(shard, None):
+        for buf in encode(batch):
+            h.update(buf)
+    return h.digest()
 
 
 def _split_header(name: str, rows: int) -> bytes:
     return b"split\x00" + name.encode("utf-8") + b"\x00" + str(rows).encode() + b"\n"
 
 
-def content_hash(dd: Mapping[str, Any], *, cancel: threading.Event | None = None) -> str:
-    """sha256 over the split names (sorted) and every row's canonical JSON (sorted keys), in row order.
+def combined_hash(splits: Mapping[str, tuple[int, list[bytes]]]) -> str:
+    """The format 2 content hash from each split's row count and shard digests (in shard order)."""
+    h = hashlib.sha256(HASH_FORMAT)
+    for name in sorted(splits):
+        rows, digests = splits[name]
+        if len(digests) != len(shards_of(rows)):
+            raise AssertionError(f"split {name!r}: {len(digests)} shard digests for {rows:,} rows")
+        h.update(_split_header(name, rows))
+        for d in digests:
+            h.update(d)
+    return h.hexdigest()
+
+
+def content_hash(dd: Mapping[str, Any], *, cancel: threading.Event | None = None,
+                 hash_format: int = CURRENT_HASH_FORMAT) -> str:
+    """sha256 over the split names (sorted), their row counts and every row's canonical JSON (sorted keys), in
+    row order: per shard (format 2, the current one) or in one stream (format 1, `hash_format=1`: manifests of
+    schema_version 1 and 2).
 
     Independent of Arrow chunking, nullability flags, machine and time. Accepts a mapping of split name
     to `pa.Table`, `datasets.Dataset` (so a `DatasetDict` works too) or `StoredSplit` (read a batch at a time).
     Setting `cancel` (from another thread) stops it with ContentCheckCancelled."""
-    h = hashlib.sha256(HASH_FORMAT)
+    if hash_format not in HASH_FORMATS:
+        raise ValueError(f"unknown content hash format {hash_format}")
+    if hash_format == 2:
+        tables = {name: as_arrow(data) for name, data in dd.items()}
+        return combined_hash({name: (t.num_rows, shard_digests(t, cancel)) for name, t in tables.items()})
+    h = hashlib.sha256(HASH_FORMAT_1)
     for name in sorted(dd):
         table = as_arrow(dd[name])
         h.update(_split_header(name, table.num_rows))
@@ -182,48 +268,62 @@ def split_order(names: list[str]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in names] + sorted(s for s in names if s not in SPLIT_ORDER)
 
 
-def canonical(splits: Mapping[str, pa.Table], shard_rows: int | None = None
-              ) -> tuple[dict[str, pa.Table], str, dict[str, SplitCounts]]:
+def canonical(splits: Mapping[str, pa.Table], shard_rows: int | None = None, *,
+              hash_format: int = CURRENT_HASH_FORMAT) -> tuple[dict[str, pa.Table], str, dict[str, SplitCounts]]:
     """Check and re-encode the tables (RECORD_SCHEMA, fresh buffers, fixed split order); return them with the
-    content hash and the counts. Each split is one chunk; one whose text is over 2 GiB in a column (more than
-    Arrow's 32-bit string offsets hold) is one chunk per shard of `shard_rows` rows (see `_compact`)."""
-    import pyarrow as pa
-
-    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
-
+    content hash (in `hash_format`) and the counts. Each split is one chunk; one whose text is over 2 GiB in a
+    column (more than Arrow's 32-bit string offsets hold) is one chunk per shard of `shard_rows` rows (default
+    `SHARD_ROWS`; see `_compact`)."""
     if not splits:
         raise DataError("nothing to publish: no splits given")
+    problems = split_problems({name: as_arrow(data).schema for name, data in splits.items()})
+    if problems:
+        raise DataError("cannot publish: " + "; ".join(problems))
+    out: dict[str, pa.Table] = {}
+    counts: dict[str, SplitCounts] = {}
+    for name in split_order(list(splits)):
+        canon = out[name] = record_table(as_arrow(splits[name]), name, shard_rows or SHARD_ROWS)
+        counts[name] = SplitCounts(records=canon.num_rows, by_category=category_counts(canon))
+    return out, content_hash(out, hash_format=hash_format), counts
+
+
+def split_problems(schemas: Mapping[str, pa.Schema]) -> list[str]:
+    """What makes splits of these schemas unpublishable before their rows are read: a bad split name, missing or
+    extra columns."""
+    from swcdata.core.records import RECORD_COLUMNS
+
     problems = []
-    arrow: dict[str, pa.Table] = {}
-    for name, data in splits.items():
+    for name, schema in schemas.items():
         if not isinstance(name, str) or not _SPLIT_RE.match(name):
             problems.append(f"split name {name!r} is not valid: use letters, digits and '_' (e.g. 'train')")
             continue
-        table = arrow[name] = as_arrow(data)
-        missing = [c for c in RECORD_COLUMNS if c not in table.column_names]
-        extra = [c for c in table.column_names if c not in RECORD_COLUMNS]
+        columns = schema.names
+        missing = [c for c in RECORD_COLUMNS if c not in columns]
+        extra = [c for c in columns if c not in RECORD_COLUMNS]
         if missing:
             problems.append(f"split {name!r} lacks the record columns: {', '.join(missing)}")
         if extra:
             problems.append(f"split {name!r} has columns that are not record columns: {', '.join(extra)} "
                             "(drop them before publishing)")
-    if problems:
-        raise DataError("cannot publish: " + "; ".join(problems))
+    return problems
 
-    out: dict[str, pa.Table] = {}
-    counts: dict[str, SplitCounts] = {}
-    for name in split_order(list(splits)):
-        table = arrow[name].select(list(RECORD_COLUMNS))
-        try:
-            # (the cast refuses a null in a required column and a value of another type that does not convert;
-            # a full validation refuses bytes that are not UTF-8 in a string column)
-            canon = _compact(table.cast(RECORD_SCHEMA), shard_rows)
-            canon.validate(full=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as e:
-            raise DataError(f"cannot publish: split {name!r} does not fit the record schema: {e}") from None
-        out[name] = canon
-        counts[name] = SplitCounts(records=canon.num_rows, by_category=category_counts(canon))
-    return out, content_hash(out), counts
+
+def record_table(table: pa.Table, name: str, shard_rows: int | None = None) -> pa.Table:
+    """A split's table (with the record columns, `split_problems` checked) cast to RECORD_SCHEMA, checked and
+    re-encoded in fresh buffers (`_compact`); a DataError naming the split where it does not fit."""
+    import pyarrow as pa
+
+    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
+
+    table = table.select(list(RECORD_COLUMNS))
+    try:
+        # (the cast refuses a null in a required column and a value of another type that does not convert;
+        # a full validation refuses bytes that are not UTF-8 in a string column)
+        canon = _compact(table.cast(RECORD_SCHEMA), shard_rows)
+        canon.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as e:
+        raise DataError(f"cannot publish: split {name!r} does not fit the record schema: {e}") from None
+    return canon
 
 
 def shard_bounds(rows: int, shard_rows: int) -> list[tuple[int, int]]:

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 MANIFEST_FILE = "manifest.json"
 REMOVED_DIR = "removed"  # <version>/removed/<kind>.parquet: the per-record lists of the manifest's `removed`
 # 1: the first manifests (from 2026-12-01 with a manifest_digest; the earlier ones, without it, are refused);
-# 2: parent_digest (the chain), removed records in Parquet files instead of inline lists.
-SCHEMA_VERSION = 2
-SCHEMA_VERSIONS = (1, 2)
+# 2: parent_digest (the chain), removed records in Parquet files instead of inline lists;
+# 3: the content hash over fixed shards of rows (format 2: `swcdata.registry.content`), each shard written on its own.
+SCHEMA_VERSION = 3
+SCHEMA_VERSIONS = (1, 2, 3)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 # the fields the registry computes when it publishes (a caller's manifest_fields must not set them)
@@ -69,7 +70,8 @@ class Manifest(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
     version: int = Field(ge=1)
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$",
-                              description="sha256 over the split names and every row's canonical JSON.")
+                              description="sha256 over the split names and every row's canonical JSON: over the "
+                              "digests of fixed shards of rows from schema_version 3, in one stream before.")
     parent: str | None = Field(None, description="The version this one was derived from, e.g. 'swc@v1'.")
     parent_digest: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                       description="The parent's manifest_digest when this version was published "
@@ -115,6 +117,11 @@ class Manifest(BaseModel):
             if i.get("role") == "input":
                 del i["role"]
         return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+    @property
+    def hash_format(self) -> int:
+        """The format of its content hash (`swcdata.registry.content.HASH_FORMATS`): 2 from schema_version 3."""
+        return 2 if self.schema_version >= 3 else 1
 
     @property
     def ref(self) -> str:

@@ -35,7 +35,6 @@ and resolving references only reads small JSON files.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -73,6 +72,7 @@ from swcdata.registry.manifest import (
     Step,
     steps_key,
 )
+from swcdata.registry.shards import Written, fingerprint, record_features, write_tables
 from swcdata.registry.stored import StoredSplit, lazy_frame, mapped_tables, stored_splits, unsafe_path
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 LOG_FILE = "log.jsonl"  # <home>/<name>/log.jsonl: one line per published version (see Registry._append_log)
-ROWS_PER_SHARD = 250_000
+ROWS_PER_SHARD_V1 = 250_000  # rows per shard file of the versions of schema_version 1 and 2 (`_save_tables_v1`)
 LOCK_TIMEOUT_S = 600.0
 MIN_HASH_PREFIX = 4
 
@@ -260,30 +260,19 @@ def _now_utc() -> str:
     return when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def record_features() -> datasets.Features:
-    import datasets
-
-    from swcdata.core.records import RECORD_SCHEMA
-
-    return datasets.Features.from_arrow_schema(RECORD_SCHEMA)
-
-
-def _fingerprint(hash_: str, split: str) -> str:
-    return hashlib.sha256(f"{hash_}:{split}".encode()).hexdigest()[:16]
-
-
-def _save_tables(folder: Path, tables: Mapping[str, pa.Table], hash_: str) -> None:
-    """Write canonical split tables into `folder` with `datasets.save_to_disk`, as every version's data is written
-    (shards fixed by row count, the fingerprint from the content hash): the same tables give the same bytes."""
+def _save_tables_v1(folder: Path, tables: Mapping[str, pa.Table], hash_: str) -> None:
+    """Write canonical split tables into `folder` with `datasets.save_to_disk`, as the data of versions of
+    schema_version 1 and 2 was written (a pulled one is rebuilt so: its files' sha256 are the manifest's; new
+    versions are written a shard at a time, `swcdata.registry.shards`)."""
     import datasets
 
     features = record_features()
     dd = datasets.DatasetDict({
         split: datasets.Dataset(table, info=datasets.DatasetInfo(features=features),
-                                split=datasets.NamedSplit(split), fingerprint=_fingerprint(hash_, split))
+                                split=datasets.NamedSplit(split), fingerprint=fingerprint(hash_, split))
         for split, table in tables.items()
     })
-    shards = {split: len(shard_bounds(t.num_rows, ROWS_PER_SHARD)) for split, t in tables.items()}
+    shards = {split: len(shard_bounds(t.num_rows, ROWS_PER_SHARD_V1)) for split, t in tables.items()}
     with quiet_datasets():
         dd.save_to_disk(str(folder), num_shards=shards)
 
@@ -637,8 +626,40 @@ class Registry:
         When a version of `name` already holds the same content hash, step configs and license it is
         returned with created=False and nothing is written. `manifest_fields` carries what the caller
         knows: parent, seed, license, steps, inputs, ledger, removed (parent defaults to the latest version)."""
-        from filelock import FileLock, Timeout
+        tables, hash_, counts = canonical(splits)
+        fields, new_steps = self._checked_fields(name, manifest_fields, hash_, counts)
 
+        def same_content(m: Manifest) -> bool:  # (a version of an older format: its hash of these tables)
+            if m.hash_format == 2:
+                return m.content_hash == hash_
+            return m.counts == counts and m.content_hash == content_hash(tables, hash_format=m.hash_format)
+
+        def write(tmp: Path) -> Written:
+            write_tables(tmp, tables, hash_)
+            return Written(hash_, counts, {})
+
+        return self._publish(name, fields, new_steps, same_content, write, written_first=False)
+
+    def publish_written(self, name: str, schemas: Mapping[str, pa.Schema], write: Callable[[Path], Written],
+                        manifest_fields: Mapping[str, Any] | None = None) -> tuple[Manifest, bool]:
+        """Publish a version whose data files someone else writes: `write(folder)` writes every split's shards
+        (`swcdata.registry.shards.write_shard`, on Ray workers: `swcdata.engine.build`) and their metadata into the
+        version's temporary folder, under the registry lock, and returns the content hash, counts and shard file
+        hashes (`shards.summary`). `schemas`: each split's columns, checked first. As `publish` otherwise: an
+        existing version with the same content hash, step configs and license is returned (what was written is
+        removed)."""
+        from swcdata.registry.content import split_problems
+
+        problems = split_problems(schemas)
+        if not schemas or problems:
+            raise DataError("cannot publish: " + ("; ".join(problems) or "no splits given"))
+        fields, new_steps = self._checked_fields(name, manifest_fields, "0" * 64, {})
+        return self._publish(name, fields, new_steps, None, write, written_first=True)
+
+    def _checked_fields(self, name: str, manifest_fields: Mapping[str, Any] | None, hash_: str,
+                        counts: Mapping[str, SplitCounts]) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+        """The caller's manifest fields, validated before the lock is taken or anything written; and their steps'
+        key (`steps_key`)."""
         from swcdata.core.version import __version__
 
         self._check_name(name)
@@ -647,8 +668,6 @@ class Registry:
         if reserved:
             raise ConfigError([f"{k}: computed by the registry, do not pass it" for k in reserved],
                               source="manifest_fields")
-        tables, hash_, counts = canonical(splits, ROWS_PER_SHARD)
-        # Validate the caller's fields before taking the lock or writing anything.
         probe = {"name": name, "version": 1, "content_hash": hash_, "created_at": _now_utc(),
                  "tool_version": __version__, "counts": counts, **fields}
         try:
@@ -661,16 +680,34 @@ class Registry:
         if bad_kinds:
             raise ConfigError([f"removed.{k}: a kind with a list of records is stored as {REMOVED_DIR}/<kind>.parquet:"
                                " use letters, digits, '.', '_' and '-'" for k in bad_kinds], source="manifest_fields")
+        return fields, new_steps
+
+    def _publish(self, name: str, fields: dict[str, Any], new_steps: list[tuple[str, bytes]],
+                 same_content: Callable[[Manifest], bool] | None, write: Callable[[Path], Written], *,
+                 written_first: bool) -> tuple[Manifest, bool]:
+        """Under the registry lock: find a version with the same content (`same_content`, or after `write` when
+        `written_first`: the written hash), else write the next version (`write` into a temporary folder, then
+        the manifest, the log line and the rename)."""
+        from filelock import FileLock, Timeout
+
+        from swcdata.core.version import __version__
 
         folder = self._name_folder(name)
         lock = FileLock(str(folder / ".lock"), timeout=LOCK_TIMEOUT_S)
+        tmp: Path | None = None
         try:
             with lock:
                 for stale in folder.glob(".tmp-*"):  # left by a publisher that died; we hold the lock
                     _rmtree(stale)
+                written: Written | None = None
+                if written_first:
+                    tmp = self._tmp_folder(folder, "data")
+                    written = write(tmp)
+                    hash_ = written.content_hash
+                    same_content = lambda m: m.content_hash == hash_  # noqa: E731  (format 2: the only one written)
                 existing = self.versions(name) if self._version_dirs(name) else []
                 for m in reversed(existing):
-                    if m.content_hash == hash_ and m.steps_key() == new_steps and m.license == fields.get("license"):
+                    if m.steps_key() == new_steps and m.license == fields.get("license") and same_content(m):
                         # The same content is published already (same steps, same license); it is only reused
                         # if it is intact.
                         where = self.path(m)
@@ -701,48 +738,63 @@ class Registry:
                 if not self._read_log(name)[0]:  # the log begins: it records the (intact) versions already there
                     log_first = [_log_entry(m, "adopted") for m in existing if not self._manifest_problems(m, m._folder
                                  or self.path(m))]
-                manifest = self._write_version(folder, name, version, tables, hash_, counts, fields, __version__,
-                                               log_first)
+                if tmp is None:
+                    tmp = self._tmp_folder(folder, f"v{version}")
+                    written = write(tmp)
+                assert written is not None
+                manifest = self._write_version(folder, tmp, name, version, written, fields, __version__, log_first)
+                tmp = None
                 return manifest, True
         except Timeout:
             raise DataError(f"another process has held the registry lock {folder / '.lock'} for over "
                             f"{LOCK_TIMEOUT_S:.0f}s", hint="wait for the other publish to finish") from None
+        finally:
+            if tmp is not None and tmp.exists():
+                _rmtree(tmp)
 
-    def _write_version(self, folder: Path, name: str, version: int, tables: dict[str, pa.Table], hash_: str,
-                       counts: dict[str, SplitCounts], fields: dict[str, Any], tool_version: str,
-                       log_first: list[dict[str, Any]]) -> Manifest:
-        """Write the version into a temporary folder, log it (after `log_first`), then rename it into place. The
-        log line comes first: a crash between the two leaves a logged number without a folder (never given
-        again), never a published version missing from the log."""
+    @staticmethod
+    def _tmp_folder(folder: Path, what: str) -> Path:
+        """A new temporary folder of a version being written (removed by the next publisher if this one dies)."""
+        tmp = folder / f".tmp-{what}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        return tmp
+
+    def _write_version(self, folder: Path, tmp: Path, name: str, version: int, written: Written,
+                       fields: dict[str, Any], tool_version: str, log_first: list[dict[str, Any]]) -> Manifest:
+        """Finish the version whose data files are in `tmp`: the removed-record lists, the manifest (the shard
+        files' sha256 that `written` reports, the others' computed here), the log line (after `log_first`), then
+        the rename. The log line comes first: a crash between the two leaves a logged number without a folder
+        (never given again), never a published version missing from the log."""
         import pyarrow.parquet as pq
 
         final = folder / f"v{version}"
-        tmp = folder / f".tmp-v{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            _save_tables(tmp, tables, hash_)
-            removed, removed_tables = _removed_files(fields.get("removed") or {})
-            for kind, table in removed_tables.items():
-                (tmp / REMOVED_DIR).mkdir(exist_ok=True)
-                pq.write_table(table, tmp / removed[kind]["path"], compression="zstd", row_group_size=65_536,
-                               use_dictionary=True, write_statistics=False)
-            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in _data_files(tmp)}
-            manifest = Manifest(name=name, version=version, content_hash=hash_, created_at=_now_utc(),
-                                tool_version=tool_version, counts=counts, files=files, **{**fields, "removed": removed})
-            manifest.manifest_digest = manifest.compute_digest()
-            (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
-            _make_read_only(tmp)
-            _fsync_tree(tmp)
-            if final.exists() or final.is_symlink():  # cannot happen under the lock (numbers stay above every v<N>)
-                raise DataError(f"{final} already exists; refusing to overwrite a published version")
-            self._append_log(folder, [*log_first, _log_entry(manifest, "published")])
-            os.rename(tmp, final)
-            _fsync_dir(folder)
-            manifest._folder = final
-            return manifest
-        except BaseException:
-            if tmp.exists():
-                _rmtree(tmp)
-            raise
+        removed, removed_tables = _removed_files(fields.get("removed") or {})
+        for kind, table in removed_tables.items():
+            (tmp / REMOVED_DIR).mkdir(exist_ok=True)
+            pq.write_table(table, tmp / removed[kind]["path"], compression="zstd", row_group_size=65_536,
+                           use_dictionary=True, write_statistics=False)
+        here = {p.relative_to(tmp).as_posix(): p for p in _data_files(tmp)}
+        unseen = sorted(set(written.files) - set(here))
+        if unseen:  # (a Ray worker on another machine wrote it where this one cannot see)
+            raise DataError(f"{len(unseen)} data file(s) written for {name}@v{version} are not in {tmp} as this "
+                            f"machine sees it (first: {unseen[0]})",
+                            hint="on a Ray cluster of several machines, keep the registry (--home, SWCDATA_HOME) on "
+                                 "storage every node mounts at the same path")
+        files = {rel: written.files.get(rel) or sha256_file(p) for rel, p in here.items()}
+        manifest = Manifest(name=name, version=version, content_hash=written.content_hash, created_at=_now_utc(),
+                            tool_version=tool_version, counts=written.counts, files=files,
+                            **{**fields, "removed": removed})
+        manifest.manifest_digest = manifest.compute_digest()
+        (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        _make_read_only(tmp)
+        _fsync_tree(tmp)
+        if final.exists() or final.is_symlink():  # cannot happen under the lock (numbers stay above every v<N>)
+            raise DataError(f"{final} already exists; refusing to overwrite a published version")
+        self._append_log(folder, [*log_first, _log_entry(manifest, "published")])
+        os.rename(tmp, final)
+        _fsync_dir(folder)
+        manifest._folder = final
+        return manifest
 
     def register(self, manifest: Manifest, splits: Mapping[str, pa.Table], files: Mapping[str, Path],
                  origin: str) -> tuple[Manifest, bool]:
@@ -766,7 +818,8 @@ class Registry:
         if m.manifest_digest is None or m.compute_digest() != m.manifest_digest:
             raise DataError(f"{m.ref} from {origin}: the manifest does not match its manifest_digest (edited after "
                             "publishing); refused", hint=hint)
-        tables, hash_, counts = canonical(splits, ROWS_PER_SHARD)
+        tables, hash_, counts = canonical(splits, ROWS_PER_SHARD_V1 if m.hash_format == 1 else None,
+                                          hash_format=m.hash_format)
         if hash_ != m.content_hash:
             raise DataError(f"{m.ref} from {origin}: the data does not match its manifest: content hash {hash_}, the "
                             f"manifest says {m.content_hash} (altered or partly uploaded); refused", hint=hint)
@@ -817,7 +870,10 @@ class Registry:
         final = folder / f"v{m.version}"
         tmp = folder / f".tmp-v{m.version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            _save_tables(tmp, tables, m.content_hash)
+            if m.hash_format == 1:
+                _save_tables_v1(tmp, tables, m.content_hash)
+            else:
+                write_tables(tmp, tables, m.content_hash)
             root = tmp.resolve()
             for rel, src in files.items():
                 why = unsafe_path(rel, root)
@@ -906,7 +962,7 @@ class Registry:
     @staticmethod
     def _check_content(m: Manifest, folder: Path, dd: Mapping[str, Any], cancel: threading.Event | None = None
                        ) -> None:
-        actual = content_hash(dd, cancel=cancel)
+        actual = content_hash(dd, cancel=cancel, hash_format=m.hash_format)
         if actual != m.content_hash:
             raise DataError(f"{m.ref}: content hash mismatch: expected {m.content_hash}, actual {actual} "
                             f"(the data in {folder} was modified after publishing)",
@@ -1010,7 +1066,7 @@ class Registry:
         if not bad and not unsafe:
             try:
                 dd = self._load_dd(m, folder, keep_in_memory=True)
-                actual = content_hash(dd)
+                actual = content_hash(dd, hash_format=m.hash_format)
                 rows = {split: dd[split].num_rows for split in dd}
                 if rows != {split: c.records for split, c in m.counts.items()}:
                     problems.append(f"the manifest's record counts {({k: c.records for k, c in m.counts.items()})} "
