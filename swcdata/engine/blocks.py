@@ -4,7 +4,8 @@ columns, and Ray Data's maps and groupbys as this engine runs them.
 - Columns: `ints`, `floats`, `table_of` (a table of a schema from some columns, nulls for the others), `sig_column`
   / `sig_matrix` (MinHash signatures as one binary value a row, and back), `pair_similarity`.
 - Sorted keys: `first_of_runs`, `unique_pairs`, `lookup_sorted`, `rows_of`, `dense_ranks`.
-- Partitions: `partition_of` (a mixed hash of int64 keys modulo the partition count), `partition_count`.
+- Partitions: `partition_of` (a mixed hash of int64 keys modulo the partition count), `partition_count`,
+  `task_rows` (records per task: `rows_per_block`, fewer where the CPUs would be idle; `cluster_cpus`).
 - Ray Data: `mapped` (map_batches over Arrow batches), `grouped` (a groupby on the partition column `_p` whose
   function sees whole partitions), `collect` (a dataset's blocks as one table on the driver), `column_total`,
   `broadcast` (a value the driver put in the object store, read in a task), `materialized` and `sorted_on` (with a
@@ -199,6 +200,23 @@ def unpickled(ray: Any, ds: Any) -> list[Any]:
 
 def partition_count(rows: int, rows_per_block: int) -> int:
     return max(1, math.ceil(rows / rows_per_block))
+
+
+TASKS_PER_CPU = 4
+"""Tasks a CPU of the cluster gets of a map or a groupby over the records, where they are many (`task_rows`)."""
+MIN_TASK_ROWS = 10_000
+"""The fewest records a task of `task_rows` is given (a Ray task costs milliseconds to run)."""
+
+
+def cluster_cpus(ray: Any) -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def task_rows(rows: int, rows_per_block: int, cpus: int) -> int:
+    """Records per task of a map over `rows` records (and per partition of the groupbys that follow): at most
+    `rows_per_block`, and fewer where that would leave CPUs idle or tasks unequal (about `TASKS_PER_CPU` tasks a
+    CPU, never under `MIN_TASK_ROWS` records a task). The results never depend on it."""
+    return max(1, min(rows_per_block, max(MIN_TASK_ROWS, math.ceil(rows / (TASKS_PER_CPU * max(1, cpus))))))
 
 
 def grouped(ds: Any, fn: Any, partitions: int, /, **kwargs: Any) -> Any:

@@ -81,6 +81,7 @@ from swcdata.engine.blocks import (
     SIG,
     blob_table,
     broadcast,
+    cluster_cpus,
     collect,
     column_total,
     dense_ranks,
@@ -99,6 +100,7 @@ from swcdata.engine.blocks import (
     sig_matrix,
     sorted_on,
     table_of,
+    task_rows,
     unique_pairs,
     unpickled,
     without_orders,
@@ -460,7 +462,8 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     c = cluster_on_ray(ray, ds, cfg, rows_per_block=rows_per_block, components_bound=components_bound,
                        shuffle_strategy=shuffle_strategy)
     t = time.perf_counter()
-    parts = partition_count(c.records, rows_per_block)
+    per_task = task_rows(c.records, rows_per_block, cluster_cpus(ray))
+    parts = partition_count(c.records, per_task)
     reps = np.sort(ints(collect(ray, mapped(c.members, _representative_orders), ORDERS), ORDER))
     rows = materialized(grouped(mapped(c.members, _final_part, None, parts=parts), _report_rows, parts,
                                 reps=ray.put(reps)), shuffle_strategy)
@@ -488,7 +491,7 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     )
     # the kept records: the input without the removed ones (an empty input as it is: a map would lose its schema);
     # when the input is not in `_order` order, sorted on a materialized copy (whose context is this run's)
-    kept = mapped(ds, without_orders, rows_per_block, removed=ray.put(gone)) if n else ds
+    kept = mapped(ds, without_orders, per_task, removed=ray.put(gone)) if n else ds
     if not c.in_order and n:
         kept = sorted_on(kept, ORDER, shuffle_strategy)
     return RayDedup(kept, mapped(removed, _without_order), clusters, report)
@@ -531,7 +534,8 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     ordered = bool(ds.context.execution_options.preserve_order)  # (else the kept records are sorted)
     narrow = materialized(mapped(ds, _prepare, rows_per_block, keep=cfg.keep), shuffle_strategy)
     n = narrow.count()
-    parts = partition_count(n, rows_per_block)
+    per_task = task_rows(n, rows_per_block, cluster_cpus(ray))
+    parts = partition_count(n, per_task)
     spans = collect(ray, mapped(narrow, _span), SPANS)
     lo, hi = ints(spans, "lo")[ints(spans, "n") > 0], ints(spans, "hi")[ints(spans, "n") > 0]
     in_order = ordered and bool(pc.all(spans.column("ok")).as_py() is not False and (hi[:-1] < lo[1:]).all())
@@ -546,7 +550,7 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     node_table: Any = None  # (sorted nodes, final, esim) on the driver, or a Ray Dataset of NODES rows
     if cfg.near and n > 1:
         t = time.perf_counter()
-        signed = materialized(mapped(ds, _sign, rows_per_block, cfg=sign_cfg, parts=parts,
+        signed = materialized(mapped(ds, _sign, per_task, cfg=sign_cfg, parts=parts,
                                      duplicates=ray.put(duplicates)), shuffle_strategy)
         n_signed = signed.count()
         timings["minhash"] = time.perf_counter() - t

@@ -24,13 +24,16 @@ that costs the driver one integer per byte block:
    depends on those.
 2. **Validation** (`validate_on_ray`). A map over the unit groups (one row, and one block, per group of
    ``rows_per_block`` units) reads each unit's bytes and checks it with `swcdata.steps.validate.check_unit`,
-   as the local workers do, and emits one row per group: its summary (per unit the counts, the quarantined
-   lines, and per rule only the first ``max_findings_per_rule`` findings, which is all the report can list)
-   and its valid records (the Arrow IPC stream of its record batches: `RECORD_SCHEMA` plus `_order`, see
-   below). That dataset is materialized once. The driver reads only its summary columns (`select_columns`),
-   in unit order, and tallies them exactly as `Validation.run` does, into the same `ValidationReport`; the
-   records Dataset is a map over the materialized blocks that decodes the IPC bytes (one block per group, in
-   input order), so nothing is computed twice and the records never come to the driver.
+   as the local workers do, and emits per group a carrier row with its summary (per unit the counts, the
+   quarantined lines, and per rule only the first ``max_findings_per_rule`` findings, which is all the report
+   can list; the record columns null), then its valid records (`RECORD_SCHEMA` plus `_order`, see below; the
+   summary columns null). That dataset is materialized once. The driver reads only its summary columns
+   (`select_columns`), in unit order, and tallies them exactly as `Validation.run` does, into the same
+   `ValidationReport`; the records Dataset is a map over the materialized blocks that drops the carrier rows
+   and the summary columns (one block per group, in input order), so nothing is computed twice, the records
+   never come to the driver, and the maps that read them see their true row counts (Ray Data sizes a map's
+   tasks by the rows of its input blocks: with the records packed one group a row, as they once were, a map
+   of 250,000 records a task over them ran as one task).
 
 Its `_order` column is ``file index << 40 | line number`` (the file's index in the resolved input order, the
 1-based input line): sorting by it gives the local engine's record order. Quarantined lines and findings are
@@ -84,6 +87,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from swcdata.core.arrow import int64s
 from swcdata.core.errors import InputError, SwcdataError
@@ -102,6 +106,7 @@ from swcdata.core.isolate import ChildCrashed, stream_isolated
 from swcdata.core.records import RECORD_SCHEMA
 from swcdata.core.schema import Finding, Severity, ValidationReport
 from swcdata.engine import require_ray
+from swcdata.engine.blocks import cluster_cpus
 from swcdata.steps.validate import (
     RULES,
     TASK_BYTES,
@@ -129,6 +134,7 @@ _MARGIN = 64 << 10  # and this much past them, where the last line of the last b
 _READ_ON = 1 << 20  # a line longer than that is read on this much at a time
 _TASKS_PER_CPU = 4  # planning items per CPU of the cluster, by default
 _SCAN_BYTES = 4 << 20  # and at least this many bytes of blocks each (a smaller one costs more than it does)
+_GROUP_SCALE = 16  # a validation group: at most this many times the local engine's task (lines and bytes)
 _HASH_TASK_BYTES = 256 << 20  # a hashing item takes files of up to this many bytes together (or one larger)
 
 Stamp = tuple[int, int]  # (size, modification time in ns) of a file when the driver planned it
@@ -191,10 +197,6 @@ def _raised_as_locally() -> Iterator[None]:
             error.args = (error.message,)  # (Ray Data appends its retry advice to the arguments)
             raise error from None
         raise
-
-
-def _cluster_cpus(ray: Any) -> int:
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _one_block_each(ray: Any, table: pa.Table) -> Any:
@@ -276,7 +278,7 @@ def _plan(files: list[Path], block_bytes: int, max_lines: int, max_bytes: int, b
                 group.append(i)
                 size += stamps[i][0]
     if blocks_per_task is None:
-        blocks_per_task = max(1, math.ceil(n_blocks / (_TASKS_PER_CPU * _cluster_cpus(ray))),
+        blocks_per_task = max(1, math.ceil(n_blocks / (_TASKS_PER_CPU * cluster_cpus(ray))),
                               _SCAN_BYTES // block_bytes)
     for g0 in range(0, n_blocks, blocks_per_task):
         g1 = min(g0 + blocks_per_task, n_blocks)
@@ -594,14 +596,15 @@ def _table(batches: list[pa.RecordBatch]) -> pa.Table:
 
 
 _GROUP_COLUMNS = ("unit", "file", "offset", "size", "first_line", "lines", "name", "path", "file_bytes", "mtime")
-_CHECKED = pa.schema([  # the validation map's row per group of units
-    ("unit", pa.int64()),  # its first unit
-    ("units", pa.int64()),
-    ("recovered", pa.int64()),  # its units checked again line by line (a crash in the code checks)
-    ("summary", pa.large_binary()),  # its _UnitSummary list, pickled
-    ("records", pa.large_binary()),  # its valid records: an Arrow IPC stream (ORDERED_SCHEMA)
-])
-_SUMMARY = ["unit", "units", "recovered", "summary"]
+_SUMMARY_FIELDS = [  # a group's carrier row (null in its records' rows)
+    ("_unit", pa.int64()),  # its first unit
+    ("_units", pa.int64()),
+    ("_recovered", pa.int64()),  # its units checked again line by line (a crash in the code checks)
+    ("_summary", pa.large_binary()),  # its _UnitSummary list, pickled
+]
+_SUMMARY = [name for name, _ in _SUMMARY_FIELDS]
+_CHECKED = pa.schema([pa.field(f.name, f.type) for f in ORDERED_SCHEMA] + _SUMMARY_FIELDS)
+"""The validation map's rows: per group of units, its carrier row (the record columns null) and its records."""
 
 
 def _unit_groups(plan: _Planned, names: list[str], bounds: np.ndarray) -> pa.Table:
@@ -618,13 +621,13 @@ def _unit_groups(plan: _Planned, names: list[str], bounds: np.ndarray) -> pa.Tab
 
 
 def _check_groups(batch: pa.Table, cfg: ValidateConfig, hook: TaskHook | None) -> pa.Table:
-    """Map (validation): each group's units read here and checked with `check_unit`; one `_CHECKED` row per
-    group."""
-    rows = [_check_group(group, cfg, hook) for group in batch.to_pylist()]
-    return pa.Table.from_pylist(rows, schema=_CHECKED)
+    """Map (validation): each group's units read here and checked with `check_unit`; per group its `_CHECKED`
+    carrier row, then its records."""
+    tables = [_check_group(group, cfg, hook) for group in batch.to_pylist()]
+    return pa.concat_tables(tables) if tables else _CHECKED.empty_table()
 
 
-def _check_group(g: dict[str, list[Any]], cfg: ValidateConfig, hook: TaskHook | None) -> dict[str, Any]:
+def _check_group(g: dict[str, list[Any]], cfg: ValidateConfig, hook: TaskHook | None) -> pa.Table:
     units = [LineUnit(name, offset, size, first_line, n) for name, offset, size, first_line, n
              in zip(g["name"], g["offset"], g["size"], g["first_line"], g["lines"], strict=True)]
     if hook is not None:
@@ -647,13 +650,13 @@ def _check_group(g: dict[str, list[Any]], cfg: ValidateConfig, hook: TaskHook | 
         if rows is not None:
             batches.append(rows)
         summaries.append(_summarise(unit, f, res, cfg.max_findings_per_rule))
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, ORDERED_SCHEMA) as writer:
-        for b in batches:
-            writer.write_batch(b)
-    return {"unit": g["unit"][0], "units": len(units), "recovered": recovered,
-            "summary": pickle.dumps(summaries, protocol=pickle.HIGHEST_PROTOCOL),
-            "records": sink.getvalue().to_pybytes()}
+    records = _table(batches)
+    carrier = [g["unit"][0], len(units), recovered, pickle.dumps(summaries, protocol=pickle.HIGHEST_PROTOCOL)]
+    columns = [pa.chunked_array([pa.nulls(1, f.type), *records.column(f.name).chunks], f.type)
+               for f in ORDERED_SCHEMA]
+    columns += [pa.chunked_array([pa.array([v], kind), pa.nulls(records.num_rows, kind)], kind)
+                for v, (_, kind) in zip(carrier, _SUMMARY_FIELDS, strict=True)]
+    return pa.Table.from_arrays(columns, schema=_CHECKED)
 
 
 def _check(units: list[LineUnit], data: list[bytes], cfg: ValidateConfig) -> tuple[list[ChunkResult], int]:
@@ -701,11 +704,10 @@ def _warm_up() -> None:
         _warm = True
 
 
-def _decode_records(batch: pa.Table) -> pa.Table:
-    """Map (the records Dataset): the valid records of each group, decoded from its Arrow IPC bytes."""
-    tables = [pa.ipc.open_stream(chunk[i].as_buffer()).read_all()
-              for chunk in batch.column("records").chunks for i in range(len(chunk))]
-    return pa.concat_tables(tables) if tables else _table([])
+def _records_of(batch: pa.Table) -> pa.Table:
+    """Map (the records Dataset): the batch's records, without the groups' carrier rows and summary columns."""
+    rows = batch.filter(pc.is_valid(batch.column(ORDER)))
+    return pa.Table.from_arrays([rows.column(f.name) for f in ORDERED_SCHEMA], schema=ORDERED_SCHEMA)
 
 
 @dataclass(slots=True)
@@ -753,7 +755,7 @@ def validate_on_ray(
     files = resolve_inputs(paths)
     plan = _plan(files, block_bytes, cfg.chunk_size, UNIT_BYTES, blocks_per_task, digest)
     names = [str(f) for f in files]
-    bounds = _groups(plan, cfg, rows_per_block)
+    bounds = _groups(plan, cfg, rows_per_block, cluster_cpus(ray))
     tally = Tally()
     tally.stats = {str(f): st for f, st in zip(files, plan.stats, strict=True)}
     quarantined: list[Quarantined] = []
@@ -765,6 +767,7 @@ def validate_on_ray(
             checked = checked.materialize()
             unit = 0
             for b in checked.select_columns(_SUMMARY).iter_batches(batch_size=None, batch_format="pyarrow"):
+                b = b.filter(pc.is_valid(b.column("_unit")))
                 for first, n, rec, blob in zip(*(b[c].to_pylist() for c in _SUMMARY), strict=True):
                     if first != unit:  # (configure_data keeps the blocks in order)
                         raise RuntimeError(f"the Ray Data blocks came out of order: unit {first}, not {unit}")
@@ -774,7 +777,7 @@ def validate_on_ray(
                         _tally(tally, names[s.file], s, cfg.max_findings_per_rule)
                         if s.quarantined:
                             (on_quarantine or quarantined.extend)(s.quarantined)
-        records = checked.map_batches(_decode_records, batch_size=1, batch_format="pyarrow")
+        records = checked.map_batches(_records_of, batch_size=None, batch_format="pyarrow")
     else:  # (no line at all: an empty Dataset with the schema)
         records = ray.data.from_arrow(_table([]))
     report = Validation(cfg).report(files, tally, time.perf_counter() - t0)
@@ -782,19 +785,24 @@ def validate_on_ray(
                          recovered=recovered)
 
 
-def _groups(plan: _Planned, cfg: ValidateConfig, rows_per_block: int | None) -> np.ndarray:
-    """Where each group of units starts, then the number of units: `rows_per_block` units at a time, or as the
-    local engine groups them."""
+def _groups(plan: _Planned, cfg: ValidateConfig, rows_per_block: int | None, cpus: int = 1) -> np.ndarray:
+    """Where each group of units starts, then the number of units: `rows_per_block` units at a time, or groups
+    of at least the local engine's task size (its lines and bytes), larger where the input is large for the
+    cluster's `cpus` (about `_TASKS_PER_CPU` groups a CPU, at most `_GROUP_SCALE` times the local size: a Ray task
+    costs more to run than a local one). With the code checks, a unit a group, as locally."""
     n = len(plan.unit_file)
     if rows_per_block is not None:
         if rows_per_block < 1:
             raise ValueError("rows_per_block must be at least 1")
         return np.append(np.arange(0, n, rows_per_block, dtype=np.int64), n)
-    task_lines = 1 if cfg.check_code else TASK_LINES
+    task_lines, task_bytes = 1, TASK_BYTES
+    if not cfg.check_code:
+        scale = int(np.clip(int(plan.unit_lines.sum()) // (_TASKS_PER_CPU * cpus * TASK_LINES), 1, _GROUP_SCALE))
+        task_lines, task_bytes = TASK_LINES * scale, TASK_BYTES * scale
     starts: list[int] = []
     lines = size = 0
     for i, (k, s) in enumerate(zip(plan.unit_lines.tolist(), plan.unit_size.tolist(), strict=True)):
-        if not starts or lines + k > task_lines or size + s > TASK_BYTES:
+        if not starts or lines + k > task_lines or size + s > task_bytes:
             starts.append(i)
             lines = size = 0
         lines += k

@@ -1,6 +1,7 @@
-"""The versioned dataset registry: `<home>/<name>/v<N>/` folders, each an Arrow `DatasetDict` written by
-`datasets.save_to_disk` plus a `manifest.json` (content hash, parent, steps and their configs, inputs,
-counts, ledger).
+"""The versioned dataset registry: `<home>/<name>/v<N>/` folders, each an Arrow `DatasetDict` in the files
+`datasets.save_to_disk` writes (written a shard at a time, here or by a Ray build's workers:
+`swcdata.registry.shards`) plus a `manifest.json` (content hash, parent, steps and their configs, inputs, counts,
+ledger).
 
 Contracts:
 - Determinism: the same tables give byte-identical data files and the same content hash on any machine
@@ -20,7 +21,8 @@ Contracts:
   with their sha256.
 
 The parts it stands on: `swcdata.registry.manifest` (the manifest models), `swcdata.registry.content` (the
-content hash, a version's identity) and `swcdata.registry.diff` (comparing two versions).
+content hash, a version's identity), `swcdata.registry.shards` (a version's data files) and
+`swcdata.registry.diff` (comparing two versions).
 
 Reading a version (`swcdata.registry.stored`): `load` gives a `datasets.DatasetDict`; `tables` the Arrow tables
 memory-mapped from its files; `splits` its splits read a batch at a time with plain reads (bounded memory at any
