@@ -3,7 +3,8 @@
 On the seed corpus, on a generated corpus of 20,000 records with planted near duplicates (swcdata.synthetic.corpus:
 exact copies, near copies and consistently renamed variants of seed records) and on a slice of it, with the input
 in Ray blocks of 1, 7 and 500 records, keep="first" and keep="longest", connected components on the driver and
-(components_bound=0) on the cluster, and an input whose blocks are not in `_order` order: the kept records equal
+(components_bound=0) on the cluster, the signatures read by the verification from the object store and
+(sig_broadcast_bound=0) joined by shuffles, and an input whose blocks are not in `_order` order: the kept records equal
 the local ones (in `_order` order), the removed and clusters tables are equal, and so are the report's summary
 fields. One local Ray cluster serves the whole session (the `ray_cluster` fixture); each input is built once.
 """
@@ -48,21 +49,24 @@ def _assert_same(ray: Any, table: pa.Table, ds: Any, cfg: DedupConfig, **kwargs:
     return result
 
 
-@pytest.mark.parametrize(("keep", "block", "bound"), [("first", 500, None), ("longest", 7, 0)])
-def test_seed_corpus(ray_cluster: Any, seed_table: pa.Table, keep: str, block: int, bound: int | None) -> None:
+# (the signatures read from the object store or joined by shuffles; the components on the driver or the cluster)
+ON_RAY = {"components_bound": 0}
+SHUFFLED = {"sig_broadcast_bound": 0}
+
+
+@pytest.mark.parametrize(("keep", "block", "extra"), [("first", 500, {}), ("longest", 7, {**ON_RAY, **SHUFFLED})])
+def test_seed_corpus(ray_cluster: Any, seed_table: pa.Table, keep: str, block: int, extra: dict[str, int]) -> None:
     order = file_line_order(seed_table)
     cfg = DedupConfig(keep=keep)  # type: ignore[arg-type]
-    extra = {} if bound is None else {"components_bound": bound}
     result = _assert_same(ray_cluster, seed_table, ray_input(ray_cluster, seed_table, block, order), cfg,
                           rows_per_block=700, **extra)
     assert result.report.ledger.near_duplicates > 100 and result.report.category_conflicts > 0
 
 
-@pytest.mark.parametrize(("keep", "block", "bound"), [("first", 7, None), ("longest", 500, 0)])
+@pytest.mark.parametrize(("keep", "block", "extra"), [("first", 7, SHUFFLED), ("longest", 500, ON_RAY)])
 def test_generated_corpus(ray_cluster: Any, generated_table: pa.Table, keep: str, block: int,
-                          bound: int | None) -> None:
+                          extra: dict[str, int]) -> None:
     cfg = DedupConfig(keep=keep)  # type: ignore[arg-type]
-    extra = {} if bound is None else {"components_bound": bound}
     result = _assert_same(ray_cluster, generated_table, ray_input(ray_cluster, generated_table, block), cfg,
                           rows_per_block=4000, **extra)
     report = result.report
@@ -93,3 +97,13 @@ def test_generated_corpus_200k(ray_cluster: Any, seed_dir: Path, tmp_path: Path)
     result = _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 5000), DedupConfig(keep="longest"),
                           rows_per_block=50_000)
     assert result.report.ledger.near_duplicates > 100_000
+
+
+def test_no_candidate_pairs_at_all(ray_cluster: Any, seed_table: pa.Table) -> None:
+    """Records no LSH bucket pairs (the verification's groupby then has no rows): nothing is removed as a near
+    duplicate, as locally."""
+    table = seed_table.take(pa.array(np.arange(0, seed_table.num_rows, 97)[:6]))
+    _, report = dedup(table, DedupConfig())
+    assert report.candidate_pairs == 0  # (the premise)
+    for extra in ({}, SHUFFLED):
+        _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 2), DedupConfig(), **extra)

@@ -2,7 +2,8 @@
 columns, and Ray Data's maps and groupbys as this engine runs them.
 
 - Columns: `ints`, `floats`, `table_of` (a table of a schema from some columns, nulls for the others), `sig_column`
-  / `sig_matrix` (MinHash signatures as one binary value a row, and back), `pair_similarity`.
+  / `sig_matrix` (MinHash signatures as one binary value a row, and back), `pair_similarity`, `signature_index`
+  (signed records' blocks read from the object store by every task, indexed by key: `SignatureIndex`).
 - Sorted keys: `first_of_runs`, `unique_pairs`, `lookup_sorted`, `rows_of`, `dense_ranks`.
 - Partitions: `partition_of` (a mixed hash of int64 keys modulo the partition count), `partition_count`,
   `task_rows` (records per task: `rows_per_block`, fewer where the CPUs would be idle; `cluster_cpus`).
@@ -93,6 +94,54 @@ def sig_matrix(col: pa.Array | pa.ChunkedArray, num_perm: int) -> minhash.U32:
     if end - start != len(arr) * 4 * num_perm or not (np.diff(offsets) == 4 * num_perm).all():
         raise ValueError("signatures of the wrong width")
     return np.frombuffer(arr.buffers()[2], dtype=np.uint8)[start:end].view(np.uint32).reshape(-1, num_perm)
+
+
+class SignatureIndex:
+    """Signed records' blocks (rows with `key`, `klen` and `sig`: `swcdata.engine.dedup`'s signature rows, read
+    zero-copy from the object store), indexed by key."""
+
+    def __init__(self, blocks: list[pa.Table], num_perm: int) -> None:
+        blocks = [t for t in blocks if t.num_rows]
+        self.sigs = [sig_matrix(t.column("sig"), num_perm) for t in blocks]
+        keys = np.concatenate([ints(t, "key") for t in blocks]) if blocks else np.zeros(0, np.int64)
+        o = np.argsort(keys, kind="stable")
+        self.keys = keys[o]
+        self.block = np.repeat(np.arange(len(blocks), dtype=np.int64), [t.num_rows for t in blocks])[o]
+        self.row = (np.concatenate([np.arange(t.num_rows, dtype=np.int64) for t in blocks])[o] if blocks
+                    else np.zeros(0, np.int64))
+        self.klen = np.concatenate([ints(t, "klen") for t in blocks])[o] if blocks else np.zeros(0, np.int64)
+        self.num_perm = num_perm
+
+    def of(self, keys: I64) -> tuple[minhash.U32, I64]:
+        """The signatures and klen of `keys` (all of them signed records)."""
+        pos, hit = lookup_sorted(self.keys, keys)
+        if not hit.all():
+            raise AssertionError("a record has no signature")
+        block, row = self.block[pos], self.row[pos]
+        out = np.empty((len(keys), self.num_perm), dtype=np.uint32)
+        by_block = np.argsort(block, kind="stable")
+        ends = np.searchsorted(block[by_block], np.arange(len(self.sigs) + 1))
+        for k in range(len(self.sigs)):
+            at = by_block[ends[k]:ends[k + 1]]
+            if len(at):
+                out[at] = np.take(self.sigs[k], row[at], axis=0)
+        return out, self.klen[pos]
+
+
+_index: tuple[tuple[str, ...], SignatureIndex] | None = None  # (this worker's: the blocks of one run, read once)
+
+
+def signature_index(blocks: list[Any], num_perm: int) -> SignatureIndex:
+    """The index of the signed records' blocks (`blocks`: their object refs, broadcast), built once per worker
+    process and run."""
+    global _index
+    import ray
+
+    ids = tuple(r.hex() for r in blocks)
+    if _index is None or _index[0] != ids:
+        _index = None  # (the last run's, released before this one's are read)
+        _index = (ids, SignatureIndex(ray.get(blocks), num_perm))
+    return _index[1]
 
 
 def pair_similarity(a: minhash.U32, b: minhash.U32) -> npt.NDArray[np.float64]:

@@ -8,7 +8,7 @@ pairs with its component's kept record by the local rule (`_representatives` ove
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ from swcdata.engine.blocks import (
     partition_of,
     rows_of,
     sig_matrix,
+    signature_index,
     table_of,
     unique_pairs,
 )
@@ -190,10 +191,18 @@ def _cluster_reps(group: pa.Table, num_perm: int) -> pa.Table:
     return pa.Table.from_arrays([pa.array(node), pa.array(node[rep]), pa.array(esim)], schema=NODES)
 
 
-def verified_on_driver(ray: Any, checked: Any, bound: int) -> tuple[I64, I64] | None:
-    """The verified pairs (a, b) read block by block from `checked`, or None when there are more than `bound`."""
-    a: list[I64] = []
-    b: list[I64] = []
+class Edges(NamedTuple):
+    """The verified pairs (a, b) on the driver, with each end's klen."""
+
+    a: I64
+    b: I64
+    a_klen: I64
+    b_klen: I64
+
+
+def verified_on_driver(ray: Any, checked: Any, bound: int) -> Edges | None:
+    """The verified pairs read block by block from `checked`, or None when there are more than `bound`."""
+    cols: list[list[I64]] = [[], [], [], []]
     total = 0
     for ref in checked.to_arrow_refs():
         block = ray.get(ref)
@@ -201,25 +210,56 @@ def verified_on_driver(ray: Any, checked: Any, bound: int) -> tuple[I64, I64] | 
         total += ok.num_rows
         if total > bound:
             return None
-        a.append(ints(ok, "a"))
-        b.append(ints(ok, "b"))
-    return (np.concatenate(a), np.concatenate(b)) if a else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        for got, name in zip(cols, ("a", "b", "a_klen", "b_klen"), strict=True):
+            got.append(ints(ok, name))
+    return Edges(*(np.concatenate(c) if c else np.zeros(0, np.int64) for c in cols))
 
 
-def components_on_driver(ray: Any, edges: tuple[I64, I64], signed: Any, parts: int,
-                          num_perm: int) -> tuple[I64, I64, npt.NDArray[np.float64]]:
-    """Connected components of the verified pairs on the driver (`minhash.components` over dense ids); the
-    representatives and similarities on the cluster (`_cluster_reps`). Returns the node table."""
-    a, b = edges
+def components_on_driver(ray: Any, edges: Edges, signed: Any, parts: int, num_perm: int, *,
+                         blocks: list[Any] | None = None) -> tuple[I64, I64, npt.NDArray[np.float64]]:
+    """Connected components of the verified pairs on the driver (`minhash.components` over dense ids). Each
+    component's kept record (the local rule over the nodes' (klen, `_order`)) is found here too, and each moved
+    node's similarity to it on the cluster: with the signed blocks' refs (`blocks`), by a map over the (node, kept)
+    pairs that reads the signatures from the object store; without, by a groupby of the nodes' signature rows on
+    their component (`_cluster_reps`). Returns the node table."""
+    a, b = edges.a, edges.b
     if len(a) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     comp = minhash.components(np.stack([inv[: len(a)], inv[len(a) :]], axis=1), len(nodes))
     roots = nodes[comp]  # each node's component, named by its smallest `_order`
-    rows = mapped(signed, _nodes_of_signed, None, table=ray.put((nodes, roots)), parts=parts)
-    table = collect(ray, grouped(rows, _cluster_reps, parts, num_perm=num_perm), NODES)
-    table = table.take(pc.sort_indices(table.column("node")))
-    return ints(table, "node"), ints(table, "final"), floats(table, "esim")
+    if blocks is None:
+        rows = mapped(signed, _nodes_of_signed, None, table=ray.put((nodes, roots)), parts=parts)
+        table = collect(ray, grouped(rows, _cluster_reps, parts, num_perm=num_perm), NODES)
+        table = table.take(pc.sort_indices(table.column("node")))
+        return ints(table, "node"), ints(table, "final"), floats(table, "esim")
+    klen = np.empty(len(nodes), dtype=np.int64)
+    klen[inv[: len(a)]] = edges.a_klen
+    klen[inv[len(a) :]] = edges.b_klen
+    final = nodes[_representatives(roots, dense_ranks(klen, nodes))]
+    esim = np.ones(len(nodes))
+    moved = np.flatnonzero(final != nodes)
+    if len(moved):
+        import ray.data
+
+        table = pa.table({"node": nodes[moved], "final": final[moved]})
+        step = max(1, -(-len(moved) // parts))  # (a block, and so a task, a partition's worth)
+        pairs = ray.data.from_arrow([table.slice(i, step) for i in range(0, len(moved), step)])
+        got = collect(ray, mapped(pairs, _moved_similarity, None, num_perm=num_perm, blocks=blocks), SIMS)
+        esim[moved] = floats(got, "esim")
+    return nodes, final, esim
+
+
+SIMS = pa.schema([("esim", pa.float64())])
+
+
+def _moved_similarity(batch: pa.Table, num_perm: int, blocks: list[Any]) -> pa.Table:
+    """`minhash.similarity` of each (node, kept record) pair, the signatures read from the object store."""
+    node, final = ints(batch, "node"), ints(batch, "final")
+    ends, at = np.unique(np.concatenate([node, final]), return_inverse=True)
+    sig, _ = signature_index(blocks, num_perm).of(ends)
+    sim = minhash.similarity(sig, np.stack([at[: len(node)], at[len(node) :]], axis=1))
+    return pa.table({"esim": pa.array(sim, pa.float64())}, schema=SIMS)
 
 
 def components_on_ray(ray: Any, checked: Any, signed: Any, parts: int, num_perm: int) -> Any:

@@ -15,10 +15,14 @@ blocks and calls the same pure functions as the local step (`swcdata.steps.dedup
 4. LSH (a groupby on (band, band hash)): each signed record emits one row per band (`band_hashes`), each bucket its
    star pairs (every member with the bucket's member of lowest `_order`, which is the lowest position among the
    unique records, as local `candidate_pairs` pairs its indices);
-5. verification (two groupby-based joins of pairs with signatures, keyed by each end of a pair): the first also
-   deduplicates the pairs (a pair found in several bands is one candidate) and sends each head's signature once to
-   each partition that holds its pairs' other ends (not once per pair: a cluster of near copies is one head and
-   many members), the second keeps a pair when `minhash.similarity` of the two signatures is >= threshold;
+5. verification: while the signatures take at most `sig_broadcast_bound` bytes (2 GiB: 4M records), a groupby of
+   the pairs on their second end (the pairs of a large cluster's head spread) deduplicates them (a pair found in
+   several bands is one candidate) and reads both ends' signatures from the signed blocks in the object store
+   (their refs broadcast: zero-copy on the node that holds them, fetched once per worker on another), keeping a
+   pair when `minhash.similarity` of the two is >= threshold; above the bound, two groupby-based joins of pairs
+   with signatures, keyed by each end of a pair: the first deduplicates the pairs and sends each head's signature
+   once to each partition that holds its pairs' other ends (not once per pair: a cluster of near copies is one
+   head and many members), the second verifies;
 6. connected components of the verified pairs (`swcdata.engine.components`): on the driver (`minhash.components`
    over the edges relabelled to dense ids) while there are at most `components_bound` verified pairs; above it on
    the cluster: large-star / small-star (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as
@@ -98,6 +102,7 @@ from swcdata.engine.blocks import (
     rows_of,
     sig_column,
     sig_matrix,
+    signature_index,
     sorted_on,
     table_of,
     task_rows,
@@ -124,8 +129,8 @@ from swcdata.steps.dedup import (
     table_signatures,
 )
 
-__all__ = ["COMPONENTS_BOUND", "ORDER", "ROWS_PER_BLOCK", "SHUFFLE", "RayClusters", "RayDedup", "cluster_on_ray",
-           "dedup_on_ray", "without_orders"]
+__all__ = ["COMPONENTS_BOUND", "ORDER", "ROWS_PER_BLOCK", "SHUFFLE", "SIG_BROADCAST_BOUND", "RayClusters",
+           "RayDedup", "cluster_on_ray", "dedup_on_ray", "without_orders"]
 
 
 class RayDedup(NamedTuple):
@@ -138,6 +143,14 @@ class RayDedup(NamedTuple):
     clusters: Any
     report: DedupReport
 
+
+SIG_BROADCAST_BOUND = 2 << 30
+"""The most bytes of signatures (2 GiB: 4M records at 128 permutations) the verification reads whole in every task,
+instead of joining them to the pairs by shuffles (see `dedup_on_ray`)."""
+
+BAND_ROWS = 4_000_000
+"""The most band rows (32 bytes each) a partition of the LSH shuffle is given where the CPUs would get fewer
+partitions than `task_rows` asks for (and at least `rows_per_block`)."""
 
 # --------------------------------------------------------------------------- row layouts of the shuffles
 
@@ -245,10 +258,11 @@ def _band_rows(batch: pa.Table, bandings: list[tuple[int, int]], num_perm: int, 
     return pa.Table.from_arrays([pa.array(band), pa.array(h), pa.array(key), pa.array(p)], schema=BANDS)
 
 
-def _stars(group: pa.Table, parts: int, all_pairs: bool) -> pa.Table:
+def _stars(group: pa.Table, parts: int, all_pairs: bool, by_member: bool = False) -> pa.Table:
     """The candidate pairs of the LSH buckets of a partition, as `candidate_pairs` finds them: in each bucket
     (band, hash) of more than one record, every member paired with the bucket's lowest `_order` (a star); with
-    `all_pairs`, every pair of each bucket of up to `minhash.MAX_BUCKET` members. Each pair (a < b) keyed by a."""
+    `all_pairs`, every pair of each bucket of up to `minhash.MAX_BUCKET` members. Each pair (a < b) keyed by a, in
+    the partition of a (or, `by_member`, of b: the pairs of a large cluster's head spread over the partitions)."""
     band, h, key = ints(group, "band"), to_numpy(group.column("hash")).astype(np.uint64), ints(group, "key")
     o = np.lexsort((key, h, band))
     band, h, key = band[o], h[o], key[o]
@@ -265,7 +279,7 @@ def _stars(group: pa.Table, parts: int, all_pairs: bool) -> pa.Table:
             a.append(mem[:, iu].ravel())
             b.append(mem[:, ju].ravel())
     a_, b_ = unique_pairs(np.concatenate(a), np.concatenate(b))
-    return table_of(JOIN, len(a_), key=a_, other=b_, _p=partition_of(a_, parts))
+    return table_of(JOIN, len(a_), key=a_, other=b_, _p=partition_of(b_ if by_member else a_, parts))
 
 
 def _attach_head(group: pa.Table, num_perm: int, parts: int) -> pa.Table:
@@ -304,6 +318,23 @@ def _verify(group: pa.Table, num_perm: int, threshold: float) -> pa.Table:
                            sig_matrix(sigs.column("sig").take(pa.array(at)), num_perm))
     return pa.Table.from_arrays([pa.array(a), pa.array(b), pa.array(ints(pairs, "oklen")),
                                  pa.array(ints(sigs, "klen")[at]), pa.array(sim >= threshold)], schema=CHECKED)
+
+
+def _verify_broadcast(group: pa.Table, num_perm: int, threshold: float, blocks: list[Any]) -> pa.Table:
+    """The candidate pairs of a partition (pair rows keyed by their head, in the partition of their other end:
+    every copy of a pair is here), each once, with both ends' klen and whether `minhash.similarity` of their
+    signatures reaches the threshold; the signatures read from the signed records' blocks (`blocks`: their object
+    refs), not shuffled."""
+    if group.num_rows == 0:
+        return CHECKED.empty_table()
+    index = signature_index(blocks, num_perm)
+    a, b = unique_pairs(ints(group, "key"), ints(group, "other"))
+    ends, at = np.unique(np.concatenate([a, b]), return_inverse=True)  # (each signature gathered once)
+    sig, klen = index.of(ends)
+    pairs = np.stack([at[:len(a)], at[len(a):]], axis=1)
+    sim = minhash.similarity(sig, pairs)
+    return pa.Table.from_arrays([pa.array(a), pa.array(b), pa.array(klen[pairs[:, 0]]), pa.array(klen[pairs[:, 1]]),
+                                 pa.array(sim >= threshold)], schema=CHECKED)
 
 
 # ---- distributed connected components: large-star / small-star
@@ -442,7 +473,8 @@ def _span(batch: pa.Table) -> pa.Table:
 # --------------------------------------------------------------------------- the driver
 
 def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: int = ROWS_PER_BLOCK,
-                 components_bound: int = COMPONENTS_BOUND, shuffle_strategy: str | None = SHUFFLE) -> RayDedup:
+                 components_bound: int = COMPONENTS_BOUND, sig_broadcast_bound: int = SIG_BROADCAST_BOUND,
+                 shuffle_strategy: str | None = SHUFFLE) -> RayDedup:
     """Remove exact and near duplicates from a Ray Dataset of valid records with an `_order` column, with the
     local `dedup`'s results: the kept records (a Ray Dataset in `_order` order, the input's columns), the removed
     records and the clusters (the local report's tables, equal), and a report whose ledger, clusters, largest
@@ -451,6 +483,9 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     `rows_per_block`: records per batch of the maps over the input (signing: a task a batch) and rows per partition
     key of the groupbys. `components_bound`: the most verified pairs whose connected components are found on the
     driver (its memory bound, about 100 bytes a pair); above it they are found on the cluster.
+    `sig_broadcast_bound`: the most bytes of signatures (4 * num_perm a signed record) that every verification task
+    reads from the object store (zero-copy where it runs on the node that holds them); above it the signatures
+    are joined to the pairs by two shuffles.
     `shuffle_strategy`: the Ray Data shuffle the groupbys run on (a `ray.data.context.ShuffleStrategy` value; None:
     the input's). The default is the task-based sort shuffle: Ray's hash shuffles start pools of aggregator
     actors for every groupby, which on a small cluster cost seconds a stage and can wait on one another for
@@ -460,6 +495,7 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     ray = require_ray()
     cfg = config or DedupConfig()
     c = cluster_on_ray(ray, ds, cfg, rows_per_block=rows_per_block, components_bound=components_bound,
+                       sig_broadcast_bound=sig_broadcast_bound,
                        shuffle_strategy=shuffle_strategy)
     t = time.perf_counter()
     per_task = task_rows(c.records, rows_per_block, cluster_cpus(ray))
@@ -516,6 +552,7 @@ class RayClusters(NamedTuple):
 def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = False,
                    verify_threshold: float | None = None, extra_bandings: list[tuple[int, int]] | None = None,
                    rows_per_block: int = ROWS_PER_BLOCK, components_bound: int = COMPONENTS_BOUND,
+                   sig_broadcast_bound: int = SIG_BROADCAST_BOUND,
                    shuffle_strategy: str | None = SHUFFLE) -> RayClusters:
     """The local `cluster` on Ray: exact groups by id, then the connected components of the verified near
     duplicate pairs among one record per exact group, each cluster's kept record by the keep rule. `all_pairs`,
@@ -556,19 +593,29 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()
         if n_signed > 1:
-            band_parts = partition_count(n_signed * sum(b for b, _ in bandings), rows_per_block)
+            n_bands = n_signed * sum(b for b, _ in bandings)
+            band_parts = partition_count(n_bands, max(rows_per_block, min(BAND_ROWS, task_rows(
+                n_bands, n_bands, cluster_cpus(ray)))))
             band_rows = mapped(signed, _band_rows, None, bandings=bandings, num_perm=cfg.num_perm, parts=band_parts)
-            pairs = grouped(band_rows, _stars, band_parts, parts=parts, all_pairs=all_pairs)
-            keyed_by_b = grouped(pairs.union(signed), _attach_head, parts, num_perm=cfg.num_perm, parts=parts)
-            checked = grouped(keyed_by_b.union(signed), _verify, parts, num_perm=cfg.num_perm,
-                               threshold=threshold).materialize()
+            broadcast_sigs = n_signed * 4 * cfg.num_perm <= sig_broadcast_bound
+            pairs = grouped(band_rows, _stars, band_parts, parts=parts, all_pairs=all_pairs, by_member=broadcast_sigs)
+            blocks = signed.to_arrow_refs() if broadcast_sigs else None
+            if blocks is not None:
+                checked = grouped(pairs, _verify_broadcast, parts, num_perm=cfg.num_perm, threshold=threshold,
+                                  blocks=blocks).materialize()
+            else:
+                keyed_by_b = grouped(pairs.union(signed), _attach_head, parts, num_perm=cfg.num_perm, parts=parts)
+                checked = grouped(keyed_by_b.union(signed), _verify, parts, num_perm=cfg.num_perm,
+                                   threshold=threshold).materialize()
             n_candidates = checked.count()
+            if n_candidates == 0:  # (a groupby of no pairs at all gives empty blocks of its input's schema)
+                checked = ray.data.from_arrow(CHECKED.empty_table())
             timings["lsh"] = time.perf_counter() - t
             t = time.perf_counter()
             edges = verified_on_driver(ray, checked, components_bound)
             if edges is not None:
                 n_verified = len(edges[0])
-                node_table = components_on_driver(ray, edges, signed, parts, cfg.num_perm)
+                node_table = components_on_driver(ray, edges, signed, parts, cfg.num_perm, blocks=blocks)
             else:
                 n_verified = column_total(ray, checked, "ok")
                 node_table = components_on_ray(ray, checked, signed, parts, cfg.num_perm)

@@ -89,7 +89,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from swcdata.core.arrow import int64s
+from swcdata.core.arrow import int64s, to_numpy
 from swcdata.core.errors import InputError, SwcdataError
 from swcdata.core.io import (
     BOM,
@@ -705,8 +705,12 @@ def _warm_up() -> None:
 
 
 def _records_of(batch: pa.Table) -> pa.Table:
-    """Map (the records Dataset): the batch's records, without the groups' carrier rows and summary columns."""
-    rows = batch.filter(pc.is_valid(batch.column(ORDER)))
+    """Map (the records Dataset): the batch's records, without the groups' carrier rows and summary columns (the
+    slices between the carriers: no record is copied)."""
+    carriers = np.flatnonzero(to_numpy(pc.is_null(batch.column(ORDER))))
+    starts, stops = np.append(0, carriers + 1), np.append(carriers, batch.num_rows)
+    pieces = [batch.slice(a, b - a) for a, b in zip(starts.tolist(), stops.tolist(), strict=True) if b > a]
+    rows = pa.concat_tables(pieces) if pieces else batch.slice(0, 0)
     return pa.Table.from_arrays([rows.column(f.name) for f in ORDERED_SCHEMA], schema=ORDERED_SCHEMA)
 
 
