@@ -45,6 +45,32 @@ def seed_test_file(seed_files: list[Path]) -> Path:
     return next(f for f in seed_files if f.name == "test_data.jsonl")
 
 
+@pytest.fixture(scope="session")
+def seed_build_root(tmp_path_factory: pytest.TempPathFactory, swc_files: list[Path], seed_test_file: Path) -> Path:
+    """The user's build of the seed data, once for the session: `swcdata build` of the five SWC files with
+    test_data.jsonl as the holdout, reached from the config's folder (<root>/a/b/conf) with `../..` paths, the
+    default steps (augmentation on); swc@v1 in <root>/registry. Tests read it and never write to it."""
+    import json
+    import os
+
+    from typer.testing import CliRunner
+
+    from swcdata.cli.main import app
+
+    root = tmp_path_factory.mktemp("seed")
+    conf = root / "a" / "b" / "conf"
+    conf.mkdir(parents=True)
+    rel = [os.path.relpath(f, conf) for f in swc_files]
+    assert all(r.startswith("..") for r in rel)
+    holdout = [os.path.relpath(seed_test_file, conf)]
+    (conf / "swcdata.toml").write_text(f'name = "swc"\ninputs = {json.dumps(rel)}\n\n[split]\n'
+                                       f'holdout = {json.dumps(holdout)}\n', encoding="utf-8")
+    res = CliRunner().invoke(app, ["build", "--config", str(conf / "swcdata.toml"), "--home", str(root / "registry"),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    return root
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The tests that use the Ray cluster run last, in their order: once Ray has started in the test process (its
     threads and sockets), no later test forks a process pool from it."""

@@ -400,18 +400,15 @@ def test_outside_inputs_with_one_file_name_keep_apart(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def seed_build(tmp_path_factory: pytest.TempPathFactory, swc_files: list[Path],
-               seed_test_file: Path) -> tuple[Path, str]:
-    """The user's build: the five SWC files and test_data.jsonl as the holdout, reached from the config's folder
-    with `../..` paths; then a push --dry-run. Returns (the tmp folder, the card)."""
-    root = tmp_path_factory.mktemp("seed")
-    conf = root / "a" / "b" / "conf"
-    conf.mkdir(parents=True)
-    rel = [os.path.relpath(f, conf) for f in swc_files]
-    assert all(r.startswith("..") for r in rel)
-    cfg = write_config(conf, rel, [os.path.relpath(seed_test_file, conf)])
-    build_at(cfg, root / "registry")
-    return root, push_dry_run("swc@v1", root / "registry", root / "hub")
+def seed_build(seed_build_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The user's build (conftest's `seed_build_root`: the five SWC files and test_data.jsonl as the holdout,
+    reached from the config's folder with `../..` paths), then a push --dry-run into <root>/hub. Returns (the
+    build's folder, the card)."""
+    hub = tmp_path_factory.mktemp("seed-hub") / "hub"
+    card = push_dry_run("swc@v1", seed_build_root / "registry", hub)
+    if not (seed_build_root / "hub").exists():
+        (seed_build_root / "hub").symlink_to(hub)  # (the tests look for it beside the registry)
+    return seed_build_root, card
 
 
 def test_seed_build_publishes_no_local_path(seed_build: tuple[Path, str], swc_files: list[Path],
