@@ -2,7 +2,7 @@
 and the whole process tree's, and whether the outputs are identical.
 
     python bench/engine.py [--sizes 1m,4m] [--data bench/.data] [--work /tmp/swcdata-engine] [--json FILE]
-        [--only validate,dedup,audit,split,augment,build] [--ray-address ADDRESS]
+        [--only validate,dedup,audit,split,augment,build] [--ray-address ADDRESS] [--engines local,ray]
 
 For each size N (a generated corpus, `bench/.data/corpus-<N>.jsonl`, made once by `python -m
 swcdata.synthetic.corpus --records N` when missing) and each command, the local engine, then the ray engine, each
@@ -18,9 +18,11 @@ one):
   - build:    `swcdata build --config CFG --home DIR --json` (CFG: the corpus as input, HELD as the holdout, the
     default steps); identical: the same content hash and ledger.
 Per run: wall seconds (the command from start to exit, Python and Ray start-up included: what a user waits for);
-the driver's peak RSS (the command's own process, sampled every 50 ms with psutil); the peak of the whole process
-tree's summed RSS (with Ray: its GCS, raylet and workers, which the command starts as its descendants) and of its
-anonymous memory (RssAnon: without the mapped files' page cache, shared memory of the object store included).
+the driver's peak RSS (the command's own process, sampled every 50 ms with psutil) and of its anonymous memory
+(RssAnon: what it holds itself, without the object store's shared pages that reading a block maps into it); the
+peak of the whole process tree's summed RSS (with Ray: its GCS, raylet and workers, which the command starts as its
+descendants) and of its anonymous memory (RssAnon: without the mapped files' page cache, shared memory of the
+object store included).
 Identical: every output file byte for byte (Parquet lists as tables), the JSON reports less their timings.
 
 Results: a Markdown table on stdout (and the figures as JSON with --json). The targets (issue 22): Ray's wall time
@@ -63,7 +65,7 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
     import psutil
 
     cwd.mkdir(parents=True, exist_ok=True)
-    peak = {"driver": 0, "tree": 0, "tree_anon": 0}
+    peak = {"driver": 0, "driver_anon": 0, "tree": 0, "tree_anon": 0}
     done = threading.Event()
     t0 = time.perf_counter()
     with (cwd / "stdout.txt").open("wb") as out, (cwd / "stderr.txt").open("wb") as err:
@@ -74,6 +76,7 @@ def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
             while not done.is_set():
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
                     peak["driver"] = max(peak["driver"], root.memory_info().rss)
+                    peak["driver_anon"] = max(peak["driver_anon"], rss_anon(proc.pid))
                     total = anon = 0
                     for p in [root, *root.children(recursive=True)]:
                         with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
@@ -176,7 +179,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/swcdata-engine"))
     ap.add_argument("--ray-address", default=None)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--engines", default="local,ray", help="ray alone: the outputs compared with a local run's folder "
+                    "left by an earlier run (its wall time is not this run's: no ratio)")
     args = ap.parse_args()
+    engines = [e for e in args.engines.split(",") if e]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWCDATA_")}
     env.pop("RAY_ADDRESS", None)
     rows: list[dict[str, Any]] = []
@@ -184,7 +190,7 @@ def main() -> None:
         data = corpus(args.data, size)
         for command in args.only.split(","):
             runs = {}
-            for engine in ("local", "ray"):
+            for engine in engines:
                 out = args.work / f"{command}-{size_name(size)}-{engine}"
                 if out.exists():
                     shutil.rmtree(out)
@@ -200,13 +206,15 @@ def main() -> None:
                                         args.work / f"{command}-{size_name(size)}-ray")
             rows.append({"command": command, "size": size_name(size), **runs, "identical": same, "differ": differ})
     print(f"\n{time.strftime('%Y-%m-%d %H:%M')}; {machine()}\n")
-    print("| command | records | local wall | ray wall | ray/local | local driver RSS | ray driver RSS "
+    print("| command | records | local wall | ray wall | ray/local | local driver RSS | ray driver RSS (anon) "
           "| ray tree RSS (anon) | identical outputs |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:
-        lo, ra = row["local"], row["ray"]
-        print(f"| {row['command']} | {row['size']} | {lo['wall_s']:.1f} s | {ra['wall_s']:.1f} s | "
-              f"{ra['wall_s'] / max(lo['wall_s'], 1e-9):.2f}x | {lo['driver_mb']:,.0f} MB | {ra['driver_mb']:,.0f} MB "
+        lo, ra = row.get("local"), row["ray"]
+        local = (f"{lo['wall_s']:.1f} s", f"{ra['wall_s'] / max(lo['wall_s'], 1e-9):.2f}x",
+                 f"{lo['driver_mb']:,.0f} MB") if lo else ("-", "-", "-")
+        print(f"| {row['command']} | {row['size']} | {local[0]} | {ra['wall_s']:.1f} s | {local[1]} | {local[2]} | "
+              f"{ra['driver_mb']:,.0f} MB ({ra['driver_anon_mb']:,.0f} MB) "
               f"| {ra['tree_mb']:,.0f} MB ({ra['tree_anon_mb']:,.0f} MB) | "
               f"{'yes' if row['identical'] else 'NO: ' + ', '.join(row['differ'])} |")
     if args.json:

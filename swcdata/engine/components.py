@@ -201,15 +201,14 @@ class Edges(NamedTuple):
 
 
 def verified_on_driver(ray: Any, checked: Any, bound: int) -> Edges | None:
-    """The verified pairs read block by block from `checked`, or None when there are more than `bound`."""
+    """The verified pairs read block by block from `checked`, or None when there are more than `bound` (counted
+    on the cluster first: the driver never holds more than `bound` pairs)."""
+    if column_total(ray, checked, "ok") > bound:
+        return None
     cols: list[list[I64]] = [[], [], [], []]
-    total = 0
     for ref in checked.to_arrow_refs():
         block = ray.get(ref)
         ok = block.filter(block.column("ok"))
-        total += ok.num_rows
-        if total > bound:
-            return None
         for got, name in zip(cols, ("a", "b", "a_klen", "b_klen"), strict=True):
             got.append(ints(ok, name))
     return Edges(*(np.concatenate(c) if c else np.zeros(0, np.int64) for c in cols))
