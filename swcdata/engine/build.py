@@ -124,7 +124,8 @@ class RaySteps(Steps):
         from swcdata.engine.dedup import dedup_on_ray
 
         result = dedup_on_ray(records, cfg)
-        # (the manifest stores the removed records: gathered here, as the splits are)
+        # (the version lists the removed records in its removed/duplicates.parquet, which the registry writes here:
+        # gathered, a narrow row per removed record)
         result.report._removed = self._table(result.removed, REMOVED_SCHEMA)
         result.report._clusters = self._table(result.clusters, CLUSTERS_SCHEMA)
         return result.kept, result.report
