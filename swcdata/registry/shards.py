@@ -78,15 +78,18 @@ def fingerprint(content_hash: str, split: str) -> str:
     return hashlib.sha256(f"{content_hash}:{split}".encode()).hexdigest()[:16]
 
 
-def write_shard(table: pa.Table, folder: Path, split: str, index: int, count: int, *, hashed: bool = True) -> Shard:
+def write_shard(table: pa.Table, folder: Path, split: str, index: int, count: int, *, hashed: bool = True,
+                canonical: bool = False) -> Shard:
     """Write the rows of shard `index` of `count` of `split` (the record columns, any chunks) under `folder`.
     `hashed`: also compute its digest and its file's sha256 (a worker's shard; the local build hashes the tables
-    before it writes them, and the files after). A DataError names a row that does not fit the record schema."""
+    before it writes them, and the files after). `canonical`: the table is `record_table`'s already (checked, in
+    fresh buffers of its own rows only), written as it is. A DataError names a row that does not fit the record
+    schema."""
     from datasets.arrow_writer import ArrowWriter
 
     from swcdata.core.io import sha256_file
 
-    canon = record_table(table, split, table.num_rows)
+    canon = table if canonical else record_table(table, split, table.num_rows)
     path = folder / shard_path(split, index, count)
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = batch_rows(canon)
@@ -135,11 +138,16 @@ def write_metadata(folder: Path, shards: Mapping[str, int], content_hash: str) -
 def write_tables(folder: Path, tables: Mapping[str, pa.Table], content_hash: str) -> None:
     """Every shard of every split, written here one after another, and the metadata (the local build's
     publication: the tables are `canonical`'s, their hash computed already)."""
+    from swcdata.registry.content import _compact
+
     for split in split_order(list(tables)):
         table = tables[split]
         bounds = shards_of(table.num_rows)
         for i, (a, b) in enumerate(bounds):
-            write_shard(table.slice(a, b - a), folder, split, i, len(bounds), hashed=False)
+            # (a split of one shard is written as it is; a shard of several, from fresh buffers of its own rows, as a
+            # worker writes it: a record batch at the end of a slice would carry bytes of the rows after it)
+            shard = table if len(bounds) == 1 else _compact(table.slice(a, b - a))
+            write_shard(shard, folder, split, i, len(bounds), hashed=False, canonical=True)
     write_metadata(folder, {split: shard_count(t.num_rows) for split, t in tables.items()}, content_hash)
 
 

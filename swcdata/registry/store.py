@@ -256,6 +256,13 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _release_arrow_memory() -> None:
+    """Arrow's freed memory, which its allocator keeps for reuse, handed back to the system."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def _now_utc() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit() else datetime.now(UTC)
@@ -628,19 +635,27 @@ class Registry:
         When a version of `name` already holds the same content hash, step configs and license it is
         returned with created=False and nothing is written. `manifest_fields` carries what the caller
         knows: parent, seed, license, steps, inputs, ledger, removed (parent defaults to the latest version)."""
-        tables, hash_, counts = canonical(splits)
+        canon, hash_, counts = canonical(splits)
         fields, new_steps = self._checked_fields(name, manifest_fields, hash_, counts)
+        data = [canon]  # (the canonical copy of the data: freed as soon as the version is written)
+        del canon
 
         def same_content(m: Manifest) -> bool:  # (a version of an older format: its hash of these tables)
             if m.hash_format == 2:
                 return m.content_hash == hash_
-            return m.counts == counts and m.content_hash == content_hash(tables, hash_format=m.hash_format)
+            return m.counts == counts and m.content_hash == content_hash(data[0], hash_format=m.hash_format)
 
         def write(tmp: Path) -> Written:
-            write_tables(tmp, tables, hash_)
+            write_tables(tmp, data[0], hash_)
             return Written(hash_, counts, {})
 
-        return self._publish(name, fields, new_steps, same_content, write, written_first=False)
+        try:
+            return self._publish(name, fields, new_steps, same_content, write, written_first=False)
+        finally:
+            # its memory handed back to the system (Arrow's allocator keeps freed memory for reuse, and a process
+            # that reads the version next would peak that much higher)
+            data.clear()
+            _release_arrow_memory()
 
     def publish_written(self, name: str, schemas: Mapping[str, pa.Schema], write: Callable[[Path], Written],
                         manifest_fields: Mapping[str, Any] | None = None) -> tuple[Manifest, bool]:
