@@ -11,15 +11,18 @@ columns, and Ray Data's maps and groupbys as this engine runs them.
   function sees whole partitions), `collect` (a dataset's blocks as one table on the driver), `column_total`,
   `broadcast` (a value the driver put in the object store, read in a task), `materialized` and `sorted_on` (with a
   run's own settings on the materialized dataset's context), `without_orders` (drop the records whose `_order`
-  the driver names), `blob_table` / `unpickled` (a pickled value per batch, read back on the driver).
+  the driver names), `blob_table` / `unpickled` (a pickled value per batch, read back on the driver),
+  `raised_as_locally` (a task's swcdata error raised as itself).
 
 Ray is imported only inside the functions that need it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from swcdata.core.arrow import bools, to_numpy
+from swcdata.core.errors import SwcdataError
 from swcdata.similarity import minhash
 
 ORDER = "_order"
@@ -127,6 +131,14 @@ class SignatureIndex:
                 out[at] = np.take(self.sigs[k], row[at], axis=0)
         return out, self.klen[pos]
 
+    def similarity(self, a: I64, b: I64) -> tuple[npt.NDArray[np.float64], I64, I64]:
+        """`minhash.similarity` of each pair (a[i], b[i]) of signed records, and each end's klen (every signature
+        gathered once, however many pairs it is in)."""
+        ends, at = np.unique(np.concatenate([a, b]), return_inverse=True)
+        sig, klen = self.of(ends)
+        pairs = np.stack([at[: len(a)], at[len(a) :]], axis=1)
+        return minhash.similarity(sig, pairs), klen[pairs[:, 0]], klen[pairs[:, 1]]
+
 
 _index: tuple[tuple[str, ...], SignatureIndex] | None = None  # (this worker's: the blocks of one run, read once)
 
@@ -215,6 +227,27 @@ def without_orders(batch: pa.Table, removed: Any) -> pa.Table:
     """The batch without the removed records (`removed`: their sorted `_order`s, broadcast)."""
     _, hit = lookup_sorted(broadcast(removed), ints(batch, ORDER))
     return batch.filter(bools(~hit)) if hit.any() else batch
+
+
+@contextlib.contextmanager
+def raised_as_locally() -> Iterator[None]:
+    """Around the execution of Ray tasks or a Ray Data dataset: a task's swcdata error (a file changed while it was
+    read, a record that does not fit the schema) raised as itself, as the local engine raises it; Ray Data's
+    no-progress error with a note on its usual cause here (see `swcdata.engine.reading`)."""
+    import ray
+
+    try:
+        yield
+    except ray.data.exceptions.ExecutionTimeoutError as e:
+        e.add_note("swcdata: a task whose Ray worker dies on every try (out of memory each time?) is run again by "
+                   "Ray Data without end; see the Ray logs of the dead workers")
+        raise
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, SwcdataError):
+            error = e.cause
+            error.args = (error.message,)  # (Ray Data appends its retry advice to the arguments)
+            raise error from None
+        raise
 
 
 def materialized(ds: Any, shuffle_strategy: str | None) -> Any:

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from swcdata.core.errors import SwcdataError
 from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
-from swcdata.engine.blocks import ORDER, mapped, materialized
+from swcdata.engine.blocks import ORDER, mapped, materialized, raised_as_locally
 from swcdata.registry.build import PublishedNames, Steps, renamed_sources
 from swcdata.registry.content import shards_of
 from swcdata.registry.shards import Shard, Written, shard_count, summary, write_metadata, write_shard
@@ -60,17 +59,6 @@ def _write_piece(folder: str, split: str, index: int, count: int, hook: ShardHoo
     tables = [b.select(list(RECORD_COLUMNS)) for b in blocks if b.num_rows]
     table = pa.concat_tables(tables) if tables else RECORD_SCHEMA.empty_table()
     return write_shard(table, Path(folder), split, index, count)
-
-
-def task_results(ray: Any, refs: list[Any]) -> list[Any]:
-    """`ray.get` of tasks, with an error of swcdata's raised as itself (Ray wraps what a task raises)."""
-    try:
-        return list(ray.get(refs))
-    except ray.exceptions.RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, SwcdataError):
-            raise cause from None
-        raise
 
 
 def indexed(ray: Any, ds: Any) -> Any:
@@ -173,7 +161,8 @@ class RaySteps(Steps):
                 pieces = ds.split_at_indices([a for a, _ in bounds[1:]]) if len(bounds) > 1 else [ds]
                 pending += [task.remote(str(folder), split, i, len(bounds), self.shard_hook, *piece.to_arrow_refs())
                             for i, piece in enumerate(pieces)]
-            shards: list[Shard] = task_results(ray, pending)
+            with raised_as_locally():
+                shards: list[Shard] = ray.get(pending)
             written = summary(shards, rows)
             write_metadata(folder, {split: shard_count(n) for split, n in rows.items()}, written.content_hash)
             return written

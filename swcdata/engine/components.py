@@ -254,10 +254,7 @@ SIMS = pa.schema([("esim", pa.float64())])
 
 def _moved_similarity(batch: pa.Table, num_perm: int, blocks: list[Any]) -> pa.Table:
     """`minhash.similarity` of each (node, kept record) pair, the signatures read from the object store."""
-    node, final = ints(batch, "node"), ints(batch, "final")
-    ends, at = np.unique(np.concatenate([node, final]), return_inverse=True)
-    sig, _ = signature_index(blocks, num_perm).of(ends)
-    sim = minhash.similarity(sig, np.stack([at[: len(node)], at[len(node) :]], axis=1))
+    sim, _, _ = signature_index(blocks, num_perm).similarity(ints(batch, "node"), ints(batch, "final"))
     return pa.table({"esim": pa.array(sim, pa.float64())}, schema=SIMS)
 
 

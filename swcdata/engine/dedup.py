@@ -327,13 +327,9 @@ def _verify_broadcast(group: pa.Table, num_perm: int, threshold: float, blocks: 
     refs), not shuffled."""
     if group.num_rows == 0:
         return CHECKED.empty_table()
-    index = signature_index(blocks, num_perm)
     a, b = unique_pairs(ints(group, "key"), ints(group, "other"))
-    ends, at = np.unique(np.concatenate([a, b]), return_inverse=True)  # (each signature gathered once)
-    sig, klen = index.of(ends)
-    pairs = np.stack([at[:len(a)], at[len(a):]], axis=1)
-    sim = minhash.similarity(sig, pairs)
-    return pa.Table.from_arrays([pa.array(a), pa.array(b), pa.array(klen[pairs[:, 0]]), pa.array(klen[pairs[:, 1]]),
+    sim, a_klen, b_klen = signature_index(blocks, num_perm).similarity(a, b)
+    return pa.Table.from_arrays([pa.array(a), pa.array(b), pa.array(a_klen), pa.array(b_klen),
                                  pa.array(sim >= threshold)], schema=CHECKED)
 
 

@@ -74,7 +74,6 @@ driver must see them too (it resolves the inputs and reads their sizes).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
@@ -90,7 +89,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from swcdata.core.arrow import int64s, to_numpy
-from swcdata.core.errors import InputError, SwcdataError
+from swcdata.core.errors import InputError
 from swcdata.core.io import (
     BOM,
     FileStats,
@@ -106,7 +105,7 @@ from swcdata.core.isolate import ChildCrashed, stream_isolated
 from swcdata.core.records import RECORD_SCHEMA
 from swcdata.core.schema import Finding, Severity, ValidationReport
 from swcdata.engine import require_ray
-from swcdata.engine.blocks import cluster_cpus
+from swcdata.engine.blocks import TASKS_PER_CPU, cluster_cpus, raised_as_locally
 from swcdata.steps.validate import (
     RULES,
     TASK_BYTES,
@@ -132,7 +131,6 @@ ORDERED_SCHEMA = RECORD_SCHEMA.append(pa.field(ORDER, pa.int64(), nullable=False
 _WINDOW = 8 << 20  # a planning call reads this many bytes of consecutive blocks at once
 _MARGIN = 64 << 10  # and this much past them, where the last line of the last block usually ends
 _READ_ON = 1 << 20  # a line longer than that is read on this much at a time
-_TASKS_PER_CPU = 4  # planning items per CPU of the cluster, by default
 _SCAN_BYTES = 4 << 20  # and at least this many bytes of blocks each (a smaller one costs more than it does)
 _GROUP_SCALE = 16  # a validation group: at most this many times the local engine's task (lines and bytes)
 _HASH_TASK_BYTES = 256 << 20  # a hashing item takes files of up to this many bytes together (or one larger)
@@ -177,26 +175,6 @@ def _ray() -> Any:
     if not ray.is_initialized():
         raise RuntimeError("the Ray engine needs a Ray session: run it inside swcdata.engine.session.ray_session()")
     return ray
-
-
-@contextlib.contextmanager
-def _raised_as_locally() -> Iterator[None]:
-    """Around the execution of a Ray Data dataset: a map call's swcdata error (a file changed while it was read)
-    raised as itself, as the local engine raises it; Ray Data's no-progress error with a note on its usual cause
-    here (see the module)."""
-    ray = require_ray()
-    try:
-        yield
-    except ray.data.exceptions.ExecutionTimeoutError as e:
-        e.add_note("swcdata: a task whose Ray worker dies on every try (out of memory each time?) is run again by "
-                   "Ray Data without end; see the Ray logs of the dead workers")
-        raise
-    except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, SwcdataError):
-            error = e.cause
-            error.args = (error.message,)  # (Ray Data appends its retry advice to the arguments)
-            raise error from None
-        raise
 
 
 def _one_block_each(ray: Any, table: pa.Table) -> Any:
@@ -278,7 +256,7 @@ def _plan(files: list[Path], block_bytes: int, max_lines: int, max_bytes: int, b
                 group.append(i)
                 size += stamps[i][0]
     if blocks_per_task is None:
-        blocks_per_task = max(1, math.ceil(n_blocks / (_TASKS_PER_CPU * cluster_cpus(ray))),
+        blocks_per_task = max(1, math.ceil(n_blocks / (TASKS_PER_CPU * cluster_cpus(ray))),
                               _SCAN_BYTES // block_bytes)
     for g0 in range(0, n_blocks, blocks_per_task):
         g1 = min(g0 + blocks_per_task, n_blocks)
@@ -306,7 +284,7 @@ def _plan(files: list[Path], block_bytes: int, max_lines: int, max_bytes: int, b
         ds = _one_block_each(ray, table).map_batches(
             _plan_items, batch_size=1, batch_format="pyarrow",
             fn_kwargs={"block_bytes": block_bytes, "max_lines": max_lines, "max_bytes": max_bytes})
-        with _raised_as_locally():
+        with raised_as_locally():
             for out in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                 for row in range(out.num_rows):
                     if out["kind"][row].as_py() == _HASH:
@@ -767,7 +745,7 @@ def validate_on_ray(
     if len(bounds) > 1:
         checked = _one_block_each(ray, _unit_groups(plan, names, bounds)).map_batches(
             _check_groups, batch_size=1, batch_format="pyarrow", fn_kwargs={"cfg": cfg, "hook": task_hook})
-        with _raised_as_locally():
+        with raised_as_locally():
             checked = checked.materialize()
             unit = 0
             for b in checked.select_columns(_SUMMARY).iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -792,7 +770,7 @@ def validate_on_ray(
 def _groups(plan: _Planned, cfg: ValidateConfig, rows_per_block: int | None, cpus: int = 1) -> np.ndarray:
     """Where each group of units starts, then the number of units: `rows_per_block` units at a time, or groups
     of at least the local engine's task size (its lines and bytes), larger where the input is large for the
-    cluster's `cpus` (about `_TASKS_PER_CPU` groups a CPU, at most `_GROUP_SCALE` times the local size: a Ray task
+    cluster's `cpus` (about `TASKS_PER_CPU` groups a CPU, at most `_GROUP_SCALE` times the local size: a Ray task
     costs more to run than a local one). With the code checks, a unit a group, as locally."""
     n = len(plan.unit_file)
     if rows_per_block is not None:
@@ -801,7 +779,7 @@ def _groups(plan: _Planned, cfg: ValidateConfig, rows_per_block: int | None, cpu
         return np.append(np.arange(0, n, rows_per_block, dtype=np.int64), n)
     task_lines, task_bytes = 1, TASK_BYTES
     if not cfg.check_code:
-        scale = int(np.clip(int(plan.unit_lines.sum()) // (_TASKS_PER_CPU * cpus * TASK_LINES), 1, _GROUP_SCALE))
+        scale = int(np.clip(int(plan.unit_lines.sum()) // (TASKS_PER_CPU * cpus * TASK_LINES), 1, _GROUP_SCALE))
         task_lines, task_bytes = TASK_LINES * scale, TASK_BYTES * scale
     starts: list[int] = []
     lines = size = 0
@@ -845,7 +823,7 @@ def load_valid_on_ray(
     `options`: those of `validate_on_ray`."""
     ray = _ray()
     v = validate_on_ray(paths, config, **options)
-    with _raised_as_locally():
+    with raised_as_locally():
         tables = ray.get(v.records.to_arrow_refs())
     table = pa.concat_tables(tables) if tables else _table([])
     return table.sort_by(ORDER).drop_columns([ORDER]), v.report, v.quarantined

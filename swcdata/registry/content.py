@@ -217,10 +217,7 @@ def shard_digests(table: Any, cancel: threading.Event | None = None) -> list[byt
 def shard_digest(shard: pa.Table) -> bytes:
     """The digest of one shard's rows (a table of the rows of one of `shard_bounds`' ranges)."""
     h = hashlib.sha256()
-    encode = _line_encoder(shard.schema)
-    for batch in _batches(shard, None):
-        for buf in encode(batch):
-            h.update(buf)
+    _hash_rows(h, shard)
     return h.digest()
 
 

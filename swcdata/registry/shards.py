@@ -2,13 +2,14 @@
 (`dataset_dict.json`; per split `state.json`, `dataset_info.json` and `data-0000i-of-0000n.arrow`), so that
 `datasets.load_from_disk` reads a version as it is.
 
-Each shard (`shards_of(rows)`: they depend on the split's row count alone) is re-encoded on its own
-(`record_table`: fresh buffers) and written by `datasets`' `ArrowWriter` in batches, as `save_to_disk` writes a
-shard. So its file depends on its rows alone, not on the table or the blocks it was cut from, nor on the machine:
-a local build writes a version's shards one after another here (`write_tables`), and a Ray build's workers each
-write theirs (`swcdata.engine.build`), with the same bytes. `write_shard` returns what the version needs of a
-shard: its rows, its digest (content hash format 2: `swcdata.registry.content`), its category counts and its
-file's sha256; `summary` joins them into the content hash, the counts and the file hashes.
+Each shard (`shards_of(rows)`: they depend on the split's row count alone) is written from fresh buffers of its
+own rows (`record_table` on a worker; a copy of the slice here, or the canonical table itself when the split is
+one shard) by `datasets`' `ArrowWriter` in batches, as `save_to_disk` writes a shard. So its file depends on its
+rows alone, not on the table or the blocks it was cut from, nor on the machine: a local build writes a version's
+shards one after another here (`write_tables`), and a Ray build's workers each write theirs
+(`swcdata.engine.build`), with the same bytes. `write_shard` returns what the version needs of a shard: its rows,
+its digest (content hash format 2: `swcdata.registry.content`), its category counts and its file's sha256;
+`summary` joins them into the content hash, the counts and the file hashes.
 
 `datasets` is imported inside the functions that need it (on a worker, once per process).
 """
@@ -110,17 +111,15 @@ def batch_rows(table: pa.Table) -> int:
     return min(MAX_BATCH_ROWS, max(1, table.num_rows * MAX_BATCH_BYTES // nbytes) if nbytes > 0 else 1)
 
 
-def write_metadata(folder: Path, shards: Mapping[str, int], content_hash: str) -> list[Path]:
+def write_metadata(folder: Path, shards: Mapping[str, int], content_hash: str) -> None:
     """The metadata `save_to_disk` writes beside the shards: `dataset_dict.json` (the splits, in their stored
-    order) and per split `state.json` (its shard files, its fingerprint) and `dataset_info.json` (the features).
-    Returns the files written."""
+    order) and per split `state.json` (its shard files, its fingerprint) and `dataset_info.json` (the features)."""
     import datasets
     from datasets.utils.py_utils import asdict  # (the one `save_to_disk` uses: it leaves out the unset fields)
 
     names = split_order(list(shards))
     folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / DICT_FILE]
-    written[0].write_text(json.dumps({"splits": names}), encoding="utf-8")
+    (folder / DICT_FILE).write_text(json.dumps({"splits": names}), encoding="utf-8")
     info = asdict(datasets.DatasetInfo(features=record_features()))
     info_text = json.dumps({key: info[key] for key in sorted(info)}, indent=2)
     for split in names:
@@ -131,8 +130,6 @@ def write_metadata(folder: Path, shards: Mapping[str, int], content_hash: str) -
         (folder / split).mkdir(exist_ok=True)
         (folder / split / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
         (folder / split / INFO_FILE).write_text(info_text, encoding="utf-8")
-        written += [folder / split / STATE_FILE, folder / split / INFO_FILE]
-    return written
 
 
 def write_tables(folder: Path, tables: Mapping[str, pa.Table], content_hash: str) -> None:

@@ -885,7 +885,7 @@ class Registry:
         """`register`'s write: the data and files into a temporary folder, every file checked against the manifest,
         the log line, then the rename (as `_write_version`)."""
         final = folder / f"v{m.version}"
-        tmp = folder / f".tmp-v{m.version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = self._tmp_folder(folder, f"v{m.version}")
         try:
             if m.hash_format == 1:
                 _save_tables_v1(tmp, tables, m.content_hash)
