@@ -359,6 +359,34 @@ def test_unique_equals_numpy_unique() -> None:
             assert got.dtype == x.dtype and np.array_equal(got, np.unique(x))
 
 
+
+def test_band_hashes_fold_each_band_as_the_definition_says() -> None:
+    """minhash.band_hashes (in chunks of records, fmix64 in place) is, for every record and band, the band's
+    seed folded with each of its slots by fmix64, computed one record at a time in Python integers; at record
+    counts around the chunk size and for a banding that leaves slots out."""
+    import numpy as np
+
+    from swcdata.similarity import minhash
+
+    mask = (1 << 64) - 1
+
+    def fmix(x: int) -> int:
+        for m in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+            x = ((x ^ (x >> 33)) * m) & mask
+        return x ^ (x >> 33)
+
+    rng = np.random.default_rng(3)
+    for n, bands, rows in ((0, 4, 3), (1, 14, 9), (minhash._BAND_CHUNK + 1, 5, 7), (2 * minhash._BAND_CHUNK, 3, 2)):
+        sig = rng.integers(0, 1 << 32, (n, 128), dtype=np.uint64).astype(np.uint32)
+        got = minhash.band_hashes(sig, bands, rows)
+        assert got.shape == (n, bands) and got.dtype == np.uint64
+        for i in sorted({0, n // 2, n - 1} if n else set()):
+            for b in range(bands):
+                h = ((b + 1) * int(minhash._MUL)) & mask
+                for c in range(b * rows, (b + 1) * rows):
+                    h = fmix(h ^ int(sig[i, c]))
+                assert int(got[i, b]) == h, (n, i, b)
+
 def test_token_tables_are_bounded_and_restart_between_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The per-process lookup tables start afresh once they hold _CACHE_MAX entries, and the hashes
     after a restart are the same as before it."""

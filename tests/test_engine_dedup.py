@@ -107,3 +107,32 @@ def test_no_candidate_pairs_at_all(ray_cluster: Any, seed_table: pa.Table) -> No
     assert report.candidate_pairs == 0  # (the premise)
     for extra in ({}, SHUFFLED):
         _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 2), DedupConfig(), **extra)
+
+
+def test_star_pairs_and_unique_pairs_against_sorting() -> None:
+    """The LSH partition's star pairs (polars' window and unique) are those of the definition: in each (band,
+    hash) bucket every member with the bucket's smallest key, each pair once, sorted; `unique_pairs` is the sorted
+    distinct pairs. Random buckets of many sizes, hashes shared between bands."""
+    from swcdata.engine.blocks import unique_pairs
+    from swcdata.engine.dedup import _star_pairs
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 50, 20_000):
+        band = rng.integers(0, 4, n)
+        h = rng.integers(0, max(1, n // 5), n).astype(np.uint64)  # (buckets of about five rows)
+        key = rng.permutation(n * 3)[:n].astype(np.int64)
+        want: set[tuple[int, int]] = set()
+        buckets: dict[tuple[int, int], list[int]] = {}
+        for b_, h_, k in zip(band.tolist(), h.tolist(), key.tolist(), strict=True):
+            buckets.setdefault((b_, h_), []).append(k)
+        for members in buckets.values():
+            want |= {(min(members), k) for k in members if k != min(members)}
+        group = pa.table({"band": pa.array(band, pa.int64()), "hash": pa.array(h, pa.uint64()),
+                          "key": pa.array(key, pa.int64())})
+        a, b = _star_pairs(group)
+        assert list(zip(a.tolist(), b.tolist(), strict=True)) == sorted(want), n
+        x, y = rng.integers(0, 6, 3 * n), rng.integers(0, 6, 3 * n)
+        ua, ub = unique_pairs(x, y)
+        assert list(zip(ua.tolist(), ub.tolist(), strict=True)) == sorted(set(zip(x.tolist(), y.tolist(),
+                                                                              strict=True))), n
+        assert ua.flags.writeable and ua.dtype == np.int64

@@ -110,16 +110,18 @@ def validate(
 def _validate_on_ray(files: list[Path], cfg: object, address: str | None, on_q: Callable[[list[Any]], None],
                      on_batch: Callable[[Any], None] | None, json_out: bool) -> Any:
     """`validate --engine ray`: the same report, quarantine and valid records (in input order) as the local engine;
-    the records come back from the cluster a block at a time."""
+    the records come back from the cluster a block at a time, written while the next blocks are checked."""
     from swcdata.engine.reading import ORDER, validate_on_ray
     from swcdata.engine.session import ray_session
 
+    def on_records(block: Any) -> None:
+        assert on_batch is not None
+        for batch in block.drop_columns([ORDER]).to_batches():
+            on_batch(batch)
+
     with ray_session(address), status(f"validating {len(files)} file(s) on Ray", json_out):
-        run = validate_on_ray([str(p) for p in files], cfg, on_quarantine=on_q)  # type: ignore[arg-type]
-        if on_batch is not None:
-            for block in run.records.iter_batches(batch_format="pyarrow", batch_size=None):
-                for batch in block.drop_columns([ORDER]).to_batches():
-                    on_batch(batch)
+        run = validate_on_ray([str(p) for p in files], cfg, on_quarantine=on_q,  # type: ignore[arg-type]
+                              on_records=on_records if on_batch is not None else None)
     return run.report
 
 

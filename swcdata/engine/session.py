@@ -4,7 +4,11 @@
 one with this machine's cores (`ray.init()`); a session already started in this process (a test's, a notebook's)
 is used as it is and left running. Ray Data is set up for results that do not depend on scheduling: blocks keep
 their order (`preserve_order`), an error in a map function fails the run as itself (`max_errored_blocks` 0,
-`raise_original_map_exception`), and progress bars are off (the CLI shows its own).
+`raise_original_map_exception`), and progress bars are off (the CLI shows its own). Ray Data's per-operator
+resource reservation is off: it holds part of the CPUs for each operator of a run, so that on a small cluster a
+map's second task waits about a second for CPUs that are free (8 tasks of 1.8 s on 2 CPUs: 10.1 s with it, 7.6 s
+without, as with Ray tasks alone); the engine's stages are materialized one after another, so no operator
+starves another of CPUs. At 1M records on 2 CPUs this took `dedup --engine ray` from 46.9 s to 41.2 s.
 """
 
 from __future__ import annotations
@@ -46,12 +50,14 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
 
 def configure_data(ray: Any) -> None:
     """Ray Data settings the engine relies on: blocks in order; a map function's error fails the run (no block
-    is dropped) and reaches the driver as itself (an InputError stays one); no progress bars."""
+    is dropped) and reaches the driver as itself (an InputError stays one); no progress bars; no per-operator
+    reservation of resources (see the module)."""
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.max_errored_blocks = 0
     ctx.raise_original_map_exception = True
     ctx.enable_progress_bars = False
+    ctx.op_resource_reservation_enabled = False
     with contextlib.suppress(AttributeError):
         ctx.print_on_execution_start = False
     # (Ray Data logs a line per execution and a note that its bars are off: the commands report for themselves;
