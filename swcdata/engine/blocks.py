@@ -104,42 +104,44 @@ def sig_matrix(col: pa.Array | pa.ChunkedArray, num_perm: int) -> minhash.U32:
 
 class SignatureIndex:
     """Signed records' blocks (rows with `key`, `klen` and `sig`: `swcdata.engine.dedup`'s signature rows, read
-    zero-copy from the object store), indexed by key."""
+    zero-copy from the object store), indexed by key. Each block is taken a record batch at a time (a block a map
+    wrote from several batches has several chunks: combining them would copy every signature)."""
 
     def __init__(self, blocks: list[pa.Table], num_perm: int) -> None:
-        blocks = [t for t in blocks if t.num_rows]
-        self.sigs = [sig_matrix(t.column("sig"), num_perm) for t in blocks]
-        keys = np.concatenate([ints(t, "key") for t in blocks]) if blocks else np.zeros(0, np.int64)
+        pieces = [b for t in blocks for b in t.to_batches() if b.num_rows]
+        self.sigs = [sig_matrix(b.column("sig"), num_perm) for b in pieces]
+        keys = np.concatenate([ints(b, "key") for b in pieces]) if pieces else np.zeros(0, np.int64)
         o = np.argsort(keys, kind="stable")
         self.keys = keys[o]
-        self.block = np.repeat(np.arange(len(blocks), dtype=np.int64), [t.num_rows for t in blocks])[o]
-        self.row = (np.concatenate([np.arange(t.num_rows, dtype=np.int64) for t in blocks])[o] if blocks
+        self.piece = np.repeat(np.arange(len(pieces), dtype=np.int64), [b.num_rows for b in pieces])[o]
+        self.row = (np.concatenate([np.arange(b.num_rows, dtype=np.int64) for b in pieces])[o] if pieces
                     else np.zeros(0, np.int64))
-        self.klen = np.concatenate([ints(t, "klen") for t in blocks])[o] if blocks else np.zeros(0, np.int64)
+        self.klen = np.concatenate([ints(b, "klen") for b in pieces])[o] if pieces else np.zeros(0, np.int64)
         self.num_perm = num_perm
 
-    def of(self, keys: I64) -> tuple[minhash.U32, I64]:
-        """The signatures and klen of `keys` (all of them signed records)."""
+    def gathered(self, keys: I64) -> tuple[minhash.U32, I64, I64]:
+        """The signatures of `keys` (all of them signed records), piece by piece into one matrix (no scattered
+        copy), the row of each key's signature in it, and each key's klen."""
         pos, hit = lookup_sorted(self.keys, keys)
         if not hit.all():
             raise AssertionError("a record has no signature")
-        block, row = self.block[pos], self.row[pos]
+        piece, row = self.piece[pos], self.row[pos]
+        by_piece = np.argsort(piece, kind="stable")
+        ends = np.searchsorted(piece[by_piece], np.arange(len(self.sigs) + 1))
         out = np.empty((len(keys), self.num_perm), dtype=np.uint32)
-        by_block = np.argsort(block, kind="stable")
-        ends = np.searchsorted(block[by_block], np.arange(len(self.sigs) + 1))
-        for k in range(len(self.sigs)):
-            at = by_block[ends[k]:ends[k + 1]]
-            if len(at):
-                out[at] = np.take(self.sigs[k], row[at], axis=0)
-        return out, self.klen[pos]
+        for k in np.flatnonzero(np.diff(ends)).tolist():
+            np.take(self.sigs[k], row[by_piece[ends[k] : ends[k + 1]]], axis=0, out=out[ends[k] : ends[k + 1]])
+        where = np.empty(len(keys), dtype=np.int64)
+        where[by_piece] = np.arange(len(keys), dtype=np.int64)
+        return out, where, self.klen[pos]
 
     def similarity(self, a: I64, b: I64) -> tuple[npt.NDArray[np.float64], I64, I64]:
         """`minhash.similarity` of each pair (a[i], b[i]) of signed records, and each end's klen (every signature
         gathered once, however many pairs it is in)."""
         ends, at = np.unique(np.concatenate([a, b]), return_inverse=True)
-        sig, klen = self.of(ends)
-        pairs = np.stack([at[: len(a)], at[len(a) :]], axis=1)
-        return minhash.similarity(sig, pairs), klen[pairs[:, 0]], klen[pairs[:, 1]]
+        sig, where, klen = self.gathered(ends)
+        pairs = np.stack([where[at[: len(a)]], where[at[len(a) :]]], axis=1)
+        return minhash.similarity(sig, pairs), klen[at[: len(a)]], klen[at[len(a) :]]
 
 
 _index: tuple[tuple[str, ...], SignatureIndex] | None = None  # (this worker's: the blocks of one run, read once)
