@@ -41,6 +41,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
                              if target else "check `ray status`; or pass --ray-address") from None
         started = True
     configure_data(ray)
+    if not ray.available_resources().get("CPU"):  # (Ray Data's own warning of it is silenced: see configure_data)
+        logging.getLogger(__name__).warning(
+            "no CPU of the Ray cluster is free now: the run waits until its other jobs free some")
     try:
         yield ray
     finally:
@@ -64,3 +67,10 @@ def configure_data(ray: Any) -> None:
     # its other warnings stay)
     for name in ("ray.data._internal.execution.streaming_executor", "ray.data._internal.progress"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # Ray Data warns, once, that "the Dataset job will hang" when an execution starts while no CPU is free; between
+    # two of the engine's stages, the CPUs of the one that just ended are often still leased for a moment, and the
+    # warning would say that a run hangs which does not. Marked as given here; ray_session says it where the
+    # cluster has no free CPU as the run starts.
+    from ray.util.debug import log_once
+
+    log_once("cpu_warning")
