@@ -305,6 +305,56 @@ def test_quarantined_lines_can_go_to_a_callback(hostile: list[Path]) -> None:
     assert first[ORDER] >> ORDER_SHIFT == 0 and first[ORDER] & ((1 << ORDER_SHIFT) - 1) == first["source"]["line"]
 
 
+def test_records_streamed_to_a_callback_are_the_materialized_ones(hostile: list[Path], seed_files: list[Path]) -> None:
+    """`on_records` takes the valid records group by group, in input order, as the checks end: the same records,
+    report and quarantine as locally; the result then keeps no records Dataset."""
+    empty, blank = hostile[2], hostile[3]
+    for files, cfg, options in (
+            (hostile, ValidateConfig(check_code=False, chunk_size=3, max_findings_per_rule=1),
+             {"block_bytes": 7, "rows_per_block": 7}),
+            (seed_files, ValidateConfig(check_code=False), {"block_bytes": 500, "rows_per_block": 500}),
+            (seed_files, ValidateConfig(check_code=False), {}),  # (the cluster's own grouping)
+            ([empty, blank], ValidateConfig(check_code=False), {"block_bytes": 1})):
+        taken: list[pa.Table] = []
+        v = validate_on_ray(files, cfg, on_records=taken.append, **options)
+        assert v.records is None and all(t.num_rows for t in taken)
+        want = load_valid(files, cfg)
+        if taken:
+            assert_same((records_of(None, taken), v.report, v.quarantined), want)
+        else:
+            assert want[0].num_rows == 0 and v.report.model_dump(exclude=VOLATILE) == want[1].model_dump(
+                exclude=VOLATILE)
+
+
+def test_validation_groups_share_the_lines_equally() -> None:
+    """Without the code checks, the groups are about TASKS_PER_CPU a CPU, of equal lines to within a unit, and
+    never over _GROUP_SCALE times the local task; with them, a unit a group."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from swcdata.engine import reading
+    from swcdata.engine.blocks import TASKS_PER_CPU
+    from swcdata.steps.validate import TASK_LINES
+
+    for units, cpus in ((2_000, 2), (2_000, 16), (37, 2), (1, 4), (300_000, 2)):
+        lines = np.full(units, 500, dtype=np.int64)
+        lines[-1] = 123
+        plan = SimpleNamespace(unit_file=np.zeros(units, np.int64), unit_lines=lines,
+                               unit_size=lines * 1000)
+        bounds = reading._groups(plan, ValidateConfig(check_code=False), None, cpus)  # type: ignore[arg-type]
+        assert bounds[0] == 0 and bounds[-1] == units and (np.diff(bounds) > 0).all()
+        per_group = np.add.reduceat(lines, bounds[:-1])
+        assert per_group.max() <= TASK_LINES * reading._GROUP_SCALE
+        if lines.sum() >= TASKS_PER_CPU * cpus * TASK_LINES * reading._GROUP_SCALE:
+            assert len(per_group) >= TASKS_PER_CPU * cpus
+        elif lines.sum() >= TASKS_PER_CPU * cpus * TASK_LINES:
+            assert len(per_group) == TASKS_PER_CPU * cpus, (units, cpus, len(per_group))
+        assert len(per_group) < 3 or per_group[:-1].max() - per_group[:-1].min() <= 500, (units, cpus)
+        coded = reading._groups(plan, ValidateConfig(check_code=True), None, cpus)  # type: ignore[arg-type]
+        assert np.array_equal(coded, np.arange(units + 1))
+
+
 # ---- failures ----------------------------------------------------------------------------------------------
 
 
