@@ -245,7 +245,8 @@ def test_seed_report_lists_are_parquet_beside_a_small_json(seed_dir: Path, tmp_p
 
     files = resolve_inputs([str(seed_dir)])
     table, _, _ = load_valid([str(p) for p in files], ValidateConfig(check_code=False))
-    c = cluster(table, DedupConfig(workers=1))
+    cfg = DedupConfig(workers=1)
+    c = cluster(table, cfg, member_floor=cfg.member_floor())
     ids, src = table.column("id").to_pylist(), table.column("source").to_pylist()
     want_removed, want_sizes = set(), {}
     for i, f in enumerate(c.final.tolist()):
@@ -448,3 +449,90 @@ def test_signing_progress_counts_every_record_once(workers: int, swc_files: list
     assert calls[0] == (0, unique) and calls[-1] == (unique, unique)
     assert all(b[0] > a[0] and b[1] == unique for a, b in itertools.pairwise(calls))
     assert len(calls) == 1 + -(-unique // 500)
+
+
+def _chain(path: Path, seed: int = 5, words: int = 300, cut: int = 40) -> pa.Table:
+    """Three records A ~ B ~ C: B is A with its first `cut` words replaced, C is B with its last `cut` replaced
+    (A and B, B and C share about 0.76 of their 5-word shingles; A and C about 0.56)."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = [f"w{k}" for k in range(5000)]
+    a = [rng.choice(vocab) for _ in range(words)]
+    b = [rng.choice(vocab) for _ in range(cut)] + a[cut:]
+    c = b[: words - cut] + [rng.choice(vocab) for _ in range(cut)]
+    rows = [{"instruction": "Explain this.", "response": " ".join(t), "category": "SWC-107"} for t in (a, b, c)]
+    return _table(_write(path, rows))
+
+
+def test_guard_splits_off_the_far_end_of_a_chain(tmp_path: Path) -> None:
+    """A ~ B ~ C with A and C below the member threshold: C is split off into a cluster of its own (kept), B stays
+    a near duplicate of A; without the guard (member_threshold 0) the chain is one cluster and C goes too."""
+    import numpy as np
+
+    from swcdata.similarity import minhash
+    from swcdata.steps.dedup import table_signatures
+
+    table = _chain(tmp_path / "chain.jsonl")
+    cfg = DedupConfig(num_perm=256, workers=1)
+    sig = table_signatures(table, cfg)
+    ab, bc, ac = minhash.similarity(sig, np.array([[0, 1], [1, 2], [0, 2]]))
+    assert ab >= cfg.threshold and bc >= cfg.threshold and ac < cfg.member_floor() == 0.6  # (the premise)
+    kept, report = dedup(table, cfg)
+    assert kept.column("response").to_pylist() == table.column("response").take([0, 2]).to_pylist()
+    assert report.split_off == 1 and report.ledger.near_duplicates == 1 and report.clusters == 1
+    assert report.largest_clusters[0].split_off == 1 and report.clusters_table.column("split_off").to_pylist() == [1]
+    assert report.removed_table.column("duplicate_of").to_pylist()[0]["source"]["line"] == 1
+    kept, report = dedup(table, cfg.model_copy(update={"member_threshold": 0.0}))
+    assert kept.num_rows == 1 and report.split_off == 0 and report.ledger.near_duplicates == 2
+    assert min(report.removed_table.column("similarity").to_pylist()) < 0.6  # (the far end, kept in the chain)
+
+
+def test_guarded_rounds_are_deterministic_and_settle_every_member() -> None:
+    """`guarded` on a made-up similarity: a cluster 0..5 whose far members {3, 4, 5} form the next cluster around
+    3, where 5 is far again and ends alone; another cluster {6, 7} untouched; no floor: the plain rule."""
+    import numpy as np
+
+    from swcdata.steps.dedup import guarded
+
+    near = {frozenset(p) for p in ((0, 1), (0, 2), (3, 4), (6, 7))}
+
+    def similar(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return np.array([0.9 if frozenset((a, b)) in near else 0.3 for a, b in zip(i.tolist(), j.tolist(),
+                                                                                     strict=True)])
+
+    labels = np.array([0, 0, 0, 0, 0, 0, 6, 6])
+    priority = np.arange(8)  # (the input order)
+    rep, sim, origin = guarded(labels, priority, similar, 0.6)
+    assert rep.tolist() == [0, 0, 0, 3, 3, 5, 6, 6]
+    assert sim.tolist() == [1.0, 0.9, 0.9, 1.0, 0.9, 1.0, 1.0, 0.9]
+    assert origin.tolist() == [0, 0, 0, 0, 0, 0, 6, 6]  # (3, 4 and 5 split off the cluster of 0)
+    again = guarded(labels[::-1].copy(), priority[::-1].copy(), lambda i, j: similar(7 - i, 7 - j), 0.6)
+    assert (7 - again[0][::-1]).tolist() == rep.tolist()  # (the same clusters, whatever the element order)
+    plain = guarded(labels, priority, similar, None)
+    assert plain[0].tolist() == [0, 0, 0, 0, 0, 0, 6, 6] and (plain[2] == plain[0]).all()
+
+
+def test_keep_none_removes_every_record_of_a_cluster(tmp_path: Path) -> None:
+    """--keep none: no record of a cluster of more than one stays; the first of each cluster goes as a duplicate of
+    its first other member, the others as before; the ledger adds up; records in no cluster stay."""
+    base = {"instruction": REENTRANT, "response": FIXED, "category": "SWC-107"}
+    variant = {"instruction": REENTRANT.replace("Find the vulnerability in", "Identify the security flaw in"),
+               "response": FIXED, "category": "SWC-107"}
+    other = {"instruction": "What is wrong here?\n\n```solidity\nfunction mint(address to, uint256 n) external "
+             "onlyOwner {\n    totalSupply += n;\n    balanceOf[to] += n;\n}\n```",
+             "response": "Integer overflow (SWC-101) on totalSupply before Solidity 0.8; use SafeMath.",
+             "category": "SWC-101"}
+    table = _table(_write(tmp_path / "in.jsonl", [base, other, variant, base]))
+    kept, rep = dedup(table, DedupConfig(keep="none"))
+    assert kept.column("source").to_pylist() == [{"file": str(tmp_path / "in.jsonl"), "line": 2}]
+    assert rep.ledger.kept == 1 and rep.ledger.exact_duplicates == 1 and rep.ledger.near_duplicates == 2
+    assert rep.ledger.adds_up and rep.clusters == 1
+    rows = {r["source"]["line"]: (r["kind"], r["duplicate_of"]["source"]["line"], r["cluster"]) for r in _removed(rep)}
+    assert rows == {1: ("near", 3, 0), 3: ("near", 1, 0), 4: ("exact", 1, 0)}  # (line 1: as its first other member's)
+    _, first = dedup(table, DedupConfig(keep="first"))
+    assert first.clusters_table.equals(rep.clusters_table)  # (the same clusters, named by their first record)
+    r = runner.invoke(app, ["dedup", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "k.jsonl"), "--keep", "none",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["ledger"]["kept"] == 1

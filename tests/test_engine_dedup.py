@@ -25,7 +25,7 @@ from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig, de
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 SUMMARY = ("ledger", "clusters", "largest_clusters", "category_conflicts", "bands", "rows", "candidate_pairs",
-           "verified_pairs")
+           "verified_pairs", "split_off")
 
 
 def _assert_same(ray: Any, table: pa.Table, ds: Any, cfg: DedupConfig, **kwargs: Any) -> Any:
@@ -54,7 +54,8 @@ ON_RAY = {"components_bound": 0}
 SHUFFLED = {"sig_broadcast_bound": 0}
 
 
-@pytest.mark.parametrize(("keep", "block", "extra"), [("first", 500, {}), ("longest", 7, {**ON_RAY, **SHUFFLED})])
+@pytest.mark.parametrize(("keep", "block", "extra"), [("first", 500, {}), ("longest", 7, {**ON_RAY, **SHUFFLED}),
+                                                    ("none", 500, ON_RAY)])
 def test_seed_corpus(ray_cluster: Any, seed_table: pa.Table, keep: str, block: int, extra: dict[str, int]) -> None:
     order = file_line_order(seed_table)
     cfg = DedupConfig(keep=keep)  # type: ignore[arg-type]
@@ -136,3 +137,27 @@ def test_star_pairs_and_unique_pairs_against_sorting() -> None:
         assert list(zip(ua.tolist(), ub.tolist(), strict=True)) == sorted(set(zip(x.tolist(), y.tolist(),
                                                                               strict=True))), n
         assert ua.flags.writeable and ua.dtype == np.int64
+
+
+@pytest.mark.parametrize("extra", [{}, ON_RAY, SHUFFLED])
+def test_chain_guard_as_locally(ray_cluster: Any, tmp_path: Path, extra: dict[str, int]) -> None:
+    """A ~ B ~ C with A and C below the member threshold, beside the seed corpus' first records: C is split off on
+    Ray as locally (the guard on the driver, in the components' groupby on the cluster, and with the signatures
+    joined by shuffles)."""
+    import json
+    import random
+
+    from swcdata.steps.validate import ValidateConfig, load_valid
+
+    rng = random.Random(5)
+    vocab = [f"w{k}" for k in range(5000)]
+    a = [rng.choice(vocab) for _ in range(300)]
+    b = [rng.choice(vocab) for _ in range(40)] + a[40:]
+    c = b[:260] + [rng.choice(vocab) for _ in range(40)]
+    path = tmp_path / "chain.jsonl"
+    path.write_text("".join(json.dumps({"instruction": "Explain this.", "response": " ".join(t),
+                                        "category": "SWC-107"}) + "\n" for t in (a, b, c, b, a)))
+    table, _, _ = load_valid([path], ValidateConfig(check_code=False))
+    cfg = DedupConfig(num_perm=256)
+    result = _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 2), cfg, rows_per_block=2, **extra)
+    assert result.report.split_off == 1 and result.report.ledger.kept == 2

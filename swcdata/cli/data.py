@@ -213,7 +213,12 @@ def dedup(
     threshold: ThresholdOpt = None,
     num_perm: NumPermOpt = None,
     ngram: NgramOpt = None,
-    keep: Annotated[str, typer.Option("--keep", help="Which cluster member is kept: first | longest.")] = "first",
+    keep: Annotated[str, typer.Option("--keep", help="Which cluster member is kept: first | longest | none (none: "
+                                      "every record of a cluster of more than one is removed).")] = "first",
+    member_threshold: Annotated[float | None, typer.Option(
+        "--member-threshold", help="A cluster member less like the kept record than this is split off into a "
+        "cluster of its own (a cluster is a chain of near-duplicate pairs: this guards its far end). Default: the "
+        "threshold minus 0.1; 0 keeps whole chains.", show_default=False)] = None,
     exact_only: Annotated[bool, typer.Option("--exact-only", help="Remove exact duplicates only.")] = False,
     no_abstract: Annotated[
         bool, typer.Option("--no-abstract", help="Keep code identifiers as they are (renamed copies then differ).")
@@ -238,7 +243,7 @@ def dedup(
     from swcdata.core.records import write_jsonl
     from swcdata.steps.dedup import dedup as run_dedup
 
-    cfg = _dedup_config(threshold, num_perm, ngram, keep=keep, near=not exact_only,
+    cfg = _dedup_config(threshold, num_perm, ngram, keep=keep, near=not exact_only, member_threshold=member_threshold,
                         abstract_identifiers=not no_abstract, workers=workers)
     removed_path, clusters_path = _lists_beside(report)
     outputs = [("--out", out_path), ("--quarantine", quarantine), ("--report", report), ("--report", removed_path),

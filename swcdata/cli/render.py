@@ -85,18 +85,21 @@ def render_dedup(report: DedupReport, console: Console, *, max_clusters: int = 1
     if report.largest_clusters:
         big = report.largest_clusters[:max_clusters]  # (largest first)
         t = Table(title=f"Largest clusters ({len(big)} of {report.clusters:,})", title_justify="left")
-        for col in ("kept record", "size", "exact", "near", "min sim", "categories"):
+        for col in ("kept record", "size", "exact", "near", "min sim", "split off", "categories"):
             t.add_column(col, justify="left" if col in ("kept record", "categories") else "right", overflow="fold")
         for c in big:
             src = c.representative.source
             cats = ", ".join(c.categories)
             t.add_row(escape(f"{Path(src.file).name}:{src.line}"), str(c.size), str(c.exact), str(c.near),
-                      f"{c.min_similarity:.2f}", cats if len(c.categories) == 1 else f"[yellow]{cats}[/]")
+                      f"{c.min_similarity:.2f}", str(c.split_off),
+                      cats if len(c.categories) == 1 else f"[yellow]{cats}[/]")
         console.print(t)
         console.print()
     console.print(f"{report.clusters:,} clusters, {report.category_conflicts:,} with conflicting categories; "
                   f"LSH {report.bands}x{report.rows}, {report.candidate_pairs:,} candidate pairs, "
                   f"{report.verified_pairs:,} verified at >= {report.config.threshold}; "
+                  f"{report.split_off:,} split off their chain (< {report.config.member_floor():g} like its kept "
+                  "record); "
                   f"{report.timings.get('total', 0):.2f} s ({report.records_per_second:,.0f} records/s)")
 
 

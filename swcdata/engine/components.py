@@ -38,14 +38,18 @@ from swcdata.engine.blocks import (
     unique_pairs,
 )
 from swcdata.similarity import minhash
-from swcdata.steps.dedup import _representatives
+from swcdata.steps.dedup import guarded
 
 COMPONENTS_BOUND = 5_000_000
 """Verified pairs up to which connected components are found on the driver (its memory bound: ~100 bytes a pair)."""
 MAX_ROUNDS = 200  # large-star/small-star rounds before giving up (it converges in O(log^2 n) rounds)
 
 EDGES = pa.schema([("u", pa.int64()), ("v", pa.int64()), ("changed", pa.int64()), ("_p", pa.int64())])
-NODES = pa.schema([("node", pa.int64()), ("final", pa.int64()), ("esim", pa.float64())])
+NODES = pa.schema([("node", pa.int64()), ("final", pa.int64()), ("esim", pa.float64()), ("head", pa.bool_()),
+                   ("origin", pa.int64())])
+"""A node of the verified pairs: its kept record, its similarity to it, whether it is the kept record of another
+node (a node the guard split off alone is not), and its component's kept record before the guard (the node was
+split off its chain where that is not its kept record)."""
 # Rows keyed by a node: kind 0 = a node (with its klen), 1 = a star edge (its root), 2 = a signature; 3 = a node with
 # its root and signature (the output, keyed by its root).
 NODE_JOIN = pa.schema([("node", pa.int64()), ("klen", pa.int64()), ("root", pa.int64()), ("sig", SIG),
@@ -176,19 +180,26 @@ def _nodes_of_signed(batch: pa.Table, table: Any, parts: int) -> pa.Table:
                   sig=batch.column("sig").take(at), kind=np.full(len(sel), 3, np.int8), _p=partition_of(root, parts))
 
 
-def _cluster_reps(group: pa.Table, num_perm: int) -> pa.Table:
+def _cluster_reps(group: pa.Table, num_perm: int, floor: float | None) -> pa.Table:
     """The nodes of some components (keyed by root): each component keeps its smallest (klen, order), the local
-    `_representatives` rule; every node gets it and its `minhash.similarity` to it (1.0 for itself)."""
+    `_representatives` rule, guarded against chains at `floor` (`guarded`, the local function); every node gets
+    its kept record and its `minhash.similarity` to it (1.0 for itself)."""
     node, klen, root = ints(group, "node"), ints(group, "klen"), ints(group, "root")
     if len(node) == 0:
         return NODES.empty_table()
-    rep = _representatives(root, dense_ranks(klen, node))
-    moved = np.flatnonzero(rep != np.arange(len(node)))
-    esim = np.ones(len(node))
-    if len(moved):
-        sig = sig_matrix(group.column("sig"), num_perm)
-        esim[moved] = pair_similarity(sig[moved], sig[rep[moved]])
-    return pa.Table.from_arrays([pa.array(node), pa.array(node[rep]), pa.array(esim)], schema=NODES)
+    sig = sig_matrix(group.column("sig"), num_perm)
+    rep, esim, origin = guarded(root, dense_ranks(klen, node), lambda i, j: pair_similarity(sig[i], sig[j]), floor)
+    return pa.Table.from_arrays([pa.array(node), pa.array(node[rep]), pa.array(esim), pa.array(heads(rep)),
+                                 pa.array(node[origin])], schema=NODES)
+
+
+def heads(rep: I64) -> npt.NDArray[np.bool_]:
+    """Whether each element is the representative (`rep`: positions) of another one."""
+    out = np.zeros(len(rep), dtype=bool)
+    out[rep[rep != np.arange(len(rep))]] = True
+    return out
+
+
 
 
 class Edges(NamedTuple):
@@ -214,39 +225,53 @@ def verified_on_driver(ray: Any, checked: Any, bound: int) -> Edges | None:
     return Edges(*(np.concatenate(c) if c else np.zeros(0, np.int64) for c in cols))
 
 
+class NodeTable(NamedTuple):
+    """The node table on the driver: the sorted nodes, each one's kept record and similarity to it, whether it is
+    the kept record of another node, and its component's kept record before the guard (see NODES)."""
+
+    nodes: I64
+    final: I64
+    esim: npt.NDArray[np.float64]
+    head: npt.NDArray[np.bool_]
+    origin: I64
+
+
 def components_on_driver(ray: Any, edges: Edges, signed: Any, parts: int, num_perm: int, *,
-                         blocks: list[Any] | None = None) -> tuple[I64, I64, npt.NDArray[np.float64]]:
+                         blocks: list[Any] | None = None, floor: float | None = None) -> NodeTable:
     """Connected components of the verified pairs on the driver (`minhash.components` over dense ids). Each
-    component's kept record (the local rule over the nodes' (klen, `_order`)) is found here too, and each moved
-    node's similarity to it on the cluster: with the signed blocks' refs (`blocks`), by a map over the (node, kept)
-    pairs that reads the signatures from the object store; without, by a groupby of the nodes' signature rows on
-    their component (`_cluster_reps`). Returns the node table."""
+    component's kept record (the local rule over the nodes' (klen, `_order`), guarded against chains at `floor`:
+    `guarded`) is found here too, and each moved node's similarity to it on the cluster: with the signed blocks'
+    refs (`blocks`), by a map over the (node, kept) pairs that reads the signatures from the object store (one
+    execution per round of the guard); without, by a groupby of the nodes' signature rows on their component
+    (`_cluster_reps`)."""
     a, b = edges.a, edges.b
     if len(a) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return NodeTable(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool),
+                         np.zeros(0, np.int64))
     nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     comp = minhash.components(np.stack([inv[: len(a)], inv[len(a) :]], axis=1), len(nodes))
     roots = nodes[comp]  # each node's component, named by its smallest `_order`
     if blocks is None:
         rows = mapped(signed, _nodes_of_signed, None, table=ray.put((nodes, roots)), parts=parts)
-        table = collect(ray, grouped(rows, _cluster_reps, parts, num_perm=num_perm), NODES)
+        table = collect(ray, grouped(rows, _cluster_reps, parts, num_perm=num_perm, floor=floor), NODES)
         table = table.take(pc.sort_indices(table.column("node")))
-        return ints(table, "node"), ints(table, "final"), floats(table, "esim")
+        return NodeTable(ints(table, "node"), ints(table, "final"), floats(table, "esim"),
+                         to_numpy(table.column("head")).astype(bool), ints(table, "origin"))
     klen = np.empty(len(nodes), dtype=np.int64)
     klen[inv[: len(a)]] = edges.a_klen
     klen[inv[len(a) :]] = edges.b_klen
-    final = nodes[_representatives(roots, dense_ranks(klen, nodes))]
-    esim = np.ones(len(nodes))
-    moved = np.flatnonzero(final != nodes)
-    if len(moved):
+
+    def similar(i: I64, j: I64) -> npt.NDArray[np.float64]:
         import ray.data
 
-        table = pa.table({"node": nodes[moved], "final": final[moved]})
-        step = max(1, -(-len(moved) // parts))  # (a block, and so a task, a partition's worth)
-        pairs = ray.data.from_arrow([table.slice(i, step) for i in range(0, len(moved), step)])
-        got = collect(ray, mapped(pairs, _moved_similarity, None, num_perm=num_perm, blocks=blocks), SIMS)
-        esim[moved] = floats(got, "esim")
-    return nodes, final, esim
+        table = pa.table({"node": nodes[i], "final": nodes[j]})
+        step = max(1, -(-len(i) // parts))  # (a block, and so a task, a partition's worth)
+        pairs = ray.data.from_arrow([table.slice(k, step) for k in range(0, len(i), step)])
+        return floats(collect(ray, mapped(pairs, _moved_similarity, None, num_perm=num_perm, blocks=blocks), SIMS),
+                      "esim")
+
+    rep, esim, origin = guarded(comp, dense_ranks(klen, nodes), similar, floor)
+    return NodeTable(nodes, nodes[rep], esim, heads(rep), nodes[origin])
 
 
 SIMS = pa.schema([("esim", pa.float64())])
@@ -258,10 +283,12 @@ def _moved_similarity(batch: pa.Table, num_perm: int, blocks: list[Any]) -> pa.T
     return pa.table({"esim": pa.array(sim, pa.float64())}, schema=SIMS)
 
 
-def components_on_ray(ray: Any, checked: Any, signed: Any, parts: int, num_perm: int) -> Any:
+def components_on_ray(ray: Any, checked: Any, signed: Any, parts: int, num_perm: int, *,
+                      floor: float | None = None) -> Any:
     """Connected components of the verified pairs on the cluster: large-star / small-star rounds until a round
     changes no edge (then every component is a star around its smallest node), then each node joined with its
-    root and signature, and `_cluster_reps`. Returns the node table as a materialized Ray Dataset."""
+    root and signature, and `_cluster_reps` (guarded at `floor`). Returns the node table as a materialized Ray
+    Dataset of NODES rows."""
     edges = mapped(checked, _edges_of_pairs).materialize()
     for _ in range(MAX_ROUNDS):
         large = grouped(mapped(edges, _both_ways, None, parts=parts), _large_star, parts)
@@ -276,4 +303,4 @@ def components_on_ray(ray: Any, checked: Any, signed: Any, parts: int, num_perm:
         mapped(edges, _node_rows_of_stars, None, parts=parts),
         mapped(signed, _node_rows_of_sigs, None, parts=parts))
     joined = grouped(nodes, _join_nodes, parts, parts=parts)
-    return grouped(joined, _cluster_reps, parts, num_perm=num_perm).materialize()
+    return grouped(joined, _cluster_reps, parts, num_perm=num_perm, floor=floor).materialize()

@@ -113,6 +113,7 @@ from swcdata.engine.blocks import (
 )
 from swcdata.engine.components import (
     COMPONENTS_BOUND,
+    NodeTable,
     components_on_driver,
     components_on_ray,
     verified_on_driver,
@@ -172,7 +173,7 @@ MEMBERS = pa.schema([(ORDER, pa.int64()), ("id", pa.string()), ("source", SOURCE
 # Rows keyed by an exact representative: a record (kind 0) or a node of the node table (kind 1).
 MEMBER_JOIN = pa.schema([("key", pa.int64()), (ORDER, pa.int64()), ("id", pa.string()), ("source", SOURCE_TYPE),
                          ("category", pa.string()), ("_esize", pa.int64()), ("final", pa.int64()),
-                         ("esim", pa.float64()), ("kind", pa.int8()), ("_p", pa.int64())])
+                         ("esim", pa.float64()), ("head", pa.bool_()), ("kind", pa.int8()), ("_p", pa.int64())])
 
 
 # --------------------------------------------------------------------------- stage functions (run on workers)
@@ -351,14 +352,17 @@ def _verify_broadcast(group: pa.Table, num_perm: int, threshold: float, blocks: 
 
 # ---- distributed connected components: large-star / small-star
 
-def _member_rows(records: pa.Table, nodes: I64, final: I64, esim: npt.NDArray[np.float64]) -> pa.Table:
+def _member_rows(records: pa.Table, nodes: I64, final: I64, esim: npt.NDArray[np.float64],
+                 head: npt.NDArray[np.bool_]) -> pa.Table:
     """The records (with `_exact`, `_esize`) that are in a cluster of more than one record, given the node table
-    (sorted nodes, their kept record and similarity to it): removed ones and kept ones with duplicates."""
+    (sorted nodes, their kept record, similarity to it, whether it is another node's kept record): removed ones
+    and kept ones with duplicates."""
     order, exact, esize = ints(records, ORDER), ints(records, "_exact"), ints(records, "_esize")
     pos, hit = lookup_sorted(nodes, exact)
     fin = np.where(hit, final[pos] if len(nodes) else exact, exact)
     es = np.where(hit, esim[pos] if len(nodes) else 1.0, 1.0)
-    member = (fin != order) | ((order == exact) & ((esize > 1) | hit))
+    kept_with = hit & (head[pos] if len(nodes) else False)
+    member = (fin != order) | ((order == exact) & ((esize > 1) | kept_with))
     sel = np.flatnonzero(member)
     rows = records.select(["id", "source", "category"]).take(pa.array(sel))
     return pa.Table.from_arrays([pa.array(order[sel]), rows.column("id"), rows.column("source"),
@@ -381,7 +385,7 @@ def _records_keyed(batch: pa.Table, parts: int) -> pa.Table:
 def _nodes_keyed(batch: pa.Table, parts: int) -> pa.Table:
     node = ints(batch, "node")
     return table_of(MEMBER_JOIN, len(node), key=node, final=batch.column("final"), esim=batch.column("esim"),
-                  kind=np.ones(len(node), np.int8), _p=partition_of(node, parts))
+                  head=batch.column("head"), kind=np.ones(len(node), np.int8), _p=partition_of(node, parts))
 
 
 def _join_members(group: pa.Table) -> pa.Table:
@@ -392,8 +396,8 @@ def _join_members(group: pa.Table) -> pa.Table:
         [ORDER if c == ORDER else "_exact" if c == "key" else c for c in group.column_names])
     node = ints(nodes, "key")
     o = np.argsort(node, kind="stable")
-    return _member_rows(records, node[o], ints(nodes, "final")[o],
-                        floats(nodes, "esim")[o])
+    return _member_rows(records, node[o], ints(nodes, "final")[o], floats(nodes, "esim")[o],
+                        to_numpy(nodes.column("head")).astype(bool)[o])
 
 
 # ---- the report's lists, per cluster: the records of a cluster together (a groupby on `_final`)
@@ -415,9 +419,16 @@ def _final_part(batch: pa.Table, parts: int) -> pa.Table:
     return batch.append_column("_p", pa.array(partition_of(ints(batch, "_final"), parts), pa.int64()))
 
 
-def _report_rows(group: pa.Table, reps: Any) -> pa.Table:
+def _split_origins(batch: pa.Table) -> pa.Table:
+    """The kept records before the guard of the nodes it split off (one row per such node)."""
+    origin = ints(batch, "origin")
+    return pa.table({ORDER: pa.array(origin[origin != ints(batch, "final")], pa.int64())}, schema=ORDERS)
+
+
+def _report_rows(group: pa.Table, reps: Any, lost: Any, keep_none: bool) -> pa.Table:
     """The members of some clusters: the local `report_lists` on them, each cluster numbered by its kept record's
-    rank among all the clusters' (`reps`: their sorted `_order`s, broadcast)."""
+    rank among all the clusters' (`reps`: their sorted `_order`s, broadcast), with the members the guard split off
+    it (`lost`: sorted kept records and counts, broadcast); `keep_none`: keep="none"."""
     if group.num_rows == 0:
         return REPORT_ROWS.empty_table()
     group = group.drop_columns(["_p"])
@@ -425,9 +436,14 @@ def _report_rows(group: pa.Table, reps: Any) -> pa.Table:
     order = ints(group, ORDER)
     exact, final = np.searchsorted(order, ints(group, "_exact")), np.searchsorted(order, ints(group, "_final"))
     ranks = broadcast(reps)
+    lost_orders, lost_counts = broadcast(lost)
+    pos, hit = lookup_sorted(lost_orders, order)
+    lost_of = np.where(hit, lost_counts[pos] if len(lost_orders) else 0, 0).astype(np.int64)
     removed, clusters = report_lists(group, exact, final, floats(group, "_esim"),
-                                     lambda pos: np.searchsorted(ranks, order[pos]))
-    gone = np.flatnonzero(final != np.arange(len(order)))
+                                     lambda pos: np.searchsorted(ranks, order[pos]), lost=lost_of,
+                                     keep_none=keep_none)
+    # (the removed records: the members that are not their cluster's kept record; with keep none, every member)
+    gone = np.arange(len(order)) if keep_none else np.flatnonzero(final != np.arange(len(order)))
     rows = []
     for kind, table, orders in ((0, removed, order[gone]), (1, clusters, None)):
         columns = {name: table.column(name) for name in table.column_names}
@@ -507,14 +523,15 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     ray = require_ray()
     cfg = config or DedupConfig()
     c = cluster_on_ray(ray, ds, cfg, rows_per_block=rows_per_block, components_bound=components_bound,
-                       sig_broadcast_bound=sig_broadcast_bound,
+                       sig_broadcast_bound=sig_broadcast_bound, member_floor=cfg.member_floor(),
                        shuffle_strategy=shuffle_strategy)
     t = time.perf_counter()
     per_task = task_rows(c.records, rows_per_block, cluster_cpus(ray))
     parts = partition_count(c.records, per_task)
     reps = np.sort(ints(collect(ray, mapped(c.members, _representative_orders), ORDERS), ORDER))
     rows = materialized(grouped(mapped(c.members, _final_part, None, parts=parts), _report_rows, parts,
-                                reps=ray.put(reps)), shuffle_strategy)
+                                reps=ray.put(reps), lost=ray.put(c.lost), keep_none=cfg.keep == "none"),
+                        shuffle_strategy)
     removed = sorted_on(mapped(rows, _removed_rows), ORDER, shuffle_strategy).materialize()  # (read twice)
     clusters = sorted_on(mapped(rows, _cluster_rows), "cluster", shuffle_strategy)
     n_exact = n_removed = conflicts = 0
@@ -534,6 +551,7 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
                            near_duplicates=n_removed - n_exact),
         clusters=len(reps), largest_clusters=largest.to_pylist(),  # type: ignore[arg-type]
         category_conflicts=conflicts, candidate_pairs=c.candidate_pairs, verified_pairs=c.verified_pairs,
+        split_off=c.split_off,
         timings={k: round(v, 3) for k, v in timings.items()},
         records_per_second=round(n / total, 1) if total > 0 else 0.0, backend=_native.backend(),
     )
@@ -559,16 +577,23 @@ class RayClusters(NamedTuple):
     in_order: bool
     timings: dict[str, float]
     started: float
+    lost: tuple[I64, I64] = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (sorted kept records, members lost)
+
+    @property
+    def split_off(self) -> int:
+        """Unique records the guard split off their chain's cluster."""
+        return int(self.lost[1].sum())
 
 
 def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = False,
                    verify_threshold: float | None = None, extra_bandings: list[tuple[int, int]] | None = None,
                    rows_per_block: int = ROWS_PER_BLOCK, components_bound: int = COMPONENTS_BOUND,
-                   sig_broadcast_bound: int = SIG_BROADCAST_BOUND,
+                   sig_broadcast_bound: int = SIG_BROADCAST_BOUND, member_floor: float | None = None,
                    shuffle_strategy: str | None = SHUFFLE) -> RayClusters:
     """The local `cluster` on Ray: exact groups by id, then the connected components of the verified near
     duplicate pairs among one record per exact group, each cluster's kept record by the keep rule. `all_pairs`,
-    `verify_threshold` and `extra_bandings` are the local function's (the split's grouping uses them)."""
+    `verify_threshold`, `extra_bandings` and `member_floor` are the local function's (the split's grouping uses
+    the first three; dedup the guard against chains)."""
     if rows_per_block < 1:
         raise ValueError("rows_per_block must be at least 1")
     t0 = time.perf_counter()
@@ -596,7 +621,8 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     timings["exact"] = time.perf_counter() - t
 
     n_candidates = n_verified = 0
-    node_table: Any = None  # (sorted nodes, final, esim) on the driver, or a Ray Dataset of NODES rows
+    lost: tuple[I64, I64] = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (clusters the guard split, how many)
+    node_table: Any = None  # a NodeTable on the driver, or a Ray Dataset of NODES rows
     if cfg.near and n > 1:
         t = time.perf_counter()
         signed = materialized(mapped(ds, _sign, batch_rows(per_task), cfg=sign_cfg, parts=parts,
@@ -627,10 +653,14 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
             edges = verified_on_driver(ray, checked, components_bound)
             if edges is not None:
                 n_verified = len(edges[0])
-                node_table = components_on_driver(ray, edges, signed, parts, cfg.num_perm, blocks=blocks)
+                node_table = components_on_driver(ray, edges, signed, parts, cfg.num_perm, blocks=blocks,
+                                                  floor=member_floor)
+                origins = node_table.origin[node_table.origin != node_table.final]
             else:
                 n_verified = column_total(ray, checked, "ok")
-                node_table = components_on_ray(ray, checked, signed, parts, cfg.num_perm)
+                node_table = components_on_ray(ray, checked, signed, parts, cfg.num_perm, floor=member_floor)
+                origins = ints(collect(ray, mapped(node_table, _split_origins), ORDERS), ORDER)
+            lost = np.unique(origins, return_counts=True)
             timings["components"] = time.perf_counter() - t
         else:
             timings["lsh"] = time.perf_counter() - t
@@ -638,14 +668,16 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     # the records in clusters of more than one record, on the driver
     t = time.perf_counter()
     if node_table is None:
-        node_table = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    if isinstance(node_table, tuple):
-        members = mapped(exact, _members_broadcast, None, table=ray.put(node_table))
+        node_table = NodeTable(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool),
+                               np.zeros(0, np.int64))
+    if isinstance(node_table, NodeTable):
+        members = mapped(exact, _members_broadcast, None, table=ray.put(node_table[:4]))
     else:
         members = grouped(mapped(exact, _records_keyed, None, parts=parts).union(
             mapped(node_table, _nodes_keyed, None, parts=parts)), _join_members, parts)
     members = members.materialize()
     timings["members"] = time.perf_counter() - t
-    return RayClusters(exact, members, n, bandings, n_candidates, n_verified, in_order, timings, t0)
+    return RayClusters(exact, members, n, bandings, n_candidates, n_verified, in_order, timings, t0,
+                       (lost[0], lost[1].astype(np.int64)))
 
 

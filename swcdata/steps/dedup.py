@@ -51,18 +51,32 @@ class DedupConfig(BaseModel):
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
     ngram: int = Field(5, ge=1, le=32, description="Tokens per shingle.")
     bands: int | None = Field(None, ge=1, description="LSH bands (default: chosen from threshold and num_perm).")
-    keep: Literal["first", "longest"] = Field("first", description="Which member of a cluster is kept.")
+    keep: Literal["first", "longest", "none"] = Field(
+        "first", description="Which member of a cluster is kept: the first in input order, the longest, or none "
+        "(every record of a cluster of more than one is removed: no ambiguous record stays).")
     abstract_identifiers: bool = Field(True, description="Replace code identifiers by one symbol before shingling.")
     abstract_literals: bool = Field(False, description="Replace code number/string literals by one symbol.")
     near: bool = Field(True, description="Find near duplicates (off: exact duplicates only).")
     seed: int = Field(1, ge=0, le=2**63 - 1, description="Seed of the MinHash permutations.")
     workers: int = Field(0, ge=0, description="Processes that build token streams; 0 = one per CPU core.")
+    member_threshold: float | None = Field(
+        None, ge=0, le=1, description="Estimated Jaccard similarity to its cluster's kept record below which a "
+        "member is split off the cluster (a cluster is a chain of near-duplicate pairs: without this guard its far "
+        "end can be unlike the kept record). Default: the threshold minus 0.1; 0 keeps whole chains.")
 
     @model_validator(mode="after")
     def _bands_fit(self) -> DedupConfig:
         if self.bands is not None and self.bands > self.num_perm:
             raise ValueError(f"bands ({self.bands}) cannot exceed num_perm ({self.num_perm})")
+        if self.member_threshold is not None and self.member_threshold > self.threshold:
+            raise ValueError(f"member_threshold ({self.member_threshold}) cannot exceed threshold ({self.threshold})")
         return self
+
+    def member_floor(self) -> float:
+        """The similarity to its kept record a cluster member needs to stay in the cluster (`member_threshold`)."""
+        if self.member_threshold is not None:
+            return self.member_threshold
+        return max(0.0, round(self.threshold - 0.1, 10))
 
     def lsh(self) -> tuple[int, int]:
         if self.bands is not None:
@@ -191,6 +205,8 @@ class Cluster(BaseModel):
     near: int = Field(description="Members removed as near duplicates.")
     min_similarity: float
     categories: list[str] = Field(description="Distinct categories in the cluster (more than one = label conflict).")
+    split_off: int = Field(0, description="Unique records the guard against chains split off this cluster "
+                           "(`member_threshold`): they are in clusters of their own.")
 
 
 LARGEST_CLUSTERS = 20  # clusters a report's JSON names (the clusters table holds them all)
@@ -205,7 +221,7 @@ REMOVED_SCHEMA = pa.schema([
 CLUSTERS_SCHEMA = pa.schema([
     pa.field("cluster", pa.int64()), pa.field("representative", REF_TYPE), pa.field("size", pa.int64()),
     pa.field("exact", pa.int64()), pa.field("near", pa.int64()), pa.field("min_similarity", pa.float64()),
-    pa.field("categories", pa.list_(pa.string())),
+    pa.field("categories", pa.list_(pa.string())), pa.field("split_off", pa.int64()),
 ])
 
 NOT_WRITTEN = ("The per-record lists (removed records, clusters) were not written: `swcdata dedup --report FILE` "
@@ -222,11 +238,11 @@ class DedupLists(BaseModel):
                                 "similarity, duplicate_of {id, source}: the kept record of its cluster, cluster), in "
                                 "input order; null when not written. similarity: 1.0 for exact duplicates, else the "
                                 "estimated Jaccard with the kept record (a cluster is a chain of pairs at or above "
-                                "the threshold, so a member at the far end of a chain can be below it).")
+                                "the threshold, so a member can be below it, down to member_threshold).")
     clusters: str | None = Field(None, description="Parquet file of the clusters of more than one record, relative "
                                  "to the report's folder: one row per cluster (cluster, representative {id, source}, "
-                                 "size, exact, near, min_similarity, categories), in the input order of their kept "
-                                 "records; null when not written.")
+                                 "size, exact, near, min_similarity, categories, split_off), in the input order of "
+                                 "their kept records; null when not written.")
     note: str = Field(NOT_WRITTEN, description="Where the lists are, in words.")
 
 
@@ -261,6 +277,9 @@ class DedupReport(BaseModel):
     category_conflicts: int = Field(description="Clusters whose members carry different categories.")
     candidate_pairs: int
     verified_pairs: int
+    split_off: int = Field(0, description="Unique records split off the cluster of their chain by the guard "
+                           "(`member_threshold`): less like its kept record than the floor, they form clusters of "
+                           "their own (of each cluster, its far members together), guarded in turn.")
     timings: dict[str, float]
     records_per_second: float
     backend: str = Field(description=BACKEND_DOC)
@@ -300,10 +319,43 @@ def _representatives(labels: npt.NDArray[np.int64], priority: npt.NDArray[np.int
     return rep
 
 
+def guarded(labels: npt.NDArray[np.int64], priority: npt.NDArray[np.int64],
+            similar: Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[np.float64]],
+            floor: float | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Each element's representative (the element of smallest `priority` in its cluster: `labels`), its similarity
+    to it (`similar(i, j)`: of the elements i[k] and j[k]) and, with a `floor`, the guard against chains: the
+    members of a cluster whose similarity to its representative is below `floor` are split off into a cluster of
+    their own (of each cluster, its far members together), which gets its representative the same way and is
+    guarded in turn, until every member is at the floor or above (a round's representative stays: each round
+    settles at least one element). Deterministic: it depends on the clusters and priorities only. Returns the
+    representatives, the similarities and each element's first representative (its cluster's before the guard:
+    an element was split off where the two differ)."""
+    n = len(labels)
+    rep = _representatives(labels, priority)
+    origin = rep.copy()
+    sim = np.ones(n)
+    moved = np.flatnonzero(rep != np.arange(n))
+    if len(moved):
+        sim[moved] = similar(moved, rep[moved])
+    label = np.asarray(labels, dtype=np.int64).copy()
+    while floor is not None and len(moved):
+        far = moved[sim[moved] < floor]
+        if not len(far):
+            break
+        _, fresh = np.unique(label[far], return_inverse=True)  # (the far members of each cluster: one new cluster)
+        label[far] = (label.max(initial=0) + 1) + fresh.astype(np.int64)
+        rep[far] = far[_representatives(label[far], priority[far])]
+        sim[far] = 1.0
+        moved = far[rep[far] != far]
+        if len(moved):
+            sim[moved] = similar(moved, rep[moved])
+    return rep, sim, origin
+
+
 def _priority(table: pa.Table, keep: str) -> npt.NDArray[np.int64]:
     n = table.num_rows
     pos = np.arange(n, dtype=np.int64)
-    if keep == "first":
+    if keep != "longest":  # (first, and none: whose clusters are named by their first record)
         return pos
     import pyarrow.compute as pc
 
@@ -325,12 +377,20 @@ class Clustering:
     candidate_pairs: int
     verified_pairs: int
     timings: dict[str, float]
+    lost: npt.NDArray[np.int64] | None = None  # per record: the unique records its cluster lost to the guard
+
+    @property
+    def split_off(self) -> int:
+        """Unique records the guard split off their chain's cluster."""
+        return int(self.lost.sum()) if self.lost is not None else 0
 
 
 def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verify_threshold: float | None = None,
-            extra_bandings: Sequence[tuple[int, int]] = (), progress: Progress | None = None) -> Clustering:
+            extra_bandings: Sequence[tuple[int, int]] = (), member_floor: float | None = None,
+            progress: Progress | None = None) -> Clustering:
     """Exact groups by id, then connected components of verified near-duplicate pairs among one
-    representative per exact group.
+    representative per exact group; with a `member_floor`, guarded against chains (`guarded`: the dedup's
+    `member_threshold`; a split's groups are whole components, every pair in one group).
 
     For leak-free splitting the clusters must contain every pair that a later audit could find:
     `all_pairs` verifies every pair inside each LSH bucket (not only those with the bucket's first
@@ -355,6 +415,7 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
     final = exact_rep.copy()
     sim_to_rep = np.ones(n)
     n_candidates = n_verified = 0
+    lost = np.zeros(n, dtype=np.int64)
     if cfg.near and len(uniq) > 1:
         t = time.perf_counter()
         sig = table_signatures(table, cfg, None if len(uniq) == n else uniq, progress)
@@ -367,16 +428,15 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
         ok = pairs[sims >= (cfg.threshold if verify_threshold is None else verify_threshold)]
         n_candidates, n_verified = len(pairs), len(ok)
         comp = minhash.components(ok, len(uniq))
-        near_rep_local = _representatives(comp, priority[uniq])
-        near_rep = uniq[near_rep_local]  # global index of each unique record's final representative
-        final[uniq] = near_rep
+        near_rep_local, sims, origin = guarded(
+            comp, priority[uniq], lambda i, j: minhash.similarity(sig, np.stack([i, j], axis=1)), member_floor)
+        split = np.flatnonzero(origin != near_rep_local)  # (unique records the guard split off their chain)
+        lost = np.bincount(uniq[origin[split]], minlength=n).astype(np.int64)
+        final[uniq] = uniq[near_rep_local]  # each unique record's final representative
         final = final[exact_rep]  # exact duplicates follow their exact representative
-        moved = np.flatnonzero(near_rep != uniq)
-        if len(moved):
-            s = minhash.similarity(sig, np.stack([moved, near_rep_local[moved]], axis=1))
-            sim_to_rep[uniq[moved]] = s
+        sim_to_rep[uniq] = sims
         timings["lsh"] = time.perf_counter() - t
-    return Clustering(exact_rep, final, sim_to_rep, bands, rows, n_candidates, n_verified, timings)
+    return Clustering(exact_rep, final, sim_to_rep, bands, rows, n_candidates, n_verified, timings, lost)
 
 
 def dedup(table: pa.Table, config: DedupConfig | None = None, *,
@@ -387,7 +447,7 @@ def dedup(table: pa.Table, config: DedupConfig | None = None, *,
     follows the signing of the records (the long part)."""
     cfg = config or DedupConfig()
     t0 = time.perf_counter()
-    c = cluster(table, cfg, progress=progress)
+    c = cluster(table, cfg, member_floor=cfg.member_floor(), progress=progress)
     return _report(table, cfg, c, t0)
 
 
@@ -400,7 +460,9 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
     import pyarrow.compute as pc
 
     kept_mask = final == np.arange(n)
-    removed, clusters = report_lists(table, exact_rep, final, sim_to_rep)
+    if cfg.keep == "none":  # (no record of a cluster of more than one stays)
+        kept_mask &= np.bincount(final, minlength=n) == 1
+    removed, clusters = report_lists(table, exact_rep, final, sim_to_rep, lost=c.lost, keep_none=cfg.keep == "none")
     n_exact = int(pc.sum(pc.equal(removed.column("kind"), strings(["exact"])[0])).as_py() or 0)
     gone = np.flatnonzero(~kept_mask)
     largest = np.lexsort((np.arange(clusters.num_rows), -to_numpy(clusters.column("size"))))[:LARGEST_CLUSTERS]
@@ -415,7 +477,7 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
                            near_duplicates=len(gone) - n_exact),
         clusters=clusters.num_rows, largest_clusters=clusters.take(int64s(largest)).to_pylist(),  # type: ignore[arg-type]
         category_conflicts=int(np.count_nonzero(n_categories > 1)),
-        candidate_pairs=n_candidates, verified_pairs=n_verified,
+        candidate_pairs=n_candidates, verified_pairs=n_verified, split_off=c.split_off,
         timings={k: round(v, 3) for k, v in timings.items()},
         records_per_second=round(n / total, 1) if total > 0 else 0.0, backend=_native.backend(),
     )
@@ -425,22 +487,34 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
 
 def report_lists(table: pa.Table, exact_rep: npt.NDArray[np.int64], final: npt.NDArray[np.int64],
                  sim_to_rep: npt.NDArray[np.float64], numbers: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]
-                 | None = None) -> tuple[pa.Table, pa.Table]:
+                 | None = None, lost: npt.NDArray[np.int64] | None = None,
+                 keep_none: bool = False) -> tuple[pa.Table, pa.Table]:
     """The removed and clusters tables (REMOVED_SCHEMA, CLUSTERS_SCHEMA) of a clustering of `table`'s records
     (positions: each record's exact representative and kept record, and its exact representative's similarity to
     the kept one). `numbers(representatives' positions)`: their cluster numbers (default: their rank, from 0),
-    for a table that holds some clusters of a larger clustering (the Ray engine's partitions)."""
+    for a table that holds some clusters of a larger clustering (the Ray engine's partitions). `lost`: per record,
+    the unique records the guard split off the cluster it keeps (default none). `keep_none` (keep="none"): the
+    kept record of each cluster of more than one record goes too, as a duplicate of the cluster's first other
+    member (positions in input order)."""
     n = table.num_rows
     gone = np.flatnonzero(final != np.arange(n))
-    of = final[gone]
-    is_exact = of == exact_rep[gone]  # exact: the kept record is its exact twin
-    sims = np.where(is_exact, 1.0, sim_to_rep[exact_rep[gone]])
-    clusters, reps = _clusters(table, final, exact_rep, sim_to_rep)
+    of = final[gone]  # (the record each one duplicates)
+    if keep_none:
+        heads = np.flatnonzero((final == np.arange(n)) & (np.bincount(final, minlength=n) > 1))
+        first_other = np.full(n, n, dtype=np.int64)
+        np.minimum.at(first_other, final[gone], gone)
+        gone, of = np.concatenate([gone, heads]), np.concatenate([of, first_other[heads]])
+        o = np.argsort(gone, kind="stable")
+        gone, of = gone[o], of[o]
+    pair = np.where(final[gone] == gone, of, gone)  # (the member of each pair that is not the kept record)
+    is_exact = exact_rep[of] == exact_rep[gone]  # exact: the record it duplicates is its exact twin
+    sims = np.where(is_exact, 1.0, sim_to_rep[exact_rep[pair]])
+    clusters, reps = _clusters(table, final, exact_rep, sim_to_rep, lost)
     if numbers is not None:
         clusters = clusters.set_column(0, "cluster", int64s(numbers(reps)))
-        cluster_of = numbers(of)
+        cluster_of = numbers(final[gone])
     else:
-        cluster_of = np.searchsorted(reps, of)
+        cluster_of = np.searchsorted(reps, final[gone])
     removed = pa.Table.from_arrays(
         [_column(table, "id", gone), _column(table, "source", gone),
          strings(["near", "exact"]).take(int64s(is_exact)), float64s(_rounded(sims)), _refs(table, of),
@@ -469,7 +543,8 @@ def _refs(table: pa.Table, rows: npt.NDArray[np.int64]) -> pa.StructArray:
 
 
 def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDArray[np.int64],
-              sim: npt.NDArray[np.float64]) -> tuple[pa.Table, npt.NDArray[np.int64]]:
+              sim: npt.NDArray[np.float64], lost: npt.NDArray[np.int64] | None = None
+              ) -> tuple[pa.Table, npt.NDArray[np.int64]]:
     """The clusters table (`CLUSTERS_SCHEMA`: one row per cluster of more than one record, ordered by the
     representative's position, numbered from 0 in that order) and the representatives' positions."""
     import pyarrow.compute as pc
@@ -500,5 +575,6 @@ def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDAr
     size, exact = sizes[reps].astype(np.int64), n_exact[reps]
     out = pa.Table.from_arrays(
         [int64s(np.arange(len(reps))), _refs(table, reps), int64s(size), int64s(exact), int64s(size - 1 - exact),
-         float64s(_rounded(min_sim[reps])), categories], schema=CLUSTERS_SCHEMA)
+         float64s(_rounded(min_sim[reps])), categories,
+         int64s(lost[reps] if lost is not None else np.zeros(len(reps), dtype=np.int64))], schema=CLUSTERS_SCHEMA)
     return out, reps
