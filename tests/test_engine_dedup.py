@@ -141,9 +141,11 @@ def test_star_pairs_and_unique_pairs_against_sorting() -> None:
 
 @pytest.mark.parametrize("extra", [{}, ON_RAY, SHUFFLED])
 def test_chain_guard_as_locally(ray_cluster: Any, tmp_path: Path, extra: dict[str, int]) -> None:
-    """A ~ B ~ C with A and C below the member threshold, beside the seed corpus' first records: C is split off on
-    Ray as locally (the guard on the driver, in the components' groupby on the cluster, and with the signatures
-    joined by shuffles)."""
+    """A chain X0 ~ X1 ~ X2 ~ X3 (~ X4, a pair LSH does not find), each the last with another 40 of 300 words
+    replaced (neighbours share about 0.75 of their shingles, records two steps apart about 0.55), and an exact
+    copy of X1: the guard splits X2 and X3 off X0's cluster into one of their own, kept by X2 (a second round:
+    on the driver path, from the signatures fetched once), on Ray as locally (the guard on the driver, in the
+    components' groupby on the cluster, and with the signatures joined by shuffles)."""
     import json
     import random
 
@@ -151,13 +153,14 @@ def test_chain_guard_as_locally(ray_cluster: Any, tmp_path: Path, extra: dict[st
 
     rng = random.Random(5)
     vocab = [f"w{k}" for k in range(5000)]
-    a = [rng.choice(vocab) for _ in range(300)]
-    b = [rng.choice(vocab) for _ in range(40)] + a[40:]
-    c = b[:260] + [rng.choice(vocab) for _ in range(40)]
+    chain = [[rng.choice(vocab) for _ in range(300)]]
+    for lo in (0, 260, 100, 180):
+        chain.append(chain[-1][:lo] + [rng.choice(vocab) for _ in range(40)] + chain[-1][lo + 40:])
     path = tmp_path / "chain.jsonl"
     path.write_text("".join(json.dumps({"instruction": "Explain this.", "response": " ".join(t),
-                                        "category": "SWC-107"}) + "\n" for t in (a, b, c, b, a)))
+                                        "category": "SWC-107"}) + "\n" for t in (*chain, chain[1])))
     table, _, _ = load_valid([path], ValidateConfig(check_code=False))
     cfg = DedupConfig(num_perm=256)
     result = _assert_same(ray_cluster, table, ray_input(ray_cluster, table, 2), cfg, rows_per_block=2, **extra)
-    assert result.report.split_off == 1 and result.report.ledger.kept == 2
+    assert result.report.split_off == 2 and result.report.ledger.kept == 3 and result.report.clusters == 2  # X0, X2
+    assert [c.split_off for c in result.report.largest_clusters] == [2, 0]  # (X0's: 3 records; X2's: 2)
