@@ -28,8 +28,9 @@ blocks and calls the same pure functions as the local step (`swcdata.steps.dedup
    the cluster: large-star / small-star (Kiveris et al., "Connected Components in MapReduce and Beyond", 2014) as
    alternating groupbys, iterated until a round changes no edge, then a groupby-based join of the nodes with their
    roots and signatures;
-7. cluster representatives (a groupby on the component): each component keeps its smallest key (`_representatives`,
-   the local rule), and each other member's similarity to it is `minhash.similarity`;
+7. cluster representatives (a groupby on the component, or on the driver): each component keeps its smallest key
+   (`_representatives`, the local rule), each other member's similarity to it is `minhash.similarity`, and the
+   guard against chains (`guarded`, the local function) splits off the members below `member_threshold`;
 8. members (a map with the node table broadcast, or a groupby-based join above the bound): every record in a
    cluster of more than one record, with its kept record and similarity, as narrow rows (id, source, category,
    `_order`, `_exact`, `_final`, `_esim`);
@@ -55,7 +56,9 @@ What the driver holds: counts; the sorted `_order`s of the exact duplicates and 
 arrays, as long as the removed table it returns); the verified pairs and one entry per node of them (numpy arrays,
 about 100 bytes a pair) while their number is at most `components_bound` (default 5,000,000 pairs: about 0.5 GB),
 nothing per pair above it; the node table (node, kept record, similarity: 24 bytes per record in a cluster of near
-duplicates) on the driver path; the sorted `_order`s of the clusters' kept records (8 bytes a cluster). Never one
+duplicates) on the driver path, and there the signatures of the records the guard against chains splits off (4
+bytes a permutation each: its later rounds run on the driver); the sorted `_order`s of the clusters' kept records (8
+bytes a cluster) and of those that lost members to the guard, with how many. Never one
 Python object per record, never the removed or clusters lists (they stay on the cluster: the CLI streams them
 into their Parquet files), nothing for a record outside the clusters. The cluster holds the narrow rows (two
 copies at most), the signatures (4 * num_perm bytes a unique record), the pairs and the report's lists; never a
