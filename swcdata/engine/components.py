@@ -201,8 +201,6 @@ def heads(rep: I64) -> npt.NDArray[np.bool_]:
     return out
 
 
-
-
 class Edges(NamedTuple):
     """The verified pairs (a, b) on the driver, with each end's klen."""
 
@@ -236,6 +234,10 @@ class NodeTable(NamedTuple):
     head: npt.NDArray[np.bool_]
     origin: I64
 
+    @classmethod
+    def empty(cls) -> NodeTable:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool), np.zeros(0, np.int64))
+
 
 def components_on_driver(ray: Any, edges: Edges, signed: Any, parts: int, num_perm: int, *,
                          blocks: list[Any] | None = None, floor: float | None = None) -> NodeTable:
@@ -247,8 +249,7 @@ def components_on_driver(ray: Any, edges: Edges, signed: Any, parts: int, num_pe
     (`_cluster_reps`)."""
     a, b = edges.a, edges.b
     if len(a) == 0:
-        return NodeTable(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool),
-                         np.zeros(0, np.int64))
+        return NodeTable.empty()
     nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     comp = minhash.components(np.stack([inv[: len(a)], inv[len(a) :]], axis=1), len(nodes))
     roots = nodes[comp]  # each node's component, named by its smallest `_order`

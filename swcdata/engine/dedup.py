@@ -442,11 +442,9 @@ def _report_rows(group: pa.Table, reps: Any, lost: Any, keep_none: bool) -> pa.T
     lost_orders, lost_counts = broadcast(lost)
     pos, hit = lookup_sorted(lost_orders, order)
     lost_of = np.where(hit, lost_counts[pos] if len(lost_orders) else 0, 0).astype(np.int64)
-    removed, clusters = report_lists(group, exact, final, floats(group, "_esim"),
-                                     lambda pos: np.searchsorted(ranks, order[pos]), lost=lost_of,
-                                     keep_none=keep_none)
-    # (the removed records: the members that are not their cluster's kept record; with keep none, every member)
-    gone = np.arange(len(order)) if keep_none else np.flatnonzero(final != np.arange(len(order)))
+    removed, clusters, gone = report_lists(group, exact, final, floats(group, "_esim"),
+                                           lambda pos: np.searchsorted(ranks, order[pos]), lost=lost_of,
+                                           keep_none=keep_none)
     rows = []
     for kind, table, orders in ((0, removed, order[gone]), (1, clusters, None)):
         columns = {name: table.column(name) for name in table.column_names}
@@ -566,6 +564,10 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     return RayDedup(kept, mapped(removed, _without_order), clusters, report)
 
 
+NO_LOSSES: tuple[I64, I64] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+"""`RayClusters.lost` where the guard split nothing off."""
+
+
 class RayClusters(NamedTuple):
     """`cluster_on_ray`'s result: the narrow rows of every record with its exact group (`exact`: a materialized
     Ray Dataset of id, source, category, `_order`, `_klen`, `_exact`, `_esize`), the records in clusters of more
@@ -580,7 +582,7 @@ class RayClusters(NamedTuple):
     in_order: bool
     timings: dict[str, float]
     started: float
-    lost: tuple[I64, I64] = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (sorted kept records, members lost)
+    lost: tuple[I64, I64] = NO_LOSSES  # (the sorted kept records that lost members to the guard, how many)
 
     @property
     def split_off(self) -> int:
@@ -624,7 +626,7 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     timings["exact"] = time.perf_counter() - t
 
     n_candidates = n_verified = 0
-    lost: tuple[I64, I64] = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (clusters the guard split, how many)
+    lost = NO_LOSSES
     node_table: Any = None  # a NodeTable on the driver, or a Ray Dataset of NODES rows
     if cfg.near and n > 1:
         t = time.perf_counter()
@@ -671,8 +673,7 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     # the records in clusters of more than one record, on the driver
     t = time.perf_counter()
     if node_table is None:
-        node_table = NodeTable(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool),
-                               np.zeros(0, np.int64))
+        node_table = NodeTable.empty()
     if isinstance(node_table, NodeTable):
         members = mapped(exact, _members_broadcast, None, table=ray.put(node_table[:4]))
     else:

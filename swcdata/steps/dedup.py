@@ -459,12 +459,11 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
     t = time.perf_counter()
     import pyarrow.compute as pc
 
-    kept_mask = final == np.arange(n)
-    if cfg.keep == "none":  # (no record of a cluster of more than one stays)
-        kept_mask &= np.bincount(final, minlength=n) == 1
-    removed, clusters = report_lists(table, exact_rep, final, sim_to_rep, lost=c.lost, keep_none=cfg.keep == "none")
+    removed, clusters, gone = report_lists(table, exact_rep, final, sim_to_rep, lost=c.lost,
+                                           keep_none=cfg.keep == "none")
     n_exact = int(pc.sum(pc.equal(removed.column("kind"), strings(["exact"])[0])).as_py() or 0)
-    gone = np.flatnonzero(~kept_mask)
+    kept_mask = np.ones(n, dtype=bool)
+    kept_mask[gone] = False
     largest = np.lexsort((np.arange(clusters.num_rows), -to_numpy(clusters.column("size"))))[:LARGEST_CLUSTERS]
     n_categories = to_numpy(pc.list_value_length(clusters.column("categories")))
     kept = table.filter(bools(kept_mask))
@@ -488,14 +487,15 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
 def report_lists(table: pa.Table, exact_rep: npt.NDArray[np.int64], final: npt.NDArray[np.int64],
                  sim_to_rep: npt.NDArray[np.float64], numbers: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]
                  | None = None, lost: npt.NDArray[np.int64] | None = None,
-                 keep_none: bool = False) -> tuple[pa.Table, pa.Table]:
+                 keep_none: bool = False) -> tuple[pa.Table, pa.Table, npt.NDArray[np.int64]]:
     """The removed and clusters tables (REMOVED_SCHEMA, CLUSTERS_SCHEMA) of a clustering of `table`'s records
     (positions: each record's exact representative and kept record, and its exact representative's similarity to
     the kept one). `numbers(representatives' positions)`: their cluster numbers (default: their rank, from 0),
     for a table that holds some clusters of a larger clustering (the Ray engine's partitions). `lost`: per record,
     the unique records the guard split off the cluster it keeps (default none). `keep_none` (keep="none"): the
     kept record of each cluster of more than one record goes too, as a duplicate of the cluster's first other
-    member (positions in input order)."""
+    member (positions in input order). The third value: the removed records' positions, in the removed table's
+    order."""
     n = table.num_rows
     gone = np.flatnonzero(final != np.arange(n))
     of = final[gone]  # (the record each one duplicates)
@@ -520,7 +520,7 @@ def report_lists(table: pa.Table, exact_rep: npt.NDArray[np.int64], final: npt.N
          strings(["near", "exact"]).take(int64s(is_exact)), float64s(_rounded(sims)), _refs(table, of),
          int64s(cluster_of)],
         schema=REMOVED_SCHEMA)
-    return removed, clusters
+    return removed, clusters, gone
 
 
 def _rounded(values: npt.NDArray[np.float64], digits: int = 4) -> npt.NDArray[np.float64]:
