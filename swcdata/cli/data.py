@@ -29,6 +29,9 @@ from swcdata.cli.console import (
 from swcdata.cli.inputs import bytes_progress, load_records, open_output, write_together
 from swcdata.engine import choose
 
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="Registry folder of the versions named "
+                                              "(default: $SWCDATA_HOME, else ./registry).")]
+
 
 @handle_errors
 def validate(
@@ -223,6 +226,12 @@ def dedup(
     no_abstract: Annotated[
         bool, typer.Option("--no-abstract", help="Keep code identifiers as they are (renamed copies then differ).")
     ] = False,
+    against: Annotated[str | None, typer.Option(
+        "--against", help="A published version (name@vN, name@latest): input records that duplicate one of its "
+        "records (exactly or nearly) are removed too, duplicate_of naming the version's record (name@vN, id, "
+        "source). Its records are read from the registry, its signatures from its signature index.",
+        show_default=False)] = None,
+    home: HomeOpt = None,
     workers: WorkersOpt = 0,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
@@ -233,6 +242,9 @@ def dedup(
     Exact duplicates share the normalised text of instruction + response; near duplicates are
     found on the extracted Solidity code (comments and layout removed, identifiers abstracted)
     and the prose around it. Every removed record names the kept record it duplicates.
+
+    With --against name@vN, records that duplicate a record of that published version go too
+    (checking a new batch, or a test set, against a version without reading its sources again).
 
     The report (--report, --json) is a summary: the ledger, counts, the largest clusters. The
     per-record lists go beside the --report file, in Parquet; without --report they are not written.
@@ -249,6 +261,19 @@ def dedup(
     outputs = [("--out", out_path), ("--quarantine", quarantine), ("--report", report), ("--report", removed_path),
                ("--report", clusters_path)]
     lists = _dedup_lists(report, removed_path, clusters_path)
+    reference = None
+    if against is not None:
+        from swcdata.core.errors import InputError
+        from swcdata.registry.reference import is_version_ref, version_reference
+        from swcdata.registry.store import Registry
+
+        if not is_version_ref(against):
+            raise InputError(f"--against {against!r} is not a version", hint="name a published version: name@vN, "
+                             "name@latest or name@<hash prefix> (`swcdata versions` lists them)")
+        if choose(engine) == "ray":
+            raise InputError("--against runs on the local engine only", hint="drop --engine ray (or RAY_ADDRESS)")
+        with status(f"reading {against}", json_out):
+            reference = version_reference(Registry(home), against, cfg)
     with ExitStack() as stack:
         if choose(engine) == "ray":
             kept_writer, quarantined, rep, lists_writers = _dedup_on_ray(
@@ -257,7 +282,12 @@ def dedup(
             table, vrep, quarantined = load_records(paths, json_out=json_out,
                                                      kept_with=None if quarantine else "--quarantine", outputs=outputs)
             with signing_progress(show_progress(json_out)) as progress:
-                kept, rep = run_dedup(table, cfg, progress=progress)
+                if reference is not None:
+                    from swcdata.steps.against import dedup_against
+
+                    kept, rep = dedup_against(table, cfg, reference, progress=progress)
+                else:
+                    kept, rep = run_dedup(table, cfg, progress=progress)
             rep = rep.model_copy(update={"input": vrep.ledger})
 
             def kept_writer(f: Any) -> None:
@@ -286,7 +316,8 @@ def dedup(
 @handle_errors
 def audit(
     reference: Annotated[list[str], typer.Option("--reference", "-r", help="Reference (training) JSONL: files, "
-                                                 "directories or globs; several may follow the option.")],
+                                                 "directories or globs; or a published version (name@vN: all its "
+                                                 "splits, read from the registry); several may follow the option.")],
     candidate: Annotated[list[str], typer.Option("--candidate", "-c", help="Candidate (test) JSONL to check; "
                                                  "several may follow the option.")],
     threshold: ThresholdOpt = None,
@@ -308,6 +339,7 @@ def audit(
                                                "or if there are no candidates.")] = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
+    home: HomeOpt = None,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
 ) -> None:
@@ -335,12 +367,19 @@ def audit(
     cfg = AuditConfig(near=_dedup_config(threshold, num_perm, ngram), overlap_n=overlap_n,
                       ngram_counts_as_leak=ngram_leak, leak_rules=names,  # type: ignore[arg-type]
                       code=CodeMatchConfig(threshold=code_threshold, min_tokens=code_min_tokens))
+    from swcdata.registry.reference import is_version_ref
+
+    versions = [r for r in reference if is_version_ref(r)]
+    files = [r for r in reference if not is_version_ref(r)]
     with ExitStack() as stack:
+        ref_ledger = None
         if choose(engine) == "ray":
             from swcdata.cli.inputs import load_records_on_ray
             from swcdata.engine.audit import audit_on_ray
 
-            ref_valid = load_records_on_ray(stack, reference, ray_address, json_out=json_out, label="reference",
+            if versions:
+                raise ConfigError(["--reference: a version is read on the local engine only (drop --engine ray)"])
+            ref_valid = load_records_on_ray(stack, files, ray_address, json_out=json_out, label="reference",
                                             outputs=[("--report", report)])
             ref_ledger = ref_valid.report.ledger
             cand_table, cand_v, _ = load_records(candidate, json_out=json_out, label="candidate",
@@ -348,14 +387,21 @@ def audit(
             with status("auditing on Ray", json_out):
                 rep = audit_on_ray(ref_valid.records, cand_table, cfg)
         else:
-            ref_table, ref_v, _ = load_records(reference, json_out=json_out, label="reference",
-                                                outputs=[("--report", report)])
-            ref_ledger = ref_v.ledger
+            parts, known = [], None
+            if files:
+                ref_table, ref_v, _ = load_records(files, json_out=json_out, label="reference",
+                                                    outputs=[("--report", report)])
+                parts.append(ref_table)
+                ref_ledger = ref_v.ledger
+            if versions:
+                known = _version_parts(versions, home, parts, json_out)
+            ref_table = _concat(parts)
             cand_table, cand_v, _ = load_records(candidate, json_out=json_out, label="candidate",
                                                   outputs=[("--report", report)])
             with signing_progress(show_progress(json_out)) as progress:
-                rep = run_audit(ref_table, cand_table, cfg, progress=progress)
-    rep = rep.model_copy(update={"reference_input": ref_ledger, "candidate_input": cand_v.ledger})
+                rep = run_audit(ref_table, cand_table, cfg, progress=progress, known=known)
+    rep = rep.model_copy(update={"reference_input": ref_ledger, "candidate_input": cand_v.ledger,
+                                 "reference_versions": [_version_name(v, home) for v in versions]})
     if report:
         write_report(report, rep)
     if json_out:
@@ -373,6 +419,36 @@ def audit(
             raise typer.Exit(1)
 
 
+
+
+def _version_parts(versions: list[str], home: Path | None, parts: list[Any], json_out: bool) -> Any:
+    """The records of each version (verified, from the registry) appended to `parts`; the signature index of the
+    last one that has one (its signatures are taken where its parameters are the audit's)."""
+    from swcdata.registry.reference import version_records
+    from swcdata.registry.store import Registry
+
+    registry, known = Registry(home), None
+    for v in versions:
+        with status(f"reading {v}", json_out):
+            table, name = version_records(registry, v)
+            parts.append(table)
+            known = registry.signature_index(name) or known
+    return known
+
+
+def _concat(parts: list[Any]) -> Any:
+    import pyarrow as pa
+
+    from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
+
+    return pa.concat_tables([p.select(list(RECORD_COLUMNS)).cast(RECORD_SCHEMA) for p in parts]) if parts \
+        else RECORD_SCHEMA.empty_table()
+
+
+def _version_name(ref: str, home: Path | None) -> str:
+    from swcdata.registry.store import Registry
+
+    return Registry(home).resolve(ref).ref
 
 
 def register(app: typer.Typer) -> None:

@@ -101,6 +101,10 @@ def render_dedup(report: DedupReport, console: Console, *, max_clusters: int = 1
                   f"{report.split_off:,} split off their chain (< {report.config.member_floor():g} like its kept "
                   "record); "
                   f"{report.timings.get('total', 0):.2f} s ({report.records_per_second:,.0f} records/s)")
+    if report.against is not None:
+        a = report.against
+        console.print(f"against [bold]{escape(a.version)}[/] ({a.records:,} records): {a.exact:,} exact and "
+                      f"{a.near:,} near duplicates of its records removed; {escape(a.note)}")
 
 
 def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -> None:
@@ -120,6 +124,8 @@ def render_audit(report: AuditReport, console: Console, *, max_rows: int = 15) -
                             ("contamination rate", Text(f"{s.contamination_rate:.1%}", style=style)),
                             (f"{report.config.overlap_n}-gram overlap rate", f"{s.ngram_overlap_rate:.1%}")],
                            "Contamination audit", justify="right"))
+    if report.reference_versions:
+        console.print(f"reference versions: {escape(', '.join(report.reference_versions))} (read from the registry)")
     console.print()
     leaks = report.leaked
     if leaks:
@@ -220,6 +226,11 @@ def render_build(result: BuildResult, console: Console) -> None:
                        f"{s['ngram_only']:,}", f"{s.get('label_conflicts', 0):,}")
         console.print(ct)
         console.print()
+    if result.index is not None:
+        ix = result.index
+        where = f" from {ix['reused_from']}" if ix.get("reused_from") else ""
+        console.print(f"signature index: {ix['records']:,} records; {ix['reused']:,} signatures reused{where}, "
+                      f"{ix['signed']:,} signed" + (f" ({escape(ix['note'])})" if ix.get("note") else ""))
     if result.created:
         console.print(f"[green]published[/] [bold]{result.ref}[/] (content hash {result.content_hash[:12]})")
     else:

@@ -28,11 +28,12 @@ import numpy as np
 import pyarrow as pa
 
 from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
-from swcdata.engine.blocks import ORDER, mapped, materialized, raised_as_locally
-from swcdata.registry.build import PublishedNames, Steps, renamed_sources
+from swcdata.engine.blocks import ORDER, SIG, broadcast, mapped, materialized, raised_as_locally, sig_column, sig_matrix
+from swcdata.registry.build import PublishedNames, Steps, renamed_sources, unknown_rows
 from swcdata.registry.content import shards_of
 from swcdata.registry.shards import Shard, Written, shard_count, summary, write_metadata, write_shard
-from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig
+from swcdata.similarity.sigindex import SignatureIndex, key_array, keys_of
+from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig, Signed, signed
 from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
 
@@ -49,6 +50,18 @@ def _renamed(batch: pa.Table, names: dict[str, str]) -> pa.Table:
 
 
 ShardHook = Callable[[str, int], None]  # called in the task with (split, shard index) before it writes
+
+
+SIGNED = pa.schema([("tkey", pa.binary(16)), ("sig", SIG)])  # (a signature of a build's signature index)
+
+
+def _unsigned(batch: pa.Table, cfg: DedupConfig, index: Any, known: Any) -> pa.Table:
+    """The signatures of the batch's records whose texts the broadcast `index` lacks (one per distinct text; from
+    the broadcast `known` where it holds them, else signed), as SIGNED rows."""
+    table = batch.select(["instruction", "response"])
+    done = signed(table, cfg, unknown_rows(broadcast(index), table),
+                  known=broadcast(known) if known is not None else None)
+    return pa.Table.from_arrays([key_array(done.keys), sig_column(done.sig)], schema=SIGNED)
 
 
 def _write_piece(folder: str, split: str, index: int, count: int, hook: ShardHook | None, *blocks: pa.Table
@@ -108,15 +121,45 @@ class RaySteps(Steps):
         renamed = mapped(valid.records, _renamed, None, names={str(f): names(str(f)) for f in files})
         return renamed, valid.report, valid.quarantined
 
-    def dedup(self, records: Any, cfg: DedupConfig) -> tuple[Any, Any]:
+    def dedup(self, records: Any, cfg: DedupConfig, known: SignatureIndex | None = None) -> tuple[Any, Any]:
         from swcdata.engine.dedup import dedup_on_ray
 
-        result = dedup_on_ray(records, cfg)
+        result = dedup_on_ray(records, cfg, known=known)
         # (the version lists the removed records in its removed/duplicates.parquet, which the registry writes here:
         # gathered, a narrow row per removed record)
         result.report._removed = self._table(result.removed, REMOVED_SCHEMA)
         result.report._clusters = self._table(result.clusters, CLUSTERS_SCHEMA)
+        if result.signed is not None:  # (the signatures of the version's index, gathered: 4 * num_perm bytes each)
+            result.report._signed = self._signed(result.signed, cfg.num_perm, known)
+            result.report.reused_signatures = result.report._signed.reused
         return result.kept, result.report
+
+    def index(self, signed: Any, splits: dict[str, Any], cfg: DedupConfig,
+              known: SignatureIndex | None = None) -> tuple[SignatureIndex, int, int]:
+        """The local runner's index: the final splits' records that the dedup did not sign are signed on the
+        workers (a map over each split, the index and `known` broadcast)."""
+        params = cfg.index_params()
+        index = signed.index(params) if signed is not None else SignatureIndex.empty(params)
+        sign_cfg = cfg.model_copy(update={"workers": 1})
+        extra = reused = 0
+        for ds in splits.values():
+            rows = mapped(ds, _unsigned, None, cfg=sign_cfg, index=self.ray.put(index),
+                          known=self.ray.put(known) if known is not None and len(known) else None)
+            more = self._signed(rows, cfg.num_perm, known)
+            index, extra, reused = index.merged(more.keys, more.sig), extra + len(more.keys) - more.reused, \
+                reused + more.reused
+        return index, extra, reused
+
+    def _signed(self, ds: Any, num_perm: int, known: SignatureIndex | None) -> Signed:
+        """Signature rows (tkey, sig) of a Ray Dataset, gathered, with how many of them `known` holds."""
+        rows = self._table(ds, SIGNED)
+        keys, sig = keys_of(rows.column("tkey")), sig_matrix(rows.column("sig"), num_perm)
+        _, first = np.unique(keys, axis=0, return_index=True)  # (a text in two blocks: once)
+        if len(first) < len(keys):
+            first.sort()
+            keys, sig = keys[first], sig[first]
+        reused = int((known.find(keys) >= 0).sum()) if known is not None else 0
+        return Signed(sig, keys, reused)
 
     def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None) -> tuple[dict[str, Any], Any]:
         from swcdata.engine.split import split_on_ray
@@ -137,15 +180,15 @@ class RaySteps(Steps):
     def sizes(self, splits: dict[str, Any]) -> dict[str, int]:
         return {name: ds.count() for name, ds in splits.items()}
 
-    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig) -> AuditSummary:
+    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig, known: Any = None) -> AuditSummary:
         """`audit_on_ray` of the candidate split (gathered here) against the reference split (on the cluster,
         numbered in its order: an augmented split's variants share their record's `_order`)."""
         from swcdata.engine.audit import audit_on_ray
 
         return audit_on_ray(indexed(self.ray, reference), self._table(candidate, RECORD_SCHEMA), cfg).summary
 
-    def publish(self, registry: Registry, name: str, splits: dict[str, Any],
-                fields: dict[str, Any]) -> tuple[Manifest, bool]:
+    def publish(self, registry: Registry, name: str, splits: dict[str, Any], fields: dict[str, Any],
+                extra_files: dict[str, Callable[[Path], None]] | None = None) -> tuple[Manifest, bool]:
         """The version written by the workers, a task per shard (see the module's docstring)."""
         ray = self.ray
         # (the engine's own columns, `_order` and `_sub`, are not the version's)
@@ -167,7 +210,7 @@ class RaySteps(Steps):
             write_metadata(folder, {split: shard_count(n) for split, n in rows.items()}, written.content_hash)
             return written
 
-        return registry.publish_written(name, schemas, write, fields)
+        return registry.publish_written(name, schemas, write, fields, extra_files)
 
     def _table(self, ds: Any, schema: pa.Schema) -> pa.Table:
         tables = [t.select(schema.names) for t in self.ray.get(ds.to_arrow_refs()) if t.num_rows]

@@ -122,6 +122,7 @@ from swcdata.engine.components import (
     verified_on_driver,
 )
 from swcdata.similarity import minhash
+from swcdata.similarity.sigindex import key_array as key_column
 from swcdata.steps.dedup import (
     CLUSTERS_SCHEMA,
     LARGEST_CLUSTERS,
@@ -131,7 +132,7 @@ from swcdata.steps.dedup import (
     DedupReport,
     _representatives,
     report_lists,
-    table_signatures,
+    signed,
 )
 
 __all__ = ["COMPONENTS_BOUND", "ORDER", "ROWS_PER_BLOCK", "SHUFFLE", "SIG_BROADCAST_BOUND", "RayClusters",
@@ -147,6 +148,7 @@ class RayDedup(NamedTuple):
     removed: Any
     clusters: Any
     report: DedupReport
+    signed: Any = None  # (the signature rows of the unique records: key, sig, tkey...; None without near dedup)
 
 
 SIG_BROADCAST_BOUND = 2 << 30
@@ -162,7 +164,8 @@ partitions than `task_rows` asks for (and at least `rows_per_block`)."""
 # Rows of the verification joins: a signature row (key = a record, klen, sig), a pair row (key = one end, other =
 # the other end, with the other end's klen once attached) or a head row (key = a pair's head, osig = its signature).
 JOIN = pa.schema([("key", pa.int64()), ("other", pa.int64()), ("klen", pa.int64()), ("oklen", pa.int64()),
-                  ("sig", SIG), ("osig", SIG), ("_p", pa.int64())])
+                  ("sig", SIG), ("osig", SIG), ("_p", pa.int64()), ("tkey", pa.binary(16))])
+# (tkey: a signature row's text key, `sigindex.text_keys`: the rows of a build's signature index)
 
 
 CHECKED = pa.schema([("a", pa.int64()), ("b", pa.int64()), ("a_klen", pa.int64()), ("b_klen", pa.int64()),
@@ -229,18 +232,21 @@ def _duplicates(batch: pa.Table) -> pa.Table:
     return pa.table({ORDER: pa.array(order[order != ints(batch, "_exact")], pa.int64())})
 
 
-def _sign(batch: pa.Table, cfg: DedupConfig, parts: int, duplicates: Any) -> pa.Table:
-    """MinHash signatures (`table_signatures`, the local function) of the batch's exact representatives (the
-    records not in `duplicates`: sorted `_order`s, broadcast), as signature rows of the verification joins;
-    records without shingles are left out (they never match)."""
+def _sign(batch: pa.Table, cfg: DedupConfig, parts: int, duplicates: Any, known: Any = None) -> pa.Table:
+    """MinHash signatures (`signed`, the local function: those of the texts the broadcast signature index `known`
+    holds are taken from it) of the batch's exact representatives (the records not in `duplicates`: sorted
+    `_order`s, broadcast), as signature rows of the verification joins, with their text keys; records without
+    shingles are left out (they never match)."""
     _, dup = lookup_sorted(broadcast(duplicates), ints(batch, ORDER))
     uniq = batch.filter(bools(~dup)) if dup.any() else batch
     if uniq.num_rows == 0:
         return JOIN.empty_table()
-    sig = table_signatures(uniq.select(["instruction", "response"]), cfg)
-    valid = (sig != minhash.EMPTY).any(axis=1)
+    done = signed(uniq.select(["instruction", "response"]), cfg, known=broadcast(known) if known is not None else None)
+    valid = (done.sig != minhash.EMPTY).any(axis=1)
     order, klen = ints(uniq, ORDER)[valid], _klen(uniq, cfg.keep)[valid]
-    return table_of(JOIN, len(order), key=order, klen=klen, sig=sig_column(sig[valid]), _p=partition_of(order, parts))
+    tkey = key_column(done.keys[valid])
+    return table_of(JOIN, len(order), key=order, klen=klen, sig=sig_column(done.sig[valid]),
+                    _p=partition_of(order, parts), tkey=tkey)
 
 
 def _band_rows(batch: pa.Table, bandings: list[tuple[int, int]], num_perm: int, parts: int) -> pa.Table:
@@ -503,7 +509,7 @@ def _span(batch: pa.Table) -> pa.Table:
 
 def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: int = ROWS_PER_BLOCK,
                  components_bound: int = COMPONENTS_BOUND, sig_broadcast_bound: int = SIG_BROADCAST_BOUND,
-                 shuffle_strategy: str | None = SHUFFLE) -> RayDedup:
+                 shuffle_strategy: str | None = SHUFFLE, known: Any = None) -> RayDedup:
     """Remove exact and near duplicates from a Ray Dataset of valid records with an `_order` column, with the
     local `dedup`'s results: the kept records (a Ray Dataset in `_order` order, the input's columns), the removed
     records and the clusters (the local report's tables, equal), and a report whose ledger, clusters, largest
@@ -518,14 +524,16 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     `shuffle_strategy`: the Ray Data shuffle the groupbys run on (a `ray.data.context.ShuffleStrategy` value; None:
     the input's). The default is the task-based sort shuffle: Ray's hash shuffles start pools of aggregator
     actors for every groupby, which on a small cluster cost seconds a stage and can wait on one another for
-    resources forever. It is set on this run's own copy of the context, never on the caller's."""
+    resources forever. It is set on this run's own copy of the context, never on the caller's.
+    `known`: a signature index of the config's parameters (`sigindex.SignatureIndex`, a build's parent version's),
+    broadcast to the signing tasks: the texts it holds are not signed again."""
     from swcdata.engine import require_ray
 
     ray = require_ray()
     cfg = config or DedupConfig()
     c = cluster_on_ray(ray, ds, cfg, rows_per_block=rows_per_block, components_bound=components_bound,
                        sig_broadcast_bound=sig_broadcast_bound, member_floor=cfg.member_floor(),
-                       shuffle_strategy=shuffle_strategy)
+                       shuffle_strategy=shuffle_strategy, known=known)
     t = time.perf_counter()
     per_task = task_rows(c.records, rows_per_block, cluster_cpus(ray))
     parts = partition_count(c.records, per_task)
@@ -561,7 +569,7 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     kept = mapped(ds, without_orders, batch_rows(per_task), removed=ray.put(gone)) if n else ds
     if not c.in_order and n:
         kept = sorted_on(kept, ORDER, shuffle_strategy)
-    return RayDedup(kept, mapped(removed, _without_order), clusters, report)
+    return RayDedup(kept, mapped(removed, _without_order), clusters, report, c.signed)
 
 
 NO_LOSSES: tuple[I64, I64] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -583,6 +591,7 @@ class RayClusters(NamedTuple):
     timings: dict[str, float]
     started: float
     lost: tuple[I64, I64] = NO_LOSSES  # (the sorted kept records that lost members to the guard, how many)
+    signed: Any = None  # (the materialized signature rows of the unique records, JOIN: key, klen, sig, tkey)
 
     @property
     def split_off(self) -> int:
@@ -594,11 +603,11 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
                    verify_threshold: float | None = None, extra_bandings: list[tuple[int, int]] | None = None,
                    rows_per_block: int = ROWS_PER_BLOCK, components_bound: int = COMPONENTS_BOUND,
                    sig_broadcast_bound: int = SIG_BROADCAST_BOUND, member_floor: float | None = None,
-                   shuffle_strategy: str | None = SHUFFLE) -> RayClusters:
+                   shuffle_strategy: str | None = SHUFFLE, known: Any = None) -> RayClusters:
     """The local `cluster` on Ray: exact groups by id, then the connected components of the verified near
     duplicate pairs among one record per exact group, each cluster's kept record by the keep rule. `all_pairs`,
     `verify_threshold`, `extra_bandings` and `member_floor` are the local function's (the split's grouping uses
-    the first three; dedup the guard against chains)."""
+    the first three; dedup the guard against chains), and so is `known` (a signature index, broadcast)."""
     if rows_per_block < 1:
         raise ValueError("rows_per_block must be at least 1")
     t0 = time.perf_counter()
@@ -628,10 +637,13 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     n_candidates = n_verified = 0
     lost = NO_LOSSES
     node_table: Any = None  # a NodeTable on the driver, or a Ray Dataset of NODES rows
+    signed: Any = None
     if cfg.near and n > 1:
         t = time.perf_counter()
         signed = materialized(mapped(ds, _sign, batch_rows(per_task), cfg=sign_cfg, parts=parts,
-                                     duplicates=ray.put(duplicates)), shuffle_strategy)
+                                     duplicates=ray.put(duplicates),
+                                     known=ray.put(known) if known is not None and len(known) else None),
+                              shuffle_strategy)
         n_signed = signed.count()
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -682,6 +694,6 @@ def cluster_on_ray(ray: Any, ds: Any, cfg: DedupConfig, *, all_pairs: bool = Fal
     members = members.materialize()
     timings["members"] = time.perf_counter() - t
     return RayClusters(exact, members, n, bandings, n_candidates, n_verified, in_order, timings, t0,
-                       (lost[0], lost[1].astype(np.int64)))
+                       (lost[0], lost[1].astype(np.int64)), signed)
 
 

@@ -29,8 +29,9 @@ from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
 
 if TYPE_CHECKING:
-    from swcdata.registry.manifest import Manifest
+    from swcdata.registry.manifest import IndexEntry, Manifest
     from swcdata.registry.store import Registry
+    from swcdata.similarity.sigindex import SignatureIndex
     from swcdata.steps.audit import AuditConfig, AuditSummary
 
 DEFAULT_CONFIG = Path("swcdata.toml")
@@ -232,6 +233,9 @@ class BuildResult(BaseModel):
     counts: dict[str, dict[str, int]]
     contamination: dict[str, dict[str, Any]]
     findings: dict[str, int] = Field(description="Validation findings per rule.")
+    index: dict[str, Any] | None = Field(None, description="The version's signature index, as its manifest records "
+                                         "it (records, params, reused, signed, reused_from, note); None without "
+                                         "near-duplicate detection.")
     timings: dict[str, float]
 
 
@@ -345,10 +349,29 @@ class Steps:
         table, vrep, quarantined = load_valid([str(f) for f in files], cfg)
         return names.table(table), vrep, quarantined
 
-    def dedup(self, records: Any, cfg: DedupConfig) -> tuple[Any, Any]:
+    def dedup(self, records: Any, cfg: DedupConfig, known: SignatureIndex | None = None) -> tuple[Any, Any]:
+        """The dedup step; `known`: the parent version's signature index (the texts it holds are not signed)."""
         from swcdata.steps.dedup import dedup
 
-        return dedup(records, cfg)
+        return dedup(records, cfg, known=known)
+
+    def index(self, signed: Any, splits: dict[str, Any], cfg: DedupConfig,
+              known: SignatureIndex | None = None) -> tuple[SignatureIndex, int, int]:
+        """The version's signature index: the dedup's signatures (its report's `signed`) and those of the final
+        splits' records that the dedup did not sign (augmented variants, the holdout), taken from `known` (the
+        parent's index) or signed here. Returns the index and, of the signatures added to the dedup's, how many
+        were signed here and how many taken from `known`."""
+        from swcdata.similarity.sigindex import SignatureIndex
+        from swcdata.steps.dedup import signed as sign
+
+        params = cfg.index_params()
+        index = signed.index(params) if signed is not None else SignatureIndex.empty(params)
+        extra = reused = 0
+        for table in splits.values():
+            more = sign(table, cfg, unknown_rows(index, table), known=known)
+            index, extra, reused = index.merged(more.keys, more.sig), extra + len(more.keys) - more.reused, \
+                reused + more.reused
+        return index, extra, reused
 
     def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None) -> tuple[dict[str, Any], Any]:
         from swcdata.steps.split import split
@@ -368,16 +391,61 @@ class Steps:
         """Records per split."""
         return {name: t.num_rows for name, t in splits.items()}
 
-    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig) -> AuditSummary:
-        """The audit of one split (`candidate`) against another (`reference`), as `audit` reports it."""
+    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig,
+              known: SignatureIndex | None = None) -> AuditSummary:
+        """The audit of one split (`candidate`) against another (`reference`), as `audit` reports it; `known`: the
+        version's signature index (every record of the splits: none is signed again)."""
         from swcdata.steps.audit import audit
 
-        return audit(reference, candidate, cfg).summary
+        return audit(reference, candidate, cfg, known=known).summary
 
-    def publish(self, registry: Registry, name: str, splits: dict[str, Any],
-                fields: dict[str, Any]) -> tuple[Manifest, bool]:
-        """Publish the splits as the next version of `name` (`Registry.publish`)."""
-        return registry.publish(name, splits, fields)
+    def publish(self, registry: Registry, name: str, splits: dict[str, Any], fields: dict[str, Any],
+                extra_files: dict[str, Callable[[Path], None]] | None = None) -> tuple[Manifest, bool]:
+        """Publish the splits as the next version of `name` (`Registry.publish`), with `extra_files` beside them."""
+        return registry.publish(name, splits, fields, extra_files)
+
+
+def unknown_rows(index: SignatureIndex, table: pa.Table) -> Any:
+    """The rows of a record table whose texts the index lacks, one per distinct text, ascending."""
+    import numpy as np
+
+    from swcdata.similarity.sigindex import text_keys
+
+    keys = text_keys(table.column("instruction"), table.column("response"))
+    missing = np.flatnonzero(index.find(keys) < 0)
+    if not len(missing):
+        return missing
+    k = keys[missing]
+    order = np.lexsort((missing, k[:, 1], k[:, 0]))  # (the first row of each distinct text)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (k[order][1:] != k[order][:-1]).any(axis=1)
+    return np.sort(missing[order[first]])
+
+
+def parent_index(registry: Registry, name: str, cfg: DedupConfig) -> tuple[SignatureIndex | None, str | None, str]:
+    """The signature index a build of `name` reuses: its parent's (the latest version of `name`), when that index
+    was made with the config's parameters. Returns (index or None, the parent's ref or None, a note on what is
+    reused or why nothing is). A parent index that does not match its manifest is a DataError (tampering)."""
+    if not cfg.near:
+        return None, None, "no near-duplicate detection: no signatures"
+    existing = registry.versions(name) if name in registry.names() else []
+    if not existing:
+        return None, None, f"no earlier version of {name}: every record signed"
+    parent = existing[-1]
+    if parent.index is None:
+        return None, parent.ref, f"{parent.ref} has no signature index: every record signed"
+    from swcdata.similarity.sigindex import IndexParams
+
+    wanted = cfg.index_params()
+    try:
+        differences = IndexParams.model_validate(parent.index.params).differences(wanted)
+    except ValueError:
+        differences = ["parameters this swcdata does not read"]
+    if differences:
+        return None, parent.ref, (f"the signature index of {parent.ref} was made with other parameters ("
+                                  f"{'; '.join(differences)}): not reused, every record signed afresh")
+    index = registry.signature_index(parent)
+    return index, parent.ref, f"signatures of {parent.ref} reused"
 
 
 def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step: StepProgress | None = None,
@@ -429,7 +497,10 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     lap("validate")
 
     step("dedup")
-    kept, drep = runner.dedup(records, cfg.dedup)
+    registry = Registry(home)
+    known, parent_ref, index_note = parent_index(registry, cfg.name, cfg.dedup)
+    reusing = known is not None
+    kept, drep = runner.dedup(records, cfg.dedup, known)
     lap("dedup")
 
     step("split")
@@ -471,12 +542,27 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
 
     splits = runner.final(splits)
     sizes = runner.sizes(splits)
+    index: SignatureIndex | None = None
+    index_entry: IndexEntry | None = None
+    if cfg.dedup.near:
+        from swcdata.registry.manifest import INDEX_FILE, IndexEntry
+
+        step("index")
+        index, extra, extra_reused = runner.index(drep.signed, splits, cfg.dedup, known)
+        signed_n = len(drep.signed.keys) if drep.signed is not None else 0
+        reused = drep.reused_signatures + extra_reused
+        index_entry = IndexEntry(path=INDEX_FILE, records=len(index), params=index.params.model_dump(),
+                                 reused=reused, signed=signed_n - drep.reused_signatures + extra,
+                                 reused_from=parent_ref if reusing else None,
+                                 note=None if reusing else index_note)
+        lap("index")
+    del known
     step("audit")
     contamination: dict[str, dict[str, Any]] = {}
     acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
     for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
         if sizes.get(a) and sizes.get(b):
-            s = runner.audit(splits[a], splits[b], acfg_audit)
+            s = runner.audit(splits[a], splits[b], acfg_audit, index)
             contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "code": s.code,
                                              "code_pairs": s.code_pairs, "label_conflicts": s.label_conflicts,
                                              "ngram_only": s.ngram_only, "leaked": s.leaked,
@@ -530,14 +616,22 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
         "holdout_duplicates": [r.model_dump(mode="json") for r in srep.holdout_duplicates],
         "holdout_quarantined": _quarantined_json(holdout_quarantined, names),
     }
-    manifest, created = runner.publish(Registry(home), cfg.name, splits, {
+    extra_files: dict[str, Callable[[Path], None]] = {}
+    if index is not None and index_entry is not None:
+        from swcdata.similarity.sigindex import write_index
+
+        kept_index = index
+        extra_files[index_entry.path] = lambda path: write_index(kept_index, path)
+    manifest, created = runner.publish(registry, cfg.name, splits, {
         "steps": steps, "inputs": inputs, "ledger": ledger.model_dump() | {"contamination": contamination},
         "removed": removed, "seed": cfg.seed, "license": cfg.license,
-    })
+        **({"index": index_entry.model_dump()} if index_entry is not None else {}),
+    }, extra_files)
     lap("publish")
     return BuildResult(
         name=manifest.name, version=manifest.version, ref=f"{manifest.name}@v{manifest.version}",
         content_hash=manifest.content_hash, created=created, ledger=ledger,
         counts={split: dict(c.by_category) for split, c in manifest.counts.items()},
-        contamination=contamination, findings={r.rule: r.count for r in vrep.rules}, timings=timings,
+        contamination=contamination, findings={r.rule: r.count for r in vrep.rules},
+        index=manifest.index.model_dump() if manifest.index is not None else None, timings=timings,
     )

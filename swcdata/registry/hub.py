@@ -561,7 +561,7 @@ def stage(dd: datasets.DatasetDict | Mapping[str, Any], m: Manifest, folder: Pat
     card.write_text(render_card(m, split_bytes, download, repo_id, license), encoding="utf-8")
     manifest = folder / MANIFEST_PATH
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(m.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    manifest.write_text(m.to_json(), encoding="utf-8")
     extra = []
     if version_dir is not None:
         for rel in m.files:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 MANIFEST_FILE = "manifest.json"
 REMOVED_DIR = "removed"  # <version>/removed/<kind>.parquet: the per-record lists of the manifest's `removed`
+INDEX_FILE = "index/signatures.parquet"  # <version>/index/signatures.parquet: the version's signature index
 # 1: the first manifests (from 2026-12-01 with a manifest_digest; the earlier ones, without it, are refused);
 # 2: parent_digest (the chain), removed records in Parquet files instead of inline lists;
 # 3: the content hash over fixed shards of rows (format 2: `swcdata.registry.content`), each shard written on its own.
@@ -61,6 +62,22 @@ class SplitCounts(BaseModel):
     by_category: dict[str, int]
 
 
+class IndexEntry(BaseModel):
+    """Where a version's signature index is (`swcdata.similarity.sigindex`) and how it was made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(INDEX_FILE, description="The Parquet file, relative to the version folder (in `files`, so its "
+                      "sha256 is covered by the manifest's digest).")
+    records: int = Field(ge=0, description="Rows of the index: distinct record texts.")
+    params: dict[str, Any] = Field(description="The signatures' parameters (`sigindex.IndexParams`): seed, "
+                                   "num_perm, ngram, abstraction, token-stream version, key scheme, banding.")
+    reused: int = Field(ge=0, description="Signatures taken from the parent version's index instead of computed.")
+    signed: int = Field(ge=0, description="Signatures computed by this build.")
+    reused_from: str | None = Field(None, description="The version whose index gave the reused signatures.")
+    note: str | None = Field(None, description="Why no index was reused, where one was not.")
+
+
 class Manifest(BaseModel):
     """`manifest.json` of one published version: what it holds and exactly how it was made."""
 
@@ -90,6 +107,9 @@ class Manifest(BaseModel):
                                     "(quarantined, duplicates, ...). Schema version 2: {records, path, by_kind}, the "
                                     "records listed in the Parquet file `path` of the version (in `files`, so covered "
                                     "by the digest); schema version 1: the list of records itself.")
+    index: IndexEntry | None = Field(None, description="The version's signature index (MinHash signatures and LSH "
+                                     "band keys of every text its dedup signed and of every record it publishes), "
+                                     "when its build found near duplicates; None before indexes were written.")
     files: dict[str, str] = Field(default_factory=dict,
                                   description="sha256 of every data file of the version, by relative path.")
     _folder: Path | None = PrivateAttr(None)  # the folder it was read from (a moved manifest must not mislead)
@@ -110,13 +130,17 @@ class Manifest(BaseModel):
         fields = self.model_dump(mode="json", exclude={"manifest_digest"})
         # Fields added after the first manifests are left out at their 'absent' value (no license, no parent
         # digest; an input's role 'input'), so that the manifests written before them keep their digests.
-        for key in ("license", "parent_digest"):
+        for key in ("license", "parent_digest", "index"):
             if fields.get(key) is None:
                 fields.pop(key, None)
         for i in fields.get("inputs", []):
             if i.get("role") == "input":
                 del i["role"]
         return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+    def to_json(self) -> str:
+        """manifest.json's text. A version without a signature index has no `index` key, as before indexes."""
+        return self.model_dump_json(indent=2, exclude={"index"} if self.index is None else None) + "\n"
 
     @property
     def hash_format(self) -> int:

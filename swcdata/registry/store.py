@@ -82,6 +82,8 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
+    from swcdata.similarity.sigindex import SignatureIndex
+
 LOG_FILE = "log.jsonl"  # <home>/<name>/log.jsonl: one line per published version (see Registry._append_log)
 ROWS_PER_SHARD_V1 = 250_000  # rows per shard file of the versions of schema_version 1 and 2 (`_save_tables_v1`)
 LOCK_TIMEOUT_S = 600.0
@@ -454,6 +456,12 @@ class Registry:
             elif path not in m.files:
                 problems.append(f"{where}: removed.{kind}.path {path!r} is not in the manifest's files (its sha256 "
                                 "is not recorded)")
+        if m.index is not None:
+            if (why := unsafe_path(m.index.path, root)) is not None:
+                problems.append(f"{where}: index.path {m.index.path!r} {why}; not read")
+            elif m.index.path not in m.files:
+                problems.append(f"{where}: index.path {m.index.path!r} is not in the manifest's files (its sha256 is "
+                                "not recorded)")
         return problems
 
     def _log_checks(self, m: Manifest, folder: Path) -> tuple[list[str], list[str]]:
@@ -629,12 +637,15 @@ class Registry:
     # -- publishing -----------------------------------------------------------------------------
 
     def publish(self, name: str, splits: Mapping[str, pa.Table],
-                manifest_fields: Mapping[str, Any] | None = None) -> tuple[Manifest, bool]:
+                manifest_fields: Mapping[str, Any] | None = None,
+                extra_files: Mapping[str, Callable[[Path], None]] | None = None) -> tuple[Manifest, bool]:
         """Publish `splits` as the next version of `name`. Returns (manifest, created).
 
         When a version of `name` already holds the same content hash, step configs and license it is
         returned with created=False and nothing is written. `manifest_fields` carries what the caller
-        knows: parent, seed, license, steps, inputs, ledger, removed (parent defaults to the latest version)."""
+        knows: parent, seed, license, steps, inputs, ledger, removed, index (parent defaults to the latest
+        version). `extra_files`: files of the version beside its data (relative path -> a function that writes it
+        there: the signature index), written only when a new version is; their sha256 go in the manifest."""
         canon, hash_, counts = canonical(splits)
         fields, new_steps = self._checked_fields(name, manifest_fields, hash_, counts)
         data = [canon]  # (the canonical copy of the data: freed as soon as the version is written)
@@ -650,7 +661,8 @@ class Registry:
             return Written(hash_, counts, {})
 
         try:
-            return self._publish(name, fields, new_steps, same_content, write, written_first=False)
+            return self._publish(name, fields, new_steps, same_content, write, written_first=False,
+                                 extra_files=extra_files)
         finally:
             # its memory handed back to the system (Arrow's allocator keeps freed memory for reuse, and a process
             # that reads the version next would peak that much higher)
@@ -658,7 +670,8 @@ class Registry:
             _release_arrow_memory()
 
     def publish_written(self, name: str, schemas: Mapping[str, pa.Schema], write: Callable[[Path], Written],
-                        manifest_fields: Mapping[str, Any] | None = None) -> tuple[Manifest, bool]:
+                        manifest_fields: Mapping[str, Any] | None = None,
+                        extra_files: Mapping[str, Callable[[Path], None]] | None = None) -> tuple[Manifest, bool]:
         """Publish a version whose data files someone else writes: `write(folder)` writes every split's shards
         (`swcdata.registry.shards.write_shard`, on Ray workers: `swcdata.engine.build`) and their metadata into the
         version's temporary folder, under the registry lock, and returns the content hash, counts and shard file
@@ -671,7 +684,7 @@ class Registry:
         if not schemas or problems:
             raise DataError("cannot publish: " + ("; ".join(problems) or "no splits given"))
         fields, new_steps = self._checked_fields(name, manifest_fields, "0" * 64, {})
-        return self._publish(name, fields, new_steps, None, write, written_first=True)
+        return self._publish(name, fields, new_steps, None, write, written_first=True, extra_files=extra_files)
 
     def _checked_fields(self, name: str, manifest_fields: Mapping[str, Any] | None, hash_: str,
                         counts: Mapping[str, SplitCounts]) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
@@ -701,7 +714,8 @@ class Registry:
 
     def _publish(self, name: str, fields: dict[str, Any], new_steps: list[tuple[str, bytes]],
                  same_content: Callable[[Manifest], bool] | None, write: Callable[[Path], Written], *,
-                 written_first: bool) -> tuple[Manifest, bool]:
+                 written_first: bool, extra_files: Mapping[str, Callable[[Path], None]] | None = None
+                 ) -> tuple[Manifest, bool]:
         """Under the registry lock: find a version with the same content (`same_content`, or after `write` when
         `written_first`: the written hash), else write the next version (`write` into a temporary folder, then
         the manifest, the log line and the rename)."""
@@ -759,6 +773,9 @@ class Registry:
                     tmp = self._tmp_folder(folder, f"v{version}")
                     written = write(tmp)
                 assert written is not None
+                for rel, write_extra in (extra_files or {}).items():
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    write_extra(tmp / rel)
                 manifest = self._write_version(folder, tmp, name, version, written, fields, __version__, log_first)
                 tmp = None
                 return manifest, True
@@ -802,7 +819,7 @@ class Registry:
                             tool_version=tool_version, counts=written.counts, files=files,
                             **{**fields, "removed": removed})
         manifest.manifest_digest = manifest.compute_digest()
-        (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         _make_read_only(tmp)
         _fsync_tree(tmp)
         if final.exists() or final.is_symlink():  # cannot happen under the lock (numbers stay above every v<N>)
@@ -908,7 +925,7 @@ class Registry:
                         "refused", hint="the data matched its content hash: this file differs when another version "
                         f"of swcdata or `datasets` writes it (published with swcdata {m.tool_version})"
                         if rel.endswith(".arrow") else "the copy on the Hub is incomplete or altered: push it again")
-            (tmp / MANIFEST_FILE).write_text(m.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            (tmp / MANIFEST_FILE).write_text(m.to_json(), encoding="utf-8")
             _make_read_only(tmp)
             _fsync_tree(tmp)
             if final.exists() or final.is_symlink():  # cannot happen under the lock (checked by the caller)
@@ -1129,6 +1146,37 @@ class Registry:
         if (table.schema.metadata or {}).get(_REMOVED_META) == b"json":
             return [orjson.loads(t) for t in table.column("json").to_pylist()]
         return table.to_pylist()
+
+    def signature_index(self, ref: str | Manifest) -> SignatureIndex | None:
+        """A version's signature index (`swcdata.similarity.sigindex`), or None when it has none (published before
+        indexes, or by a build without near duplicates). Its manifest is checked first and the file's sha256 against
+        it: an index that does not match is a DataError, like any other change to a published version."""
+        from swcdata.similarity.sigindex import IndexParams, read_index
+
+        m = ref if isinstance(ref, Manifest) else self.resolve(ref)
+        if m.index is None:
+            return None
+        folder = self.path(m)
+        problems = self._manifest_problems(m, folder)
+        if problems:
+            raise DataError(f"{m.ref}: {problems[0]}", hint=f"run `swcdata verify {m.ref}`")
+        rel = m.index.path
+        actual = sha256_file(folder / rel) if (folder / rel).is_file() else None
+        if actual != m.files[rel]:
+            raise DataError(f"{m.ref}: its signature index {rel} does not match the version's manifest (modified "
+                            f"after publishing): expected sha256 {m.files[rel]}, actual {actual or 'missing'}",
+                            hint=f"run `swcdata verify {m.ref}`; restore the version from a copy")
+        try:
+            index = read_index(folder / rel)
+            params = IndexParams.model_validate(m.index.params)
+        except (ValueError, OSError) as e:
+            raise DataError(f"{m.ref}: cannot read its signature index {rel}: {e}",
+                            hint=f"run `swcdata verify {m.ref}`") from None
+        if index.params != params or len(index) != m.index.records:
+            raise DataError(f"{m.ref}: its signature index {rel} holds {len(index):,} rows made with "
+                            f"{index.params.model_dump()}, the manifest says {m.index.records:,} made with "
+                            f"{params.model_dump()}", hint=f"run `swcdata verify {m.ref}`")
+        return index
 
     # -- comparing and exporting ----------------------------------------------------------------
 

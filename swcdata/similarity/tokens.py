@@ -26,6 +26,11 @@ from swcdata.similarity import minhash
 from swcdata.solidity.lexer import _KEEP, _abstract_token, code_tokens
 from swcdata.solidity.spans import extract_code
 
+TOKEN_STREAM_VERSION = 1
+"""The version of the token stream and of the signatures made from it (`chunk_signatures`). A stored signature
+index (`swcdata.similarity.sigindex`) records it and is reused only by the same version: bump it with any change
+that alters a record's stream, its shingles or its signature."""
+
 _WORD = re.compile(r"\w+")
 # ASCII characters outside ``\\w`` -> space: the ``\\w+`` runs of ASCII text are then its split()
 _NON_WORD_TO_SPACE = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})

@@ -35,7 +35,8 @@ from swcdata.core.schema import BACKEND_DOC, Ledger, RecordRef, Source
 from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import CodeMatchConfig, CodePairs, code_pairs, record_code
-from swcdata.steps.dedup import DedupConfig, Progress, table_signatures
+from swcdata.similarity.sigindex import SignatureIndex
+from swcdata.steps.dedup import DedupConfig, Progress, signed
 
 _WORD = re.compile(r"\w+")
 
@@ -133,6 +134,8 @@ class AuditReport(BaseModel):
     backend: str = Field(description=BACKEND_DOC)
     reference_input: Ledger | None = Field(None, description="How the reference lines were read (set when audit "
                                            "read files).")
+    reference_versions: list[str] = Field(default_factory=list, description="Registry versions (name@vN) whose "
+                                          "records are part of the reference, read from their own data.")
     candidate_input: Ledger | None = Field(None, description="How the candidate lines were read: a quarantined "
                                            "candidate line was not checked.")
 
@@ -209,8 +212,11 @@ def _exact_longest(cand: npt.NDArray[np.uint64], rh: npt.NDArray[np.uint64], rre
     (candidate position, reference position) matches."""
     best, best_ref, best_start = 0, -1, 0
     prev: dict[int, int] = {}  # global reference n-gram index -> run length ending there
-    for k, h in enumerate(cand.tolist()):
-        lo, hi = np.searchsorted(rh_sorted, h, side="left"), np.searchsorted(rh_sorted, h, side="right")
+    # (all the searches at once, uint64 against uint64: a Python int searched one at a time made numpy cast the
+    # whole reference array to float64 on every call, 1 ms each)
+    los = np.searchsorted(rh_sorted, cand, side="left").tolist()
+    his = np.searchsorted(rh_sorted, cand, side="right").tolist()
+    for k, (lo, hi) in enumerate(zip(los, his, strict=True)):
         cur: dict[int, int] = {}
         for g in order[lo:hi].tolist():
             run = prev.get(g - 1, 0) + 1 if g > 0 and rrec[g - 1] == rrec[g] else 1
@@ -227,9 +233,10 @@ AUDIT_SENSITIVITY = 0.2
 
 
 def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None = None, *,
-          progress: Progress | None = None) -> AuditReport:
+          progress: Progress | None = None, known: SignatureIndex | None = None) -> AuditReport:
     """Match every candidate record against the reference set (exact, near, shared n-gram).
-    `progress` follows the signing of both sets' records."""
+    `progress` follows the signing of both sets' records; `known`: a signature index of the near rule's
+    parameters (a reference version's) whose signatures are taken instead of signing."""
     cfg = config or AuditConfig()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -251,7 +258,8 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         t = time.perf_counter()
         both = pa.concat_tables([reference.select(["instruction", "response"]),
                                  candidate.select(["instruction", "response"])])
-        sig = table_signatures(both, cfg.near, progress=progress)
+        usable = known is not None and not known.params.differences(cfg.near.index_params())
+        sig = signed(both, cfg.near, known=known if usable else None, progress=progress).sig
         timings["minhash"] = time.perf_counter() - t
         t = time.perf_counter()
         # Recall first (a missed match is a leak called clean): every pair of a bucket, not its star

@@ -38,6 +38,7 @@ from swcdata.core.records import SOURCE_TYPE
 from swcdata.core.schema import BACKEND_DOC, Ledger, RecordRef
 from swcdata.core.workers import process_pool, usable_cpus
 from swcdata.similarity import minhash
+from swcdata.similarity.sigindex import IndexParams, Keys, SignatureIndex, text_keys
 from swcdata.similarity.tokens import Job, Packed, chunk_signatures
 
 
@@ -82,6 +83,13 @@ class DedupConfig(BaseModel):
         if self.bands is not None:
             return self.bands, self.num_perm // self.bands
         return minhash.lsh_params(self.threshold, self.num_perm)
+
+    def index_params(self) -> IndexParams:
+        """The parameters of the signatures this config makes (a signature index's, `sigindex.IndexParams`)."""
+        bands, rows = self.lsh()
+        return IndexParams(num_perm=self.num_perm, ngram=self.ngram, seed=self.seed,
+                           abstract_identifiers=self.abstract_identifiers, abstract_literals=self.abstract_literals,
+                           bands=bands, rows=rows)
 
 
 _STEP = 4096  # records per worker job
@@ -173,6 +181,43 @@ def table_signatures(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int
     return _signatures(len(sel), fields, cfg, progress)
 
 
+@dataclass(slots=True)
+class Signed:
+    """Signatures of some records of a table (`signed`): `sig` (n, num_perm), the records' `keys`
+    (`sigindex.text_keys`), and how many of them an index gave (`reused`) instead of signing."""
+
+    sig: minhash.U32
+    keys: Keys
+    reused: int
+
+    def index(self, params: IndexParams) -> SignatureIndex:
+        return SignatureIndex.of(params, self.keys, self.sig)
+
+
+def signed(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None = None, *,
+           known: SignatureIndex | None = None, progress: Progress | None = None) -> Signed:
+    """`table_signatures` of the rows, with their keys: the rows whose texts `known` holds take its signatures (its
+    parameters must be the config's: `IndexParams.differences`), the others are signed."""
+    keys = text_keys(table.column("instruction"), table.column("response"))
+    if rows is not None:
+        keys = keys[rows]
+    if known is None or not len(known):
+        return Signed(table_signatures(table, cfg, rows, progress), keys, 0)
+    if known.params.differences(cfg.index_params()):
+        raise ValueError("the index's signatures are not this config's: "
+                         + "; ".join(known.params.differences(cfg.index_params())))
+    pos = known.find(keys)
+    hit = pos >= 0
+    sig = np.empty((len(keys), cfg.num_perm), dtype=np.uint32)
+    sig[hit] = known.sig[pos[hit]]
+    miss = np.flatnonzero(~hit)
+    if len(miss):
+        sig[miss] = table_signatures(table, cfg, miss if rows is None else rows[miss], progress)
+    elif progress is not None:
+        progress(0, 0)
+    return Signed(sig, keys, int(hit.sum()))
+
+
 def _pack(col: pa.ChunkedArray | pa.Array) -> Packed:
     """A string column's values as `tokens.Packed` (offsets from 0, and only the bytes they span)."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -214,9 +259,12 @@ LARGEST_CLUSTERS = 20  # clusters a report's JSON names (the clusters table hold
 # The per-record lists of a dedup, as Arrow tables (`DedupReport.removed_table`, `clusters_table`) and as the
 # Parquet files beside a report: one row per removed record, one row per cluster of more than one record.
 REF_TYPE = pa.struct([pa.field("id", pa.string()), pa.field("source", SOURCE_TYPE)])
+# duplicate_of: the record a removed record duplicates; `version` names the published version that holds it
+# (`dedup --against name@vN`), null when it is one of the input records
+DUPLICATE_OF_TYPE = pa.struct([*REF_TYPE, pa.field("version", pa.string())])
 REMOVED_SCHEMA = pa.schema([
     pa.field("id", pa.string()), pa.field("source", SOURCE_TYPE), pa.field("kind", pa.string()),
-    pa.field("similarity", pa.float64()), pa.field("duplicate_of", REF_TYPE), pa.field("cluster", pa.int64()),
+    pa.field("similarity", pa.float64()), pa.field("duplicate_of", DUPLICATE_OF_TYPE), pa.field("cluster", pa.int64()),
 ])
 CLUSTERS_SCHEMA = pa.schema([
     pa.field("cluster", pa.int64()), pa.field("representative", REF_TYPE), pa.field("size", pa.int64()),
@@ -235,7 +283,9 @@ class DedupLists(BaseModel):
 
     removed: str | None = Field(None, description="Parquet file of the removed records, relative to the report's "
                                 "folder: one row per removed record (id, source {file, line}, kind exact|near, "
-                                "similarity, duplicate_of {id, source}: the kept record of its cluster, cluster), in "
+                                "similarity, duplicate_of {id, source, version}: the kept record of its cluster, or "
+                                "with --against the version's record (version: name@vN; null for an input record), "
+                                "cluster: null for a duplicate of a version's record), in "
                                 "input order; null when not written. similarity: 1.0 for exact duplicates, else the "
                                 "estimated Jaccard with the kept record (a cluster is a chain of pairs at or above "
                                 "the threshold, so a member can be below it, down to member_threshold).")
@@ -244,6 +294,20 @@ class DedupLists(BaseModel):
                                  "size, exact, near, min_similarity, categories, split_off), in the input order of "
                                  "their kept records; null when not written.")
     note: str = Field(NOT_WRITTEN, description="Where the lists are, in words.")
+
+
+class AgainstSummary(BaseModel):
+    """`dedup --against REF`: the input records removed as duplicates of a published version's records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(description="The version, name@vN.")
+    records: int = Field(description="Its records (every split).")
+    exact: int = Field(description="Input records removed as exact duplicates of one of its records.")
+    near: int = Field(description="Input records removed as near duplicates of one of its records.")
+    reused_signatures: int = Field(description="Its records' signatures read from its signature index.")
+    signed: int = Field(description="Its records signed from its data (not in its index, or no usable index).")
+    note: str = Field(description="Where its signatures came from, in words.")
 
 
 class DedupLedger(BaseModel):
@@ -277,6 +341,8 @@ class DedupReport(BaseModel):
     category_conflicts: int = Field(description="Clusters whose members carry different categories.")
     candidate_pairs: int
     verified_pairs: int
+    reused_signatures: int = Field(0, description="Of the unique records' signatures, those taken from a signature "
+                                   "index (a build's parent version) instead of being computed.")
     split_off: int = Field(0, description="Unique records split off the cluster of their chain by the guard "
                            "(`member_threshold`): less like its kept record than the floor, they form clusters of "
                            "their own (of each cluster, its far members together), guarded in turn.")
@@ -284,9 +350,18 @@ class DedupReport(BaseModel):
     records_per_second: float
     backend: str = Field(description=BACKEND_DOC)
     lists: DedupLists = Field(default_factory=DedupLists, description="Where the per-record lists went.")
+    against: AgainstSummary | None = Field(None, description="With --against: what the input lost to the version's "
+                                           "records (counted in the ledger's duplicates too).")
 
     _removed: pa.Table | None = PrivateAttr(None)
     _clusters: pa.Table | None = PrivateAttr(None)
+    _signed: Signed | None = PrivateAttr(None)  # (the unique records' signatures: a build's signature index)
+
+    @property
+    def signed(self) -> Signed | None:
+        """The signatures of the unique records (none when nothing was signed: exact dedup, one record, a report
+        read back from JSON)."""
+        return self._signed
 
     @property
     def removed_table(self) -> pa.Table:
@@ -378,6 +453,7 @@ class Clustering:
     verified_pairs: int
     timings: dict[str, float]
     lost: npt.NDArray[np.int64] | None = None  # per record: the unique records its cluster lost to the guard
+    signed: Signed | None = None  # the unique records' signatures (none without near duplicates)
 
     @property
     def split_off(self) -> int:
@@ -387,7 +463,7 @@ class Clustering:
 
 def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verify_threshold: float | None = None,
             extra_bandings: Sequence[tuple[int, int]] = (), member_floor: float | None = None,
-            progress: Progress | None = None) -> Clustering:
+            progress: Progress | None = None, known: SignatureIndex | None = None) -> Clustering:
     """Exact groups by id, then connected components of verified near-duplicate pairs among one
     representative per exact group; with a `member_floor`, guarded against chains (`guarded`: the dedup's
     `member_threshold`; a split's groups are whole components, every pair in one group).
@@ -395,7 +471,8 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
     For leak-free splitting the clusters must contain every pair that a later audit could find:
     `all_pairs` verifies every pair inside each LSH bucket (not only those with the bucket's first
     member), `verify_threshold` verifies below the audit's threshold (a margin for estimation
-    error), and `extra_bandings` adds more sensitive (bands, rows) bucketings to the config's own."""
+    error), and `extra_bandings` adds more sensitive (bands, rows) bucketings to the config's own. `known`: a
+    signature index whose signatures are taken instead of signing (`signed`)."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     n = table.num_rows
@@ -416,9 +493,11 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
     sim_to_rep = np.ones(n)
     n_candidates = n_verified = 0
     lost = np.zeros(n, dtype=np.int64)
+    done: Signed | None = None
     if cfg.near and len(uniq) > 1:
         t = time.perf_counter()
-        sig = table_signatures(table, cfg, None if len(uniq) == n else uniq, progress)
+        done = signed(table, cfg, None if len(uniq) == n else uniq, known=known, progress=progress)
+        sig = done.sig
         timings["minhash"] = time.perf_counter() - t  # token streams, shingles and signatures
         t = time.perf_counter()
         pairs = minhash.candidate_pairs(sig, bands, rows, all_pairs=all_pairs)
@@ -436,18 +515,19 @@ def cluster(table: pa.Table, cfg: DedupConfig, *, all_pairs: bool = False, verif
         final = final[exact_rep]  # exact duplicates follow their exact representative
         sim_to_rep[uniq] = sims
         timings["lsh"] = time.perf_counter() - t
-    return Clustering(exact_rep, final, sim_to_rep, bands, rows, n_candidates, n_verified, timings, lost)
+    return Clustering(exact_rep, final, sim_to_rep, bands, rows, n_candidates, n_verified, timings, lost, done)
 
 
-def dedup(table: pa.Table, config: DedupConfig | None = None, *,
-          progress: Progress | None = None) -> tuple[pa.Table, DedupReport]:
+def dedup(table: pa.Table, config: DedupConfig | None = None, *, progress: Progress | None = None,
+          known: SignatureIndex | None = None) -> tuple[pa.Table, DedupReport]:
     """Remove exact and near duplicates from a record table. Returns the kept records (input order)
     and a report whose `removed_table` names, for every removed record, the kept record it duplicates
-    (`clusters_table`: every cluster). `progress`
-    follows the signing of the records (the long part)."""
+    (`clusters_table`: every cluster). `progress` follows the signing of the records (the long part).
+    `known`: a signature index of the config's parameters (a build's parent version): the records whose texts it
+    holds are not signed again (the same result); the report's `signed` holds the unique records' signatures."""
     cfg = config or DedupConfig()
     t0 = time.perf_counter()
-    c = cluster(table, cfg, member_floor=cfg.member_floor(), progress=progress)
+    c = cluster(table, cfg, member_floor=cfg.member_floor(), progress=progress, known=known)
     return _report(table, cfg, c, t0)
 
 
@@ -477,10 +557,11 @@ def _report(table: pa.Table, cfg: DedupConfig, c: Clustering, t0: float) -> tupl
         clusters=clusters.num_rows, largest_clusters=clusters.take(int64s(largest)).to_pylist(),  # type: ignore[arg-type]
         category_conflicts=int(np.count_nonzero(n_categories > 1)),
         candidate_pairs=n_candidates, verified_pairs=n_verified, split_off=c.split_off,
+        reused_signatures=c.signed.reused if c.signed is not None else 0,
         timings={k: round(v, 3) for k, v in timings.items()},
         records_per_second=round(n / total, 1) if total > 0 else 0.0, backend=_native.backend(),
     )
-    report._removed, report._clusters = removed, clusters
+    report._removed, report._clusters, report._signed = removed, clusters, c.signed
     return kept, report
 
 
@@ -517,7 +598,7 @@ def report_lists(table: pa.Table, exact_rep: npt.NDArray[np.int64], final: npt.N
         cluster_of = np.searchsorted(reps, final[gone])
     removed = pa.Table.from_arrays(
         [_column(table, "id", gone), _column(table, "source", gone),
-         strings(["near", "exact"]).take(int64s(is_exact)), float64s(_rounded(sims)), _refs(table, of),
+         strings(["near", "exact"]).take(int64s(is_exact)), float64s(_rounded(sims)), _refs(table, of, version=True),
          int64s(cluster_of)],
         schema=REMOVED_SCHEMA)
     return removed, clusters, gone
@@ -536,10 +617,13 @@ def _column(table: pa.Table, name: str, rows: npt.NDArray[np.int64]) -> pa.Array
     return table.column(name).take(int64s(rows)).combine_chunks()
 
 
-def _refs(table: pa.Table, rows: npt.NDArray[np.int64]) -> pa.StructArray:
-    """The {id, source} of the given rows (`REF_TYPE`), taken as columns."""
-    return pa.StructArray.from_arrays([_column(table, "id", rows), _column(table, "source", rows)],
-                                      fields=list(REF_TYPE))
+def _refs(table: pa.Table, rows: npt.NDArray[np.int64], *, version: bool = False) -> pa.StructArray:
+    """The {id, source} of the given rows (`REF_TYPE`), taken as columns; with `version`, a null version too
+    (`DUPLICATE_OF_TYPE`: records of the input)."""
+    cols = [_column(table, "id", rows), _column(table, "source", rows)]
+    if version:
+        return pa.StructArray.from_arrays([*cols, pa.nulls(len(rows), pa.string())], fields=list(DUPLICATE_OF_TYPE))
+    return pa.StructArray.from_arrays(cols, fields=list(REF_TYPE))
 
 
 def _clusters(table: pa.Table, final: npt.NDArray[np.int64], exact_rep: npt.NDArray[np.int64],

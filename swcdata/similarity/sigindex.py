@@ -1,0 +1,231 @@
+"""A signature index: the MinHash signatures of record texts (and their LSH band keys), keyed by a hash of each
+record's exact text, with every parameter that made them.
+
+A published version keeps one beside its data (`index/signatures.parquet`, see `swcdata.registry.store`): the
+signatures of every distinct text its dedup signed and of every record it publishes. The next build signs only the
+texts its parent's index lacks, and `dedup --against` matches new records against a version from its index, without
+reading the version's sources again.
+
+* The key of a record is `xxh3_128(response, seed=xxh3_64(instruction))` of the two fields' UTF-8 bytes exactly as
+  they are (not the record id, which hashes a normalised text: two records with one id can differ in case or in
+  literals, which the token stream keeps). A signature is a function of the text and the parameters only, so a
+  signature found by its key is the one signing would compute.
+* An index is reused only when its parameters (`IndexParams`: seed, permutations, n-gram, abstraction, token-stream
+  version, key scheme) are the reader's; the LSH banding may differ (band keys are recomputed from signatures).
+* Parquet layout: `key` fixed_size_binary(16) (the key's two 64-bit words, big-endian: byte order is key order),
+  `signature` fixed_size_binary(4 * num_perm) (little-endian uint32s), `bands` fixed_size_binary(8 * bands)
+  (`minhash.band_hashes`, little-endian uint64s); rows in key order, one per distinct key; the parameters as JSON in
+  the schema metadata (`swcdata.index`). Flat binary columns: a list column would add a level per value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import xxhash
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from swcdata.similarity import minhash
+from swcdata.similarity.tokens import TOKEN_STREAM_VERSION
+
+Keys = npt.NDArray[np.uint64]
+"""Record keys, (n, 2) uint64: the two words of each record's 128-bit text hash."""
+
+KEY_SCHEME = "xxh3_128(response, seed=xxh3_64(instruction))/1"
+INDEX_META = b"swcdata.index"
+ROW_GROUP = 65_536
+
+
+class IndexParams(BaseModel):
+    """Everything a stored signature depends on (and the banding its band keys were cut with)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_perm: int = Field(ge=1)
+    ngram: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    abstract_identifiers: bool
+    abstract_literals: bool
+    token_stream: int = Field(TOKEN_STREAM_VERSION, description="`tokens.TOKEN_STREAM_VERSION` of the signer.")
+    key: str = Field(KEY_SCHEME, description="How a record's text is hashed to its key.")
+    bands: int = Field(ge=1)
+    rows: int = Field(ge=1)
+
+    def differences(self, wanted: IndexParams) -> list[str]:
+        """What makes this index's signatures unusable where `wanted` signatures are needed: 'num_perm 64 (wanted
+        128)', ...; none when they are the same signatures (the banding does not count)."""
+        mine, theirs = self.model_dump(exclude={"bands", "rows"}), wanted.model_dump(exclude={"bands", "rows"})
+        return [f"{k} {mine[k]!r} (wanted {theirs[k]!r})" for k in mine if mine[k] != theirs[k]]
+
+
+def text_keys(instructions: pa.Array | pa.ChunkedArray, responses: pa.Array | pa.ChunkedArray) -> Keys:
+    """Each record's key (`KEY_SCHEME`) from its two string columns: (n, 2) uint64. About 0.5 s a million records."""
+    ins, res = _combined(instructions), _combined(responses)
+    if len(ins) != len(res):
+        raise ValueError("instructions and responses differ in length")
+    if ins.null_count or res.null_count:
+        raise ValueError("cannot key null texts")
+    oi, di = _buffers(ins)
+    orr, dr = _buffers(res)
+    f64, f128 = xxhash.xxh3_64_intdigest, xxhash.xxh3_128_digest
+    raw = b"".join([f128(dr[orr[k] : orr[k + 1]], f64(di[oi[k] : oi[k + 1]])) for k in range(len(ins))])
+    return np.frombuffer(raw, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+
+
+def _combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _buffers(arr: pa.Array) -> tuple[list[int], memoryview]:
+    _, offsets, data = arr.buffers()
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    off = np.frombuffer(offsets, dtype=width)[arr.offset : arr.offset + len(arr) + 1].tolist()
+    return off, memoryview(data if data is not None else b"")
+
+
+def _key_order(keys: Keys) -> npt.NDArray[np.int64]:
+    return np.lexsort((keys[:, 1], keys[:, 0])).astype(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureIndex:
+    """Signatures by key: `keys` (m, 2) distinct and in key order, `sig` (m, num_perm) uint32 in the same order."""
+
+    params: IndexParams
+    keys: Keys
+    sig: minhash.U32
+
+    @classmethod
+    def empty(cls, params: IndexParams) -> SignatureIndex:
+        return cls(params, np.zeros((0, 2), np.uint64), np.zeros((0, params.num_perm), np.uint32))
+
+    @classmethod
+    def of(cls, params: IndexParams, keys: Keys, sig: minhash.U32) -> SignatureIndex:
+        """An index of the given rows (a key given twice is one row: its first). Texts without a shingle (their
+        signature all `minhash.EMPTY`: they never match) are left out, as the Ray engine leaves them out."""
+        if sig.shape != (len(keys), params.num_perm):
+            raise ValueError(f"signatures of shape {sig.shape} for {len(keys)} keys of {params.num_perm} slots")
+        some = (sig != minhash.EMPTY).any(axis=1)
+        if not some.all():
+            keys, sig = keys[some], sig[some]
+        order = _key_order(keys)
+        k = keys[order]
+        first = np.ones(len(k), dtype=bool)
+        first[1:] = (k[1:] != k[:-1]).any(axis=1)
+        return cls(params, np.ascontiguousarray(k[first]), np.ascontiguousarray(sig[order[first]]))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, keys: Keys) -> npt.NDArray[np.int64]:
+        """The row of each key, -1 where the index lacks it."""
+        pos = np.full(len(keys), -1, dtype=np.int64)
+        if not len(keys) or not len(self.keys):
+            return pos
+        k0 = self.keys[:, 0]
+        lo = np.searchsorted(k0, keys[:, 0], side="left")
+        hi = np.searchsorted(k0, keys[:, 0], side="right")
+        one = np.flatnonzero(hi - lo == 1)
+        hit = one[self.keys[lo[one], 1] == keys[one, 1]]
+        pos[hit] = lo[hit]
+        for i in np.flatnonzero(hi - lo > 1).tolist():  # (keys whose first words collide: 1 in 2^64 per pair)
+            run = np.flatnonzero(self.keys[lo[i] : hi[i], 1] == keys[i, 1])
+            if len(run):
+                pos[i] = lo[i] + int(run[0])
+        return pos
+
+    def merged(self, keys: Keys, sig: minhash.U32) -> SignatureIndex:
+        """This index with the given rows added (those whose keys it lacks)."""
+        new = self.find(keys) < 0
+        if not new.any():
+            return self
+        return SignatureIndex.of(self.params, np.concatenate([self.keys, keys[new]]),
+                                 np.concatenate([self.sig, sig[new]]))
+
+    def table(self) -> pa.Table:
+        """The index as its Parquet file holds it (see the module's docstring)."""
+        p = self.params
+        m = len(self.keys)
+        band = minhash.band_hashes(self.sig, p.bands, p.rows) if m else np.zeros((0, p.bands), np.uint64)
+        cols = [key_array(self.keys),
+                _fixed(np.ascontiguousarray(self.sig.astype("<u4")).tobytes(), 4 * p.num_perm, m),
+                _fixed(np.ascontiguousarray(band.astype("<u8")).tobytes(), 8 * p.bands, m)]
+        schema = index_schema(p).with_metadata({INDEX_META: p.model_dump_json().encode()})
+        return pa.Table.from_arrays(cols, schema=schema)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> SignatureIndex:
+        """The index a `table()` holds (its parameters from the schema metadata), or a ValueError saying what is
+        wrong with it."""
+        meta = (table.schema.metadata or {}).get(INDEX_META)
+        if meta is None:
+            raise ValueError("no parameters in its metadata (not a signature index)")
+        try:
+            params = IndexParams.model_validate_json(meta)
+        except ValidationError as e:
+            raise ValueError(f"its parameters do not parse ({e.errors()[0]['msg']})") from None
+        if not table.schema.remove_metadata().equals(index_schema(params)):
+            raise ValueError(f"its columns are {table.schema.remove_metadata()}, not {index_schema(params)}")
+        m = table.num_rows
+        keys = keys_of(table.column("key"))
+        sig = _words(table.column("signature"), "<u4", m, params.num_perm).astype(np.uint32)
+        if m > 1 and not (np.lexsort((keys[:, 1], keys[:, 0])) == np.arange(m)).all():
+            raise ValueError("its keys are not in key order")
+        return cls(params, keys, sig)
+
+
+def index_schema(params: IndexParams) -> pa.Schema:
+    return pa.schema([pa.field("key", pa.binary(16), nullable=False),
+                      pa.field("signature", pa.binary(4 * params.num_perm), nullable=False),
+                      pa.field("bands", pa.binary(8 * params.bands), nullable=False)])
+
+
+def key_array(keys: Keys) -> pa.Array:
+    """Keys as the index's `key` column: binary(16), the two words big-endian."""
+    return _fixed(np.ascontiguousarray(keys.astype(">u8")).tobytes(), 16, len(keys))
+
+
+def keys_of(col: pa.Array | pa.ChunkedArray) -> Keys:
+    """The inverse of `key_array`."""
+    arr = col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col], pa.binary(16))
+    return _words(arr, ">u8", len(arr), 2).astype(np.uint64)
+
+
+def _fixed(data: bytes, width: int, n: int) -> pa.Array:
+    return pa.Array.from_buffers(pa.binary(width), n, [None, pa.py_buffer(data)])
+
+
+def _words(col: pa.ChunkedArray, dtype: str, m: int, per_row: int) -> npt.NDArray[np.generic]:
+    arr = col.combine_chunks()
+    if arr.null_count:
+        raise ValueError(f"null values in {col}")
+    width = np.dtype(dtype).itemsize * per_row
+    data = arr.buffers()[1]
+    flat = np.frombuffer(data, dtype=dtype)[arr.offset * per_row : (arr.offset + m) * per_row] if m else \
+        np.zeros(0, dtype=dtype)
+    assert width == arr.type.byte_width
+    return flat.reshape(m, per_row)
+
+
+def write_index(index: SignatureIndex, path: Path) -> None:
+    """The index as Parquet (uncompressed: signatures and hashes are random bytes)."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(index.table(), path, compression="none", row_group_size=ROW_GROUP, use_dictionary=False,
+                   write_statistics=False)
+
+
+def read_index(path: Path) -> SignatureIndex:
+    """An index written by `write_index` (a ValueError or OSError when it cannot be read as one)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except pa.ArrowInvalid as e:
+        raise ValueError(f"not a Parquet file of an index ({e})") from None
+    return SignatureIndex.from_table(table)
