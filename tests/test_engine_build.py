@@ -85,3 +85,33 @@ def test_a_worker_killed_while_it_writes_a_shard_is_retried_and_changes_nothing(
     assert len(list(marks.iterdir())) == len(shards)  # (every shard's task died once and ran again)
     assert _files(folder) == _files(local_version)
     assert _manifest(folder) == _manifest(local_version)
+
+
+def test_an_incremental_build_on_ray_reuses_the_parents_index_as_the_local_build_does(
+        ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """v1 of part of the sample (local), then v2 of all of it on Ray in the same registry: the texts v1 signed are
+    not signed again, and v2 is the local full build's, its signature index byte for byte; the manifest's counts
+    are the local incremental build's."""
+    from swcdata.engine.build import RaySteps
+    from swcdata.registry.manifest import INDEX_FILE
+
+    lines = (REPO / "dataset" / "swc_sample.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    part, whole = tmp_path / "part.jsonl", tmp_path / "whole.jsonl"
+    part.write_text("".join(lines[:70]), encoding="utf-8")
+    whole.write_text("".join(lines), encoding="utf-8")
+
+    def build(home: Path, inputs: list[Path], steps: Any = None) -> Any:
+        cfg, base = load_config(None, {"name": "s", "inputs": [str(p) for p in inputs], "seed": 0})
+        return run_build(cfg, base, home=home, steps=steps)
+
+    for home in (tmp_path / "ray", tmp_path / "local"):
+        build(home, [part])
+    on_ray = build(tmp_path / "ray", [whole], RaySteps())
+    local = build(tmp_path / "local", [whole])
+    full = build(tmp_path / "full", [whole])
+    assert on_ray.ref == local.ref == "s@v2" and on_ray.content_hash == local.content_hash == full.content_hash
+    assert on_ray.index == local.index and on_ray.index["reused"] > 0 and on_ray.index["reused_from"] == "s@v1"
+    assert on_ray.index["reused"] + on_ray.index["signed"] == full.index["signed"]
+    folder = Registry(tmp_path / "ray").path("s@v2")
+    assert _files(folder) == _files(Registry(tmp_path / "full").path("s@v1"))
+    assert (folder / INDEX_FILE).read_bytes() == (Registry(tmp_path / "local").path("s@v2") / INDEX_FILE).read_bytes()

@@ -164,7 +164,7 @@ def test_a_tampered_index_is_an_error_for_the_next_build_and_for_verify(tmp_path
     data = bytearray(path.read_bytes())
     data[200] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(DataError, match="signature index .* does not match"):
+    with pytest.raises(DataError, match=r"signature index .* does not match"):
         _build(home, swc_files[:3])
     report = reg.verify("s@v1")
     assert not report.ok and any(f.path == INDEX_FILE for f in report.files)
@@ -191,7 +191,7 @@ def published(tmp_path_factory: pytest.TempPathFactory, swc_files: list[Path]) -
     root = tmp_path_factory.mktemp("against")
     home = root / "reg"
     _build(home, swc_files[:2])
-    splits, m = Registry(home).tables("s@v1")
+    splits, _ = Registry(home).tables("s@v1")
     train = splits["train"].to_pylist()
     gen = np.random.default_rng(3)
     picked = [train[i] for i in gen.choice(len(train), 40, replace=False)]
