@@ -273,3 +273,24 @@ def test_the_index_travels_with_an_exported_copy(published: dict[str, Any], tmp_
     shutil.copytree(published["home"], copy)
     index = Registry(copy).signature_index("s@v1")
     assert index is not None and len(index) == Registry(copy).resolve("s@v1").index.records
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_dedup_against_on_ray_gives_the_local_files(published: dict[str, Any], ray_cluster: Any,
+                                                    tmp_path: Path) -> None:
+    outs = {}
+    for engine in ("local", "ray"):
+        folder = tmp_path / engine
+        folder.mkdir()
+        res = runner.invoke(app, ["dedup", str(published["batch"]), "--out", str(folder / "kept.jsonl"), "--report",
+                                  str(folder / "r.json"), "--against", "s@v1", "--home", str(published["home"]),
+                                  "--engine", engine])
+        assert res.exit_code == 0, res.output
+        rep = json.loads((folder / "r.json").read_text())
+        for key in ("timings", "records_per_second", "backend"):
+            rep.pop(key)
+        outs[engine] = (rep, (folder / "kept.jsonl").read_bytes(), pq.read_table(folder / "r.removed.parquet"),
+                        pq.read_table(folder / "r.clusters.parquet"))
+    (rep_l, kept_l, rem_l, cl_l), (rep_r, kept_r, rem_r, cl_r) = outs["local"], outs["ray"]
+    assert rep_r == rep_l and rep_l["against"]["exact"] == 20
+    assert kept_r == kept_l and rem_r.equals(rem_l) and cl_r.equals(cl_l)

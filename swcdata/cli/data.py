@@ -129,22 +129,32 @@ def _validate_on_ray(files: list[Path], cfg: object, address: str | None, on_q: 
 
 
 def _dedup_on_ray(stack: ExitStack, paths: list[str], cfg: Any, address: str | None,
-                  outputs: list[tuple[str, Path | None]], json_out: bool, kept_with: str | None
+                  outputs: list[tuple[str, Path | None]], json_out: bool, kept_with: str | None, reference: Any = None
                   ) -> tuple[Callable[[Any], None], list[Any], Any, dict[str, Callable[[Any], None]]]:
     """`dedup --engine ray`: validation and dedup on Ray Data (the Ray session stays open in `stack` until the kept
     records, read back a block at a time in input order, are written). (kept records' writer, quarantined lines,
     report, writers of the removed and clusters lists), as the local engine gives them: the lists stream from
-    the cluster into their Parquet files, never whole on this machine."""
+    the cluster into their Parquet files, never whole on this machine. `reference`: a version to dedup against
+    (`engine.against`)."""
     from swcdata.cli.inputs import load_records_on_ray, ray_jsonl_writer
+    from swcdata.core.arrow import write_parquet_batches
     from swcdata.engine.dedup import dedup_on_ray
     from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA
 
     valid = load_records_on_ray(stack, paths, address, json_out=json_out, outputs=outputs, kept_with=kept_with)
     with status("dedup on Ray", json_out):
-        result = dedup_on_ray(valid.records, cfg)
+        if reference is not None:
+            from swcdata.engine.against import dedup_against_on_ray, merged_removed
+
+            against = dedup_against_on_ray(valid.records, cfg, reference)
+            result = against.dedup
+        else:
+            result = dedup_on_ray(valid.records, cfg)
     report = result.report.model_copy(update={"input": valid.report.ledger})
     lists = {"removed": _parquet_writer(result.removed, REMOVED_SCHEMA),
              "clusters": _parquet_writer(result.clusters, CLUSTERS_SCHEMA)}
+    if reference is not None:
+        lists["removed"] = lambda f: write_parquet_batches(REMOVED_SCHEMA, merged_removed(against), f)
     return ray_jsonl_writer(result.kept), valid.quarantined, report, lists
 
 
@@ -270,14 +280,12 @@ def dedup(
         if not is_version_ref(against):
             raise InputError(f"--against {against!r} is not a version", hint="name a published version: name@vN, "
                              "name@latest or name@<hash prefix> (`swcdata versions` lists them)")
-        if choose(engine) == "ray":
-            raise InputError("--against runs on the local engine only", hint="drop --engine ray (or RAY_ADDRESS)")
         with status(f"reading {against}", json_out):
             reference = version_reference(Registry(home), against, cfg)
     with ExitStack() as stack:
         if choose(engine) == "ray":
             kept_writer, quarantined, rep, lists_writers = _dedup_on_ray(
-                stack, paths, cfg, ray_address, outputs, json_out, None if quarantine else "--quarantine")
+                stack, paths, cfg, ray_address, outputs, json_out, None if quarantine else "--quarantine", reference)
         else:
             table, vrep, quarantined = load_records(paths, json_out=json_out,
                                                      kept_with=None if quarantine else "--quarantine", outputs=outputs)

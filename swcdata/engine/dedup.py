@@ -149,6 +149,7 @@ class RayDedup(NamedTuple):
     clusters: Any
     report: DedupReport
     signed: Any = None  # (the signature rows of the unique records: key, sig, tkey...; None without near dedup)
+    removed_ordered: Any = None  # (`removed` with each row's `_order`, in that order)
 
 
 SIG_BROADCAST_BOUND = 2 << 30
@@ -569,7 +570,7 @@ def dedup_on_ray(ds: Any, config: DedupConfig | None = None, *, rows_per_block: 
     kept = mapped(ds, without_orders, batch_rows(per_task), removed=ray.put(gone)) if n else ds
     if not c.in_order and n:
         kept = sorted_on(kept, ORDER, shuffle_strategy)
-    return RayDedup(kept, mapped(removed, _without_order), clusters, report, c.signed)
+    return RayDedup(kept, mapped(removed, _without_order), clusters, report, c.signed, removed)
 
 
 NO_LOSSES: tuple[I64, I64] = (np.zeros(0, np.int64), np.zeros(0, np.int64))

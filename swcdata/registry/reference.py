@@ -57,5 +57,5 @@ def version_reference(registry: Registry, ref: str, cfg: DedupConfig, progress: 
         sig, reused = np.zeros((table.num_rows, cfg.num_perm), np.uint32), 0
     if index is not None and reused < table.num_rows:
         note += f" ({table.num_rows - reused:,} signed from its data: not in the index)"
-    return Reference(version=name, ids=table.column("id").combine_chunks(),
-                     sources=table.column("source").combine_chunks(), sig=sig, reused=reused, note=note)
+    return Reference.of(name, table.column("id").combine_chunks(), table.column("source").combine_chunks(), sig,
+                        reused, note, cfg)

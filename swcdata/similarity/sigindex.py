@@ -172,7 +172,7 @@ class SignatureIndex:
             raise ValueError(f"its columns are {table.schema.remove_metadata()}, not {index_schema(params)}")
         m = table.num_rows
         keys = keys_of(table.column("key"))
-        sig = _words(table.column("signature"), "<u4", m, params.num_perm).astype(np.uint32)
+        sig = _words(table.column("signature"), "<u4", m, params.num_perm).astype(np.uint32, copy=False)
         if m > 1 and not (np.lexsort((keys[:, 1], keys[:, 0])) == np.arange(m)).all():
             raise ValueError("its keys are not in key order")
         return cls(params, keys, sig)
@@ -224,8 +224,9 @@ def read_index(path: Path) -> SignatureIndex:
     """An index written by `write_index` (a ValueError or OSError when it cannot be read as one)."""
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(path)
+    try:  # (ParquetFile: `pq.read_table` imports pyarrow.dataset, and with it pandas, 0.5 s)
+        with pq.ParquetFile(path) as f:
+            table = f.read()
     except pa.ArrowInvalid as e:
         raise ValueError(f"not a Parquet file of an index ({e})") from None
     return SignatureIndex.from_table(table)

@@ -29,16 +29,33 @@ from swcdata.steps.dedup import (
     DedupLedger,
     DedupReport,
     Progress,
-    _representatives,
     _rounded,
     dedup,
-    signed,
+    table_signatures,
 )
 
 
 @dataclass(frozen=True, slots=True)
+class Buckets:
+    """The reference's LSH buckets: for each band, its band hashes sorted (`hashes`, (bands, k)) and the reference
+    rows in that order (`rows`), over the k rows that have shingles."""
+
+    bands: int
+    rows_per_band: int
+    hashes: npt.NDArray[np.uint64]
+    rows: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, sig: minhash.U32, bands: int, rows: int) -> Buckets:
+        ok = np.flatnonzero((sig != minhash.EMPTY).any(axis=1))
+        h = minhash.band_hashes(sig[ok], bands, rows).T if len(ok) else np.zeros((bands, 0), np.uint64)
+        order = np.argsort(h, axis=1, kind="stable")
+        return cls(bands, rows, np.take_along_axis(h, order, axis=1), ok[order])
+
+
+@dataclass(frozen=True, slots=True)
 class Reference:
-    """A published version's records as `dedup_against` matches them."""
+    """A published version's records as `dedup_against` matches them (`Reference.of`)."""
 
     version: str  # name@vN
     ids: pa.Array  # its records' ids (string), in split order
@@ -46,6 +63,12 @@ class Reference:
     sig: minhash.U32  # their signatures (m, num_perm) with the dedup config's parameters
     reused: int  # of those, read from the version's signature index
     note: str  # where the signatures came from, in words
+    buckets: Buckets  # their LSH buckets with the dedup config's banding
+
+    @classmethod
+    def of(cls, version: str, ids: pa.Array, sources: pa.Array, sig: minhash.U32, reused: int, note: str,
+           cfg: DedupConfig) -> Reference:
+        return cls(version, ids, sources, sig, reused, note, Buckets.of(sig, *cfg.lsh()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +83,8 @@ class Matches:
 
 
 def match(table: pa.Table, cfg: DedupConfig, ref: Reference, progress: Progress | None = None) -> Matches:
-    """The input records that duplicate (exactly, or nearly with `cfg.near`) one of the reference's records."""
+    """The input records that duplicate (exactly, or nearly with `cfg.near`) one of the reference's records, each
+    record on its own (a function of the record and the reference only: the Ray engine runs it block by block)."""
     n = table.num_rows
     twin = to_numpy(pc.fill_null(pc.index_in(table.column("id"), value_set=ref.ids), -1)).astype(np.int64) \
         if n else np.zeros(0, np.int64)
@@ -68,45 +92,33 @@ def match(table: pa.Table, cfg: DedupConfig, ref: Reference, progress: Progress 
     of, sim = twin.copy(), np.where(exact, 1.0, 0.0)
     rest = np.flatnonzero(~exact)
     if cfg.near and len(rest) and len(ref.sig):
-        # one record per id among the rest (the first): its exact copies follow it
-        labels = to_numpy(pc.dictionary_encode(table.column("id").take(int64s(rest))).combine_chunks().indices
-                          ).astype(np.int64)
-        head = _representatives(labels, np.arange(len(rest), dtype=np.int64))
-        reps = rest[np.unique(head)]
-        sig = signed(table, cfg, reps, progress=progress).sig
-        best, best_sim = _near(sig, ref.sig, cfg)
-        found = np.full(len(rest), -1, dtype=np.int64)
-        found_sim = np.zeros(len(rest))
-        at = np.searchsorted(reps, rest[head])  # (each rest row's representative among reps)
-        found[:], found_sim[:] = best[at], best_sim[at]
-        of[rest], sim[rest] = found, np.where(found >= 0, found_sim, 0.0)
+        best, best_sim = _near(table_signatures(table, cfg, rest, progress), ref, cfg.threshold)
+        of[rest], sim[rest] = best, np.where(best >= 0, best_sim, 0.0)
     rows = np.flatnonzero(of >= 0)
     return Matches(rows, of[rows], sim[rows], exact[rows])
 
 
-def _near(sig: minhash.U32, ref_sig: minhash.U32, cfg: DedupConfig) -> tuple[npt.NDArray[np.int64],
-                                                                              npt.NDArray[np.float64]]:
+def _near(sig: minhash.U32, ref: Reference, threshold: float) -> tuple[npt.NDArray[np.int64],
+                                                                       npt.NDArray[np.float64]]:
     """For each signature, the reference row most like it at or above the threshold (-1 where none) and the
     similarity: candidates share an LSH bucket (at most `minhash.MAX_BUCKET` reference rows a bucket)."""
+    ref_sig, bk = ref.sig, ref.buckets
     n, m = len(sig), len(ref_sig)
     best, best_sim = np.full(n, -1, dtype=np.int64), np.zeros(n)
     a_ok = np.flatnonzero((sig != minhash.EMPTY).any(axis=1))
-    b_ok = np.flatnonzero((ref_sig != minhash.EMPTY).any(axis=1))
-    if not len(a_ok) or not len(b_ok):
+    if not len(a_ok) or not bk.rows.shape[1]:
         return best, best_sim
-    bands, rows = cfg.lsh()
-    ha, hb = minhash.band_hashes(sig[a_ok], bands, rows), minhash.band_hashes(ref_sig[b_ok], bands, rows)
+    ha = minhash.band_hashes(sig[a_ok], bk.bands, bk.rows_per_band)
     keys: list[npt.NDArray[np.int64]] = []
-    for b in range(bands):
-        order = np.argsort(hb[:, b], kind="stable")
-        col = hb[order, b]
+    for b in range(bk.bands):
+        col = bk.hashes[b]
         lo, hi = np.searchsorted(col, ha[:, b], "left"), np.searchsorted(col, ha[:, b], "right")
         count = np.minimum(hi - lo, minhash.MAX_BUCKET)
         if not count.any():
             continue
         i = np.repeat(np.arange(len(a_ok), dtype=np.int64), count)
-        j = order[np.repeat(lo, count) + _ragged(count)]
-        keys.append(minhash.unique(a_ok[i] * m + b_ok[j]))
+        j = bk.rows[b][np.repeat(lo, count) + _ragged(count)]
+        keys.append(minhash.unique(a_ok[i] * m + j))
     if not keys:
         return best, best_sim
     key = minhash.unique(np.concatenate(keys))
@@ -114,7 +126,7 @@ def _near(sig: minhash.U32, ref_sig: minhash.U32, cfg: DedupConfig) -> tuple[npt
     s = np.empty(len(key))
     for lo in range(0, len(key), 1 << 16):
         s[lo : lo + (1 << 16)] = (sig[i[lo : lo + (1 << 16)]] == ref_sig[j[lo : lo + (1 << 16)]]).mean(axis=1)
-    ok = s >= cfg.threshold
+    ok = s >= threshold
     i, j, s = i[ok], j[ok], s[ok]
     order = np.lexsort((j, -s, i))  # (per record: the most similar first, then the first reference row)
     first = np.ones(len(order), dtype=bool)
@@ -127,6 +139,39 @@ def _near(sig: minhash.U32, ref_sig: minhash.U32, cfg: DedupConfig) -> tuple[npt
 def _ragged(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     ends = np.cumsum(counts)
     return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - counts, counts)
+
+
+def removed_rows(table: pa.Table, hit: Matches, ref: Reference) -> pa.Table:
+    """The matched input records as rows of the removed table (`REMOVED_SCHEMA`: duplicate_of the version's record,
+    with its name@vN; no cluster)."""
+    take = int64s(hit.rows)
+    n = len(hit.rows)
+    return pa.Table.from_arrays(
+        [table.column("id").take(take).combine_chunks(), table.column("source").take(take).combine_chunks(),
+         strings(["near", "exact"]).take(int64s(hit.exact.astype(np.int64))), float64s(_rounded(hit.sim)),
+         pa.StructArray.from_arrays([ref.ids.take(int64s(hit.of)), ref.sources.take(int64s(hit.of)),
+                                     strings([ref.version]).take(int64s(np.zeros(n, np.int64)))],
+                                    fields=list(DUPLICATE_OF_TYPE)),
+         pa.nulls(n, pa.int64())], schema=REMOVED_SCHEMA)
+
+
+def merged_report(report: DedupReport, records: int, removed: pa.Table, ref: Reference, t_match: float,
+                  t0: float) -> DedupReport:
+    """The report of the records left after the match (`report`), made the report of all `records`: the ledger
+    counts the version's duplicates (`removed`: their rows) too, and `against` says what the version took."""
+    kinds = to_numpy(pc.equal(removed.column("kind"), "exact").cast(pa.int8())) if removed.num_rows else np.zeros(0)
+    n_exact = int(kinds.sum())
+    led = report.ledger
+    summary = AgainstSummary(version=ref.version, records=len(ref.ids), exact=n_exact, near=removed.num_rows - n_exact,
+                             reused_signatures=ref.reused, signed=len(ref.ids) - ref.reused, note=ref.note)
+    total = time.perf_counter() - t0
+    out = report.model_copy(update={
+        "ledger": DedupLedger(records=records, kept=led.kept, exact_duplicates=led.exact_duplicates + n_exact,
+                              near_duplicates=led.near_duplicates + summary.near),
+        "against": summary, "timings": {**report.timings, "against": round(t_match, 3), "total": round(total, 3)},
+        "records_per_second": round(records / total, 1) if total > 0 else 0.0})
+    out._signed = report._signed
+    return out
 
 
 def dedup_against(table: pa.Table, config: DedupConfig | None, ref: Reference, *,
@@ -148,26 +193,9 @@ def dedup_against(table: pa.Table, config: DedupConfig | None, ref: Reference, *
     kept_rows = to_numpy(kept.column(pos)).astype(np.int64)
     kept = kept.drop_columns([pos])
     gone = np.setdiff1d(rest_rows, kept_rows, assume_unique=True)  # (the removed table's rows, in input order)
-    take = int64s(hit.rows)
-    version_rows = pa.Table.from_arrays(
-        [table.column("id").take(take).combine_chunks(), table.column("source").take(take).combine_chunks(),
-         strings(["near", "exact"]).take(int64s(hit.exact.astype(np.int64))), float64s(_rounded(hit.sim)),
-         pa.StructArray.from_arrays([ref.ids.take(int64s(hit.of)), ref.sources.take(int64s(hit.of)),
-                                     pa.array([ref.version] * len(hit.rows), pa.string())],
-                                    fields=list(DUPLICATE_OF_TYPE)),
-         pa.nulls(len(hit.rows), pa.int64())], schema=REMOVED_SCHEMA)
+    version_rows = removed_rows(table, hit, ref)
     order = np.argsort(np.concatenate([gone, hit.rows]), kind="stable")
     removed = pa.concat_tables([report.removed_table, version_rows]).take(int64s(order)).combine_chunks()
-    n_exact = int(hit.exact.sum())
-    led = report.ledger
-    summary = AgainstSummary(version=ref.version, records=len(ref.ids), exact=n_exact, near=len(hit.rows) - n_exact,
-                             reused_signatures=ref.reused, signed=len(ref.ids) - ref.reused, note=ref.note)
-    total = time.perf_counter() - t0
-    out = report.model_copy(update={
-        "ledger": DedupLedger(records=n, kept=led.kept, exact_duplicates=led.exact_duplicates + n_exact,
-                              near_duplicates=led.near_duplicates + summary.near),
-        "rows": report.rows, "against": summary,
-        "timings": {**report.timings, "against": round(t_match, 3), "total": round(total, 3)},
-        "records_per_second": round(n / total, 1) if total > 0 else 0.0})
-    out._removed, out._clusters, out._signed = removed, report.clusters_table, report.signed
+    out = merged_report(report, n, version_rows, ref, t_match, t0)
+    out._removed, out._clusters = removed, report.clusters_table
     return kept, out
