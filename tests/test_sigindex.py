@@ -294,3 +294,18 @@ def test_dedup_against_on_ray_gives_the_local_files(published: dict[str, Any], r
     (rep_l, kept_l, rem_l, cl_l), (rep_r, kept_r, rem_r, cl_r) = outs["local"], outs["ray"]
     assert rep_r == rep_l and rep_l["against"]["exact"] == 20
     assert kept_r == kept_l and rem_r.equals(rem_l) and cl_r.equals(cl_l)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_audit_on_ray_takes_a_version_with_files_as_the_local_audit_does(published: dict[str, Any],
+                                                                         ray_cluster: Any, swc_files: list[Path]
+                                                                         ) -> None:
+    reps = {}
+    for engine in ("local", "ray"):
+        res = runner.invoke(app, ["audit", "-r", str(swc_files[4]), "-r", "s@v1", "--candidate",
+                                  str(published["batch"]), "--home", str(published["home"]), "--json",
+                                  "--engine", engine])
+        assert res.exit_code == 0, res.output
+        reps[engine] = {k: v for k, v in json.loads(res.stdout).items() if k not in ("timings", "backend")}
+    assert reps["ray"] == reps["local"] and reps["local"]["reference_versions"] == ["s@v1"]
+    assert reps["local"]["summary"]["exact"] == 20

@@ -385,15 +385,17 @@ def audit(
             from swcdata.cli.inputs import load_records_on_ray
             from swcdata.engine.audit import audit_on_ray
 
-            if versions:
-                raise ConfigError(["--reference: a version is read on the local engine only (drop --engine ray)"])
-            ref_valid = load_records_on_ray(stack, files, ray_address, json_out=json_out, label="reference",
-                                            outputs=[("--report", report)])
-            ref_ledger = ref_valid.report.ledger
+            ref_ds = None
+            if files:
+                ref_valid = load_records_on_ray(stack, files, ray_address, json_out=json_out, label="reference",
+                                                outputs=[("--report", report)])
+                ref_ds, ref_ledger = ref_valid.records, ref_valid.report.ledger
+            if versions:  # (the versions' records read here, then numbered after the files' on the cluster)
+                ref_ds = _with_versions(stack, ref_ds, versions, home, ray_address, json_out)
             cand_table, cand_v, _ = load_records(candidate, json_out=json_out, label="candidate",
                                                   outputs=[("--report", report)])
             with status("auditing on Ray", json_out):
-                rep = audit_on_ray(ref_valid.records, cand_table, cfg)
+                rep = audit_on_ray(ref_ds, cand_table, cfg)
         else:
             parts, known = [], None
             if files:
@@ -442,6 +444,29 @@ def _version_parts(versions: list[str], home: Path | None, parts: list[Any], jso
             parts.append(table)
             known = registry.signature_index(name) or known
     return known
+
+
+def _with_versions(stack: ExitStack, files_ds: Any, versions: list[str], home: Path | None, address: str | None,
+                   json_out: bool) -> Any:
+    """`audit --engine ray`: the reference as a Ray Dataset numbered in order (`_order`): the files' records (a
+    Ray Dataset, or None), then the versions' records, read from the registry here."""
+    from swcdata.core.records import RECORD_COLUMNS
+    from swcdata.engine import require_ray
+    from swcdata.engine.blocks import mapped
+    from swcdata.engine.build import indexed
+    from swcdata.engine.session import ray_session
+
+    parts: list[Any] = []
+    _version_parts(versions, home, parts, json_out)
+    ray = stack.enter_context(ray_session(address)) if files_ds is None else require_ray()
+    ds = ray.data.from_arrow(_concat(parts))
+    if files_ds is not None:
+        ds = mapped(files_ds, _record_columns, None, columns=list(RECORD_COLUMNS)).union(ds)
+    return indexed(ray, ds)
+
+
+def _record_columns(batch: Any, columns: list[str]) -> Any:
+    return batch.select(columns)
 
 
 def _concat(parts: list[Any]) -> Any:
