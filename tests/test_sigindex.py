@@ -309,3 +309,9 @@ def test_audit_on_ray_takes_a_version_with_files_as_the_local_audit_does(publish
         reps[engine] = {k: v for k, v in json.loads(res.stdout).items() if k not in ("timings", "backend")}
     assert reps["ray"] == reps["local"] and reps["local"]["reference_versions"] == ["s@v1"]
     assert reps["local"]["summary"]["exact"] == 20
+
+
+def test_show_names_the_index(published: dict[str, Any]) -> None:
+    res = runner.invoke(app, ["show", "s@v1", "--home", str(published["home"])])
+    assert res.exit_code == 0, res.output
+    assert "Signature index" in res.output and INDEX_FILE in res.output and "no earlier version" in res.output

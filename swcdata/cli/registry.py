@@ -98,6 +98,14 @@ def render_manifest(m: Manifest) -> None:
         # or in `show --json` for a manifest that lists them inline: schema_version 1)
         out.print(_kv("Removed (records; listed in)", {k: _removed_cell(v) for k, v in m.removed.items()}))
         out.print()
+    if m.index is not None:
+        ix = m.index
+        out.print(_kv("Signature index", {
+            "file": ix.path, "records": f"{ix.records:,}",
+            "reused": f"{ix.reused:,}" + (f" (from {ix.reused_from})" if ix.reused_from else ""),
+            "signed": f"{ix.signed:,}", **({"note": ix.note} if ix.note else {}),
+            "parameters": ", ".join(f"{k}={v}" for k, v in ix.params.items())}))
+        out.print()
 
 
 def _removed_cell(v: Any) -> Any:

@@ -55,11 +55,11 @@ ShardHook = Callable[[str, int], None]  # called in the task with (split, shard 
 SIGNED = pa.schema([("tkey", pa.binary(16)), ("sig", SIG)])  # (a signature of a build's signature index)
 
 
-def _unsigned(batch: pa.Table, cfg: DedupConfig, index: Any, known: Any) -> pa.Table:
-    """The signatures of the batch's records whose texts the broadcast `index` lacks (one per distinct text; from
-    the broadcast `known` where it holds them, else signed), as SIGNED rows."""
+def _unsigned(batch: pa.Table, cfg: DedupConfig, index: Any, known: Any, added: Any) -> pa.Table:
+    """The signatures of the batch's records whose texts the broadcast `index` (nor `added`) lacks (one per distinct
+    text; from the broadcast `known` where it holds them, else signed), as SIGNED rows."""
     table = batch.select(["instruction", "response"])
-    done = signed(table, cfg, unknown_rows(broadcast(index), table),
+    done = signed(table, cfg, unknown_rows(broadcast(index), table, broadcast(added)),
                   known=broadcast(known) if known is not None else None)
     return pa.Table.from_arrays([key_array(done.keys), sig_column(done.sig)], schema=SIGNED)
 
@@ -141,23 +141,30 @@ class RaySteps(Steps):
         params = cfg.index_params()
         index = signed.index(params) if signed is not None else SignatureIndex.empty(params)
         sign_cfg = cfg.model_copy(update={"workers": 1})
-        extra = reused = 0
+        added = SignatureIndex.empty(params)
+        reused = 0
+        at_index = self.ray.put(index)
+        at_known = self.ray.put(known) if known is not None and len(known) else None
         for ds in splits.values():
-            rows = mapped(ds, _unsigned, None, cfg=sign_cfg, index=self.ray.put(index),
-                          known=self.ray.put(known) if known is not None and len(known) else None)
-            more = self._signed(rows, cfg.num_perm, known)
-            index, extra, reused = index.merged(more.keys, more.sig), extra + len(more.keys) - more.reused, \
-                reused + more.reused
-        return index, extra, reused
+            rows = mapped(ds, _unsigned, None, cfg=sign_cfg, index=at_index, known=at_known,
+                          added=self.ray.put(added))
+            more = self._signed(rows, cfg.num_perm, known, also=added)
+            added, reused = added.merged(more.keys, more.sig), reused + more.reused
+        return index.merged(added.keys, added.sig), len(added) - reused, reused
 
-    def _signed(self, ds: Any, num_perm: int, known: SignatureIndex | None) -> Signed:
-        """Signature rows (tkey, sig) of a Ray Dataset, gathered, with how many of them `known` holds."""
+    def _signed(self, ds: Any, num_perm: int, known: SignatureIndex | None,
+                also: SignatureIndex | None = None) -> Signed:
+        """Signature rows (tkey, sig) of a Ray Dataset, gathered (a text once, none that `also` holds), with how
+        many of them `known` holds."""
         rows = self._table(ds, SIGNED)
         keys, sig = keys_of(rows.column("tkey")), sig_matrix(rows.column("sig"), num_perm)
         _, first = np.unique(keys, axis=0, return_index=True)  # (a text in two blocks: once)
         if len(first) < len(keys):
             first.sort()
             keys, sig = keys[first], sig[first]
+        if also is not None and len(also) and len(keys):
+            new = also.find(keys) < 0
+            keys, sig = keys[new], sig[new]
         reused = int((known.find(keys) >= 0).sum()) if known is not None else 0
         return Signed(sig, keys, reused)
 

@@ -366,12 +366,12 @@ class Steps:
 
         params = cfg.index_params()
         index = signed.index(params) if signed is not None else SignatureIndex.empty(params)
-        extra = reused = 0
+        added = SignatureIndex.empty(params)  # (the splits' texts the dedup did not sign: merged in once, at the end)
+        reused = 0
         for table in splits.values():
-            more = sign(table, cfg, unknown_rows(index, table), known=known)
-            index, extra, reused = index.merged(more.keys, more.sig), extra + len(more.keys) - more.reused, \
-                reused + more.reused
-        return index, extra, reused
+            more = sign(table, cfg, unknown_rows(index, table, added), known=known)
+            added, reused = added.merged(more.keys, more.sig), reused + more.reused
+        return index.merged(added.keys, added.sig), len(added) - reused, reused
 
     def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None) -> tuple[dict[str, Any], Any]:
         from swcdata.steps.split import split
@@ -405,14 +405,16 @@ class Steps:
         return registry.publish(name, splits, fields, extra_files)
 
 
-def unknown_rows(index: SignatureIndex, table: pa.Table) -> Any:
-    """The rows of a record table whose texts the index lacks, one per distinct text, ascending."""
+def unknown_rows(index: SignatureIndex, table: pa.Table, also: SignatureIndex | None = None) -> Any:
+    """The rows of a record table whose texts the index (nor `also`) holds, one per distinct text, ascending."""
     import numpy as np
 
     from swcdata.similarity.sigindex import text_keys
 
     keys = text_keys(table.column("instruction"), table.column("response"))
     missing = np.flatnonzero(index.find(keys) < 0)
+    if also is not None and len(also) and len(missing):
+        missing = missing[also.find(keys[missing]) < 0]
     if not len(missing):
         return missing
     k = keys[missing]

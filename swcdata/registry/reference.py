@@ -54,7 +54,9 @@ def version_reference(registry: Registry, ref: str, cfg: DedupConfig, progress: 
     else:
         import numpy as np
 
-        sig, reused = np.zeros((table.num_rows, cfg.num_perm), np.uint32), 0
+        from swcdata.similarity.minhash import EMPTY
+
+        sig, reused = np.full((table.num_rows, cfg.num_perm), EMPTY, np.uint32), 0  # (no near match)
     if index is not None and reused < table.num_rows:
         note += f" ({table.num_rows - reused:,} signed from its data: not in the index)"
     return Reference.of(name, table.column("id").combine_chunks(), table.column("source").combine_chunks(), sig,

@@ -64,20 +64,24 @@ class IndexParams(BaseModel):
 
 def text_keys(instructions: pa.Array | pa.ChunkedArray, responses: pa.Array | pa.ChunkedArray) -> Keys:
     """Each record's key (`KEY_SCHEME`) from its two string columns: (n, 2) uint64. About 0.5 s a million records."""
-    ins, res = _combined(instructions), _combined(responses)
+    ins, res = _chunked(instructions), _chunked(responses)
     if len(ins) != len(res):
         raise ValueError("instructions and responses differ in length")
     if ins.null_count or res.null_count:
         raise ValueError("cannot key null texts")
-    oi, di = _buffers(ins)
-    orr, dr = _buffers(res)
     f64, f128 = xxhash.xxh3_64_intdigest, xxhash.xxh3_128_digest
-    raw = b"".join([f128(dr[orr[k] : orr[k + 1]], f64(di[oi[k] : oi[k + 1]])) for k in range(len(ins))])
-    return np.frombuffer(raw, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+    parts: list[bytes] = []
+    at = 0
+    for a in ins.chunks:  # (chunk by chunk: combining the chunks would copy every text)
+        oi, di = _buffers(a)
+        orr, dr = _buffers(res.slice(at, len(a)).combine_chunks())
+        parts.append(b"".join([f128(dr[orr[k] : orr[k + 1]], f64(di[oi[k] : oi[k + 1]])) for k in range(len(a))]))
+        at += len(a)
+    return np.frombuffer(b"".join(parts), dtype=">u8").reshape(-1, 2).astype(np.uint64)
 
 
-def _combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+def _chunked(col: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    return col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col], col.type)
 
 
 def _buffers(arr: pa.Array) -> tuple[list[int], memoryview]:
@@ -127,8 +131,12 @@ class SignatureIndex:
         if not len(keys) or not len(self.keys):
             return pos
         k0 = self.keys[:, 0]
-        lo = np.searchsorted(k0, keys[:, 0], side="left")
-        hi = np.searchsorted(k0, keys[:, 0], side="right")
+        order = np.argsort(keys[:, 0], kind="stable")  # (sorted needles: the search walks the index once)
+        q0 = keys[order, 0]
+        lo = np.empty(len(keys), dtype=np.int64)
+        hi = np.empty(len(keys), dtype=np.int64)
+        lo[order] = np.searchsorted(k0, q0, side="left")
+        hi[order] = np.searchsorted(k0, q0, side="right")
         one = np.flatnonzero(hi - lo == 1)
         hit = one[self.keys[lo[one], 1] == keys[one, 1]]
         pos[hit] = lo[hit]
@@ -173,8 +181,10 @@ class SignatureIndex:
         m = table.num_rows
         keys = keys_of(table.column("key"))
         sig = _words(table.column("signature"), "<u4", m, params.num_perm).astype(np.uint32, copy=False)
-        if m > 1 and not (np.lexsort((keys[:, 1], keys[:, 0])) == np.arange(m)).all():
-            raise ValueError("its keys are not in key order")
+        if m > 1:
+            k0, k1 = keys[:, 0], keys[:, 1]
+            if not ((k0[1:] > k0[:-1]) | ((k0[1:] == k0[:-1]) & (k1[1:] > k1[:-1]))).all():
+                raise ValueError("its keys are not distinct and in key order")
         return cls(params, keys, sig)
 
 
@@ -200,15 +210,19 @@ def _fixed(data: bytes, width: int, n: int) -> pa.Array:
 
 
 def _words(col: pa.ChunkedArray, dtype: str, m: int, per_row: int) -> npt.NDArray[np.generic]:
-    arr = col.combine_chunks()
-    if arr.null_count:
-        raise ValueError(f"null values in {col}")
-    width = np.dtype(dtype).itemsize * per_row
-    data = arr.buffers()[1]
-    flat = np.frombuffer(data, dtype=dtype)[arr.offset * per_row : (arr.offset + m) * per_row] if m else \
-        np.zeros(0, dtype=dtype)
-    assert width == arr.type.byte_width
-    return flat.reshape(m, per_row)
+    """A fixed-size binary column as an (m, per_row) array of `dtype` words (one copy, chunk by chunk)."""
+    if col.null_count:
+        raise ValueError("null values in a column of the index")
+    if col.type.byte_width != np.dtype(dtype).itemsize * per_row:
+        raise ValueError(f"values of {col.type.byte_width} bytes, not {np.dtype(dtype).itemsize * per_row}")
+    out = np.empty((m, per_row), dtype=dtype)
+    at = 0
+    for arr in col.chunks:
+        n = len(arr)
+        out[at : at + n] = np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset * per_row :
+                                                                     (arr.offset + n) * per_row].reshape(n, per_row)
+        at += n
+    return out
 
 
 def write_index(index: SignatureIndex, path: Path) -> None:

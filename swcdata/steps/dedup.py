@@ -208,8 +208,7 @@ def signed(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None
                          + "; ".join(known.params.differences(cfg.index_params())))
     pos = known.find(keys)
     hit = pos >= 0
-    sig = np.empty((len(keys), cfg.num_perm), dtype=np.uint32)
-    sig[hit] = known.sig[pos[hit]]
+    sig = known.sig.take(np.maximum(pos, 0), axis=0)  # (one gather; the rows it lacks are signed over)
     miss = np.flatnonzero(~hit)
     if len(miss):
         sig[miss] = table_signatures(table, cfg, miss if rows is None else rows[miss], progress)
