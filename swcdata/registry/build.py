@@ -552,6 +552,7 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
         step("index")
         index, extra, extra_reused = runner.index(drep.signed, splits, cfg.dedup, known)
         signed_n = len(drep.signed.keys) if drep.signed is not None else 0
+        drep._signed = None  # (its signatures are in the index now: not held twice)
         reused = drep.reused_signatures + extra_reused
         index_entry = IndexEntry(path=INDEX_FILE, records=len(index), params=index.params.model_dump(),
                                  reused=reused, signed=signed_n - drep.reused_signatures + extra,

@@ -113,14 +113,12 @@ class SignatureIndex:
         signature all `minhash.EMPTY`: they never match) are left out, as the Ray engine leaves them out."""
         if sig.shape != (len(keys), params.num_perm):
             raise ValueError(f"signatures of shape {sig.shape} for {len(keys)} keys of {params.num_perm} slots")
-        some = (sig != minhash.EMPTY).any(axis=1)
-        if not some.all():
-            keys, sig = keys[some], sig[some]
-        order = _key_order(keys)
+        some = np.flatnonzero((sig != minhash.EMPTY).any(axis=1))
+        order = some[_key_order(keys[some])]
         k = keys[order]
         first = np.ones(len(k), dtype=bool)
         first[1:] = (k[1:] != k[:-1]).any(axis=1)
-        return cls(params, np.ascontiguousarray(k[first]), np.ascontiguousarray(sig[order[first]]))
+        return cls(params, np.ascontiguousarray(k[first]), sig[order[first]])  # (one gather of the signatures)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -159,9 +157,9 @@ class SignatureIndex:
         p = self.params
         m = len(self.keys)
         band = minhash.band_hashes(self.sig, p.bands, p.rows) if m else np.zeros((0, p.bands), np.uint64)
-        cols = [key_array(self.keys),
-                _fixed(np.ascontiguousarray(self.sig.astype("<u4")).tobytes(), 4 * p.num_perm, m),
-                _fixed(np.ascontiguousarray(band.astype("<u8")).tobytes(), 8 * p.bands, m)]
+        # (the signature and band buffers handed to Arrow as they are: no copy of the index's largest arrays)
+        cols = [key_array(self.keys), _fixed(_little(self.sig, "<u4"), 4 * p.num_perm, m),
+                _fixed(_little(band, "<u8"), 8 * p.bands, m)]
         schema = index_schema(p).with_metadata({INDEX_META: p.model_dump_json().encode()})
         return pa.Table.from_arrays(cols, schema=schema)
 
@@ -205,8 +203,13 @@ def keys_of(col: pa.Array | pa.ChunkedArray) -> Keys:
     return _words(arr, ">u8", len(arr), 2).astype(np.uint64)
 
 
-def _fixed(data: bytes, width: int, n: int) -> pa.Array:
+def _fixed(data: bytes | npt.NDArray[np.generic], width: int, n: int) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(width), n, [None, pa.py_buffer(data)])
+
+
+def _little(a: npt.NDArray[np.generic], dtype: str) -> npt.NDArray[np.generic]:
+    """`a` as contiguous little-endian words of `dtype` (itself when it already is)."""
+    return np.ascontiguousarray(a, dtype=np.dtype(dtype))
 
 
 def _words(col: pa.ChunkedArray, dtype: str, m: int, per_row: int) -> npt.NDArray[np.generic]:
