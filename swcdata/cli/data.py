@@ -379,6 +379,7 @@ def audit(
 
     versions = [r for r in reference if is_version_ref(r)]
     files = [r for r in reference if not is_version_ref(r)]
+    names: list[str] = []  # (the versions' name@vN, in order)
     with ExitStack() as stack:
         ref_ledger = None
         if choose(engine) == "ray":
@@ -391,7 +392,7 @@ def audit(
                                                 outputs=[("--report", report)])
                 ref_ds, ref_ledger = ref_valid.records, ref_valid.report.ledger
             if versions:  # (the versions' records read here, then numbered after the files' on the cluster)
-                ref_ds = _with_versions(stack, ref_ds, versions, home, ray_address, json_out)
+                ref_ds = _with_versions(stack, ref_ds, versions, home, ray_address, json_out, names)
             cand_table, cand_v, _ = load_records(candidate, json_out=json_out, label="candidate",
                                                   outputs=[("--report", report)])
             with status("auditing on Ray", json_out):
@@ -404,14 +405,14 @@ def audit(
                 parts.append(ref_table)
                 ref_ledger = ref_v.ledger
             if versions:
-                known = _version_parts(versions, home, parts, json_out)
+                known = _version_parts(versions, home, parts, json_out, names)
             ref_table = _concat(parts)
             cand_table, cand_v, _ = load_records(candidate, json_out=json_out, label="candidate",
                                                   outputs=[("--report", report)])
             with signing_progress(show_progress(json_out)) as progress:
                 rep = run_audit(ref_table, cand_table, cfg, progress=progress, known=known)
     rep = rep.model_copy(update={"reference_input": ref_ledger, "candidate_input": cand_v.ledger,
-                                 "reference_versions": [_version_name(v, home) for v in versions]})
+                                 "reference_versions": names})
     if report:
         write_report(report, rep)
     if json_out:
@@ -431,23 +432,25 @@ def audit(
 
 
 
-def _version_parts(versions: list[str], home: Path | None, parts: list[Any], json_out: bool) -> Any:
-    """The records of each version (verified, from the registry) appended to `parts`; the signature index of the
-    last one that has one (its signatures are taken where its parameters are the audit's)."""
+def _version_parts(versions: list[str], home: Path | None, parts: list[Any], json_out: bool,
+                   names: list[str]) -> Any:
+    """The records of each version (verified, from the registry) appended to `parts`, its name@vN to `names`; the
+    signature index of the last one that has one (its signatures are taken where its parameters are the audit's)."""
     from swcdata.registry.reference import version_records
     from swcdata.registry.store import Registry
 
     registry, known = Registry(home), None
     for v in versions:
         with status(f"reading {v}", json_out):
-            table, name = version_records(registry, v)
+            table, m = version_records(registry, v)
             parts.append(table)
-            known = registry.signature_index(name) or known
+            names.append(m.ref)
+            known = registry.signature_index(m) or known
     return known
 
 
 def _with_versions(stack: ExitStack, files_ds: Any, versions: list[str], home: Path | None, address: str | None,
-                   json_out: bool) -> Any:
+                   json_out: bool, names: list[str]) -> Any:
     """`audit --engine ray`: the reference as a Ray Dataset numbered in order (`_order`): the files' records (a
     Ray Dataset, or None), then the versions' records, read from the registry here."""
     from swcdata.core.records import RECORD_COLUMNS
@@ -457,7 +460,7 @@ def _with_versions(stack: ExitStack, files_ds: Any, versions: list[str], home: P
     from swcdata.engine.session import ray_session
 
     parts: list[Any] = []
-    _version_parts(versions, home, parts, json_out)
+    _version_parts(versions, home, parts, json_out, names)
     ray = stack.enter_context(ray_session(address)) if files_ds is None else require_ray()
     ds = ray.data.from_arrow(_concat(parts))
     if files_ds is not None:
@@ -476,12 +479,6 @@ def _concat(parts: list[Any]) -> Any:
 
     return pa.concat_tables([p.select(list(RECORD_COLUMNS)).cast(RECORD_SCHEMA) for p in parts]) if parts \
         else RECORD_SCHEMA.empty_table()
-
-
-def _version_name(ref: str, home: Path | None) -> str:
-    from swcdata.registry.store import Registry
-
-    return Registry(home).resolve(ref).ref
 
 
 def register(app: typer.Typer) -> None:

@@ -32,7 +32,7 @@ from swcdata.engine.blocks import ORDER, SIG, broadcast, mapped, materialized, r
 from swcdata.registry.build import PublishedNames, Steps, renamed_sources, unknown_rows
 from swcdata.registry.content import shards_of
 from swcdata.registry.shards import Shard, Written, shard_count, summary, write_metadata, write_shard
-from swcdata.similarity.sigindex import SignatureIndex, key_array, keys_of
+from swcdata.similarity.sigindex import SignatureIndex, first_of_each, key_array, keys_of
 from swcdata.steps.dedup import CLUSTERS_SCHEMA, REMOVED_SCHEMA, DedupConfig, Signed, signed
 from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
@@ -59,8 +59,8 @@ def _unsigned(batch: pa.Table, cfg: DedupConfig, index: Any, known: Any, added: 
     """The signatures of the batch's records whose texts the broadcast `index` (nor `added`) lacks (one per distinct
     text; from the broadcast `known` where it holds them, else signed), as SIGNED rows."""
     table = batch.select(["instruction", "response"])
-    done = signed(table, cfg, unknown_rows(broadcast(index), table, broadcast(added)),
-                  known=broadcast(known) if known is not None else None)
+    rows, keys = unknown_rows(broadcast(index), table, broadcast(added))
+    done = signed(table, cfg, rows, known=broadcast(known) if known is not None else None, keys=keys)
     return pa.Table.from_arrays([key_array(done.keys), sig_column(done.sig)], schema=SIGNED)
 
 
@@ -158,9 +158,8 @@ class RaySteps(Steps):
         many of them `known` holds."""
         rows = self._table(ds, SIGNED)
         keys, sig = keys_of(rows.column("tkey")), sig_matrix(rows.column("sig"), num_perm)
-        _, first = np.unique(keys, axis=0, return_index=True)  # (a text in two blocks: once)
+        first = first_of_each(keys)  # (a text in two blocks: once)
         if len(first) < len(keys):
-            first.sort()
             keys, sig = keys[first], sig[first]
         if also is not None and len(also) and len(keys):
             new = also.find(keys) < 0

@@ -369,7 +369,8 @@ class Steps:
         added = SignatureIndex.empty(params)  # (the splits' texts the dedup did not sign: merged in once, at the end)
         reused = 0
         for table in splits.values():
-            more = sign(table, cfg, unknown_rows(index, table, added), known=known)
+            rows, keys = unknown_rows(index, table, added)
+            more = sign(table, cfg, rows, known=known, keys=keys)
             added, reused = added.merged(more.keys, more.sig), reused + more.reused
         return index.merged(added.keys, added.sig), len(added) - reused, reused
 
@@ -405,23 +406,18 @@ class Steps:
         return registry.publish(name, splits, fields, extra_files)
 
 
-def unknown_rows(index: SignatureIndex, table: pa.Table, also: SignatureIndex | None = None) -> Any:
-    """The rows of a record table whose texts the index (nor `also`) holds, one per distinct text, ascending."""
+def unknown_rows(index: SignatureIndex, table: pa.Table, also: SignatureIndex | None = None) -> tuple[Any, Any]:
+    """The rows of a record table whose texts the index (nor `also`) holds, one per distinct text, ascending; and
+    the keys of all its rows (`sigindex.text_keys`)."""
     import numpy as np
 
-    from swcdata.similarity.sigindex import text_keys
+    from swcdata.similarity.sigindex import first_of_each, text_keys
 
     keys = text_keys(table.column("instruction"), table.column("response"))
     missing = np.flatnonzero(index.find(keys) < 0)
     if also is not None and len(also) and len(missing):
         missing = missing[also.find(keys[missing]) < 0]
-    if not len(missing):
-        return missing
-    k = keys[missing]
-    order = np.lexsort((missing, k[:, 1], k[:, 0]))  # (the first row of each distinct text)
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (k[order][1:] != k[order][:-1]).any(axis=1)
-    return np.sort(missing[order[first]])
+    return missing[first_of_each(keys[missing])], keys
 
 
 def parent_index(registry: Registry, name: str, cfg: DedupConfig) -> tuple[SignatureIndex | None, str | None, str]:

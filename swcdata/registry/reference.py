@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from swcdata.core.records import RECORD_COLUMNS
+from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA
+from swcdata.registry.manifest import Manifest
 from swcdata.registry.store import Registry
 from swcdata.steps.against import Reference
 from swcdata.steps.dedup import DedupConfig, Progress, signed
@@ -23,20 +24,19 @@ def is_version_ref(text: str) -> bool:
     return bool(VERSION_REF.match(text)) and not Path(text).exists()
 
 
-def version_records(registry: Registry, ref: str) -> tuple[pa.Table, str]:
-    """Every record of a version (its splits in stored order, the record columns), verified; and its name@vN."""
+def version_records(registry: Registry, ref: str) -> tuple[pa.Table, Manifest]:
+    """Every record of a version (its splits in stored order, the record columns), verified; and its manifest."""
     tables, m = registry.tables(ref)
-    parts = [t.select(list(RECORD_COLUMNS)) for t in tables.values()]
-    table = pa.concat_tables(parts) if parts else pa.table({c: pa.array([], pa.string()) for c in RECORD_COLUMNS})
-    return table, m.ref
+    parts = [t.select(list(RECORD_COLUMNS)).cast(RECORD_SCHEMA) for t in tables.values()]
+    return (pa.concat_tables(parts) if parts else RECORD_SCHEMA.empty_table()), m
 
 
 def version_reference(registry: Registry, ref: str, cfg: DedupConfig, progress: Progress | None = None) -> Reference:
     """The version's records with their signatures (`steps.against.Reference`): from its signature index where it
     holds them with `cfg`'s parameters, else signed from the version's data (the note says which and why). An index
     that does not match the version's manifest is a DataError."""
-    table, name = version_records(registry, ref)
-    m = registry.resolve(name)
+    table, m = version_records(registry, ref)
+    name = m.ref
     index = registry.signature_index(m) if cfg.near else None
     if not cfg.near:
         note = "exact duplicates only: no signatures"

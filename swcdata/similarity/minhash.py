@@ -212,7 +212,8 @@ def _fmix64_into(x: U64, t: U64) -> None:
     np.bitwise_xor(x, t, out=x)
 
 
-def _ragged_arange(sizes: I64) -> I64:
+def ragged_arange(sizes: I64) -> I64:
+    """0..sizes[0]-1, 0..sizes[1]-1, ... as one array."""
     ends = np.cumsum(sizes)
     return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - sizes, sizes)
 
@@ -248,7 +249,7 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
         st, sz = starts[multi], sizes[multi]
         first = np.repeat(st, sz - 1)
         heads = idx[order[first]]  # the bucket's lowest index (ties in a bucket sort by index)
-        members = idx[order[first + _ragged_arange(sz - 1) + 1]]
+        members = idx[order[first + ragged_arange(sz - 1) + 1]]
         keys.append(unique(heads * n + members))
         if all_pairs:
             for s_val in unique(sz[(sz > 2) & (sz <= max_bucket)]):

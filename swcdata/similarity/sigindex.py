@@ -95,6 +95,19 @@ def _key_order(keys: Keys) -> npt.NDArray[np.int64]:
     return np.lexsort((keys[:, 1], keys[:, 0])).astype(np.int64)
 
 
+def _runs_start(sorted_keys: Keys) -> npt.NDArray[np.bool_]:
+    """Of keys in key order, where each distinct key starts."""
+    first = np.ones(len(sorted_keys), dtype=bool)
+    first[1:] = (sorted_keys[1:] != sorted_keys[:-1]).any(axis=1)
+    return first
+
+
+def first_of_each(keys: Keys) -> npt.NDArray[np.int64]:
+    """The rows where each distinct key first occurs, ascending."""
+    order = np.lexsort((np.arange(len(keys)), keys[:, 1], keys[:, 0]))
+    return np.sort(order[_runs_start(keys[order])]).astype(np.int64)
+
+
 @dataclass(frozen=True, slots=True)
 class SignatureIndex:
     """Signatures by key: `keys` (m, 2) distinct and in key order, `sig` (m, num_perm) uint32 in the same order."""
@@ -116,8 +129,7 @@ class SignatureIndex:
         some = np.flatnonzero((sig != minhash.EMPTY).any(axis=1))
         order = some[_key_order(keys[some])]
         k = keys[order]
-        first = np.ones(len(k), dtype=bool)
-        first[1:] = (k[1:] != k[:-1]).any(axis=1)
+        first = _runs_start(k)
         return cls(params, np.ascontiguousarray(k[first]), sig[order[first]])  # (one gather of the signatures)
 
     def __len__(self) -> int:

@@ -117,7 +117,7 @@ def _near(sig: minhash.U32, ref: Reference, threshold: float) -> tuple[npt.NDArr
         if not count.any():
             continue
         i = np.repeat(np.arange(len(a_ok), dtype=np.int64), count)
-        j = bk.rows[b][np.repeat(lo, count) + _ragged(count)]
+        j = bk.rows[b][np.repeat(lo, count) + minhash.ragged_arange(count)]
         keys.append(minhash.unique(a_ok[i] * m + j))
     if not keys:
         return best, best_sim
@@ -134,11 +134,6 @@ def _near(sig: minhash.U32, ref: Reference, threshold: float) -> tuple[npt.NDArr
     pick = order[first]
     best[i[pick]], best_sim[i[pick]] = j[pick], s[pick]
     return best, best_sim
-
-
-def _ragged(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    ends = np.cumsum(counts)
-    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - counts, counts)
 
 
 def removed_rows(table: pa.Table, hit: Matches, ref: Reference) -> pa.Table:

@@ -195,17 +195,20 @@ class Signed:
 
 
 def signed(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None = None, *,
-           known: SignatureIndex | None = None, progress: Progress | None = None) -> Signed:
+           known: SignatureIndex | None = None, progress: Progress | None = None,
+           keys: Keys | None = None) -> Signed:
     """`table_signatures` of the rows, with their keys: the rows whose texts `known` holds take its signatures (its
-    parameters must be the config's: `IndexParams.differences`), the others are signed."""
-    keys = text_keys(table.column("instruction"), table.column("response"))
+    parameters must be the config's: `IndexParams.differences`), the others are signed. `keys`: the keys of all the
+    table's rows, when the caller has them (`sigindex.text_keys`)."""
+    if keys is None:
+        keys = text_keys(table.column("instruction"), table.column("response"))
     if rows is not None:
         keys = keys[rows]
     if known is None or not len(known):
         return Signed(table_signatures(table, cfg, rows, progress), keys, 0)
-    if known.params.differences(cfg.index_params()):
-        raise ValueError("the index's signatures are not this config's: "
-                         + "; ".join(known.params.differences(cfg.index_params())))
+    differences = known.params.differences(cfg.index_params())
+    if differences:
+        raise ValueError("the index's signatures are not this config's: " + "; ".join(differences))
     pos = known.find(keys)
     hit = pos >= 0
     sig = known.sig.take(np.maximum(pos, 0), axis=0)  # (one gather; the rows it lacks are signed over)
