@@ -44,6 +44,10 @@ def build_command(
     json_out: JsonOpt = False,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Work on every record: do not take validation's code "
+                                           "findings and augmentation's variants from the build cache "
+                                           "(<home>/<name>/.cache), nor leave this build's there. The version is "
+                                           "the same either way.")] = False,
 ) -> None:
     """Validate, deduplicate, split, augment and publish an immutable dataset version.
 
@@ -51,6 +55,10 @@ def build_command(
     The same inputs and config give the same content hash: then no new version is written and the
     command names the version that matches. --engine ray (or `engine = "ray"` in the config) runs
     validate, dedup, split and augment on a Ray cluster: the same version.
+
+    A build that adds records to a corpus works on the new ones only, where it can: it signs only
+    the texts its parent version's signature index lacks, and (on this machine's engine) takes the
+    code findings and variants of texts it has seen from the build cache.
     """
     from swcdata.cli.console import show_progress
     from swcdata.cli.render import render_build
@@ -70,9 +78,9 @@ def build_command(
                       transient=True) as p:
             task = p.add_task("build", total=None)
             result = run_build(cfg, base, home=home, on_step=lambda s: p.update(task, description=s),
-                               steps=steps)
+                               steps=steps, cache=not no_cache)
     else:
-        result = run_build(cfg, base, home=home, steps=steps)
+        result = run_build(cfg, base, home=home, steps=steps, cache=not no_cache)
     if json_out:
         print_json(result)
     else:

@@ -98,6 +98,8 @@ class RaySteps(Steps):
     """The build's steps on the Ray cluster at `address` (else RAY_ADDRESS, else one started for the build).
     `shard_hook`: called in each shard's task before it writes (a seam for tests that kill the worker)."""
 
+    memoises = False  # (validation and augmentation work on every record: the build cache is the local engine's)
+
     def __init__(self, address: str | None = None, *, shard_hook: ShardHook | None = None) -> None:
         self.address = address
         self.shard_hook = shard_hook
@@ -114,7 +116,9 @@ class RaySteps(Steps):
             finally:
                 self.ray = None
 
-    def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames) -> tuple[Any, Any, list[Any]]:
+    def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames,
+                 checks: Any = None) -> tuple[Any, Any, list[Any]]:
+        """Validation on the workers (every text checked: a Ray build keeps no memo, see `memoises`)."""
         from swcdata.engine.reading import validate_on_ray
 
         valid = validate_on_ray([str(f) for f in files], cfg)
@@ -173,7 +177,8 @@ class RaySteps(Steps):
         result = split_on_ray(records, cfg, holdout)
         return result.splits, result.report
 
-    def augment(self, splits: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], Any]:
+    def augment(self, splits: dict[str, Any], cfg: Any, memo: Any = None) -> tuple[dict[str, Any], Any]:
+        """Augmentation on the workers (every record: a Ray build keeps no memo, see `memoises`)."""
         from swcdata.engine.augment import augment_on_ray
 
         result = augment_on_ray(splits, cfg)
@@ -186,9 +191,11 @@ class RaySteps(Steps):
     def sizes(self, splits: dict[str, Any]) -> dict[str, int]:
         return {name: ds.count() for name, ds in splits.items()}
 
-    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig, known: Any = None) -> AuditSummary:
+    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig, known: Any = None,
+              features: Any = None) -> AuditSummary:
         """`audit_on_ray` of the candidate split (gathered here) against the reference split (on the cluster,
-        numbered in its order: an augmented split's variants share their record's `_order`)."""
+        numbered in its order: an augmented split's variants share their record's `_order`; `features` is the local
+        engine's)."""
         from swcdata.engine.audit import audit_on_ray
 
         return audit_on_ray(indexed(self.ray, reference), self._table(candidate, RECORD_SCHEMA), cfg).summary

@@ -23,16 +23,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from swcdata import _native
 from swcdata.core.arrow import strings
 from swcdata.core.errors import ConfigError, DataError, InputError, validation_problems
+from swcdata.registry.cache import CacheUse
 from swcdata.steps.audit import LeakRules
 from swcdata.steps.dedup import DedupConfig
 from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
 
 if TYPE_CHECKING:
+    from swcdata.registry.cache import BuildCache
     from swcdata.registry.manifest import IndexEntry, Manifest
     from swcdata.registry.store import Registry
     from swcdata.similarity.sigindex import SignatureIndex
-    from swcdata.steps.audit import AuditConfig, AuditSummary
+    from swcdata.steps.audit import AuditConfig, AuditSummary, Features
+    from swcdata.steps.augment.step import VariantMemo
+    from swcdata.steps.memo import Memo
+    from swcdata.steps.validate import CodeChecks
 
 DEFAULT_CONFIG = Path("swcdata.toml")
 # A license id as the Hub's dataset cards take it (mit, apache-2.0, cc-by-4.0; 'unknown' is published as 'other')
@@ -236,6 +241,9 @@ class BuildResult(BaseModel):
     index: dict[str, Any] | None = Field(None, description="The version's signature index, as its manifest records "
                                          "it (records, params, reused, signed, reused_from, note); None without "
                                          "near-duplicate detection.")
+    cache: dict[str, CacheUse] = Field(default_factory=dict, description="Per step that keeps its work in the build "
+                                       "cache (checks, augment): what came from it and what was left there (no "
+                                       "part of the version; empty with --no-cache or on Ray).")
     timings: dict[str, float]
 
 
@@ -339,14 +347,19 @@ class Steps:
     runner passes between its steps, to its audit of the final splits and its publication (a Ray build's workers
     write the version's shards; the registry's lock, manifest and log stay here)."""
 
+    memoises = True
+    """Whether validate and augment take and collect memos (`swcdata.registry.cache`)."""
+
     def session(self) -> contextlib.AbstractContextManager[Any]:
         """Entered once the inputs and the registry are checked, around the steps."""
         return contextlib.nullcontext()
 
-    def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames) -> tuple[Any, Any, list[Any]]:
+    def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames,
+                 checks: CodeChecks | None = None) -> tuple[Any, Any, list[Any]]:
+        """The validate step; `checks`: the code checks kept by text (`load_valid`)."""
         from swcdata.steps.validate import load_valid
 
-        table, vrep, quarantined = load_valid([str(f) for f in files], cfg)
+        table, vrep, quarantined = load_valid([str(f) for f in files], cfg, checks=checks)
         return names.table(table), vrep, quarantined
 
     def dedup(self, records: Any, cfg: DedupConfig, known: SignatureIndex | None = None) -> tuple[Any, Any]:
@@ -379,10 +392,11 @@ class Steps:
 
         return split(records, cfg, holdout)
 
-    def augment(self, splits: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], Any]:
+    def augment(self, splits: dict[str, Any], cfg: Any, memo: VariantMemo | None = None) -> tuple[dict[str, Any], Any]:
+        """The augment step; `memo`: augmentation kept by text (`augment`)."""
         from swcdata.steps.augment.step import augment
 
-        return augment(splits, cfg)
+        return augment(splits, cfg, memo=memo)
 
     def final(self, splits: dict[str, Any]) -> dict[str, Any]:
         """The final splits as the audit and the publication read them (each more than once)."""
@@ -392,13 +406,14 @@ class Steps:
         """Records per split."""
         return {name: t.num_rows for name, t in splits.items()}
 
-    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig,
-              known: SignatureIndex | None = None) -> AuditSummary:
+    def audit(self, reference: Any, candidate: Any, cfg: AuditConfig, known: SignatureIndex | None = None,
+              features: Features | None = None) -> AuditSummary:
         """The audit of one split (`candidate`) against another (`reference`), as `audit` reports it; `known`: the
-        version's signature index (every record of the splits: none is signed again)."""
+        version's signature index (every record of the splits: none is signed again); `features`: what the rules
+        read of each split, kept across the build's audits."""
         from swcdata.steps.audit import audit
 
-        return audit(reference, candidate, cfg, known=known).summary
+        return audit(reference, candidate, cfg, known=known, features=features).summary
 
     def publish(self, registry: Registry, name: str, splits: dict[str, Any], fields: dict[str, Any],
                 extra_files: dict[str, Callable[[Path], None]] | None = None) -> tuple[Manifest, bool]:
@@ -447,10 +462,12 @@ def parent_index(registry: Registry, name: str, cfg: DedupConfig) -> tuple[Signa
 
 
 def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step: StepProgress | None = None,
-              steps: Steps | None = None) -> BuildResult:
+              steps: Steps | None = None, cache: bool = True) -> BuildResult:
     """Run every step and publish. `on_step(name)` is called as each step starts (for progress). `steps`: where
     validate, dedup, split and augment run (default: here; `swcdata.engine.build.RaySteps` on a Ray cluster, whose
-    splits are gathered here for the audit and the publication: the same version)."""
+    splits are gathered here for the audit and the publication: the same version). `cache`: take validation's code
+    findings and augmentation's variants from the build cache where it holds a text, and leave this build's there
+    (`swcdata.registry.cache`; the version is the same either way)."""
     from swcdata.core.io import resolve_inputs
     from swcdata.registry.store import Registry
 
@@ -464,17 +481,47 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step
     holdout_files = resolve(cfg.split.holdout) if cfg.split.holdout else []
     check_writable(Registry(home).home)
     with runner.session():
-        return _run_build(cfg, base, files, holdout_files, home, on_step, runner)
+        return _run_build(cfg, base, files, holdout_files, home, on_step, runner, cache)
+
+
+class _Memos:
+    """A build's use of its cache: the memo each step starts from, and each step's memo of this build."""
+
+    def __init__(self, cache: BuildCache | None) -> None:
+        self.cache = cache
+        self.use: dict[str, CacheUse] = {}
+        self._made: list[Memo] = []
+
+    def known(self, step: str) -> Memo | None:
+        if self.cache is None:
+            return None
+        memo, note = self.cache.read(step)
+        self.use[step] = CacheUse(note=note)
+        return memo
+
+    def made(self, memo: Memo, texts: int, reused: int, note: str | None) -> None:
+        use = self.use[memo.params.step]
+        self.use[memo.params.step] = CacheUse(texts=texts, reused=reused, kept=len(memo), note=use.note or note)
+        self._made.append(memo)
+
+    def write(self) -> None:
+        """Leave this build's memos in the cache (after the publication: a failed build leaves the old ones)."""
+        for memo in self._made:
+            note = self.cache.write(memo) if self.cache is not None else None
+            if note:
+                use = self.use[memo.params.step]
+                self.use[memo.params.step] = use.model_copy(update={"kept": 0, "note": note})
 
 
 def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: list[Path], home: Path | None,
-               on_step: StepProgress | None, runner: Steps) -> BuildResult:
+               on_step: StepProgress | None, runner: Steps, use_cache: bool) -> BuildResult:
     """`run_build` after the checks, inside the runner's session."""
     import time
 
+    from swcdata.registry.cache import BuildCache
     from swcdata.registry.store import Registry
-    from swcdata.steps.audit import AuditConfig
-    from swcdata.steps.validate import load_valid
+    from swcdata.steps.audit import AuditConfig, Features
+    from swcdata.steps.validate import CodeChecks, load_valid
 
     def step(name: str) -> None:
         if on_step:
@@ -490,12 +537,16 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
         t = now
 
     names = PublishedNames([*files, *holdout_files], base)
+    registry = Registry(home)
+    memos = _Memos(BuildCache(registry.home, cfg.name) if use_cache and runner.memoises else None)
     step("validate")
-    records, vrep, quarantined = runner.validate(files, cfg.validate_, names)
+    checks = CodeChecks(cfg.validate_, memos.known("checks")) if memos.cache and cfg.validate_.check_code else None
+    records, vrep, quarantined = runner.validate(files, cfg.validate_, names, checks)
+    if checks is not None:
+        memos.made(checks.memo(), checks.checked, checks.reused, checks.note)
     lap("validate")
 
     step("dedup")
-    registry = Registry(home)
     known, parent_ref, index_note = parent_index(registry, cfg.name, cfg.dedup)
     reusing = known is not None
     kept, drep = runner.dedup(records, cfg.dedup, known)
@@ -527,11 +578,15 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     aug_step: dict[str, Any] | None = None
     augmented = not_augmented = 0
     if cfg.augment.enabled:
-        from swcdata.steps.augment.step import AugmentConfig
+        from swcdata.steps.augment.step import AugmentConfig, VariantMemo
 
         step("augment")
         acfg = AugmentConfig(**{"seed": cfg.seed, **(cfg.augment.model_extra or {})})
-        splits, arep = runner.augment(splits, acfg)
+        vmemo = VariantMemo(acfg, memos.known("augment")) if memos.cache else None
+        splits, arep = runner.augment(splits, acfg, vmemo)
+        if vmemo is not None:
+            made = vmemo.memo()
+            memos.made(made, vmemo.texts, vmemo.reused, vmemo.note)
         augmented = sum(s.records_out for s in arep.splits.values()) - sum(pre_aug.values())
         not_augmented = sum(s.skipped_by_finding for s in arep.splits.values())
         aug_step = {"name": "augment", "config": acfg.model_dump(mode="json"),
@@ -559,14 +614,16 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     step("audit")
     contamination: dict[str, dict[str, Any]] = {}
     acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
+    features = Features()  # (each split is audited twice: what the rules read of it is computed once)
     for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
         if sizes.get(a) and sizes.get(b):
-            s = runner.audit(splits[a], splits[b], acfg_audit, index)
+            s = runner.audit(splits[a], splits[b], acfg_audit, index, features)
             contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "code": s.code,
                                              "code_pairs": s.code_pairs, "label_conflicts": s.label_conflicts,
                                              "ngram_only": s.ngram_only, "leaked": s.leaked,
                                              "contamination_rate": s.contamination_rate,
                                              "ngram_overlap_rate": s.ngram_overlap_rate}
+    del features
     lap("audit")
 
     holdout_n = srep.holdout_records  # (the holdout's records in test, its exact copies dropped)
@@ -626,11 +683,13 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
         "removed": removed, "seed": cfg.seed, "license": cfg.license,
         **({"index": index_entry.model_dump()} if index_entry is not None else {}),
     }, extra_files)
+    memos.write()
     lap("publish")
     return BuildResult(
         name=manifest.name, version=manifest.version, ref=f"{manifest.name}@v{manifest.version}",
         content_hash=manifest.content_hash, created=created, ledger=ledger,
         counts={split: dict(c.by_category) for split, c in manifest.counts.items()},
         contamination=contamination, findings={r.rule: r.count for r in vrep.rules},
-        index=manifest.index.model_dump() if manifest.index is not None else None, timings=timings,
+        index=manifest.index.model_dump() if manifest.index is not None else None, cache=memos.use,
+        timings=timings,
     )

@@ -77,7 +77,7 @@ def text_keys(instructions: pa.Array | pa.ChunkedArray, responses: pa.Array | pa
         orr, dr = _buffers(res.slice(at, len(a)).combine_chunks())
         parts.append(b"".join([f128(dr[orr[k] : orr[k + 1]], f64(di[oi[k] : oi[k + 1]])) for k in range(len(a))]))
         at += len(a)
-    return np.frombuffer(b"".join(parts), dtype=">u8").reshape(-1, 2).astype(np.uint64)
+    return keys_from_bytes(b"".join(parts))
 
 
 def _chunked(col: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
@@ -106,6 +106,38 @@ def first_of_each(keys: Keys) -> npt.NDArray[np.int64]:
     """The rows where each distinct key first occurs, ascending."""
     order = np.lexsort((np.arange(len(keys)), keys[:, 1], keys[:, 0]))
     return np.sort(order[_runs_start(keys[order])]).astype(np.int64)
+
+
+def find_keys(sorted_keys: Keys, keys: Keys) -> npt.NDArray[np.int64]:
+    """The row of each of `keys` in `sorted_keys` (distinct, in key order), -1 where it is not there."""
+    pos = np.full(len(keys), -1, dtype=np.int64)
+    if not len(keys) or not len(sorted_keys):
+        return pos
+    k0 = sorted_keys[:, 0]
+    order = np.argsort(keys[:, 0], kind="stable")  # (sorted needles: the search walks the index once)
+    q0 = keys[order, 0]
+    lo = np.empty(len(keys), dtype=np.int64)
+    hi = np.empty(len(keys), dtype=np.int64)
+    lo[order] = np.searchsorted(k0, q0, side="left")
+    hi[order] = np.searchsorted(k0, q0, side="right")
+    one = np.flatnonzero(hi - lo == 1)
+    hit = one[sorted_keys[lo[one], 1] == keys[one, 1]]
+    pos[hit] = lo[hit]
+    for i in np.flatnonzero(hi - lo > 1).tolist():  # (keys whose first words collide: 1 in 2^64 per pair)
+        run = np.flatnonzero(sorted_keys[lo[i] : hi[i], 1] == keys[i, 1])
+        if len(run):
+            pos[i] = lo[i] + int(run[0])
+    return pos
+
+
+def key_bytes(instruction: str, response: str) -> bytes:
+    """The key (`KEY_SCHEME`) of one record's two fields, as the 16 bytes `keys_from_bytes` reads."""
+    return xxhash.xxh3_128_digest(response.encode("utf-8"), xxhash.xxh3_64_intdigest(instruction.encode("utf-8")))
+
+
+def keys_from_bytes(data: bytes) -> Keys:
+    """Keys from their digests joined (16 bytes each, as `key_bytes` and `text_keys` make them): (n, 2) uint64."""
+    return np.frombuffer(data, dtype=">u8").reshape(-1, 2).astype(np.uint64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,24 +169,7 @@ class SignatureIndex:
 
     def find(self, keys: Keys) -> npt.NDArray[np.int64]:
         """The row of each key, -1 where the index lacks it."""
-        pos = np.full(len(keys), -1, dtype=np.int64)
-        if not len(keys) or not len(self.keys):
-            return pos
-        k0 = self.keys[:, 0]
-        order = np.argsort(keys[:, 0], kind="stable")  # (sorted needles: the search walks the index once)
-        q0 = keys[order, 0]
-        lo = np.empty(len(keys), dtype=np.int64)
-        hi = np.empty(len(keys), dtype=np.int64)
-        lo[order] = np.searchsorted(k0, q0, side="left")
-        hi[order] = np.searchsorted(k0, q0, side="right")
-        one = np.flatnonzero(hi - lo == 1)
-        hit = one[self.keys[lo[one], 1] == keys[one, 1]]
-        pos[hit] = lo[hit]
-        for i in np.flatnonzero(hi - lo > 1).tolist():  # (keys whose first words collide: 1 in 2^64 per pair)
-            run = np.flatnonzero(self.keys[lo[i] : hi[i], 1] == keys[i, 1])
-            if len(run):
-                pos[i] = lo[i] + int(run[0])
-        return pos
+        return find_keys(self.keys, keys)
 
     def merged(self, keys: Keys, sig: minhash.U32) -> SignatureIndex:
         """This index with the given rows added (those whose keys it lacks)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +34,7 @@ from swcdata.core.arrow import int64s, to_numpy
 from swcdata.core.schema import BACKEND_DOC, Ledger, RecordRef, Source
 from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
-from swcdata.similarity.codematch import CodeMatchConfig, CodePairs, code_pairs, record_code
+from swcdata.similarity.codematch import CodeMatchConfig, CodePairs, RecordCode, code_pairs, record_code
 from swcdata.similarity.sigindex import SignatureIndex
 from swcdata.steps.dedup import DedupConfig, Progress, signed
 
@@ -155,14 +155,67 @@ def _words(table: pa.Table) -> list[str]:
                             strict=True)]
 
 
-def _longest_overlap(ref_words: list[str], cand_words: list[str], n: int) -> tuple[npt.NDArray[np.int64], ...]:
+class Shingled(NamedTuple):
+    """The word n-grams of a set of records, as the n-gram rule searches them: their hashes (`h`, record after
+    record, from `off`), each one's record, and the order that sorts the hashes (with the sorted hashes and
+    records)."""
+
+    h: npt.NDArray[np.uint64]
+    off: npt.NDArray[np.int64]
+    rec: npt.NDArray[np.int64]
+    order: npt.NDArray[np.int64]
+    h_sorted: npt.NDArray[np.uint64]
+    rec_sorted: npt.NDArray[np.int64]
+
+    @classmethod
+    def of(cls, words: list[str], n: int) -> Shingled:
+        h, off = minhash.shingle_hashes(words, n, short_whole=False)
+        rec = np.repeat(np.arange(len(off) - 1, dtype=np.int64), np.diff(off))
+        order = np.argsort(h, kind="stable")
+        return cls(h, off, rec, order, h[order], rec[order])
+
+
+class Features:
+    """What the rules read of each record of a table (its words, word n-grams and instruction code), computed once
+    per table for every audit given this cache: a build audits each split twice (train against validation and
+    test, validation against train and test). A table is known by its identity (it is held, so that no other
+    table takes its id)."""
+
+    def __init__(self) -> None:
+        self._of: dict[int, tuple[pa.Table, dict[Any, Any]]] = {}
+
+    def get(self, table: pa.Table, what: Any, make: Callable[[], Any]) -> Any:
+        held = self._of.setdefault(id(table), (table, {}))[1]
+        if what not in held:
+            held[what] = make()
+        return held[what]
+
+
+def _words_of(table: pa.Table, features: Features | None) -> list[str]:
+    return features.get(table, "words", lambda: _words(table)) if features is not None else _words(table)
+
+
+def _shingled(table: pa.Table, n: int, features: Features | None) -> Shingled:
+    if features is None:
+        return Shingled.of(_words(table), n)
+    return features.get(table, ("shingled", n), lambda: Shingled.of(_words_of(table, features), n))
+
+
+def _codes(table: pa.Table, cfg: CodeMatchConfig, features: Features | None) -> list[RecordCode]:
+    def make() -> list[RecordCode]:
+        return record_code(table.column("instruction").to_pylist(), cfg)
+
+    return features.get(table, ("code", cfg.abstract_identifiers), make) if features is not None else make()
+
+
+def _longest_overlap(ref_words: list[str], cand_words: list[str], n: int, ref: Shingled | None = None,
+                     cand: Shingled | None = None) -> tuple[npt.NDArray[np.int64], ...]:
     """Per candidate: longest shared span in words (0 if none), the index of a reference record holding
-    its first n-gram, and the word offset of the span in the candidate."""
-    rh, roff = minhash.shingle_hashes(ref_words, n, short_whole=False)
-    rrec = np.repeat(np.arange(len(roff) - 1, dtype=np.int64), np.diff(roff))
-    order = np.argsort(rh, kind="stable")
-    rh_sorted, rrec_sorted = rh[order], rrec[order]
-    ch, coff = minhash.shingle_hashes(cand_words, n, short_whole=False)
+    its first n-gram, and the word offset of the span in the candidate. `ref`, `cand`: the two sets' n-grams
+    where they are at hand (`Shingled.of` the words)."""
+    ref = ref if ref is not None else Shingled.of(ref_words, n)
+    rh, rrec, order, rh_sorted, rrec_sorted = ref.h, ref.rec, ref.order, ref.h_sorted, ref.rec_sorted
+    ch, coff = (cand.h, cand.off) if cand is not None else minhash.shingle_hashes(cand_words, n, short_whole=False)
     m = len(coff) - 1
     longest = np.zeros(m, dtype=np.int64)
     ref_of = np.full(m, -1, dtype=np.int64)
@@ -233,10 +286,12 @@ AUDIT_SENSITIVITY = 0.2
 
 
 def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None = None, *,
-          progress: Progress | None = None, known: SignatureIndex | None = None) -> AuditReport:
+          progress: Progress | None = None, known: SignatureIndex | None = None,
+          features: Features | None = None) -> AuditReport:
     """Match every candidate record against the reference set (exact, near, shared n-gram).
     `progress` follows the signing of both sets' records; `known`: a signature index of the near rule's
-    parameters (a reference version's) whose signatures are taken instead of signing."""
+    parameters (a reference version's) whose signatures are taken instead of signing; `features`: what the rules
+    read of each table, kept across the audits of one set of tables (computed here where it lacks them)."""
     cfg = config or AuditConfig()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -282,14 +337,15 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         timings["lsh"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    r_codes = record_code(reference.column("instruction").to_pylist(), cfg.code)
-    c_codes = record_code(candidate.column("instruction").to_pylist(), cfg.code)
-    cp = code_pairs(c_codes, r_codes, cfg.code)
+    cp = code_pairs(_codes(candidate, cfg.code, features), _codes(reference, cfg.code, features), cfg.code)
     timings["code"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    cand_words = _words(candidate)
-    longest, ngram_ref, ngram_start = _longest_overlap(_words(reference), cand_words, cfg.overlap_n)
+    cand_words = _words_of(candidate, features)
+    n = cfg.overlap_n
+    longest, ngram_ref, ngram_start = _longest_overlap(_words_of(reference, features), cand_words, n,
+                                                       _shingled(reference, n, features),
+                                                       _shingled(candidate, n, features) if features else None)
     timings["ngram"] = time.perf_counter() - t
     ref_columns = [c for c in ("id", "source", "category") if c in reference.column_names]
     return audit_report(cfg, candidate, nr, Matches(exact, near, near_sim, cp, longest, ngram_ref, ngram_start),

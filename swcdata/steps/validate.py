@@ -49,9 +49,11 @@ from swcdata.core.schema import Finding, InputFile, Ledger, RuleCount, Severity,
 from swcdata.core.text import record_ids
 from swcdata.core.version import __version__
 from swcdata.core.workers import process_pool, usable_cpus
+from swcdata.similarity.sigindex import key_bytes, keys_from_bytes
 from swcdata.solidity.lexer import code_tokens, normalize_code
 from swcdata.solidity.spans import extract_code
 from swcdata.solidity.treesitter import parse_check
+from swcdata.steps.memo import Memo, MemoParams
 
 REQUIRED = ("instruction", "response", "category")
 KNOWN = (*REQUIRED, "id", "source", "metadata", "parent_id", "transform", "template")
@@ -155,6 +157,11 @@ class ChunkResult:
     findings: list[tuple[str, int, str | None, str]] = field(default_factory=list)  # (rule, line, field, message)
     blank_lines: int = 0  # blank and CRLF lines of the unit (check_unit), for the file's stats
     crlf_lines: int = 0
+    # With a `CodeChecks` in use: the keys of the texts whose code was checked (16 bytes each, in line order),
+    # their findings where they have some (by position in those keys), and how many came from its memo
+    checked_keys: bytes = b""
+    checked: dict[int, list[tuple[str, str | None, str]]] = field(default_factory=dict)
+    reused: int = 0
 
 
 def _type_name(v: Any) -> str:
@@ -332,6 +339,7 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
     src_lines: list[int] = []
     given_ids: list[tuple[int, Any]] = []  # (row, the record's own id) where it has one
     optional: dict[str, list[tuple[int, str]]] = {}  # (row, value) of metadata / parent_id / transform / template
+    code_rows: list[tuple[int, str, str]] = []  # (line, instruction, response) of the records whose code is checked
     # One scan of the whole chunk: "swc" in a field shows in the raw line unless a letter of it is
     # written as a JSON escape (\\u0073...); a chunk with either takes the per-field path.
     data = b"".join(raw for _, raw in lines)
@@ -413,8 +421,11 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
         if why:
             add(("category-contradiction", lineno, "category", why))
         if check_code:
-            for rule, fld, msg in _code_findings(instruction, response, cfg):
-                add((rule, lineno, fld, msg))
+            code_rows.append((lineno, instruction, response))
+    if code_rows:
+        _code_checks(code_rows, cfg, res)
+        # (stable, by line: each line's code findings after its other ones, as checking them in the loop put them)
+        findings.sort(key=_line_of)
     if cfg.drop_findings:  # (records with a warning the config drops: quarantined with it as the reason)
         keep = _drop_by_finding(file, dict(lines), linenos, findings, quarantined, set(cfg.drop_findings))
         if keep is not None:
@@ -451,6 +462,95 @@ def check_lines(file: str, lines: list[tuple[int, bytes]], cfg: ValidateConfig, 
             columns[name] = strings(col)
     res.batch = pa.RecordBatch.from_arrays([columns[f.name] for f in RECORD_SCHEMA], schema=RECORD_SCHEMA)
     return res
+
+
+def _line_of(finding: tuple[str, int, str | None, str]) -> int:
+    return finding[1]
+
+
+@dataclass(slots=True)
+class _InUse:
+    """The `CodeChecks` of this process's run, as its workers see it: whether to key and collect the checked
+    texts, and the memo of an earlier run (None: every text is checked)."""
+
+    active: bool = False
+    known: Memo | None = None
+
+
+_IN_USE = _InUse()
+
+
+def _use_checks(active: bool, known: Memo | None) -> None:
+    """Set this process's `_InUse` (the workers' initializer; forked workers inherit it anyway)."""
+    _IN_USE.active, _IN_USE.known = active, known
+
+
+def _code_checks(rows: list[tuple[int, str, str]], cfg: ValidateConfig, res: ChunkResult) -> None:
+    """The code findings of a chunk's records, (line, instruction, response) each, added to `res.findings` in line
+    order: taken from the memo in use where it holds the text, else checked (`_code_findings`). With a
+    `CodeChecks` in use, each text's key and findings go into `res` too."""
+    add = res.findings.append
+    if not _IN_USE.active:
+        for lineno, instruction, response in rows:
+            for rule, fld, msg in _code_findings(instruction, response, cfg):
+                add((rule, lineno, fld, msg))
+        return
+    known = _IN_USE.known
+    blob = b"".join([key_bytes(i, r) for _, i, r in rows])
+    found = known.find(keys_from_bytes(blob)).tolist() if known is not None else [-1] * len(rows)
+    for k, ((lineno, instruction, response), pos) in enumerate(zip(rows, found, strict=True)):
+        if pos >= 0 and known is not None:
+            out = [(rule, fld, msg) for rule, fld, msg in known.value(pos) or ()]
+            res.reused += 1
+        else:
+            out = _code_findings(instruction, response, cfg)
+        if out:
+            res.checked[k] = out
+            for rule, fld, msg in out:
+                add((rule, lineno, fld, msg))
+    res.checked_keys = blob
+
+
+def checks_params(cfg: ValidateConfig) -> MemoParams:
+    """What a text's code findings depend on: the checks' knobs (and, in `MemoParams`, the code and grammar)."""
+    return MemoParams(step="checks", config={"max_parse_chars": cfg.max_parse_chars,
+                                             "noop_min_tokens": cfg.noop_min_tokens})
+
+
+class CodeChecks:
+    """A run's code checks kept by text (see `swcdata.steps.memo`): `known`, a memo of an earlier run's, gives the
+    findings of the texts it holds (not used when made with other parameters: `note` says why), and every text
+    the run checks is collected, with its findings, into this run's memo (`memo()`). On the local engine only: a
+    Ray run checks every text."""
+
+    def __init__(self, cfg: ValidateConfig, known: Memo | None = None) -> None:
+        self.params = checks_params(cfg)
+        differences = known.params.differences(self.params) if known is not None else []
+        self.known = known if known is not None and not differences else None
+        self.note = (f"the kept code findings were made with other parameters ({'; '.join(differences)}): every "
+                     "text checked" if differences else None)
+        self.reused = 0
+        self._keys: list[bytes] = []
+        self._values: dict[int, bytes] = {}
+        self._n = 0
+
+    def collect(self, res: ChunkResult) -> None:
+        """Take one chunk's checked texts (results come in input order)."""
+        for k, out in res.checked.items():
+            self._values[self._n + k] = orjson.dumps(out)
+        self._keys.append(res.checked_keys)
+        self._n += len(res.checked_keys) // 16
+        self.reused += res.reused
+
+    @property
+    def checked(self) -> int:
+        """Texts checked so far (taken from the memo or not), a text counted once per record."""
+        return self._n
+
+    def memo(self) -> Memo:
+        """The memo of this run: every distinct text checked, with its findings."""
+        values = [self._values.get(i) for i in range(self._n)]
+        return Memo.of(self.params, keys_from_bytes(b"".join(self._keys)), values)
 
 
 def _drop_by_finding(file: str, raw: dict[int, bytes], linenos: list[int], findings: list[Any],
@@ -528,12 +628,18 @@ def _merge(file: str, n_lines: int, parts: list[ChunkResult], batch: bool) -> Ch
     """One result for consecutive lines checked in parts (findings stay in line order)."""
     res = ChunkResult(file, n_lines)
     batches = []
+    keys = []
     for p in parts:
         res.valid += p.valid
         res.quarantined += p.quarantined
         res.findings += p.findings
+        base = sum(len(k) for k in keys) // 16
+        res.checked.update({base + k: out for k, out in p.checked.items()})
+        keys.append(p.checked_keys)
+        res.reused += p.reused
         if p.batch is not None and p.batch.num_rows:
             batches.append(p.batch)
+    res.checked_keys = b"".join(keys)
     if batch:
         from swcdata.core.records import RECORD_SCHEMA
 
@@ -650,7 +756,9 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
     # task whose worker died is checked again line by line in single-use processes (recover_units).
     pending: deque[Any] = deque()
     # (workers that die with this process: swcdata.core.workers)
-    with CrashTolerantPool(lambda: process_pool(workers), _check_units, recover_units) as pool:
+    in_use = (_IN_USE.active, _IN_USE.known)  # (the workers' copy of this run's CodeChecks)
+    with CrashTolerantPool(lambda: process_pool(workers, initializer=_use_checks, initargs=in_use), _check_units,
+                           recover_units) as pool:
         for args in tasks():
             pending.append(pool.submit(args))
             if len(pending) >= workers * 2:
@@ -674,16 +782,29 @@ class Validation:
         on_quarantine: Callable[[list[Quarantined]], None] | None = None,
         progress: Progress | None = None,
         digest: bool = True,
+        checks: CodeChecks | None = None,
     ) -> ValidationReport:
         """Validate `paths`, handing each chunk's valid rows (an Arrow batch) to `on_batch` and its
         quarantined lines to `on_quarantine`. `digest=False` skips the inputs' sha256 (the report
-        then gives "" for it): for callers that keep only the ledger, a second of CPU a GB saved."""
+        then gives "" for it): for callers that keep only the ledger, a second of CPU a GB saved.
+        `checks`: the code checks kept by text (its memo's texts are not checked again; it collects this run's)."""
+        _use_checks(checks is not None, checks.known if checks is not None else None)
+        try:
+            return self._run(paths, on_batch, on_quarantine, progress, digest, checks)
+        finally:
+            _use_checks(False, None)
+
+    def _run(self, paths: Sequence[str | os.PathLike[str]], on_batch: Callable[[pa.RecordBatch], None] | None,
+             on_quarantine: Callable[[list[Quarantined]], None] | None, progress: Progress | None, digest: bool,
+             checks: CodeChecks | None) -> ValidationReport:
         cfg = self.config
         files = resolve_inputs(paths)
         t0 = time.perf_counter()
         tally = Tally()
         cap = cfg.max_findings_per_rule
         for r in _run(files, cfg, tally.stats, progress, batch=on_batch is not None, digest=digest):
+            if checks is not None:
+                checks.collect(r)
             if on_batch and r.valid:
                 on_batch(r.batch)
             if on_quarantine and r.quarantined:
@@ -751,14 +872,15 @@ def load_valid(
     *,
     progress: Progress | None = None,
     digest: bool = True,
+    checks: CodeChecks | None = None,
 ) -> tuple[pa.Table, ValidationReport, list[Quarantined]]:
     """Read and validate `paths` into an in-memory Arrow table of valid records (RECORD_SCHEMA),
     with the report and the quarantined lines. Used by the steps that need all records at once.
-    `digest`: as in `Validation.run`."""
+    `digest`, `checks`: as in `Validation.run`."""
     from swcdata.core.records import table_from_batches
 
     batches: list[pa.RecordBatch] = []
     quarantine: list[Quarantined] = []
     report = Validation(config).run(paths, on_batch=batches.append, on_quarantine=quarantine.extend,
-                                    progress=progress, digest=digest)
+                                    progress=progress, digest=digest, checks=checks)
     return table_from_batches(batches), report, quarantine

@@ -80,6 +80,7 @@ from swcdata.steps.augment import quality as augment_quality
 from swcdata.steps.augment.comments import toggle_comments
 from swcdata.steps.augment.layout import reflow_layout
 from swcdata.steps.augment.rename import rename_identifiers
+from swcdata.steps.memo import Memo, MemoParams
 
 __all__ = [
     "EVAL_SPLITS",
@@ -390,15 +391,92 @@ def _each_variants(rows: list[dict[str, Any]], cfg: AugmentConfig) -> Iterator[_
             yield e
 
 
+_COUNTERS = ("by_transform", "by_family", "by_template", "skipped", "code_lost", "no_change")
+
+
+def augment_params(cfg: AugmentConfig) -> MemoParams:
+    """What a record's variants depend on: the whole config (and, in `MemoParams`, the code and grammar)."""
+    return MemoParams(step="augment", config=cfg.model_dump(mode="json"))
+
+
+class VariantMemo:
+    """Augmentation kept by text (see `swcdata.steps.memo`): `known`, a memo of an earlier run's, gives what became
+    of the records whose text (and category) it holds, so they are not worked on again (not used when made with
+    other parameters: `note` says why); what became of every record of this run is collected into its memo
+    (`memo()`; a record whose work crashed its process is not kept). On the local engine only."""
+
+    def __init__(self, cfg: AugmentConfig, known: Memo | None = None) -> None:
+        self.params = augment_params(cfg)
+        differences = known.params.differences(self.params) if known is not None else []
+        self.known = known if known is not None and not differences else None
+        self.note = (f"the kept variants were made with other parameters ({'; '.join(differences)}): every record "
+                     "augmented" if differences else None)
+        self.reused = 0
+        self._keys: list[bytes] = []
+        self._values: list[bytes | None] = []
+
+    def take(self, rows: list[dict[str, Any]]) -> tuple[list[bytes], list[_Out | None]]:
+        """The keys of `rows` and, for each, what the memo says became of it (None where it does not hold it)."""
+        from swcdata.similarity.sigindex import key_bytes, keys_from_bytes
+
+        keys = [key_bytes(row["instruction"], row["response"]) for row in rows]
+        if self.known is None or not rows:
+            return keys, [None] * len(rows)
+        found = self.known.find(keys_from_bytes(b"".join(keys))).tolist()
+        got = [None if pos < 0 else _decoded(self.known.value(pos), row) for row, pos in zip(rows, found, strict=True)]
+        self.reused += sum(g is not None for g in got)
+        return keys, got
+
+    @property
+    def texts(self) -> int:
+        """Records collected so far (taken from the memo or not)."""
+        return len(self._keys)
+
+    def add(self, key: bytes, row: dict[str, Any], out: _Out) -> None:
+        self._keys.append(key)
+        self._values.append(_encoded(row, out))
+
+    def memo(self) -> Memo:
+        from swcdata.similarity.sigindex import keys_from_bytes
+
+        return Memo.of(self.params, keys_from_bytes(b"".join(self._keys)), self._values)
+
+
+def _encoded(row: dict[str, Any], out: _Out) -> bytes:
+    """What became of a record, as JSON (with its category: the skip_findings checks read it)."""
+    import orjson
+
+    result, t = out
+    variants = None if result.variants is None else [
+        [v["id"], v["instruction"], v["response"], v["transform"], v["template"], v["_q"]] for v in result.variants]
+    return orjson.dumps({"category": row["category"], "variants": variants, "no_effect": result.no_effect,
+                         "parse_failed": result.parse_failed, "skipped": result.skipped,
+                         "tally": {name: dict(getattr(t, name)) for name in _COUNTERS},
+                         "templates_dropped": t.templates_dropped})
+
+
+def _decoded(value: Any, row: dict[str, Any]) -> _Out | None:
+    """`_encoded`'s record result for `row` (a record of the same text), or None when its category differs."""
+    if not isinstance(value, dict) or value.get("category") != row["category"]:
+        return None
+    variants = None if value["variants"] is None else [
+        {**row, "id": vid, "instruction": ins, "response": resp, "parent_id": row["id"], "transform": tf,
+         "template": tpl, "_q": (*q[:8], tuple(q[8]))} for vid, ins, resp, tf, tpl, q in value["variants"]]
+    tally = _Tally(**{name: Counter(value["tally"][name]) for name in _COUNTERS},
+                   templates_dropped=value["templates_dropped"])
+    return _Result(variants, value["no_effect"], value["parse_failed"], tuple(value["skipped"])), tally
+
+
 def _not_augmented(what: str, name: str, ids: list[str]) -> str:
     shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5:,} more" if len(ids) > 5 else "")
     return f"{len(ids):,} record(s) of {name!r} {what}: kept, not augmented (ids: {shown})"
 
 
-def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
+def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None, *, memo: VariantMemo | None = None
             ) -> tuple[dict[str, pa.Table], AugmentReport]:
     """Augment the targeted splits (``config.splits``); return every split (untouched ones as they
-    came) and a report. Pure: no I/O, no printing. Raises ValueError when a targeted split is missing."""
+    came) and a report. Pure: no I/O, no printing. Raises ValueError when a targeted split is missing.
+    `memo`: augmentation kept by text (the records its memo holds are not worked on again; it collects this run's)."""
     cfg = config or AugmentConfig()
     t0 = time.perf_counter()
     warnings = targets_warnings(cfg, list(splits))
@@ -419,11 +497,19 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None
         work = SplitWork()
         given = table.to_pylist()
         # (already a variant: augmenting it again would compound transforms)
-        results = _each_variants([row for row in given if row.get("parent_id") is None], cfg)
+        todo = [row for row in given if row.get("parent_id") is None]
+        keys, kept = memo.take(todo) if memo is not None else ([], [None] * len(todo))
+        results = _each_variants([row for row, got in zip(todo, kept, strict=True) if got is None], cfg)
+        at = 0
         for row in given:
             rows.append(row)
-            variants = work.account(row, None if row.get("parent_id") is not None else next(results), tally,
-                                    by_finding)
+            got: _Out | ChildCrashed | None = None
+            if row.get("parent_id") is None:
+                got = kept[at] or next(results)
+                if memo is not None and not isinstance(got, ChildCrashed):
+                    memo.add(keys[at], row, got)
+                at += 1
+            variants = work.account(row, got, tally, by_finding)
             for v in variants:
                 q = v.pop("_q")
                 if v["id"] in seen:

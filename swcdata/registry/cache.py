@@ -1,0 +1,78 @@
+"""The build cache: what the last build of a dataset computed per text, kept for its next build.
+
+`<home>/<name>/.cache/<step>.parquet` holds one `swcdata.steps.memo.Memo` per step that keeps one (`checks`:
+validation's code findings; `augment`: what became of each record augmented). A build reads them before its
+steps, hands them to the steps (which work only on the texts they lack) and, once its version is published,
+replaces them with the memos of its own run (every text it saw: the cache holds one build's work, it does not
+grow from build to build).
+
+Why a cache and not a part of the version, like the signature index: a version's files are its data and what
+reading it needs (`dedup --against` and `audit --reference` read the index); these memos only save work. A
+version is the same, byte for byte, whether a build found a cache or not, on either engine (the Ray engine
+neither reads nor writes it). So they are not in the content hash, and `--no-cache` ignores them.
+
+Bad input: a cache file that cannot be read as a memo (truncated, another format) is not used, and the build
+says so in its result (`cache`); memos of other parameters are not used either (the step's note names them).
+Files are replaced atomically (written beside, then renamed), so a build that dies leaves the old one whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from swcdata.steps.memo import Memo, read_memo, write_memo
+
+CACHE_DIR = ".cache"
+
+
+class CacheUse(BaseModel):
+    """What a build took from its cache for one step, and what it left there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts: int = Field(0, description="Texts (records) the step saw.")
+    reused: int = Field(0, description="Of them, those whose result came from the cache (not worked on again).")
+    kept: int = Field(0, description="Distinct texts of this build written to the cache for the next one.")
+    note: str | None = Field(None, description="Why the cache was not used or not written, when it was not.")
+
+
+class BuildCache:
+    """The memos of one dataset's builds, in `<home>/<name>/.cache/`."""
+
+    def __init__(self, home: Path, name: str) -> None:
+        self.folder = home / name / CACHE_DIR
+
+    def path(self, step: str) -> Path:
+        return self.folder / f"{step}.parquet"
+
+    def read(self, step: str) -> tuple[Memo | None, str | None]:
+        """The memo of `step`, or None and why not (None, None: there is none yet)."""
+        path = self.path(step)
+        if not path.is_file():
+            return None, None
+        try:
+            return read_memo(path), None
+        except (OSError, ValueError) as e:
+            return None, f"{path} cannot be read as a memo ({e}): not used, every text worked on"
+
+    def write(self, memo: Memo) -> str | None:
+        """Replace the memo of its step; None, or why it could not be written (a build does not fail for it)."""
+        path = self.path(memo.params.step)
+        tmp: Path | None = self.folder / f".{memo.params.step}-{os.getpid()}-{uuid.uuid4().hex}.tmp"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_memo(memo, tmp)  # (a plain new file: the registry's permissions, where mkstemp's are 0600)
+            os.replace(tmp, path)
+            tmp = None
+        except OSError as e:
+            return f"cannot write {path}: {e.strerror or e} (the next build works on every text)"
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+        return None
