@@ -129,6 +129,37 @@ def test_a_memo_of_other_parameters_is_not_used(seed_files: list[Path]) -> None:
     assert checks.note is not None and "max_parse_chars 5000 (wanted 100000)" in checks.note
 
 
+def test_a_worker_crash_with_a_memo_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           seed_files: list[Path]) -> None:
+    """A line whose checks kill the worker is checked again in a single-use process, as without a memo: the same
+    results, and its text is not kept (the next run checks it); every other text is."""
+    from swcdata.core import isolate
+
+    mark = "CrashMeNow"
+    crash = json.dumps({"instruction": f"Find the bug:\n\n```solidity\ncontract {mark} {{\n    function f() public "
+                                       "{ msg.sender.call{value: 1}(\"\"); }\n}\n```",
+                        "response": "Fixed:\n```solidity\ncontract Safe {}\n```", "category": "SWC-107"})
+    lines = seed_files[0].read_text(encoding="utf-8").splitlines()[:60]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join([*lines[:30], crash, *lines[30:]]) + "\n", encoding="utf-8")
+    cfg = ValidateConfig(workers=2, chunk_size=7)
+    first = CodeChecks(cfg)
+    clean = load_valid([str(src)], cfg, checks=first)  # (no crash: every text kept)
+    marked = keys_from_bytes(key_bytes(json.loads(crash)["instruction"], json.loads(crash)["response"]))
+    monkeypatch.setenv(isolate.TEST_CRASH_ENV, mark)
+    plain = load_valid([str(src)], cfg)
+    checks = CodeChecks(cfg)
+    got = load_valid([str(src)], cfg, checks=checks)
+    assert got[0].equals(plain[0]) and _strip(got[1]) == _strip(plain[1])
+    assert [f.line for f in got[1].findings if f.rule == "parser-crashed"] == [31]
+    assert checks.memo().find(marked)[0] == -1 and len(checks.memo()) == len(first.memo()) - 1
+    # with the memo of the clean run the marked text is not parsed at all: no crash, the clean run's findings
+    again = CodeChecks(cfg, first.memo())
+    got = load_valid([str(src)], cfg, checks=again)
+    assert got[0].equals(clean[0]) and _strip(got[1]) == _strip(clean[1])
+    assert again.reused == again.checked and again.memo().find(marked)[0] >= 0
+
+
 # --------------------------------------------------------------------------- augmentation
 
 

@@ -107,33 +107,68 @@ def _windows(streams: list[list[str]]) -> tuple[npt.NDArray[np.uint64], npt.NDAr
     return minhash.shingle_hashes([" ".join(c) for c in streams], _ANCHOR, short_whole=False)
 
 
-def _contained(a: list[RecordCode], b: list[RecordCode], min_tokens: int, same: bool) -> list[tuple[int, int]]:
-    """(i, j) where a span of a[i] (of at least min_tokens tokens) occurs whole in the code of b[j] (i != j when
-    `same`): each span is looked up by its rarest anchor window among b's windows, and every record holding
-    that window is checked."""
+@dataclass(frozen=True)
+class _Needles:
+    """The spans of a set of records long enough to be looked for (`RecordCode.needles`): each one's record, and the
+    hashes of their anchor windows (`_windows`)."""
+
+    owner: list[int]
+    spans: list[list[str]]
+    w: npt.NDArray[np.uint64]
+    off: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class _Hays:
+    """The code of a set of records as the needles are looked for in it: the anchor windows of each record's joined
+    spans, sorted (with their records), and each record's code as one blank-padded string."""
+
+    w_sorted: npt.NDArray[np.uint64]
+    rec_sorted: npt.NDArray[np.int64]
+    text: list[str]
+
+
+def _needles(a: list[RecordCode], min_tokens: int) -> _Needles:
     owner = [i for i, rc in enumerate(a) for _ in rc.needles(min_tokens)]
-    needles = [sp for rc in a for sp in rc.needles(min_tokens)]
+    spans = [sp for rc in a for sp in rc.needles(min_tokens)]
+    w, off = _windows(spans)
+    return _Needles(owner, spans, w, off)
+
+
+def _hays(b: list[RecordCode]) -> _Hays:
     hays = [rc.joined() for rc in b]
-    wa, oa = _windows(needles)
     wb, ob = _windows(hays)
-    if len(wa) == 0 or len(wb) == 0:
-        return []
     rec_b = np.repeat(np.arange(len(b), dtype=np.int64), np.diff(ob))
     order = np.lexsort((rec_b, wb))
-    wb_sorted, rec_sorted = wb[order], rec_b[order]
-    left = np.searchsorted(wb_sorted, wa, side="left")
-    right = np.searchsorted(wb_sorted, wa, side="right")
+    return _Hays(wb[order], rec_b[order], [f" {' '.join(h)} " for h in hays])
+
+
+def _contained(a: list[RecordCode], b: list[RecordCode], min_tokens: int, same: bool) -> list[tuple[int, int]]:
+    """(i, j) where a span of a[i] (of at least min_tokens tokens) occurs whole in the code of b[j] (i != j when
+    `same`): see `_contained_in`."""
+    return _contained_in(_needles(a, min_tokens), _hays(b), same)
+
+
+def _contained_in(nd: _Needles, hy: _Hays, same: bool) -> list[tuple[int, int]]:
+    """(i, j) where a needle of record i occurs whole in the code of hay record j (i != j when `same`): each needle
+    is looked up by its rarest anchor window among the hays' windows, and every record holding that window is
+    checked."""
+    wa, oa = nd.w, nd.off
+    if len(wa) == 0 or len(hy.w_sorted) == 0:
+        return []
+    left = np.searchsorted(hy.w_sorted, wa, side="left")
+    right = np.searchsorted(hy.w_sorted, wa, side="right")
     count = right - left
-    hay = [f" {' '.join(h)} " for h in hays]
+    rec_sorted, hay = hy.rec_sorted, hy.text
     out: dict[tuple[int, int], None] = {}
-    for n, needle_toks in enumerate(needles):
+    for n, needle_toks in enumerate(nd.spans):
         lo, hi = int(oa[n]), int(oa[n + 1])
         if lo == hi:
             continue
         k = lo + int(np.argmin(count[lo:hi]))
         if count[k] == 0:
             continue
-        i = owner[n]
+        i = nd.owner[n]
         needle = f" {' '.join(needle_toks)} "
         for j in dict.fromkeys(rec_sorted[left[k]:right[k]].tolist()):
             if (not same or i != j) and (i, j) not in out and needle in hay[j]:
@@ -141,11 +176,30 @@ def _contained(a: list[RecordCode], b: list[RecordCode], min_tokens: int, same: 
     return list(out)
 
 
-def _near(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig) -> list[tuple[int, int, float]]:
-    """(i, j, similarity) of code near copies (the spans of at least min_tokens tokens of each record), every
-    pair of each LSH bucket verified at the threshold."""
-    both = a if b is None else a + b
-    rows, sig = near_signatures(both, cfg)
+@dataclass(frozen=True)
+class CodeSide:
+    """What `code_pairs` reads of the records of its set `b`, made once (`code_side`) for a set matched against
+    several others (a build's train split, against validation and against test)."""
+
+    records: int
+    needles: _Needles
+    hays: _Hays
+    near_rows: npt.NDArray[np.int64]
+    near_sig: minhash.U32
+
+
+def code_side(b: list[RecordCode], cfg: CodeMatchConfig) -> CodeSide:
+    rows, sig = near_signatures(b, cfg)
+    return CodeSide(len(b), _needles(b, cfg.min_tokens), _hays(b), rows, sig)
+
+
+def _near(a: list[RecordCode], b: CodeSide | None, cfg: CodeMatchConfig) -> list[tuple[int, int, float]]:
+    """(i, j, similarity) of code near copies between `a` and `b` (within `a` when b is None; the spans of at least
+    min_tokens tokens of each record), every pair of each LSH bucket verified at the threshold."""
+    rows, sig = near_signatures(a, cfg)
+    if b is not None:  # (a record's signature is its own: the two sets signed apart are the two signed together)
+        rows = np.concatenate([rows, b.near_rows + len(a)])
+        sig = np.concatenate([sig, b.near_sig]) if len(b.near_sig) else sig
     if len(rows) < 2:
         return []
     pairs = minhash.candidate_pairs(sig, *minhash.lsh_params(cfg.threshold, cfg.num_perm), all_pairs=True)
@@ -178,19 +232,22 @@ def contained_pairs(a: list[RecordCode], b: list[RecordCode], min_tokens: int) -
     return _contained(a, b, min_tokens, False)
 
 
-def code_pairs(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig) -> CodePairs:
+def code_pairs(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig, *,
+               b_side: CodeSide | None = None) -> CodePairs:
     """Every code-level match between the records of `a` and those of `b` (or within `a` when b is None,
-    each unordered pair once). Containment first; a pair that is also near keeps its containment kind."""
+    each unordered pair once). Containment first; a pair that is also near keeps its containment kind.
+    `b_side`: `code_side(b, cfg)` where it is at hand (made here otherwise)."""
     same = b is None
-    other = a if b is None else b
+    side = None if b is None else b_side if b_side is not None else code_side(b, cfg)
     found: dict[tuple[int, int], tuple[Kind, float]] = {}
-    for i, j in _contained(a, other, cfg.min_tokens, same):
+    a_needles = _needles(a, cfg.min_tokens)
+    for i, j in _contained_in(a_needles, _hays(a) if side is None else side.hays, same):
         key = (min(i, j), max(i, j)) if same else (i, j)
         kind: Kind = "contained" if not same or i < j else "contains"
         found.setdefault(key, (kind, 1.0))
-    for i, j in _contained(other, a, cfg.min_tokens, same) if not same else []:
+    for i, j in _contained_in(side.needles, _hays(a), False) if side is not None else []:
         found.setdefault((j, i), ("contains", 1.0))
-    for i, j, s in _near(a, b, cfg):
+    for i, j, s in _near(a, side, cfg):
         found.setdefault((i, j), ("near", round(s, 4)))
     keys = sorted(found)
     return CodePairs(i=np.array([k[0] for k in keys], dtype=np.int64),

@@ -34,7 +34,14 @@ from swcdata.core.arrow import int64s, to_numpy
 from swcdata.core.schema import BACKEND_DOC, Ledger, RecordRef, Source
 from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
-from swcdata.similarity.codematch import CodeMatchConfig, CodePairs, RecordCode, code_pairs, record_code
+from swcdata.similarity.codematch import (
+    CodeMatchConfig,
+    CodePairs,
+    RecordCode,
+    code_pairs,
+    code_side,
+    record_code,
+)
 from swcdata.similarity.sigindex import SignatureIndex
 from swcdata.steps.dedup import DedupConfig, Progress, signed
 
@@ -337,7 +344,11 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         timings["lsh"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    cp = code_pairs(_codes(candidate, cfg.code, features), _codes(reference, cfg.code, features), cfg.code)
+    r_codes = _codes(reference, cfg.code, features)
+    side = None
+    if features is not None:
+        side = features.get(reference, ("code-side", cfg.code.model_dump_json()), lambda: code_side(r_codes, cfg.code))
+    cp = code_pairs(_codes(candidate, cfg.code, features), r_codes, cfg.code, b_side=side)
     timings["code"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -730,8 +730,9 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
         return
 
     # With the code checks a unit is work enough (~0.1 s) for one task: small tasks keep both
-    # workers busy up to the end.
-    task_lines = 1 if cfg.check_code else TASK_LINES
+    # workers busy up to the end. Not with a memo of earlier checks: then most texts are not parsed,
+    # and a unit a task spent more time on its round trip than on its lines.
+    task_lines = 1 if cfg.check_code and _IN_USE.known is None else TASK_LINES
 
     def tasks() -> Iterator[tuple[list[LineUnit], ValidateConfig, bool]]:
         group: list[LineUnit] = []
