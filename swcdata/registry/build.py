@@ -615,14 +615,17 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     contamination: dict[str, dict[str, Any]] = {}
     acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
     features = Features()  # (each split is audited twice: what the rules read of it is computed once)
-    for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
-        if sizes.get(a) and sizes.get(b):
-            s = runner.audit(splits[a], splits[b], acfg_audit, index, features)
-            contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "code": s.code,
-                                             "code_pairs": s.code_pairs, "label_conflicts": s.label_conflicts,
-                                             "ngram_only": s.ngram_only, "leaked": s.leaked,
-                                             "contamination_rate": s.contamination_rate,
-                                             "ngram_overlap_rate": s.ngram_overlap_rate}
+    pairs = [(a, b) for a, b in (("train", "validation"), ("train", "test"), ("validation", "test"))
+             if sizes.get(a) and sizes.get(b)]
+    for k, (a, b) in enumerate(pairs):
+        s = runner.audit(splits[a], splits[b], acfg_audit, index, features)
+        for name in sorted({a, b} - {x for later in pairs[k + 1:] for x in later}):  # (not read again)
+            features.forget(splits[name])
+        contamination[f"{b} vs {a}"] = {"exact": s.exact, "near": s.near, "code": s.code,
+                                         "code_pairs": s.code_pairs, "label_conflicts": s.label_conflicts,
+                                         "ngram_only": s.ngram_only, "leaked": s.leaked,
+                                         "contamination_rate": s.contamination_rate,
+                                         "ngram_overlap_rate": s.ngram_overlap_rate}
     del features
     lap("audit")
 

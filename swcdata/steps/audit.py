@@ -191,6 +191,10 @@ class Features:
     def __init__(self) -> None:
         self._of: dict[int, tuple[pa.Table, dict[Any, Any]]] = {}
 
+    def forget(self, table: pa.Table) -> None:
+        """Drop what is kept of `table` (its n-grams are the largest: about 40 bytes a word of the split)."""
+        self._of.pop(id(table), None)
+
     def get(self, table: pa.Table, what: Any, make: Callable[[], Any]) -> Any:
         held = self._of.setdefault(id(table), (table, {}))[1]
         if what not in held:
