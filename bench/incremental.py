@@ -3,7 +3,7 @@ checking and augmenting only what the build cache lacks) against a full build of
 registry, in one run.
 
     python bench/incremental.py [--size 1m] [--new 0.05] [--data bench/.data] [--work /tmp/swcdata-incr]
-        [--json FILE] [--augment/--no-augment]
+        [--json FILE] [--augment/--no-augment] [--engine local|ray]
 
 Inputs: the generated corpus `bench/.data/corpus-<size>.jsonl` (made once when missing) as v1's input, and NEW
 records (`--new` of the corpus's size) generated with another seed (`corpus-<size>.new<pct>.jsonl`, made once).
@@ -42,10 +42,10 @@ def generated(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-def build(cfg: Path, home: Path) -> tuple[float, dict[str, Any]]:
+def build(cfg: Path, home: Path, engine: str) -> tuple[float, dict[str, Any]]:
     t = time.perf_counter()
-    run = subprocess.run([SWCDATA, "build", "--config", str(cfg), "--home", str(home), "--json"], capture_output=True,
-                         text=True)
+    run = subprocess.run([SWCDATA, "build", "--config", str(cfg), "--home", str(home), "--json", "--engine", engine],
+                         capture_output=True, text=True)
     wall = time.perf_counter() - t
     if run.returncode != 0:
         sys.exit(f"build failed ({run.returncode}): {run.stderr[-2000:]}")
@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/swcdata-incr"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="Where every build runs (ray: a cluster started for each build, or RAY_ADDRESS).")
     args = ap.parse_args()
     n = parse_size(args.size)
     base = generated(args.data / f"corpus-{size_name(n)}.jsonl", n, 0)
@@ -78,7 +80,7 @@ def main() -> None:
     v2_cfg = config(args.work / "v2.toml", [base, new], args.augment)
     runs = {}
     for label, cfg, home in (("v1 (full)", v1_cfg, a), ("v2 incremental", v2_cfg, a), ("v2 full", v2_cfg, b)):
-        wall, result = build(cfg, home)
+        wall, result = build(cfg, home, args.engine)
         runs[label] = {"wall_s": round(wall, 2), "ref": result["ref"], "content_hash": result["content_hash"],
                        "timings": result["timings"], "index": {k: v for k, v in (result.get("index") or {}).items()
                                                                if k != "params"},
@@ -87,7 +89,7 @@ def main() -> None:
     inc, full = runs["v2 incremental"], runs["v2 full"]
     same_index = (a / "c" / "v2" / "index" / "signatures.parquet").read_bytes() == \
         (b / "c" / "v1" / "index" / "signatures.parquet").read_bytes()
-    out = {"machine": machine(), "size": n, "new": n_new, "augment": args.augment, "runs": runs,
+    out = {"machine": machine(), "size": n, "new": n_new, "augment": args.augment, "engine": args.engine, "runs": runs,
            "build_ratio": round(inc["wall_s"] / full["wall_s"], 3),
            "dedup_ratio": round(inc["timings"]["dedup"] / full["timings"]["dedup"], 3),
            "same_content": inc["content_hash"] == full["content_hash"], "same_index": same_index}

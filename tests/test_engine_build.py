@@ -91,8 +91,9 @@ def test_an_incremental_build_on_ray_reuses_the_parents_index_as_the_local_build
         ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """v1 of part of the sample (local), then v2 of all of it on Ray in the same registry: the texts v1 signed are
     not signed again, and v2 is the local full build's, its signature index byte for byte; the manifest's counts
-    are the local incremental build's."""
+    are the local incremental build's, and it takes from the build cache what the local one takes."""
     from swcdata.engine.build import RaySteps
+    from swcdata.registry.cache import BuildCache
     from swcdata.registry.manifest import INDEX_FILE
 
     lines = (REPO / "dataset" / "swc_sample.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
@@ -112,6 +113,13 @@ def test_an_incremental_build_on_ray_reuses_the_parents_index_as_the_local_build
     assert on_ray.ref == local.ref == "s@v2" and on_ray.content_hash == local.content_hash == full.content_hash
     assert on_ray.index == local.index and on_ray.index["reused"] > 0 and on_ray.index["reused_from"] == "s@v1"
     assert on_ray.index["reused"] + on_ray.index["signed"] == full.index["signed"]
+    # the build cache: the Ray build took from it what the local one took, and left what the local one left
+    assert on_ray.cache == local.cache and local.cache["checks"].reused > 0 and local.cache["augment"].reused > 0
+    assert full.cache["checks"].reused == 0
+    for step in ("checks", "augment"):
+        a, _ = BuildCache(tmp_path / "ray", "s").read(step)
+        b, _ = BuildCache(tmp_path / "local", "s").read(step)
+        assert a is not None and b is not None and (a.keys == b.keys).all() and a.values == b.values
     folder = Registry(tmp_path / "ray").path("s@v2")
     assert _files(folder) == _files(Registry(tmp_path / "full").path("s@v1"))
     assert (folder / INDEX_FILE).read_bytes() == (Registry(tmp_path / "local").path("s@v2") / INDEX_FILE).read_bytes()

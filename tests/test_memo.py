@@ -290,3 +290,43 @@ def test_build_json_and_table_name_the_cache(tmp_path: Path, swc_files: list[Pat
     assert "build cache, code checks:" in again.stdout and "taken from it" in again.stdout
     off = runner.invoke(app, ["build", "--config", str(toml), "--home", str(tmp_path / "r"), "--no-cache", "--json"])
     assert off.exit_code == 0 and json.loads(off.stdout)["cache"] == {}
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_build(tmp_path: Path, swc_files: list[Path]) -> None:
+    home = tmp_path / "reg"
+    (home / "s").mkdir(parents=True)
+    (home / "s" / CACHE_DIR).write_text("a file where the cache folder goes", encoding="utf-8")
+    first = _build(home, swc_files[:1], **{"augment.enabled": False})
+    assert first.created and first.ref == "s@v1"
+    use = first.cache["checks"]
+    assert use.kept == 0 and use.note is not None and "cannot write" in use.note
+    assert first.content_hash == _build(tmp_path / "other", swc_files[:1], cache=False,
+                                        **{"augment.enabled": False}).content_hash
+
+
+def test_a_memo_value_of_the_wrong_shape_is_worked_on_again(tmp_path: Path, small_splits: dict[str, pa.Table]
+                                                           ) -> None:
+    """What a cache holds is read with care: a value that is not what the step writes is a miss, not a crash."""
+    cfg = AugmentConfig()
+    train = {"train": small_splits["train"].slice(0, 6)}
+    plain, prep = augment(train, cfg)
+    first = VariantMemo(cfg)
+    augment(train, cfg, memo=first)
+    memo = first.memo()
+    broken = [orjson.dumps({"category": orjson.loads(v)["category"], "variants": [["x"]]}) if v else v
+              for v in memo.values]
+    again = VariantMemo(cfg, Memo(memo.params, memo.keys, broken))
+    out, rep = augment(train, cfg, memo=again)
+    assert again.reused == 0 and out["train"].equals(plain["train"])
+    assert rep.model_dump(exclude={"seconds"}) == prep.model_dump(exclude={"seconds"})
+    # validation: a value that is no list of findings
+    line = {"instruction": "Fix:\n```solidity\ncontract A { function f() public { x = 1; } }\n```",
+            "response": "Nothing to fix here, the code is fine.", "category": "SWC-107"}
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    vcfg = ValidateConfig()
+    key = keys_from_bytes(key_bytes(line["instruction"], line["response"]))
+    for bad in ([["not-a-rule", None, "x"]], {"a": 1}, [[1, 2]]):
+        checks = CodeChecks(vcfg, Memo.of(checks_params(vcfg), key, [orjson.dumps(bad)]))
+        _, report, _ = load_valid([str(path)], vcfg, checks=checks)
+        assert checks.reused == 0 and _strip(report) == _strip(load_valid([str(path)], vcfg)[1])

@@ -57,8 +57,8 @@ def build_command(
     validate, dedup, split and augment on a Ray cluster: the same version.
 
     A build that adds records to a corpus works on the new ones only, where it can: it signs only
-    the texts its parent version's signature index lacks, and (on this machine's engine) takes the
-    code findings and variants of texts it has seen from the build cache.
+    the texts its parent version's signature index lacks, and takes the code findings and variants
+    of texts it has seen from the build cache.
     """
     from swcdata.cli.console import show_progress
     from swcdata.cli.render import render_build

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from swcdata.core.arrow import bools, strings, to_numpy
+from swcdata.core.isolate import ChildCrashed
 from swcdata.core.records import RECORD_COLUMNS, RECORD_SCHEMA, table_from_rows
 from swcdata.engine.blocks import (
     BLOBS,
@@ -55,7 +56,9 @@ from swcdata.steps.augment.step import (
     AugmentReport,
     SplitAugment,
     SplitWork,
+    VariantMemo,
     _each_variants,
+    _Out,
     _Tally,
     augment_report,
     count_variant,
@@ -65,6 +68,8 @@ from swcdata.steps.augment.step import (
 SUB = "_sub"
 Q = "_q"
 STATS = "_stats"
+MEMO = ("_mkey", "_mval")  # on a record's row, with a VariantMemo in use: its key and what became of it
+MEMO_ROWS = pa.schema([("_mkey", pa.binary()), ("_mval", pa.binary())])
 # Rows of the duplicate-variant groupby: kind 0 = an input record (its id), 1 = a variant (its id and key)
 IDS = pa.schema([("id", pa.string()), ("kind", pa.int8()), ("split", pa.int64()), (ORDER, pa.int64()),
                  (SUB, pa.int64()), ("_p", pa.int64())])
@@ -80,34 +85,62 @@ class RayAugment(NamedTuple):
     report: AugmentReport
 
 
-def _generate(batch: pa.Table, cfg: AugmentConfig) -> pa.Table:
-    """The batch's records, each followed by its variants, and the batch's counts (see the module doc)."""
+def _generate(batch: pa.Table, cfg: AugmentConfig, memo: bool = False, known: Any = None) -> pa.Table:
+    """The batch's records, each followed by its variants, and the batch's counts (see the module doc). `memo`: the
+    run keeps augmentation by text (`VariantMemo`), `known` its memo (broadcast): a record it holds is not worked
+    on again, and what became of each record goes back on its row (`MEMO`)."""
     rows = batch.select(list(RECORD_COLUMNS)).to_pylist()
     orders = ints(batch, ORDER).tolist()
     work, tally, by_finding = SplitWork(), _Tally(), Counter[str]()
-    results = _each_variants([row for row in rows if row.get("parent_id") is None], cfg)
+    todo = [row for row in rows if row.get("parent_id") is None]
+    vm = VariantMemo(cfg, broadcast(known) if known is not None else None) if memo else None
+    keys, kept = vm.take(todo) if vm is not None else ([], [None] * len(todo))
+    results = _each_variants([row for row, got in zip(todo, kept, strict=True) if got is None], cfg)
     out: list[dict[str, Any]] = []
     order: list[int] = []
     sub: list[int] = []
     q: list[bytes | None] = []
+    memo_cols: tuple[list[bytes | None], list[bytes | None]] = ([], [])
+    at = 0
     for row, o in zip(rows, orders, strict=True):
         out.append(row)
         order.append(o)
         sub.append(0)
         q.append(None)
-        variants = work.account(row, None if row.get("parent_id") is not None else next(results), tally,
-                                by_finding)
+        got: _Out | ChildCrashed | None = None
+        entry: tuple[bytes | None, bytes | None] = (None, None)
+        if row.get("parent_id") is None:
+            got = kept[at] or next(results)
+            if vm is not None and not isinstance(got, ChildCrashed):
+                vm.add(keys[at], row, got)
+                entry = (keys[at], vm.values[-1])
+            at += 1
+        memo_cols[0].append(entry[0])
+        memo_cols[1].append(entry[1])
+        variants = work.account(row, got, tally, by_finding)
         for k, v in enumerate(variants, 1):
             q.append(pickle.dumps(v.pop("_q")))
             out.append(v)
             order.append(o)
             sub.append(k)
+            memo_cols[0].append(None)
+            memo_cols[1].append(None)
     stats: list[bytes | None] = [None] * len(out)
     if out:
-        stats[0] = pickle.dumps((work, tally, by_finding))
-    return (table_from_rows(out).append_column(ORDER, pa.array(order, pa.int64()))
-            .append_column(SUB, pa.array(sub, pa.int64())).append_column(Q, pa.array(q, pa.binary()))
-            .append_column(STATS, pa.array(stats, pa.binary())))
+        stats[0] = pickle.dumps((work, tally, by_finding, vm.reused if vm is not None else 0))
+    table = (table_from_rows(out).append_column(ORDER, pa.array(order, pa.int64()))
+             .append_column(SUB, pa.array(sub, pa.int64())).append_column(Q, pa.array(q, pa.binary()))
+             .append_column(STATS, pa.array(stats, pa.binary())))
+    if memo:
+        for name, values in zip(MEMO, memo_cols, strict=True):
+            table = table.append_column(name, pa.array(values, pa.binary()))
+    return table
+
+
+def _memo_rows(batch: pa.Table) -> pa.Table:
+    """The (key, value) of the batch's records that `_generate` kept for the memo, in order."""
+    rows = batch.select(list(MEMO))
+    return rows.filter(pc.is_valid(rows.column(MEMO[0]))).cast(MEMO_ROWS)
 
 
 def _stats(batch: pa.Table) -> pa.Table:
@@ -164,8 +197,9 @@ def _key_strings(split: int | np.ndarray, order: pa.Array | pa.ChunkedArray | np
 
 
 def _drop_variants(batch: pa.Table, split: int, dropped: Any) -> pa.Table:
-    """The batch without the dropped variants (`dropped`: their key strings, broadcast) and without the stats."""
-    batch = batch.drop_columns([STATS])
+    """The batch without the dropped variants (`dropped`: their key strings, broadcast) and without the stats (nor
+    the memo's columns)."""
+    batch = batch.drop_columns([STATS, *(c for c in MEMO if c in batch.column_names)])
     gone = broadcast(dropped)
     if len(gone) == 0 or batch.num_rows == 0:
         return batch
@@ -194,10 +228,12 @@ def _parents(batch: pa.Table, keys: Any) -> pa.Table:
 
 
 def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, *,
-                   rows_per_block: int = ROWS_PER_BLOCK, shuffle_strategy: str | None = SHUFFLE) -> RayAugment:
+                   rows_per_block: int = ROWS_PER_BLOCK, shuffle_strategy: str | None = SHUFFLE,
+                   memo: VariantMemo | None = None) -> RayAugment:
     """Augment the targeted splits (Ray Datasets of records with `_order`, in `_order` order) as the local `augment`
     augments the same records: the same records and variants in the same order, and the same report. Raises
-    ValueError when a targeted split is missing, as locally."""
+    ValueError when a targeted split is missing, as locally. `memo`: augmentation kept by text, as the local step
+    takes it (its memo broadcast to the workers; what became of each record gathered here, in the local order)."""
     from swcdata.engine import require_ray
 
     ray = require_ray()
@@ -206,10 +242,14 @@ def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, 
     warnings = targets_warnings(cfg, list(splits))
     sizes = {name: ds.count() for name, ds in splits.items()}
     generated: dict[str, Any] = {}
+    known = ray.put(memo.known) if memo is not None and memo.known is not None else None
     for name, ds in splits.items():
         if name in cfg.splits and sizes[name]:
-            generated[name] = materialized(mapped(ds, _generate, max(1, min(rows_per_block, 2_000)), cfg=cfg),
-                                           shuffle_strategy)
+            generated[name] = materialized(mapped(ds, _generate, max(1, min(rows_per_block, 2_000)), cfg=cfg,
+                                                  memo=memo is not None, known=known), shuffle_strategy)
+            if memo is not None:
+                rows = collect(ray, mapped(generated[name], _memo_rows), MEMO_ROWS)
+                memo.extend(rows.column(MEMO[0]).to_pylist(), rows.column(MEMO[1]).to_pylist())
     # duplicate variants: a groupby on the id of every input record and every variant
     dropped: dict[int, pa.Array] = {}
     if generated:
@@ -236,10 +276,12 @@ def augment_on_ray(splits: dict[str, Any], config: AugmentConfig | None = None, 
         work = SplitWork()
         if name in generated:
             g = generated[name]
-            for w, t, f in unpickled(ray, mapped(g, _stats)):
+            for w, t, f, reused in unpickled(ray, mapped(g, _stats)):
                 work.merge(w)
                 tally.add(t)
                 by_finding.update(f)
+                if memo is not None:
+                    memo.reused += reused
             gone = dropped.get(k, strings([]))
             work.dropped = len(gone)
             kept = mapped(g, _drop_variants, None, split=k, dropped=ray.put(gone))

@@ -98,8 +98,6 @@ class RaySteps(Steps):
     """The build's steps on the Ray cluster at `address` (else RAY_ADDRESS, else one started for the build).
     `shard_hook`: called in each shard's task before it writes (a seam for tests that kill the worker)."""
 
-    memoises = False  # (validation and augmentation work on every record: the build cache is the local engine's)
-
     def __init__(self, address: str | None = None, *, shard_hook: ShardHook | None = None) -> None:
         self.address = address
         self.shard_hook = shard_hook
@@ -118,10 +116,10 @@ class RaySteps(Steps):
 
     def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames,
                  checks: Any = None) -> tuple[Any, Any, list[Any]]:
-        """Validation on the workers (every text checked: a Ray build keeps no memo, see `memoises`)."""
+        """Validation on the workers (`checks`' memo broadcast to them, the checked texts gathered here)."""
         from swcdata.engine.reading import validate_on_ray
 
-        valid = validate_on_ray([str(f) for f in files], cfg)
+        valid = validate_on_ray([str(f) for f in files], cfg, checks=checks)
         renamed = mapped(valid.records, _renamed, None, names={str(f): names(str(f)) for f in files})
         return renamed, valid.report, valid.quarantined
 
@@ -178,10 +176,11 @@ class RaySteps(Steps):
         return result.splits, result.report
 
     def augment(self, splits: dict[str, Any], cfg: Any, memo: Any = None) -> tuple[dict[str, Any], Any]:
-        """Augmentation on the workers (every record: a Ray build keeps no memo, see `memoises`)."""
+        """Augmentation on the workers (`memo`'s memo broadcast to them, what became of each record gathered
+        here)."""
         from swcdata.engine.augment import augment_on_ray
 
-        result = augment_on_ray(splits, cfg)
+        result = augment_on_ray(splits, cfg, memo=memo)
         return result.splits, result.report
 
     def final(self, splits: dict[str, Any]) -> dict[str, Any]:

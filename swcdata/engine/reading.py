@@ -105,19 +105,21 @@ from swcdata.core.isolate import ChildCrashed, stream_isolated
 from swcdata.core.records import RECORD_SCHEMA
 from swcdata.core.schema import Finding, Severity, ValidationReport
 from swcdata.engine import require_ray
-from swcdata.engine.blocks import TASKS_PER_CPU, cluster_cpus, raised_as_locally
+from swcdata.engine.blocks import TASKS_PER_CPU, broadcast, cluster_cpus, raised_as_locally
 from swcdata.steps.validate import (
     RULES,
     TASK_BYTES,
     TASK_LINES,
     UNIT_BYTES,
     ChunkResult,
+    CodeChecks,
     Quarantined,
     Tally,
     ValidateConfig,
     Validation,
     check_unit,
     recover_units,
+    use_checks,
 )
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "ORDER", "ORDERED_SCHEMA", "ORDER_SHIFT", "Plan", "RayValidation", "TaskHook",
@@ -546,10 +548,15 @@ class _UnitSummary:
     quarantined: list[Quarantined]
     counts: dict[str, int] = field(default_factory=dict)
     listed: dict[str, list[tuple[int, str | None, str]]] = field(default_factory=dict)  # (line, field, message)
+    # with a CodeChecks in use: the unit's checked texts (see ChunkResult)
+    checked_keys: bytes = b""
+    checked: dict[int, list[tuple[str, str | None, str]]] = field(default_factory=dict)
+    reused: int = 0
 
 
 def _summarise(unit: int, file: int, res: ChunkResult, cap: int) -> _UnitSummary:
-    s = _UnitSummary(unit, file, res.n_lines, res.valid, res.blank_lines, res.crlf_lines, res.quarantined)
+    s = _UnitSummary(unit, file, res.n_lines, res.valid, res.blank_lines, res.crlf_lines, res.quarantined,
+                     checked_keys=res.checked_keys, checked=res.checked, reused=res.reused)
     for rule, line, fld, msg in res.findings:
         n = s.counts.get(rule, 0)
         s.counts[rule] = n + 1
@@ -598,10 +605,17 @@ def _unit_groups(plan: _Planned, names: list[str], bounds: np.ndarray) -> pa.Tab
                      for name, values in zip(_GROUP_COLUMNS, columns, strict=True)})
 
 
-def _check_groups(batch: pa.Table, cfg: ValidateConfig, hook: TaskHook | None) -> pa.Table:
+def _check_groups(batch: pa.Table, cfg: ValidateConfig, hook: TaskHook | None, checks: bool = False,
+                  known: Any = None) -> pa.Table:
     """Map (validation): each group's units read here and checked with `check_unit`; per group its `_CHECKED`
-    carrier row, then its records."""
-    tables = [_check_group(group, cfg, hook) for group in batch.to_pylist()]
+    carrier row, then its records. `checks`: the run keeps its code checks by text (`CodeChecks`), `known` its
+    memo (broadcast): the texts it holds are not checked again, and each unit's checked texts go back in its
+    summary."""
+    use_checks(checks, broadcast(known) if known is not None else None)
+    try:
+        tables = [_check_group(group, cfg, hook) for group in batch.to_pylist()]
+    finally:
+        use_checks(False, None)  # (a Ray worker runs other tasks after this one)
     return pa.concat_tables(tables) if tables else _CHECKED.empty_table()
 
 
@@ -723,6 +737,7 @@ def validate_on_ray(
     on_quarantine: Callable[[list[Quarantined]], None] | None = None,
     on_records: Callable[[pa.Table], None] | None = None,
     task_hook: TaskHook | None = None,
+    checks: CodeChecks | None = None,
 ) -> RayValidation:
     """Validate `paths` on the Ray cluster this process is connected to (see `swcdata.engine.session`), with
     the local engine's results (see the module).
@@ -734,7 +749,8 @@ def validate_on_ray(
     `on_records`: takes the valid records (`ORDERED_SCHEMA`) a group at a time, in input order, as each group's
     check ends (the later groups are checked meanwhile); the result's `records` is then None, and no group
     stays on the cluster once read. `task_hook`: called in the worker with the units of every group before they
-    are read (a seam for tests that kill workers; None in use)."""
+    are read (a seam for tests that kill workers; None in use). `checks`: the code checks kept by text, as
+    `Validation.run` takes them (its memo broadcast to the workers; this run's checked texts gathered here)."""
     ray = _ray()
     cfg = config or ValidateConfig()
     t0 = time.perf_counter()
@@ -757,13 +773,17 @@ def validate_on_ray(
             counts[1] += rec
             for s in pickle.loads(blob):
                 _tally(tally, names[s.file], s, cfg.max_findings_per_rule)
+                if checks is not None:
+                    checks.collect(s)
                 if s.quarantined:
                     (on_quarantine or quarantined.extend)(s.quarantined)
 
     records = None
     if len(bounds) > 1:
         checked = _one_block_each(ray, _unit_groups(plan, names, bounds)).map_batches(
-            _check_groups, batch_size=1, batch_format="pyarrow", fn_kwargs={"cfg": cfg, "hook": task_hook})
+            _check_groups, batch_size=1, batch_format="pyarrow",
+            fn_kwargs={"cfg": cfg, "hook": task_hook, "checks": checks is not None,
+                       "known": ray.put(checks.known) if checks is not None and checks.known is not None else None})
         with raised_as_locally():
             if on_records is None:
                 checked = checked.materialize()

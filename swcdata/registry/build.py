@@ -243,7 +243,7 @@ class BuildResult(BaseModel):
                                          "near-duplicate detection.")
     cache: dict[str, CacheUse] = Field(default_factory=dict, description="Per step that keeps its work in the build "
                                        "cache (checks, augment): what came from it and what was left there (no "
-                                       "part of the version; empty with --no-cache or on Ray).")
+                                       "part of the version; empty with --no-cache).")
     timings: dict[str, float]
 
 
@@ -348,7 +348,8 @@ class Steps:
     write the version's shards; the registry's lock, manifest and log stay here)."""
 
     memoises = True
-    """Whether validate and augment take and collect memos (`swcdata.registry.cache`)."""
+    """Whether validate and augment take and collect memos (`swcdata.registry.cache`): both engines do; a runner of
+    one's own may say no."""
 
     def session(self) -> contextlib.AbstractContextManager[Any]:
         """Entered once the inputs and the registry are checked, around the steps."""

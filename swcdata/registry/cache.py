@@ -8,8 +8,9 @@ grow from build to build).
 
 Why a cache and not a part of the version, like the signature index: a version's files are its data and what
 reading it needs (`dedup --against` and `audit --reference` read the index); these memos only save work. A
-version is the same, byte for byte, whether a build found a cache or not, on either engine (the Ray engine
-neither reads nor writes it). So they are not in the content hash, and `--no-cache` ignores them.
+version is the same, byte for byte, whether a build found a cache or not, on either engine (a Ray build reads
+and writes it on its driver, and broadcasts the memos to its workers). So they are not in the content hash, and
+`--no-cache` ignores them.
 
 Bad input: a cache file that cannot be read as a memo (truncated, another format) is not used, and the build
 says so in its result (`cache`); memos of other parameters are not used either (the step's note names them).

@@ -480,8 +480,9 @@ class _InUse:
 _IN_USE = _InUse()
 
 
-def _use_checks(active: bool, known: Memo | None) -> None:
-    """Set this process's `_InUse` (the workers' initializer; forked workers inherit it anyway)."""
+def use_checks(active: bool, known: Memo | None) -> None:
+    """Set this process's `_InUse` (the workers' initializer; forked workers inherit it anyway; a Ray task sets it
+    around its checks)."""
     _IN_USE.active, _IN_USE.known = active, known
 
 
@@ -499,8 +500,9 @@ def _code_checks(rows: list[tuple[int, str, str]], cfg: ValidateConfig, res: Chu
     blob = b"".join([key_bytes(i, r) for _, i, r in rows])
     found = known.find(keys_from_bytes(blob)).tolist() if known is not None else [-1] * len(rows)
     for k, ((lineno, instruction, response), pos) in enumerate(zip(rows, found, strict=True)):
-        if pos >= 0 and known is not None:
-            out = [(rule, fld, msg) for rule, fld, msg in known.value(pos) or ()]
+        kept = _kept_findings(known.value(pos)) if pos >= 0 and known is not None else None
+        if kept is not None:
+            out = kept
             res.reused += 1
         else:
             out = _code_findings(instruction, response, cfg)
@@ -509,6 +511,21 @@ def _code_checks(rows: list[tuple[int, str, str]], cfg: ValidateConfig, res: Chu
             for rule, fld, msg in out:
                 add((rule, lineno, fld, msg))
     res.checked_keys = blob
+
+
+def _kept_findings(value: Any) -> list[tuple[str, str | None, str]] | None:
+    """A memo's value as code findings (None: no finding), or None where it is not one (then the text is checked)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return None
+    out = []
+    for f in value:
+        if not (isinstance(f, list) and len(f) == 3 and f[0] in RULES and isinstance(f[2], str)
+                and (f[1] is None or isinstance(f[1], str))):
+            return None
+        out.append((f[0], f[1], f[2]))
+    return out
 
 
 def checks_params(cfg: ValidateConfig) -> MemoParams:
@@ -520,8 +537,8 @@ def checks_params(cfg: ValidateConfig) -> MemoParams:
 class CodeChecks:
     """A run's code checks kept by text (see `swcdata.steps.memo`): `known`, a memo of an earlier run's, gives the
     findings of the texts it holds (not used when made with other parameters: `note` says why), and every text
-    the run checks is collected, with its findings, into this run's memo (`memo()`). On the local engine only: a
-    Ray run checks every text."""
+    the run checks is collected, with its findings, into this run's memo (`memo()`). Both engines: the Ray engine
+    broadcasts the memo to its tasks and collects their units' checked texts (`validate_on_ray`)."""
 
     def __init__(self, cfg: ValidateConfig, known: Memo | None = None) -> None:
         self.params = checks_params(cfg)
@@ -534,8 +551,9 @@ class CodeChecks:
         self._values: dict[int, bytes] = {}
         self._n = 0
 
-    def collect(self, res: ChunkResult) -> None:
-        """Take one chunk's checked texts (results come in input order)."""
+    def collect(self, res: Any) -> None:
+        """Take one chunk's checked texts (results come in input order): a `ChunkResult`, or anything with its
+        `checked_keys`, `checked` and `reused` (the Ray engine's unit summaries)."""
         for k, out in res.checked.items():
             self._values[self._n + k] = orjson.dumps(out)
         self._keys.append(res.checked_keys)
@@ -758,7 +776,7 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
     pending: deque[Any] = deque()
     # (workers that die with this process: swcdata.core.workers)
     in_use = (_IN_USE.active, _IN_USE.known)  # (the workers' copy of this run's CodeChecks)
-    with CrashTolerantPool(lambda: process_pool(workers, initializer=_use_checks, initargs=in_use), _check_units,
+    with CrashTolerantPool(lambda: process_pool(workers, initializer=use_checks, initargs=in_use), _check_units,
                            recover_units) as pool:
         for args in tasks():
             pending.append(pool.submit(args))
@@ -789,11 +807,11 @@ class Validation:
         quarantined lines to `on_quarantine`. `digest=False` skips the inputs' sha256 (the report
         then gives "" for it): for callers that keep only the ledger, a second of CPU a GB saved.
         `checks`: the code checks kept by text (its memo's texts are not checked again; it collects this run's)."""
-        _use_checks(checks is not None, checks.known if checks is not None else None)
+        use_checks(checks is not None, checks.known if checks is not None else None)
         try:
             return self._run(paths, on_batch, on_quarantine, progress, digest, checks)
         finally:
-            _use_checks(False, None)
+            use_checks(False, None)
 
     def _run(self, paths: Sequence[str | os.PathLike[str]], on_batch: Callable[[pa.RecordBatch], None] | None,
              on_quarantine: Callable[[list[Quarantined]], None] | None, progress: Progress | None, digest: bool,

@@ -403,7 +403,7 @@ class VariantMemo:
     """Augmentation kept by text (see `swcdata.steps.memo`): `known`, a memo of an earlier run's, gives what became
     of the records whose text (and category) it holds, so they are not worked on again (not used when made with
     other parameters: `note` says why); what became of every record of this run is collected into its memo
-    (`memo()`; a record whose work crashed its process is not kept). On the local engine only."""
+    (`memo()`; a record whose work crashed its process is not kept). Both engines (`augment_on_ray`)."""
 
     def __init__(self, cfg: AugmentConfig, known: Memo | None = None) -> None:
         self.params = augment_params(cfg)
@@ -432,9 +432,19 @@ class VariantMemo:
         """Records collected so far (taken from the memo or not)."""
         return len(self._keys)
 
+    @property
+    def values(self) -> list[bytes | None]:
+        """The values collected so far, in order."""
+        return self._values
+
     def add(self, key: bytes, row: dict[str, Any], out: _Out) -> None:
         self._keys.append(key)
         self._values.append(_encoded(row, out))
+
+    def extend(self, keys: list[bytes], values: list[bytes]) -> None:
+        """Add entries made elsewhere (`add` in the Ray engine's tasks), in order."""
+        self._keys += keys
+        self._values += values
 
     def memo(self) -> Memo:
         from swcdata.similarity.sigindex import keys_from_bytes
@@ -456,9 +466,22 @@ def _encoded(row: dict[str, Any], out: _Out) -> bytes:
 
 
 def _decoded(value: Any, row: dict[str, Any]) -> _Out | None:
-    """`_encoded`'s record result for `row` (a record of the same text), or None when its category differs."""
+    """`_encoded`'s record result for `row` (a record of the same text), or None when its category differs or the
+    value is not one `_encoded` writes (then the record is augmented)."""
     if not isinstance(value, dict) or value.get("category") != row["category"]:
         return None
+    try:
+        return _decode(value, row)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+def _decode(value: dict[str, Any], row: dict[str, Any]) -> _Out:
+    counts = (value["no_effect"], value["parse_failed"], value["templates_dropped"])
+    if not all(type(c) is int for c in counts) or not (value["variants"] is None or all(
+            len(v) == 6 and all(type(x) is str for x in v[:4]) and (v[4] is None or type(v[4]) is str)
+            and len(v[5]) == 9 for v in value["variants"])):
+        raise ValueError("not a record's variants")
     variants = None if value["variants"] is None else [
         {**row, "id": vid, "instruction": ins, "response": resp, "parent_id": row["id"], "transform": tf,
          "template": tpl, "_q": (*q[:8], tuple(q[8]))} for vid, ins, resp, tf, tpl, q in value["variants"]]
