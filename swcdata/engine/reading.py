@@ -757,7 +757,7 @@ def validate_on_ray(
     files = resolve_inputs(paths)
     plan = _plan(files, block_bytes, cfg.chunk_size, UNIT_BYTES, blocks_per_task, digest)
     names = [str(f) for f in files]
-    bounds = _groups(plan, cfg, rows_per_block, cluster_cpus(ray))
+    bounds = _groups(plan, cfg, rows_per_block, cluster_cpus(ray), memo=checks is not None and checks.known is not None)
     tally = Tally()
     tally.stats = {str(f): st for f, st in zip(files, plan.stats, strict=True)}
     quarantined: list[Quarantined] = []
@@ -802,20 +802,21 @@ def validate_on_ray(
                          recovered=counts[1])
 
 
-def _groups(plan: _Planned, cfg: ValidateConfig, rows_per_block: int | None, cpus: int = 1) -> np.ndarray:
+def _groups(plan: _Planned, cfg: ValidateConfig, rows_per_block: int | None, cpus: int = 1,
+            memo: bool = False) -> np.ndarray:
     """Where each group of units starts, then the number of units: `rows_per_block` units at a time, or groups
     of at least the local engine's task size (its lines and bytes), larger where the input is large for the
     cluster's `cpus`: about `TASKS_PER_CPU` groups a CPU, of equal lines, each at most `_GROUP_SCALE` times the
     local size (a Ray task costs about 0.2 s to schedule and collect on top of its work: 32 groups of 31k lines
     took 11.5 s at 1M records on 2 CPUs, 9 of 125k lines 9.3 s). With the code checks, a unit a group, as
-    locally."""
+    locally, unless a memo of earlier checks is in use (`memo`: most texts are not parsed)."""
     n = len(plan.unit_file)
     if rows_per_block is not None:
         if rows_per_block < 1:
             raise ValueError("rows_per_block must be at least 1")
         return np.append(np.arange(0, n, rows_per_block, dtype=np.int64), n)
     task_lines, task_bytes, share = 1, TASK_BYTES, math.inf
-    if not cfg.check_code:
+    if not cfg.check_code or memo:
         total = int(plan.unit_lines.sum())
         task_lines, task_bytes = TASK_LINES * _GROUP_SCALE, TASK_BYTES * _GROUP_SCALE  # (at most)
         per_group = int(np.clip(-(-total // (TASKS_PER_CPU * cpus)), TASK_LINES, task_lines))
