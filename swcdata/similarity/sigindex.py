@@ -102,6 +102,14 @@ def _runs_start(sorted_keys: Keys) -> npt.NDArray[np.bool_]:
     return first
 
 
+def in_key_order(keys: Keys) -> bool:
+    """Whether the keys are distinct and ascending (as an index or a memo stores them)."""
+    if len(keys) < 2:
+        return True
+    k0, k1 = keys[:, 0], keys[:, 1]
+    return bool(((k0[1:] > k0[:-1]) | ((k0[1:] == k0[:-1]) & (k1[1:] > k1[:-1]))).all())
+
+
 def first_of_each(keys: Keys) -> npt.NDArray[np.int64]:
     """The rows where each distinct key first occurs, ascending."""
     order = np.lexsort((np.arange(len(keys)), keys[:, 1], keys[:, 0]))
@@ -206,10 +214,8 @@ class SignatureIndex:
         m = table.num_rows
         keys = keys_of(table.column("key"))
         sig = _words(table.column("signature"), "<u4", m, params.num_perm).astype(np.uint32, copy=False)
-        if m > 1:
-            k0, k1 = keys[:, 0], keys[:, 1]
-            if not ((k0[1:] > k0[:-1]) | ((k0[1:] == k0[:-1]) & (k1[1:] > k1[:-1]))).all():
-                raise ValueError("its keys are not distinct and in key order")
+        if not in_key_order(keys):
+            raise ValueError("its keys are not distinct and in key order")
         return cls(params, keys, sig)
 
 

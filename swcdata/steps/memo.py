@@ -31,7 +31,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swcdata.core.version import __version__
-from swcdata.similarity.sigindex import KEY_SCHEME, Keys, find_keys, first_of_each, key_array, keys_of
+from swcdata.similarity.sigindex import KEY_SCHEME, Keys, find_keys, first_of_each, in_key_order, key_array, keys_of
 
 MEMO_META = b"swcdata.memo"
 MEMO_SCHEMA = pa.schema([pa.field("key", pa.binary(16), nullable=False), pa.field("value", pa.binary())])
@@ -122,11 +122,18 @@ class Memo:
         if table.column("key").null_count:
             raise ValueError("null keys")
         keys = keys_of(table.column("key"))
-        if len(keys) > 1:
-            k0, k1 = keys[:, 0], keys[:, 1]
-            if not ((k0[1:] > k0[:-1]) | ((k0[1:] == k0[:-1]) & (k1[1:] > k1[:-1]))).all():
-                raise ValueError("its keys are not distinct and in key order")
+        if not in_key_order(keys):
+            raise ValueError("its keys are not distinct and in key order")
         return cls(params, keys, table.column("value").to_pylist())
+
+
+def usable(known: Memo | None, wanted: MemoParams, what: str, then: str) -> tuple[Memo | None, str | None]:
+    """`known` where it was made with the `wanted` parameters; else None and a note naming what differs ('the kept
+    {what} were made with other parameters (...): {then}'). (None, None) without a memo."""
+    differences = known.params.differences(wanted) if known is not None else []
+    if differences:
+        return None, f"the kept {what} were made with other parameters ({'; '.join(differences)}): {then}"
+    return known, None
 
 
 def write_memo(memo: Memo, path: Path) -> None:

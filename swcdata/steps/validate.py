@@ -53,7 +53,7 @@ from swcdata.similarity.sigindex import key_bytes, keys_from_bytes
 from swcdata.solidity.lexer import code_tokens, normalize_code
 from swcdata.solidity.spans import extract_code
 from swcdata.solidity.treesitter import parse_check
-from swcdata.steps.memo import Memo, MemoParams
+from swcdata.steps.memo import Memo, MemoParams, usable
 
 REQUIRED = ("instruction", "response", "category")
 KNOWN = (*REQUIRED, "id", "source", "metadata", "parent_id", "transform", "template")
@@ -542,10 +542,7 @@ class CodeChecks:
 
     def __init__(self, cfg: ValidateConfig, known: Memo | None = None) -> None:
         self.params = checks_params(cfg)
-        differences = known.params.differences(self.params) if known is not None else []
-        self.known = known if known is not None and not differences else None
-        self.note = (f"the kept code findings were made with other parameters ({'; '.join(differences)}): every "
-                     "text checked" if differences else None)
+        self.known, self.note = usable(known, self.params, "code findings", "every text checked")
         self.reused = 0
         self._keys: list[bytes] = []
         self._values: dict[int, bytes] = {}
@@ -647,13 +644,14 @@ def _merge(file: str, n_lines: int, parts: list[ChunkResult], batch: bool) -> Ch
     res = ChunkResult(file, n_lines)
     batches = []
     keys = []
+    base = 0  # (texts checked in the parts before)
     for p in parts:
         res.valid += p.valid
         res.quarantined += p.quarantined
         res.findings += p.findings
-        base = sum(len(k) for k in keys) // 16
         res.checked.update({base + k: out for k, out in p.checked.items()})
         keys.append(p.checked_keys)
+        base += len(p.checked_keys) // 16
         res.reused += p.reused
         if p.batch is not None and p.batch.num_rows:
             batches.append(p.batch)

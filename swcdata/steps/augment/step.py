@@ -73,6 +73,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from swcdata.core.isolate import ChildCrashed, stream_isolated
 from swcdata.core.records import table_from_rows
 from swcdata.core.text import record_id
+from swcdata.similarity.sigindex import key_bytes, keys_from_bytes
 from swcdata.solidity import treesitter
 from swcdata.solidity.spans import extract_code
 from swcdata.steps.augment import framing, record, templates
@@ -80,7 +81,7 @@ from swcdata.steps.augment import quality as augment_quality
 from swcdata.steps.augment.comments import toggle_comments
 from swcdata.steps.augment.layout import reflow_layout
 from swcdata.steps.augment.rename import rename_identifiers
-from swcdata.steps.memo import Memo, MemoParams
+from swcdata.steps.memo import Memo, MemoParams, usable
 
 __all__ = [
     "EVAL_SPLITS",
@@ -407,18 +408,13 @@ class VariantMemo:
 
     def __init__(self, cfg: AugmentConfig, known: Memo | None = None) -> None:
         self.params = augment_params(cfg)
-        differences = known.params.differences(self.params) if known is not None else []
-        self.known = known if known is not None and not differences else None
-        self.note = (f"the kept variants were made with other parameters ({'; '.join(differences)}): every record "
-                     "augmented" if differences else None)
+        self.known, self.note = usable(known, self.params, "variants", "every record augmented")
         self.reused = 0
         self._keys: list[bytes] = []
         self._values: list[bytes | None] = []
 
     def take(self, rows: list[dict[str, Any]]) -> tuple[list[bytes], list[_Out | None]]:
         """The keys of `rows` and, for each, what the memo says became of it (None where it does not hold it)."""
-        from swcdata.similarity.sigindex import key_bytes, keys_from_bytes
-
         keys = [key_bytes(row["instruction"], row["response"]) for row in rows]
         if self.known is None or not rows:
             return keys, [None] * len(rows)
@@ -447,8 +443,6 @@ class VariantMemo:
         self._values += values
 
     def memo(self) -> Memo:
-        from swcdata.similarity.sigindex import keys_from_bytes
-
         return Memo.of(self.params, keys_from_bytes(b"".join(self._keys)), self._values)
 
 
