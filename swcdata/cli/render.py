@@ -231,10 +231,12 @@ def render_build(result: BuildResult, console: Console) -> None:
         where = f" from {ix['reused_from']}" if ix.get("reused_from") else ""
         console.print(f"signature index: {ix['records']:,} records; {ix['reused']:,} signatures reused{where}, "
                       f"{ix['signed']:,} signed" + (f" ({escape(ix['note'])})" if ix.get("note") else ""))
-    what = {"checks": "code checks", "augment": "augmentation"}
+    what = {"checks": "code checks", "augment": "augmentation", "inputs": "prepared inputs"}
     for step, use in result.cache.items():
-        console.print(f"build cache, {what.get(step, step)}: {use.reused:,} of {use.texts:,} records taken from it, "
-                      f"{use.kept:,} texts kept" + (f" ({escape(use.note)})" if use.note else ""))
+        unit = "lines" if step == "inputs" else "records"
+        kept = "lines kept" if step == "inputs" else "texts kept"
+        console.print(f"build cache, {what.get(step, step)}: {use.reused:,} of {use.texts:,} {unit} taken from it, "
+                      f"{use.kept:,} {kept}" + (f" ({escape(use.note)})" if use.note else ""))
     if result.created:
         console.print(f"[green]published[/] [bold]{result.ref}[/] (content hash {result.content_hash[:12]})")
     else:

@@ -114,8 +114,10 @@ class RaySteps(Steps):
             finally:
                 self.ray = None
 
+    prepares = False  # (every input is read on the workers: `prepared` is not used)
+
     def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames,
-                 checks: Any = None) -> tuple[Any, Any, list[Any]]:
+                 checks: Any = None, prepared: Any = None) -> tuple[Any, Any, list[Any]]:
         """Validation on the workers (`checks`' memo broadcast to them, the checked texts gathered here)."""
         from swcdata.engine.reading import validate_on_ray
 

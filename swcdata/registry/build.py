@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from swcdata.steps.audit import AuditConfig, AuditSummary, Features
     from swcdata.steps.augment.step import VariantMemo
     from swcdata.steps.memo import Memo
+    from swcdata.steps.prepared import PreparedInputs
     from swcdata.steps.validate import CodeChecks
 
 DEFAULT_CONFIG = Path("swcdata.toml")
@@ -242,8 +243,9 @@ class BuildResult(BaseModel):
                                          "it (records, params, reused, signed, reused_from, note); None without "
                                          "near-duplicate detection.")
     cache: dict[str, CacheUse] = Field(default_factory=dict, description="Per step that keeps its work in the build "
-                                       "cache (checks, augment): what came from it and what was left there (no "
-                                       "part of the version; empty with --no-cache).")
+                                       "cache (checks, augment: records; inputs, the prepared inputs of the local "
+                                       "engine: lines): what came from it and what was left there (no part of the "
+                                       "version; empty with --no-cache).")
     timings: dict[str, float]
 
 
@@ -351,16 +353,22 @@ class Steps:
     """Whether validate and augment take and collect memos (`swcdata.registry.cache`): both engines do; a runner of
     one's own may say no."""
 
+    prepares = True
+    """Whether validate takes whole files from the prepared inputs (`swcdata.steps.prepared`) and leaves its own
+    there: this machine does; the Ray engine reads every input on its workers."""
+
     def session(self) -> contextlib.AbstractContextManager[Any]:
         """Entered once the inputs and the registry are checked, around the steps."""
         return contextlib.nullcontext()
 
     def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames,
-                 checks: CodeChecks | None = None) -> tuple[Any, Any, list[Any]]:
-        """The validate step; `checks`: the code checks kept by text (`load_valid`)."""
+                 checks: CodeChecks | None = None,
+                 prepared: PreparedInputs | None = None) -> tuple[Any, Any, list[Any]]:
+        """The validate step; `checks`: the code checks kept by text, `prepared`: whole files' outcomes kept by their
+        bytes (`load_valid`)."""
         from swcdata.steps.validate import load_valid
 
-        table, vrep, quarantined = load_valid([str(f) for f in files], cfg, checks=checks)
+        table, vrep, quarantined = load_valid([str(f) for f in files], cfg, checks=checks, prepared=prepared)
         return names.table(table), vrep, quarantined
 
     def dedup(self, records: Any, cfg: DedupConfig, known: SignatureIndex | None = None) -> tuple[Any, Any]:
@@ -467,8 +475,9 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step
     """Run every step and publish. `on_step(name)` is called as each step starts (for progress). `steps`: where
     validate, dedup, split and augment run (default: here; `swcdata.engine.build.RaySteps` on a Ray cluster, whose
     splits are gathered here for the audit and the publication: the same version). `cache`: take validation's code
-    findings and augmentation's variants from the build cache where it holds a text, and leave this build's there
-    (`swcdata.registry.cache`; the version is the same either way)."""
+    findings and augmentation's variants from the build cache where it holds a text, and whole input files' outcomes
+    where it holds their bytes (`swcdata.steps.prepared`), and leave this build's there (`swcdata.registry.cache`;
+    the version is the same either way)."""
     from swcdata.core.io import resolve_inputs
     from swcdata.registry.store import Registry
 
@@ -486,12 +495,14 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step
 
 
 class _Memos:
-    """A build's use of its cache: the memo each step starts from, and each step's memo of this build."""
+    """A build's use of its cache: the memo each step starts from, each step's memo of this build, and the prepared
+    inputs."""
 
     def __init__(self, cache: BuildCache | None) -> None:
         self.cache = cache
         self.use: dict[str, CacheUse] = {}
         self._made: list[Memo] = []
+        self._prepared: PreparedInputs | None = None
 
     def known(self, step: str) -> Memo | None:
         if self.cache is None:
@@ -505,13 +516,33 @@ class _Memos:
         self.use[memo.params.step] = CacheUse(texts=texts, reused=reused, kept=len(memo), note=use.note or note)
         self._made.append(memo)
 
+    def inputs(self, cfg: ValidateConfig) -> PreparedInputs | None:
+        """The prepared inputs of this build's validation (None without a cache)."""
+        if self.cache is None:
+            return None
+        from swcdata.steps.prepared import PreparedInputs
+
+        self._prepared = PreparedInputs(cfg, self.cache.inputs)
+        return self._prepared
+
+    def validated(self) -> None:
+        """Count what the validation took from the prepared inputs."""
+        p = self._prepared
+        if p is not None:
+            self.use["inputs"] = CacheUse(texts=p.lines, reused=p.reused, note="; ".join(p.notes) or None)
+
     def write(self) -> None:
-        """Leave this build's memos in the cache (after the publication: a failed build leaves the old ones)."""
+        """Leave this build's memos and prepared inputs in the cache (after the publication: a failed build leaves
+        the old ones)."""
         for memo in self._made:
             note = self.cache.write(memo) if self.cache is not None else None
             if note:
                 use = self.use[memo.params.step]
                 self.use[memo.params.step] = use.model_copy(update={"kept": 0, "note": note})
+        if self._prepared is not None:
+            note = self._prepared.write()
+            use = self.use["inputs"]
+            self.use["inputs"] = use.model_copy(update={"kept": self._prepared.kept, "note": use.note or note})
 
 
 def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: list[Path], home: Path | None,
@@ -542,9 +573,11 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     memos = _Memos(BuildCache(registry.home, cfg.name) if use_cache and runner.memoises else None)
     step("validate")
     checks = CodeChecks(cfg.validate_, memos.known("checks")) if memos.cache and cfg.validate_.check_code else None
-    records, vrep, quarantined = runner.validate(files, cfg.validate_, names, checks)
+    prepared = memos.inputs(cfg.validate_) if runner.prepares else None
+    records, vrep, quarantined = runner.validate(files, cfg.validate_, names, checks, prepared)
     if checks is not None:
         memos.made(checks.memo(), checks.checked, checks.reused, checks.note)
+    memos.validated()
     lap("validate")
 
     step("dedup")

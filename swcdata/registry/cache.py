@@ -4,7 +4,8 @@
 validation's code findings; `augment`: what became of each record augmented). A build reads them before its
 steps, hands them to the steps (which work only on the texts they lack) and, once its version is published,
 replaces them with the memos of its own run (every text it saw: the cache holds one build's work, it does not
-grow from build to build).
+grow from build to build). `<home>/<name>/.cache/inputs/` holds the prepared inputs of the local engine
+(`swcdata.steps.prepared`): each input file's validation, whole, by its bytes; the same rule, one build's files.
 
 Why a cache and not a part of the version, like the signature index: a version's files are its data and what
 reading it needs (`dedup --against` and `audit --reference` read the index); these memos only save work. A
@@ -47,6 +48,11 @@ class BuildCache:
 
     def __init__(self, home: Path, name: str) -> None:
         self.folder = home / name / CACHE_DIR
+
+    @property
+    def inputs(self) -> Path:
+        """The prepared inputs' folder (`swcdata.steps.prepared`)."""
+        return self.folder / "inputs"
 
     def path(self, step: str) -> Path:
         return self.folder / f"{step}.parquet"

@@ -25,7 +25,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -54,6 +54,9 @@ from swcdata.solidity.lexer import code_tokens, normalize_code
 from swcdata.solidity.spans import extract_code
 from swcdata.solidity.treesitter import parse_check
 from swcdata.steps.memo import Memo, MemoParams, usable
+
+if TYPE_CHECKING:
+    from swcdata.steps.prepared import PreparedInputs
 
 REQUIRED = ("instruction", "response", "category")
 KNOWN = (*REQUIRED, "id", "source", "metadata", "parent_id", "transform", "template")
@@ -718,7 +721,8 @@ UNIT_BYTES = 4 << 20
 
 
 def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
-         progress: Progress | None, batch: bool, digest: bool = True) -> Iterator[ChunkResult]:
+         progress: Progress | None, batch: bool, digest: bool = True,
+         prepared: PreparedInputs | None = None) -> Iterator[ChunkResult]:
     workers = cfg.workers or usable_cpus()  # (the cores this process may use, as --workers caps)
     # Schema-only checks on small inputs are faster in-process than the cost of starting a pool. The
     # code checks run tree-sitter, whose crash (SIGSEGV) no process survives: always in workers, even
@@ -726,11 +730,16 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
     small = not cfg.check_code and sum(p.stat().st_size for p in files) < 16 << 20
     in_process = small or (workers <= 1 and not cfg.check_code)
 
-    def units() -> Iterator[LineUnit]:
+    def units() -> Iterator[LineUnit | list[ChunkResult]]:
+        """Each file's units, or the results of a file taken whole from the prepared inputs."""
         for p in files:
             st = FileStats(str(p))
             stats[str(p)] = st
-            yield from iter_units(p, st, cfg.chunk_size, UNIT_BYTES, with_data=in_process, digest=digest)
+            taken = prepared.lookup(p, st) if prepared is not None else None
+            if taken is not None:
+                yield taken
+            else:
+                yield from iter_units(p, st, cfg.chunk_size, UNIT_BYTES, with_data=in_process, digest=digest)
 
     def done(r: ChunkResult) -> ChunkResult:
         st = stats[r.file]
@@ -742,7 +751,10 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
 
     if in_process:
         for u in units():
-            yield done(check_unit(u, cfg, u.data, batch=batch))
+            if isinstance(u, list):
+                yield from map(done, u)
+            else:
+                yield done(check_unit(u, cfg, u.data, batch=batch))
         return
 
     # With the code checks a unit is work enough (~0.1 s) for one task: small tasks keep both
@@ -750,13 +762,18 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
     # and a unit a task spent more time on its round trip than on its lines.
     task_lines = 1 if cfg.check_code and _IN_USE.known is None else TASK_LINES
 
-    def tasks() -> Iterator[tuple[list[LineUnit], ValidateConfig, bool]]:
+    def tasks() -> Iterator[tuple[list[LineUnit], ValidateConfig, bool] | list[ChunkResult]]:
         group: list[LineUnit] = []
         lines = size = 0
         for u in units():
-            if group and (u.file != group[0].file or lines + u.lines > task_lines or size + u.size > TASK_BYTES):
-                yield group, cfg, batch
+            if isinstance(u, list) or (group and (u.file != group[0].file or lines + u.lines > task_lines
+                                                  or size + u.size > TASK_BYTES)):
+                if group:
+                    yield group, cfg, batch
                 group, lines, size = [], 0, 0
+            if isinstance(u, list):
+                yield u
+                continue
             group.append(u)
             lines += u.lines
             size += u.size
@@ -771,12 +788,18 @@ def _run(files: list[Path], cfg: ValidateConfig, stats: dict[str, FileStats],
         extract_code("x = 1;")
     # Bounded, ordered pipelining: at most `2 * workers` tasks in flight, results in input order. A
     # task whose worker died is checked again line by line in single-use processes (recover_units).
+    # A file taken from the prepared inputs comes out in its place, once the tasks before it have.
     pending: deque[Any] = deque()
     # (workers that die with this process: swcdata.core.workers)
     in_use = (_IN_USE.active, _IN_USE.known)  # (the workers' copy of this run's CodeChecks)
     with CrashTolerantPool(lambda: process_pool(workers, initializer=use_checks, initargs=in_use), _check_units,
                            recover_units) as pool:
         for args in tasks():
+            if isinstance(args, list):
+                while pending:
+                    yield from map(done, pool.result(pending.popleft()))
+                yield from map(done, args)
+                continue
             pending.append(pool.submit(args))
             if len(pending) >= workers * 2:
                 yield from map(done, pool.result(pending.popleft()))
@@ -800,28 +823,34 @@ class Validation:
         progress: Progress | None = None,
         digest: bool = True,
         checks: CodeChecks | None = None,
+        prepared: PreparedInputs | None = None,
     ) -> ValidationReport:
         """Validate `paths`, handing each chunk's valid rows (an Arrow batch) to `on_batch` and its
         quarantined lines to `on_quarantine`. `digest=False` skips the inputs' sha256 (the report
         then gives "" for it): for callers that keep only the ledger, a second of CPU a GB saved.
-        `checks`: the code checks kept by text (its memo's texts are not checked again; it collects this run's)."""
+        `checks`: the code checks kept by text (its memo's texts are not checked again; it collects this run's).
+        `prepared`: whole files' outcomes kept by their bytes (`swcdata.steps.prepared`: a file it holds is not read
+        again; it collects the outcome of each file read)."""
         use_checks(checks is not None, checks.known if checks is not None else None)
         try:
-            return self._run(paths, on_batch, on_quarantine, progress, digest, checks)
+            return self._run(paths, on_batch, on_quarantine, progress, digest, checks, prepared)
         finally:
             use_checks(False, None)
 
     def _run(self, paths: Sequence[str | os.PathLike[str]], on_batch: Callable[[pa.RecordBatch], None] | None,
              on_quarantine: Callable[[list[Quarantined]], None] | None, progress: Progress | None, digest: bool,
-             checks: CodeChecks | None) -> ValidationReport:
+             checks: CodeChecks | None, prepared: PreparedInputs | None) -> ValidationReport:
         cfg = self.config
         files = resolve_inputs(paths)
         t0 = time.perf_counter()
         tally = Tally()
         cap = cfg.max_findings_per_rule
-        for r in _run(files, cfg, tally.stats, progress, batch=on_batch is not None, digest=digest):
+        for r in _run(files, cfg, tally.stats, progress, batch=on_batch is not None, digest=digest,
+                      prepared=prepared):
             if checks is not None:
                 checks.collect(r)
+            if prepared is not None:
+                prepared.collect(r)
             if on_batch and r.valid:
                 on_batch(r.batch)
             if on_quarantine and r.quarantined:
@@ -842,6 +871,8 @@ class Validation:
                                                 message=msg))
                 else:
                     tally.truncated += 1
+        if prepared is not None:
+            prepared.finish(tally.stats[str(p)] for p in files)
         return self.report(files, tally, time.perf_counter() - t0)
 
     def report(self, files: list[Path], t: Tally, seconds: float) -> ValidationReport:
@@ -890,14 +921,15 @@ def load_valid(
     progress: Progress | None = None,
     digest: bool = True,
     checks: CodeChecks | None = None,
+    prepared: PreparedInputs | None = None,
 ) -> tuple[pa.Table, ValidationReport, list[Quarantined]]:
     """Read and validate `paths` into an in-memory Arrow table of valid records (RECORD_SCHEMA),
     with the report and the quarantined lines. Used by the steps that need all records at once.
-    `digest`, `checks`: as in `Validation.run`."""
+    `digest`, `checks`, `prepared`: as in `Validation.run`."""
     from swcdata.core.records import table_from_batches
 
     batches: list[pa.RecordBatch] = []
     quarantine: list[Quarantined] = []
     report = Validation(config).run(paths, on_batch=batches.append, on_quarantine=quarantine.extend,
-                                    progress=progress, digest=digest, checks=checks)
+                                    progress=progress, digest=digest, checks=checks, prepared=prepared)
     return table_from_batches(batches), report, quarantine
