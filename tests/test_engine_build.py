@@ -114,9 +114,10 @@ def test_an_incremental_build_on_ray_reuses_the_parents_index_as_the_local_build
     assert on_ray.index == local.index and on_ray.index["reused"] > 0 and on_ray.index["reused_from"] == "s@v1"
     assert on_ray.index["reused"] + on_ray.index["signed"] == full.index["signed"]
     # the build cache: the Ray build took from it what the local one took, and left what the local one left (the
-    # prepared inputs are the local engine's alone: Ray reads every input on its workers)
-    assert "inputs" in local.cache and "inputs" not in on_ray.cache
-    assert on_ray.cache == {k: v for k, v in local.cache.items() if k != "inputs"}
+    # prepared inputs and the audit's features are the local engine's alone: Ray reads every input on its workers
+    # and audits on the cluster)
+    assert {"inputs", "audit"} <= local.cache.keys() and not {"inputs", "audit"} & on_ray.cache.keys()
+    assert on_ray.cache == {k: v for k, v in local.cache.items() if k not in ("inputs", "audit")}
     assert local.cache["checks"].reused > 0 and local.cache["augment"].reused > 0
     assert full.cache["checks"].reused == 0
     for step in ("checks", "augment"):

@@ -285,7 +285,7 @@ def test_build_json_and_table_name_the_cache(tmp_path: Path, swc_files: list[Pat
     runner = CliRunner()
     first = runner.invoke(app, ["build", "--config", str(toml), "--home", str(tmp_path / "r"), "--json"])
     assert first.exit_code == 0, first.output
-    assert set(json.loads(first.stdout)["cache"]) == {"checks", "inputs"}
+    assert set(json.loads(first.stdout)["cache"]) == {"checks", "inputs", "audit"}
     again = runner.invoke(app, ["build", "--config", str(toml), "--home", str(tmp_path / "r")])
     assert again.exit_code == 0, again.output
     assert "build cache, code checks:" in again.stdout and "taken from it" in again.stdout

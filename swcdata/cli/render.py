@@ -231,7 +231,8 @@ def render_build(result: BuildResult, console: Console) -> None:
         where = f" from {ix['reused_from']}" if ix.get("reused_from") else ""
         console.print(f"signature index: {ix['records']:,} records; {ix['reused']:,} signatures reused{where}, "
                       f"{ix['signed']:,} signed" + (f" ({escape(ix['note'])})" if ix.get("note") else ""))
-    what = {"checks": "code checks", "augment": "augmentation", "inputs": "prepared inputs"}
+    what = {"checks": "code checks", "augment": "augmentation", "inputs": "prepared inputs",
+            "audit": "audit features"}
     for step, use in result.cache.items():
         unit = "lines" if step == "inputs" else "records"
         kept = "lines kept" if step == "inputs" else "texts kept"

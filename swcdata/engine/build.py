@@ -115,6 +115,7 @@ class RaySteps(Steps):
                 self.ray = None
 
     prepares = False  # (every input is read on the workers: `prepared` is not used)
+    audits_here = False  # (`audit_on_ray`: the local engine's `features` are not used)
 
     def validate(self, files: list[Path], cfg: ValidateConfig, names: PublishedNames,
                  checks: Any = None, prepared: Any = None) -> tuple[Any, Any, list[Any]]:

@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from swcdata.registry.manifest import IndexEntry, Manifest
     from swcdata.registry.store import Registry
     from swcdata.similarity.sigindex import SignatureIndex
-    from swcdata.steps.audit import AuditConfig, AuditSummary, Features
+    from swcdata.steps.audit import AuditConfig, AuditSummary
     from swcdata.steps.augment.step import VariantMemo
-    from swcdata.steps.memo import Memo
+    from swcdata.steps.features import Features
     from swcdata.steps.prepared import PreparedInputs
     from swcdata.steps.validate import CodeChecks
 
@@ -357,6 +357,10 @@ class Steps:
     """Whether validate takes whole files from the prepared inputs (`swcdata.steps.prepared`) and leaves its own
     there: this machine does; the Ray engine reads every input on its workers."""
 
+    audits_here = True
+    """Whether `audit` reads what its rules read of each split from the `Features` it is given (kept across the
+    build's audits, and in the build cache): this machine does; the Ray engine audits on the cluster."""
+
     def session(self) -> contextlib.AbstractContextManager[Any]:
         """Entered once the inputs and the registry are checked, around the steps."""
         return contextlib.nullcontext()
@@ -501,20 +505,22 @@ class _Memos:
     def __init__(self, cache: BuildCache | None) -> None:
         self.cache = cache
         self.use: dict[str, CacheUse] = {}
-        self._made: list[Memo] = []
+        self._made: list[tuple[Any, Callable[[Any, Path], None] | None]] = []
         self._prepared: PreparedInputs | None = None
 
-    def known(self, step: str) -> Memo | None:
+    def known(self, step: str, reader: Callable[[Path], Any] | None = None) -> Any:
+        """The memo of `step` (read by `reader`, default `read_memo`), or None."""
         if self.cache is None:
             return None
-        memo, note = self.cache.read(step)
+        memo, note = self.cache.read(step, reader) if reader is not None else self.cache.read(step)
         self.use[step] = CacheUse(note=note)
         return memo
 
-    def made(self, memo: Memo, texts: int, reused: int, note: str | None) -> None:
+    def made(self, memo: Any, texts: int, reused: int, note: str | None,
+             writer: Callable[[Any, Path], None] | None = None) -> None:
         use = self.use[memo.params.step]
         self.use[memo.params.step] = CacheUse(texts=texts, reused=reused, kept=len(memo), note=use.note or note)
-        self._made.append(memo)
+        self._made.append((memo, writer))
 
     def inputs(self, cfg: ValidateConfig) -> PreparedInputs | None:
         """The prepared inputs of this build's validation (None without a cache)."""
@@ -534,8 +540,10 @@ class _Memos:
     def write(self) -> None:
         """Leave this build's memos and prepared inputs in the cache (after the publication: a failed build leaves
         the old ones)."""
-        for memo in self._made:
-            note = self.cache.write(memo) if self.cache is not None else None
+        for memo, writer in self._made:
+            if self.cache is None:
+                break
+            note = self.cache.write(memo, writer) if writer is not None else self.cache.write(memo)
             if note:
                 use = self.use[memo.params.step]
                 self.use[memo.params.step] = use.model_copy(update={"kept": 0, "note": note})
@@ -552,7 +560,8 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
 
     from swcdata.registry.cache import BuildCache
     from swcdata.registry.store import Registry
-    from swcdata.steps.audit import AuditConfig, Features
+    from swcdata.steps.audit import AuditConfig
+    from swcdata.steps.features import Features, features_params, read_features, write_features
     from swcdata.steps.validate import CodeChecks, load_valid
 
     def step(name: str) -> None:
@@ -648,7 +657,11 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     step("audit")
     contamination: dict[str, dict[str, Any]] = {}
     acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
-    features = Features()  # (each split is audited twice: what the rules read of it is computed once)
+    # (each split is audited twice: what the rules read of it is computed once, and taken from the build cache where
+    # it holds a record's text)
+    feature_params = features_params(acfg_audit)
+    features = Features(memos.known("audit", read_features) if memos.cache and runner.audits_here else None,
+                        feature_params)
     pairs = [(a, b) for a, b in (("train", "validation"), ("train", "test"), ("validation", "test"))
              if sizes.get(a) and sizes.get(b)]
     for k, (a, b) in enumerate(pairs):
@@ -660,6 +673,8 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
                                          "ngram_only": s.ngram_only, "leaked": s.leaked,
                                          "contamination_rate": s.contamination_rate,
                                          "ngram_overlap_rate": s.ngram_overlap_rate}
+    if memos.cache is not None and features.texts:  # (a Ray build audits on the cluster, without them)
+        memos.made(features.memo(feature_params), features.texts, features.reused, features.note, write_features)
     del features
     lap("audit")
 

@@ -4,7 +4,9 @@
 validation's code findings; `augment`: what became of each record augmented). A build reads them before its
 steps, hands them to the steps (which work only on the texts they lack) and, once its version is published,
 replaces them with the memos of its own run (every text it saw: the cache holds one build's work, it does not
-grow from build to build). `<home>/<name>/.cache/inputs/` holds the prepared inputs of the local engine
+grow from build to build). `audit.parquet` holds the audit's features of every record of the last build's splits
+(`swcdata.steps.features.FeatureMemo`: n-gram hashes, code, code windows and signatures; the local engine's).
+`<home>/<name>/.cache/inputs/` holds the prepared inputs of the local engine
 (`swcdata.steps.prepared`): each input file's validation, whole, by its bytes; the same rule, one build's files.
 
 Why a cache and not a part of the version, like the signature index: a version's files are its data and what
@@ -23,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,23 +61,25 @@ class BuildCache:
     def path(self, step: str) -> Path:
         return self.folder / f"{step}.parquet"
 
-    def read(self, step: str) -> tuple[Memo | None, str | None]:
-        """The memo of `step`, or None and why not (None, None: there is none yet)."""
+    def read(self, step: str, reader: Callable[[Path], Any] = read_memo) -> tuple[Any, str | None]:
+        """The memo of `step` (`reader`: `read_memo`, or the reader of another kind of memo, such as the audit's
+        features), or None and why not (None, None: there is none yet)."""
         path = self.path(step)
         if not path.is_file():
             return None, None
         try:
-            return read_memo(path), None
+            return reader(path), None
         except (OSError, ValueError) as e:
             return None, f"{path} cannot be read as a memo ({e}): not used, every text worked on"
 
-    def write(self, memo: Memo) -> str | None:
-        """Replace the memo of its step; None, or why it could not be written (a build does not fail for it)."""
+    def write(self, memo: Memo | Any, writer: Callable[[Any, Path], None] = write_memo) -> str | None:
+        """Replace the memo of its step (`memo.params.step`), written by `writer`; None, or why it could not be
+        written (a build does not fail for it)."""
         path = self.path(memo.params.step)
         tmp: Path | None = self.folder / f".{memo.params.step}-{os.getpid()}-{uuid.uuid4().hex}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_memo(memo, tmp)  # (a plain new file: the registry's permissions, where mkstemp's are 0600)
+            writer(memo, tmp)  # (a plain new file: the registry's permissions, where mkstemp's are 0600)
             os.replace(tmp, path)
             tmp = None
         except OSError as e:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -102,7 +103,7 @@ class CodePairs:
         return len(self.i)
 
 
-def _windows(streams: list[list[str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+def windows(streams: list[list[str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
     """Hashes of every `_ANCHOR`-token window of each stream, and the window offsets per stream."""
     return minhash.shingle_hashes([" ".join(c) for c in streams], _ANCHOR, short_whole=False)
 
@@ -110,12 +111,40 @@ def _windows(streams: list[list[str]]) -> tuple[npt.NDArray[np.uint64], npt.NDAr
 @dataclass(frozen=True)
 class _Needles:
     """The spans of a set of records long enough to be looked for (`RecordCode.needles`): each one's record, and the
-    hashes of their anchor windows (`_windows`)."""
+    hashes of their anchor windows (`windows`)."""
 
     owner: list[int]
     spans: list[list[str]]
     w: npt.NDArray[np.uint64]
     off: npt.NDArray[np.int64]
+
+    @cached_property
+    def distinct(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """The distinct window hashes, sorted, and the position of each window's among them."""
+        order = np.argsort(self.w, kind="stable")
+        sw = self.w[order]
+        new = np.ones(len(sw), dtype=bool)
+        new[1:] = sw[1:] != sw[:-1]
+        inv = np.empty(len(sw), dtype=np.int64)
+        inv[order] = np.cumsum(new) - 1
+        return sw[new], inv
+
+    def counts_in(self, hy: _Hays) -> npt.NDArray[np.int64]:
+        """How many times each window occurs among the hays' windows."""
+        if len(self.w) <= 4 * len(hy.w_sorted):  # (few needles: each looked up among the hays)
+            return (np.searchsorted(hy.w_sorted, self.w, side="right")
+                    - np.searchsorted(hy.w_sorted, self.w, side="left")).astype(np.int64)
+        # many needles (a large set's, against a few hays): each distinct hay window looked up among the needles'
+        uniq, inv = self.distinct
+        hv = hy.w_sorted
+        starts = np.flatnonzero(np.concatenate(([True], hv[1:] != hv[:-1])))
+        hv, hc = hv[starts], np.diff(np.append(starts, len(hy.w_sorted)))
+        per = np.zeros(len(uniq), dtype=np.int64)
+        if len(uniq):
+            pos = np.minimum(np.searchsorted(uniq, hv), len(uniq) - 1)
+            ok = uniq[pos] == hv
+            per[pos[ok]] = hc[ok]
+        return per[inv]
 
 
 @dataclass(frozen=True)
@@ -131,16 +160,19 @@ class _Hays:
 def _needles(a: list[RecordCode], min_tokens: int) -> _Needles:
     owner = [i for i, rc in enumerate(a) for _ in rc.needles(min_tokens)]
     spans = [sp for rc in a for sp in rc.needles(min_tokens)]
-    w, off = _windows(spans)
+    w, off = windows(spans)
     return _Needles(owner, spans, w, off)
 
 
 def _hays(b: list[RecordCode]) -> _Hays:
-    hays = [rc.joined() for rc in b]
-    wb, ob = _windows(hays)
+    return _sorted_hays(b, *windows([rc.joined() for rc in b]))
+
+
+def _sorted_hays(b: list[RecordCode], wb: npt.NDArray[np.uint64], ob: npt.NDArray[np.int64]) -> _Hays:
+    """The hays of `b` from the anchor windows of each record's joined spans (`windows`, offsets `ob`)."""
     rec_b = np.repeat(np.arange(len(b), dtype=np.int64), np.diff(ob))
     order = np.lexsort((rec_b, wb))
-    return _Hays(wb[order], rec_b[order], [f" {' '.join(h)} " for h in hays])
+    return _Hays(wb[order], rec_b[order], [f" {' '.join(rc.joined())} " for rc in b])
 
 
 def _contained(a: list[RecordCode], b: list[RecordCode], min_tokens: int, same: bool) -> list[tuple[int, int]]:
@@ -152,25 +184,23 @@ def _contained(a: list[RecordCode], b: list[RecordCode], min_tokens: int, same: 
 def _contained_in(nd: _Needles, hy: _Hays, same: bool) -> list[tuple[int, int]]:
     """(i, j) where a needle of record i occurs whole in the code of hay record j (i != j when `same`): each needle
     is looked up by its rarest anchor window among the hays' windows, and every record holding that window is
-    checked."""
+    checked. A needle with a window that no hay holds is not looked up."""
     wa, oa = nd.w, nd.off
     if len(wa) == 0 or len(hy.w_sorted) == 0:
         return []
-    left = np.searchsorted(hy.w_sorted, wa, side="left")
-    right = np.searchsorted(hy.w_sorted, wa, side="right")
-    count = right - left
+    count = nd.counts_in(hy)
     rec_sorted, hay = hy.rec_sorted, hy.text
+    sizes = np.diff(oa)
+    some = np.flatnonzero(sizes > 0)
+    rarest = np.minimum.reduceat(count, oa[some]) if len(some) else count[:0]
     out: dict[tuple[int, int], None] = {}
-    for n, needle_toks in enumerate(nd.spans):
+    for n in some[rarest > 0].tolist():  # (needles each of whose windows some hay holds)
         lo, hi = int(oa[n]), int(oa[n + 1])
-        if lo == hi:
-            continue
         k = lo + int(np.argmin(count[lo:hi]))
-        if count[k] == 0:
-            continue
+        left = int(np.searchsorted(hy.w_sorted, wa[k : k + 1], side="left")[0])
         i = nd.owner[n]
-        needle = f" {' '.join(needle_toks)} "
-        for j in dict.fromkeys(rec_sorted[left[k]:right[k]].tolist()):
+        needle = f" {' '.join(nd.spans[n])} "
+        for j in dict.fromkeys(rec_sorted[left : left + int(count[k])].tolist()):
             if (not same or i != j) and (i, j) not in out and needle in hay[j]:
                 out[(i, j)] = None
     return list(out)
@@ -193,27 +223,42 @@ def code_side(b: list[RecordCode], cfg: CodeMatchConfig) -> CodeSide:
     return CodeSide(len(b), _needles(b, cfg.min_tokens), _hays(b), rows, sig)
 
 
+def code_side_of(b: list[RecordCode], cfg: CodeMatchConfig, needle_w: npt.NDArray[np.uint64],
+                 needle_off: npt.NDArray[np.int64], hay_w: npt.NDArray[np.uint64], hay_off: npt.NDArray[np.int64],
+                 near_rows: npt.NDArray[np.int64], near_sig: minhash.U32) -> CodeSide:
+    """`code_side(b, cfg)` from what it hashes, computed before (record by record: `swcdata.steps.features`): the
+    anchor windows of the needles (`needle_off`: per needle), of each record's joined spans (`hay_off`: per record),
+    and the near rule's signatures of the records that have some."""
+    needles = [rc.needles(cfg.min_tokens) for rc in b]
+    owner = [i for i, sp in enumerate(needles) for _ in sp]
+    nd = _Needles(owner, [sp for spans in needles for sp in spans], needle_w, needle_off)
+    return CodeSide(len(b), nd, _sorted_hays(b, hay_w, hay_off), near_rows, near_sig)
+
+
 def _near(a: list[RecordCode], b: CodeSide | None, cfg: CodeMatchConfig) -> list[tuple[int, int, float]]:
     """(i, j, similarity) of code near copies between `a` and `b` (within `a` when b is None; the spans of at least
     min_tokens tokens of each record), every pair of each LSH bucket verified at the threshold."""
     rows, sig = near_signatures(a, cfg)
-    if b is not None:  # (a record's signature is its own: the two sets signed apart are the two signed together)
-        rows = np.concatenate([rows, b.near_rows + len(a)])
-        sig = np.concatenate([sig, b.near_sig]) if len(b.near_sig) else sig
-    if len(rows) < 2:
-        return []
-    pairs = minhash.candidate_pairs(sig, *minhash.lsh_params(cfg.threshold, cfg.num_perm), all_pairs=True)
-    sims = minhash.similarity(sig, pairs)
-    keep = sims >= cfg.threshold
-    pairs, sims = rows[pairs[keep]], sims[keep]
+    lsh = minhash.lsh_params(cfg.threshold, cfg.num_perm)
     if b is None:
+        if len(rows) < 2:
+            return []
+        pairs = minhash.candidate_pairs(sig, *lsh, all_pairs=True)
+        sims = minhash.similarity(sig, pairs)
+        keep = sims >= cfg.threshold
+        pairs, sims = rows[pairs[keep]], sims[keep]
         return [(int(x), int(y), float(s)) for (x, y), s in zip(pairs.tolist(), sims, strict=True)]
-    na = len(a)
-    out = []
-    for (x, y), s in zip(pairs.tolist(), sims, strict=True):  # (x < y: an a-b pair has x in a, y in b)
-        if x < na <= y:
-            out.append((x, y - na, float(s)))
-    return out
+    if not len(rows) or not len(b.near_rows):
+        return []
+    # (a record's signature is its own: the two sets signed apart are the two signed together; only the pairs
+    # between them, as `candidate_pairs` of both, a first, gives them)
+    pairs = minhash.cross_pairs(sig, b.near_sig, *lsh)
+    both = np.concatenate([sig, b.near_sig])
+    sims = minhash.similarity(both, pairs + np.array([0, len(rows)]))
+    keep = sims >= cfg.threshold
+    pairs, sims = pairs[keep], sims[keep]
+    return [(int(x), int(y), float(s)) for x, y, s in zip(rows[pairs[:, 0]].tolist(),
+                                                         b.near_rows[pairs[:, 1]].tolist(), sims, strict=True)]
 
 
 def near_signatures(codes: list[RecordCode], cfg: CodeMatchConfig) -> tuple[npt.NDArray[np.int64], minhash.U32]:

@@ -265,6 +265,44 @@ def candidate_pairs(sig: U32, bands: int, rows: int, *, all_pairs: bool = False,
     return _pairs_of_keys(unique(np.concatenate(keys)) if len(keys) > 1 else keys[0], n)
 
 
+def cross_pairs(sig_a: U32, sig_b: U32, bands: int, rows: int, *, max_bucket: int = MAX_BUCKET) -> I64:
+    """The pairs (i, j), i a row of `sig_a` and j a row of `sig_b`, that `candidate_pairs(all_pairs=True)` of the
+    two stacked (a first) gives between the two sets, without the pairs inside either: every (a, b) pair of a
+    bucket of up to `max_bucket` members, and in a larger one its lowest a record paired with each of its b
+    records. Sorted by (i, j). Linear in the larger set for each band: an audit of a few thousand candidates against
+    a large reference does not pair the reference's records with one another."""
+    va = np.flatnonzero((sig_a != EMPTY).any(axis=1))
+    vb = np.flatnonzero((sig_b != EMPTY).any(axis=1))
+    nb = len(sig_b)
+    if not len(va) or not len(vb):
+        return np.zeros((0, 2), dtype=np.int64)
+    ha, hb = band_hashes(sig_a[va], bands, rows), band_hashes(sig_b[vb], bands, rows)
+    keys: list[I64] = []
+    for bi in range(bands):
+        ka, kb = ha[:, bi], hb[:, bi]
+        order = np.argsort(ka, kind="stable")  # (by key, then row: a bucket's lowest a record first)
+        sk = ka[order]
+        lo, hi = np.searchsorted(sk, kb, side="left"), np.searchsorted(sk, kb, side="right")
+        in_a = hi - lo
+        hit = np.flatnonzero(in_a > 0)
+        if not len(hit):
+            continue
+        kh = kb[hit]
+        _, inv, in_b = np.unique(kh, return_inverse=True, return_counts=True)
+        big = in_a[hit] + in_b[inv] > max_bucket
+        star = hit[big]
+        keys.append(va[order[lo[star]]] * nb + vb[star])
+        full = hit[~big]
+        if len(full):
+            counts = in_a[full]
+            at = np.repeat(np.arange(len(full)), counts)
+            a = va[order[lo[full][at] + ragged_arange(counts)]]
+            keys.append(a * nb + vb[full][at])
+    if not keys:
+        return np.zeros((0, 2), dtype=np.int64)
+    return _pairs_of_keys(unique(np.concatenate(keys)), nb)
+
+
 _PARALLEL_MIN = 100_000  # rows (or pairs) from which the C loops below share the work out among threads
 
 

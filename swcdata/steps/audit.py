@@ -18,10 +18,9 @@ gives the contamination rate.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -32,21 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from swcdata import _native
 from swcdata.core.arrow import int64s, to_numpy
 from swcdata.core.schema import BACKEND_DOC, Ledger, RecordRef, Source
-from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
-from swcdata.similarity.codematch import (
-    CodeMatchConfig,
-    CodePairs,
-    RecordCode,
-    code_pairs,
-    code_side,
-    record_code,
-)
+from swcdata.similarity.codematch import CodeMatchConfig, CodePairs, code_pairs, record_code
 from swcdata.similarity.sigindex import SignatureIndex
 from swcdata.steps.dedup import DedupConfig, Progress, signed
-
-_WORD = re.compile(r"\w+")
-
+from swcdata.steps.features import Features, Shingled, _words
 
 Rule = Literal["exact", "near", "code", "ngram"]
 STRICT_RULES: list[Rule] = ["exact", "near", "code"]
@@ -156,77 +145,15 @@ class AuditReport(BaseModel):
         return [c for c in self.candidates if c.leak]
 
 
-def _words(table: pa.Table) -> list[str]:
-    return [" ".join(_WORD.findall(normalize_text(i + "\n" + r)))
-            for i, r in zip(table.column("instruction").to_pylist(), table.column("response").to_pylist(),
-                            strict=True)]
-
-
-class Shingled(NamedTuple):
-    """The word n-grams of a set of records, as the n-gram rule searches them: their hashes (`h`, record after
-    record, from `off`), each one's record, and the order that sorts the hashes (with the sorted hashes and
-    records)."""
-
-    h: npt.NDArray[np.uint64]
-    off: npt.NDArray[np.int64]
-    rec: npt.NDArray[np.int64]
-    order: npt.NDArray[np.int64]
-    h_sorted: npt.NDArray[np.uint64]
-    rec_sorted: npt.NDArray[np.int64]
-
-    @classmethod
-    def of(cls, words: list[str], n: int) -> Shingled:
-        h, off = minhash.shingle_hashes(words, n, short_whole=False)
-        rec = np.repeat(np.arange(len(off) - 1, dtype=np.int64), np.diff(off))
-        order = np.argsort(h, kind="stable")
-        return cls(h, off, rec, order, h[order], rec[order])
-
-
-class Features:
-    """What the rules read of each record of a table (its words, word n-grams and instruction code), computed once
-    per table for every audit given this cache: a build audits each split twice (train against validation and
-    test, validation against train and test). A table is known by its identity (it is held, so that no other
-    table takes its id)."""
-
-    def __init__(self) -> None:
-        self._of: dict[int, tuple[pa.Table, dict[Any, Any]]] = {}
-
-    def forget(self, table: pa.Table) -> None:
-        """Drop what is kept of `table` (its n-grams are the largest: about 40 bytes a word of the split)."""
-        self._of.pop(id(table), None)
-
-    def get(self, table: pa.Table, what: Any, make: Callable[[], Any]) -> Any:
-        held = self._of.setdefault(id(table), (table, {}))[1]
-        if what not in held:
-            held[what] = make()
-        return held[what]
-
-
-def _words_of(table: pa.Table, features: Features | None) -> list[str]:
-    return features.get(table, "words", lambda: _words(table)) if features is not None else _words(table)
-
-
-def _shingled(table: pa.Table, n: int, features: Features | None) -> Shingled:
-    if features is None:
-        return Shingled.of(_words(table), n)
-    return features.get(table, ("shingled", n), lambda: Shingled.of(_words_of(table, features), n))
-
-
-def _codes(table: pa.Table, cfg: CodeMatchConfig, features: Features | None) -> list[RecordCode]:
-    def make() -> list[RecordCode]:
-        return record_code(table.column("instruction").to_pylist(), cfg)
-
-    return features.get(table, ("code", cfg.abstract_identifiers), make) if features is not None else make()
-
-
-def _longest_overlap(ref_words: list[str], cand_words: list[str], n: int, ref: Shingled | None = None,
+def _longest_overlap(ref_words: Sequence[str], cand_words: Sequence[str], n: int, ref: Shingled | None = None,
                      cand: Shingled | None = None) -> tuple[npt.NDArray[np.int64], ...]:
     """Per candidate: longest shared span in words (0 if none), the index of a reference record holding
     its first n-gram, and the word offset of the span in the candidate. `ref`, `cand`: the two sets' n-grams
     where they are at hand (`Shingled.of` the words)."""
     ref = ref if ref is not None else Shingled.of(ref_words, n)
     rh, rrec, order, rh_sorted, rrec_sorted = ref.h, ref.rec, ref.order, ref.h_sorted, ref.rec_sorted
-    ch, coff = (cand.h, cand.off) if cand is not None else minhash.shingle_hashes(cand_words, n, short_whole=False)
+    ch, coff = (cand.h, cand.off) if cand is not None else minhash.shingle_hashes(list(cand_words), n,
+                                                                                  short_whole=False)
     m = len(coff) - 1
     longest = np.zeros(m, dtype=np.int64)
     ref_of = np.full(m, -1, dtype=np.int64)
@@ -331,10 +258,10 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         # Recall first (a missed match is a leak called clean): every pair of a bucket, not its star
         # around the lowest index (a reference that does not match would hide one that does), and a
         # second, more sensitive banding; every pair is verified at the threshold below.
-        pairs = minhash.candidate_pairs(sig, *cfg.near.lsh(), all_pairs=True)
+        # (only the pairs between the two sets: `cross_pairs`, as `candidate_pairs` of both gives them)
         sensitive = minhash.lsh_params(max(0.05, cfg.near.threshold - AUDIT_SENSITIVITY), cfg.near.num_perm)
-        pairs = minhash.union_pairs(pairs, minhash.candidate_pairs(sig, *sensitive, all_pairs=True), len(sig))
-        cross = pairs[(pairs[:, 0] < nr) & (pairs[:, 1] >= nr)]
+        cross = minhash.union_pairs(minhash.cross_pairs(sig[:nr], sig[nr:], *cfg.near.lsh()),
+                                    minhash.cross_pairs(sig[:nr], sig[nr:], *sensitive), nc) + np.array([0, nr])
         sims = minhash.similarity(sig, cross)
         ok = sims >= cfg.near.threshold
         cross, sims = cross[ok], sims[ok]
@@ -348,19 +275,25 @@ def audit(reference: pa.Table, candidate: pa.Table, config: AuditConfig | None =
         timings["lsh"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    r_codes = _codes(reference, cfg.code, features)
-    side = None
     if features is not None:
-        side = features.get(reference, ("code-side", cfg.code.model_dump_json()), lambda: code_side(r_codes, cfg.code))
-    cp = code_pairs(_codes(candidate, cfg.code, features), r_codes, cfg.code, b_side=side)
+        cp = code_pairs(features.codes(candidate, cfg), features.codes(reference, cfg), cfg.code,
+                        b_side=features.code_side(reference, cfg))
+    else:
+        cp = code_pairs(record_code(candidate.column("instruction").to_pylist(), cfg.code),
+                        record_code(reference.column("instruction").to_pylist(), cfg.code), cfg.code)
     timings["code"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    cand_words = _words_of(candidate, features)
     n = cfg.overlap_n
-    longest, ngram_ref, ngram_start = _longest_overlap(_words_of(reference, features), cand_words, n,
-                                                       _shingled(reference, n, features),
-                                                       _shingled(candidate, n, features) if features else None)
+    cand_words: Sequence[str]
+    if features is not None:  # (words made only for the records whose n-grams are shared)
+        cand_words = features.words(candidate)
+        longest, ngram_ref, ngram_start = _longest_overlap(features.words(reference), cand_words, n,
+                                                           features.shingled(reference, cfg),
+                                                           features.shingled(candidate, cfg))
+    else:
+        cand_words = _words(candidate)
+        longest, ngram_ref, ngram_start = _longest_overlap(_words(reference), cand_words, n)
     timings["ngram"] = time.perf_counter() - t
     ref_columns = [c for c in ("id", "source", "category") if c in reference.column_names]
     return audit_report(cfg, candidate, nr, Matches(exact, near, near_sim, cp, longest, ngram_ref, ngram_start),
@@ -382,7 +315,8 @@ class Matches(NamedTuple):
     ngram_start: npt.NDArray[np.int64]
 
 
-def audit_report(cfg: AuditConfig, candidate: pa.Table, reference_records: int, m: Matches, cand_words: list[str],
+def audit_report(cfg: AuditConfig, candidate: pa.Table, reference_records: int, m: Matches,
+                 cand_words: Sequence[str],
                  refs: Callable[[npt.NDArray[np.int64]], pa.Table], timings: dict[str, float],
                  started: float) -> AuditReport:
     """The report of the matches: a result per candidate, the label conflicts and the summary. `refs(keys)`: the
