@@ -315,3 +315,21 @@ def test_show_names_the_index(published: dict[str, Any]) -> None:
     res = runner.invoke(app, ["show", "s@v1", "--home", str(published["home"])])
     assert res.exit_code == 0, res.output
     assert "Signature index" in res.output and INDEX_FILE in res.output and "no earlier version" in res.output
+
+
+def test_merged_inserts_in_key_order_as_a_sort_would() -> None:
+    """`SignatureIndex.merged` puts the new rows in place (first words equal included): the index a sort of both
+    gives."""
+    p = IndexParams(num_perm=8, ngram=3, seed=0, abstract_identifiers=True, abstract_literals=True, bands=2, rows=4)
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        n, m = int(rng.integers(0, 200)), int(rng.integers(1, 50))
+        high = 8 if t % 2 else 2**64 - 1  # (small words: keys whose first words are equal)
+        k = rng.integers(0, high, (n + m, 2), dtype=np.uint64)
+        s = rng.integers(0, 2**32 - 1, (n + m, 8), dtype=np.uint32)
+        s[rng.random(n + m) < 0.1] = minhash.EMPTY
+        base = SignatureIndex.of(p, k[:n], s[:n])
+        got = base.merged(k[n:], s[n:])
+        new = base.find(k[n:]) < 0
+        want = SignatureIndex.of(p, np.concatenate([base.keys, k[n:][new]]), np.concatenate([base.sig, s[n:][new]]))
+        assert np.array_equal(got.keys, want.keys) and np.array_equal(got.sig, want.sig)

@@ -172,7 +172,9 @@ class RaySteps(Steps):
         reused = int((known.find(keys) >= 0).sum()) if known is not None else 0
         return Signed(sig, keys, reused)
 
-    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None) -> tuple[dict[str, Any], Any]:
+    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None,
+              known: Any = None) -> tuple[dict[str, Any], Any]:
+        """The split on the cluster (`known`, the parent's index, is the local engine's: the workers sign)."""
         from swcdata.engine.split import split_on_ray
 
         result = split_on_ray(records, cfg, holdout)

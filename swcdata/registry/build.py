@@ -400,10 +400,12 @@ class Steps:
             added, reused = added.merged(more.keys, more.sig), reused + more.reused
         return index.merged(added.keys, added.sig), len(added) - reused, reused
 
-    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None) -> tuple[dict[str, Any], Any]:
+    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None,
+              known: SignatureIndex | None = None) -> tuple[dict[str, Any], Any]:
+        """The split step; `known`: the parent version's signature index (the grouping signs what it lacks)."""
         from swcdata.steps.split import split
 
-        return split(records, cfg, holdout)
+        return split(records, cfg, holdout, known=known)
 
     def augment(self, splits: dict[str, Any], cfg: Any, memo: VariantMemo | None = None) -> tuple[dict[str, Any], Any]:
         """The augment step; `memo`: augmentation kept by text (`augment`)."""
@@ -606,7 +608,7 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
                                                         ValidateConfig(check_code=False))
         holdout_inputs = hrep.inputs
         holdout = names.table(holdout)
-    splits, srep = runner.split(kept, split_cfg, holdout)
+    splits, srep = runner.split(kept, split_cfg, holdout, known)
     pre_aug = dict(srep.sizes)
     lap("split")
     if not pre_aug.get("train"):  # (checked before augmenting and auditing: nothing would come of them)

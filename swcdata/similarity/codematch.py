@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -114,7 +114,7 @@ class _Needles:
     hashes of their anchor windows (`windows`)."""
 
     owner: list[int]
-    spans: list[list[str]]
+    spans: Sequence[list[str]]
     w: npt.NDArray[np.uint64]
     off: npt.NDArray[np.int64]
 
@@ -154,25 +154,68 @@ class _Hays:
 
     w_sorted: npt.NDArray[np.uint64]
     rec_sorted: npt.NDArray[np.int64]
-    text: list[str]
+    text: Sequence[str]
 
 
-def _needles(a: list[RecordCode], min_tokens: int) -> _Needles:
+def _needles(a: Sequence[RecordCode], min_tokens: int) -> _Needles:
     owner = [i for i, rc in enumerate(a) for _ in rc.needles(min_tokens)]
     spans = [sp for rc in a for sp in rc.needles(min_tokens)]
     w, off = windows(spans)
     return _Needles(owner, spans, w, off)
 
 
-def _hays(b: list[RecordCode]) -> _Hays:
+def _hays(b: Sequence[RecordCode]) -> _Hays:
     return _sorted_hays(b, *windows([rc.joined() for rc in b]))
 
 
-def _sorted_hays(b: list[RecordCode], wb: npt.NDArray[np.uint64], ob: npt.NDArray[np.int64]) -> _Hays:
-    """The hays of `b` from the anchor windows of each record's joined spans (`windows`, offsets `ob`)."""
+def _sorted_hays(b: Sequence[RecordCode], wb: npt.NDArray[np.uint64], ob: npt.NDArray[np.int64], *,
+                 lazy: bool = False) -> _Hays:
+    """The hays of `b` from the anchor windows of each record's joined spans (`windows`, offsets `ob`); `lazy`: each
+    record's code string made when a needle's window is found in it."""
     rec_b = np.repeat(np.arange(len(b), dtype=np.int64), np.diff(ob))
     order = np.lexsort((rec_b, wb))
-    return _Hays(wb[order], rec_b[order], [f" {' '.join(rc.joined())} " for rc in b])
+    return _Hays(wb[order], rec_b[order], _HayText(b) if lazy else [_hay_text(rc) for rc in b])
+
+
+def _hay_text(rc: RecordCode) -> str:
+    return f" {' '.join(rc.joined())} "
+
+
+class _HayText(Sequence[str]):
+    """Each record's code as one blank-padded string (`_hay_text`), made when it is first read."""
+
+    def __init__(self, codes: Sequence[RecordCode]) -> None:
+        self._codes = codes
+        self._made: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __getitem__(self, j: Any) -> Any:
+        if isinstance(j, slice):
+            return [self[k] for k in range(*j.indices(len(self)))]
+        j = int(j)
+        if j not in self._made:
+            self._made[j] = _hay_text(self._codes[j])
+        return self._made[j]
+
+
+class _NeedleSpans(Sequence[list[str]]):
+    """The needles of a set of records, needle after needle (`RecordCode.needles`), each record's code read when one
+    of its needles is."""
+
+    def __init__(self, codes: Sequence[RecordCode], owner: npt.NDArray[np.int64], first: npt.NDArray[np.int64],
+                 min_tokens: int) -> None:
+        self._codes, self._owner, self._first, self._min = codes, owner, first, min_tokens
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    def __getitem__(self, n: Any) -> Any:
+        if isinstance(n, slice):
+            return [self[k] for k in range(*n.indices(len(self)))]
+        i = int(self._owner[n])
+        return self._codes[i].needles(self._min)[int(n) - int(self._first[i])]
 
 
 def _contained(a: list[RecordCode], b: list[RecordCode], min_tokens: int, same: bool) -> list[tuple[int, int]]:
@@ -223,19 +266,22 @@ def code_side(b: list[RecordCode], cfg: CodeMatchConfig) -> CodeSide:
     return CodeSide(len(b), _needles(b, cfg.min_tokens), _hays(b), rows, sig)
 
 
-def code_side_of(b: list[RecordCode], cfg: CodeMatchConfig, needle_w: npt.NDArray[np.uint64],
-                 needle_off: npt.NDArray[np.int64], hay_w: npt.NDArray[np.uint64], hay_off: npt.NDArray[np.int64],
-                 near_rows: npt.NDArray[np.int64], near_sig: minhash.U32) -> CodeSide:
-    """`code_side(b, cfg)` from what it hashes, computed before (record by record: `swcdata.steps.features`): the
-    anchor windows of the needles (`needle_off`: per needle), of each record's joined spans (`hay_off`: per record),
-    and the near rule's signatures of the records that have some."""
-    needles = [rc.needles(cfg.min_tokens) for rc in b]
-    owner = [i for i, sp in enumerate(needles) for _ in sp]
-    nd = _Needles(owner, [sp for spans in needles for sp in spans], needle_w, needle_off)
-    return CodeSide(len(b), nd, _sorted_hays(b, hay_w, hay_off), near_rows, near_sig)
+def code_side_of(b: Sequence[RecordCode], cfg: CodeMatchConfig, needles_per_record: npt.NDArray[np.int64],
+                 needle_w: npt.NDArray[np.uint64], needle_off: npt.NDArray[np.int64], hay_w: npt.NDArray[np.uint64],
+                 hay_off: npt.NDArray[np.int64], near_rows: npt.NDArray[np.int64], near_sig: minhash.U32) -> CodeSide:
+    """`code_side(b, cfg)` from what it hashes, computed before (record by record: `swcdata.steps.features`): each
+    record's number of needles, the anchor windows of the needles (`needle_off`: per needle), of each record's
+    joined spans (`hay_off`: per record), and the near rule's signatures of the records that have some. A record's
+    code (`b[i]`, which may be made when it is read) is read only where a needle or a hay of it is looked at."""
+    counts = np.asarray(needles_per_record, dtype=np.int64)
+    owner = np.repeat(np.arange(len(b), dtype=np.int64), counts)
+    first = np.zeros(len(b) + 1, dtype=np.int64)
+    np.cumsum(counts, out=first[1:])
+    nd = _Needles(owner.tolist(), _NeedleSpans(b, owner, first, cfg.min_tokens), needle_w, needle_off)
+    return CodeSide(len(b), nd, _sorted_hays(b, hay_w, hay_off, lazy=True), near_rows, near_sig)
 
 
-def _near(a: list[RecordCode], b: CodeSide | None, cfg: CodeMatchConfig) -> list[tuple[int, int, float]]:
+def _near(a: Sequence[RecordCode], b: CodeSide | None, cfg: CodeMatchConfig) -> list[tuple[int, int, float]]:
     """(i, j, similarity) of code near copies between `a` and `b` (within `a` when b is None; the spans of at least
     min_tokens tokens of each record), every pair of each LSH bucket verified at the threshold."""
     rows, sig = near_signatures(a, cfg)
@@ -261,7 +307,7 @@ def _near(a: list[RecordCode], b: CodeSide | None, cfg: CodeMatchConfig) -> list
                                                          b.near_rows[pairs[:, 1]].tolist(), sims, strict=True)]
 
 
-def near_signatures(codes: list[RecordCode], cfg: CodeMatchConfig) -> tuple[npt.NDArray[np.int64], minhash.U32]:
+def near_signatures(codes: Sequence[RecordCode], cfg: CodeMatchConfig) -> tuple[npt.NDArray[np.int64], minhash.U32]:
     """The near rule's MinHash signatures of the code of the records that have some (their spans of at least
     min_tokens tokens, as one stream): those records' positions in `codes`, and their signatures."""
     streams = [[t for sp in rc.needles(cfg.min_tokens) for t in (*sp, SPAN_MARK)] for rc in codes]
@@ -277,7 +323,7 @@ def contained_pairs(a: list[RecordCode], b: list[RecordCode], min_tokens: int) -
     return _contained(a, b, min_tokens, False)
 
 
-def code_pairs(a: list[RecordCode], b: list[RecordCode] | None, cfg: CodeMatchConfig, *,
+def code_pairs(a: Sequence[RecordCode], b: Sequence[RecordCode] | None, cfg: CodeMatchConfig, *,
                b_side: CodeSide | None = None) -> CodePairs:
     """Every code-level match between the records of `a` and those of `b` (or within `a` when b is None,
     each unordered pair once). Containment first; a pair that is also near keeps its containment kind.

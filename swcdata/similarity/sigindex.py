@@ -138,6 +138,17 @@ def find_keys(sorted_keys: Keys, keys: Keys) -> npt.NDArray[np.int64]:
     return pos
 
 
+def _insertion_points(sorted_keys: Keys, keys: Keys) -> npt.NDArray[np.int64]:
+    """Where each of `keys` (none of them in `sorted_keys`, which are distinct and in key order) goes among
+    `sorted_keys` to keep them in key order: the number of keys below it."""
+    k0 = sorted_keys[:, 0]
+    pos = np.searchsorted(k0, keys[:, 0], side="left").astype(np.int64)
+    hi = np.searchsorted(k0, keys[:, 0], side="right")
+    for i in np.flatnonzero(hi > pos).tolist():  # (first words equal: 1 in 2^64 per pair)
+        pos[i] += int(np.searchsorted(sorted_keys[pos[i] : hi[i], 1], keys[i, 1]))
+    return pos
+
+
 def key_bytes(instruction: str, response: str) -> bytes:
     """The key (`KEY_SCHEME`) of one record's two fields, as the 16 bytes `keys_from_bytes` reads."""
     return xxhash.xxh3_128_digest(response.encode("utf-8"), xxhash.xxh3_64_intdigest(instruction.encode("utf-8")))
@@ -180,12 +191,17 @@ class SignatureIndex:
         return find_keys(self.keys, keys)
 
     def merged(self, keys: Keys, sig: minhash.U32) -> SignatureIndex:
-        """This index with the given rows added (those whose keys it lacks)."""
+        """This index with the given rows added (those whose keys it lacks): the new rows, sorted, inserted in
+        place (one sequential copy of the index, not a sort of it)."""
         new = self.find(keys) < 0
         if not new.any():
             return self
-        return SignatureIndex.of(self.params, np.concatenate([self.keys, keys[new]]),
-                                 np.concatenate([self.sig, sig[new]]))
+        add = SignatureIndex.of(self.params, keys[new], sig[new])
+        if not len(add):
+            return self
+        pos = _insertion_points(self.keys, add.keys)
+        return SignatureIndex(self.params, np.insert(self.keys, pos, add.keys, axis=0),
+                              np.insert(self.sig, pos, add.sig, axis=0))
 
     def table(self) -> pa.Table:
         """The index as its Parquet file holds it (see the module's docstring)."""

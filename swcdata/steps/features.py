@@ -22,7 +22,7 @@ windows of the joined spans, uint64), `near` (the code's signature, uint32; null
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -79,6 +79,30 @@ class LazyWords(Sequence[str]):
             i += len(self)
         if i not in self._made:
             self._made[i] = words_of(self._ins[i].as_py(), self._res[i].as_py())
+        return self._made[i]
+
+
+class LazyCodes(Sequence[RecordCode]):
+    """Records' code (`codematch.RecordCode`) from their features' `code` column, each decoded when first read."""
+
+    def __init__(self, col: pa.ChunkedArray | pa.Array) -> None:
+        self._col = col
+        self._made: dict[int, RecordCode] = {}
+
+    def __len__(self) -> int:
+        return len(self._col)
+
+    def __iter__(self) -> Iterator[RecordCode]:
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if i not in self._made:
+            self._made[i] = RecordCode(orjson.loads(self._col[i].as_py()))
         return self._made[i]
 
 
@@ -272,17 +296,17 @@ class Features:
         return self.get(table, ("shingled", cfg.overlap_n, cfg.code.model_dump_json()),
                         lambda: Shingled.of_hashes(*_unpacked(self.rows(table, cfg).column("ngrams"), "<u8")))
 
-    def codes(self, table: pa.Table, cfg: AuditConfig) -> list[RecordCode]:
-        def make() -> list[RecordCode]:
-            return [RecordCode(orjson.loads(b)) for b in self.rows(table, cfg).column("code").to_pylist()]
-
-        return self.get(table, ("code", cfg.overlap_n, cfg.code.model_dump_json()), make)
+    def codes(self, table: pa.Table, cfg: AuditConfig) -> LazyCodes:
+        """Each record's code, read from its features when it is first read (a reference's, in the code rule, only
+        where a needle's window is found in it)."""
+        return self.get(table, ("code", cfg.overlap_n, cfg.code.model_dump_json()),
+                        lambda: LazyCodes(self.rows(table, cfg).column("code")))
 
     def code_side(self, table: pa.Table, cfg: AuditConfig) -> CodeSide:
         def make() -> CodeSide:
             rows = self.rows(table, cfg)
             nw, _ = _unpacked(rows.column("needles"), "<u8")
-            lens, _ = _unpacked(rows.column("needle_lens"), "<i8")
+            lens, per_record = _unpacked(rows.column("needle_lens"), "<i8")
             noff = np.zeros(len(lens) + 1, dtype=np.int64)
             np.cumsum(lens, out=noff[1:])
             hw, hoff = _unpacked(rows.column("hay"), "<u8")
@@ -294,6 +318,7 @@ class Features:
                 sig = sig_flat.reshape(len(near_rows), num_perm).astype(np.uint32, copy=False)
             else:
                 sig = np.zeros((0, num_perm), dtype=np.uint32)
-            return code_side_of(self.codes(table, cfg), cfg.code, nw, noff, hw, hoff, near_rows.astype(np.int64), sig)
+            return code_side_of(self.codes(table, cfg), cfg.code, np.diff(per_record), nw, noff, hw, hoff,
+                                near_rows.astype(np.int64), sig)
 
         return self.get(table, ("code-side", cfg.overlap_n, cfg.code.model_dump_json()), make)

@@ -35,6 +35,7 @@ from swcdata.core.arrow import bools, int64s, strings, to_numpy
 from swcdata.core.schema import Ledger, RecordRef, Source
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import RecordCode, code_pairs, record_code
+from swcdata.similarity.sigindex import SignatureIndex
 from swcdata.steps.audit import AuditConfig, CandidateResult, LabelConflict, LeakRules
 from swcdata.steps.dedup import DedupConfig, Progress, cluster
 
@@ -311,10 +312,15 @@ def _code_edges(codes: list[RecordCode], cfg: SplitConfig) -> np.ndarray:
 
 
 def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table | None = None, *,
-          progress: Progress | None = None) -> tuple[dict[str, pa.Table], SplitReport]:
+          progress: Progress | None = None, known: SignatureIndex | None = None) -> tuple[dict[str, pa.Table],
+                                                                                    SplitReport]:
     """Split a record table into train / validation / test without leakage (see module doc).
-    `progress` follows the signing of the records (for the holdout audit first, then the grouping)."""
+    `progress` follows the signing of the records (for the holdout audit first, then the grouping); `known`: a
+    signature index whose signatures the grouping takes instead of signing, where they are its features' (a build's
+    parent version's)."""
     cfg = config or SplitConfig()
+    if known is not None and known.params.differences(cfg.near.index_params()):
+        known = None
     t0 = time.perf_counter()
     decontaminated: list[Decontaminated] = []
     ratios = cfg.ratios
@@ -337,7 +343,7 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     # sensitive one, every pair of each bucket verified at the lower group threshold.
     sensitive = minhash.lsh_params(0.5, cfg.near.num_perm)
     groups = cluster(table, cfg.near, all_pairs=True, verify_threshold=cfg.group_threshold,
-                     extra_bandings=[sensitive], progress=progress).final
+                     extra_bandings=[sensitive], progress=progress, known=known).final
     code_groups = 0
     if cfg.counts("code") and n:
         groups, code_groups = join_code_groups(groups, record_code(table.column("instruction").to_pylist(), cfg.code),
