@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -118,33 +117,25 @@ class _Needles:
     w: npt.NDArray[np.uint64]
     off: npt.NDArray[np.int64]
 
-    @cached_property
-    def distinct(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
-        """The distinct window hashes, sorted, and the position of each window's among them."""
-        order = np.argsort(self.w, kind="stable")
-        sw = self.w[order]
-        new = np.ones(len(sw), dtype=bool)
-        new[1:] = sw[1:] != sw[:-1]
-        inv = np.empty(len(sw), dtype=np.int64)
-        inv[order] = np.cumsum(new) - 1
-        return sw[new], inv
-
     def counts_in(self, hy: _Hays) -> npt.NDArray[np.int64]:
         """How many times each window occurs among the hays' windows."""
-        if len(self.w) <= 4 * len(hy.w_sorted):  # (few needles: each looked up among the hays)
-            return (np.searchsorted(hy.w_sorted, self.w, side="right")
-                    - np.searchsorted(hy.w_sorted, self.w, side="left")).astype(np.int64)
-        # many needles (a large set's, against a few hays): each distinct hay window looked up among the needles'
-        uniq, inv = self.distinct
-        hv = hy.w_sorted
-        starts = np.flatnonzero(np.concatenate(([True], hv[1:] != hv[:-1])))
-        hv, hc = hv[starts], np.diff(np.append(starts, len(hy.w_sorted)))
-        per = np.zeros(len(uniq), dtype=np.int64)
-        if len(uniq):
-            pos = np.minimum(np.searchsorted(uniq, hv), len(uniq) - 1)
-            ok = uniq[pos] == hv
-            per[pos[ok]] = hc[ok]
-        return per[inv]
+        count = np.zeros(len(self.w), dtype=np.int64)
+        look = self.w
+        at: npt.NDArray[np.int64] | None = None
+        if len(self.w) > 4 * len(hy.w_sorted):
+            # many needles (a large set's, against a few hays): only the windows whose low bits some hay window has
+            # are looked up (a bitmap of about 16 bits per hay window: no window a hay holds is left out)
+            bits = 1 << max(10, len(hy.w_sorted).bit_length() + 4)
+            low = np.uint64(bits - 1)
+            bitmap = np.zeros(bits, dtype=bool)
+            bitmap[(hy.w_sorted & low).astype(np.intp)] = True
+            at = np.flatnonzero(bitmap[(self.w & low).astype(np.intp)])
+            look = self.w[at]
+        found = np.searchsorted(hy.w_sorted, look, side="right") - np.searchsorted(hy.w_sorted, look, side="left")
+        if at is None:
+            return found.astype(np.int64)
+        count[at] = found
+        return count
 
 
 @dataclass(frozen=True)
