@@ -135,3 +135,20 @@ def test_many_needles_are_counted_as_few_are(splits: dict[str, pa.Table]) -> Non
     looked_up = np.searchsorted(few.w_sorted, big.w, side="right") - np.searchsorted(few.w_sorted, big.w, side="left")
     counted = big.counts_in(few)
     assert counted.sum() > 0 and np.array_equal(counted, looked_up)
+
+
+def test_the_split_reads_the_code_of_its_records_from_the_features(splits: dict[str, pa.Table]) -> None:
+    """The split's code rule with the build's features (a memo of part of the records) groups as without them."""
+    from swcdata.steps.split import holdout_audit_config
+
+    table = pa.concat_tables([splits["train"], splits["validation"]])
+    cfg = SplitConfig()
+    acfg = holdout_audit_config(cfg)
+    params = features_params(acfg)
+    memo = FeatureMemo.of(params, [computed(table.slice(0, table.num_rows * 2 // 3), acfg)])
+    plain, prep = split(table, cfg)
+    features = Features(memo, params)
+    got, grep_ = split(table, cfg, features=features)
+    assert prep.code_groups > 0 and grep_.code_groups == prep.code_groups
+    assert all(got[k].equals(plain[k]) for k in plain)
+    assert features.texts == 0  # (the split's reads are not the audit's: not counted, not kept)

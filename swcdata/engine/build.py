@@ -172,9 +172,10 @@ class RaySteps(Steps):
         reused = int((known.find(keys) >= 0).sum()) if known is not None else 0
         return Signed(sig, keys, reused)
 
-    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None,
-              known: Any = None) -> tuple[dict[str, Any], Any]:
-        """The split on the cluster (`known`, the parent's index, is the local engine's: the workers sign)."""
+    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None, known: Any = None,
+              features: Any = None) -> tuple[dict[str, Any], Any]:
+        """The split on the cluster (`known` and `features` are the local engine's: the workers sign and read the
+        code)."""
         from swcdata.engine.split import split_on_ray
 
         result = split_on_ray(records, cfg, holdout)

@@ -400,12 +400,13 @@ class Steps:
             added, reused = added.merged(more.keys, more.sig), reused + more.reused
         return index.merged(added.keys, added.sig), len(added) - reused, reused
 
-    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None,
-              known: SignatureIndex | None = None) -> tuple[dict[str, Any], Any]:
-        """The split step; `known`: the parent version's signature index (the grouping signs what it lacks)."""
+    def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None, known: SignatureIndex | None = None,
+              features: Features | None = None) -> tuple[dict[str, Any], Any]:
+        """The split step; `known`: the parent version's signature index (the grouping signs what it lacks);
+        `features`: the build's audit features (the code rule reads what they hold of a record)."""
         from swcdata.steps.split import split
 
-        return split(records, cfg, holdout, known=known)
+        return split(records, cfg, holdout, known=known, features=features)
 
     def augment(self, splits: dict[str, Any], cfg: Any, memo: VariantMemo | None = None) -> tuple[dict[str, Any], Any]:
         """The augment step; `memo`: augmentation kept by text (`augment`)."""
@@ -608,7 +609,13 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
                                                         ValidateConfig(check_code=False))
         holdout_inputs = hrep.inputs
         holdout = names.table(holdout)
-    splits, srep = runner.split(kept, split_cfg, holdout, known)
+    # (what the audit's rules read of each record: computed once per split, and taken from the build cache where it
+    # holds a record's text; the split's code rule reads it too)
+    acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
+    feature_params = features_params(acfg_audit)
+    features = Features(memos.known("audit", read_features) if memos.cache and runner.audits_here else None,
+                        feature_params)
+    splits, srep = runner.split(kept, split_cfg, holdout, known, features)
     pre_aug = dict(srep.sizes)
     lap("split")
     if not pre_aug.get("train"):  # (checked before augmenting and auditing: nothing would come of them)
@@ -658,12 +665,7 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     del known
     step("audit")
     contamination: dict[str, dict[str, Any]] = {}
-    acfg_audit = AuditConfig(near=cfg.dedup, **cfg.audit.model_dump())
-    # (each split is audited twice: what the rules read of it is computed once, and taken from the build cache where
-    # it holds a record's text)
-    feature_params = features_params(acfg_audit)
-    features = Features(memos.known("audit", read_features) if memos.cache and runner.audits_here else None,
-                        feature_params)
+    # (each split is audited twice: what its rules read of it is computed once, `features`)
     pairs = [(a, b) for a, b in (("train", "validation"), ("train", "test"), ("validation", "test"))
              if sizes.get(a) and sizes.get(b)]
     for k, (a, b) in enumerate(pairs):

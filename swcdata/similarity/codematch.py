@@ -272,10 +272,12 @@ def code_side_of(b: Sequence[RecordCode], cfg: CodeMatchConfig, needles_per_reco
     return CodeSide(len(b), nd, _sorted_hays(b, hay_w, hay_off, lazy=True), near_rows, near_sig)
 
 
-def _near(a: Sequence[RecordCode], b: CodeSide | None, cfg: CodeMatchConfig) -> list[tuple[int, int, float]]:
+def _near(a: Sequence[RecordCode], b: CodeSide | None, cfg: CodeMatchConfig,
+          a_side: CodeSide | None = None) -> list[tuple[int, int, float]]:
     """(i, j, similarity) of code near copies between `a` and `b` (within `a` when b is None; the spans of at least
-    min_tokens tokens of each record), every pair of each LSH bucket verified at the threshold."""
-    rows, sig = near_signatures(a, cfg)
+    min_tokens tokens of each record), every pair of each LSH bucket verified at the threshold. `a_side`: `a`'s
+    signatures, where they are at hand."""
+    rows, sig = (a_side.near_rows, a_side.near_sig) if a_side is not None else near_signatures(a, cfg)
     lsh = minhash.lsh_params(cfg.threshold, cfg.num_perm)
     if b is None:
         if len(rows) < 2:
@@ -315,21 +317,24 @@ def contained_pairs(a: list[RecordCode], b: list[RecordCode], min_tokens: int) -
 
 
 def code_pairs(a: Sequence[RecordCode], b: Sequence[RecordCode] | None, cfg: CodeMatchConfig, *,
-               b_side: CodeSide | None = None) -> CodePairs:
+               b_side: CodeSide | None = None, a_side: CodeSide | None = None) -> CodePairs:
     """Every code-level match between the records of `a` and those of `b` (or within `a` when b is None,
     each unordered pair once). Containment first; a pair that is also near keeps its containment kind.
-    `b_side`: `code_side(b, cfg)` where it is at hand (made here otherwise)."""
+    `b_side`, `a_side`: `code_side(b, cfg)`, `code_side(a, cfg)` where they are at hand (made here otherwise)."""
     same = b is None
     side = None if b is None else b_side if b_side is not None else code_side(b, cfg)
     found: dict[tuple[int, int], tuple[Kind, float]] = {}
-    a_needles = _needles(a, cfg.min_tokens)
-    for i, j in _contained_in(a_needles, _hays(a) if side is None else side.hays, same):
+    a_needles = a_side.needles if a_side is not None else _needles(a, cfg.min_tokens)
+    a_hays = a_side.hays if a_side is not None else None
+    for i, j in _contained_in(a_needles, (a_hays if a_hays is not None else _hays(a)) if side is None
+                               else side.hays, same):
         key = (min(i, j), max(i, j)) if same else (i, j)
         kind: Kind = "contained" if not same or i < j else "contains"
         found.setdefault(key, (kind, 1.0))
-    for i, j in _contained_in(side.needles, _hays(a), False) if side is not None else []:
+    for i, j in (_contained_in(side.needles, a_hays if a_hays is not None else _hays(a), False)
+                 if side is not None else []):
         found.setdefault((j, i), ("contains", 1.0))
-    for i, j, s in _near(a, side, cfg):
+    for i, j, s in _near(a, side, cfg, a_side):
         found.setdefault((i, j), ("near", round(s, 4)))
     keys = sorted(found)
     return CodePairs(i=np.array([k[0] for k in keys], dtype=np.int64),

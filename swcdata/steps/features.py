@@ -260,11 +260,13 @@ class Features:
             held[what] = make()
         return held[what]
 
-    def rows(self, table: pa.Table, cfg: AuditConfig) -> pa.Table:
-        """The features of each record of `table` (FEATURE_SCHEMA, in its order)."""
-        return self.get(table, ("rows", cfg.overlap_n, cfg.code.model_dump_json()), lambda: self._rows_of(table, cfg))
+    def rows(self, table: pa.Table, cfg: AuditConfig, keep: bool = True) -> pa.Table:
+        """The features of each record of `table` (FEATURE_SCHEMA, in its order). `keep`: count them, and put them
+        in this run's memo (not for a table whose records another one holds: a split's, before its audits)."""
+        return self.get(table, ("rows", cfg.overlap_n, cfg.code.model_dump_json()),
+                        lambda: self._rows_of(table, cfg, keep))
 
-    def _rows_of(self, table: pa.Table, cfg: AuditConfig) -> pa.Table:
+    def _rows_of(self, table: pa.Table, cfg: AuditConfig, keep: bool) -> pa.Table:
         known = self.known
         if known is None or known.params.differences(features_params(cfg)) or not len(known) or not table.num_rows:
             out = computed(table, cfg)
@@ -280,9 +282,11 @@ class Features:
             back = np.empty(table.num_rows, dtype=np.int64)  # (row of `both` for each row of the table)
             back[np.concatenate([have, lack])] = np.arange(table.num_rows)
             out = both.take(int64s(back))
-            self.reused += len(have)
-        self.texts += table.num_rows
-        self._rows.append(out)
+            if keep:
+                self.reused += len(have)
+        if keep:
+            self.texts += table.num_rows
+            self._rows.append(out)
         return out
 
     def memo(self, params: MemoParams) -> FeatureMemo:
@@ -296,15 +300,16 @@ class Features:
         return self.get(table, ("shingled", cfg.overlap_n, cfg.code.model_dump_json()),
                         lambda: Shingled.of_hashes(*_unpacked(self.rows(table, cfg).column("ngrams"), "<u8")))
 
-    def codes(self, table: pa.Table, cfg: AuditConfig) -> LazyCodes:
+    def codes(self, table: pa.Table, cfg: AuditConfig, keep: bool = True) -> LazyCodes:
         """Each record's code, read from its features when it is first read (a reference's, in the code rule, only
         where a needle's window is found in it)."""
         return self.get(table, ("code", cfg.overlap_n, cfg.code.model_dump_json()),
-                        lambda: LazyCodes(self.rows(table, cfg).column("code")))
+                        lambda: LazyCodes(self.rows(table, cfg, keep).column("code")))
 
-    def code_side(self, table: pa.Table, cfg: AuditConfig) -> CodeSide:
+    def code_side(self, table: pa.Table, cfg: AuditConfig, keep: bool = True) -> CodeSide:
+        """What the code rule reads of the records of `table` as one side of its search (`codematch.CodeSide`)."""
         def make() -> CodeSide:
-            rows = self.rows(table, cfg)
+            rows = self.rows(table, cfg, keep)
             nw, _ = _unpacked(rows.column("needles"), "<u8")
             lens, per_record = _unpacked(rows.column("needle_lens"), "<i8")
             noff = np.zeros(len(lens) + 1, dtype=np.int64)
@@ -318,7 +323,7 @@ class Features:
                 sig = sig_flat.reshape(len(near_rows), num_perm).astype(np.uint32, copy=False)
             else:
                 sig = np.zeros((0, num_perm), dtype=np.uint32)
-            return code_side_of(self.codes(table, cfg), cfg.code, np.diff(per_record), nw, noff, hw, hoff,
+            return code_side_of(self.codes(table, cfg, keep), cfg.code, np.diff(per_record), nw, noff, hw, hoff,
                                 near_rows.astype(np.int64), sig)
 
         return self.get(table, ("code-side", cfg.overlap_n, cfg.code.model_dump_json()), make)

@@ -20,7 +20,7 @@ lands in two splits.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Literal
 
@@ -34,10 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from swcdata.core.arrow import bools, int64s, strings, to_numpy
 from swcdata.core.schema import Ledger, RecordRef, Source
 from swcdata.similarity import minhash
-from swcdata.similarity.codematch import RecordCode, code_pairs, record_code
+from swcdata.similarity.codematch import CodeSide, RecordCode, code_pairs, record_code
 from swcdata.similarity.sigindex import SignatureIndex
 from swcdata.steps.audit import AuditConfig, CandidateResult, LabelConflict, LeakRules
 from swcdata.steps.dedup import DedupConfig, Progress, cluster
+from swcdata.steps.features import Features
 
 SPLITS = ("train", "validation", "test")
 
@@ -290,10 +291,12 @@ def _row_keys(table: pa.Table) -> pa.ChunkedArray:
                                        table.column("id"), strings(["\x00"])[0])
 
 
-def _code_edges(codes: list[RecordCode], cfg: SplitConfig) -> np.ndarray:
+def _code_edges(codes: Sequence[RecordCode], cfg: SplitConfig,
+                side_of: Callable[[npt.NDArray[np.int64]], CodeSide] | None = None) -> np.ndarray:
     """Edges that join records whose code matches: records with the very same code are joined to the first of
     them (a star), and the code-level search runs on the distinct pieces of code only (a corpus that repeats one
-    function a thousand times would otherwise check every pair of its copies)."""
+    function a thousand times would otherwise check every pair of its copies). `side_of(rows)`: what the search
+    reads of those records' code, where it is at hand (`features.Features.code_side`)."""
     first: dict[str, int] = {}
     star: list[tuple[int, int]] = []
     distinct: list[int] = []
@@ -305,19 +308,21 @@ def _code_edges(codes: list[RecordCode], cfg: SplitConfig) -> np.ndarray:
             distinct.append(i)
         else:
             star.append((i, rep))
-    cp = code_pairs([codes[i] for i in distinct], None, cfg.code)
     rows = np.asarray(distinct, dtype=np.int64)
+    cp = code_pairs([codes[i] for i in distinct], None, cfg.code,
+                    a_side=side_of(rows) if side_of is not None and len(rows) else None)
     pairs = np.stack([rows[cp.i], rows[cp.j]], axis=1) if len(cp) else np.zeros((0, 2), dtype=np.int64)
     return np.concatenate([np.asarray(star, dtype=np.int64).reshape(-1, 2), pairs])
 
 
 def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table | None = None, *,
-          progress: Progress | None = None, known: SignatureIndex | None = None) -> tuple[dict[str, pa.Table],
-                                                                                    SplitReport]:
+          progress: Progress | None = None, known: SignatureIndex | None = None,
+          features: Features | None = None) -> tuple[dict[str, pa.Table], SplitReport]:
     """Split a record table into train / validation / test without leakage (see module doc).
     `progress` follows the signing of the records (for the holdout audit first, then the grouping); `known`: a
     signature index whose signatures the grouping takes instead of signing, where they are its features' (a build's
-    parent version's)."""
+    parent version's); `features`: what the code rule reads of each record, taken from there (a build's, which
+    holds the audit features of its parent's records)."""
     cfg = config or SplitConfig()
     if known is not None and known.params.differences(cfg.near.index_params()):
         known = None
@@ -346,8 +351,16 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
                      extra_bandings=[sensitive], progress=progress, known=known).final
     code_groups = 0
     if cfg.counts("code") and n:
-        groups, code_groups = join_code_groups(groups, record_code(table.column("instruction").to_pylist(), cfg.code),
-                                               np.arange(n, dtype=np.int64), cfg)
+        if features is not None and features.known is not None:  # (else computing is all there is to do)
+            acfg = holdout_audit_config(cfg)
+            sub = table.select(["instruction", "response"])
+            groups, code_groups = join_code_groups(
+                groups, features.codes(sub, acfg, keep=False), np.arange(n, dtype=np.int64), cfg,
+                lambda rows: features.code_side(sub.take(int64s(rows)), acfg, keep=False))
+        else:
+            groups, code_groups = join_code_groups(
+                groups, record_code(table.column("instruction").to_pylist(), cfg.code), np.arange(n, dtype=np.int64),
+                cfg)
     which = assign_groups(groups, table.column("category"), table.column("id"), ratios, cfg.seed,
                           cfg.stratify == "category")
     out = {name: table.filter(bools(which == k)) for k, name in enumerate(SPLITS)}
@@ -363,13 +376,14 @@ def split(table: pa.Table, config: SplitConfig | None = None, holdout: pa.Table 
     return out, report
 
 
-def join_code_groups(groups: npt.NDArray[np.integer], codes: list[RecordCode], rows: npt.NDArray[np.int64],
-                     cfg: SplitConfig) -> tuple[npt.NDArray[np.int64], int]:
+def join_code_groups(groups: npt.NDArray[np.integer], codes: Sequence[RecordCode], rows: npt.NDArray[np.int64],
+                     cfg: SplitConfig, side_of: Callable[[npt.NDArray[np.int64]], CodeSide] | None = None
+                     ) -> tuple[npt.NDArray[np.int64], int]:
     """The code rule's grouping: records whose code matches (`_code_edges`) join one group. `codes` are the code
     of the records at `rows` (those that quote code: the others can neither match nor hold a match), in record
     order. Returns the new group of every record and how many groups were joined."""
     n = len(groups)
-    code_edges = rows[_code_edges(codes, cfg)] if codes else np.zeros((0, 2), dtype=np.int64)
+    code_edges = rows[_code_edges(codes, cfg, side_of)] if len(codes) else np.zeros((0, 2), dtype=np.int64)
     if not len(code_edges):
         return np.asarray(groups), 0
     before = len(np.unique(groups))
