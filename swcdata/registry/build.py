@@ -556,6 +556,32 @@ class _Memos:
             self.use["inputs"] = use.model_copy(update={"kept": self._prepared.kept, "note": use.note or note})
 
 
+class _Background:
+    """`fn(*args)` run in a daemon thread (a build that fails before it needs the result does not wait for it);
+    `result()` waits, then returns its value or raises its error."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        import threading
+
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn(*args)
+            except BaseException as e:  # (raised where the result is taken)
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="swcdata-background", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: list[Path], home: Path | None,
                on_step: StepProgress | None, runner: Steps, use_cache: bool) -> BuildResult:
     """`run_build` after the checks, inside the runner's session."""
@@ -583,6 +609,10 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     names = PublishedNames([*files, *holdout_files], base)
     registry = Registry(home)
     memos = _Memos(BuildCache(registry.home, cfg.name) if use_cache and runner.memoises else None)
+    # The parent's signature index (its sha256 checked, then read: a second or two at 1M records) is read in a thread
+    # while validation runs (its workers check the lines; hashing and reading Parquet release the GIL); the dedup
+    # step takes it, or the error that reading it raised (a tampered index fails the build there, as before).
+    parent = _Background(parent_index, registry, cfg.name, cfg.dedup)
     step("validate")
     checks = CodeChecks(cfg.validate_, memos.known("checks")) if memos.cache and cfg.validate_.check_code else None
     prepared = memos.inputs(cfg.validate_) if runner.prepares else None
@@ -593,7 +623,8 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     lap("validate")
 
     step("dedup")
-    known, parent_ref, index_note = parent_index(registry, cfg.name, cfg.dedup)
+    known, parent_ref, index_note = parent.result()
+    del parent
     reusing = known is not None
     kept, drep = runner.dedup(records, cfg.dedup, known)
     lap("dedup")

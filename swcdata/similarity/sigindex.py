@@ -112,8 +112,13 @@ def in_key_order(keys: Keys) -> bool:
 
 def first_of_each(keys: Keys) -> npt.NDArray[np.int64]:
     """The rows where each distinct key first occurs, ascending."""
+    return np.sort(firsts_in_key_order(keys))
+
+
+def firsts_in_key_order(keys: Keys) -> npt.NDArray[np.int64]:
+    """The rows where each distinct key first occurs, in key order (one sort)."""
     order = np.lexsort((np.arange(len(keys)), keys[:, 1], keys[:, 0]))
-    return np.sort(order[_runs_start(keys[order])]).astype(np.int64)
+    return order[_runs_start(keys[order])].astype(np.int64)
 
 
 def find_keys(sorted_keys: Keys, keys: Keys) -> npt.NDArray[np.int64]:

@@ -189,9 +189,18 @@ class Signed:
     sig: minhash.U32
     keys: Keys
     reused: int
+    known: SignatureIndex | None = None  # the index that gave some, and the row it gave each (-1: signed here)
+    rows: npt.NDArray[np.int64] | None = None
 
     def index(self, params: IndexParams) -> SignatureIndex:
-        return SignatureIndex.of(params, self.keys, self.sig)
+        """An index of these signatures. Where an index gave most of them, its rows that were used are taken in
+        their order and the others inserted (no sort of them all: the same index)."""
+        if self.known is None or self.rows is None:
+            return SignatureIndex.of(params, self.keys, self.sig)
+        hit = self.rows >= 0
+        used = minhash.unique(self.rows[hit])
+        base = SignatureIndex(params, self.known.keys[used], self.known.sig[used])
+        return base.merged(self.keys[~hit], self.sig[~hit])
 
 
 def signed(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None = None, *,
@@ -217,7 +226,7 @@ def signed(table: pa.Table, cfg: DedupConfig, rows: npt.NDArray[np.int64] | None
         sig[miss] = table_signatures(table, cfg, miss if rows is None else rows[miss], progress)
     elif progress is not None:
         progress(0, 0)
-    return Signed(sig, keys, int(hit.sum()))
+    return Signed(sig, keys, int(hit.sum()), known, pos)
 
 
 def _pack(col: pa.ChunkedArray | pa.Array) -> Packed:

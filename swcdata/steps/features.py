@@ -35,7 +35,7 @@ from swcdata.core.arrow import int64s, to_numpy
 from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import CodeSide, RecordCode, code_side_of, near_signatures, record_code, windows
-from swcdata.similarity.sigindex import find_keys, first_of_each, in_key_order, key_array, keys_of, text_keys
+from swcdata.similarity.sigindex import find_keys, firsts_in_key_order, in_key_order, key_array, keys_of, text_keys
 from swcdata.steps.memo import MemoParams, usable
 
 if TYPE_CHECKING:
@@ -190,9 +190,7 @@ class FeatureMemo:
     def of(cls, params: MemoParams, tables: list[pa.Table]) -> FeatureMemo:
         """The memo of the rows of `tables` (a key met twice: its first row)."""
         both = pa.concat_tables(tables) if tables else FEATURE_SCHEMA.empty_table()
-        keys = keys_of(both.column("key"))
-        rows = first_of_each(keys)
-        order = rows[np.lexsort((keys[rows, 1], keys[rows, 0]))]
+        order = firsts_in_key_order(keys_of(both.column("key")))
         return cls(params, both.take(int64s(order)).combine_chunks())
 
     def table(self) -> pa.Table:

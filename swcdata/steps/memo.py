@@ -31,7 +31,15 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swcdata.core.version import __version__
-from swcdata.similarity.sigindex import KEY_SCHEME, Keys, find_keys, first_of_each, in_key_order, key_array, keys_of
+from swcdata.similarity.sigindex import (
+    KEY_SCHEME,
+    Keys,
+    find_keys,
+    firsts_in_key_order,
+    in_key_order,
+    key_array,
+    keys_of,
+)
 
 MEMO_META = b"swcdata.memo"
 MEMO_SCHEMA = pa.schema([pa.field("key", pa.binary(16), nullable=False), pa.field("value", pa.binary())])
@@ -87,8 +95,7 @@ class Memo:
         """A memo of the given rows (a key given more than once keeps its first value)."""
         if len(values) != len(keys):
             raise ValueError(f"{len(values)} values for {len(keys)} keys")
-        rows = first_of_each(keys)
-        order = rows[np.lexsort((keys[rows, 1], keys[rows, 0]))]
+        order = firsts_in_key_order(keys)
         return cls(params, np.ascontiguousarray(keys[order]), [values[i] for i in order.tolist()])
 
     def __len__(self) -> int:
