@@ -44,8 +44,9 @@ def build_command(
     json_out: JsonOpt = False,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Work on every record: do not take validation's code "
-                                           "findings and augmentation's variants from the build cache "
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Work on every record: do not take the input files "
+                                           "validated before (by their bytes), validation's code findings, "
+                                           "augmentation's variants and the audit's features from the build cache "
                                            "(<home>/<name>/.cache), nor leave this build's there. The version is "
                                            "the same either way.")] = False,
 ) -> None:
@@ -57,8 +58,9 @@ def build_command(
     validate, dedup, split and augment on a Ray cluster: the same version.
 
     A build that adds records to a corpus works on the new ones only, where it can: it signs only
-    the texts its parent version's signature index lacks, and takes the code findings and variants
-    of texts it has seen from the build cache.
+    the texts its parent version's signature index lacks, takes the input files it has validated
+    (the same bytes) and the code findings, variants and audit features of texts it has seen from
+    the build cache.
     """
     from swcdata.cli.console import show_progress
     from swcdata.cli.render import render_build

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,14 +34,29 @@ import pyarrow as pa
 from swcdata.core.arrow import int64s, to_numpy
 from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
-from swcdata.similarity.codematch import CodeSide, RecordCode, code_side_of, near_signatures, record_code, windows
+from swcdata.similarity.codematch import (
+    CodeMatchConfig,
+    CodeSide,
+    RecordCode,
+    code_side_of,
+    near_signatures,
+    record_code,
+    windows,
+)
 from swcdata.similarity.sigindex import find_keys, firsts_in_key_order, in_key_order, key_array, keys_of, text_keys
 from swcdata.steps.memo import MemoParams, usable
 
-if TYPE_CHECKING:
-    from swcdata.steps.audit import AuditConfig
-
 _WORD = re.compile(r"\w+")
+
+
+class FeatureConfig(Protocol):
+    """What the features depend on of a config: the audit's (`swcdata.steps.audit.AuditConfig`), or the split's."""
+
+    @property
+    def overlap_n(self) -> int: ...
+
+    @property
+    def code(self) -> CodeMatchConfig: ...
 
 FEATURES_META = b"swcdata.features"
 FEATURE_SCHEMA = pa.schema([
@@ -129,7 +144,7 @@ class Shingled(NamedTuple):
         return cls(h, off, rec, order, h[order], rec[order])
 
 
-def features_params(cfg: AuditConfig) -> MemoParams:
+def features_params(cfg: FeatureConfig) -> MemoParams:
     """What a record's features depend on: the n-gram length and the code rule's knobs (and, in `MemoParams`, the
     code that computes them)."""
     return MemoParams(step="audit", config={"overlap_n": cfg.overlap_n, "code": cfg.code.model_dump(mode="json")})
@@ -152,7 +167,7 @@ def _unpacked(col: pa.ChunkedArray | pa.Array, dtype: str) -> tuple[npt.NDArray[
     return flat.astype(np.dtype(dtype).newbyteorder("="), copy=False), (off - off[0]) // width
 
 
-def computed(table: pa.Table, cfg: AuditConfig) -> pa.Table:
+def computed(table: pa.Table, cfg: FeatureConfig) -> pa.Table:
     """The features of every record of `table` (FEATURE_SCHEMA), computed."""
     instructions: list[str] = table.column("instruction").to_pylist()
     h, off = minhash.shingle_hashes(_words(table), cfg.overlap_n, short_whole=False)
@@ -258,13 +273,13 @@ class Features:
             held[what] = make()
         return held[what]
 
-    def rows(self, table: pa.Table, cfg: AuditConfig, keep: bool = True) -> pa.Table:
+    def rows(self, table: pa.Table, cfg: FeatureConfig, keep: bool = True) -> pa.Table:
         """The features of each record of `table` (FEATURE_SCHEMA, in its order). `keep`: count them, and put them
         in this run's memo (not for a table whose records another one holds: a split's, before its audits)."""
         return self.get(table, ("rows", cfg.overlap_n, cfg.code.model_dump_json()),
                         lambda: self._rows_of(table, cfg, keep))
 
-    def _rows_of(self, table: pa.Table, cfg: AuditConfig, keep: bool) -> pa.Table:
+    def _rows_of(self, table: pa.Table, cfg: FeatureConfig, keep: bool) -> pa.Table:
         known = self.known
         if known is None or known.params.differences(features_params(cfg)) or not len(known) or not table.num_rows:
             out = computed(table, cfg)
@@ -294,17 +309,17 @@ class Features:
     def words(self, table: pa.Table) -> LazyWords:
         return self.get(table, "words", lambda: LazyWords(table))
 
-    def shingled(self, table: pa.Table, cfg: AuditConfig) -> Shingled:
+    def shingled(self, table: pa.Table, cfg: FeatureConfig) -> Shingled:
         return self.get(table, ("shingled", cfg.overlap_n, cfg.code.model_dump_json()),
                         lambda: Shingled.of_hashes(*_unpacked(self.rows(table, cfg).column("ngrams"), "<u8")))
 
-    def codes(self, table: pa.Table, cfg: AuditConfig, keep: bool = True) -> LazyCodes:
+    def codes(self, table: pa.Table, cfg: FeatureConfig, keep: bool = True) -> LazyCodes:
         """Each record's code, read from its features when it is first read (a reference's, in the code rule, only
         where a needle's window is found in it)."""
         return self.get(table, ("code", cfg.overlap_n, cfg.code.model_dump_json()),
                         lambda: LazyCodes(self.rows(table, cfg, keep).column("code")))
 
-    def code_side(self, table: pa.Table, cfg: AuditConfig, keep: bool = True) -> CodeSide:
+    def code_side(self, table: pa.Table, cfg: FeatureConfig, keep: bool = True) -> CodeSide:
         """What the code rule reads of the records of `table` as one side of its search (`codematch.CodeSide`)."""
         def make() -> CodeSide:
             rows = self.rows(table, cfg, keep)

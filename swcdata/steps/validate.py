@@ -22,10 +22,10 @@ import os
 import re
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -54,9 +54,6 @@ from swcdata.solidity.lexer import code_tokens, normalize_code
 from swcdata.solidity.spans import extract_code
 from swcdata.solidity.treesitter import parse_check
 from swcdata.steps.memo import Memo, MemoParams, usable
-
-if TYPE_CHECKING:
-    from swcdata.steps.prepared import PreparedInputs
 
 REQUIRED = ("instruction", "response", "category")
 KNOWN = (*REQUIRED, "id", "source", "metadata", "parent_id", "transform", "template")
@@ -695,6 +692,16 @@ def recover_units(args: tuple[list[LineUnit], ValidateConfig, bool]) -> list[Chu
 
 
 Progress = Callable[[int, int], None]  # (lines done in this call, total bytes read so far)
+
+
+class PreparedInputs(Protocol):
+    """Whole files' outcomes kept by their bytes, as a run reads and collects them (`swcdata.steps.prepared`)."""
+
+    def lookup(self, path: Path, st: FileStats) -> list[ChunkResult] | None: ...
+
+    def collect(self, r: ChunkResult) -> None: ...
+
+    def finish(self, stats: Iterable[FileStats]) -> None: ...
 
 
 @dataclass(slots=True)
