@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from swcdata.core.lazy import Lazy
 from swcdata.similarity import minhash
 from swcdata.solidity.lexer import code_tokens
 from swcdata.solidity.spans import extract_code
@@ -175,30 +176,12 @@ def _sorted_hays(b: Sequence[RecordCode], wb: npt.NDArray[np.uint64], ob: npt.ND
     record's code string made when a needle's window is found in it."""
     rec_b = np.repeat(np.arange(len(b), dtype=np.int64), np.diff(ob))
     order = np.lexsort((rec_b, wb))
-    return _Hays(wb[order], rec_b[order], _HayText(b) if lazy else [_hay_text(rc) for rc in b])
+    text = Lazy(len(b), lambda j: _hay_text(b[j])) if lazy else [_hay_text(rc) for rc in b]
+    return _Hays(wb[order], rec_b[order], text)
 
 
 def _hay_text(rc: RecordCode) -> str:
     return f" {' '.join(rc.joined())} "
-
-
-class _HayText(Sequence[str]):
-    """Each record's code as one blank-padded string (`_hay_text`), made when it is first read."""
-
-    def __init__(self, codes: Sequence[RecordCode]) -> None:
-        self._codes = codes
-        self._made: dict[int, str] = {}
-
-    def __len__(self) -> int:
-        return len(self._codes)
-
-    def __getitem__(self, j: Any) -> Any:
-        if isinstance(j, slice):
-            return [self[k] for k in range(*j.indices(len(self)))]
-        j = int(j)
-        if j not in self._made:
-            self._made[j] = _hay_text(self._codes[j])
-        return self._made[j]
 
 
 class _NeedleSpans(Sequence[list[str]]):

@@ -22,7 +22,7 @@ windows of the joined spans, uint64), `near` (the code's signature, uint32; null
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -32,6 +32,7 @@ import orjson
 import pyarrow as pa
 
 from swcdata.core.arrow import int64s, to_numpy
+from swcdata.core.lazy import Lazy
 from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
 from swcdata.similarity.codematch import (
@@ -44,7 +45,7 @@ from swcdata.similarity.codematch import (
     windows,
 )
 from swcdata.similarity.sigindex import find_keys, firsts_in_key_order, in_key_order, key_array, keys_of, text_keys
-from swcdata.steps.memo import MemoParams, usable
+from swcdata.steps.memo import MemoParams, params_in, usable
 
 _WORD = re.compile(r"\w+")
 
@@ -76,49 +77,19 @@ def _words(table: pa.Table) -> list[str]:
                                            table.column("response").to_pylist(), strict=True)]
 
 
-class LazyWords(Sequence[str]):
+class LazyWords(Lazy[str]):
     """A table's words (`words_of`), each made when it is first read."""
 
     def __init__(self, table: pa.Table) -> None:
-        self._ins, self._res = table.column("instruction"), table.column("response")
-        self._made: dict[int, str] = {}
-
-    def __len__(self) -> int:
-        return len(self._ins)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        i = int(i)
-        if i < 0:
-            i += len(self)
-        if i not in self._made:
-            self._made[i] = words_of(self._ins[i].as_py(), self._res[i].as_py())
-        return self._made[i]
+        ins, res = table.column("instruction"), table.column("response")
+        super().__init__(len(ins), lambda i: words_of(ins[i].as_py(), res[i].as_py()))
 
 
-class LazyCodes(Sequence[RecordCode]):
+class LazyCodes(Lazy[RecordCode]):
     """Records' code (`codematch.RecordCode`) from their features' `code` column, each decoded when first read."""
 
     def __init__(self, col: pa.ChunkedArray | pa.Array) -> None:
-        self._col = col
-        self._made: dict[int, RecordCode] = {}
-
-    def __len__(self) -> int:
-        return len(self._col)
-
-    def __iter__(self) -> Iterator[RecordCode]:
-        return (self[i] for i in range(len(self)))
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        i = int(i)
-        if i < 0:
-            i += len(self)
-        if i not in self._made:
-            self._made[i] = RecordCode(orjson.loads(self._col[i].as_py()))
-        return self._made[i]
+        super().__init__(len(col), lambda i: RecordCode(orjson.loads(col[i].as_py())))
 
 
 class Shingled(NamedTuple):
@@ -214,15 +185,7 @@ class FeatureMemo:
     @classmethod
     def from_table(cls, table: pa.Table) -> FeatureMemo:
         """The memo a `table()` holds, or a ValueError saying what is wrong with it."""
-        from pydantic import ValidationError
-
-        meta = (table.schema.metadata or {}).get(FEATURES_META)
-        if meta is None:
-            raise ValueError("no parameters in its metadata (not the audit's features)")
-        try:
-            params = MemoParams.model_validate_json(meta)
-        except ValidationError as e:
-            raise ValueError(f"its parameters do not parse ({e.errors()[0]['msg']})") from None
+        params = params_in(table.schema, FEATURES_META, "the audit's features")
         if not table.schema.remove_metadata().equals(FEATURE_SCHEMA):
             raise ValueError(f"its columns are {table.schema.remove_metadata()}, not {FEATURE_SCHEMA}")
         memo = cls(params, table.replace_schema_metadata(None).combine_chunks())

@@ -117,13 +117,7 @@ class Memo:
     @classmethod
     def from_table(cls, table: pa.Table) -> Memo:
         """The memo a `table()` holds, or a ValueError saying what is wrong with it."""
-        meta = (table.schema.metadata or {}).get(MEMO_META)
-        if meta is None:
-            raise ValueError("no parameters in its metadata (not a memo)")
-        try:
-            params = MemoParams.model_validate_json(meta)
-        except ValidationError as e:
-            raise ValueError(f"its parameters do not parse ({e.errors()[0]['msg']})") from None
+        params = params_in(table.schema, MEMO_META, "a memo")
         if not table.schema.remove_metadata().equals(MEMO_SCHEMA):
             raise ValueError(f"its columns are {table.schema.remove_metadata()}, not {MEMO_SCHEMA}")
         if table.column("key").null_count:
@@ -132,6 +126,17 @@ class Memo:
         if not in_key_order(keys):
             raise ValueError("its keys are not distinct and in key order")
         return cls(params, keys, table.column("value").to_pylist())
+
+
+def params_in(schema: pa.Schema, meta_key: bytes, what: str) -> MemoParams:
+    """The `MemoParams` in a memo file's schema metadata, or a ValueError saying why there are none ('not {what}')."""
+    meta = (schema.metadata or {}).get(meta_key)
+    if meta is None:
+        raise ValueError(f"no parameters in its metadata (not {what})")
+    try:
+        return MemoParams.model_validate_json(meta)
+    except ValidationError as e:
+        raise ValueError(f"its parameters do not parse ({e.errors()[0]['msg']})") from None
 
 
 def usable(known: Memo | None, wanted: MemoParams, what: str, then: str) -> tuple[Memo | None, str | None]:
