@@ -360,6 +360,27 @@ def test_unique_equals_numpy_unique() -> None:
             assert got.dtype == x.dtype and np.array_equal(got, np.unique(x))
 
 
+def test_hash_order_is_the_stable_argsort() -> None:
+    """minhash.hash_order (a sort of each hash's high bits packed with its position, then the runs of equal high
+    bits put in order) is np.argsort(kind="stable"): equal hashes in their order, and hashes that differ only in
+    the bits the position takes (many of them: every run is fixed), below and above the size it sorts from."""
+    import numpy as np
+
+    from swcdata.similarity import minhash
+
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 5, minhash._ORDER_BY_ARGSORT - 1, minhash._ORDER_BY_ARGSORT, 100_003):
+        distinct = rng.integers(0, 2**64 - 1, max(1, n // 3), dtype=np.uint64, endpoint=True)
+        for h in (distinct[rng.integers(0, len(distinct), n)],  # repeats
+                  (distinct[rng.integers(0, len(distinct), n)] >> np.uint64(40) << np.uint64(40))
+                  | rng.integers(0, 8, n).astype(np.uint64),  # high bits shared, low bits differ
+                  np.full(n, 2**64 - 1, dtype=np.uint64), np.arange(n, 0, -1).astype(np.uint64)):
+            got = minhash.hash_order(h)
+            assert got.dtype == np.int64 and np.array_equal(got, np.argsort(h, kind="stable")), n
+    h = rng.integers(0, 2**64 - 1, 200_000, dtype=np.uint64, endpoint=True)[::2]  # (a strided view)
+    assert np.array_equal(minhash.hash_order(h), np.argsort(h, kind="stable"))
+
+
 
 def test_band_hashes_fold_each_band_as_the_definition_says() -> None:
     """minhash.band_hashes (in chunks of records, fmix64 in place) is, for every record and band, the band's

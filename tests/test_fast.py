@@ -507,6 +507,27 @@ def test_lsh_star_keys_checks_its_arguments() -> None:
     assert sorted(keys.tolist()) == [1, 2, 3]  # every row in one bucket with row 0: keys 0 * 4 + j
 
 
+def test_lsh_band_hashes_equal_the_numpy_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """minhash.band_hashes in C is its numpy reference (chunks of records, fmix64 in place): bandings that leave
+    slots unused, one row, no rows, a signature array that is not contiguous; bad shapes are refused."""
+    from swcdata.similarity import minhash
+
+    rng = np.random.default_rng(3)
+    sig = rng.integers(0, 2**32 - 1, (5000, 64), dtype=np.uint32, endpoint=True)
+    sig[::7] = 0xFFFFFFFF
+    for part, bands, rows in ((sig, 16, 4), (sig, 5, 3), (sig, 1, 64), (sig[:1], 64, 1), (sig[:0], 4, 4),
+                              (sig[::3, :40], 4, 10)):
+        got = minhash.band_hashes(part, bands, rows)
+        with monkeypatch.context() as m:
+            m.setattr(minhash, "_fast", None)
+            expected = minhash.band_hashes(part, bands, rows)
+        assert got.dtype == np.uint64 and got.shape == (len(part), bands) and np.array_equal(got, expected)
+    out = np.empty((4, 2), dtype=np.uint64)
+    for k, bands, rows, into in ((8, 3, 3, out), (0, 1, 1, out), (8, 2, 0, out), (8, 2, 4, out[:3])):
+        with pytest.raises(ValueError, match="fit"):
+            fast.lsh_band_hashes(np.zeros((4, 8), dtype=np.uint32), k, bands, rows, into)
+
+
 def test_sign_forms_equals_the_numpy_path(seed_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """chunk_signatures through sign_forms gives the signatures of token_hashes + shingles + signatures,
     for several shingle sizes and permutation counts, on generated records (multi-hash forms, short

@@ -69,6 +69,8 @@ def test_features_from_a_memo_give_the_same_reports(splits: dict[str, pa.Table],
     mixed = Features(part, params)
     assert _reports(splits, cfg, mixed) == plain
     assert 0 < mixed.reused < mixed.texts
+    for table in splits.values():  # (row for row, the features computed)
+        assert mixed.rows(table, cfg).equals(computed(table, cfg))
 
 
 def test_a_memo_of_other_parameters_is_not_used(splits: dict[str, pa.Table]) -> None:

@@ -26,7 +26,7 @@ PIECES: dict[str, str] = {
     "field_ids": "dedup's token ids of a field, in IdTable caches in front of the token lookups "
                  "(similarity.tokens._form_ids)",
     "sign_forms": "dedup's shingles and MinHash signatures, fused per record (similarity.tokens.chunk_signatures)",
-    "lsh": "LSH buckets and their star pairs (similarity.minhash.candidate_pairs)",
+    "lsh": "LSH band hashes, buckets and their star pairs (similarity.minhash.band_hashes, candidate_pairs)",
     "similarity": "pair similarities (similarity.minhash.similarity)",
     "tokens": "stats' word-and-punctuation token counts (evaluation.lengths.count_tokens)",
 }

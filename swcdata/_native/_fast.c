@@ -7,6 +7,7 @@
  *     word_ids: the table's test hooks)     lookups in front of the token -> id dicts
  *   sign_forms                            similarity.tokens.chunk_signatures' numpy path (shingles, MinHash)
  *   lsh_star_keys                         similarity.minhash.candidate_pairs' sorted bands (star pairs)
+ *   lsh_band_hashes                       similarity.minhash.band_hashes
  *   similarity_into                       similarity.minhash.similarity's numpy path
  *   extract_spans (in _extract.c)         solidity.spans._py_extract_code
  *   count_tokens, count_tokens_views      evaluation.lengths.count_tokens' polars path (stats' token counts,
@@ -970,6 +971,18 @@ pow2_at_least(size_t n)
 
 #define LOOKAHEAD 16 /* rows whose bucket is prefetched ahead of the one being placed */
 
+/* minhash.band_hashes of one row: the bands [band_lo, band_hi), each its seed folded with its rows slots by fmix64. */
+static inline void
+row_band_hashes(const uint32_t *row, Py_ssize_t band_lo, Py_ssize_t band_hi, Py_ssize_t rows, uint64_t *out)
+{
+    for (Py_ssize_t band = band_lo; band < band_hi; band++) {
+        uint64_t h = (uint64_t)(band + 1) * 0x9E3779B97F4A7C15ULL;
+        for (Py_ssize_t c = band * rows; c < (band + 1) * rows; c++)
+            h = fmix64(h ^ (uint64_t)row[c]);
+        out[band - band_lo] = h;
+    }
+}
+
 /* The star keys of sig's (n, k) rows, in ascending member order, into *out (malloc'ed; *count of
  * them); -1 when out of memory.
  *
@@ -996,12 +1009,7 @@ star_keys(const uint32_t *sig, Py_ssize_t n, Py_ssize_t k, Py_ssize_t band_lo, P
         for (Py_ssize_t j = 0; j < k; j++)
             all &= row[j];
         live[r] = all != UINT32_MAX; /* a row with every slot empty (no shingles) never matches */
-        for (Py_ssize_t band = band_lo; band < band_hi; band++) {
-            uint64_t h = (uint64_t)(band + 1) * 0x9E3779B97F4A7C15ULL;
-            for (Py_ssize_t c = band * rows; c < (band + 1) * rows; c++)
-                h = fmix64(h ^ (uint64_t)row[c]);
-            bh[r * bands + band - band_lo] = h;
-        }
+        row_band_hashes(row, band_lo, band_hi, rows, &bh[r * bands]);
     }
     for (Py_ssize_t band = 0; band < bands; band++) {
         memset(table, 0xFF, cap * sizeof(Bucket));
@@ -1212,7 +1220,44 @@ fast_lsh_star_keys(PyObject *self, PyObject *args)
     return rc == 0 ? out : PyErr_NoMemory();
 }
 
+PyDoc_STRVAR(lsh_band_hashes_doc,
+"lsh_band_hashes(sig, k, bands, rows, out) -> None\n\n"
+"sig: a C-contiguous (n, k) uint32 signature array; out: a writable C-contiguous (n, bands) uint64\n"
+"array. Each row's hash of each band (minhash.band_hashes: the band's seed folded with each of its\n"
+"rows consecutive slots by fmix64) into out. The GIL is released.");
+
+static PyObject *
+fast_lsh_band_hashes(PyObject *self, PyObject *args)
+{
+    PyObject *osig, *oout;
+    Py_ssize_t k, bands, rows;
+    if (!PyArg_ParseTuple(args, "OnnnO:lsh_band_hashes", &osig, &k, &bands, &rows, &oout))
+        return NULL;
+    Py_buffer v[2];
+    const BufSpec spec[2] = {{osig, 4, 0, "sig"}, {oout, 8, 1, "out"}};
+    if (get_buffers(spec, v, 2) < 0)
+        return NULL;
+    Py_ssize_t n = k > 0 ? v[0].len / 4 / k : -1;
+    int ok = k > 0 && bands >= 1 && rows >= 1 && bands <= k / rows && v[0].len == n * k * 4
+             && v[1].len == n * bands * 8;
+    if (ok) {
+        const uint32_t *sig = v[0].buf;
+        uint64_t *out = v[1].buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t r = 0; r < n; r++)
+            row_band_hashes(sig + r * k, 0, bands, rows, out + r * bands);
+        Py_END_ALLOW_THREADS
+    }
+    release_buffers(v, 2);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "lsh_band_hashes: sig, k, bands, rows and out do not fit together");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef fast_methods[] = {
+    {"lsh_band_hashes", fast_lsh_band_hashes, METH_VARARGS, lsh_band_hashes_doc},
     {"similarity_into", fast_similarity_into, METH_VARARGS, similarity_into_doc},
     {"lsh_star_keys", fast_lsh_star_keys, METH_VARARGS, lsh_star_keys_doc},
     {"sign_forms", fast_sign_forms, METH_VARARGS, sign_forms_doc},

@@ -111,7 +111,7 @@ def windows(streams: list[list[str]]) -> tuple[npt.NDArray[np.uint64], npt.NDArr
 def occurrences(sorted_values: npt.NDArray[np.uint64], look: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
     """How many times each of `look` occurs in `sorted_values`. The values are looked up in ascending order (each
     search starts where the last ended: 6x faster than in their own order for millions of them)."""
-    order = np.argsort(look)
+    order = minhash.hash_order(look)
     q = look[order]
     out = np.empty(len(look), dtype=np.int64)
     out[order] = np.searchsorted(sorted_values, q, side="right") - np.searchsorted(sorted_values, q, side="left")
@@ -175,7 +175,7 @@ def _sorted_hays(b: Sequence[RecordCode], wb: npt.NDArray[np.uint64], ob: npt.ND
     """The hays of `b` from the anchor windows of each record's joined spans (`windows`, offsets `ob`); `lazy`: each
     record's code string made when a needle's window is found in it."""
     rec_b = np.repeat(np.arange(len(b), dtype=np.int64), np.diff(ob))
-    order = np.lexsort((rec_b, wb))
+    order = minhash.hash_order(wb)  # (by window, then record)
     text = Lazy(len(b), lambda j: _hay_text(b[j])) if lazy else [_hay_text(rc) for rc in b]
     return _Hays(wb[order], rec_b[order], text)
 

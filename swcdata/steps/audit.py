@@ -160,7 +160,7 @@ def _longest_overlap(ref_words: Sequence[str], cand_words: Sequence[str], n: int
     start_of = np.zeros(m, dtype=np.int64)
     if len(ch) == 0 or len(rh) == 0:
         return longest, ref_of, start_of
-    by_hash = np.argsort(ch)  # (looked up in ascending order: each search starts where the last ended)
+    by_hash = minhash.hash_order(ch)  # (looked up in ascending order: each search starts where the last ended)
     pos = np.empty(len(ch), dtype=np.int64)
     pos[by_hash] = np.searchsorted(rh_sorted, ch[by_hash])
     pos_c = np.minimum(pos, len(rh_sorted) - 1)

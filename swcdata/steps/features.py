@@ -31,7 +31,7 @@ import numpy.typing as npt
 import orjson
 import pyarrow as pa
 
-from swcdata.core.arrow import int64s, to_numpy
+from swcdata.core.arrow import bools, int64s, to_numpy
 from swcdata.core.lazy import Lazy
 from swcdata.core.text import normalize_text
 from swcdata.similarity import minhash
@@ -111,7 +111,7 @@ class Shingled(NamedTuple):
     @classmethod
     def of_hashes(cls, h: npt.NDArray[np.uint64], off: npt.NDArray[np.int64]) -> Shingled:
         rec = np.repeat(np.arange(len(off) - 1, dtype=np.int64), np.diff(off))
-        order = np.argsort(h, kind="stable")
+        order = minhash.hash_order(h)
         return cls(h, off, rec, order, h[order], rec[order])
 
 
@@ -247,19 +247,24 @@ class Features:
         if known is None or known.params.differences(features_params(cfg)) or not len(known) or not table.num_rows:
             out = computed(table, cfg)
         else:
+            import pyarrow.compute as pc
+
             keys = text_keys(table.column("instruction"), table.column("response"))
             found = find_keys(known.keys, keys)
-            have = np.flatnonzero(found >= 0)
             lack = np.flatnonzero(found < 0)
-            parts = [known.table_.take(int64s(found[have]))]
+            # (one gather of the memo's rows in the table's order, the rows it lacks standing in for by its first;
+            # then theirs, computed, put in their places in one pass)
+            out = known.table_.take(int64s(np.maximum(found, 0)))
             if len(lack):
-                parts.append(computed(table.take(int64s(lack)), cfg))
-            both = pa.concat_tables(parts).combine_chunks()
-            back = np.empty(table.num_rows, dtype=np.int64)  # (row of `both` for each row of the table)
-            back[np.concatenate([have, lack])] = np.arange(table.num_rows)
-            out = both.take(int64s(back))
+                made = computed(table.take(int64s(lack)), cfg)
+                mask = np.zeros(table.num_rows, dtype=bool)
+                mask[lack] = True
+                where = bools(mask)
+                out = pa.Table.from_arrays([pc.replace_with_mask(out.column(k).combine_chunks(), where,
+                                                                 made.column(k).combine_chunks())
+                                            for k in range(out.num_columns)], schema=FEATURE_SCHEMA)
             if keep:
-                self.reused += len(have)
+                self.reused += table.num_rows - len(lack)
         if keep:
             self.texts += table.num_rows
             self._rows.append(out)
