@@ -728,11 +728,9 @@ def split_unit(data: bytes, first_line: int, file_start: bool) -> tuple[list[tup
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    """The sha256 of a file's bytes, as hex (read in blocks by `hashlib.file_digest`, the GIL released)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # --------------------------------------------------------------------------- decoding one line

@@ -95,3 +95,28 @@ def die_with_parent(parent: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="swcdata-parent-watch", daemon=True).start()
+
+
+class Background:
+    """`fn(*args)` run in a daemon thread (a caller that fails before it needs the result does not wait for it);
+    `result()` waits, then returns its value or raises its error. For work that releases the GIL (hashing, reading
+    files) beside work of the calling thread."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, name: str = "swcdata-background") -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn(*args)
+            except BaseException as e:  # (raised where the result is taken)
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

@@ -387,18 +387,36 @@ class Steps:
         splits' records that the dedup did not sign (augmented variants, the holdout), taken from `known` (the
         parent's index) or signed here. Returns the index and, of the signatures added to the dedup's, how many
         were signed here and how many taken from `known`."""
+        import numpy as np
+
         from swcdata.similarity.sigindex import SignatureIndex
         from swcdata.steps.dedup import signed as sign
 
         params = cfg.index_params()
-        index = signed.index(params) if signed is not None else SignatureIndex.empty(params)
-        added = SignatureIndex.empty(params)  # (the splits' texts the dedup did not sign: merged in once, at the end)
+        empty = SignatureIndex.empty(params)
+        # The index is put together once, at the end: of the parent's index (`known`), the rows the dedup or the
+        # splits took (`held`: all of it, not copied, where every row was taken), with the rows signed here (the
+        # dedup's, `fresh`) and the splits' texts the dedup did not sign (`added`) inserted in one pass.
+        base, fresh, held = empty, empty, None
+        if signed is not None and signed.known is not None and signed.rows is not None and signed.known is known:
+            hit = signed.rows >= 0
+            base, held = known, np.zeros(len(known), dtype=bool)
+            held[signed.rows[hit]] = True
+            fresh = SignatureIndex.of(params, signed.keys[~hit], signed.sig[~hit])
+        elif signed is not None:
+            base = signed.index(params)
+        added = empty
         reused = 0
         for table in splits.values():
-            rows, keys = unknown_rows(index, table, added)
+            rows, keys = unknown_rows(base, table, fresh, added, held=held)
             more = sign(table, cfg, rows, known=known, keys=keys)
+            if held is not None and more.rows is not None:
+                held[more.rows[more.rows >= 0]] = True
             added, reused = added.merged(more.keys, more.sig), reused + more.reused
-        return index.merged(added.keys, added.sig), len(added) - reused, reused
+        if held is not None and not held.all():
+            base = SignatureIndex(params, base.keys[held], base.sig[held])
+        return (base.merged(np.concatenate([fresh.keys, added.keys]), np.concatenate([fresh.sig, added.sig])),
+                len(added) - reused, reused)
 
     def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None, known: SignatureIndex | None = None,
               features: Features | None = None) -> tuple[dict[str, Any], Any]:
@@ -437,17 +455,19 @@ class Steps:
         return registry.publish(name, splits, fields, extra_files)
 
 
-def unknown_rows(index: SignatureIndex, table: pa.Table, also: SignatureIndex | None = None) -> tuple[Any, Any]:
-    """The rows of a record table whose texts the index (nor `also`) holds, one per distinct text, ascending; and
-    the keys of all its rows (`sigindex.text_keys`)."""
+def unknown_rows(index: SignatureIndex, table: pa.Table, *also: SignatureIndex, held: Any = None) -> tuple[Any, Any]:
+    """The rows of a record table whose texts the index (nor any of `also`) holds, one per distinct text, ascending;
+    and the keys of all its rows (`sigindex.text_keys`). `held`: which of the index's rows count (a mask; all)."""
     import numpy as np
 
     from swcdata.similarity.sigindex import first_of_each, text_keys
 
     keys = text_keys(table.column("instruction"), table.column("response"))
-    missing = np.flatnonzero(index.find(keys) < 0)
-    if also is not None and len(also) and len(missing):
-        missing = missing[also.find(keys[missing]) < 0]
+    at = index.find(keys)
+    missing = np.flatnonzero(at < 0 if held is None else (at < 0) | ~held[np.maximum(at, 0)])
+    for more in also:
+        if len(more) and len(missing):
+            missing = missing[more.find(keys[missing]) < 0]
     return missing[first_of_each(keys[missing])], keys
 
 
@@ -556,37 +576,12 @@ class _Memos:
             self.use["inputs"] = use.model_copy(update={"kept": self._prepared.kept, "note": use.note or note})
 
 
-class _Background:
-    """`fn(*args)` run in a daemon thread (a build that fails before it needs the result does not wait for it);
-    `result()` waits, then returns its value or raises its error."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        import threading
-
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._value = fn(*args)
-            except BaseException as e:  # (raised where the result is taken)
-                self._error = e
-
-        self._thread = threading.Thread(target=run, name="swcdata-background", daemon=True)
-        self._thread.start()
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: list[Path], home: Path | None,
                on_step: StepProgress | None, runner: Steps, use_cache: bool) -> BuildResult:
     """`run_build` after the checks, inside the runner's session."""
     import time
 
+    from swcdata.core.workers import Background
     from swcdata.registry.cache import BuildCache
     from swcdata.registry.store import Registry
     from swcdata.steps.audit import AuditConfig
@@ -612,7 +607,7 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
     # The parent's signature index (its sha256 checked, then read: a second or two at 1M records) is read in a thread
     # while validation runs (its workers check the lines; hashing and reading Parquet release the GIL); the dedup
     # step takes it, or the error that reading it raised (a tampered index fails the build there, as before).
-    parent = _Background(parent_index, registry, cfg.name, cfg.dedup)
+    parent = Background(parent_index, registry, cfg.name, cfg.dedup)
     step("validate")
     checks = CodeChecks(cfg.validate_, memos.known("checks")) if memos.cache and cfg.validate_.check_code else None
     prepared = memos.inputs(cfg.validate_) if runner.prepares else None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import os
 import shutil
 import uuid
@@ -31,10 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import xxhash
 
+from swcdata.core.arrow import int64s, strings
+from swcdata.core.io import sha256_file
+from swcdata.core.workers import Background
 from swcdata.steps.memo import MemoParams
 
 if TYPE_CHECKING:
@@ -53,11 +56,6 @@ def prepared_params(cfg: ValidateConfig) -> MemoParams:
 
 def entry_name(size: int, sha256: str) -> str:
     return f"{size}-{sha256}"
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(slots=True)
@@ -120,7 +118,8 @@ class Outcome:
 def _renamed(batch: pa.RecordBatch, file: str, schema: pa.Schema) -> pa.RecordBatch:
     """`batch` with every record's `source.file` set to `file` (its lines kept)."""
     src = batch.column(schema.get_field_index("source"))
-    files = pa.repeat(pa.scalar(file, pa.string()), len(batch))
+    files = pa.DictionaryArray.from_arrays(int64s(np.zeros(len(batch), dtype=np.int64)), strings([file])).cast(
+        pa.string())  # (no `pa.scalar`: it imports pandas, see swcdata.core.arrow)
     new = pa.StructArray.from_arrays([files, src.field("line")], fields=list(schema.field("source").type))
     return pa.RecordBatch.from_arrays([new if n == "source" else batch.column(n) for n in schema.names], schema=schema)
 
@@ -252,15 +251,20 @@ class PreparedInputs:
             return None  # (reading it says why)
         if size not in self._by_size():
             return None
+        # (the one entry of this size, the usual case, is read and checked in a thread while the file is hashed:
+        # both digests release the GIL; another entry than the file's is dropped unused)
+        names = self._by_size()[size]
+        early = (Background(read_outcome, self.folder / names[0], self.params, name="swcdata-prepared")
+                 if len(names) == 1 else None)
         try:
-            digest = file_sha256(path)
+            digest = sha256_file(path)
         except OSError:
             return None
         name = entry_name(size, digest)
-        if name not in self._by_size()[size]:
+        if name not in names:
             return None
         try:
-            outcome = read_outcome(self.folder / name, self.params)
+            outcome = early.result() if early is not None else read_outcome(self.folder / name, self.params)
         except (OSError, ValueError) as e:
             self.notes.append(f"{self.folder / name}: {e}; not used, {path.name} validated")
             self._unusable.add(name)
