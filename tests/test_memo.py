@@ -314,8 +314,12 @@ def test_a_memo_value_of_the_wrong_shape_is_worked_on_again(tmp_path: Path, smal
     first = VariantMemo(cfg)
     augment(train, cfg, memo=first)
     memo = first.memo()
-    broken = [orjson.dumps({"category": orjson.loads(v)["category"], "variants": [["x"]]}) if v else v
-              for v in memo.values]
+    def spoilt(k: int, v: bytes) -> bytes:  # (of the record's category, then JSON that does not parse, then none)
+        category = orjson.dumps(orjson.loads(v)["category"])
+        return [orjson.dumps({"category": orjson.loads(category), "variants": [["x"]]}),
+                b'{"category":' + category + b",not json", b"not json"][k % 3]
+
+    broken = [spoilt(k, v) if v else v for k, v in enumerate(memo.values)]
     again = VariantMemo(cfg, Memo(memo.params, memo.keys, broken))
     out, rep = augment(train, cfg, memo=again)
     assert again.reused == 0 and out["train"].equals(plain["train"])

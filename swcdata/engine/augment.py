@@ -94,14 +94,12 @@ def _generate(batch: pa.Table, cfg: AugmentConfig, memo: bool = False, known: An
     work, tally, by_finding = SplitWork(), _Tally(), Counter[str]()
     todo = [row for row in rows if row.get("parent_id") is None]
     vm = VariantMemo(cfg, broadcast(known) if known is not None else None) if memo else None
-    keys, kept = vm.take(todo) if vm is not None else ([], [None] * len(todo))
-    results = _each_variants([row for row, got in zip(todo, kept, strict=True) if got is None], cfg)
+    results = vm.outcomes(todo, cfg) if vm is not None else ((b"", got) for got in _each_variants(todo, cfg))
     out: list[dict[str, Any]] = []
     order: list[int] = []
     sub: list[int] = []
     q: list[bytes | None] = []
     memo_cols: tuple[list[bytes | None], list[bytes | None]] = ([], [])
-    at = 0
     for row, o in zip(rows, orders, strict=True):
         out.append(row)
         order.append(o)
@@ -110,11 +108,9 @@ def _generate(batch: pa.Table, cfg: AugmentConfig, memo: bool = False, known: An
         got: _Out | ChildCrashed | None = None
         entry: tuple[bytes | None, bytes | None] = (None, None)
         if row.get("parent_id") is None:
-            got = kept[at] or next(results)
+            key, got = next(results)
             if vm is not None and not isinstance(got, ChildCrashed):
-                vm.add(keys[at], row, got)
-                entry = (keys[at], vm.values[-1])
-            at += 1
+                entry = (key, vm.values[-1])
         memo_cols[0].append(entry[0])
         memo_cols[1].append(entry[1])
         variants = work.account(row, got, tally, by_finding)

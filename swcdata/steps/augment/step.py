@@ -67,6 +67,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -282,8 +283,6 @@ class _Result:
 
 def _findings(row: dict[str, Any], cfg: AugmentConfig) -> set[str]:
     """The validate rules the record's content breaks (`swcdata.steps.validate.check_lines` on it)."""
-    import orjson
-
     from swcdata.steps.validate import ValidateConfig, check_lines
 
     line = orjson.dumps({"instruction": row["instruction"], "response": row["response"], "category": row["category"]})
@@ -413,15 +412,34 @@ class VariantMemo:
         self._keys: list[bytes] = []
         self._values: list[bytes | None] = []
 
-    def take(self, rows: list[dict[str, Any]]) -> tuple[list[bytes], list[_Out | None]]:
-        """The keys of `rows` and, for each, what the memo says became of it (None where it does not hold it)."""
+    def take(self, rows: list[dict[str, Any]]) -> tuple[list[bytes], list[bytes | None]]:
+        """The keys of `rows` and, for each, the memo's value (as it is kept: `_encoded`) where it holds the record's
+        text with the record's category, else None."""
         keys = [key_bytes(row["instruction"], row["response"]) for row in rows]
         if self.known is None or not rows:
             return keys, [None] * len(rows)
         found = self.known.find(keys_from_bytes(b"".join(keys))).tolist()
-        got = [None if pos < 0 else _decoded(self.known.value(pos), row) for row, pos in zip(rows, found, strict=True)]
-        self.reused += sum(g is not None for g in got)
-        return keys, got
+        values = self.known.values
+        return keys, [None if pos < 0 or not _of_category(values[pos], row) else values[pos]
+                      for row, pos in zip(rows, found, strict=True)]
+
+    def outcomes(self, rows: list[dict[str, Any]], cfg: AugmentConfig) -> Iterator[tuple[bytes, _Out | ChildCrashed]]:
+        """Each record's key and what became of it, in order: from the memo where it holds the record (decoded as
+        it is reached, while the child process works on the others), else augmented (`_each_variants`); each one
+        collected into this run's memo (a crash is not)."""
+        keys, kept = self.take(rows)
+        results = _each_variants([row for row, value in zip(rows, kept, strict=True) if value is None], cfg)
+        for key, row, value in zip(keys, rows, kept, strict=True):
+            got = _decoded(_loads(value), row) if value is not None else None
+            if got is not None:
+                self.reused += 1
+                self._keys.append(key)
+                self._values.append(value)
+            else:  # (not held; or held in a form this code does not read: augmented alone)
+                got = next(results) if value is None else next(_each_variants([row], cfg))
+                if not isinstance(got, ChildCrashed):
+                    self.add(key, row, got)
+            yield key, got
 
     @property
     def texts(self) -> int:
@@ -448,8 +466,6 @@ class VariantMemo:
 
 def _encoded(row: dict[str, Any], out: _Out) -> bytes:
     """What became of a record, as JSON (with its category: the skip_findings checks read it)."""
-    import orjson
-
     result, t = out
     variants = None if result.variants is None else [
         [v["id"], v["instruction"], v["response"], v["transform"], v["template"], v["_q"]] for v in result.variants]
@@ -457,6 +473,19 @@ def _encoded(row: dict[str, Any], out: _Out) -> bytes:
                          "parse_failed": result.parse_failed, "skipped": result.skipped,
                          "tally": {name: dict(getattr(t, name)) for name in _COUNTERS},
                          "templates_dropped": t.templates_dropped})
+
+
+def _loads(value: bytes) -> Any:
+    """A kept value's JSON (None when it does not parse: then the record is augmented)."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _of_category(value: bytes | None, row: dict[str, Any]) -> bool:
+    """Whether a kept value (`_encoded`: its category first) is of the record's category, read from its first bytes."""
+    return value is not None and value.startswith(b'{"category":' + orjson.dumps(row["category"]) + b",")
 
 
 def _decoded(value: Any, row: dict[str, Any]) -> _Out | None:
@@ -515,17 +544,12 @@ def augment(splits: dict[str, pa.Table], config: AugmentConfig | None = None, *,
         given = table.to_pylist()
         # (already a variant: augmenting it again would compound transforms)
         todo = [row for row in given if row.get("parent_id") is None]
-        keys, kept = memo.take(todo) if memo is not None else ([], [None] * len(todo))
-        results = _each_variants([row for row, got in zip(todo, kept, strict=True) if got is None], cfg)
-        at = 0
+        results = memo.outcomes(todo, cfg) if memo is not None else ((b"", got) for got in _each_variants(todo, cfg))
         for row in given:
             rows.append(row)
             got: _Out | ChildCrashed | None = None
             if row.get("parent_id") is None:
-                got = kept[at] or next(results)
-                if memo is not None and not isinstance(got, ChildCrashed):
-                    memo.add(keys[at], row, got)
-                at += 1
+                got = next(results)[1]
             variants = work.account(row, got, tally, by_finding)
             for v in variants:
                 q = v.pop("_q")
