@@ -335,3 +335,33 @@ def test_a_memo_value_of_the_wrong_shape_is_worked_on_again(tmp_path: Path, smal
         checks = CodeChecks(vcfg, Memo.of(checks_params(vcfg), key, [orjson.dumps(bad)]))
         _, report, _ = load_valid([str(path)], vcfg, checks=checks)
         assert checks.reused == 0 and _strip(report) == _strip(load_valid([str(path)], vcfg)[1])
+
+
+def test_a_build_that_does_not_publish_leaves_the_cache_as_it_was(builds: dict[str, Any], tmp_path: Path,
+                                                                  swc_files: list[Path],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memos a build writes while it works (in threads, beside the cache's) replace the cache's only once its
+    version is published: a build that fails at its publication leaves every cache file as it was, and nothing
+    of its own there."""
+    import shutil
+
+    from swcdata.registry.store import Registry
+
+    home = tmp_path / "reg"
+    shutil.copytree(builds["root"] / "a", home)
+    folder = home / "s" / CACHE_DIR
+    shutil.rmtree(folder / "inputs")  # (the files validated again: every step makes and writes its memo)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Registry, "publish", refused)
+    with pytest.raises(OSError, match="No space left"):
+        _build(home, swc_files[:3])
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    monkeypatch.undo()
+    again = _build(home, swc_files[:3])  # (and one that publishes replaces them)
+    assert again.created and len(read_memo(folder / "checks.parquet")) == again.cache["checks"].kept > len(
+        read_memo(builds["root"] / "a" / "s" / CACHE_DIR / "checks.parquet"))
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []

@@ -89,6 +89,32 @@ def test_publish_same_content_twice_gives_the_same_version(home: Path, table: pa
     assert reg.home == home
 
 
+def test_files_beside_the_data_are_written_with_it_and_in_the_manifest(home: Path, table: pa.Table) -> None:
+    """A version's extra files (the signature index) are written in threads while its data is: each one's sha256 in
+    the manifest, and the version verifies. A writer that fails fails the publication, and nothing is left of it:
+    no version, no temporary folder."""
+    reg = Registry()
+    written: list[Path] = []
+
+    def note(path: Path) -> None:
+        path.write_bytes(b"beside the data\n")
+        written.append(path)
+
+    def broken(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        reg.publish("swc", make_splits(table), fields(), {"index/a.bin": note, "index/b.bin": broken})
+    assert not (home / "swc" / "v1").exists() and [p.name for p in (home / "swc").iterdir()
+                                                     if p.name.startswith(".tmp")] == []
+    m, created = reg.publish("swc", make_splits(table), fields(), {"index/a.bin": note, "notes/c.txt": note})
+    assert created and m.ref == "swc@v1" and len(written) == 3
+    for rel in ("index/a.bin", "notes/c.txt"):
+        assert m.files[rel] == hashlib.sha256(b"beside the data\n").hexdigest()
+    assert reg.verify("swc@v1").ok
+
+
 def test_manifest_holds_counts_lineage_and_matches_its_schema(home: Path, table: pa.Table) -> None:
     inputs = [{"path": str(SAMPLE), "sha256": hashlib.sha256(SAMPLE.read_bytes()).hexdigest(),
                "bytes": SAMPLE.stat().st_size}]

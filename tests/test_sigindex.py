@@ -64,6 +64,46 @@ def test_an_index_round_trips_through_parquet_and_finds_its_keys(tmp_path: Path)
     assert table.schema.field("bands").type == pa.binary(8 * params.bands)
 
 
+def test_an_index_of_many_row_groups_reads_back_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_index copies row group after row group into the index's arrays: every row, in order."""
+    from swcdata.similarity import sigindex
+
+    params = _params(num_perm=16)
+    gen = np.random.default_rng(2)
+    index = SignatureIndex.of(params, gen.integers(0, 2**63, (1000, 2), dtype=np.int64).astype(np.uint64),
+                              gen.integers(0, 2**32 - 1, (1000, 16), dtype=np.int64).astype(np.uint32))
+    monkeypatch.setattr(sigindex, "ROW_GROUP", 77)
+    write_index(index, tmp_path / "i.parquet")
+    assert pq.ParquetFile(tmp_path / "i.parquet").num_row_groups == 13
+    back = read_index(tmp_path / "i.parquet")
+    assert np.array_equal(back.keys, index.keys) and np.array_equal(back.sig, index.sig)
+
+
+def test_merged_keeps_the_rows_it_is_told_and_inserts_the_new() -> None:
+    """SignatureIndex.merged(keys, sig, keep) is the index of the kept rows with the new ones inserted, whether the
+    kept rows are copied run by run (few runs) or gathered first (many): the same index as one made of the rows."""
+    from swcdata.similarity.sigindex import _spliced
+
+    gen = np.random.default_rng(3)
+    params = _params(num_perm=16)
+    for m, n_new, share in ((5000, 40, 0.999), (5000, 3000, 0.6), (300, 0, 0.99), (300, 10, 1.0), (0, 5, 1.0)):
+        keys = gen.integers(0, 2**63, (m + n_new, 2), dtype=np.int64).astype(np.uint64)
+        sig = gen.integers(0, 2**32 - 1, (m + n_new, 16), dtype=np.int64).astype(np.uint32)
+        base = SignatureIndex.of(params, keys[:m], sig[:m])
+        keep = gen.random(len(base)) < share
+        got = base.merged(keys[m:], sig[m:], keep)
+        want = SignatureIndex.of(params, np.concatenate([base.keys[keep], keys[m:]]),
+                                 np.concatenate([base.sig[keep], sig[m:]]))
+        assert np.array_equal(got.keys, want.keys) and np.array_equal(got.sig, want.sig), (m, n_new, share)
+    rows = gen.integers(0, 9, (500, 3)).astype(np.uint32)
+    for kept in (None, np.flatnonzero(gen.random(500) < 0.98)):
+        n = 500 if kept is None else len(kept)
+        pos = np.sort(gen.integers(0, n + 1, 20)).astype(np.int64)
+        values = gen.integers(0, 9, (20, 3)).astype(np.uint32)
+        assert np.array_equal(_spliced(rows, kept, pos, values),
+                              np.insert(rows if kept is None else rows[kept], pos, values, axis=0))
+
+
 def test_an_index_of_other_parameters_says_what_differs() -> None:
     assert _params().differences(_params()) == []
     assert _params(threshold=0.8).differences(_params()) == []  # (only the banding differs: same signatures)

@@ -115,6 +115,10 @@ class Background:
         self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
 
+    def join(self) -> None:
+        """Wait for it to end (its error, if any, is left for `result`)."""
+        self._thread.join()
+
     def result(self) -> Any:
         self._thread.join()
         if self._error is not None:

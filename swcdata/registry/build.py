@@ -30,6 +30,7 @@ from swcdata.steps.split import SplitConfig
 from swcdata.steps.validate import ValidateConfig
 
 if TYPE_CHECKING:
+    from swcdata.core.workers import Background
     from swcdata.registry.cache import BuildCache
     from swcdata.registry.manifest import IndexEntry, Manifest
     from swcdata.registry.store import Registry
@@ -413,9 +414,7 @@ class Steps:
             if held is not None and more.rows is not None:
                 held[more.rows[more.rows >= 0]] = True
             added, reused = added.merged(more.keys, more.sig), reused + more.reused
-        if held is not None and not held.all():
-            base = SignatureIndex(params, base.keys[held], base.sig[held])
-        return (base.merged(np.concatenate([fresh.keys, added.keys]), np.concatenate([fresh.sig, added.sig])),
+        return (base.merged(np.concatenate([fresh.keys, added.keys]), np.concatenate([fresh.sig, added.sig]), held),
                 len(added) - reused, reused)
 
     def split(self, records: Any, cfg: SplitConfig, holdout: pa.Table | None, known: SignatureIndex | None = None,
@@ -506,6 +505,7 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step
     where it holds their bytes (`swcdata.steps.prepared`), and leave this build's there (`swcdata.registry.cache`;
     the version is the same either way)."""
     from swcdata.core.io import resolve_inputs
+    from swcdata.registry.cache import BuildCache
     from swcdata.registry.store import Registry
 
     runner = steps or Steps()
@@ -516,9 +516,14 @@ def run_build(cfg: BuildConfig, base: Path, *, home: Path | None = None, on_step
     # (before any work: missing inputs, or a registry we cannot write, fail now, not at publish)
     files = resolve(cfg.inputs)
     holdout_files = resolve(cfg.split.holdout) if cfg.split.holdout else []
-    check_writable(Registry(home).home)
+    registry = Registry(home)
+    check_writable(registry.home)
+    memos = _Memos(BuildCache(registry.home, cfg.name) if cache and runner.memoises else None)
     with runner.session():
-        return _run_build(cfg, base, files, holdout_files, home, on_step, runner, cache)
+        try:
+            return _run_build(cfg, base, files, holdout_files, registry, on_step, runner, memos)
+        finally:
+            memos.discard()  # (a build that failed leaves the cache as it was; one that published, as it left it)
 
 
 class _Memos:
@@ -528,7 +533,7 @@ class _Memos:
     def __init__(self, cache: BuildCache | None) -> None:
         self.cache = cache
         self.use: dict[str, CacheUse] = {}
-        self._made: list[tuple[Any, Callable[[Any, Path], None] | None]] = []
+        self._made: list[tuple[str, Background]] = []  # (each step's memo, written in a thread as it is made)
         self._prepared: PreparedInputs | None = None
 
     def known(self, step: str, reader: Callable[[Path], Any] | None = None) -> Any:
@@ -541,9 +546,16 @@ class _Memos:
 
     def made(self, memo: Any, texts: int, reused: int, note: str | None,
              writer: Callable[[Any, Path], None] | None = None) -> None:
-        use = self.use[memo.params.step]
-        self.use[memo.params.step] = CacheUse(texts=texts, reused=reused, kept=len(memo), note=use.note or note)
-        self._made.append((memo, writer))
+        """A step's memo of this build: written beside the cache's in a thread while the build goes on (Parquet
+        releases the GIL), put in place by `write` once the version is published."""
+        from swcdata.core.workers import Background
+
+        step = memo.params.step
+        use = self.use[step]
+        self.use[step] = CacheUse(texts=texts, reused=reused, kept=len(memo), note=use.note or note)
+        if self.cache is not None:
+            args = (memo,) if writer is None else (memo, writer)
+            self._made.append((step, Background(self.cache.stage, *args, name="swcdata-cache")))
 
     def inputs(self, cfg: ValidateConfig) -> PreparedInputs | None:
         """The prepared inputs of this build's validation (None without a cache)."""
@@ -562,28 +574,32 @@ class _Memos:
 
     def write(self) -> None:
         """Leave this build's memos and prepared inputs in the cache (after the publication: a failed build leaves
-        the old ones)."""
-        for memo, writer in self._made:
-            if self.cache is None:
-                break
-            note = self.cache.write(memo, writer) if writer is not None else self.cache.write(memo)
+        the old ones, see `discard`)."""
+        made, self._made = self._made, []
+        for step, staging in made:
+            note = staging.result().commit()
             if note:
-                use = self.use[memo.params.step]
-                self.use[memo.params.step] = use.model_copy(update={"kept": 0, "note": note})
+                self.use[step] = self.use[step].model_copy(update={"kept": 0, "note": note})
         if self._prepared is not None:
             note = self._prepared.write()
             use = self.use["inputs"]
             self.use["inputs"] = use.model_copy(update={"kept": self._prepared.kept, "note": use.note or note})
 
+    def discard(self) -> None:
+        """Remove the memos written for a build that did not publish (the cache keeps the old ones)."""
+        made, self._made = self._made, []
+        for _, staging in made:
+            staging.join()
+            with contextlib.suppress(Exception):  # (its error: nothing was written)
+                staging.result().discard()
 
-def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: list[Path], home: Path | None,
-               on_step: StepProgress | None, runner: Steps, use_cache: bool) -> BuildResult:
+
+def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: list[Path], registry: Registry,
+               on_step: StepProgress | None, runner: Steps, memos: _Memos) -> BuildResult:
     """`run_build` after the checks, inside the runner's session."""
     import time
 
     from swcdata.core.workers import Background
-    from swcdata.registry.cache import BuildCache
-    from swcdata.registry.store import Registry
     from swcdata.steps.audit import AuditConfig
     from swcdata.steps.features import Features, features_params, read_features, write_features
     from swcdata.steps.validate import CodeChecks, load_valid
@@ -602,8 +618,6 @@ def _run_build(cfg: BuildConfig, base: Path, files: list[Path], holdout_files: l
         t = now
 
     names = PublishedNames([*files, *holdout_files], base)
-    registry = Registry(home)
-    memos = _Memos(BuildCache(registry.home, cfg.name) if use_cache and runner.memoises else None)
     # The parent's signature index (its sha256 checked, then read: a second or two at 1M records) is read in a thread
     # while validation runs (its workers check the lines; hashing and reading Parquet release the GIL); the dedup
     # step takes it, or the error that reading it raised (a tampered index fails the build there, as before).

@@ -75,17 +75,48 @@ class BuildCache:
     def write(self, memo: Memo | Any, writer: Callable[[Any, Path], None] = write_memo) -> str | None:
         """Replace the memo of its step (`memo.params.step`), written by `writer`; None, or why it could not be
         written (a build does not fail for it)."""
+        return self.stage(memo, writer).commit()
+
+    def stage(self, memo: Memo | Any, writer: Callable[[Any, Path], None] = write_memo) -> Staged:
+        """The memo of its step written beside the one the cache holds, to replace it (`Staged.commit`) or not
+        (`Staged.discard`): a build writes its memos while it works, and replaces the old ones once it has
+        published."""
         path = self.path(memo.params.step)
-        tmp: Path | None = self.folder / f".{memo.params.step}-{os.getpid()}-{uuid.uuid4().hex}.tmp"
+        tmp = self.folder / f".{memo.params.step}-{os.getpid()}-{uuid.uuid4().hex}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             writer(memo, tmp)  # (a plain new file: the registry's permissions, where mkstemp's are 0600)
-            os.replace(tmp, path)
-            tmp = None
         except OSError as e:
-            return f"cannot write {path}: {e.strerror or e} (the next build works on every text)"
-        finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)
+            _unlink(tmp)
+            return Staged(path, None, f"cannot write {path}: {e.strerror or e} (the next build works on every text)")
+        return Staged(path, tmp, None)
+
+
+class Staged:
+    """A memo written beside the file it replaces (`BuildCache.stage`), or why it could not be written (`note`)."""
+
+    def __init__(self, path: Path, tmp: Path | None, note: str | None) -> None:
+        self.path, self.tmp, self.note = path, tmp, note
+
+    def commit(self) -> str | None:
+        """Put it in place; None, or why it could not be (the old file is left as it was)."""
+        if self.tmp is None:
+            return self.note
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.discard()
+            return f"cannot write {self.path}: {e.strerror or e} (the next build works on every text)"
+        self.tmp = None
         return None
+
+    def discard(self) -> None:
+        """Remove what was written (nothing once it is in place)."""
+        if self.tmp is not None:
+            _unlink(self.tmp)
+            self.tmp = None
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)

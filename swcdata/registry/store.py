@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swcdata.core.errors import ConfigError, DataError, InputError, validation_problems
 from swcdata.core.io import sha256_file
+from swcdata.core.workers import Background
 from swcdata.registry.content import (
     ContentCheckCancelled,
     as_arrow,
@@ -247,6 +248,13 @@ def _make_read_only(folder: Path) -> None:
     for p in folder.rglob("*"):
         if p.is_file():
             p.chmod(p.stat().st_mode & mask)
+
+
+def _written_beside(path: Path, write: Callable[[Path], None]) -> str:
+    """Write a file beside a version's data (`write(path)`) and return its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path)
+    return sha256_file(path)
 
 
 def _rmtree(path: Path) -> None:
@@ -771,11 +779,18 @@ class Registry:
                                  or self.path(m))]
                 if tmp is None:
                     tmp = self._tmp_folder(folder, f"v{version}")
-                    written = write(tmp)
-                assert written is not None
-                for rel, write_extra in (extra_files or {}).items():
-                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                    write_extra(tmp / rel)
+                # (the files beside the data, the signature index, are written and hashed in threads while the data
+                # is: Parquet and sha256 release the GIL)
+                extras = {rel: Background(_written_beside, tmp / rel, write_extra, name="swcdata-publish")
+                          for rel, write_extra in (extra_files or {}).items()}
+                try:
+                    if written is None:
+                        written = write(tmp)
+                    digests = {rel: extra.result() for rel, extra in extras.items()}
+                finally:
+                    for extra in extras.values():  # (none writes into a folder being removed)
+                        extra.join()
+                written = written._replace(files={**written.files, **digests})
                 manifest = self._write_version(folder, tmp, name, version, written, fields, __version__, log_first)
                 tmp = None
                 return manifest, True

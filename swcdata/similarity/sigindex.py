@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -154,6 +155,28 @@ def _insertion_points(sorted_keys: Keys, keys: Keys) -> npt.NDArray[np.int64]:
     return pos
 
 
+_RUNS_PER_ROW = 1 / 64  # (fewer runs of rows than this share of the rows: copied run by run)
+
+
+def _spliced(rows: npt.NDArray[Any], kept: npt.NDArray[np.int64] | None, pos: npt.NDArray[np.int64],
+             values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """`np.insert(rows[kept], pos, values, axis=0)` (all the rows without `kept`), made with one copy of the kept
+    rows: where they fall in few runs (rows that follow each other in both arrays: a parent's index with a few
+    rows left out and a few inserted), run by run into the new array, without the array `rows[kept]` between."""
+    n = len(rows) if kept is None else len(kept)
+    src = np.arange(n, dtype=np.int64) if kept is None else kept
+    dst = np.arange(n, dtype=np.int64) + np.searchsorted(pos, np.arange(n, dtype=np.int64), side="right")
+    brk = np.flatnonzero((np.diff(src) != 1) | (np.diff(dst) != 1)) + 1
+    if len(brk) + 1 > max(64, n * _RUNS_PER_ROW):
+        return np.insert(rows if kept is None else rows[kept], pos, values, axis=0)
+    out = np.empty((n + len(values), *rows.shape[1:]), dtype=rows.dtype)
+    out[pos + np.arange(len(values), dtype=np.int64)] = values
+    for a, b in zip(np.concatenate([[0], brk]).tolist(), np.concatenate([brk, [n]]).tolist(), strict=True):
+        if b > a:
+            out[dst[a] : dst[a] + b - a] = rows[src[a] : src[a] + b - a]
+    return out
+
+
 def key_bytes(instruction: str, response: str) -> bytes:
     """The key (`KEY_SCHEME`) of one record's two fields, as the 16 bytes `keys_from_bytes` reads."""
     return xxhash.xxh3_128_digest(response.encode("utf-8"), xxhash.xxh3_64_intdigest(instruction.encode("utf-8")))
@@ -195,18 +218,19 @@ class SignatureIndex:
         """The row of each key, -1 where the index lacks it."""
         return find_keys(self.keys, keys)
 
-    def merged(self, keys: Keys, sig: minhash.U32) -> SignatureIndex:
-        """This index with the given rows added (those whose keys it lacks): the new rows, sorted, inserted in
-        place (one sequential copy of the index, not a sort of it)."""
-        new = self.find(keys) < 0
-        if not new.any():
+    def merged(self, keys: Keys, sig: minhash.U32, keep: npt.NDArray[np.bool_] | None = None) -> SignatureIndex:
+        """This index with the given rows added (those whose keys it lacks) and, with `keep`, only the rows of it
+        that `keep` marks: the new rows, sorted, inserted in place (one sequential copy of the kept rows, not a
+        sort of them all)."""
+        kept = None if keep is None or keep.all() else np.flatnonzero(keep)
+        base_keys = self.keys if kept is None else self.keys[kept]
+        new = find_keys(base_keys, keys) < 0
+        add = SignatureIndex.of(self.params, keys[new], sig[new]) if new.any() else SignatureIndex.empty(self.params)
+        if kept is None and not len(add):
             return self
-        add = SignatureIndex.of(self.params, keys[new], sig[new])
-        if not len(add):
-            return self
-        pos = _insertion_points(self.keys, add.keys)
-        return SignatureIndex(self.params, np.insert(self.keys, pos, add.keys, axis=0),
-                              np.insert(self.sig, pos, add.sig, axis=0))
+        pos = _insertion_points(base_keys, add.keys)
+        return SignatureIndex(self.params, np.insert(base_keys, pos, add.keys, axis=0),
+                              _spliced(self.sig, kept, pos, add.sig))
 
     def table(self) -> pa.Table:
         """The index as its Parquet file holds it (see the module's docstring)."""
@@ -223,22 +247,32 @@ class SignatureIndex:
     def from_table(cls, table: pa.Table, schema: pa.Schema | None = None) -> SignatureIndex:
         """The index a `table()` holds (its parameters from the schema metadata), or a ValueError saying what is
         wrong with it. `schema`: the whole file's, where `table` holds only its key and signature columns."""
-        schema = schema if schema is not None else table.schema
-        meta = (schema.metadata or {}).get(INDEX_META)
-        if meta is None:
-            raise ValueError("no parameters in its metadata (not a signature index)")
-        try:
-            params = IndexParams.model_validate_json(meta)
-        except ValidationError as e:
-            raise ValueError(f"its parameters do not parse ({e.errors()[0]['msg']})") from None
-        if not schema.remove_metadata().equals(index_schema(params)):
-            raise ValueError(f"its columns are {schema.remove_metadata()}, not {index_schema(params)}")
+        params = _params_of(schema if schema is not None else table.schema)
         m = table.num_rows
         keys = keys_of(table.column("key"))
         sig = _words(table.column("signature"), "<u4", m, params.num_perm).astype(np.uint32, copy=False)
+        return cls.checked(params, keys, sig)
+
+    @classmethod
+    def checked(cls, params: IndexParams, keys: Keys, sig: minhash.U32) -> SignatureIndex:
+        """The index of these rows, or a ValueError when its keys are not distinct and in key order."""
         if not in_key_order(keys):
             raise ValueError("its keys are not distinct and in key order")
         return cls(params, keys, sig)
+
+
+def _params_of(schema: pa.Schema) -> IndexParams:
+    """The parameters of an index file's schema (its metadata), or a ValueError saying what is wrong with it."""
+    meta = (schema.metadata or {}).get(INDEX_META)
+    if meta is None:
+        raise ValueError("no parameters in its metadata (not a signature index)")
+    try:
+        params = IndexParams.model_validate_json(meta)
+    except ValidationError as e:
+        raise ValueError(f"its parameters do not parse ({e.errors()[0]['msg']})") from None
+    if not schema.remove_metadata().equals(index_schema(params)):
+        raise ValueError(f"its columns are {schema.remove_metadata()}, not {index_schema(params)}")
+    return params
 
 
 def index_schema(params: IndexParams) -> pa.Schema:
@@ -267,13 +301,18 @@ def _little(a: npt.NDArray[np.generic], dtype: str) -> npt.NDArray[np.generic]:
     return np.ascontiguousarray(a, dtype=np.dtype(dtype))
 
 
-def _words(col: pa.ChunkedArray, dtype: str, m: int, per_row: int) -> npt.NDArray[np.generic]:
-    """A fixed-size binary column as an (m, per_row) array of `dtype` words (one copy, chunk by chunk)."""
+def _words(col: pa.ChunkedArray, dtype: str, m: int, per_row: int,
+           out: npt.NDArray[np.generic] | None = None) -> npt.NDArray[np.generic]:
+    """A fixed-size binary column as an (m, per_row) array of `dtype` words (one copy, chunk by chunk; into `out`
+    where it is given)."""
     if col.null_count:
         raise ValueError("null values in a column of the index")
     if col.type.byte_width != np.dtype(dtype).itemsize * per_row:
         raise ValueError(f"values of {col.type.byte_width} bytes, not {np.dtype(dtype).itemsize * per_row}")
-    out = np.empty((m, per_row), dtype=dtype)
+    if out is None:
+        out = np.empty((m, per_row), dtype=dtype)
+    if len(out) != len(col):
+        raise ValueError(f"{len(col)} rows where {len(out)} were expected")
     at = 0
     for arr in col.chunks:
         n = len(arr)
@@ -298,11 +337,24 @@ def read_index(path: Path) -> SignatureIndex:
 
     # (ParquetFile: `pq.read_table` imports pyarrow.dataset, and with it pandas, 0.5 s. Memory-mapped, one thread,
     # without the band keys, which a reader recomputes for its own banding: 0.2-0.4 s for a 530 MB index, against
-    # 1.3-3.3 s for every column read by the default thread pool)
+    # 1.3-3.3 s for every column read by the default thread pool. A row group at a time, copied into the index's
+    # arrays: the reader's buffers are one row group's, reused, not a second copy of the whole index)
     try:
         with pq.ParquetFile(path, memory_map=True) as f:
-            schema = f.schema_arrow
-            table = f.read(columns=["key", "signature"], use_threads=False)
+            params = _params_of(f.schema_arrow)
+            m = f.metadata.num_rows
+            keys, sig = np.empty((m, 2), dtype=">u8"), np.empty((m, params.num_perm), dtype="<u4")
+            at = 0
+            for g in range(f.num_row_groups):
+                part = f.read_row_group(g, columns=["key", "signature"], use_threads=False)
+                n = part.num_rows
+                if at + n > m:
+                    raise ValueError(f"its row groups hold more rows than its {m:,}")
+                _words(part.column("key"), ">u8", n, 2, keys[at : at + n])
+                _words(part.column("signature"), "<u4", n, params.num_perm, sig[at : at + n])
+                at += n
+            if at != m:
+                raise ValueError(f"its row groups hold {at:,} rows, not its {m:,}")
     except (pa.ArrowInvalid, KeyError) as e:
         raise ValueError(f"not a Parquet file of an index ({e})") from None
-    return SignatureIndex.from_table(table, schema)
+    return SignatureIndex.checked(params, keys.astype(np.uint64), sig.astype(np.uint32, copy=False))
