@@ -472,9 +472,16 @@ def test_sigterm_stops_a_command_like_ctrl_c(tmp_path: Path) -> None:
     _, err = p.communicate(timeout=120)
     assert p.returncode == 143 and err.strip().endswith("terminated") and "Traceback" not in err, err
     assert sorted(x.name for x in tmp_path.iterdir()) == ["big.jsonl"]  # no output, no temporary file
-    time.sleep(0.5)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(p.pid, 0)  # no process of its group is left
+    # no process of its group is left: its workers end within a second of it (swcdata.core.workers); on a loaded
+    # machine they, and their reaping by init (an exited one counts as left until it is reaped), may take longer
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a process of the command's group outlived it by 10 s"
+        time.sleep(0.1)
 
 
 def test_a_sigterm_during_a_fork_is_delivered_after_it() -> None:
