@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from swcdata.cli.main import app
+from swcdata.core.isolate import stream_isolated
 from swcdata.registry.build import load_config, run_build
 from swcdata.registry.cache import CACHE_DIR, BuildCache
 from swcdata.similarity.sigindex import key_bytes, keys_from_bytes, text_keys
@@ -305,8 +306,8 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_build(tmp_path: Path, 
                                         **{"augment.enabled": False}).content_hash
 
 
-def test_a_memo_value_of_the_wrong_shape_is_worked_on_again(tmp_path: Path, small_splits: dict[str, pa.Table]
-                                                           ) -> None:
+def test_a_memo_value_of_the_wrong_shape_is_worked_on_again(tmp_path: Path, small_splits: dict[str, pa.Table],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """What a cache holds is read with care: a value that is not what the step writes is a miss, not a crash."""
     cfg = AugmentConfig()
     train = {"train": small_splits["train"].slice(0, 6)}
@@ -321,8 +322,19 @@ def test_a_memo_value_of_the_wrong_shape_is_worked_on_again(tmp_path: Path, smal
 
     broken = [spoilt(k, v) if v else v for k, v in enumerate(memo.values)]
     again = VariantMemo(cfg, Memo(memo.params, memo.keys, broken))
+    from swcdata.steps.augment import step as augment_step
+
+    children: list[int] = []
+
+    def counted(fn: Any, rows: list[Any], *args: Any) -> Any:
+        children.append(len(rows))
+        return stream_isolated(fn, rows, *args)
+
+    monkeypatch.setattr(augment_step, "stream_isolated", counted)
     out, rep = augment(train, cfg, memo=again)
     assert again.reused == 0 and out["train"].equals(plain["train"])
+    # (the values that are no memo's: one child for them all, beside the one for the records not held)
+    assert sorted(children) == [2, 4]
     assert rep.model_dump(exclude={"seconds"}) == prep.model_dump(exclude={"seconds"})
     # validation: a value that is no list of findings
     line = {"instruction": "Fix:\n```solidity\ncontract A { function f() public { x = 1; } }\n```",

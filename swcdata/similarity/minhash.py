@@ -58,9 +58,9 @@ _ORDER_BY_ARGSORT = 1 << 15  # (below this many values, `np.argsort` is as fast)
 
 def hash_order(h: U64) -> I64:
     """``np.argsort(h, kind="stable")`` of 64-bit hashes (equal values in their order), by a sort of values: the
-    high bits of each hash and its position packed into one uint64 are sorted (``np.sort``, vectorised: 0.23 s for
-    17M values where the stable argsort takes 3.4 s), and the rare runs whose high bits agree but whose hashes
-    differ are put in order again. The same permutation, in any case."""
+    high bits of each hash and its position packed into one uint64 are sorted (``np.sort``, vectorised), and the
+    rare runs whose high bits agree but whose hashes differ are put in order again. The same permutation, in any
+    case: 0.8-1.7 s for 17M hashes where the stable argsort takes 3.0-3.4 s (bench/RESULTS.md)."""
     n = len(h)
     bits = max(1, (n - 1).bit_length())
     if n < _ORDER_BY_ARGSORT or bits > 40:
@@ -222,7 +222,7 @@ def band_hashes(sig: U32, bands: int, rows: int) -> U64:
     for 250k records, 14 bands of 9 rows), the same values."""
     n = sig.shape[0]
     out = np.empty((n, bands), dtype=np.uint64)
-    if _fast is not None and _native.on("lsh") and n:  # (the same values, row by row: 1M records in 0.1 s, not 2)
+    if _fast is not None and _native.on("lsh") and n:  # (the same values, row by row: 0.49 s for 1M, not 1.29)
         _fast.lsh_band_hashes(np.ascontiguousarray(sig, dtype=np.uint32), sig.shape[1], bands, rows, out)
         return out
     tmp = np.empty(min(_BAND_CHUNK, n), dtype=np.uint64)

@@ -429,14 +429,26 @@ class VariantMemo:
         collected into this run's memo (a crash is not)."""
         keys, kept = self.take(rows)
         results = _each_variants([row for row, value in zip(rows, kept, strict=True) if value is None], cfg)
-        for key, row, value in zip(keys, rows, kept, strict=True):
-            got = _decoded(_loads(value), row) if value is not None else None
+        # (once a held value does not read, the rest are read at once, and the records of those that do not read
+        # are augmented in one more child: a cache of such values costs two children, not one per record)
+        ahead: dict[int, _Out | None] = {}
+        unread: Iterator[_Out | ChildCrashed] | None = None
+        for i, (key, row, value) in enumerate(zip(keys, rows, kept, strict=True)):
+            got: _Out | ChildCrashed | None = None
+            if value is not None:
+                got = ahead.pop(i) if i in ahead else _decoded(_loads(value), row)
+                if got is None and unread is None:
+                    ahead = {j: _decoded(_loads(v), rows[j])
+                             for j, v in enumerate(kept[i + 1 :], i + 1) if v is not None}
+                    unread = _each_variants([row, *(rows[j] for j, out in ahead.items() if out is None)], cfg)
             if got is not None:
                 self.reused += 1
                 self._keys.append(key)
                 self._values.append(value)
-            else:  # (not held; or held in a form this code does not read: augmented alone)
-                got = next(results) if value is None else next(_each_variants([row], cfg))
+            else:
+                source = results if value is None else unread
+                assert source is not None  # (a held value that did not read made it)
+                got = next(source)
                 if not isinstance(got, ChildCrashed):
                     self.add(key, row, got)
             yield key, got
